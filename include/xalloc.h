@@ -1,0 +1,37 @@
+/* xalloc: a general-purpose malloc replacement for Linux.
+ *
+ * Programs get xalloc through the standard names (malloc, free, ...) by
+ * LD_PRELOAD=libxalloc.so, by linking -lxalloc, or by linking libxalloc.a.
+ * This header declares what <stdlib.h>/<malloc.h> of glibc 2.36 lack
+ * (the C23 sized frees) and xalloc's own API, all prefixed xalloc_. */
+#ifndef XALLOC_H
+#define XALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XALLOC_VERSION_MAJOR 0
+#define XALLOC_VERSION_MINOR 1
+#define XALLOC_VERSION_PATCH 0
+
+/* C23: free p, which was allocated with a requested size of `size`.
+ * A size that does not match the block is reported as misuse. */
+void free_sized(void *p, size_t size);
+/* C23: free p from aligned_alloc(alignment, size). */
+void free_aligned_sized(void *p, size_t alignment, size_t size);
+
+/* "major.minor.patch" of the library actually loaded. */
+const char *xalloc_version(void);
+
+/* Return free memory held by the allocator to the OS now: flush the calling
+ * thread's cache, release empty spans with madvise and cached huge
+ * mappings.  Returns 1 if any memory was released, 0 otherwise. */
+int xalloc_purge(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

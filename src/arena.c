@@ -1,0 +1,415 @@
+/* Arenas: span carving (split/coalesce), slab bins, refill and flush of
+ * thread-cache batches, large allocations.  Every function that takes the
+ * arena lock drops it before any call into the OS layer. */
+#include "arena.h"
+#include "base.h"
+#include "error.h"
+#include <string.h>
+
+struct xa_arena **xa_arenas;
+unsigned xa_narenas;
+
+/* ---- lists ----------------------------------------------------------- */
+
+static void list_push(struct xa_span **head, struct xa_span *s) {
+  s->prev = NULL;
+  s->next = *head;
+  if (*head) (*head)->prev = s;
+  *head = s;
+}
+
+static void list_remove(struct xa_span **head, struct xa_span *s) {
+  if (s->prev) s->prev->next = s->next;
+  else *head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
+/* ---- free spans ------------------------------------------------------ */
+
+static unsigned free_bin(uint32_t npages) {
+  if (npages <= XA_FREE_EXACT) return npages - 1;
+  return XA_FREE_EXACT + (unsigned)(63 - __builtin_clzl(npages)) - 6;
+}
+
+static void free_insert(struct xa_arena *a, struct xa_span *s) {
+  unsigned b = free_bin(s->npages);
+  list_push(&a->free_spans[b], s);
+  a->free_nonempty[b >> 6] |= (uint64_t)1 << (b & 63);
+}
+
+static void free_remove(struct xa_arena *a, struct xa_span *s) {
+  unsigned b = free_bin(s->npages);
+  list_remove(&a->free_spans[b], s);
+  if (!a->free_spans[b]) a->free_nonempty[b >> 6] &= ~((uint64_t)1 << (b & 63));
+  xa_span_chunk(s)->free_pages -= s->npages;
+  if (s->dirty) a->dirty_pages -= s->npages;
+}
+
+/* Make pages [first, first+n) of c one free span and bin it.  Only the
+ * boundary pages' pageinfo is written (for coalescing); interior pages
+ * already say XA_CLS_NONE. */
+static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigned first, unsigned n, bool dirty) {
+  struct xa_span *s = xa_chunk_span(c, first);
+  s->first = (uint16_t)first;
+  s->npages = n;
+  s->nfree = 0;
+  s->state = XA_SPAN_FREE;
+  s->cls = XA_CLS_NONE;
+  s->dirty = dirty;
+  xa_chunk_mark_pages(c, first, 1, first, XA_CLS_NONE);
+  xa_chunk_mark_pages(c, first + n - 1, 1, first, XA_CLS_NONE);
+  c->free_pages += n;
+  if (dirty) a->dirty_pages += n;
+  free_insert(a, s);
+  return s;
+}
+
+static unsigned usable_pages(void) { return xa_chunk_npages - xa_chunk_header_pages; }
+
+/* First free span of at least n pages, removed from its bin and trimmed to
+ * n pages (the rest stays free).  NULL if none. */
+static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
+  unsigned b = free_bin(n);
+  struct xa_span *s = NULL;
+  if (b >= XA_FREE_EXACT)               /* a range bin: look for a fit */
+    for (s = a->free_spans[b]; s && s->npages < n; s = s->next) {}
+  if (!s) {
+    unsigned from = b >= XA_FREE_EXACT ? b + 1 : b;
+    for (unsigned w = from >> 6; w < 2 && !s; w++) {
+      uint64_t m = a->free_nonempty[w];
+      if (w == from >> 6) m &= ~(uint64_t)0 << (from & 63);
+      if (m) s = a->free_spans[w * 64 + (unsigned)__builtin_ctzl(m)];
+    }
+  }
+  if (!s) return NULL;
+  struct xa_chunk *c = xa_span_chunk(s);
+  free_remove(a, s);
+  if (c == a->spare) a->spare = NULL;
+  if (s->npages > n) free_make(a, c, s->first + n, s->npages - n, s->dirty);
+  s->npages = n;
+  return s;
+}
+
+/* A span of n pages: from the free bins, else from a new chunk (mapped
+ * with the lock dropped).  Lock held on entry and on return. */
+static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
+  if (n > usable_pages()) return NULL;
+  for (;;) {
+    struct xa_span *s = free_take(a, n);
+    if (s) return s;
+    xa_unlock(&a->lock);
+    struct xa_chunk *c = xa_chunk_new(a);
+    xa_lock(&a->lock);
+    if (!c) return NULL;
+    c->next = a->chunks;
+    a->chunks = c;
+    a->mapped += XA_CHUNK_SIZE;
+    free_make(a, c, xa_chunk_header_pages, usable_pages(), false);
+  }
+}
+
+/* Turn allocated span s back into free pages, merging with free
+ * neighbours.  Returns a chunk that became wholly free and must be unmapped
+ * by the caller after unlocking, or NULL. */
+static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, bool dirty) {
+  struct xa_chunk *c = xa_span_chunk(s);
+  unsigned first = s->first, n = s->npages;
+  if (s->state == XA_SPAN_SLAB) {
+    /* The bitmap overlaps later pages' slots: zero it so no stale slot
+     * looks like a span; and the pages stop being small-object pages. */
+    memset(s->bitmap, 0, ((xa_classes[s->cls].nobjs + 63) / 64) * 8);
+    xa_chunk_mark_pages(c, first, n, first, XA_CLS_NONE);
+  }
+  s->state = XA_SPAN_FREE;
+  if (first > xa_chunk_header_pages) {
+    struct xa_span *l = xa_chunk_span(c, xa_chunk_page_info(c, first - 1)->first);
+    if (l->state == XA_SPAN_FREE) {
+      dirty |= l->dirty;
+      free_remove(a, l);
+      first = l->first;
+      n += l->npages;
+    }
+  }
+  unsigned r = s->first + s->npages;
+  if (r < xa_chunk_npages) {
+    struct xa_span *rs = xa_chunk_span(c, r);
+    if (rs->state == XA_SPAN_FREE) {
+      dirty |= rs->dirty;
+      free_remove(a, rs);
+      n += rs->npages;
+      rs->npages = 0;
+    }
+  }
+  struct xa_span *f = free_make(a, c, first, n, dirty);
+  if (n != usable_pages()) return NULL;
+  if (!a->spare) { a->spare = c; return NULL; }
+  /* A second wholly free chunk: hand it back to the OS. */
+  free_remove(a, f);
+  f->state = XA_SPAN_HEADER;
+  for (struct xa_chunk **pp = &a->chunks; *pp; pp = &(*pp)->next)
+    if (*pp == c) { *pp = c->next; break; }
+  a->mapped -= XA_CHUNK_SIZE;
+  return c;
+}
+
+/* ---- arenas ---------------------------------------------------------- */
+
+bool xa_arena_init_all(unsigned n) {
+  struct xa_arena **v = xa_base_alloc(n * sizeof *v);
+  if (!v) return false;
+  for (unsigned i = 0; i < n; i++) {
+    v[i] = xa_base_alloc(sizeof(struct xa_arena));
+    if (!v[i]) return false;
+    xa_lock_reinit(&v[i]->lock);
+    v[i]->index = i;
+  }
+  xa_arenas = v;
+  xa_narenas = n;
+  return true;
+}
+
+struct xa_arena *xa_arena_choose(void) {
+  return xa_arenas[xa_os_cpu() % xa_narenas];
+}
+
+/* ---- slabs ----------------------------------------------------------- */
+
+static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
+  const struct xa_class_info *ci = &xa_classes[cls];
+  struct xa_span *s = span_grab(a, ci->slab_pages);
+  if (!s) return NULL;
+  s->state = XA_SPAN_SLAB;
+  s->cls = (uint8_t)cls;
+  s->nfree = ci->nobjs;
+  unsigned full = ci->nobjs / 64, rem = ci->nobjs % 64;
+  for (unsigned w = 0; w < full; w++) s->bitmap[w] = ~(uint64_t)0;
+  if (rem) s->bitmap[full] = ((uint64_t)1 << rem) - 1;
+  xa_chunk_mark_span(xa_span_chunk(s), s);
+  list_push(&a->bins[cls].nonfull, s);
+  a->bins[cls].nslabs++;
+  return s;
+}
+
+unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned want) {
+  const struct xa_class_info *ci = &xa_classes[cls];
+  struct xa_bin *bin = &a->bins[cls];
+  unsigned got = 0, nw = (ci->nobjs + 63) / 64;
+  xa_lock(&a->lock);
+  while (got < want) {
+    struct xa_span *s = bin->nonfull;
+    if (!s && !(s = slab_new(a, cls))) break;
+    char *base = xa_span_addr(s);
+    unsigned before = got;
+    for (unsigned w = 0; w < nw && got < want; w++) {
+      uint64_t bits = s->bitmap[w];
+      while (bits && got < want) {
+        unsigned b = (unsigned)__builtin_ctzl(bits);
+        bits &= bits - 1;
+        out[got++] = base + (size_t)(w * 64 + b) * ci->size;
+      }
+      s->bitmap[w] = bits;
+    }
+    s->nfree -= got - before;
+    if (s->nfree == 0) list_remove(&bin->nonfull, s);
+  }
+  bin->nrequests += got;
+  bin->curobjs += got;
+  xa_unlock(&a->lock);
+  return got;
+}
+
+/* Return one object to its slab (arena lock held).  May release the slab;
+ * a chunk to unmap is chained onto *dead. */
+static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const char *fn, struct xa_chunk **dead) {
+  struct xa_span *s = xa_chunk_span(c, xa_chunk_info(c, p)->first);
+  if (unlikely(s->state != XA_SPAN_SLAB)) { xa_unlock(&a->lock); xa_error_pointer(fn, "invalid pointer (double free?)", p); }
+  unsigned cls = s->cls;
+  const struct xa_class_info *ci = &xa_classes[cls];
+  uintptr_t off = (uintptr_t)p - (uintptr_t)xa_span_addr(s);
+  uint32_t idx = xa_sizeclass_index(cls, off);
+  if (unlikely((uintptr_t)idx * ci->size != off || idx >= ci->nobjs)) {
+    xa_unlock(&a->lock);
+    xa_error_pointer(fn, "invalid pointer", p);
+  }
+  uint64_t bit = (uint64_t)1 << (idx & 63);
+  if (unlikely(s->bitmap[idx >> 6] & bit)) { xa_unlock(&a->lock); xa_error_pointer(fn, "double free", p); }
+  s->bitmap[idx >> 6] |= bit;
+  struct xa_bin *bin = &a->bins[cls];
+  bin->curobjs--;
+  if (s->nfree++ == 0) list_push(&bin->nonfull, s);
+  if (s->nfree == ci->nobjs && (bin->nonfull != s || s->next)) {
+    /* Empty and not the bin's only slab: give the pages back. */
+    list_remove(&bin->nonfull, s);
+    bin->nslabs--;
+    struct xa_chunk *d = span_release(a, s, true);
+    if (d) { d->next = *dead; *dead = d; }
+  }
+}
+
+static void chunks_delete(struct xa_chunk *dead) {
+  while (dead) {
+    struct xa_chunk *next = dead->next;
+    xa_chunk_delete(dead);
+    dead = next;
+  }
+}
+
+void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
+  struct xa_chunk *dead = NULL;
+  while (n) {
+    struct xa_arena *a = xa_chunk_of(ptrs[0])->arena;
+    unsigned keep = 0;
+    xa_lock(&a->lock);
+    for (unsigned i = 0; i < n; i++) {
+      struct xa_chunk *c = xa_chunk_of(ptrs[i]);
+      if (c->arena != a) ptrs[keep++] = ptrs[i];
+      else slab_free_one(a, c, ptrs[i], fn, &dead);
+    }
+    xa_unlock(&a->lock);
+    n = keep;
+  }
+  chunks_delete(dead);
+}
+
+/* ---- large ----------------------------------------------------------- */
+
+/* Split span s after its first n pages; the tail becomes a separate span
+ * (state LARGE, for span_release) which is returned. */
+static struct xa_span *span_split(struct xa_span *s, uint32_t n) {
+  struct xa_chunk *c = xa_span_chunk(s);
+  struct xa_span *t = xa_chunk_span(c, s->first + n);
+  t->first = (uint16_t)(s->first + n);
+  t->npages = s->npages - n;
+  t->state = XA_SPAN_LARGE;
+  t->cls = XA_CLS_NONE;
+  s->npages = n;
+  return t;
+}
+
+void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
+  unsigned sh = xa_os_page_shift;
+  size_t np = (size + xa_os_page - 1) >> sh;
+  size_t extra = align > xa_os_page ? (align >> sh) - 1 : 0;
+  if (np + extra > usable_pages()) return NULL;
+  struct xa_chunk *dead = NULL;
+  xa_lock(&a->lock);
+  struct xa_span *s = span_grab(a, (uint32_t)(np + extra));
+  if (!s) { xa_unlock(&a->lock); return NULL; }
+  s->state = XA_SPAN_LARGE;
+  s->cls = XA_CLS_NONE;
+  if (extra) {
+    uintptr_t addr = (uintptr_t)xa_span_addr(s);
+    uint32_t lead = (uint32_t)((XA_ALIGN_UP(addr, align) - addr) >> sh);
+    if (lead) {
+      struct xa_span *t = span_split(s, lead);
+      struct xa_chunk *d = span_release(a, s, true);
+      if (d) { d->next = dead; dead = d; }
+      s = t;
+    }
+    if (s->npages > np) {
+      struct xa_chunk *d = span_release(a, span_split(s, (uint32_t)np), true);
+      if (d) { d->next = dead; dead = d; }
+    }
+  }
+  xa_chunk_mark_span(xa_span_chunk(s), s);
+  a->large_allocated += xa_span_bytes(s);
+  a->large_nrequests++;
+  xa_unlock(&a->lock);
+  chunks_delete(dead);
+  return xa_span_addr(s);
+}
+
+struct xa_span *xa_arena_large_span(const void *p) {
+  struct xa_chunk *c = xa_chunk_of(p);
+  struct xa_span *s = xa_chunk_span(c, xa_chunk_info(c, p)->first);
+  if (s->state != XA_SPAN_LARGE || xa_span_addr(s) != (const char *)p) return NULL;
+  return s;
+}
+
+void xa_arena_free_large(struct xa_span *s) {
+  struct xa_arena *a = xa_span_chunk(s)->arena;
+  xa_lock(&a->lock);
+  a->large_allocated -= xa_span_bytes(s);
+  struct xa_chunk *d = span_release(a, s, true);
+  xa_unlock(&a->lock);
+  if (d) xa_chunk_delete(d);
+}
+
+bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
+  struct xa_chunk *c = xa_span_chunk(s);
+  struct xa_arena *a = c->arena;
+  uint32_t n = (uint32_t)((new_size + xa_os_page - 1) >> xa_os_page_shift);
+  if (n == 0) return false;
+  bool ok = false;
+  xa_lock(&a->lock);
+  if (n < s->npages) {
+    a->large_allocated -= (size_t)(s->npages - n) << xa_os_page_shift;
+    span_release(a, span_split(s, n), true);   /* s stays allocated: chunk not empty */
+    ok = true;
+  } else if (n == s->npages) {
+    ok = true;
+  } else {
+    unsigned r = s->first + s->npages;
+    struct xa_span *rs = r < xa_chunk_npages ? xa_chunk_span(c, r) : NULL;
+    if (rs && rs->state == XA_SPAN_FREE && s->npages + rs->npages >= n) {
+      uint32_t need = n - s->npages;
+      free_remove(a, rs);
+      if (c == a->spare) a->spare = NULL;
+      if (rs->npages > need) free_make(a, c, r + need, rs->npages - need, rs->dirty);
+      rs->npages = 0;
+      s->npages = n;
+      xa_chunk_mark_span(c, s);
+      a->large_allocated += (size_t)need << xa_os_page_shift;
+      ok = true;
+    }
+  }
+  xa_unlock(&a->lock);
+  return ok;
+}
+
+/* ---- purging --------------------------------------------------------- */
+
+size_t xa_arena_purge_all(void) {
+  size_t purged = 0;
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_arena *a = xa_arenas[i];
+    xa_lock(&a->lock);
+    for (unsigned b = 0; b < XA_FREE_BINS; b++) {
+      struct xa_span *s = a->free_spans[b];
+      while (s) {
+        if (!s->dirty) { s = s->next; continue; }
+        /* Take the span out (state LARGE keeps neighbours from merging
+         * into it), purge without the lock, then free it again clean. */
+        free_remove(a, s);
+        struct xa_chunk *c = xa_span_chunk(s);
+        if (c == a->spare) a->spare = NULL;
+        s->state = XA_SPAN_LARGE;
+        xa_unlock(&a->lock);
+        xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
+        purged += xa_span_bytes(s);
+        xa_lock(&a->lock);
+        /* Clean now, unless it merges with a dirty neighbour (then a
+         * later visit purges the merged span). */
+        struct xa_chunk *d = span_release(a, s, false);
+        if (d) { xa_unlock(&a->lock); xa_chunk_delete(d); xa_lock(&a->lock); }
+        s = a->free_spans[b];            /* lists changed: restart the bin */
+        while (s && !s->dirty) s = s->next;
+      }
+    }
+    xa_unlock(&a->lock);
+  }
+  return purged;
+}
+
+/* ---- fork ------------------------------------------------------------ */
+
+void xa_arena_prefork(void) {
+  for (unsigned i = 0; i < xa_narenas; i++) xa_lock(&xa_arenas[i]->lock);
+}
+void xa_arena_postfork_parent(void) {
+  for (unsigned i = 0; i < xa_narenas; i++) xa_unlock(&xa_arenas[i]->lock);
+}
+void xa_arena_postfork_child(void) {
+  for (unsigned i = 0; i < xa_narenas; i++) xa_lock_reinit(&xa_arenas[i]->lock);
+}

@@ -1,0 +1,65 @@
+/* Arenas: one per CPU by default.  An arena owns chunks, carves them into
+ * spans (slabs of one size class, large allocations, free runs), and keeps
+ * per-class bins of non-full slabs.  One mutex per arena, held for pointer
+ * work only: it is dropped around every mmap/munmap/madvise. */
+#ifndef XA_ARENA_H
+#define XA_ARENA_H
+#include "chunk.h"
+#include "lock.h"
+#include "sizeclass.h"
+
+/* Free spans are binned by length: exact for 1..64 pages, then by power
+ * of two. */
+#define XA_FREE_EXACT 64
+#define XA_FREE_BINS  (XA_FREE_EXACT + 16)
+
+struct xa_bin {
+  struct xa_span *nonfull;      /* slabs with at least one free object */
+  uint64_t nslabs;              /* slabs of this class in the arena */
+  uint64_t nrequests;           /* objects handed out (refills) */
+  uint64_t curobjs;             /* objects out of slabs (caches + user) */
+};
+
+struct xa_arena {
+  xa_lock_t lock;
+  unsigned index;
+  struct xa_bin bins[XA_NSMALL];
+  struct xa_span *free_spans[XA_FREE_BINS];
+  uint64_t free_nonempty[2];    /* bit i: free_spans[i] is not empty */
+  struct xa_chunk *chunks;      /* every chunk of the arena */
+  struct xa_chunk *spare;       /* one wholly free chunk kept for reuse */
+  size_t mapped;                /* bytes of chunks */
+  size_t large_allocated;       /* bytes in live large spans */
+  uint64_t large_nrequests;
+  size_t dirty_pages;           /* free pages that may be resident */
+};
+
+XA_HIDDEN extern struct xa_arena **xa_arenas;
+XA_HIDDEN extern unsigned xa_narenas;
+
+XA_HIDDEN bool xa_arena_init_all(unsigned n);
+XA_HIDDEN struct xa_arena *xa_arena_choose(void);
+
+/* Fill out[0..want) with objects of class cls; returns how many (0: OOM). */
+XA_HIDDEN unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned want);
+/* Return objects to their slabs (any arenas).  Detects double and invalid
+ * frees: each pointer must be the start of an allocated object. */
+XA_HIDDEN void xa_arena_flush(void **ptrs, unsigned n, const char *fn);
+
+/* Large allocations: whole pages in a span.  align is a power of two. */
+XA_HIDDEN void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align);
+XA_HIDDEN void xa_arena_free_large(struct xa_span *s);
+/* Shrink or grow a large span in place; true on success. */
+XA_HIDDEN bool xa_arena_resize_large(struct xa_span *s, size_t new_size);
+
+/* The span of a large allocation p, or NULL if p is not one. */
+XA_HIDDEN struct xa_span *xa_arena_large_span(const void *p);
+
+/* Give back free pages (madvise) of every arena; returns bytes purged. */
+XA_HIDDEN size_t xa_arena_purge_all(void);
+
+/* Fork: take every arena lock in index order / release / reinitialise. */
+XA_HIDDEN void xa_arena_prefork(void);
+XA_HIDDEN void xa_arena_postfork_parent(void);
+XA_HIDDEN void xa_arena_postfork_child(void);
+#endif

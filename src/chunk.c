@@ -1,0 +1,61 @@
+/* Chunk geometry, the chunk map, and mapping/unmapping chunks. */
+#include "chunk.h"
+
+unsigned xa_chunk_npages;
+unsigned xa_chunk_header_pages;
+unsigned xa_span_stride_shift;
+size_t xa_chunk_spans_off;
+
+uint64_t xa_chunkmap[XA_CHUNKMAP_BITS / 64];
+
+void xa_chunk_init(void) {
+  unsigned ps = xa_os_page_shift;
+  xa_chunk_npages = (unsigned)(XA_CHUNK_SIZE >> ps);
+  /* A slab needs nobjs/8 <= npages*pagesize/128 bitmap bytes (16-byte
+   * objects); slots of page/64 bytes (min 64) always leave room. */
+  xa_span_stride_shift = ps - 6 > 6 ? ps - 6 : 6;
+  xa_chunk_spans_off = XA_ALIGN_UP(sizeof(struct xa_chunk), 64);
+  size_t hdr = xa_chunk_spans_off + ((size_t)xa_chunk_npages << xa_span_stride_shift);
+  xa_chunk_header_pages = (unsigned)(XA_ALIGN_UP(hdr, xa_os_page) >> ps);
+}
+
+void xa_chunkmap_set(void *chunk, bool on) {
+  uintptr_t i = (uintptr_t)chunk >> XA_CHUNK_SHIFT;
+  uint64_t bit = (uint64_t)1 << (i & 63);
+  if (on) __atomic_fetch_or(&xa_chunkmap[i >> 6], bit, __ATOMIC_RELEASE);
+  else __atomic_fetch_and(&xa_chunkmap[i >> 6], ~bit, __ATOMIC_RELEASE);
+}
+
+void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls) {
+  unsigned us = xa_os_page_shift - XA_UNIT_SHIFT;
+  struct xa_pageinfo v = {(uint32_t)((uintptr_t)c + ((uintptr_t)first << xa_os_page_shift)), (uint16_t)first, cls, 0};
+  for (size_t u = (size_t)page << us, end = (size_t)(page + n) << us; u < end; u++) c->units[u] = v;
+}
+
+void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s) {
+  xa_chunk_mark_pages(c, s->first, s->npages, s->first, s->state == XA_SPAN_SLAB ? s->cls : XA_CLS_NONE);
+}
+
+struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
+  struct xa_chunk *c = xa_os_map(XA_CHUNK_SIZE, XA_CHUNK_SIZE);
+  if (!c) return NULL;
+  if ((uintptr_t)c >> XA_VA_BITS) { /* cannot be registered: refuse it */
+    xa_os_unmap(c, XA_CHUNK_SIZE);
+    return NULL;
+  }
+  c->arena = a;
+  c->npages = xa_chunk_npages;
+  c->header_pages = xa_chunk_header_pages;
+  struct xa_span *h = xa_chunk_span(c, 0);
+  h->first = 0;
+  h->npages = xa_chunk_header_pages;
+  h->state = XA_SPAN_HEADER;
+  xa_chunk_mark_span(c, h);
+  xa_chunkmap_set(c, true);
+  return c;
+}
+
+void xa_chunk_delete(struct xa_chunk *c) {
+  xa_chunkmap_set(c, false);
+  xa_os_unmap(c, XA_CHUNK_SIZE);
+}

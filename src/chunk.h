@@ -1,0 +1,113 @@
+/* Chunks, spans and the chunk map.
+ *
+ * A chunk is XA_CHUNK_SIZE bytes aligned to its size.  Its first pages hold
+ * the header: struct xa_chunk with one xa_pageinfo per 4 KiB unit (what
+ * free() needs, 8 bytes), then one span descriptor slot per page.
+ * The rest of the chunk is carved into spans: runs of pages that are free,
+ * a slab of one size class, or one large allocation.  A span's descriptor
+ * lives in the slot of its first page; a slab uses the slots of its other
+ * pages for its free-slot bitmap (metadata out of line, never in user
+ * memory).
+ *
+ * The chunk map is one bit per chunk-aligned address range in the whole
+ * user address space (8 MiB of lazily touched bss): free() tests the bit
+ * before it dereferences anything, so foreign pointers are caught. */
+#ifndef XA_CHUNK_H
+#define XA_CHUNK_H
+#include "internal.h"
+#include "os.h"
+
+struct xa_arena;
+
+/* Span states. */
+enum { XA_SPAN_FREE = 0, XA_SPAN_SLAB = 1, XA_SPAN_LARGE = 2, XA_SPAN_HEADER = 3 };
+/* pageinfo.cls for pages that are not part of a slab. */
+#define XA_CLS_NONE 0xff
+
+/* Page information is kept per 4 KiB unit whatever the page size, so the
+ * fast path indexes it with a constant shift. */
+#define XA_UNIT_SHIFT  12
+#define XA_CHUNK_UNITS (XA_CHUNK_SIZE >> XA_UNIT_SHIFT)
+
+struct xa_pageinfo {
+  uint32_t start32;     /* low 32 bits of the span's address: for a slab,
+                           (uint32_t)p - start32 is p's offset in it */
+  uint16_t first;       /* page index of that first page */
+  uint8_t cls;          /* small class of the slab, or XA_CLS_NONE */
+  uint8_t unused;
+};
+
+/* Span descriptor: 32 bytes; a slab's bitmap follows it. */
+struct xa_span {
+  struct xa_span *next, *prev;  /* arena list: bin's non-full slabs or free spans */
+  uint32_t npages;              /* length of the span */
+  uint32_t nfree;               /* slab: free objects; free span: 0 */
+  uint16_t first;               /* page index in the chunk */
+  uint8_t state;                /* XA_SPAN_* */
+  uint8_t cls;                  /* slab class */
+  uint8_t dirty;                /* free span: pages may be resident */
+  uint8_t pad[3];
+  uint64_t bitmap[];            /* slab: 1 = object free */
+};
+_Static_assert(sizeof(struct xa_span) == 32, "span header is 32 bytes");
+
+struct xa_chunk {
+  struct xa_pageinfo units[XA_CHUNK_UNITS];  /* first: the fast path's table */
+  struct xa_arena *arena;       /* owner */
+  struct xa_chunk *next;        /* arena's chunk list */
+  uint32_t npages;              /* pages in the chunk */
+  uint32_t header_pages;        /* pages used by this header */
+  uint32_t free_pages;          /* pages in free spans */
+  uint32_t pad;
+  /* span slots follow at xa_chunk_spans_off */
+};
+
+/* Geometry that depends on the run-time page size (set by xa_chunk_init). */
+XA_HIDDEN extern unsigned xa_chunk_npages;
+XA_HIDDEN extern unsigned xa_chunk_header_pages;
+XA_HIDDEN extern unsigned xa_span_stride_shift;
+XA_HIDDEN extern size_t xa_chunk_spans_off;
+XA_HIDDEN void xa_chunk_init(void);
+
+/* The chunk map. */
+#define XA_CHUNKMAP_BITS ((size_t)1 << (XA_VA_BITS - XA_CHUNK_SHIFT))
+XA_HIDDEN extern uint64_t xa_chunkmap[XA_CHUNKMAP_BITS / 64];
+
+XA_INLINE bool xa_chunkmap_test(uintptr_t a) {
+  /* Bits above the user address space are ignored (masked), not tested:
+   * a non-canonical pointer cannot be a chunk of ours anyway. */
+  uintptr_t i = (a >> XA_CHUNK_SHIFT) & (XA_CHUNKMAP_BITS - 1);
+  return (__atomic_load_n(&xa_chunkmap[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1;
+}
+XA_HIDDEN void xa_chunkmap_set(void *chunk, bool on);
+
+XA_INLINE struct xa_chunk *xa_chunk_of(const void *p) {
+  return (struct xa_chunk *)((uintptr_t)p & ~(uintptr_t)XA_CHUNK_MASK);
+}
+XA_INLINE struct xa_pageinfo *xa_chunk_info(struct xa_chunk *c, const void *p) {
+  return &c->units[((uintptr_t)p & XA_CHUNK_MASK) >> XA_UNIT_SHIFT];
+}
+XA_INLINE struct xa_pageinfo *xa_chunk_page_info(struct xa_chunk *c, unsigned page) {
+  return &c->units[(size_t)page << (xa_os_page_shift - XA_UNIT_SHIFT)];
+}
+XA_INLINE unsigned xa_chunk_page_index(const struct xa_chunk *c, const void *p) {
+  return (unsigned)(((uintptr_t)p - (uintptr_t)c) >> xa_os_page_shift);
+}
+XA_INLINE struct xa_span *xa_chunk_span(struct xa_chunk *c, unsigned page) {
+  return (struct xa_span *)((char *)c + xa_chunk_spans_off + ((size_t)page << xa_span_stride_shift));
+}
+XA_INLINE struct xa_chunk *xa_span_chunk(const struct xa_span *s) { return xa_chunk_of(s); }
+XA_INLINE char *xa_span_addr(const struct xa_span *s) {
+  return (char *)xa_span_chunk(s) + ((size_t)s->first << xa_os_page_shift);
+}
+XA_INLINE size_t xa_span_bytes(const struct xa_span *s) { return (size_t)s->npages << xa_os_page_shift; }
+
+/* Map a fresh chunk for arena a (outside any lock); NULL on failure. */
+XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a);
+/* Unregister and unmap (outside any lock). */
+XA_HIDDEN void xa_chunk_delete(struct xa_chunk *c);
+/* Set the pageinfo of every unit of pages [page, page+n) to span `first`. */
+XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls);
+/* Set pageinfo of every page of span s (after its state changed). */
+XA_HIDDEN void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s);
+#endif

@@ -1,0 +1,162 @@
+/* Huge blocks: own mappings, tracked in an open-addressing hash table
+ * (keys are block addresses; the table itself is mapped from the OS). */
+#include "huge.h"
+#include "lock.h"
+#include "os.h"
+
+struct huge_ent {
+  uintptr_t p;          /* block address; 0 empty, 1 deleted */
+  size_t size;          /* mapped bytes (page multiple) */
+};
+
+static xa_lock_t huge_lock = XA_LOCK_INIT;
+static struct huge_ent *tab;
+static size_t tab_cap;          /* power of two */
+static size_t tab_used;         /* live + deleted */
+static size_t huge_count, huge_bytes;
+
+static size_t slot_of(uintptr_t p, size_t cap) {
+  return (size_t)(((p >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+}
+
+static struct huge_ent *find(uintptr_t p) {
+  if (!tab) return NULL;
+  for (size_t i = slot_of(p, tab_cap);; i = (i + 1) & (tab_cap - 1)) {
+    if (tab[i].p == p) return &tab[i];
+    if (tab[i].p == 0) return NULL;
+  }
+}
+
+static void put(struct huge_ent *t, size_t cap, uintptr_t p, size_t size) {
+  size_t i = slot_of(p, cap);
+  while (t[i].p > 1) i = (i + 1) & (cap - 1);
+  t[i].p = p;
+  t[i].size = size;
+}
+
+/* Make room for one more entry, growing the table (mapped with the lock
+ * dropped) when 3/4 full.  Lock held on entry and on return. */
+static bool reserve_locked(void) {
+  while ((tab_used + 1) * 4 > tab_cap * 3) {
+    size_t cap = tab_cap ? tab_cap * 2 : 1024;
+    xa_unlock(&huge_lock);
+    struct huge_ent *nt = xa_os_map(cap * sizeof *nt, xa_os_page);
+    xa_lock(&huge_lock);
+    if (!nt) return false;
+    if (cap <= tab_cap) {                 /* another thread grew it */
+      xa_unlock(&huge_lock);
+      xa_os_unmap(nt, cap * sizeof *nt);
+      xa_lock(&huge_lock);
+      continue;
+    }
+    struct huge_ent *old = tab;
+    size_t old_cap = tab_cap;
+    for (size_t i = 0; i < old_cap; i++)
+      if (old[i].p > 1) put(nt, cap, old[i].p, old[i].size);
+    tab = nt;
+    tab_cap = cap;
+    tab_used = huge_count;
+    if (old) {
+      xa_unlock(&huge_lock);
+      xa_os_unmap(old, old_cap * sizeof *old);
+      xa_lock(&huge_lock);
+    }
+  }
+  return true;
+}
+
+static bool insert(uintptr_t p, size_t size) {
+  xa_lock(&huge_lock);
+  bool ok = reserve_locked();
+  if (ok) {
+    put(tab, tab_cap, p, size);
+    tab_used++;
+    huge_count++;
+    huge_bytes += size;
+  }
+  xa_unlock(&huge_lock);
+  return ok;
+}
+
+/* Remove p; returns its mapped size or 0. */
+static size_t take(uintptr_t p) {
+  xa_lock(&huge_lock);
+  struct huge_ent *e = find(p);
+  size_t size = 0;
+  if (e) {
+    size = e->size;
+    e->p = 1;
+    huge_count--;
+    huge_bytes -= size;
+  }
+  xa_unlock(&huge_lock);
+  return size;
+}
+
+void *xa_huge_alloc(size_t n, size_t align) {
+  size_t size = XA_ALIGN_UP(n, xa_os_page);
+  if (size < n) return NULL;
+  if (align < XA_HUGE_ALIGN) align = XA_HUGE_ALIGN;
+  void *p = xa_os_map(size, align);
+  if (!p) return NULL;
+  if (!insert((uintptr_t)p, size)) {
+    xa_os_unmap(p, size);
+    return NULL;
+  }
+  return p;
+}
+
+size_t xa_huge_usable(const void *p) {
+  xa_lock(&huge_lock);
+  struct huge_ent *e = find((uintptr_t)p);
+  size_t s = e ? e->size : 0;
+  xa_unlock(&huge_lock);
+  return s;
+}
+
+bool xa_huge_free(void *p) {
+  size_t size = take((uintptr_t)p);
+  if (!size) return false;
+  xa_os_unmap(p, size);
+  return true;
+}
+
+void *xa_huge_realloc(void *p, size_t n) {
+  size_t size = XA_ALIGN_UP(n, xa_os_page);
+  if (size < n) return NULL;
+  xa_lock(&huge_lock);
+  struct huge_ent *e = find((uintptr_t)p);
+  size_t old = e ? e->size : 0;
+  bool room = e && reserve_locked();      /* so the re-keying cannot fail */
+  xa_unlock(&huge_lock);
+  if (!old || !room) return NULL;
+  if (size == old) return p;
+  void *q = p;
+  if (!xa_os_remap_inplace(p, old, size)) q = xa_os_remap(p, old, size);
+  if (!q) return NULL;
+  xa_lock(&huge_lock);
+  e = find((uintptr_t)p);
+  if (e) {
+    if (q == p) {
+      e->size = size;
+    } else {
+      e->p = 1;
+      put(tab, tab_cap, (uintptr_t)q, size);
+      tab_used++;
+    }
+    huge_bytes += size - old;
+  }
+  xa_unlock(&huge_lock);
+  return q;
+}
+
+void xa_huge_stats(size_t *count, size_t *bytes) {
+  xa_lock(&huge_lock);
+  *count = huge_count;
+  *bytes = huge_bytes;
+  xa_unlock(&huge_lock);
+}
+
+void xa_huge_prefork(void) { xa_lock(&huge_lock); }
+void xa_huge_postfork_parent(void) { xa_unlock(&huge_lock); }
+void xa_huge_postfork_child(void) { xa_lock_reinit(&huge_lock); }

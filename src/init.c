@@ -1,0 +1,66 @@
+/* Initialisation and fork.  Nothing here runs from a constructor: the first
+ * allocation call of the process initialises.  Until xa_init_done is set
+ * only allocation-free calls are made (auxv, affinity, mmap); the calls that
+ * may allocate (pthread_atfork) come after, when a re-entrant malloc finds
+ * the allocator ready. */
+#include "init.h"
+#include "arena.h"
+#include "base.h"
+#include "chunk.h"
+#include "huge.h"
+#include "lock.h"
+#include "os.h"
+#include "sizeclass.h"
+#include "tcache.h"
+#include <pthread.h>
+
+int xa_init_done;
+static xa_lock_t init_lock = XA_LOCK_INIT;
+
+#define NARENAS_MAX 256
+
+/* Fork: every lock in one fixed order, so the child finds them consistent. */
+static void prefork(void) {
+  if (!xa_init_done) return;
+  xa_lock(&init_lock);
+  xa_tcache_prefork();
+  xa_arena_prefork();
+  xa_huge_prefork();
+  xa_lock(&xa_base_lock);
+}
+
+static void postfork_parent(void) {
+  if (!xa_init_done) return;
+  xa_unlock(&xa_base_lock);
+  xa_huge_postfork_parent();
+  xa_arena_postfork_parent();
+  xa_tcache_postfork_parent();
+  xa_unlock(&init_lock);
+}
+
+static void postfork_child(void) {
+  if (!xa_init_done) return;
+  xa_lock_reinit(&xa_base_lock);
+  xa_huge_postfork_child();
+  xa_arena_postfork_child();
+  xa_tcache_postfork_child();
+  xa_lock_reinit(&init_lock);
+}
+
+bool xa_init_slow(void) {
+  xa_lock(&init_lock);
+  if (xa_init_done) { xa_unlock(&init_lock); return true; }
+  xa_os_init();
+  xa_sizeclass_init(xa_os_page);
+  xa_chunk_init();
+  unsigned n = xa_os_ncpus();
+  if (n > NARENAS_MAX) n = NARENAS_MAX;
+  if (!xa_arena_init_all(n) || !xa_tcache_init_global()) {
+    xa_unlock(&init_lock);
+    return false;
+  }
+  __atomic_store_n(&xa_init_done, 1, __ATOMIC_RELEASE);
+  pthread_atfork(prefork, postfork_parent, postfork_child);
+  xa_unlock(&init_lock);
+  return true;
+}

@@ -1,0 +1,46 @@
+/* Common definitions for every xalloc source file: compiler attributes,
+ * geometry constants and the naming rule (module prefix xa_<module>_). */
+#ifndef XA_INTERNAL_H
+#define XA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define XA_HIDDEN   __attribute__((visibility("hidden")))
+#define XA_EXPORT   __attribute__((visibility("default")))
+#define XA_NOINLINE __attribute__((noinline))
+#define XA_INLINE   static inline __attribute__((always_inline))
+#define XA_COLD     __attribute__((cold))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#ifndef XA_DEBUG
+#define XA_DEBUG 0
+#endif
+static const bool xa_config_debug = XA_DEBUG;
+
+/* Chunks: every small and large allocation lives in a chunk of this size,
+ * aligned to it, so p & ~XA_CHUNK_MASK is the chunk header. */
+#define XA_CHUNK_SHIFT 22
+#define XA_CHUNK_SIZE  ((size_t)1 << XA_CHUNK_SHIFT)
+#define XA_CHUNK_MASK  (XA_CHUNK_SIZE - 1)
+/* User addresses below 2^48 (x86_64 4-level, aarch64 48-bit VA). */
+#define XA_VA_BITS     48
+
+/* Size geometry (see sizeclass.c for the derivation). */
+#define XA_MIN_ALIGN    16
+#define XA_SMALL_MAX    ((size_t)32768)       /* largest small class */
+#define XA_LOOKUP_MAX   XA_SMALL_MAX           /* size -> class is one table load */
+#define XA_NSMALL       40                     /* number of small classes */
+#define XA_HUGE_MIN     ((size_t)2 << 20)      /* >= this: own mapping */
+#define XA_PAGE_MAX_SHIFT 16                   /* 64 KiB pages at most */
+#define XA_PAGE_MIN_SHIFT 12
+
+/* Internal debug assertion; compiled away unless XA_DEBUG. */
+#define xa_assert(c) do { if (xa_config_debug && !(c)) xa_error_assert(#c, __FILE__, __LINE__); } while (0)
+XA_HIDDEN __attribute__((noreturn)) XA_COLD void xa_error_assert(const char *what, const char *file, int line);
+
+#define XA_ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((uintptr_t)(a) - 1))
+
+#endif

@@ -1,0 +1,24 @@
+/* The lock used for arenas and global tables: a pthread mutex, which on
+ * glibc never allocates, plus a count of contended acquisitions. */
+#ifndef XA_LOCK_H
+#define XA_LOCK_H
+#include "internal.h"
+#include <pthread.h>
+
+typedef struct {
+  pthread_mutex_t m;
+  uint64_t contended;   /* times the lock was found taken */
+} xa_lock_t;
+
+#define XA_LOCK_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
+
+XA_INLINE void xa_lock(xa_lock_t *l) {
+  if (unlikely(pthread_mutex_trylock(&l->m) != 0)) {
+    pthread_mutex_lock(&l->m);
+    l->contended++;
+  }
+}
+XA_INLINE void xa_unlock(xa_lock_t *l) { pthread_mutex_unlock(&l->m); }
+/* In a fork child: the lock may be held by a thread that no longer exists. */
+XA_INLINE void xa_lock_reinit(xa_lock_t *l) { pthread_mutex_init(&l->m, NULL); }
+#endif

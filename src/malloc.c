@@ -1,0 +1,331 @@
+/* The public API: standard C, POSIX and glibc entry points, their glibc
+ * aliases, and the slow paths behind the inline fast paths. */
+#define _GNU_SOURCE
+#include "arena.h"
+#include "error.h"
+#include "fastpath.h"
+#include "huge.h"
+#include "init.h"
+#include "os.h"
+#include "xalloc.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Requests above this fail like glibc's (ENOMEM), before any arithmetic. */
+#define XA_REQUEST_MAX ((size_t)PTRDIFF_MAX)
+
+static void *fail_nomem(void) {
+  errno = ENOMEM;
+  return NULL;
+}
+
+/* ---- slow paths ------------------------------------------------------ */
+
+/* A small object for a thread with no cache (exiting thread, or no memory
+ * for a cache): straight from the arena. */
+static void *small_uncached(unsigned cls) {
+  void *p;
+  return xa_arena_refill(xa_arena_choose(), cls, &p, 1) ? p : NULL;
+}
+
+static void *alloc_small(size_t n) {
+  unsigned cls = xa_sizeclass_of(n);
+  struct xa_tcache *tc = xa_tcache_get();
+  void *p = tc ? xa_tcache_alloc_refill(tc, cls) : small_uncached(cls);
+  return p ? p : fail_nomem();
+}
+
+/* Large or huge block of n bytes aligned to align (a power of two). */
+static void *alloc_big(size_t n, size_t align) {
+  if (n > XA_REQUEST_MAX || align > XA_REQUEST_MAX / 2) return fail_nomem();
+  void *p = NULL;
+  if (n < XA_HUGE_MIN && align < XA_CHUNK_SIZE / 4)
+    p = xa_arena_alloc_large(xa_arena_choose(), n, align);
+  if (!p) p = xa_huge_alloc(n, align);
+  if (!p) {
+    /* Memory may sit in this thread's cache: give it back and retry. */
+    xa_tcache_flush_all();
+    p = xa_huge_alloc(n, align);
+  }
+  return p ? p : fail_nomem();
+}
+
+XA_NOINLINE void *xa_malloc_slow(size_t n) {
+  if (unlikely(!xa_init())) return fail_nomem();
+  if (n <= XA_SMALL_MAX) return alloc_small(n);
+  return alloc_big(n, xa_os_page);
+}
+
+/* Kinds of block, as found by lookup(). */
+enum kind { K_INVALID, K_SMALL, K_LARGE, K_HUGE };
+
+struct block {
+  enum kind kind;
+  int cls;
+  struct xa_span *span;
+  size_t usable;
+};
+
+/* Classify p; never writes anything. */
+static struct block lookup(const void *p) {
+  struct block b = {K_INVALID, -1, NULL, 0};
+  size_t cls = xa_small_class_of(p);
+  if (cls != XA_CLS_NONE) {
+    b.kind = K_SMALL;
+    b.cls = (int)cls;
+    b.usable = xa_classes[cls].size;
+  } else if (xa_chunkmap_test((uintptr_t)p)) {
+    b.span = xa_arena_large_span(p);
+    if (b.span) { b.kind = K_LARGE; b.usable = xa_span_bytes(b.span); }
+  } else if ((b.usable = xa_huge_usable(p)) != 0) {
+    b.kind = K_HUGE;
+  }
+  return b;
+}
+
+static void free_block(void *p, struct block b, const char *fn) {
+  switch (b.kind) {
+  case K_SMALL: {
+    struct xa_tcache *tc = xa_tcache_get();
+    if (tc) xa_tcache_free_flush(tc, (unsigned)b.cls, p);
+    else xa_arena_flush(&p, 1, fn);
+    return;
+  }
+  case K_LARGE: xa_arena_free_large(b.span); return;
+  case K_HUGE: if (xa_huge_free(p)) return; break;
+  default: break;
+  }
+  xa_error_pointer(fn, "invalid pointer", p);
+}
+
+static void free_checked(void *p, const char *fn) {
+  if (!p) return;
+  free_block(p, lookup(p), fn);
+}
+
+XA_NOINLINE void xa_free_slow(void *p) { free_checked(p, "free"); }
+
+/* ---- aligned allocation ---------------------------------------------- */
+
+static void *alloc_aligned(size_t align, size_t n) {
+  if (align <= XA_MIN_ALIGN) return xa_malloc_fast(n);
+  if (unlikely(!xa_init())) return fail_nomem();
+  if (n <= XA_SMALL_MAX && align <= xa_os_page) {
+    /* A class whose size is a multiple of align has every object aligned
+     * (slabs start on a page); power-of-two classes always qualify. */
+    for (unsigned c = xa_sizeclass_of(n); c < XA_NSMALL; c++)
+      if ((xa_classes[c].size & (align - 1)) == 0) return xa_malloc_fast(xa_classes[c].size);
+  }
+  if (n <= XA_SMALL_MAX) n = XA_SMALL_MAX + 1;   /* large from here on */
+  return alloc_big(n, align);
+}
+
+static size_t pow2_ceil(size_t a) {
+  return a <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzl(a - 1));
+}
+
+/* ---- public API -------------------------------------------------------- */
+
+XA_EXPORT void *malloc(size_t n) { return xa_malloc_fast(n); }
+
+XA_EXPORT void free(void *p) { xa_free_fast(p); }
+
+XA_EXPORT void *calloc(size_t nmemb, size_t size) {
+  size_t n;
+  if (__builtin_mul_overflow(nmemb, size, &n)) return fail_nomem();
+  void *p = xa_malloc_fast(n);
+  if (p && n >= XA_HUGE_MIN && xa_huge_usable(p)) return p;   /* fresh mmap: zero */
+  return p ? memset(p, 0, n) : NULL;
+}
+
+XA_EXPORT void *realloc(void *p, size_t n) {
+  if (!p) return xa_malloc_fast(n);
+  if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
+  struct block b = lookup(p);
+  if (b.kind == K_INVALID) xa_error_pointer("realloc", "invalid pointer", p);
+  if (n > XA_REQUEST_MAX) return fail_nomem();
+  /* Stay in place when the block fits and would not waste over half. */
+  if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
+    if (b.kind == K_LARGE && n > XA_SMALL_MAX) xa_arena_resize_large(b.span, n);
+    return p;
+  }
+  if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN && xa_arena_resize_large(b.span, n))
+    return p;
+  if (b.kind == K_HUGE && n >= XA_HUGE_MIN) {
+    void *q = xa_huge_realloc(p, n);
+    return q ? q : fail_nomem();
+  }
+  void *q = xa_malloc_fast(n);
+  if (!q) return NULL;
+  memcpy(q, p, n < b.usable ? n : b.usable);
+  free_block(p, b, "realloc");
+  return q;
+}
+
+XA_EXPORT void *reallocarray(void *p, size_t nmemb, size_t size) {
+  size_t n;
+  if (__builtin_mul_overflow(nmemb, size, &n)) return fail_nomem();
+  return realloc(p, n);
+}
+
+XA_EXPORT int posix_memalign(void **out, size_t align, size_t n) {
+  if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
+  int saved = errno;
+  void *p = alloc_aligned(align, n);
+  errno = saved;
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+/* glibc 2.36: memalign rounds a non-power-of-two alignment up, and
+ * aligned_alloc behaves like memalign. */
+XA_EXPORT void *memalign(size_t align, size_t n) {
+  if (align > XA_REQUEST_MAX / 2 + 1) { errno = EINVAL; return NULL; }
+  return alloc_aligned(pow2_ceil(align), n);
+}
+
+XA_EXPORT void *aligned_alloc(size_t align, size_t n) { return memalign(align, n); }
+
+XA_EXPORT void *valloc(size_t n) {
+  if (unlikely(!xa_init())) return fail_nomem();
+  return alloc_aligned(xa_os_page, n);
+}
+
+XA_EXPORT void *pvalloc(size_t n) {
+  if (unlikely(!xa_init())) return fail_nomem();
+  size_t r = XA_ALIGN_UP(n ? n : 1, xa_os_page);
+  if (r < n) return fail_nomem();
+  return alloc_aligned(xa_os_page, r);
+}
+
+XA_EXPORT size_t malloc_usable_size(void *p) {
+  if (!p) return 0;
+  struct block b = lookup(p);
+  if (b.kind == K_INVALID) xa_error_pointer("malloc_usable_size", "invalid pointer", p);
+  return b.usable;
+}
+
+XA_EXPORT void free_sized(void *p, size_t size) {
+  if (!p) return;
+  struct block b = lookup(p);
+  bool ok = b.kind == K_SMALL ? size <= XA_SMALL_MAX && xa_sizeclass_of(size) == (unsigned)b.cls
+            : b.kind != K_INVALID && size > XA_SMALL_MAX && size <= b.usable;
+  if (b.kind != K_INVALID && !ok) xa_error_pointer("free_sized", "size does not match block", p);
+  free_block(p, b, "free_sized");
+}
+
+XA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
+  if (!p) return;
+  struct block b = lookup(p);
+  bool ok = b.kind != K_INVALID && size <= b.usable && ((uintptr_t)p & (pow2_ceil(align) - 1)) == 0;
+  if (b.kind != K_INVALID && !ok) xa_error_pointer("free_aligned_sized", "size or alignment does not match block", p);
+  free_block(p, b, "free_aligned_sized");
+}
+
+XA_EXPORT int xalloc_purge(void) {
+  if (!xa_init_done) return 0;
+  xa_tcache_flush_all();
+  return xa_arena_purge_all() > 0;
+}
+
+XA_EXPORT int malloc_trim(size_t pad) { return xalloc_purge(); }
+
+XA_EXPORT const char *xalloc_version(void) { return "0.1.0"; }
+
+/* ---- glibc statistics entry points ------------------------------------- */
+
+struct totals { size_t mapped, small, large, huge, nhuge, free_spans, dirty; };
+
+static struct totals totals(void) {
+  struct totals t = {0};
+  if (!xa_init_done) return t;
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_arena *a = xa_arenas[i];
+    xa_lock(&a->lock);
+    t.mapped += a->mapped;
+    t.large += a->large_allocated;
+    t.dirty += a->dirty_pages << xa_os_page_shift;
+    for (unsigned c = 0; c < XA_NSMALL; c++) t.small += a->bins[c].curobjs * xa_classes[c].size;
+    for (unsigned b = 0; b < XA_FREE_BINS; b++)
+      for (struct xa_span *s = a->free_spans[b]; s; s = s->next) t.free_spans++;
+    xa_unlock(&a->lock);
+  }
+  xa_huge_stats(&t.nhuge, &t.huge);
+  return t;
+}
+
+XA_EXPORT struct mallinfo2 mallinfo2(void) {
+  struct totals t = totals();
+  struct mallinfo2 m = {0};
+  m.arena = t.mapped;
+  m.ordblks = t.free_spans;
+  m.hblks = t.nhuge;
+  m.hblkhd = t.huge;
+  m.uordblks = t.small + t.large;
+  m.fordblks = t.mapped > m.uordblks ? t.mapped - m.uordblks : 0;
+  m.keepcost = t.dirty;
+  return m;
+}
+
+XA_EXPORT struct mallinfo mallinfo(void) {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo m = {0};
+  m.arena = (int)m2.arena;
+  m.ordblks = (int)m2.ordblks;
+  m.hblks = (int)m2.hblks;
+  m.hblkhd = (int)m2.hblkhd;
+  m.uordblks = (int)m2.uordblks;
+  m.fordblks = (int)m2.fordblks;
+  m.keepcost = (int)m2.keepcost;
+  return m;
+}
+
+/* glibc's parameters are accepted (xalloc tunes itself); others fail. */
+XA_EXPORT int mallopt(int param, int value) {
+  switch (param) {
+  case M_MXFAST: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_THRESHOLD:
+  case M_MMAP_MAX: case M_CHECK_ACTION: case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static void stat_line(const char *label, size_t v) {
+  char buf[96], num[24];
+  size_t n = strlen(label);
+  memcpy(buf, label, n);
+  size_t k = xa_fmt_dec(num, v);
+  for (size_t pad = n + k; pad < 36; pad++) buf[n++] = ' ';
+  memcpy(buf + n, num, k);
+  n += k;
+  buf[n++] = '\n';
+  xa_os_write_err(buf, n);
+}
+
+/* Same layout as glibc's report, on stderr, without stdio. */
+XA_EXPORT void malloc_stats(void) {
+  struct totals t = totals();
+  xa_os_write_err("xalloc\n", 7);
+  stat_line("system bytes     = ", t.mapped + t.huge);
+  stat_line("in use bytes     = ", t.small + t.large + t.huge);
+  stat_line("dirty free bytes = ", t.dirty);
+  stat_line("huge mappings    = ", t.nhuge);
+  stat_line("huge bytes       = ", t.huge);
+  stat_line("arenas           = ", xa_narenas);
+}
+
+/* ---- glibc's internal names, so code that calls them reaches xalloc ---- */
+#define XA_ALIAS(name, target) XA_EXPORT __typeof__(target) name __attribute__((alias(#target), copy(target)))
+XA_ALIAS(__libc_malloc, malloc);
+XA_ALIAS(__libc_free, free);
+XA_ALIAS(__libc_calloc, calloc);
+XA_ALIAS(__libc_realloc, realloc);
+XA_ALIAS(__libc_memalign, memalign);
+XA_ALIAS(__libc_valloc, valloc);
+XA_ALIAS(__libc_pvalloc, pvalloc);
+XA_ALIAS(__posix_memalign, posix_memalign);

@@ -1,0 +1,136 @@
+/* The OS layer: mmap, munmap, mremap, madvise, CPU and environment queries.
+ * Nothing else in xalloc includes <sys/mman.h>. */
+#define _GNU_SOURCE
+#include "os.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+size_t xa_os_page = 4096;
+unsigned xa_os_page_shift = 12;
+unsigned long xa_os_fail_maps;
+static size_t os_mapped;            /* bytes mapped, updated atomically */
+
+void xa_os_init(void) {
+  unsigned long p = getauxval(AT_PAGESZ);
+  if (p < ((size_t)1 << XA_PAGE_MIN_SHIFT) || p > ((size_t)1 << XA_PAGE_MAX_SHIFT) || (p & (p - 1)))
+    p = 4096;
+  xa_os_page = p;
+  xa_os_page_shift = (unsigned)__builtin_ctzl(p);
+}
+
+static void *os_mmap(size_t size) {
+  if (unlikely(xa_os_fail_maps)) {
+    __atomic_fetch_sub(&xa_os_fail_maps, 1, __ATOMIC_RELAXED);
+    return NULL;
+  }
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void *xa_os_map(size_t size, size_t align) {
+  int saved = errno;
+  void *p = NULL;
+  if (align <= xa_os_page) {
+    p = os_mmap(size);
+  } else if (size + align > size) {
+    /* Over-map by the alignment and trim both ends. */
+    char *raw = os_mmap(size + align);
+    if (raw) {
+      char *q = (char *)XA_ALIGN_UP((uintptr_t)raw, align);
+      if (q > raw) munmap(raw, (size_t)(q - raw));
+      size_t tail = (size_t)(raw + size + align - (q + size));
+      if (tail) munmap(q + size, tail);
+      p = q;
+    }
+  }
+  if (p) __atomic_fetch_add(&os_mapped, size, __ATOMIC_RELAXED);
+  errno = saved;
+  return p;
+}
+
+void xa_os_unmap(void *p, size_t size) {
+  int saved = errno;
+  munmap(p, size);
+  __atomic_fetch_sub(&os_mapped, size, __ATOMIC_RELAXED);
+  errno = saved;
+}
+
+void *xa_os_remap(void *p, size_t old_size, size_t new_size) {
+  int saved = errno;
+  void *q = (unlikely(xa_os_fail_maps) && new_size > old_size) ? MAP_FAILED
+            : mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+  errno = saved;
+  if (q == MAP_FAILED) return NULL;
+  __atomic_fetch_add(&os_mapped, new_size - old_size, __ATOMIC_RELAXED);
+  return q;
+}
+
+bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size) {
+  int saved = errno;
+  void *q = mremap(p, old_size, new_size, 0);
+  errno = saved;
+  if (q == MAP_FAILED) return false;
+  __atomic_fetch_add(&os_mapped, new_size - old_size, __ATOMIC_RELAXED);
+  return true;
+}
+
+void xa_os_purge(void *p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+void xa_os_hugepage(void *p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_HUGEPAGE);
+  errno = saved;
+}
+
+size_t xa_os_mapped(void) { return __atomic_load_n(&os_mapped, __ATOMIC_RELAXED); }
+
+unsigned xa_os_ncpus(void) {
+  int saved = errno;
+  cpu_set_t set;
+  unsigned n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = (unsigned)CPU_COUNT(&set);
+  if (n == 0) n = 1;
+  errno = saved;
+  return n;
+}
+
+unsigned xa_os_cpu(void) {
+  int c = sched_getcpu();
+  return c < 0 ? 0 : (unsigned)c;
+}
+
+extern char **environ;
+const char *xa_os_getenv(const char *name) {
+  size_t n = strlen(name);
+  if (!environ) return NULL;
+  for (char **e = environ; *e; e++)
+    if (strncmp(*e, name, n) == 0 && (*e)[n] == '=') return *e + n + 1;
+  return NULL;
+}
+
+void xa_os_write_err(const char *s, size_t n) {
+  int saved = errno;
+  while (n) {
+    ssize_t w = write(2, s, n);
+    if (w <= 0) { if (w < 0 && errno == EINTR) continue; break; }
+    s += w; n -= (size_t)w;
+  }
+  errno = saved;
+}
+
+void xa_os_abort(void) {
+  /* abort() may flush stdio (which may allocate); raise directly. */
+  signal(SIGABRT, SIG_DFL);
+  raise(SIGABRT);
+  _exit(127);
+}

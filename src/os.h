@@ -1,0 +1,43 @@
+/* The OS contract: the only module that talks to the kernel about memory,
+ * the environment and the terminal.  Every function keeps errno as it was
+ * (a successful malloc never changes errno) unless it says otherwise. */
+#ifndef XA_OS_H
+#define XA_OS_H
+#include "internal.h"
+
+/* Page size and its log2, read from the auxiliary vector once. */
+XA_HIDDEN extern size_t xa_os_page;
+XA_HIDDEN extern unsigned xa_os_page_shift;
+XA_HIDDEN void xa_os_init(void);
+
+/* Map size bytes (page multiple, > 0) of zeroed read-write memory aligned to
+ * `align` (a power of two >= page).  NULL on failure (errno untouched). */
+XA_HIDDEN void *xa_os_map(size_t size, size_t align);
+/* Unmap [p, p+size), both page aligned. */
+XA_HIDDEN void xa_os_unmap(void *p, size_t size);
+/* Grow or shrink a mapping, moving it if needed (never copies bytes
+ * in user space).  NULL on failure. */
+XA_HIDDEN void *xa_os_remap(void *p, size_t old_size, size_t new_size);
+/* Try to grow/shrink in place only.  true on success. */
+XA_HIDDEN bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size);
+/* Give pages back to the kernel; they read as zero afterwards. */
+XA_HIDDEN void xa_os_purge(void *p, size_t size);
+/* Ask for transparent huge pages on the range (advisory). */
+XA_HIDDEN void xa_os_hugepage(void *p, size_t size);
+
+/* Bytes currently mapped through this layer (for statistics). */
+XA_HIDDEN size_t xa_os_mapped(void);
+
+/* Number of CPUs this process may run on, and the current CPU. */
+XA_HIDDEN unsigned xa_os_ncpus(void);
+XA_HIDDEN unsigned xa_os_cpu(void);
+
+/* Environment lookup without allocating (walks environ). */
+XA_HIDDEN const char *xa_os_getenv(const char *name);
+/* Write to stderr with write(2); no stdio, no allocation. */
+XA_HIDDEN void xa_os_write_err(const char *s, size_t n);
+XA_HIDDEN __attribute__((noreturn)) void xa_os_abort(void);
+
+/* Test hook: when non-zero, the next xa_os_fail_maps mappings fail. */
+XA_HIDDEN extern unsigned long xa_os_fail_maps;
+#endif

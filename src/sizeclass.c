@@ -1,0 +1,46 @@
+/* Size-class table, derived from one formula at initialisation (nothing is
+ * hand-typed): class sizes, slab geometry and thread-cache capacities. */
+#include "sizeclass.h"
+
+uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];
+struct xa_class_info xa_classes[XA_NSMALL];
+uint64_t xa_class_divmagic[256];
+
+_Static_assert(XA_NSMALL == 8 + 4 * (15 - 7), "40 classes: 16..128 by 16, then 4 per doubling to 32 KiB");
+_Static_assert(XA_SMALL_MAX == 32768, "small limit matches the class count");
+
+static size_t class_size(unsigned c) {
+  if (c < 8) return 16u * (c + 1u);
+  unsigned k = 7u + (c - 8u) / 4u;          /* doubling (2^k, 2^(k+1)] */
+  return ((size_t)4u + (c - 8u) % 4u + 1u) << (k - 2u);
+}
+
+/* Slab pages: the smallest run of pages, at least 16 KiB and holding at
+ * least 4 objects (8 for tiny classes), whose tail waste is at most 1/16. */
+static unsigned slab_pages_for(size_t size, size_t page) {
+  unsigned best = 1;
+  for (unsigned k = 1; k <= 64; k++) {
+    size_t bytes = k * page;
+    if (bytes < 16384 || bytes / size < 4) continue;
+    if ((bytes % size) * 16 <= bytes) return k;
+    if (best == 1) best = k;
+  }
+  return best;
+}
+
+void xa_sizeclass_init(size_t page) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_class_info *ci = &xa_classes[c];
+    size_t size = class_size(c);
+    ci->size = (uint32_t)size;
+    ci->slab_pages = slab_pages_for(size, page);
+    ci->nobjs = (uint32_t)(ci->slab_pages * page / size);
+    ci->recip = (((uint64_t)1 << XA_RECIP_SHIFT) + size - 1) / size;
+    xa_class_divmagic[c] = UINT64_MAX / size + 1;
+    /* Cache about 64 KiB per class, 8..256 slots. */
+    size_t cap = 65536 / size;
+    ci->tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 256 ? 256 : cap);
+  }
+  for (size_t i = 0; i <= XA_LOOKUP_MAX / 16; i++)
+    xa_class_lookup[i] = (uint8_t)xa_sizeclass_compute(i * 16);
+}

@@ -1,0 +1,56 @@
+/* Size classes.  Sizes 16..128 step by 16; above, four classes per
+ * doubling (160, 192, 224, 256, 320, ...) up to XA_SMALL_MAX.  Every class
+ * size is m * 2^k with m in {1, 3, 5, 7}: worst-case internal waste < 20%.
+ *
+ * size -> class: one load from a 2 KiB table built from the formula (clz
+ * arithmetic) at initialisation. */
+#ifndef XA_SIZECLASS_H
+#define XA_SIZECLASS_H
+#include "internal.h"
+
+/* Per-class facts, filled by xa_sizeclass_init() from the formula. */
+struct xa_class_info {
+  uint32_t size;        /* object size in bytes */
+  uint32_t slab_pages;  /* pages per slab */
+  uint32_t nobjs;       /* objects per slab */
+  uint32_t tcache_cap;  /* thread cache slots */
+  uint64_t recip;       /* ceil(2^40 / size): offset -> index by multiply */
+  uint64_t pad;         /* 32 bytes: indexing is a shift */
+};
+
+XA_HIDDEN extern uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];
+XA_HIDDEN extern struct xa_class_info xa_classes[XA_NSMALL];
+/* ceil(2^64 / size): off % size == 0 iff off * magic < magic (mod 2^64)
+ * for off < 2^32 (Lemire, Kaser, Kurz 2019).  Checks object starts in free. */
+XA_HIDDEN extern uint64_t xa_class_divmagic[256];   /* 0 past XA_NSMALL */
+XA_HIDDEN void xa_sizeclass_init(size_t page);
+
+#define XA_RECIP_SHIFT 40
+
+/* Class of a size above 128 (builds the lookup table). */
+XA_INLINE unsigned xa_sizeclass_of_big(size_t n) {
+  size_t m = n - 1;
+  unsigned k = 63u - (unsigned)__builtin_clzl(m);    /* floor(log2(m)), >= 7 */
+  return 8u + 4u * (k - 7u) + (unsigned)(m >> (k - 2u)) - 4u;
+}
+
+/* Class of any size 0 <= n <= XA_SMALL_MAX, computed (used to build the table). */
+XA_INLINE unsigned xa_sizeclass_compute(size_t n) {
+  if (n <= 128) return n == 0 ? 0 : (unsigned)((n + 15) >> 4) - 1u;
+  return xa_sizeclass_of_big(n);
+}
+
+/* The fast mapping; n must be <= XA_SMALL_MAX. */
+XA_INLINE unsigned xa_sizeclass_of(size_t n) { return xa_class_lookup[(n + 15) >> 4]; }
+
+/* Is byte offset off (< 2^32) a multiple of class c's size? */
+XA_INLINE bool xa_sizeclass_divides(size_t c, uint32_t off) {
+  return (uint64_t)off * xa_class_divmagic[c] < xa_class_divmagic[c];
+}
+
+/* Object index of byte offset off inside a slab of class c, and whether off
+ * is exactly the start of an object. */
+XA_INLINE uint32_t xa_sizeclass_index(unsigned c, uintptr_t off) {
+  return (uint32_t)((off * xa_classes[c].recip) >> XA_RECIP_SHIFT);
+}
+#endif

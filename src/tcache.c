@@ -1,0 +1,151 @@
+/* Thread-cache slow paths: creation, refill, flush, GC, teardown. */
+#include "tcache.h"
+#include "arena.h"
+#include "base.h"
+#include "lock.h"
+#include <pthread.h>
+#include <string.h>
+
+struct xa_tcache xa_tcache_boot;
+__thread struct xa_tcache *xa_tc __attribute__((tls_model("initial-exec"))) = &xa_tcache_boot;
+/* 0: no cache yet, 1: cache live, 2: torn down (thread is exiting). */
+static __thread uint8_t tc_state __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t tc_key;
+static xa_lock_t tc_lock = XA_LOCK_INIT;       /* guards the two lists */
+static struct xa_tcache *tc_live;               /* every live cache */
+static struct xa_tcache *tc_recycled;           /* caches of exited threads */
+static size_t tc_slots_total;                   /* slots per cache */
+
+#define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
+
+bool xa_tcache_init_global(void) {
+  tc_slots_total = 0;
+  for (unsigned c = 0; c < XA_NSMALL; c++) tc_slots_total += xa_classes[c].tcache_cap;
+  return pthread_key_create(&tc_key, xa_tcache_destroy) == 0;
+}
+
+static struct xa_tcache *tcache_new(void) {
+  xa_lock(&tc_lock);
+  struct xa_tcache *tc = tc_recycled;
+  if (tc) tc_recycled = tc->next;
+  xa_unlock(&tc_lock);
+  if (!tc) {
+    tc = xa_base_alloc(sizeof *tc + tc_slots_total * sizeof(void *));
+    if (!tc) return NULL;
+    void **slot = tc->slots;
+    for (unsigned c = 0; c < XA_NSMALL; c++) {
+      tc->bins[c].stack = tc->bins[c].top = slot;
+      slot += xa_classes[c].tcache_cap;
+      tc->bins[c].end = slot;
+    }
+  }
+  tc->events = 0;
+  memset(tc->missed, 0, sizeof tc->missed);
+  xa_lock(&tc_lock);
+  tc->prev = NULL;
+  tc->next = tc_live;
+  if (tc_live) tc_live->prev = tc;
+  tc_live = tc;
+  xa_unlock(&tc_lock);
+  return tc;
+}
+
+struct xa_tcache *xa_tcache_get(void) {
+  if (xa_tc != &xa_tcache_boot) return xa_tc;
+  if (tc_state != 0) return NULL;
+  struct xa_tcache *tc = tcache_new();
+  if (!tc) return NULL;
+  tc_state = 1;
+  xa_tc = tc;          /* before setspecific, which may itself call malloc */
+  pthread_setspecific(tc_key, tc);
+  return tc;
+}
+
+static void bin_flush(struct xa_tbin *b, uint32_t k) {
+  /* The oldest objects sit at the bottom of the stack. */
+  if (!k) return;
+  xa_arena_flush(b->stack, k, "free");
+  b->top -= k;
+  memmove(b->stack, b->stack + k, xa_tbin_count(b) * sizeof(void *));
+}
+
+/* Idle-bin GC: a bin that did not miss since the last sweep had objects
+ * to spare all period; hand half of them back. */
+static void tcache_gc(struct xa_tcache *tc) {
+  tc->events = 0;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_tbin *b = &tc->bins[c];
+    if (!tc->missed[c] && b->top != b->stack) bin_flush(b, (xa_tbin_count(b) + 1) / 2);
+    tc->missed[c] = 0;
+  }
+}
+
+void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
+  struct xa_tbin *b = &tc->bins[cls];
+  if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+  tc->missed[cls] = 1;
+  if (b->top != b->stack) return *--b->top;  /* GC may run between miss and here */
+  unsigned want = xa_tbin_cap(b) / 2 ? xa_tbin_cap(b) / 2 : 1;
+  unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
+  if (!got) return NULL;
+  /* Lowest addresses were taken first; hand them out first. */
+  for (unsigned i = 0, j = got - 1; i < j; i++, j--) {
+    void *t = b->stack[i]; b->stack[i] = b->stack[j]; b->stack[j] = t;
+  }
+  b->top = b->stack + got - 1;
+  return *b->top;
+}
+
+void xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+  struct xa_tbin *b = &tc->bins[cls];
+  if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+  if (b->top == b->end) bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
+  *b->top++ = p;
+}
+
+static void tcache_flush_bins(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) bin_flush(&tc->bins[c], xa_tbin_count(&tc->bins[c]));
+}
+
+void xa_tcache_flush_all(void) {
+  if (xa_tc != &xa_tcache_boot) tcache_flush_bins(xa_tc);
+}
+
+static void tcache_unlink_recycle(struct xa_tcache *tc) {
+  if (tc->prev) tc->prev->next = tc->next;
+  else tc_live = tc->next;
+  if (tc->next) tc->next->prev = tc->prev;
+  tc->prev = NULL;
+  tc->next = tc_recycled;
+  tc_recycled = tc;
+}
+
+void xa_tcache_destroy(void *arg) {
+  struct xa_tcache *tc = arg;
+  /* From now on this thread's calls go straight to the arenas. */
+  xa_tc = &xa_tcache_boot;
+  tc_state = 2;
+  tcache_flush_bins(tc);
+  xa_lock(&tc_lock);
+  tcache_unlink_recycle(tc);
+  xa_unlock(&tc_lock);
+}
+
+void xa_tcache_prefork(void) { xa_lock(&tc_lock); }
+void xa_tcache_postfork_parent(void) { xa_unlock(&tc_lock); }
+
+/* In the child only the forking thread exists: the other threads' caches
+ * can be emptied and recycled (arena locks are already reinitialised). */
+void xa_tcache_postfork_child(void) {
+  xa_lock_reinit(&tc_lock);
+  struct xa_tcache *tc = tc_live;
+  while (tc) {
+    struct xa_tcache *next = tc->next;
+    if (tc != xa_tc) {
+      tcache_flush_bins(tc);
+      tcache_unlink_recycle(tc);
+    }
+    tc = next;
+  }
+}

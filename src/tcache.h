@@ -1,0 +1,53 @@
+/* Thread caches: per thread, per small class, a bounded array stack of
+ * object pointers (nothing is written into freed objects).  The fast path
+ * (fastpath.h) pops and pushes; everything here is the slow path: creating
+ * the cache on a thread's first call, batch refill and flush against the
+ * arenas, idle-bin GC, and teardown at thread exit. */
+#ifndef XA_TCACHE_H
+#define XA_TCACHE_H
+#include "internal.h"
+#include "sizeclass.h"
+
+/* A bin is a stack of pointers: stack[0..top).  top == stack: empty;
+ * top == end: full.  The boot cache's bins are all NULL, so both hold and
+ * every call misses. */
+struct xa_tbin {
+  void **top;           /* next free slot */
+  void **stack;         /* bottom */
+  void **end;           /* stack + capacity */
+  uint64_t pad;         /* 32 bytes: indexing is a shift */
+};
+
+XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
+XA_INLINE uint32_t xa_tbin_cap(const struct xa_tbin *b) { return (uint32_t)(b->end - b->stack); }
+
+struct xa_tcache {
+  struct xa_tbin bins[XA_NSMALL];   /* fast-path part */
+  struct xa_tcache *next, *prev;    /* all live caches */
+  uint32_t events;                  /* slow-path calls since last GC */
+  uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
+  void *slots[];                    /* the bins' stacks */
+};
+
+/* Every thread starts on the boot cache, whose bins always miss. */
+XA_HIDDEN extern struct xa_tcache xa_tcache_boot;
+XA_HIDDEN extern __thread struct xa_tcache *xa_tc __attribute__((tls_model("initial-exec")));
+
+/* The calling thread's cache, created on first use; NULL once the thread
+ * has torn its cache down (then callers use the arenas directly) or if no
+ * memory is left for one. */
+XA_HIDDEN struct xa_tcache *xa_tcache_get(void);
+/* Refill bin cls (which is empty) and pop one object; NULL if OOM. */
+XA_HIDDEN void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls);
+/* Bin cls is full: flush its older half, then push p. */
+XA_HIDDEN void xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p);
+/* Return every cached object of the calling thread to the arenas. */
+XA_HIDDEN void xa_tcache_flush_all(void);
+/* Thread-exit destructor (also used by tests). */
+XA_HIDDEN void xa_tcache_destroy(void *tc);
+XA_HIDDEN bool xa_tcache_init_global(void);
+
+XA_HIDDEN void xa_tcache_prefork(void);
+XA_HIDDEN void xa_tcache_postfork_parent(void);
+XA_HIDDEN void xa_tcache_postfork_child(void);
+#endif

@@ -1,0 +1,412 @@
+/* api_misuse: xalloc's misuse detection.
+ *
+ * Each misuse runs in a forked child, which must die with SIGABRT after
+ * writing exactly one line starting with "xalloc: " to stderr; that line
+ * must start with "xalloc: <function>: " and contain the offending pointer
+ * in 0x hex form.
+ *
+ * glibc build (-DXA_TEST_GLIBC): the misuse tests are skipped -- glibc's
+ * reports differ ("free(): invalid pointer", or no detection at all for
+ * e.g. interior pointers of mmapped chunks), and free_sized does not exist
+ * in glibc 2.36.  The false-positive control runs in both builds.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#ifndef XA_TEST_GLIBC
+#include "xalloc.h"
+#endif
+
+static void *opqp(void *x)
+{
+    __asm__ volatile("" : "+r"(x));
+    return x;
+}
+
+/* Shared with the child: the pointer the report must name. */
+static volatile uintptr_t *expected;
+
+static void set_expected(const void *p)
+{
+    *expected = (uintptr_t)p;
+    __sync_synchronize();
+}
+
+/* Run fn in a child and check the report.  funcs: '|'-separated function
+ * names any of which the report may name (e.g. "free|malloc_trim" where a
+ * double free may be found when the thread cache is flushed). */
+static void expect_abort(const char *what, int (*fn)(void *), const char *funcs)
+{
+    static tu_child c;
+    *expected = 0;
+    tu_run_child(&c, fn, NULL, 1, 60);
+    uintptr_t want = *expected;
+    if (c.timed_out || c.sig != SIGABRT) {
+        tu_child_dump(what, &c);
+        fail_msg("%s: child did not die with SIGABRT", what);
+    }
+    if (want == 0) {
+        tu_child_dump(what, &c);
+        fail_msg("%s: child aborted before the misuse", what);
+    }
+    int nlines = 0, good = 0;
+    char *save = NULL;
+    static char buf[sizeof c.err];
+    memcpy(buf, c.err, sizeof buf);
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "xalloc: ", 8) != 0) continue;
+        nlines++;
+        /* which function? */
+        int fn_ok = 0;
+        char names[128];
+        snprintf(names, sizeof names, "%s", funcs);
+        char *s2 = NULL;
+        for (char *f = strtok_r(names, "|", &s2); f; f = strtok_r(NULL, "|", &s2)) {
+            size_t fl = strlen(f);
+            if (strncmp(line + 8, f, fl) == 0 && line[8 + fl] == ':' && line[9 + fl] == ' ') fn_ok = 1;
+        }
+        /* does any 0x token name the pointer? */
+        int ptr_ok = 0;
+        for (const char *h = strstr(line, "0x"); h; h = strstr(h + 2, "0x")) {
+            unsigned long long v = strtoull(h + 2, NULL, 16);
+            if ((uintptr_t)v == want) ptr_ok = 1;
+        }
+        if (fn_ok && ptr_ok) good = 1;
+        else
+            print_message("%s: report line '%s' (want function %s, pointer %#lx)\n", what, line, funcs,
+                          (unsigned long)want);
+    }
+    if (nlines != 1 || !good) {
+        tu_child_dump(what, &c);
+        fail_msg("%s: want exactly one 'xalloc: {%s}: ...%#lx...' line, got %d 'xalloc: ' lines (%s)", what,
+                 funcs, (unsigned long)want, nlines, good ? "one matched" : "none matched");
+    }
+}
+
+#ifdef XA_TEST_GLIBC
+#define XALLOC_ONLY() skip() /* misuse reports are xalloc's; see top of file */
+#else
+#define XALLOC_ONLY() ((void)0)
+#endif
+
+/* ---- invalid pointers --------------------------------------------------- */
+
+static int c_free_stack(void *a)
+{
+    _Alignas(64) char buf[256];
+    memset(buf, 0, sizeof buf);
+    set_expected(buf);
+    free(opqp(buf));
+    return 0;
+}
+static void test_free_stack(void **s) { XALLOC_ONLY(); expect_abort("free(stack)", c_free_stack, "free"); }
+
+static _Alignas(64) char global_buf[4096];
+static int c_free_global(void *a)
+{
+    set_expected(global_buf + 64);
+    free(opqp(global_buf + 64));
+    return 0;
+}
+static void test_free_global(void **s) { XALLOC_ONLY(); expect_abort("free(global)", c_free_global, "free"); }
+
+static int c_free_mmap(void *a)
+{
+    char *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TU_CHK(m != MAP_FAILED);
+    memset(m, 0, 1 << 20);
+    set_expected(m + 4096);
+    free(opqp(m + 4096));
+    return 0;
+}
+static void test_free_mmap(void **s) { XALLOC_ONLY(); expect_abort("free(mmap)", c_free_mmap, "free"); }
+
+static int c_free_mmap_start(void *a)
+{
+    char *m = mmap(NULL, 16 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TU_CHK(m != MAP_FAILED);
+    set_expected(m);
+    free(opqp(m));
+    return 0;
+}
+static void test_free_mmap_start(void **s) { XALLOC_ONLY(); expect_abort("free(mmap start)", c_free_mmap_start, "free"); }
+
+/* interior pointers */
+static size_t interior_size, interior_off;
+static int c_free_interior(void *a)
+{
+    char *p = malloc(interior_size);
+    TU_CHK(p != NULL);
+    memset(p, 0, interior_size < 65536 ? interior_size : 65536);
+    set_expected(p + interior_off);
+    free(opqp(p + interior_off));
+    return 0;
+}
+static void interior(size_t size, size_t off)
+{
+    char what[64];
+    snprintf(what, sizeof what, "free(malloc(%zu)+%zu)", size, off);
+    interior_size = size;
+    interior_off = off;
+    expect_abort(what, c_free_interior, "free");
+}
+static void test_free_interior_64_16(void **s) { XALLOC_ONLY(); interior(64, 16); }
+static void test_free_interior_64_8(void **s) { XALLOC_ONLY(); interior(64, 8); }
+static void test_free_interior_1000_512(void **s) { XALLOC_ONLY(); interior(1000, 512); }
+static void test_free_interior_1m_4096(void **s) { XALLOC_ONLY(); interior(1 << 20, 4096); }
+static void test_free_interior_16m_4096(void **s) { XALLOC_ONLY(); interior(16 << 20, 4096); }
+static void test_free_interior_16m_1m(void **s) { XALLOC_ONLY(); interior(16 << 20, 1 << 20); }
+
+/* ---- double frees ------------------------------------------------------- */
+
+static size_t df_size;
+static int c_double_free_small(void *a)
+{
+    enum { N = 10000 };
+    static void *others[N];
+    for (int i = 0; i < N; i++) { others[i] = malloc(df_size); TU_CHK(others[i] != NULL); }
+    char *p = malloc(df_size);
+    TU_CHK(p != NULL);
+    memset(p, 1, df_size);
+    set_expected(p);
+    free(p);
+    free(opqp(p));
+    /* a lazily checking allocator notices when the cache is flushed */
+    for (int i = 0; i < N; i++) free(others[i]);
+    malloc_trim(0);
+    return 0;
+}
+static void double_free_small(size_t n)
+{
+    char what[64];
+    snprintf(what, sizeof what, "double free of malloc(%zu)", n);
+    df_size = n;
+    expect_abort(what, c_double_free_small, "free|malloc_trim");
+}
+static void test_double_free_24(void **s) { XALLOC_ONLY(); double_free_small(24); }
+static void test_double_free_64(void **s) { XALLOC_ONLY(); double_free_small(64); }
+static void test_double_free_4000(void **s) { XALLOC_ONLY(); double_free_small(4000); }
+
+static int c_double_free_big(void *a)
+{
+    char *p = malloc(df_size);
+    TU_CHK(p != NULL);
+    memset(p, 1, 4096);
+    set_expected(p);
+    free(p);
+    free(opqp(p));
+    malloc_trim(0);
+    return 0;
+}
+static void test_double_free_1m(void **s)
+{
+    XALLOC_ONLY();
+    df_size = 1 << 20;
+    expect_abort("double free of malloc(1 MiB)", c_double_free_big, "free|malloc_trim");
+}
+static void test_double_free_16m(void **s)
+{
+    XALLOC_ONLY();
+    df_size = 16 << 20;
+    expect_abort("double free of malloc(16 MiB)", c_double_free_big, "free|malloc_trim");
+}
+
+/* realloc(p, 0) frees p, so a later free(p) is a double free */
+static int c_free_after_realloc0(void *a)
+{
+    char *p = malloc(1 << 20);
+    TU_CHK(p != NULL);
+    set_expected(p);
+    TU_CHK(realloc(p, 0) == NULL);
+    free(opqp(p));
+    malloc_trim(0);
+    return 0;
+}
+static void test_free_after_realloc_zero(void **s)
+{
+    XALLOC_ONLY();
+    expect_abort("free after realloc(p,0)", c_free_after_realloc0, "free|malloc_trim");
+}
+
+/* ---- realloc / free_sized ---------------------------------------------- */
+
+static int c_realloc_stack(void *a)
+{
+    _Alignas(64) char buf[256];
+    memset(buf, 0, sizeof buf);
+    set_expected(buf);
+    void *q = realloc(opqp(buf), 1000);
+    fprintf(stderr, "realloc returned %p\n", q);
+    return 0;
+}
+static void test_realloc_stack(void **s) { XALLOC_ONLY(); expect_abort("realloc(stack)", c_realloc_stack, "realloc"); }
+
+static int c_realloc_interior(void *a)
+{
+    char *p = malloc(64);
+    TU_CHK(p != NULL);
+    set_expected(p + 16);
+    void *q = realloc(opqp(p + 16), 200);
+    fprintf(stderr, "realloc returned %p\n", q);
+    return 0;
+}
+static void test_realloc_interior(void **s) { XALLOC_ONLY(); expect_abort("realloc(p+16)", c_realloc_interior, "realloc"); }
+
+static int c_realloc_mmap(void *a)
+{
+    char *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TU_CHK(m != MAP_FAILED);
+    set_expected(m);
+    void *q = realloc(opqp(m), 2 << 20);
+    fprintf(stderr, "realloc returned %p\n", q);
+    return 0;
+}
+static void test_realloc_mmap(void **s) { XALLOC_ONLY(); expect_abort("realloc(mmap)", c_realloc_mmap, "realloc"); }
+
+#ifndef XA_TEST_GLIBC
+static size_t fs_alloc, fs_claim;
+static int c_free_sized_wrong(void *a)
+{
+    char *p = malloc(fs_alloc);
+    TU_CHK(p != NULL);
+    set_expected(p);
+    free_sized(p, fs_claim);
+    malloc_trim(0);
+    return 0;
+}
+static void free_sized_wrong(size_t alloc, size_t claim)
+{
+    char what[80];
+    snprintf(what, sizeof what, "free_sized(malloc(%zu), %zu)", alloc, claim);
+    fs_alloc = alloc;
+    fs_claim = claim;
+    expect_abort(what, c_free_sized_wrong, "free_sized");
+}
+#endif
+static void test_free_sized_wrong_small(void **s)
+{
+    XALLOC_ONLY();
+#ifndef XA_TEST_GLIBC
+    free_sized_wrong(100, 5000);
+#endif
+}
+static void test_free_sized_wrong_small2(void **s)
+{
+    XALLOC_ONLY();
+#ifndef XA_TEST_GLIBC
+    free_sized_wrong(4000, 16);
+#endif
+}
+static void test_free_sized_wrong_large(void **s)
+{
+    XALLOC_ONLY();
+#ifndef XA_TEST_GLIBC
+    free_sized_wrong(1 << 20, 100);
+#endif
+}
+static void test_free_sized_wrong_huge(void **s)
+{
+    XALLOC_ONLY();
+#ifndef XA_TEST_GLIBC
+    free_sized_wrong(16 << 20, 64);
+#endif
+}
+
+/* ---- control: valid frees must never be reported ------------------------ */
+
+static int c_valid_usage(void *a)
+{
+    tu_rng r;
+    tu_seed(&r, 2024);
+    enum { N = 4000 };
+    static void *v[N];
+    static size_t n[N], al[N];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            n[i] = (i % 97 == 0) ? tu_range(&r, 1 << 20, 17 << 20) : tu_range(&r, 0, 20000);
+            al[i] = 0;
+            switch (i % 6) {
+            case 0: v[i] = malloc(n[i]); break;
+            case 1: v[i] = calloc(1, n[i]); break;
+            case 2: v[i] = realloc(malloc(tu_range(&r, 1, 300)), n[i]); break;
+            case 3: al[i] = (size_t)1 << tu_range(&r, 4, 22); v[i] = aligned_alloc(al[i], n[i]); break;
+            case 4: al[i] = (size_t)1 << tu_range(&r, 3, 22);
+                    TU_CHK(posix_memalign(&v[i], al[i], n[i]) == 0); break;
+            default: al[i] = (size_t)1 << tu_range(&r, 4, 14); v[i] = memalign(al[i], n[i]); break;
+            }
+            TU_CHK(v[i] != NULL);
+            TU_CHK(!al[i] || tu_aligned(v[i], al[i]));
+        }
+        for (int i = 0; i < N; i++) {
+#ifndef XA_TEST_GLIBC
+            if (i % 6 == 3 && i % 2) { free_aligned_sized(v[i], al[i], n[i]); continue; }
+            if (i % 6 <= 2 && i % 2) { free_sized(v[i], n[i]); continue; }
+#endif
+            if (i % 5 == 0) { TU_CHK(realloc(v[i], 0) == NULL); continue; }
+            free(v[i]);
+        }
+        malloc_trim(0);
+    }
+    free(NULL);
+    void *z = realloc(NULL, 0);
+    TU_CHK(z != NULL);
+    free(z);
+    return 0;
+}
+
+static void test_valid_usage_not_reported(void **s)
+{
+    static tu_child c;
+    tu_run_child(&c, c_valid_usage, NULL, 1, 120);
+    if (!tu_child_ok("valid usage", &c)) fail_msg("valid usage was not accepted");
+    if (strstr(c.err, "xalloc: ")) {
+        tu_child_dump("valid usage", &c);
+        fail_msg("valid usage produced an xalloc report");
+    }
+}
+
+int main(void)
+{
+    expected = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (expected == MAP_FAILED) { perror("mmap"); return 1; }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_usage_not_reported),
+        cmocka_unit_test(test_free_stack),
+        cmocka_unit_test(test_free_global),
+        cmocka_unit_test(test_free_mmap),
+        cmocka_unit_test(test_free_mmap_start),
+        cmocka_unit_test(test_free_interior_64_16),
+        cmocka_unit_test(test_free_interior_64_8),
+        cmocka_unit_test(test_free_interior_1000_512),
+        cmocka_unit_test(test_free_interior_1m_4096),
+        cmocka_unit_test(test_free_interior_16m_4096),
+        cmocka_unit_test(test_free_interior_16m_1m),
+        cmocka_unit_test(test_double_free_24),
+        cmocka_unit_test(test_double_free_64),
+        cmocka_unit_test(test_double_free_4000),
+        cmocka_unit_test(test_double_free_1m),
+        cmocka_unit_test(test_double_free_16m),
+        cmocka_unit_test(test_free_after_realloc_zero),
+        cmocka_unit_test(test_realloc_stack),
+        cmocka_unit_test(test_realloc_interior),
+        cmocka_unit_test(test_realloc_mmap),
+        cmocka_unit_test(test_free_sized_wrong_small),
+        cmocka_unit_test(test_free_sized_wrong_small2),
+        cmocka_unit_test(test_free_sized_wrong_large),
+        cmocka_unit_test(test_free_sized_wrong_huge),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
