@@ -9,6 +9,24 @@
 struct xa_arena **xa_arenas;
 unsigned xa_narenas;
 
+const char *xa_arena_check_locked(struct xa_arena *a);
+/* In XA_DEBUG builds every release of an arena lock re-checks the arena. */
+static void arena_unlock(struct xa_arena *a) {
+  if (xa_config_debug) {
+    const char *err = xa_arena_check_locked(a);
+    if (err) xa_error_assert(err, __FILE__, __LINE__);
+  }
+  xa_unlock(&a->lock);
+}
+
+static void arena_lock(struct xa_arena *a) {
+  xa_lock(&a->lock);
+  if (xa_config_debug) {
+    const char *err = xa_arena_check_locked(a);
+    if (err) xa_error_assert(err, __FILE__, __LINE__);
+  }
+}
+
 /* ---- lists ----------------------------------------------------------- */
 
 static void list_push(struct xa_span **head, struct xa_span *s) {
@@ -98,9 +116,9 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
   for (;;) {
     struct xa_span *s = free_take(a, n);
     if (s) return s;
-    xa_unlock(&a->lock);
+    arena_unlock(a);
     struct xa_chunk *c = xa_chunk_new(a);
-    xa_lock(&a->lock);
+    arena_lock(a);
     if (!c) return NULL;
     c->next = a->chunks;
     a->chunks = c;
@@ -124,7 +142,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, bool
   s->state = XA_SPAN_FREE;
   if (first > xa_chunk_header_pages) {
     struct xa_span *l = xa_chunk_span(c, xa_chunk_page_info(c, first - 1)->first);
-    if (l->state == XA_SPAN_FREE) {
+    if (l->state == XA_SPAN_FREE && l->first + l->npages == first) {
       dirty |= l->dirty;
       free_remove(a, l);
       first = l->first;
@@ -195,7 +213,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
   const struct xa_class_info *ci = &xa_classes[cls];
   struct xa_bin *bin = &a->bins[cls];
   unsigned got = 0, nw = (ci->nobjs + 63) / 64;
-  xa_lock(&a->lock);
+  arena_lock(a);
   while (got < want) {
     struct xa_span *s = bin->nonfull;
     if (!s && !(s = slab_new(a, cls))) break;
@@ -215,7 +233,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
   }
   bin->nrequests += got;
   bin->curobjs += got;
-  xa_unlock(&a->lock);
+  arena_unlock(a);
   return got;
 }
 
@@ -260,13 +278,13 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
   while (n) {
     struct xa_arena *a = xa_chunk_of(ptrs[0])->arena;
     unsigned keep = 0;
-    xa_lock(&a->lock);
+    arena_lock(a);
     for (unsigned i = 0; i < n; i++) {
       struct xa_chunk *c = xa_chunk_of(ptrs[i]);
       if (c->arena != a) ptrs[keep++] = ptrs[i];
       else slab_free_one(a, c, ptrs[i], fn, &dead);
     }
-    xa_unlock(&a->lock);
+    arena_unlock(a);
     n = keep;
   }
   chunks_delete(dead);
@@ -275,7 +293,7 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
 /* ---- large ----------------------------------------------------------- */
 
 /* Split span s after its first n pages; the tail becomes a separate span
- * (state LARGE, for span_release) which is returned. */
+ * (state LARGE, pages marked, ready for span_release) which is returned. */
 static struct xa_span *span_split(struct xa_span *s, uint32_t n) {
   struct xa_chunk *c = xa_span_chunk(s);
   struct xa_span *t = xa_chunk_span(c, s->first + n);
@@ -284,6 +302,7 @@ static struct xa_span *span_split(struct xa_span *s, uint32_t n) {
   t->state = XA_SPAN_LARGE;
   t->cls = XA_CLS_NONE;
   s->npages = n;
+  xa_chunk_mark_span(c, t);   /* neighbours look pages up while merging */
   return t;
 }
 
@@ -293,11 +312,12 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
   size_t extra = align > xa_os_page ? (align >> sh) - 1 : 0;
   if (np + extra > usable_pages()) return NULL;
   struct xa_chunk *dead = NULL;
-  xa_lock(&a->lock);
+  arena_lock(a);
   struct xa_span *s = span_grab(a, (uint32_t)(np + extra));
-  if (!s) { xa_unlock(&a->lock); return NULL; }
+  if (!s) { arena_unlock(a); return NULL; }
   s->state = XA_SPAN_LARGE;
   s->cls = XA_CLS_NONE;
+  xa_chunk_mark_span(xa_span_chunk(s), s);
   if (extra) {
     uintptr_t addr = (uintptr_t)xa_span_addr(s);
     uint32_t lead = (uint32_t)((XA_ALIGN_UP(addr, align) - addr) >> sh);
@@ -312,10 +332,9 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
       if (d) { d->next = dead; dead = d; }
     }
   }
-  xa_chunk_mark_span(xa_span_chunk(s), s);
   a->large_allocated += xa_span_bytes(s);
   a->large_nrequests++;
-  xa_unlock(&a->lock);
+  arena_unlock(a);
   chunks_delete(dead);
   return xa_span_addr(s);
 }
@@ -329,10 +348,10 @@ struct xa_span *xa_arena_large_span(const void *p) {
 
 void xa_arena_free_large(struct xa_span *s) {
   struct xa_arena *a = xa_span_chunk(s)->arena;
-  xa_lock(&a->lock);
+  arena_lock(a);
   a->large_allocated -= xa_span_bytes(s);
   struct xa_chunk *d = span_release(a, s, true);
-  xa_unlock(&a->lock);
+  arena_unlock(a);
   if (d) xa_chunk_delete(d);
 }
 
@@ -342,7 +361,7 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
   uint32_t n = (uint32_t)((new_size + xa_os_page - 1) >> xa_os_page_shift);
   if (n == 0) return false;
   bool ok = false;
-  xa_lock(&a->lock);
+  arena_lock(a);
   if (n < s->npages) {
     a->large_allocated -= (size_t)(s->npages - n) << xa_os_page_shift;
     span_release(a, span_split(s, n), true);   /* s stays allocated: chunk not empty */
@@ -364,7 +383,7 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
       ok = true;
     }
   }
-  xa_unlock(&a->lock);
+  arena_unlock(a);
   return ok;
 }
 
@@ -374,7 +393,7 @@ size_t xa_arena_purge_all(void) {
   size_t purged = 0;
   for (unsigned i = 0; i < xa_narenas; i++) {
     struct xa_arena *a = xa_arenas[i];
-    xa_lock(&a->lock);
+    arena_lock(a);
     for (unsigned b = 0; b < XA_FREE_BINS; b++) {
       struct xa_span *s = a->free_spans[b];
       while (s) {
@@ -385,19 +404,20 @@ size_t xa_arena_purge_all(void) {
         struct xa_chunk *c = xa_span_chunk(s);
         if (c == a->spare) a->spare = NULL;
         s->state = XA_SPAN_LARGE;
-        xa_unlock(&a->lock);
+        xa_chunk_mark_span(c, s);
+        arena_unlock(a);
         xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
         purged += xa_span_bytes(s);
-        xa_lock(&a->lock);
+        arena_lock(a);
         /* Clean now, unless it merges with a dirty neighbour (then a
          * later visit purges the merged span). */
         struct xa_chunk *d = span_release(a, s, false);
-        if (d) { xa_unlock(&a->lock); xa_chunk_delete(d); xa_lock(&a->lock); }
+        if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
         s = a->free_spans[b];            /* lists changed: restart the bin */
         while (s && !s->dirty) s = s->next;
       }
     }
-    xa_unlock(&a->lock);
+    arena_unlock(a);
   }
   return purged;
 }
@@ -412,4 +432,55 @@ void xa_arena_postfork_parent(void) {
 }
 void xa_arena_postfork_child(void) {
   for (unsigned i = 0; i < xa_narenas; i++) xa_lock_reinit(&xa_arenas[i]->lock);
+}
+
+/* ---- invariant walker (tests and XA_DEBUG builds) ---------------------- */
+
+/* Walk every chunk of arena a (lock held by the caller) and check that its
+ * spans tile the chunk, that free spans are binned, coalesced and have
+ * boundary page info, and that slab and large pages point at their span.
+ * Returns NULL if all holds, else a description of the first violation. */
+const char *xa_arena_check_locked(struct xa_arena *a) {
+  size_t dirty = 0;
+  for (struct xa_chunk *c = a->chunks; c; c = c->next) {
+    if (c->arena != a) return "chunk owned by another arena";
+    unsigned p = xa_chunk_header_pages, free_pages = 0;
+    bool prev_free = false;
+    while (p < xa_chunk_npages) {
+      struct xa_span *s = xa_chunk_span(c, p);
+      if (s->first != p) return "span slot first mismatch";
+      if (s->npages == 0 || p + s->npages > xa_chunk_npages) return "span length out of range";
+      if (s->state == XA_SPAN_FREE) {
+        if (prev_free) return "adjacent free spans not coalesced";
+        bool found = false;
+        for (struct xa_span *f = a->free_spans[free_bin(s->npages)]; f; f = f->next) found |= f == s;
+        if (!found) return "free span missing from its bin";
+        if (xa_chunk_page_info(c, p)->first != p || xa_chunk_page_info(c, p + s->npages - 1)->first != p)
+          return "free span boundary info wrong";
+        free_pages += s->npages;
+        if (s->dirty) dirty += s->npages;
+        prev_free = true;
+      } else if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE) {
+        for (unsigned i = p; i < p + s->npages; i++) {
+          struct xa_pageinfo *pi = xa_chunk_page_info(c, i);
+          if (pi->first != p) return "allocated span page info wrong";
+          if (pi->cls != (s->state == XA_SPAN_SLAB ? s->cls : XA_CLS_NONE)) return "page class wrong";
+        }
+        if (s->state == XA_SPAN_SLAB) {
+          const struct xa_class_info *ci = &xa_classes[s->cls];
+          if (s->npages != ci->slab_pages) return "slab length wrong";
+          unsigned nfree = 0;
+          for (unsigned w = 0; w < (ci->nobjs + 63) / 64; w++) nfree += (unsigned)__builtin_popcountl(s->bitmap[w]);
+          if (nfree != s->nfree) return "slab free count disagrees with bitmap";
+        }
+        prev_free = false;
+      } else {
+        return "bad span state";
+      }
+      p += s->npages;
+    }
+    if (free_pages != c->free_pages) return "chunk free page count wrong";
+  }
+  if (dirty != a->dirty_pages) return "arena dirty page count wrong";
+  return NULL;
 }

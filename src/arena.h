@@ -62,4 +62,8 @@ XA_HIDDEN size_t xa_arena_purge_all(void);
 XA_HIDDEN void xa_arena_prefork(void);
 XA_HIDDEN void xa_arena_postfork_parent(void);
 XA_HIDDEN void xa_arena_postfork_child(void);
+
+
+/* Invariant walker for tests and debug builds; NULL when consistent. */
+XA_HIDDEN const char *xa_arena_check_locked(struct xa_arena *a);
 #endif

@@ -184,7 +184,7 @@ XA_EXPORT int posix_memalign(void **out, size_t align, size_t n) {
 /* glibc 2.36: memalign rounds a non-power-of-two alignment up, and
  * aligned_alloc behaves like memalign. */
 XA_EXPORT void *memalign(size_t align, size_t n) {
-  if (align > XA_REQUEST_MAX / 2 + 1) { errno = EINVAL; return NULL; }
+  if (align > SIZE_MAX / 2 + 1) { errno = EINVAL; return NULL; }
   return alloc_aligned(pow2_ceil(align), n);
 }
 
@@ -212,8 +212,9 @@ XA_EXPORT size_t malloc_usable_size(void *p) {
 XA_EXPORT void free_sized(void *p, size_t size) {
   if (!p) return;
   struct block b = lookup(p);
-  bool ok = b.kind == K_SMALL ? size <= XA_SMALL_MAX && xa_sizeclass_of(size) == (unsigned)b.cls
-            : b.kind != K_INVALID && size > XA_SMALL_MAX && size <= b.usable;
+  /* Any size realloc could have left in this block: at most the usable
+   * size, more than half of it (realloc moves blocks that shrink more). */
+  bool ok = size <= b.usable && (size > b.usable / 2 || b.usable <= XA_MIN_ALIGN);
   if (b.kind != K_INVALID && !ok) xa_error_pointer("free_sized", "size does not match block", p);
   free_block(p, b, "free_sized");
 }
