@@ -7,6 +7,7 @@ CC       ?= gcc
 CXX      ?= g++
 PREFIX   ?= /usr/local
 DEBUG    ?= 0
+STATS    ?= 1
 OPT      ?= -O2
 SOVER    := 0
 VERSION  := 0.1.0
@@ -15,14 +16,14 @@ WARN     := -Wall -Wextra -Wno-unused-parameter
 # Fast-path build flags (see shared design: visibility, TLS model, no PLT).
 LIBFLAGS := -std=gnu11 $(OPT) -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
             -fno-plt -fno-semantic-interposition -fno-builtin-malloc -fno-builtin-free \
-            -fno-stack-protector -pthread -Iinclude -Isrc -DXA_DEBUG=$(DEBUG)
+            -fno-stack-protector -pthread -Iinclude -Isrc -DXA_DEBUG=$(DEBUG) -DXA_STATS=$(STATS)
 CFLAGS_T := -std=gnu11 -O1 -g -pthread -Iinclude -Isrc $(WARN)
 
 SRCS := $(wildcard src/*.c)
 OBJS := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
 HDRS := $(wildcard src/*.h include/*.h)
 
-.PHONY: all lib clean check check-unit check-api check-preload check-memcheck
+.PHONY: all lib clean check check-unit check-api check-preload check-memcheck demo
 all: lib
 lib: lib/libxalloc.so lib/libxalloc.a
 
@@ -56,7 +57,7 @@ TESTLIB:= $(wildcard test/testutil.h)
 RPATH  := -Wl,-rpath,$(CURDIR)/lib
 
 build/test/unit_%: test/unit_%.c lib/libxalloc.a $(HDRS) $(TESTLIB) | build/test
-	$(CC) $(CFLAGS_T) -o $@ $< lib/libxalloc.a -lcmocka
+	$(CC) $(CFLAGS_T) -fno-builtin -o $@ $< lib/libxalloc.a -lcmocka
 build/test/api_%: test/api_%.c lib/libxalloc.so $(TESTLIB) | build/test
 	$(CC) $(CFLAGS_T) -fno-builtin -o $@ $< -Llib $(RPATH) -lxalloc -lcmocka
 build/test/api_%.glibc: test/api_%.c $(TESTLIB) | build/test
@@ -79,6 +80,16 @@ check-preload: lib
 check-memcheck: $(API)
 	@set -e; for t in $(API); do echo "== memcheck $$t.glibc"; \
 	  valgrind -q --error-exitcode=9 --leak-check=no $$t.glibc >/dev/null; done
+
+# The quick-start job: a real, unmodified program (python3, then sort) runs
+# under LD_PRELOAD=libxalloc.so; malloc_stats() output proves who served it.
+demo: lib
+	@echo "== python3 under xalloc"
+	LD_PRELOAD=$(CURDIR)/lib/libxalloc.so python3 -c "import ctypes; d = {i: str(i) * 5 for i in range(2000000)}; print('python3: dict of', len(d), 'entries built'); ctypes.CDLL(None).malloc_stats()"
+	@echo "== sort of 2 million lines under xalloc"
+	@mkdir -p build; seq 2000000 | awk '{ print ($$1 * 7919) % 2000003 }' > build/demo.txt
+	LD_PRELOAD=$(CURDIR)/lib/libxalloc.so sort -n build/demo.txt | md5sum
+	sort -n build/demo.txt | md5sum
 
 clean:
 	rm -rf build lib

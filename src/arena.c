@@ -231,7 +231,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
     s->nfree -= got - before;
     if (s->nfree == 0) list_remove(&bin->nonfull, s);
   }
-  bin->nrequests += got;
+  if (xa_config_stats) bin->nrequests += got;
   bin->curobjs += got;
   arena_unlock(a);
   return got;
@@ -333,7 +333,7 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
     }
   }
   a->large_allocated += xa_span_bytes(s);
-  a->large_nrequests++;
+  if (xa_config_stats) a->large_nrequests++;
   arena_unlock(a);
   chunks_delete(dead);
   return xa_span_addr(s);
@@ -389,36 +389,39 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
 
 /* ---- purging --------------------------------------------------------- */
 
+size_t xa_arena_purge(struct xa_arena *a) {
+  size_t purged = 0;
+  arena_lock(a);
+  for (unsigned b = 0; b < XA_FREE_BINS; b++) {
+    struct xa_span *s = a->free_spans[b];
+    while (s && !s->dirty) s = s->next;
+    while (s) {
+      /* Take the span out (state LARGE keeps neighbours from merging into
+       * it), purge without the lock, then free it again, clean. */
+      free_remove(a, s);
+      struct xa_chunk *c = xa_span_chunk(s);
+      if (c == a->spare) a->spare = NULL;
+      s->state = XA_SPAN_LARGE;
+      xa_chunk_mark_span(c, s);
+      arena_unlock(a);
+      xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
+      purged += xa_span_bytes(s);
+      arena_lock(a);
+      /* Clean now, unless it merges with a dirty neighbour freed meanwhile
+       * (a later visit purges that). */
+      struct xa_chunk *d = span_release(a, s, false);
+      if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
+      s = a->free_spans[b];            /* lists changed: rescan the bin */
+      while (s && !s->dirty) s = s->next;
+    }
+  }
+  arena_unlock(a);
+  return purged;
+}
+
 size_t xa_arena_purge_all(void) {
   size_t purged = 0;
-  for (unsigned i = 0; i < xa_narenas; i++) {
-    struct xa_arena *a = xa_arenas[i];
-    arena_lock(a);
-    for (unsigned b = 0; b < XA_FREE_BINS; b++) {
-      struct xa_span *s = a->free_spans[b];
-      while (s) {
-        if (!s->dirty) { s = s->next; continue; }
-        /* Take the span out (state LARGE keeps neighbours from merging
-         * into it), purge without the lock, then free it again clean. */
-        free_remove(a, s);
-        struct xa_chunk *c = xa_span_chunk(s);
-        if (c == a->spare) a->spare = NULL;
-        s->state = XA_SPAN_LARGE;
-        xa_chunk_mark_span(c, s);
-        arena_unlock(a);
-        xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
-        purged += xa_span_bytes(s);
-        arena_lock(a);
-        /* Clean now, unless it merges with a dirty neighbour (then a
-         * later visit purges the merged span). */
-        struct xa_chunk *d = span_release(a, s, false);
-        if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
-        s = a->free_spans[b];            /* lists changed: restart the bin */
-        while (s && !s->dirty) s = s->next;
-      }
-    }
-    arena_unlock(a);
-  }
+  for (unsigned i = 0; i < xa_narenas; i++) purged += xa_arena_purge(xa_arenas[i]);
   return purged;
 }
 

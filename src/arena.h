@@ -55,7 +55,9 @@ XA_HIDDEN bool xa_arena_resize_large(struct xa_span *s, size_t new_size);
 /* The span of a large allocation p, or NULL if p is not one. */
 XA_HIDDEN struct xa_span *xa_arena_large_span(const void *p);
 
-/* Give back free pages (madvise) of every arena; returns bytes purged. */
+/* Give back the dirty free pages (madvise) of arena a / of every arena;
+ * returns bytes purged. */
+XA_HIDDEN size_t xa_arena_purge(struct xa_arena *a);
 XA_HIDDEN size_t xa_arena_purge_all(void);
 
 /* Fork: take every arena lock in index order / release / reinitialise. */

@@ -19,6 +19,10 @@
 #define XA_DEBUG 0
 #endif
 static const bool xa_config_debug = XA_DEBUG;
+#ifndef XA_STATS
+#define XA_STATS 1
+#endif
+static const bool xa_config_stats = XA_STATS;
 
 /* Chunks: every small and large allocation lives in a chunk of this size,
  * aligned to it, so p & ~XA_CHUNK_MASK is the chunk header. */

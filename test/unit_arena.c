@@ -1,0 +1,208 @@
+/* Unit tests of chunks and arenas (src/chunk.c, src/arena.c) on a private
+ * arena: slab refill/flush, span split and coalesce, large blocks with
+ * alignment, in-place resize, chunk retention, purging, misuse detection.
+ * After every step the invariant walker must find the arena consistent. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "arena.h"
+#include "base.h"
+#include "init.h"
+#include "fastpath.h"
+
+static struct xa_arena *new_arena(void) {
+  struct xa_arena *a = xa_base_alloc(sizeof *a);
+  assert_non_null(a);
+  xa_lock_reinit(&a->lock);
+  a->index = 999;
+  return a;
+}
+
+static void check(struct xa_arena *a) {
+  xa_lock(&a->lock);
+  const char *err = xa_arena_check_locked(a);
+  xa_unlock(&a->lock);
+  if (err) fail_msg("arena invariant: %s", err);
+}
+
+static size_t free_span_count(struct xa_arena *a) {
+  size_t n = 0;
+  for (unsigned b = 0; b < XA_FREE_BINS; b++)
+    for (struct xa_span *s = a->free_spans[b]; s; s = s->next) n++;
+  return n;
+}
+
+static void test_chunk_geometry_and_map(void **state) {
+  (void)state;
+  size_t hdr = xa_chunk_spans_off + ((size_t)xa_chunk_npages << xa_span_stride_shift);
+  assert_true(hdr <= (size_t)xa_chunk_header_pages << xa_os_page_shift);
+  assert_true(xa_chunk_spans_off >= sizeof(struct xa_chunk));
+  assert_int_equal((size_t)xa_chunk_npages << xa_os_page_shift, XA_CHUNK_SIZE);
+  struct xa_chunk *c = xa_chunk_new(NULL);
+  assert_non_null(c);
+  assert_int_equal((uintptr_t)c & XA_CHUNK_MASK, 0);
+  assert_true(xa_chunkmap_test((uintptr_t)c));
+  assert_true(xa_chunkmap_test((uintptr_t)c + XA_CHUNK_SIZE - 1));
+  /* header pages are not a span anyone may free */
+  assert_int_equal(xa_chunk_span(c, 0)->state, XA_SPAN_HEADER);
+  assert_int_equal(xa_chunk_info(c, (char *)c + 100)->cls, XA_CLS_NONE);
+  xa_chunk_delete(c);
+  assert_false(xa_chunkmap_test((uintptr_t)c));
+  /* foreign addresses */
+  int local;
+  assert_false(xa_chunkmap_test((uintptr_t)&local));
+  assert_false(xa_chunkmap_test(0));
+}
+
+static void test_refill_flush_roundtrip(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  for (unsigned cls = 0; cls < XA_NSMALL; cls++) {
+    const struct xa_class_info *ci = &xa_classes[cls];
+    unsigned want = ci->nobjs * 2 + 3;        /* spans three slabs */
+    void **v = calloc(want, sizeof *v);
+    unsigned got = xa_arena_refill(a, cls, v, want);
+    assert_int_equal(got, want);
+    check(a);
+    assert_int_equal(a->bins[cls].curobjs, want);
+    for (unsigned i = 0; i < got; i++) {
+      assert_int_equal((unsigned)xa_small_class_of(v[i]), cls);
+      memset(v[i], 0xa5, ci->size);            /* objects are writable */
+      if (i) assert_ptr_not_equal(v[i], v[i - 1]);
+    }
+    xa_arena_flush(v, got, "test");
+    check(a);
+    assert_int_equal(a->bins[cls].curobjs, 0);
+    assert_true(a->bins[cls].nslabs <= 1);      /* one empty slab kept */
+    free(v);
+  }
+}
+
+static void test_large_alignment_and_coalesce(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  size_t page = xa_os_page;
+  for (size_t align = page; align <= XA_CHUNK_SIZE / 8; align <<= 1) {
+    void *p = xa_arena_alloc_large(a, 40000, align);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p & (align - 1), 0);
+    memset(p, 1, 40000);
+    check(a);
+    struct xa_span *s = xa_arena_large_span(p);
+    assert_non_null(s);
+    assert_null(xa_arena_large_span((char *)p + page));    /* interior */
+    xa_arena_free_large(s);
+    check(a);
+  }
+  /* three neighbours freed middle, left, right: one free span again */
+  void *x = xa_arena_alloc_large(a, 8 * page, page);
+  void *y = xa_arena_alloc_large(a, 8 * page, page);
+  void *z = xa_arena_alloc_large(a, 8 * page, page);
+  check(a);
+  xa_arena_free_large(xa_arena_large_span(y));
+  check(a);
+  xa_arena_free_large(xa_arena_large_span(x));
+  check(a);
+  xa_arena_free_large(xa_arena_large_span(z));
+  check(a);
+  assert_int_equal(free_span_count(a), 1);
+  assert_int_equal(a->large_allocated, 0);
+}
+
+static void test_large_resize_in_place(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  size_t page = xa_os_page;
+  char *p = xa_arena_alloc_large(a, 10 * page, page);
+  tu_fill(p, 10 * page, 7);
+  struct xa_span *s = xa_arena_large_span(p);
+  assert_true(xa_arena_resize_large(s, 30 * page));   /* free pages follow */
+  check(a);
+  assert_int_equal(xa_span_bytes(s), 30 * page);
+  assert_true(tu_check(p, 10 * page, 7));
+  assert_true(xa_arena_resize_large(s, 5 * page));
+  check(a);
+  assert_int_equal(xa_span_bytes(s), 5 * page);
+  void *q = xa_arena_alloc_large(a, 10 * page, page);  /* takes the freed tail */
+  assert_ptr_equal(q, p + 5 * page);
+  assert_false(xa_arena_resize_large(s, 6 * page));  /* blocked by q */
+  check(a);
+  xa_arena_free_large(xa_arena_large_span(q));
+  xa_arena_free_large(s);
+  check(a);
+}
+
+/* A wholly free chunk is kept as the arena's spare; a second one is
+ * unmapped; purging leaves no dirty pages. */
+static void test_chunk_retention_and_purge(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  size_t big = (size_t)(xa_chunk_npages - xa_chunk_header_pages) << xa_os_page_shift;
+  void *p = xa_arena_alloc_large(a, big, xa_os_page);
+  void *q = xa_arena_alloc_large(a, big, xa_os_page);
+  assert_non_null(p);
+  assert_non_null(q);
+  assert_int_equal(a->mapped, 2 * XA_CHUNK_SIZE);
+  memset(p, 1, big);
+  xa_arena_free_large(xa_arena_large_span(p));
+  xa_arena_free_large(xa_arena_large_span(q));
+  check(a);
+  assert_int_equal(a->mapped, XA_CHUNK_SIZE);
+  assert_non_null(a->spare);
+  assert_true(a->dirty_pages > 0);
+  assert_true(xa_arena_purge(a) > 0);
+  check(a);
+  assert_int_equal(a->dirty_pages, 0);
+  assert_int_equal(xa_arena_purge(a), 0);      /* nothing left to purge */
+}
+
+static int child_double_flush(void *arg) {
+  (void)arg;
+  struct xa_arena *a = new_arena();
+  void *v[2];
+  xa_arena_refill(a, 3, v, 2);
+  void *w[3] = {v[0], v[1], v[0]};
+  xa_arena_flush(w, 3, "free");
+  return 0;
+}
+
+static int child_interior_flush(void *arg) {
+  (void)arg;
+  struct xa_arena *a = new_arena();
+  void *v[1];
+  xa_arena_refill(a, 3, v, 1);
+  void *w[1] = {(char *)v[0] + 8};
+  xa_arena_flush(w, 1, "free");
+  return 0;
+}
+
+static void test_flush_detects_misuse(void **state) {
+  (void)state;
+  static tu_child c;
+  tu_run_child(&c, child_double_flush, NULL, 1, 30);
+  assert_int_equal(c.sig, SIGABRT);
+  assert_non_null(strstr(c.err, "xalloc: free: double free 0x"));
+  tu_run_child(&c, child_interior_flush, NULL, 1, 30);
+  assert_int_equal(c.sig, SIGABRT);
+  assert_non_null(strstr(c.err, "xalloc: free: invalid pointer 0x"));
+}
+
+int main(void) {
+  if (!xa_init()) return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_chunk_geometry_and_map),
+      cmocka_unit_test(test_refill_flush_roundtrip),
+      cmocka_unit_test(test_large_alignment_and_coalesce),
+      cmocka_unit_test(test_large_resize_in_place),
+      cmocka_unit_test(test_chunk_retention_and_purge),
+      cmocka_unit_test(test_flush_detects_misuse),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,140 @@
+/* Unit tests of the thread cache (src/tcache.c) and the fast paths
+ * (src/fastpath.h): boot cache misses, refill of half a bin, flush of half
+ * on overflow, idle-bin GC, teardown at thread exit and reuse of the
+ * cache, arena-direct service after teardown. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include "arena.h"
+#include "fastpath.h"
+#include "init.h"
+#include "tcache.h"
+
+#define CLS 3   /* 64-byte objects */
+
+static void test_boot_cache_always_misses(void **state) {
+  (void)state;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_tbin *b = &xa_tcache_boot.bins[c];
+    assert_true(b->top == b->stack);     /* pop misses */
+    assert_true(b->top == b->end);       /* push misses */
+  }
+}
+
+static void test_refill_and_flush_halves(void **state) {
+  (void)state;
+  struct xa_tcache *tc = xa_tcache_get();
+  assert_non_null(tc);
+  assert_ptr_equal(tc, xa_tc);
+  struct xa_tbin *b = &tc->bins[CLS];
+  xa_tcache_flush_all();
+  assert_int_equal(xa_tbin_count(b), 0);
+  uint32_t cap = xa_tbin_cap(b);
+  assert_int_equal(cap, xa_classes[CLS].tcache_cap);
+  void *p = xa_tcache_alloc_refill(tc, CLS);
+  assert_non_null(p);
+  assert_int_equal(xa_tbin_count(b), cap / 2 - 1);     /* half a bin, one handed out */
+  /* fill the bin, then one more push flushes the older half */
+  void *more[256];
+  uint32_t need = cap - xa_tbin_count(b);
+  assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, need), need);
+  for (uint32_t i = 0; i < need; i++) *b->top++ = more[i];
+  assert_true(b->top == b->end);
+  xa_tcache_free_flush(tc, CLS, p);
+  assert_int_equal(xa_tbin_count(b), cap / 2 + 1);
+  xa_tcache_flush_all();
+  assert_int_equal(xa_tbin_count(b), 0);
+}
+
+static void test_fast_paths(void **state) {
+  (void)state;
+  void *p = xa_malloc_fast(64);
+  assert_non_null(p);
+  assert_int_equal(xa_small_class_of(p), CLS);
+  assert_int_equal(xa_small_class_of((char *)p + 16), XA_CLS_NONE);   /* interior */
+  int local;
+  assert_int_equal(xa_small_class_of(&local), XA_CLS_NONE);            /* foreign */
+  struct xa_tbin *b = &xa_tc->bins[CLS];
+  uint32_t n = xa_tbin_count(b);
+  xa_free_fast(p);
+  assert_int_equal(xa_tbin_count(b), n + 1);
+  assert_ptr_equal(b->top[-1], p);
+  assert_ptr_equal(xa_malloc_fast(50), p);      /* LIFO reuse, same class */
+  xa_free_fast(p);
+}
+
+/* A bin that does not miss for a GC period gives back half its objects. */
+static void test_idle_gc(void **state) {
+  (void)state;
+  struct xa_tcache *tc = xa_tcache_get();
+  xa_tcache_flush_all();
+  void *p = xa_malloc_fast(64);                  /* refill: bin has objects */
+  xa_free_fast(p);
+  uint32_t before = xa_tbin_count(&tc->bins[CLS]);
+  assert_true(before > 2);
+  /* slow-path events on another class drive the GC clock */
+  for (int i = 0; i < 600; i++) {
+    void *q = xa_tcache_alloc_refill(tc, 10);
+    xa_tcache_free_flush(tc, 10, q);
+  }
+  assert_true(xa_tbin_count(&tc->bins[CLS]) <= before / 2 + 1);
+}
+
+static void *thread_body(void *arg) {
+  void **out = arg;
+  void *p = malloc(64);
+  out[0] = xa_tc;
+  free(p);
+  return NULL;
+}
+
+static pthread_key_t late_key;
+static void late_destructor(void *v) {
+  /* runs after xalloc's own destructor on a later round: arena-direct */
+  void *p = malloc(100);
+  memset(p, 1, 100);
+  free(p);
+  free(v);
+}
+static void *thread_late(void *arg) {
+  (void)arg;
+  pthread_setspecific(late_key, malloc(10));
+  free(malloc(10));
+  return NULL;
+}
+
+static void test_thread_exit_recycles(void **state) {
+  (void)state;
+  void *tc1[1], *tc2[1];
+  pthread_t t;
+  pthread_create(&t, NULL, thread_body, tc1);
+  pthread_join(t, NULL);
+  pthread_create(&t, NULL, thread_body, tc2);
+  pthread_join(t, NULL);
+  assert_ptr_equal(tc1[0], tc2[0]);            /* the exited thread's cache is reused */
+  assert_ptr_not_equal(tc1[0], &xa_tcache_boot);
+  pthread_key_create(&late_key, late_destructor);
+  for (int i = 0; i < 50; i++) {
+    pthread_create(&t, NULL, thread_late, NULL);
+    pthread_join(t, NULL);
+  }
+}
+
+int main(void) {
+  if (!xa_init()) return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_boot_cache_always_misses),
+      cmocka_unit_test(test_refill_and_flush_halves),
+      cmocka_unit_test(test_fast_paths),
+      cmocka_unit_test(test_idle_gc),
+      cmocka_unit_test(test_thread_exit_recycles),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
