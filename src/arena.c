@@ -4,6 +4,7 @@
 #include "arena.h"
 #include "base.h"
 #include "error.h"
+#include "options.h"
 #include <string.h>
 
 struct xa_arena **xa_arenas;
@@ -45,6 +46,26 @@ static void list_remove(struct xa_span **head, struct xa_span *s) {
 
 /* ---- free spans ------------------------------------------------------ */
 
+/* Dirty free spans are also on the arena's LRU list (oldest first); the
+ * links live in the descriptor's bitmap area, unused by free spans. */
+struct span_lru { struct xa_span *next, *prev; };
+static struct span_lru *lru(struct xa_span *s) { return (struct span_lru *)(void *)s->bitmap; }
+
+static void lru_push(struct xa_arena *a, struct xa_span *s) {
+  lru(s)->next = NULL;
+  lru(s)->prev = a->lru_tail;
+  if (a->lru_tail) lru(a->lru_tail)->next = s;
+  else a->lru_head = s;
+  a->lru_tail = s;
+}
+
+static void lru_remove(struct xa_arena *a, struct xa_span *s) {
+  if (lru(s)->prev) lru(lru(s)->prev)->next = lru(s)->next;
+  else a->lru_head = lru(s)->next;
+  if (lru(s)->next) lru(lru(s)->next)->prev = lru(s)->prev;
+  else a->lru_tail = lru(s)->prev;
+}
+
 static unsigned free_bin(uint32_t npages) {
   if (npages <= XA_FREE_EXACT) return npages - 1;
   return XA_FREE_EXACT + (unsigned)(63 - __builtin_clzl(npages)) - 6;
@@ -61,7 +82,10 @@ static void free_remove(struct xa_arena *a, struct xa_span *s) {
   list_remove(&a->free_spans[b], s);
   if (!a->free_spans[b]) a->free_nonempty[b >> 6] &= ~((uint64_t)1 << (b & 63));
   xa_span_chunk(s)->free_pages -= s->npages;
-  if (s->dirty) a->dirty_pages -= s->npages;
+  if (s->dirty) {
+    a->dirty_pages -= s->npages;
+    lru_remove(a, s);
+  }
 }
 
 /* Make pages [first, first+n) of c one free span and bin it.  Only the
@@ -78,7 +102,10 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   xa_chunk_mark_pages(c, first, 1, first, XA_CLS_NONE);
   xa_chunk_mark_pages(c, first + n - 1, 1, first, XA_CLS_NONE);
   c->free_pages += n;
-  if (dirty) a->dirty_pages += n;
+  if (dirty) {
+    a->dirty_pages += n;
+    lru_push(a, s);
+  }
   free_insert(a, s);
   return s;
 }
@@ -181,6 +208,7 @@ bool xa_arena_init_all(unsigned n) {
     if (!v[i]) return false;
     xa_lock_reinit(&v[i]->lock);
     v[i]->index = i;
+    xa_decay_init(&v[i]->decay, xa_opt.dirty_decay_ms, xa_os_now());
   }
   xa_arenas = v;
   xa_narenas = n;
@@ -389,34 +417,49 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
 
 /* ---- purging --------------------------------------------------------- */
 
-size_t xa_arena_purge(struct xa_arena *a) {
-  size_t purged = 0;
-  arena_lock(a);
-  for (unsigned b = 0; b < XA_FREE_BINS; b++) {
-    struct xa_span *s = a->free_spans[b];
-    while (s && !s->dirty) s = s->next;
-    while (s) {
-      /* Take the span out (state LARGE keeps neighbours from merging into
-       * it), purge without the lock, then free it again, clean. */
-      free_remove(a, s);
-      struct xa_chunk *c = xa_span_chunk(s);
-      if (c == a->spare) a->spare = NULL;
-      s->state = XA_SPAN_LARGE;
-      xa_chunk_mark_span(c, s);
-      arena_unlock(a);
-      xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
-      purged += xa_span_bytes(s);
-      arena_lock(a);
-      /* Clean now, unless it merges with a dirty neighbour freed meanwhile
-       * (a later visit purges that). */
-      struct xa_chunk *d = span_release(a, s, false);
-      if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
-      s = a->free_spans[b];            /* lists changed: rescan the bin */
-      while (s && !s->dirty) s = s->next;
-    }
+/* Purge dirty spans from the oldest until `pages` pages are purged (or
+ * none are left).  Lock held on entry and return; dropped around madvise,
+ * while the span is out of the bins in state PURGING (neighbours being
+ * freed do not merge into it, free() does not accept it). */
+static size_t purge_oldest(struct xa_arena *a, size_t pages) {
+  size_t done = 0;
+  while (done < pages && a->lru_head) {
+    struct xa_span *s = a->lru_head;
+    struct xa_chunk *c = xa_span_chunk(s);
+    free_remove(a, s);
+    if (c == a->spare) a->spare = NULL;
+    s->state = XA_SPAN_PURGING;
+    xa_chunk_mark_span(c, s);
+    arena_unlock(a);
+    xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
+    arena_lock(a);
+    done += s->npages;
+    a->purged_pages += s->npages;
+    a->purge_runs++;
+    /* Clean now, unless it merges with a dirty neighbour freed meanwhile
+     * (the merged span goes to the young end and decays again). */
+    struct xa_chunk *d = span_release(a, s, false);
+    if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
   }
+  return done;
+}
+
+size_t xa_arena_purge(struct xa_arena *a) {
+  arena_lock(a);
+  size_t pages = purge_oldest(a, a->dirty_pages);
+  xa_decay_settle(&a->decay, a->dirty_pages);
   arena_unlock(a);
-  return purged;
+  return pages << xa_os_page_shift;
+}
+
+size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
+  if (!a->dirty_pages) return 0;    /* racy peek: nothing to do */
+  arena_lock(a);
+  size_t limit = xa_decay_limit(&a->decay, now, a->dirty_pages);
+  size_t pages = a->dirty_pages > limit ? purge_oldest(a, a->dirty_pages - limit) : 0;
+  xa_decay_settle(&a->decay, a->dirty_pages);
+  arena_unlock(a);
+  return pages << xa_os_page_shift;
 }
 
 size_t xa_arena_purge_all(void) {
@@ -463,7 +506,7 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
         free_pages += s->npages;
         if (s->dirty) dirty += s->npages;
         prev_free = true;
-      } else if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE) {
+      } else if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE || s->state == XA_SPAN_PURGING) {
         for (unsigned i = p; i < p + s->npages; i++) {
           struct xa_pageinfo *pi = xa_chunk_page_info(c, i);
           if (pi->first != p) return "allocated span page info wrong";
@@ -485,5 +528,11 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
     if (free_pages != c->free_pages) return "chunk free page count wrong";
   }
   if (dirty != a->dirty_pages) return "arena dirty page count wrong";
+  size_t lru_pages = 0;
+  for (struct xa_span *s = a->lru_head; s; s = lru(s)->next) {
+    if (s->state != XA_SPAN_FREE || !s->dirty) return "clean or allocated span on the dirty list";
+    lru_pages += s->npages;
+  }
+  if (lru_pages != a->dirty_pages) return "dirty list disagrees with dirty page count";
   return NULL;
 }

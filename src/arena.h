@@ -5,6 +5,7 @@
 #ifndef XA_ARENA_H
 #define XA_ARENA_H
 #include "chunk.h"
+#include "decay.h"
 #include "lock.h"
 #include "sizeclass.h"
 
@@ -32,6 +33,10 @@ struct xa_arena {
   size_t large_allocated;       /* bytes in live large spans */
   uint64_t large_nrequests;
   size_t dirty_pages;           /* free pages that may be resident */
+  struct xa_span *lru_head, *lru_tail;  /* dirty free spans, oldest first */
+  struct xa_decay decay;        /* how many dirty pages may stay */
+  uint64_t purged_pages;        /* pages returned to the OS */
+  uint64_t purge_runs;          /* madvise calls */
 };
 
 XA_HIDDEN extern struct xa_arena **xa_arenas;
@@ -58,6 +63,9 @@ XA_HIDDEN struct xa_span *xa_arena_large_span(const void *p);
 /* Give back the dirty free pages (madvise) of arena a / of every arena;
  * returns bytes purged. */
 XA_HIDDEN size_t xa_arena_purge(struct xa_arena *a);
+/* Purge what the decay curve says is overdue at time now (ns); returns
+ * bytes purged. */
+XA_HIDDEN size_t xa_arena_decay(struct xa_arena *a, uint64_t now);
 XA_HIDDEN size_t xa_arena_purge_all(void);
 
 /* Fork: take every arena lock in index order / release / reinitialise. */

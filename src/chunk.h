@@ -20,7 +20,9 @@
 struct xa_arena;
 
 /* Span states. */
-enum { XA_SPAN_FREE = 0, XA_SPAN_SLAB = 1, XA_SPAN_LARGE = 2, XA_SPAN_HEADER = 3 };
+/* PURGING: free pages out of the bins while madvise runs without the lock;
+ * neither merged with nor accepted by free(). */
+enum { XA_SPAN_FREE = 0, XA_SPAN_SLAB = 1, XA_SPAN_LARGE = 2, XA_SPAN_HEADER = 3, XA_SPAN_PURGING = 4 };
 /* pageinfo.cls for pages that are not part of a slab. */
 #define XA_CLS_NONE 0xff
 

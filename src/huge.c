@@ -2,6 +2,7 @@
  * (keys are block addresses; the table itself is mapped from the OS). */
 #include "huge.h"
 #include "lock.h"
+#include "options.h"
 #include "os.h"
 
 struct huge_ent {
@@ -14,6 +15,18 @@ static struct huge_ent *tab;
 static size_t tab_cap;          /* power of two */
 static size_t tab_used;         /* live + deleted */
 static size_t huge_count, huge_bytes;
+
+/* Recently freed mappings, kept for reuse to avoid mmap/munmap churn. */
+#define CACHE_SLOTS 16
+struct cached { void *p; size_t size; uint64_t freed_at; };
+static struct cached cache[CACHE_SLOTS];
+static unsigned cache_n;
+static size_t cache_bytes;
+
+static void cache_take(unsigned i) {
+  cache_bytes -= cache[i].size;
+  cache[i] = cache[--cache_n];
+}
 
 static size_t slot_of(uintptr_t p, size_t cap) {
   return (size_t)(((p >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
@@ -93,12 +106,47 @@ static size_t take(uintptr_t p) {
   return size;
 }
 
-void *xa_huge_alloc(size_t n, size_t align) {
+static void thp_advise(void *p, size_t size) {
+  if (xa_opt.thp == XA_THP_ALWAYS) xa_os_hugepage(p, size, true);
+  else if (xa_opt.thp == XA_THP_NEVER) xa_os_hugepage(p, size, false);
+}
+
+/* Best cached fit: at least size bytes, at most 1/8 more, aligned. */
+static void *cache_get(size_t size, size_t align, size_t *got) {
+  void *p = NULL;
+  xa_lock(&huge_lock);
+  unsigned best = CACHE_SLOTS;
+  for (unsigned i = 0; i < cache_n; i++)
+    if (cache[i].size >= size && cache[i].size - size <= size / 8 && ((uintptr_t)cache[i].p & (align - 1)) == 0 &&
+        (best == CACHE_SLOTS || cache[i].size < cache[best].size))
+      best = i;
+  if (best != CACHE_SLOTS) {
+    p = cache[best].p;
+    *got = cache[best].size;
+    cache_take(best);
+  }
+  xa_unlock(&huge_lock);
+  return p;
+}
+
+void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
   size_t size = XA_ALIGN_UP(n, xa_os_page);
   if (size < n) return NULL;
   if (align < XA_HUGE_ALIGN) align = XA_HUGE_ALIGN;
-  void *p = xa_os_map(size, align);
-  if (!p) return NULL;
+  size_t got;
+  void *p = cache_get(size, align, &got);
+  *zeroed = p == NULL;
+  if (p) {
+    size = got;
+  } else {
+    p = xa_os_map(size, align);
+    if (!p) {
+      xa_huge_cache_decay(UINT64_MAX);   /* cached mappings may be in the way */
+      p = xa_os_map(size, align);
+    }
+    if (!p) return NULL;
+    thp_advise(p, size);
+  }
   if (!insert((uintptr_t)p, size)) {
     xa_os_unmap(p, size);
     return NULL;
@@ -117,8 +165,45 @@ size_t xa_huge_usable(const void *p) {
 bool xa_huge_free(void *p) {
   size_t size = take((uintptr_t)p);
   if (!size) return false;
-  xa_os_unmap(p, size);
+  struct cached evict = {NULL, 0, 0};
+  size_t budget = (size_t)xa_opt.huge_cache_bytes;
+  bool keep = size <= budget && xa_opt.dirty_decay_ms != 0;
+  if (keep) {
+    xa_lock(&huge_lock);
+    if (cache_n && (cache_n == CACHE_SLOTS || cache_bytes + size > budget)) {
+      unsigned old = 0;                 /* make room: drop the oldest */
+      for (unsigned i = 1; i < cache_n; i++) if (cache[i].freed_at < cache[old].freed_at) old = i;
+      evict = cache[old];
+      cache_take(old);
+    }
+    keep = cache_n < CACHE_SLOTS && cache_bytes + size <= budget;
+    if (keep) {
+      cache[cache_n++] = (struct cached){p, size, xa_os_now()};
+      cache_bytes += size;
+    }
+    xa_unlock(&huge_lock);
+  }
+  if (evict.p) xa_os_unmap(evict.p, evict.size);
+  if (!keep) xa_os_unmap(p, size);
   return true;
+}
+
+size_t xa_huge_cache_decay(uint64_t now) {
+  uint64_t ttl = xa_opt.dirty_decay_ms < 0 ? UINT64_MAX : (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
+  for (;;) {
+    struct cached victim = {NULL, 0, 0};
+    xa_lock(&huge_lock);
+    for (unsigned i = 0; i < cache_n; i++)
+      if (now == UINT64_MAX || (ttl != UINT64_MAX && now - cache[i].freed_at >= ttl)) {
+        victim = cache[i];
+        cache_take(i);
+        break;
+      }
+    size_t left = cache_bytes;
+    xa_unlock(&huge_lock);
+    if (!victim.p) return left;
+    xa_os_unmap(victim.p, victim.size);   /* lock dropped: munmap outside */
+  }
 }
 
 void *xa_huge_realloc(void *p, size_t n) {
@@ -150,10 +235,11 @@ void *xa_huge_realloc(void *p, size_t n) {
   return q;
 }
 
-void xa_huge_stats(size_t *count, size_t *bytes) {
+void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached) {
   xa_lock(&huge_lock);
   *count = huge_count;
   *bytes = huge_bytes;
+  *cached = cache_bytes;
   xa_unlock(&huge_lock);
 }
 

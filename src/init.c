@@ -9,7 +9,9 @@
 #include "chunk.h"
 #include "huge.h"
 #include "lock.h"
+#include "options.h"
 #include "os.h"
+#include "purge.h"
 #include "sizeclass.h"
 #include "tcache.h"
 #include <pthread.h>
@@ -23,6 +25,7 @@ static xa_lock_t init_lock = XA_LOCK_INIT;
 static void prefork(void) {
   if (!xa_init_done) return;
   xa_lock(&init_lock);
+  xa_purge_prefork();
   xa_tcache_prefork();
   xa_arena_prefork();
   xa_huge_prefork();
@@ -35,6 +38,7 @@ static void postfork_parent(void) {
   xa_huge_postfork_parent();
   xa_arena_postfork_parent();
   xa_tcache_postfork_parent();
+  xa_purge_postfork_parent();
   xa_unlock(&init_lock);
 }
 
@@ -44,6 +48,7 @@ static void postfork_child(void) {
   xa_huge_postfork_child();
   xa_arena_postfork_child();
   xa_tcache_postfork_child();
+  xa_purge_postfork_child();
   xa_lock_reinit(&init_lock);
 }
 
@@ -51,9 +56,10 @@ bool xa_init_slow(void) {
   xa_lock(&init_lock);
   if (xa_init_done) { xa_unlock(&init_lock); return true; }
   xa_os_init();
+  xa_options_init();
   xa_sizeclass_init(xa_os_page);
   xa_chunk_init();
-  unsigned n = xa_os_ncpus();
+  unsigned n = xa_opt.narenas ? (unsigned)xa_opt.narenas : xa_os_ncpus();
   if (n > NARENAS_MAX) n = NARENAS_MAX;
   if (!xa_arena_init_all(n) || !xa_tcache_init_global()) {
     xa_unlock(&init_lock);

@@ -7,6 +7,7 @@
 #include "huge.h"
 #include "init.h"
 #include "os.h"
+#include "purge.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -38,17 +39,20 @@ static void *alloc_small(size_t n) {
   return p ? p : fail_nomem();
 }
 
-/* Large or huge block of n bytes aligned to align (a power of two). */
-static void *alloc_big(size_t n, size_t align) {
+/* Large or huge block of n bytes aligned to align (a power of two);
+ * *zeroed tells whether it is known to read as zero. */
+static void *alloc_big(size_t n, size_t align, bool *zeroed) {
+  *zeroed = false;
   if (n > XA_REQUEST_MAX || align > XA_REQUEST_MAX / 2) return fail_nomem();
   void *p = NULL;
   if (n < XA_HUGE_MIN && align < XA_CHUNK_SIZE / 4)
     p = xa_arena_alloc_large(xa_arena_choose(), n, align);
-  if (!p) p = xa_huge_alloc(n, align);
+  if (!p) p = xa_huge_alloc(n, align, zeroed);
   if (!p) {
-    /* Memory may sit in this thread's cache: give it back and retry. */
+    /* Memory may sit in caches and free pages: give it back and retry. */
     xa_tcache_flush_all();
-    p = xa_huge_alloc(n, align);
+    xa_arena_purge_all();
+    p = xa_huge_alloc(n, align, zeroed);
   }
   return p ? p : fail_nomem();
 }
@@ -56,7 +60,8 @@ static void *alloc_big(size_t n, size_t align) {
 XA_NOINLINE void *xa_malloc_slow(size_t n) {
   if (unlikely(!xa_init())) return fail_nomem();
   if (n <= XA_SMALL_MAX) return alloc_small(n);
-  return alloc_big(n, xa_os_page);
+  bool zeroed;
+  return alloc_big(n, xa_os_page, &zeroed);
 }
 
 /* Kinds of block, as found by lookup(). */
@@ -87,6 +92,7 @@ static struct block lookup(const void *p) {
 }
 
 static void free_block(void *p, struct block b, const char *fn) {
+  if (b.kind != K_INVALID) xa_purge_start();
   switch (b.kind) {
   case K_SMALL: {
     struct xa_tcache *tc = xa_tcache_get();
@@ -94,8 +100,8 @@ static void free_block(void *p, struct block b, const char *fn) {
     else xa_arena_flush(&p, 1, fn);
     return;
   }
-  case K_LARGE: xa_arena_free_large(b.span); return;
-  case K_HUGE: if (xa_huge_free(p)) return; break;
+  case K_LARGE: xa_arena_free_large(b.span); xa_purge_notify(); return;
+  case K_HUGE: if (xa_huge_free(p)) { xa_purge_notify(); return; } break;
   default: break;
   }
   xa_error_pointer(fn, "invalid pointer", p);
@@ -120,7 +126,8 @@ static void *alloc_aligned(size_t align, size_t n) {
       if ((xa_classes[c].size & (align - 1)) == 0) return xa_malloc_fast(xa_classes[c].size);
   }
   if (n <= XA_SMALL_MAX) n = XA_SMALL_MAX + 1;   /* large from here on */
-  return alloc_big(n, align);
+  bool zeroed;
+  return alloc_big(n, align, &zeroed);
 }
 
 static size_t pow2_ceil(size_t a) {
@@ -136,9 +143,14 @@ XA_EXPORT void free(void *p) { xa_free_fast(p); }
 XA_EXPORT void *calloc(size_t nmemb, size_t size) {
   size_t n;
   if (__builtin_mul_overflow(nmemb, size, &n)) return fail_nomem();
-  void *p = xa_malloc_fast(n);
-  if (p && n >= XA_HUGE_MIN && xa_huge_usable(p)) return p;   /* fresh mmap: zero */
-  return p ? memset(p, 0, n) : NULL;
+  if (n <= XA_SMALL_MAX) {
+    void *p = xa_malloc_fast(n);
+    return p ? memset(p, 0, n) : NULL;
+  }
+  if (unlikely(!xa_init())) return fail_nomem();
+  bool zeroed;
+  void *p = alloc_big(n, xa_os_page, &zeroed);
+  return p && !zeroed ? memset(p, 0, n) : p;     /* fresh mappings read as zero */
 }
 
 XA_EXPORT void *realloc(void *p, size_t n) {
@@ -230,7 +242,11 @@ XA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
 XA_EXPORT int xalloc_purge(void) {
   if (!xa_init_done) return 0;
   xa_tcache_flush_all();
-  return xa_arena_purge_all() > 0;
+  size_t cached;
+  size_t n = 0, bytes = 0;
+  xa_huge_stats(&n, &bytes, &cached);
+  xa_huge_cache_decay(UINT64_MAX);
+  return (xa_arena_purge_all() > 0) | (cached > 0);
 }
 
 XA_EXPORT int malloc_trim(size_t pad) { return xalloc_purge(); }
@@ -239,7 +255,7 @@ XA_EXPORT const char *xalloc_version(void) { return "0.1.0"; }
 
 /* ---- glibc statistics entry points ------------------------------------- */
 
-struct totals { size_t mapped, small, large, huge, nhuge, free_spans, dirty; };
+struct totals { size_t mapped, small, large, huge, nhuge, huge_cached, free_spans, dirty; };
 
 static struct totals totals(void) {
   struct totals t = {0};
@@ -255,7 +271,7 @@ static struct totals totals(void) {
       for (struct xa_span *s = a->free_spans[b]; s; s = s->next) t.free_spans++;
     xa_unlock(&a->lock);
   }
-  xa_huge_stats(&t.nhuge, &t.huge);
+  xa_huge_stats(&t.nhuge, &t.huge, &t.huge_cached);
   return t;
 }
 

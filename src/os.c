@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 size_t xa_os_page = 4096;
@@ -86,13 +87,19 @@ void xa_os_purge(void *p, size_t size) {
   errno = saved;
 }
 
-void xa_os_hugepage(void *p, size_t size) {
+void xa_os_hugepage(void *p, size_t size, bool on) {
   int saved = errno;
-  madvise(p, size, MADV_HUGEPAGE);
+  madvise(p, size, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
   errno = saved;
 }
 
 size_t xa_os_mapped(void) { return __atomic_load_n(&os_mapped, __ATOMIC_RELAXED); }
+
+uint64_t xa_os_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 unsigned xa_os_ncpus(void) {
   int saved = errno;

@@ -22,11 +22,14 @@ XA_HIDDEN void *xa_os_remap(void *p, size_t old_size, size_t new_size);
 XA_HIDDEN bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size);
 /* Give pages back to the kernel; they read as zero afterwards. */
 XA_HIDDEN void xa_os_purge(void *p, size_t size);
-/* Ask for transparent huge pages on the range (advisory). */
-XA_HIDDEN void xa_os_hugepage(void *p, size_t size);
+/* Ask for (on) or against (off) transparent huge pages on the range. */
+XA_HIDDEN void xa_os_hugepage(void *p, size_t size, bool on);
 
 /* Bytes currently mapped through this layer (for statistics). */
 XA_HIDDEN size_t xa_os_mapped(void);
+
+/* Monotonic clock in nanoseconds. */
+XA_HIDDEN uint64_t xa_os_now(void);
 
 /* Number of CPUs this process may run on, and the current CPU. */
 XA_HIDDEN unsigned xa_os_ncpus(void);

@@ -3,6 +3,8 @@
 #include "arena.h"
 #include "base.h"
 #include "lock.h"
+#include "options.h"
+#include "purge.h"
 #include <pthread.h>
 #include <string.h>
 
@@ -21,6 +23,11 @@ static size_t tc_slots_total;                   /* slots per cache */
 
 bool xa_tcache_init_global(void) {
   tc_slots_total = 0;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    /* tcache_bytes per class, 8..256 objects */
+    size_t cap = (size_t)xa_opt.tcache_bytes / xa_classes[c].size;
+    xa_classes[c].tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 256 ? 256 : cap);
+  }
   for (unsigned c = 0; c < XA_NSMALL; c++) tc_slots_total += xa_classes[c].tcache_cap;
   return pthread_key_create(&tc_key, xa_tcache_destroy) == 0;
 }
@@ -53,7 +60,7 @@ static struct xa_tcache *tcache_new(void) {
 
 struct xa_tcache *xa_tcache_get(void) {
   if (xa_tc != &xa_tcache_boot) return xa_tc;
-  if (tc_state != 0) return NULL;
+  if (tc_state != 0 || !xa_opt.tcache) return NULL;
   struct xa_tcache *tc = tcache_new();
   if (!tc) return NULL;
   tc_state = 1;
@@ -74,11 +81,13 @@ static void bin_flush(struct xa_tbin *b, uint32_t k) {
  * to spare all period; hand half of them back. */
 static void tcache_gc(struct xa_tcache *tc) {
   tc->events = 0;
+  xa_purge_tick();
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     if (!tc->missed[c] && b->top != b->stack) bin_flush(b, (xa_tbin_count(b) + 1) / 2);
     tc->missed[c] = 0;
   }
+  xa_purge_notify();
 }
 
 void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
@@ -99,8 +108,14 @@ void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
 
 void xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
   struct xa_tbin *b = &tc->bins[cls];
+  xa_purge_start();
   if (++tc->events >= GC_PERIOD) tcache_gc(tc);
-  if (b->top == b->end) bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
+  if (b->top == b->end) {
+    bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
+    *b->top++ = p;
+    xa_purge_notify();   /* bin consistent again: re-entrant calls are safe */
+    return;
+  }
   *b->top++ = p;
 }
 
@@ -130,6 +145,7 @@ void xa_tcache_destroy(void *arg) {
   xa_lock(&tc_lock);
   tcache_unlink_recycle(tc);
   xa_unlock(&tc_lock);
+  xa_purge_notify();
 }
 
 void xa_tcache_prefork(void) { xa_lock(&tc_lock); }

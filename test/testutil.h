@@ -173,6 +173,24 @@ static inline size_t tu_pow2_floor(size_t x)
     return p;
 }
 
+/* ---- valgrind -------------------------------------------------------------- */
+
+/* Running under valgrind?  `make check-memcheck` runs the .glibc builds under
+ * memcheck, whose replacement allocator does not model all of glibc's
+ * semantics (no errno on failure, pvalloc aborts, no mallinfo/malloc_trim/
+ * RSS behaviour, limited huge alignments, very slow thread creation).  Tests
+ * skip exactly those checks there (and shrink long loops), keeping the
+ * memory-safety value of running the test code itself under memcheck. */
+static inline int tu_valgrind(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *p = getenv("LD_PRELOAD");
+        v = p && strstr(p, "vgpreload") != NULL;
+    }
+    return v;
+}
+
 /* ---- process memory ------------------------------------------------------ */
 
 /* field 0 = VmSize, 1 = RSS; in bytes; 0 on error. */

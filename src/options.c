@@ -1,0 +1,154 @@
+/* The option parser: no allocation, no stdio, no locale. */
+#include "options.h"
+#include "error.h"
+#include "os.h"
+#include <string.h>
+
+struct xa_options xa_opt;
+
+enum opt_type { T_BOOL, T_INT, T_ENUM };
+struct opt_desc {
+  const char *name;
+  enum opt_type type;
+  long def, lo, hi;
+  const char *doc;
+  size_t offset;
+};
+
+static const struct opt_desc opts[] = {
+#define XA_OPT_DESC(name, type, def, lo, hi, doc) {#name, T_##type, def, lo, hi, doc, offsetof(struct xa_options, name)},
+  XA_OPTIONS(XA_OPT_DESC)
+#undef XA_OPT_DESC
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+void xa_options_defaults(struct xa_options *o) {
+  for (size_t i = 0; i < NOPTS; i++) *(long *)((char *)o + opts[i].offset) = opts[i].def;
+}
+
+static void err_puts(const char *s) { xa_os_write_err(s, strlen(s)); }
+static void err_putn(const char *s, size_t n) { xa_os_write_err(s, n); }
+
+/* Enum values are the words before the first ':' of the doc, '|'-separated. */
+static long enum_value(const char *doc, const char *v, size_t vn) {
+  long idx = 0;
+  const char *w = doc;
+  while (*w && *w != ':') {
+    const char *e = w;
+    while (*e && *e != '|' && *e != ':') e++;
+    if ((size_t)(e - w) == vn && strncmp(w, v, vn) == 0) return idx;
+    if (*e != '|') break;
+    w = e + 1;
+    idx++;
+  }
+  return -1;
+}
+
+static bool parse_long(const char *v, size_t vn, long *out) {
+  bool neg = false;
+  size_t i = 0;
+  if (i < vn && (v[i] == '-' || v[i] == '+')) neg = v[i++] == '-';
+  if (i == vn) return false;
+  long x = 0;
+  for (; i < vn; i++) {
+    if (v[i] < '0' || v[i] > '9' || x > (1L << 40)) return false;
+    x = x * 10 + (v[i] - '0');
+  }
+  *out = neg ? -x : x;
+  return true;
+}
+
+static void warn(const char *source, const char *what, const char *k, size_t kn, const char *hint) {
+  err_puts("xalloc: ");
+  err_puts(source);
+  err_puts(": ");
+  err_puts(what);
+  err_puts(" '");
+  err_putn(k, kn);
+  err_puts("' (");
+  err_puts(hint);
+  err_puts("); default kept\n");
+}
+
+static void print_help(void) {
+  err_puts("xalloc options (XALLOC_CONF=\"key:value,key:value\"):\n");
+  char num[24];
+  for (size_t i = 0; i < NOPTS; i++) {
+    const struct opt_desc *d = &opts[i];
+    err_puts("  ");
+    err_puts(d->name);
+    err_puts(" (default ");
+    if (d->type == T_BOOL) err_puts(d->def ? "true" : "false");
+    else if (d->type == T_ENUM) {
+      const char *w = d->doc;
+      for (long k = 0; k < d->def; k++) w = strchr(w, '|') + 1;
+      size_t n = 0;
+      while (w[n] && w[n] != '|' && w[n] != ':') n++;
+      err_putn(w, n);
+    } else {
+      long v = d->def;
+      if (v < 0) { err_puts("-"); v = -v; }
+      err_putn(num, xa_fmt_dec(num, (uint64_t)v));
+    }
+    err_puts("): ");
+    err_puts(d->doc);
+    err_puts("\n");
+  }
+}
+
+int xa_options_parse(struct xa_options *o, const char *s, const char *source) {
+  int bad = 0;
+  if (!s) return 0;
+  if (strcmp(s, "help") == 0) { print_help(); return 0; }
+  while (*s) {
+    const char *k = s;
+    while (*s && *s != ':' && *s != ',') s++;
+    size_t kn = (size_t)(s - k);
+    const char *v = NULL;
+    size_t vn = 0;
+    if (*s == ':') {
+      v = ++s;
+      while (*s && *s != ',') s++;
+      vn = (size_t)(s - v);
+    }
+    if (*s == ',') s++;
+    if (kn == 0) continue;
+    const struct opt_desc *d = NULL;
+    for (size_t i = 0; i < NOPTS; i++)
+      if (strlen(opts[i].name) == kn && strncmp(opts[i].name, k, kn) == 0) d = &opts[i];
+    if (!d) { warn(source, "unknown option", k, kn, "XALLOC_CONF=help lists them"); bad++; continue; }
+    long x;
+    bool ok;
+    if (!v) { ok = false; }
+    else if (d->type == T_BOOL) {
+      ok = true;
+      if ((vn == 4 && !strncmp(v, "true", 4)) || (vn == 1 && v[0] == '1')) x = 1;
+      else if ((vn == 5 && !strncmp(v, "false", 5)) || (vn == 1 && v[0] == '0')) x = 0;
+      else ok = false;
+    } else if (d->type == T_ENUM) {
+      x = enum_value(d->doc, v, vn);
+      ok = x >= 0;
+    } else {
+      ok = parse_long(v, vn, &x) && x >= d->lo && x <= d->hi;
+    }
+    if (!ok) {
+      warn(source, "bad value for option", k, kn,
+           d->type == T_BOOL ? "expected key:true or key:false"
+           : d->type == T_ENUM ? "expected one of the values XALLOC_CONF=help lists"
+           : "expected an integer in the range XALLOC_CONF=help shows");
+      bad++;
+      continue;
+    }
+    *(long *)((char *)o + d->offset) = x;
+  }
+  return bad;
+}
+
+/* An application may define `const char *xalloc_conf = "...";`. */
+extern const char *xalloc_conf __attribute__((weak));
+
+void xa_options_init(void) {
+  xa_options_defaults(&xa_opt);
+  if (&xalloc_conf && xalloc_conf) xa_options_parse(&xa_opt, xalloc_conf, "xalloc_conf");
+  xa_options_parse(&xa_opt, xa_os_getenv("XALLOC_CONF"), "XALLOC_CONF");
+}

@@ -1,0 +1,38 @@
+/* Run-time options, declared once in XA_OPTIONS: name, type, default,
+ * range and documentation.  Read once at initialisation, without
+ * allocating, from the application's `const char *xalloc_conf` and then the
+ * XALLOC_CONF environment variable ("key:value,key:value"; later wins).
+ * Unknown keys and bad values print one warning and keep the default;
+ * XALLOC_CONF=help lists every option. */
+#ifndef XA_OPTIONS_H
+#define XA_OPTIONS_H
+#include "internal.h"
+
+/* X(name, type, default, min, max, doc); type is BOOL, INT or an enum
+ * whose values are listed in the doc string (parsed by options.c). */
+#define XA_OPTIONS(X) \
+  X(narenas,           INT,  0,     0, 1024, "arenas; 0 = one per CPU") \
+  X(tcache,            BOOL, 1,     0, 1, "per-thread caches of small objects") \
+  X(tcache_bytes,      INT,  65536, 0, 1 << 20, "bytes cached per thread per size class (8..256 objects)") \
+  X(dirty_decay_ms,    INT,  1000,  -1, 3600000, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \
+  X(background_thread, BOOL, 1,     0, 1, "purge from a background thread (else inline on slow paths)") \
+  X(thp,               ENUM, 0,     0, 2, "default|always|never: transparent huge pages for huge blocks") \
+  X(huge_cache_bytes,  INT,  64 << 20, 0, 1 << 30, "bytes of freed huge mappings kept for reuse (they decay like dirty pages)")
+
+struct xa_options {
+#define XA_OPT_FIELD(name, type, def, lo, hi, doc) long name;
+  XA_OPTIONS(XA_OPT_FIELD)
+#undef XA_OPT_FIELD
+};
+
+XA_HIDDEN extern struct xa_options xa_opt;
+
+/* Parse xalloc_conf and XALLOC_CONF into xa_opt (defaults first). */
+XA_HIDDEN void xa_options_init(void);
+/* Parse one "key:value,..." string; warnings go to stderr naming `source`.
+ * Returns the number of rejected entries. */
+XA_HIDDEN int xa_options_parse(struct xa_options *o, const char *s, const char *source);
+XA_HIDDEN void xa_options_defaults(struct xa_options *o);
+
+enum { XA_THP_DEFAULT = 0, XA_THP_ALWAYS = 1, XA_THP_NEVER = 2 };
+#endif
