@@ -95,3 +95,4 @@ clean:
 	rm -rf build lib
 
 -include bench/bench.mk
+-include $(wildcard mk/*.mk)

@@ -14,7 +14,7 @@ BENCH_PY     ?= python3
 BENCH_ARGS   ?=
 BENCH_NAMES  := larson xmalloc cache_scratch cache_thrash mstress sh6bench sh8bench \
                 glibc_simple glibc_thread exprtree large frag rss_time cg_micro
-BENCH_PROGS  := $(addprefix $(BENCH_DIR)/,$(BENCH_NAMES))
+BENCH_PROGS  := $(addprefix $(BENCH_DIR)/,$(BENCH_NAMES)) $(BENCH_DIR)/launch
 BENCH_HDRS   := $(wildcard bench/*.h)
 
 .PHONY: bench bench-quick bench-scaling bench-callgrind bench-progs bench-clean
@@ -26,6 +26,10 @@ $(BENCH_DIR):
 
 $(BENCH_DIR)/exprtree: bench/exprtree.c $(BENCH_HDRS) | $(BENCH_DIR)
 	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $< -lm
+
+# static, so that it stays tiny and ignores LD_PRELOAD (see launch.c)
+$(BENCH_DIR)/launch: bench/launch.c | $(BENCH_DIR)
+	$(BENCH_CC) -O2 -static -Wall -o $@ $< || $(BENCH_CC) -O2 -Wall -o $@ $<
 
 $(BENCH_DIR)/%: bench/%.c $(BENCH_HDRS) | $(BENCH_DIR)
 	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $<
