@@ -46,24 +46,20 @@ static void list_remove(struct xa_span **head, struct xa_span *s) {
 
 /* ---- free spans ------------------------------------------------------ */
 
-/* Dirty free spans are also on the arena's LRU list (oldest first); the
- * links live in the descriptor's bitmap area, unused by free spans. */
-struct span_lru { struct xa_span *next, *prev; };
-static struct span_lru *lru(struct xa_span *s) { return (struct span_lru *)(void *)s->bitmap; }
-
-static void lru_push(struct xa_arena *a, struct xa_span *s) {
-  lru(s)->next = NULL;
-  lru(s)->prev = a->lru_tail;
-  if (a->lru_tail) lru(a->lru_tail)->next = s;
-  else a->lru_head = s;
-  a->lru_tail = s;
+/* Dirty lists (free spans; slabs with unpurged free pages), oldest first. */
+static void lru_push(struct xa_lru *l, struct xa_span *s) {
+  s->lru_next = NULL;
+  s->lru_prev = l->tail;
+  if (l->tail) l->tail->lru_next = s;
+  else l->head = s;
+  l->tail = s;
 }
 
-static void lru_remove(struct xa_arena *a, struct xa_span *s) {
-  if (lru(s)->prev) lru(lru(s)->prev)->next = lru(s)->next;
-  else a->lru_head = lru(s)->next;
-  if (lru(s)->next) lru(lru(s)->next)->prev = lru(s)->prev;
-  else a->lru_tail = lru(s)->prev;
+static void lru_remove(struct xa_lru *l, struct xa_span *s) {
+  if (s->lru_prev) s->lru_prev->lru_next = s->lru_next;
+  else l->head = s->lru_next;
+  if (s->lru_next) s->lru_next->lru_prev = s->lru_prev;
+  else l->tail = s->lru_prev;
 }
 
 static unsigned free_bin(uint32_t npages) {
@@ -84,7 +80,7 @@ static void free_remove(struct xa_arena *a, struct xa_span *s) {
   xa_span_chunk(s)->free_pages -= s->npages;
   if (s->dirty) {
     a->dirty_pages -= s->npages;
-    lru_remove(a, s);
+    lru_remove(&a->dirty_spans, s);
   }
 }
 
@@ -104,7 +100,7 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   c->free_pages += n;
   if (dirty) {
     a->dirty_pages += n;
-    lru_push(a, s);
+    lru_push(&a->dirty_spans, s);
   }
   free_insert(a, s);
   return s;
@@ -228,6 +224,8 @@ static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
   s->state = XA_SPAN_SLAB;
   s->cls = (uint8_t)cls;
   s->nfree = ci->nobjs;
+  s->dirty = 0;
+  s->purging = 0;
   unsigned full = ci->nobjs / 64, rem = ci->nobjs % 64;
   for (unsigned w = 0; w < full; w++) s->bitmap[w] = ~(uint64_t)0;
   if (rem) s->bitmap[full] = ((uint64_t)1 << rem) - 1;
@@ -267,7 +265,18 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
 
 /* Return one object to its slab (arena lock held).  May release the slab;
  * a chunk to unmap is chained onto *dead. */
-static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const char *fn, struct xa_chunk **dead) {
+/* Give the pages of empty slab s back to the arena (lock held). */
+static void slab_release(struct xa_arena *a, struct xa_span *s, struct xa_chunk **dead) {
+  struct xa_bin *bin = &a->bins[s->cls];
+  list_remove(&bin->nonfull, s);
+  if (s->dirty) lru_remove(&a->dirty_slabs, s);
+  bin->nslabs--;
+  struct xa_chunk *d = span_release(a, s, true);
+  if (d) { d->next = *dead; *dead = d; }
+}
+
+static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const char *fn, struct xa_chunk **dead,
+                          uint64_t now) {
   struct xa_span *s = xa_chunk_span(c, xa_chunk_info(c, p)->first);
   if (unlikely(s->state != XA_SPAN_SLAB)) { xa_unlock(&a->lock); xa_error_pointer(fn, "invalid pointer (double free?)", p); }
   unsigned cls = s->cls;
@@ -283,13 +292,15 @@ static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const
   s->bitmap[idx >> 6] |= bit;
   struct xa_bin *bin = &a->bins[cls];
   bin->curobjs--;
+  if (unlikely(s->purging)) { s->nfree++; return; }   /* the purger re-bins it */
   if (s->nfree++ == 0) list_push(&bin->nonfull, s);
   if (s->nfree == ci->nobjs && (bin->nonfull != s || s->next)) {
-    /* Empty and not the bin's only slab: give the pages back. */
-    list_remove(&bin->nonfull, s);
-    bin->nslabs--;
-    struct xa_chunk *d = span_release(a, s, true);
-    if (d) { d->next = *dead; *dead = d; }
+    slab_release(a, s, dead);      /* empty, not the bin's only slab */
+  } else if (!s->dirty && (size_t)s->nfree * ci->size >= xa_os_page) {
+    /* May hold a whole free page now: let it decay. */
+    s->dirty = 1;
+    s->dirtied_at = now;
+    lru_push(&a->dirty_slabs, s);
   }
 }
 
@@ -303,6 +314,7 @@ static void chunks_delete(struct xa_chunk *dead) {
 
 void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
   struct xa_chunk *dead = NULL;
+  uint64_t now = xa_os_now();
   while (n) {
     struct xa_arena *a = xa_chunk_of(ptrs[0])->arena;
     unsigned keep = 0;
@@ -310,7 +322,7 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
     for (unsigned i = 0; i < n; i++) {
       struct xa_chunk *c = xa_chunk_of(ptrs[i]);
       if (c->arena != a) ptrs[keep++] = ptrs[i];
-      else slab_free_one(a, c, ptrs[i], fn, &dead);
+      else slab_free_one(a, c, ptrs[i], fn, &dead, now);
     }
     arena_unlock(a);
     n = keep;
@@ -345,6 +357,7 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
   if (!s) { arena_unlock(a); return NULL; }
   s->state = XA_SPAN_LARGE;
   s->cls = XA_CLS_NONE;
+  s->dirty = 0;
   xa_chunk_mark_span(xa_span_chunk(s), s);
   if (extra) {
     uintptr_t addr = (uintptr_t)xa_span_addr(s);
@@ -423,8 +436,8 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
  * freed do not merge into it, free() does not accept it). */
 static size_t purge_oldest(struct xa_arena *a, size_t pages) {
   size_t done = 0;
-  while (done < pages && a->lru_head) {
-    struct xa_span *s = a->lru_head;
+  while (done < pages && a->dirty_spans.head) {
+    struct xa_span *s = a->dirty_spans.head;
     struct xa_chunk *c = xa_span_chunk(s);
     free_remove(a, s);
     if (c == a->spare) a->spare = NULL;
@@ -444,22 +457,85 @@ static size_t purge_oldest(struct xa_arena *a, size_t pages) {
   return done;
 }
 
+/* Runs of whole free pages in slab s: [run[i].first, +run[i].n) pages. */
+struct page_run { uint32_t first, n; };
+static unsigned slab_free_runs(const struct xa_span *s, struct page_run *run) {
+  const struct xa_class_info *ci = &xa_classes[s->cls];
+  size_t page = xa_os_page;
+  unsigned nrun = 0;
+  for (uint32_t j = 0; j < s->npages; j++) {
+    size_t lo = j * page / ci->size, hi = ((j + 1) * page - 1) / ci->size;
+    if (hi >= ci->nobjs) hi = ci->nobjs - 1;
+    bool free = true;
+    for (size_t i = lo; i <= hi && free && lo < ci->nobjs; i++) free = (s->bitmap[i >> 6] >> (i & 63)) & 1;
+    if (!free) continue;
+    if (nrun && run[nrun - 1].first + run[nrun - 1].n == j) run[nrun - 1].n++;
+    else run[nrun++] = (struct page_run){j, 1};
+  }
+  return nrun;
+}
+
+size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) {
+  size_t pages = 0;
+  struct xa_chunk *dead = NULL;
+  struct page_run run[64];
+  arena_lock(a);
+  while (a->dirty_slabs.head && now - a->dirty_slabs.head->dirtied_at >= min_age) {
+    struct xa_span *s = a->dirty_slabs.head;
+    lru_remove(&a->dirty_slabs, s);
+    s->dirty = 0;
+    unsigned nrun = slab_free_runs(s, run);
+    if (!nrun) continue;
+    /* Out of the bin while the lock is dropped: no refill can hand out an
+     * object on a page being purged; frees only set bits. */
+    struct xa_bin *bin = &a->bins[s->cls];
+    if (s->nfree) list_remove(&bin->nonfull, s);
+    s->purging = 1;
+    arena_unlock(a);
+    char *base = xa_span_addr(s);
+    for (unsigned i = 0; i < nrun; i++) {
+      xa_os_purge(base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
+      pages += run[i].n;
+    }
+    arena_lock(a);
+    s->purging = 0;
+    a->purge_runs += nrun;
+    if (s->nfree == xa_classes[s->cls].nobjs && bin->nonfull) {
+      list_push(&bin->nonfull, s);
+      slab_release(a, s, &dead);
+    } else if (s->nfree) {
+      list_push(&bin->nonfull, s);
+    }
+  }
+  a->purged_pages += pages;
+  arena_unlock(a);
+  chunks_delete(dead);
+  return pages << xa_os_page_shift;
+}
+
 size_t xa_arena_purge(struct xa_arena *a) {
+  /* Slabs first: emptied ones become free spans, purged next. */
+  size_t bytes = xa_arena_purge_slabs(a, 0, 0);
   arena_lock(a);
   size_t pages = purge_oldest(a, a->dirty_pages);
   xa_decay_settle(&a->decay, a->dirty_pages);
   arena_unlock(a);
-  return pages << xa_os_page_shift;
+  return bytes + (pages << xa_os_page_shift);
 }
 
 size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
-  if (!a->dirty_pages) return 0;    /* racy peek: nothing to do */
-  arena_lock(a);
-  size_t limit = xa_decay_limit(&a->decay, now, a->dirty_pages);
-  size_t pages = a->dirty_pages > limit ? purge_oldest(a, a->dirty_pages - limit) : 0;
-  xa_decay_settle(&a->decay, a->dirty_pages);
-  arena_unlock(a);
-  return pages << xa_os_page_shift;
+  size_t bytes = 0;
+  if (a->dirty_pages) {             /* racy peek: skip the lock when clean */
+    arena_lock(a);
+    size_t limit = xa_decay_limit(&a->decay, now, a->dirty_pages);
+    size_t pages = a->dirty_pages > limit ? purge_oldest(a, a->dirty_pages - limit) : 0;
+    xa_decay_settle(&a->decay, a->dirty_pages);
+    arena_unlock(a);
+    bytes = pages << xa_os_page_shift;
+  }
+  if (a->dirty_slabs.head && xa_opt.dirty_decay_ms >= 0)
+    bytes += xa_arena_purge_slabs(a, now, (uint64_t)xa_opt.dirty_decay_ms * 1000000u);
+  return bytes;
 }
 
 size_t xa_arena_purge_all(void) {
@@ -514,6 +590,11 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
         }
         if (s->state == XA_SPAN_SLAB) {
           const struct xa_class_info *ci = &xa_classes[s->cls];
+          if (s->dirty) {
+            bool found = false;
+            for (struct xa_span *d = a->dirty_slabs.head; d && !found; d = d->lru_next) found = d == s;
+            if (!found) return "dirty slab missing from the dirty list";
+          }
           if (s->npages != ci->slab_pages) return "slab length wrong";
           unsigned nfree = 0;
           for (unsigned w = 0; w < (ci->nobjs + 63) / 64; w++) nfree += (unsigned)__builtin_popcountl(s->bitmap[w]);
@@ -529,7 +610,7 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
   }
   if (dirty != a->dirty_pages) return "arena dirty page count wrong";
   size_t lru_pages = 0;
-  for (struct xa_span *s = a->lru_head; s; s = lru(s)->next) {
+  for (struct xa_span *s = a->dirty_spans.head; s; s = s->lru_next) {
     if (s->state != XA_SPAN_FREE || !s->dirty) return "clean or allocated span on the dirty list";
     lru_pages += s->npages;
   }

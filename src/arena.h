@@ -14,6 +14,10 @@
 #define XA_FREE_EXACT 64
 #define XA_FREE_BINS  (XA_FREE_EXACT + 16)
 
+struct xa_lru {
+  struct xa_span *head, *tail;  /* oldest first */
+};
+
 struct xa_bin {
   struct xa_span *nonfull;      /* slabs with at least one free object */
   uint64_t nslabs;              /* slabs of this class in the arena */
@@ -33,7 +37,8 @@ struct xa_arena {
   size_t large_allocated;       /* bytes in live large spans */
   uint64_t large_nrequests;
   size_t dirty_pages;           /* free pages that may be resident */
-  struct xa_span *lru_head, *lru_tail;  /* dirty free spans, oldest first */
+  struct xa_lru dirty_spans;    /* dirty free spans */
+  struct xa_lru dirty_slabs;    /* slabs with free pages not yet purged */
   struct xa_decay decay;        /* how many dirty pages may stay */
   uint64_t purged_pages;        /* pages returned to the OS */
   uint64_t purge_runs;          /* madvise calls */
@@ -50,6 +55,9 @@ XA_HIDDEN unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out,
 /* Return objects to their slabs (any arenas).  Detects double and invalid
  * frees: each pointer must be the start of an allocated object. */
 XA_HIDDEN void xa_arena_flush(void **ptrs, unsigned n, const char *fn);
+/* Purge the whole free pages inside slabs that have been dirty for at
+ * least min_age ns (0: all); returns bytes purged. */
+XA_HIDDEN size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age);
 
 /* Large allocations: whole pages in a span.  align is a power of two. */
 XA_HIDDEN void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align);

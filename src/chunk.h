@@ -39,19 +39,24 @@ struct xa_pageinfo {
   uint8_t unused;
 };
 
-/* Span descriptor: 32 bytes; a slab's bitmap follows it. */
+/* Span descriptor: 64 bytes; a slab's bitmap follows it. */
 struct xa_span {
   struct xa_span *next, *prev;  /* arena list: bin's non-full slabs or free spans */
+  struct xa_span *lru_next, *lru_prev;  /* arena's dirty list (oldest first) */
   uint32_t npages;              /* length of the span */
   uint32_t nfree;               /* slab: free objects; free span: 0 */
   uint16_t first;               /* page index in the chunk */
   uint8_t state;                /* XA_SPAN_* */
   uint8_t cls;                  /* slab class */
-  uint8_t dirty;                /* free span: pages may be resident */
-  uint8_t pad[3];
+  uint8_t dirty;                /* free span: pages may be resident; slab:
+                                   has free pages not yet purged */
+  uint8_t purging;              /* slab: madvise of its free pages running */
+  uint8_t pad[2];
+  uint64_t dirtied_at;          /* slab: when it became dirty (ns) */
+  uint64_t pad2;
   uint64_t bitmap[];            /* slab: 1 = object free */
 };
-_Static_assert(sizeof(struct xa_span) == 32, "span header is 32 bytes");
+_Static_assert(sizeof(struct xa_span) == 64, "span header is 64 bytes");
 
 struct xa_chunk {
   struct xa_pageinfo units[XA_CHUNK_UNITS];  /* first: the fast path's table */

@@ -115,7 +115,10 @@ static void *fork_worker(void *arg)
     tu_seed(&r, (uintptr_t)arg);
     void *mine[32] = { 0 };
     size_t mn[32] = { 0 };
+    unsigned long ops = 0;
     while (!atomic_load_explicit(&stop_workers, memory_order_relaxed)) {
+        /* leave some CPU to the forked children (2 cores) */
+        if ((++ops & 255) == 0) usleep(50);
         int i = (int)(tu_next(&r) % 32);
         if (mine[i]) {
             if (!tu_check(mine[i], mn[i] < 256 ? mn[i] : 256, (uintptr_t)mine[i])) abort();
@@ -129,7 +132,7 @@ static void *fork_worker(void *arg)
             tu_fill(mine[i], mn[i] < 256 ? mn[i] : 256, (uintptr_t)mine[i]);
         }
         /* cross-thread traffic */
-        if ((tu_next(&r) & 15) == 0) {
+        if ((tu_next(&r) & 3) == 0) {
             pthread_mutex_lock(&xch_lock);
             int j = (int)(tu_next(&r) % XCH);
             void *old = xch[j].p;
@@ -138,9 +141,9 @@ static void *fork_worker(void *arg)
             size_t n = tu_range(&r, 1, 4000);
             xch[j].p = malloc(n);
             if (!xch[j].p) abort();
-            xch[j].n = n;
+            xch[j].n = n < 64 ? n : 64; /* the checked prefix */
             xch[j].tag = tu_next(&r);
-            tu_fill(xch[j].p, n, xch[j].tag);
+            tu_fill(xch[j].p, xch[j].n, xch[j].tag);
             pthread_mutex_unlock(&xch_lock);
             if (old) {
                 if (!tu_check(old, on, ot)) abort();
@@ -220,7 +223,7 @@ static void test_fork_multithreaded(void **state)
     for (int i = 0; i < NWORK; i++)
         assert_int_equal(pthread_create(&th[i], NULL, fork_worker, (void *)(uintptr_t)(i + 1)), 0);
     long prep0 = atfork_prepare_calls;
-    const int FORKS = tu_valgrind() ? 10 : 60;
+    const int FORKS = tu_valgrind() ? 10 : 100;
     for (int i = 0; i < FORKS; i++) {
         /* some allocation in the forking thread too */
         void *p = malloc((size_t)i * 100 + 1);
@@ -248,6 +251,65 @@ static void test_fork_multithreaded(void **state)
         if (!tu_check(prefork[i], prefork_n[i], 100 + i)) fail_msg("pre-fork block %d corrupted in parent", i);
         free(prefork[i]);
     }
+}
+
+/* A fresh process that registers its atfork handlers before its first
+ * malloc, and allocates in them (fine with glibc, whose malloc locks itself
+ * inside fork() after the prepare handlers ran).  An allocator that
+ * registers its own fork handlers lazily at its first allocation has them
+ * run *before* the program's prepare handler, which then deadlocks on the
+ * allocator's locks.  Run by re-executing this binary. */
+#define ATFORK_FIRST_ARG "--atfork-before-first-malloc"
+
+static void af1_prepare(void)
+{
+    static const size_t sizes[] = { 24, 5000, 200000, 4 << 20 };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = malloc(sizes[i]);
+        if (!p) abort();
+        memset(p, 1, sizes[i] < 64 ? sizes[i] : 64);
+        free(p);
+    }
+}
+static void af1_parent(void) { free(malloc(3000)); }
+static void af1_child(void) { free(malloc(3000)); }
+
+static int atfork_first_main(void)
+{
+    /* no allocation before this point */
+    if (pthread_atfork(af1_prepare, af1_parent, af1_child) != 0) return 10;
+    pthread_t th[2];
+    atomic_store(&stop_workers, 0);
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&th[i], NULL, fork_worker, (void *)(uintptr_t)(i + 20)) != 0) return 11;
+    for (int i = 0; i < 20; i++) {
+        pid_t pid = fork();
+        if (pid < 0) return 12;
+        if (pid == 0) {
+            void *p = malloc(100000);
+            _exit(p ? 0 : 1);
+        }
+        int st = wait_child(pid, 30);
+        if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return 13;
+    }
+    atomic_store(&stop_workers, 1);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < XCH; i++) free(xch[i].p);
+    return 0;
+}
+
+static void test_atfork_handlers_before_first_malloc(void **state)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        execl("/proc/self/exe", "api_lifecycle", ATFORK_FIRST_ARG, (char *)NULL);
+        _exit(127);
+    }
+    int st = wait_child(pid, 20);
+    if (st == -1) fail_msg("process with atfork handlers registered before its first malloc hung in fork (deadlock)");
+    check_status("re-executed atfork test", st, 0);
 }
 
 /* fork from a thread other than the main one, while others allocate */
@@ -522,10 +584,13 @@ static void test_many_short_threads(void **state)
         fail_msg("VmSize grew from %zu to %zu MiB over %d threads", vm_initial >> 20, vm_final >> 20, TOTAL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], ATFORK_FIRST_ARG) == 0) return atfork_first_main();
+    if (getenv("XA_TEST_FILTER")) cmocka_set_test_filter(getenv("XA_TEST_FILTER")); /* e.g. "test_fork*" */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_multithreaded),
+        cmocka_unit_test(test_atfork_handlers_before_first_malloc),
         cmocka_unit_test(test_fork_from_secondary_thread),
         cmocka_unit_test(test_thread_exit_destructors),
         cmocka_unit_test(test_many_short_threads),
