@@ -17,11 +17,15 @@
 #include <pthread.h>
 
 int xa_init_done;
+__thread bool xa_fork_owner __attribute__((tls_model("initial-exec")));
 static xa_lock_t init_lock = XA_LOCK_INIT;
 
 #define NARENAS_MAX 256
 
-/* Fork: every lock in one fixed order, so the child finds them consistent. */
+/* Fork: every lock in one fixed order, so the child finds them consistent.
+ * Our handlers are registered at initialisation, usually after the
+ * application's: ours run first before fork and last after it, and the
+ * application's handlers in between may allocate (see xa_fork_owner). */
 static void prefork(void) {
   if (!xa_init_done) return;
   xa_lock(&init_lock);
@@ -30,10 +34,12 @@ static void prefork(void) {
   xa_arena_prefork();
   xa_huge_prefork();
   xa_lock(&xa_base_lock);
+  xa_fork_owner = true;
 }
 
 static void postfork_parent(void) {
   if (!xa_init_done) return;
+  xa_fork_owner = false;
   xa_unlock(&xa_base_lock);
   xa_huge_postfork_parent();
   xa_arena_postfork_parent();
@@ -44,6 +50,7 @@ static void postfork_parent(void) {
 
 static void postfork_child(void) {
   if (!xa_init_done) return;
+  xa_fork_owner = false;
   xa_lock_reinit(&xa_base_lock);
   xa_huge_postfork_child();
   xa_arena_postfork_child();

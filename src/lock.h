@@ -12,13 +12,22 @@ typedef struct {
 
 #define XA_LOCK_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
 
+/* Set in the forking thread from our prefork handler until the postfork
+ * handlers: it already holds every lock, and other atfork handlers (which
+ * run inside that window) may allocate, so its lock calls are no-ops. */
+XA_HIDDEN extern __thread bool xa_fork_owner __attribute__((tls_model("initial-exec")));
+
 XA_INLINE void xa_lock(xa_lock_t *l) {
+  if (unlikely(xa_fork_owner)) return;
   if (unlikely(pthread_mutex_trylock(&l->m) != 0)) {
     pthread_mutex_lock(&l->m);
     l->contended++;
   }
 }
-XA_INLINE void xa_unlock(xa_lock_t *l) { pthread_mutex_unlock(&l->m); }
+XA_INLINE void xa_unlock(xa_lock_t *l) {
+  if (unlikely(xa_fork_owner)) return;
+  pthread_mutex_unlock(&l->m);
+}
 /* In a fork child: the lock may be held by a thread that no longer exists. */
 XA_INLINE void xa_lock_reinit(xa_lock_t *l) { pthread_mutex_init(&l->m, NULL); }
 #endif

@@ -3,6 +3,7 @@
 #include "purge.h"
 #include "arena.h"
 #include "huge.h"
+#include "lock.h"
 #include "options.h"
 #include "os.h"
 #include <pthread.h>
@@ -69,6 +70,7 @@ static void start_thread(void) {
 }
 
 void xa_purge_start(void) {
+  if (unlikely(xa_fork_owner)) return;
   if (xa_opt.background_thread && xa_opt.dirty_decay_ms > 0 && !xa_purge_thread_running()) start_thread();
 }
 
@@ -84,6 +86,7 @@ void xa_purge_tick(void) {
 }
 
 void xa_purge_notify(void) {
+  if (unlikely(xa_fork_owner)) return;    /* inside fork: purge_mutex is held */
   if (xa_opt.dirty_decay_ms == 0) {     /* purge at once, inline */
     for (unsigned i = 0; i < xa_narenas; i++) xa_arena_purge(xa_arenas[i]);
     xa_huge_cache_decay(UINT64_MAX);

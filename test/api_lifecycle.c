@@ -131,6 +131,16 @@ static void *fork_worker(void *arg)
             if (!mine[i]) abort();
             tu_fill(mine[i], mn[i] < 256 ? mn[i] : 256, (uintptr_t)mine[i]);
         }
+        /* bursts of one size: thread caches overflow and flush to the
+         * shared heap, so a fork often lands in the middle of a flush */
+        if ((ops & 63) == 0) {
+            void *burst[300];
+            size_t bn = tu_range(&r, 1, 1024);
+            int cnt = (int)tu_range(&r, 50, 300);
+            for (int b = 0; b < cnt; b++)
+                if (!(burst[b] = malloc(bn))) abort();
+            for (int b = 0; b < cnt; b++) free(burst[b]);
+        }
         /* cross-thread traffic */
         if ((tu_next(&r) & 3) == 0) {
             pthread_mutex_lock(&xch_lock);
@@ -157,7 +167,7 @@ static void *fork_worker(void *arg)
 
 static void *child_thread_fn(void *arg)
 {
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 500; i++) {
         size_t n = (size_t)(i * 37) % 5000 + 1;
         char *p = malloc(n);
         if (!p) return (void *)1;
@@ -223,7 +233,7 @@ static void test_fork_multithreaded(void **state)
     for (int i = 0; i < NWORK; i++)
         assert_int_equal(pthread_create(&th[i], NULL, fork_worker, (void *)(uintptr_t)(i + 1)), 0);
     long prep0 = atfork_prepare_calls;
-    const int FORKS = tu_valgrind() ? 10 : 100;
+    const int FORKS = tu_valgrind() ? 10 : 80;
     for (int i = 0; i < FORKS; i++) {
         /* some allocation in the forking thread too */
         void *p = malloc((size_t)i * 100 + 1);

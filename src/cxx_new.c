@@ -1,0 +1,134 @@
+/* The C++ replaceable allocation functions (operator new/delete, all 20
+ * that libstdc++ exports), defined in C by their Itanium-mangled names so
+ * that libxalloc needs no libstdc++.  A program linked with -lxalloc or
+ * libxalloc.a, or run under LD_PRELOAD, finds these before libstdc++'s, so
+ * new/delete take xalloc's fast paths instead of going through libstdc++'s
+ * calls to malloc/free.
+ *
+ * Failure: a throwing new calls the installed std::new_handler and retries
+ * while allocation fails, and throws std::bad_alloc when no handler is
+ * installed; the nothrow forms return NULL there instead (a handler that
+ * throws from a nothrow new is not caught: C cannot catch).  Handler and
+ * exception come from libstdc++ through weak references, which resolve in
+ * any C++ program (libstdc++ is loaded); this file is compiled with
+ * -fexceptions (mk/install.mk) so the exception unwinds through it.
+ *
+ * Checks: sized delete checks the size like free_sized, aligned delete the
+ * alignment (and size) like free_aligned_sized; a mismatch is reported and
+ * aborts like any other misuse. */
+#define _GNU_SOURCE
+#include "error.h"
+#include "fastpath.h"
+#include "os.h"
+#include "xalloc.h"
+
+#include <dlfcn.h>
+#include <malloc.h>
+#include <string.h>
+
+typedef void (*new_handler_fn)(void);
+
+/* std::get_new_handler() and std::__throw_bad_alloc() from libstdc++. */
+extern __attribute__((weak, visibility("default"))) new_handler_fn _ZSt15get_new_handlerv(void);
+extern __attribute__((weak, visibility("default"), noreturn)) void _ZSt17__throw_bad_allocv(void);
+/* Weak too, so a fully static C++ program does not drag in dlopen. */
+#pragma weak dlopen
+#pragma weak dlsym
+#pragma weak dlclose
+
+/* Look up a libstdc++ function: through the weak reference, else (xalloc
+ * was loaded before libstdc++, e.g. preloaded into a C program that later
+ * dlopens a C++ library with RTLD_LOCAL) in an already loaded libstdc++. */
+static void *cxx_runtime(void *weak_ref, const char *name) {
+  if (weak_ref || !dlopen) return weak_ref;
+  void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  if (!h) return NULL;
+  void *f = dlsym(h, name);
+  dlclose(h);
+  return f;
+}
+
+/* align 0: plain new, else a power of two. */
+static inline void *alloc(size_t n, size_t align) { return align ? memalign(align, n) : xa_malloc_fast(n); }
+
+/* No memory and no handler: throw std::bad_alloc, or NULL for nothrow. */
+XA_COLD static void *bad_alloc(bool nothrow) {
+  if (nothrow) return NULL;
+  void (*throw_bad_alloc)(void) = (void (*)(void))
+      cxx_runtime((void *)_ZSt17__throw_bad_allocv, "_ZSt17__throw_bad_allocv");
+  if (throw_bad_alloc) throw_bad_alloc();
+  static const char msg[] = "xalloc: operator new: out of memory, and no C++ runtime to throw std::bad_alloc\n";
+  xa_os_write_err(msg, sizeof msg - 1);
+  xa_os_abort();
+}
+
+/* Allocation failed: call the new_handler and retry while there is one. */
+XA_NOINLINE XA_COLD static void *new_failed(size_t n, size_t align, bool nothrow) {
+  for (;;) {
+    new_handler_fn (*get)(void) = (new_handler_fn(*)(void))
+        cxx_runtime((void *)_ZSt15get_new_handlerv, "_ZSt15get_new_handlerv");
+    new_handler_fn h = get ? get() : NULL;
+    if (!h) return bad_alloc(nothrow);
+    h();                                 /* may free memory, throw or exit */
+    void *p = alloc(n, align);
+    if (p) return p;
+  }
+}
+
+static inline void *new_impl(size_t n, size_t align, bool nothrow) {
+  void *p = alloc(n, align);
+  return likely(p != NULL) ? p : new_failed(n, align, nothrow);
+}
+
+/* Like libstdc++: an alignment that is not a power of two is bad_alloc. */
+static inline void *new_aligned(size_t n, size_t align, bool nothrow) {
+  if (unlikely(align == 0 || (align & (align - 1)))) return bad_alloc(nothrow);
+  return new_impl(n, align, nothrow);
+}
+
+/* Sized delete: when n is exactly the size class of the small block p,
+ * push p on the thread cache as free() would; anything else (large blocks,
+ * a size from another class, invalid pointers) goes to free_sized, which
+ * accepts what realloc may have left and reports a wrong size. */
+static inline void delete_sized(void *p, size_t n) {
+  size_t cls = xa_small_class_of(p);
+  if (likely(cls != XA_CLS_NONE && n <= XA_SMALL_MAX && xa_sizeclass_of(n) == cls)) {
+    struct xa_tbin *b = &xa_tc->bins[cls];
+    if (likely(b->top != b->end)) { *b->top++ = p; return; }
+    xa_free_slow(p);
+    return;
+  }
+  free_sized(p, n);
+}
+
+/* Aligned delete without a size: checks p's alignment (size 0 fits any). */
+static inline void delete_aligned(void *p, size_t n, size_t align) { free_aligned_sized(p, align, n); }
+
+#define NEW XA_EXPORT __attribute__((malloc))
+typedef struct nothrow_t nothrow_t;   /* std::nothrow_t: only its address is passed */
+
+/* operator new(size_t), new[](size_t), and their nothrow forms */
+NEW void *_Znwm(size_t n) { return new_impl(n, 0, false); }
+NEW void *_Znam(size_t n) { return new_impl(n, 0, false); }
+NEW void *_ZnwmRKSt9nothrow_t(size_t n, const nothrow_t *t) { return new_impl(n, 0, true); }
+NEW void *_ZnamRKSt9nothrow_t(size_t n, const nothrow_t *t) { return new_impl(n, 0, true); }
+/* operator new(size_t, align_val_t), new[], nothrow forms */
+NEW void *_ZnwmSt11align_val_t(size_t n, size_t al) { return new_aligned(n, al, false); }
+NEW void *_ZnamSt11align_val_t(size_t n, size_t al) { return new_aligned(n, al, false); }
+NEW void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const nothrow_t *t) { return new_aligned(n, al, true); }
+NEW void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const nothrow_t *t) { return new_aligned(n, al, true); }
+
+/* operator delete(void *), delete[], nothrow forms, sized forms */
+XA_EXPORT void _ZdlPv(void *p) { xa_free_fast(p); }
+XA_EXPORT void _ZdaPv(void *p) { xa_free_fast(p); }
+XA_EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const nothrow_t *t) { xa_free_fast(p); }
+XA_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const nothrow_t *t) { xa_free_fast(p); }
+XA_EXPORT void _ZdlPvm(void *p, size_t n) { delete_sized(p, n); }
+XA_EXPORT void _ZdaPvm(void *p, size_t n) { delete_sized(p, n); }
+/* operator delete(void *, align_val_t), delete[], nothrow and sized forms */
+XA_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) { delete_aligned(p, 0, al); }
+XA_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t al) { delete_aligned(p, 0, al); }
+XA_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const nothrow_t *t) { delete_aligned(p, 0, al); }
+XA_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const nothrow_t *t) { delete_aligned(p, 0, al); }
+XA_EXPORT void _ZdlPvmSt11align_val_t(void *p, size_t n, size_t al) { delete_aligned(p, n, al); }
+XA_EXPORT void _ZdaPvmSt11align_val_t(void *p, size_t n, size_t al) { delete_aligned(p, n, al); }
