@@ -151,15 +151,17 @@ void xa_tcache_destroy(void *arg) {
 void xa_tcache_prefork(void) { xa_lock(&tc_lock); }
 void xa_tcache_postfork_parent(void) { xa_unlock(&tc_lock); }
 
-/* In the child only the forking thread exists: the other threads' caches
- * can be emptied and recycled (arena locks are already reinitialised). */
+/* In the child only the forking thread exists.  The other threads' caches
+ * may have been mid-update (a bin flushed to its slabs but not yet
+ * shortened), so their contents cannot be trusted: they are dropped (a
+ * bounded leak) and the caches recycled empty. */
 void xa_tcache_postfork_child(void) {
   xa_lock_reinit(&tc_lock);
   struct xa_tcache *tc = tc_live;
   while (tc) {
     struct xa_tcache *next = tc->next;
     if (tc != xa_tc) {
-      tcache_flush_bins(tc);
+      for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
       tcache_unlink_recycle(tc);
     }
     tc = next;
