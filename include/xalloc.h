@@ -31,6 +31,17 @@ const char *xalloc_version(void);
  * mappings.  Returns 1 if any memory was released, 0 otherwise. */
 int xalloc_purge(void);
 
+/* Read and/or write a named value (see the README's table): oldp/oldlenp
+ * receive the current value (8-byte integers; "version" a const char *),
+ * newp/newlen give a new one.  Actions ("purge", "arena.<i>.purge",
+ * "thread.tcache.flush") take neither.  Returns 0, or ENOENT (unknown
+ * name), EINVAL (bad length or value), EPERM (read-only). */
+int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+
+/* Print statistics through write_cb(opaque, text) in pieces (stderr when
+ * write_cb is NULL); opts containing 'J' selects JSON, else text. */
+void xalloc_stats_print(void (*write_cb)(void *opaque, const char *text), void *opaque, const char *opts);
+
 #ifdef __cplusplus
 }
 #endif

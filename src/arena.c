@@ -78,6 +78,7 @@ static void free_remove(struct xa_arena *a, struct xa_span *s) {
   list_remove(&a->free_spans[b], s);
   if (!a->free_spans[b]) a->free_nonempty[b >> 6] &= ~((uint64_t)1 << (b & 63));
   xa_span_chunk(s)->free_pages -= s->npages;
+  if (s->npages == xa_chunk_npages - xa_chunk_header_pages) a->nspare--;
   if (s->dirty) {
     a->dirty_pages -= s->npages;
     lru_remove(&a->dirty_spans, s);
@@ -98,6 +99,7 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   xa_chunk_mark_pages(c, first, 1, first, XA_CLS_NONE);
   xa_chunk_mark_pages(c, first + n - 1, 1, first, XA_CLS_NONE);
   c->free_pages += n;
+  if (n == xa_chunk_npages - xa_chunk_header_pages) a->nspare++;
   if (dirty) {
     a->dirty_pages += n;
     lru_push(&a->dirty_spans, s);
@@ -126,7 +128,6 @@ static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
   if (!s) return NULL;
   struct xa_chunk *c = xa_span_chunk(s);
   free_remove(a, s);
-  if (c == a->spare) a->spare = NULL;
   if (s->npages > n) free_make(a, c, s->first + n, s->npages - n, s->dirty);
   s->npages = n;
   return s;
@@ -141,6 +142,11 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     if (s) return s;
     arena_unlock(a);
     struct xa_chunk *c = xa_chunk_new(a);
+    if (!c) {                      /* address space short: drop spare chunks */
+      size_t freed = 0;
+      for (unsigned i = 0; i < xa_narenas; i++) freed += xa_arena_release_spares(xa_arenas[i]);
+      if (freed) c = xa_chunk_new(a);
+    }
     arena_lock(a);
     if (!c) return NULL;
     c->next = a->chunks;
@@ -149,6 +155,9 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     free_make(a, c, xa_chunk_header_pages, usable_pages(), false);
   }
 }
+
+static struct xa_chunk *chunk_unlink(struct xa_arena *a, struct xa_chunk *c, struct xa_span *f);
+static void chunks_delete(struct xa_chunk *dead);
 
 /* Turn allocated span s back into free pages, merging with free
  * neighbours.  Returns a chunk that became wholly free and must be unmapped
@@ -183,15 +192,38 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, bool
     }
   }
   struct xa_span *f = free_make(a, c, first, n, dirty);
-  if (n != usable_pages()) return NULL;
-  if (!a->spare) { a->spare = c; return NULL; }
-  /* A second wholly free chunk: hand it back to the OS. */
+  if (n != usable_pages() || a->nspare <= XA_SPARE_CHUNKS) return NULL;
+  /* Too many wholly free chunks: hand this one back to the OS. */
+  return chunk_unlink(a, c, f);
+}
+
+/* Take wholly free chunk c (whose free span is f) out of the arena; the
+ * caller unmaps it after unlocking. */
+static struct xa_chunk *chunk_unlink(struct xa_arena *a, struct xa_chunk *c, struct xa_span *f) {
   free_remove(a, f);
   f->state = XA_SPAN_HEADER;
   for (struct xa_chunk **pp = &a->chunks; *pp; pp = &(*pp)->next)
     if (*pp == c) { *pp = c->next; break; }
   a->mapped -= XA_CHUNK_SIZE;
   return c;
+}
+
+size_t xa_arena_release_spares(struct xa_arena *a) {
+  struct xa_chunk *dead = NULL;
+  size_t n = 0;
+  arena_lock(a);
+  unsigned b = free_bin(usable_pages());
+  for (struct xa_span *s = a->free_spans[b], *next; s; s = next) {
+    next = s->next;
+    if (s->npages != usable_pages()) continue;
+    struct xa_chunk *c = chunk_unlink(a, xa_span_chunk(s), s);
+    c->next = dead;
+    dead = c;
+    n++;
+  }
+  arena_unlock(a);
+  chunks_delete(dead);
+  return n * XA_CHUNK_SIZE;
 }
 
 /* ---- arenas ---------------------------------------------------------- */
@@ -415,7 +447,6 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
     if (rs && rs->state == XA_SPAN_FREE && s->npages + rs->npages >= n) {
       uint32_t need = n - s->npages;
       free_remove(a, rs);
-      if (c == a->spare) a->spare = NULL;
       if (rs->npages > need) free_make(a, c, r + need, rs->npages - need, rs->dirty);
       rs->npages = 0;
       s->npages = n;
@@ -440,7 +471,6 @@ static size_t purge_oldest(struct xa_arena *a, size_t pages) {
     struct xa_span *s = a->dirty_spans.head;
     struct xa_chunk *c = xa_span_chunk(s);
     free_remove(a, s);
-    if (c == a->spare) a->spare = NULL;
     s->state = XA_SPAN_PURGING;
     xa_chunk_mark_span(c, s);
     arena_unlock(a);
@@ -564,6 +594,7 @@ void xa_arena_postfork_child(void) {
  * Returns NULL if all holds, else a description of the first violation. */
 const char *xa_arena_check_locked(struct xa_arena *a) {
   size_t dirty = 0;
+  unsigned spares = 0;
   for (struct xa_chunk *c = a->chunks; c; c = c->next) {
     if (c->arena != a) return "chunk owned by another arena";
     unsigned p = xa_chunk_header_pages, free_pages = 0;
@@ -607,7 +638,9 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
       p += s->npages;
     }
     if (free_pages != c->free_pages) return "chunk free page count wrong";
+    if (free_pages == usable_pages()) spares++;
   }
+  if (spares != a->nspare) return "spare chunk count wrong";
   if (dirty != a->dirty_pages) return "arena dirty page count wrong";
   size_t lru_pages = 0;
   for (struct xa_span *s = a->dirty_spans.head; s; s = s->lru_next) {

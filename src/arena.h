@@ -13,6 +13,9 @@
  * of two. */
 #define XA_FREE_EXACT 64
 #define XA_FREE_BINS  (XA_FREE_EXACT + 16)
+/* Wholly free chunks an arena keeps mapped (their pages are purged by
+ * decay like any free pages); more are unmapped at once. */
+#define XA_SPARE_CHUNKS 4
 
 struct xa_lru {
   struct xa_span *head, *tail;  /* oldest first */
@@ -32,7 +35,7 @@ struct xa_arena {
   struct xa_span *free_spans[XA_FREE_BINS];
   uint64_t free_nonempty[2];    /* bit i: free_spans[i] is not empty */
   struct xa_chunk *chunks;      /* every chunk of the arena */
-  struct xa_chunk *spare;       /* one wholly free chunk kept for reuse */
+  unsigned nspare;              /* wholly free chunks kept for reuse */
   size_t mapped;                /* bytes of chunks */
   size_t large_allocated;       /* bytes in live large spans */
   uint64_t large_nrequests;
@@ -81,6 +84,9 @@ XA_HIDDEN void xa_arena_prefork(void);
 XA_HIDDEN void xa_arena_postfork_parent(void);
 XA_HIDDEN void xa_arena_postfork_child(void);
 
+
+/* Unmap the arena's wholly free chunks; returns bytes unmapped. */
+XA_HIDDEN size_t xa_arena_release_spares(struct xa_arena *a);
 
 /* Invariant walker for tests and debug builds; NULL when consistent. */
 XA_HIDDEN const char *xa_arena_check_locked(struct xa_arena *a);

@@ -7,45 +7,51 @@
  *
  * Failure: a throwing new calls the installed std::new_handler and retries
  * while allocation fails, and throws std::bad_alloc when no handler is
- * installed; the nothrow forms return NULL there instead (a handler that
- * throws from a nothrow new is not caught: C cannot catch).  Handler and
- * exception come from libstdc++ through weak references, which resolve in
- * any C++ program (libstdc++ is loaded); this file is compiled with
- * -fexceptions (mk/install.mk) so the exception unwinds through it.
+ * installed; the nothrow forms return NULL instead (also when the handler
+ * throws).  Handler and exception come from libstdc++ through weak
+ * references, which resolve in any C++ program (libstdc++ is loaded); this
+ * file is compiled with -fexceptions (mk/install.mk) so that exceptions
+ * unwind through it.
  *
  * Checks: sized delete checks the size like free_sized, aligned delete the
  * alignment (and size) like free_aligned_sized; a mismatch is reported and
  * aborts like any other misuse. */
 #define _GNU_SOURCE
-#include "error.h"
 #include "fastpath.h"
 #include "os.h"
 #include "xalloc.h"
 
 #include <dlfcn.h>
 #include <malloc.h>
-#include <string.h>
 
 typedef void (*new_handler_fn)(void);
+typedef struct nothrow_t nothrow_t;   /* std::nothrow_t: only its address is passed */
 
 /* std::get_new_handler() and std::__throw_bad_alloc() from libstdc++. */
 extern __attribute__((weak, visibility("default"))) new_handler_fn _ZSt15get_new_handlerv(void);
 extern __attribute__((weak, visibility("default"), noreturn)) void _ZSt17__throw_bad_allocv(void);
-/* Weak too, so a fully static C++ program does not drag in dlopen. */
-#pragma weak dlopen
+/* Weak, so that a fully static C++ program does not drag them in. */
 #pragma weak dlsym
 #pragma weak dlclose
 
-/* Look up a libstdc++ function: through the weak reference, else (xalloc
- * was loaded before libstdc++, e.g. preloaded into a C program that later
- * dlopens a C++ library with RTLD_LOCAL) in an already loaded libstdc++. */
-static void *cxx_runtime(void *weak_ref, const char *name) {
-  if (weak_ref || !dlopen) return weak_ref;
-  void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
+/* A function of libstdc++ itself, if it is loaded (also when it was
+ * dlopened RTLD_LOCAL).  dlopen is found at run time: a link-time reference
+ * would make every static link with libxalloc.a warn about dlopen. */
+static void *libstdcxx_sym(const char *name) {
+  if (!dlsym || !dlclose) return NULL;
+  void *(*open)(const char *, int) = (void *(*)(const char *, int))dlsym(RTLD_DEFAULT, "dlopen");
+  void *h = open ? open("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD) : NULL;
   if (!h) return NULL;
   void *f = dlsym(h, name);
   dlclose(h);
   return f;
+}
+
+/* The weak reference, else (xalloc was loaded before libstdc++, e.g.
+ * preloaded into a C program that later dlopens a C++ library with
+ * RTLD_LOCAL) the function looked up in libstdc++. */
+static void *cxx_runtime(void *weak_ref, const char *name) {
+  return weak_ref ? weak_ref : libstdcxx_sym(name);
 }
 
 /* align 0: plain new, else a power of two. */
@@ -75,16 +81,31 @@ XA_NOINLINE XA_COLD static void *new_failed(size_t n, size_t align, bool nothrow
   }
 }
 
-static inline void *new_impl(size_t n, size_t align, bool nothrow) {
+static inline void *new_impl(size_t n, size_t align) {
   void *p = alloc(n, align);
-  return likely(p != NULL) ? p : new_failed(n, align, nothrow);
+  return likely(p != NULL) ? p : new_failed(n, align, false);
 }
 
-/* Like libstdc++: an alignment that is not a power of two is bad_alloc. */
-static inline void *new_aligned(size_t n, size_t align, bool nothrow) {
-  if (unlikely(align == 0 || (align & (align - 1)))) return bad_alloc(nothrow);
-  return new_impl(n, align, nothrow);
+/* A nothrow form failed.  The new_handler may throw, and C cannot catch,
+ * so let libstdc++'s own operator of the same name run the loop: it calls
+ * our throwing operator inside a try block and returns NULL for whatever
+ * it throws.  Without libstdc++ (a static program) run the loop here. */
+XA_NOINLINE XA_COLD static void *nothrow_failed(size_t n, size_t align, const nothrow_t *t, const char *name,
+                                                void *self) {
+  void *f = libstdcxx_sym(name);
+  if (!f || f == self) return new_failed(n, align, true);
+  if (align) return ((void *(*)(size_t, size_t, const nothrow_t *))f)(n, align, t);
+  return ((void *(*)(size_t, const nothrow_t *))f)(n, t);
 }
+
+static inline void *new_nothrow(size_t n, size_t align, const nothrow_t *t, const char *name, void *self) {
+  void *p = alloc(n, align);
+  return likely(p != NULL) ? p : nothrow_failed(n, align, t, name, self);
+}
+#define NOTHROW(n, align, t, fn) new_nothrow(n, align, t, #fn, (void *)fn)
+
+/* Like libstdc++: an alignment that is not a power of two is bad_alloc. */
+#define BAD_ALIGN(align) unlikely((align) == 0 || ((align) & ((align) - 1)))
 
 /* Sized delete: when n is exactly the size class of the small block p,
  * push p on the thread cache as free() would; anything else (large blocks,
@@ -105,18 +126,21 @@ static inline void delete_sized(void *p, size_t n) {
 static inline void delete_aligned(void *p, size_t n, size_t align) { free_aligned_sized(p, align, n); }
 
 #define NEW XA_EXPORT __attribute__((malloc))
-typedef struct nothrow_t nothrow_t;   /* std::nothrow_t: only its address is passed */
 
 /* operator new(size_t), new[](size_t), and their nothrow forms */
-NEW void *_Znwm(size_t n) { return new_impl(n, 0, false); }
-NEW void *_Znam(size_t n) { return new_impl(n, 0, false); }
-NEW void *_ZnwmRKSt9nothrow_t(size_t n, const nothrow_t *t) { return new_impl(n, 0, true); }
-NEW void *_ZnamRKSt9nothrow_t(size_t n, const nothrow_t *t) { return new_impl(n, 0, true); }
+NEW void *_Znwm(size_t n) { return new_impl(n, 0); }
+NEW void *_Znam(size_t n) { return new_impl(n, 0); }
+NEW void *_ZnwmRKSt9nothrow_t(size_t n, const nothrow_t *t) { return NOTHROW(n, 0, t, _ZnwmRKSt9nothrow_t); }
+NEW void *_ZnamRKSt9nothrow_t(size_t n, const nothrow_t *t) { return NOTHROW(n, 0, t, _ZnamRKSt9nothrow_t); }
 /* operator new(size_t, align_val_t), new[], nothrow forms */
-NEW void *_ZnwmSt11align_val_t(size_t n, size_t al) { return new_aligned(n, al, false); }
-NEW void *_ZnamSt11align_val_t(size_t n, size_t al) { return new_aligned(n, al, false); }
-NEW void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const nothrow_t *t) { return new_aligned(n, al, true); }
-NEW void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const nothrow_t *t) { return new_aligned(n, al, true); }
+NEW void *_ZnwmSt11align_val_t(size_t n, size_t al) { return BAD_ALIGN(al) ? bad_alloc(false) : new_impl(n, al); }
+NEW void *_ZnamSt11align_val_t(size_t n, size_t al) { return BAD_ALIGN(al) ? bad_alloc(false) : new_impl(n, al); }
+NEW void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const nothrow_t *t) {
+  return BAD_ALIGN(al) ? NULL : NOTHROW(n, al, t, _ZnwmSt11align_val_tRKSt9nothrow_t);
+}
+NEW void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const nothrow_t *t) {
+  return BAD_ALIGN(al) ? NULL : NOTHROW(n, al, t, _ZnamSt11align_val_tRKSt9nothrow_t);
+}
 
 /* operator delete(void *), delete[], nothrow forms, sized forms */
 XA_EXPORT void _ZdlPv(void *p) { xa_free_fast(p); }

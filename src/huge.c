@@ -111,13 +111,15 @@ static void thp_advise(void *p, size_t size) {
   else if (xa_opt.thp == XA_THP_NEVER) xa_os_hugepage(p, size, false);
 }
 
-/* Best cached fit: at least size bytes, at most 1/8 more, aligned. */
+/* Best cached fit: the smallest aligned mapping of at least size bytes.
+ * One much larger is cut down (its tail unmapped): one munmap instead of
+ * an mmap plus a page fault per page. */
 static void *cache_get(size_t size, size_t align, size_t *got) {
   void *p = NULL;
   xa_lock(&huge_lock);
   unsigned best = CACHE_SLOTS;
   for (unsigned i = 0; i < cache_n; i++)
-    if (cache[i].size >= size && cache[i].size - size <= size / 8 && ((uintptr_t)cache[i].p & (align - 1)) == 0 &&
+    if (cache[i].size >= size && ((uintptr_t)cache[i].p & (align - 1)) == 0 &&
         (best == CACHE_SLOTS || cache[i].size < cache[best].size))
       best = i;
   if (best != CACHE_SLOTS) {
@@ -126,6 +128,10 @@ static void *cache_get(size_t size, size_t align, size_t *got) {
     cache_take(best);
   }
   xa_unlock(&huge_lock);
+  if (p && *got - size > size / 8) {
+    xa_os_unmap((char *)p + size, *got - size);
+    *got = size;
+  }
   return p;
 }
 

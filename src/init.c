@@ -74,6 +74,7 @@ bool xa_init_slow(void) {
   }
   __atomic_store_n(&xa_init_done, 1, __ATOMIC_RELEASE);
   pthread_atfork(prefork, postfork_parent, postfork_child);
+  xa_ctl_init();
   xa_unlock(&init_lock);
   return true;
 }

@@ -5,6 +5,7 @@
 
 XA_HIDDEN extern int xa_init_done;
 XA_HIDDEN bool xa_init_slow(void);
+XA_HIDDEN void xa_ctl_init(void);
 XA_INLINE bool xa_init(void) {
   return likely(__atomic_load_n(&xa_init_done, __ATOMIC_ACQUIRE)) || xa_init_slow();
 }

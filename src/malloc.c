@@ -8,9 +8,11 @@
 #include "init.h"
 #include "os.h"
 #include "purge.h"
+#include "stats.h"
 #include "xalloc.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <string.h>
 #include <unistd.h>
@@ -52,6 +54,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
     /* Memory may sit in caches and free pages: give it back and retry. */
     xa_tcache_flush_all();
     xa_arena_purge_all();
+    for (unsigned i = 0; i < xa_narenas; i++) xa_arena_release_spares(xa_arenas[i]);
     p = xa_huge_alloc(n, align, zeroed);
   }
   return p ? p : fail_nomem();
@@ -246,7 +249,9 @@ XA_EXPORT int xalloc_purge(void) {
   size_t n = 0, bytes = 0;
   xa_huge_stats(&n, &bytes, &cached);
   xa_huge_cache_decay(UINT64_MAX);
-  return (xa_arena_purge_all() > 0) | (cached > 0);
+  size_t released = xa_arena_purge_all();
+  for (unsigned i = 0; i < xa_narenas; i++) released += xa_arena_release_spares(xa_arenas[i]);
+  return released > 0 || cached > 0;
 }
 
 XA_EXPORT int malloc_trim(size_t pad) { return xalloc_purge(); }
@@ -255,49 +260,31 @@ XA_EXPORT const char *xalloc_version(void) { return "0.1.0"; }
 
 /* ---- glibc statistics entry points ------------------------------------- */
 
-struct totals { size_t mapped, small, large, huge, nhuge, huge_cached, free_spans, dirty; };
-
-static struct totals totals(void) {
-  struct totals t = {0};
-  if (!xa_init_done) return t;
-  for (unsigned i = 0; i < xa_narenas; i++) {
-    struct xa_arena *a = xa_arenas[i];
-    xa_lock(&a->lock);
-    t.mapped += a->mapped;
-    t.large += a->large_allocated;
-    t.dirty += a->dirty_pages << xa_os_page_shift;
-    for (unsigned c = 0; c < XA_NSMALL; c++) t.small += a->bins[c].curobjs * xa_classes[c].size;
-    for (unsigned b = 0; b < XA_FREE_BINS; b++)
-      for (struct xa_span *s = a->free_spans[b]; s; s = s->next) t.free_spans++;
-    xa_unlock(&a->lock);
-  }
-  xa_huge_stats(&t.nhuge, &t.huge, &t.huge_cached);
-  return t;
-}
-
 XA_EXPORT struct mallinfo2 mallinfo2(void) {
-  struct totals t = totals();
+  struct xa_stats_totals t;
+  xa_stats_totals(&t);
   struct mallinfo2 m = {0};
-  m.arena = t.mapped;
-  m.ordblks = t.free_spans;
-  m.hblks = t.nhuge;
-  m.hblkhd = t.huge;
-  m.uordblks = t.small + t.large;
-  m.fordblks = t.mapped > m.uordblks ? t.mapped - m.uordblks : 0;
+  m.arena = t.mapped - t.huge_allocated - t.huge_cached;   /* chunks + metadata */
+  m.hblks = t.huge_count;
+  m.hblkhd = t.huge_allocated;
+  m.uordblks = t.small_allocated + t.large_allocated;
+  m.fordblks = m.arena > m.uordblks ? m.arena - m.uordblks : 0;
   m.keepcost = t.dirty;
   return m;
 }
 
+/* The int fields of the old interface saturate rather than wrap. */
+static int sat(size_t v) { return v > INT_MAX ? INT_MAX : (int)v; }
+
 XA_EXPORT struct mallinfo mallinfo(void) {
   struct mallinfo2 m2 = mallinfo2();
   struct mallinfo m = {0};
-  m.arena = (int)m2.arena;
-  m.ordblks = (int)m2.ordblks;
-  m.hblks = (int)m2.hblks;
-  m.hblkhd = (int)m2.hblkhd;
-  m.uordblks = (int)m2.uordblks;
-  m.fordblks = (int)m2.fordblks;
-  m.keepcost = (int)m2.keepcost;
+  m.arena = sat(m2.arena);
+  m.hblks = sat(m2.hblks);
+  m.hblkhd = sat(m2.hblkhd);
+  m.uordblks = sat(m2.uordblks);
+  m.fordblks = sat(m2.fordblks);
+  m.keepcost = sat(m2.keepcost);
   return m;
 }
 
@@ -312,28 +299,9 @@ XA_EXPORT int mallopt(int param, int value) {
   }
 }
 
-static void stat_line(const char *label, size_t v) {
-  char buf[96], num[24];
-  size_t n = strlen(label);
-  memcpy(buf, label, n);
-  size_t k = xa_fmt_dec(num, v);
-  for (size_t pad = n + k; pad < 36; pad++) buf[n++] = ' ';
-  memcpy(buf + n, num, k);
-  n += k;
-  buf[n++] = '\n';
-  xa_os_write_err(buf, n);
-}
-
-/* Same layout as glibc's report, on stderr, without stdio. */
+/* glibc prints its summary to stderr; xalloc prints its text statistics. */
 XA_EXPORT void malloc_stats(void) {
-  struct totals t = totals();
-  xa_os_write_err("xalloc\n", 7);
-  stat_line("system bytes     = ", t.mapped + t.huge);
-  stat_line("in use bytes     = ", t.small + t.large + t.huge);
-  stat_line("dirty free bytes = ", t.dirty);
-  stat_line("huge mappings    = ", t.nhuge);
-  stat_line("huge bytes       = ", t.huge);
-  stat_line("arenas           = ", xa_narenas);
+  if (xa_init()) xa_stats_print(NULL, NULL, false);
 }
 
 /* ---- glibc's internal names, so code that calls them reaches xalloc ---- */

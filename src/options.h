@@ -17,7 +17,9 @@
   X(dirty_decay_ms,    INT,  1000,  -1, 3600000, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \
   X(background_thread, BOOL, 1,     0, 1, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, 0,     0, 2, "default|always|never: transparent huge pages for huge blocks") \
-  X(huge_cache_bytes,  INT,  64 << 20, 0, 1 << 30, "bytes of freed huge mappings kept for reuse (they decay like dirty pages)")
+  X(huge_cache_bytes,  INT,  64 << 20, 0, 1 << 30, "bytes of freed huge mappings kept for reuse (they decay like dirty pages)") \
+  X(stats_print,       BOOL, 0,     0, 1, "print statistics to stderr at exit") \
+  X(stats_format,      ENUM, 0,     0, 1, "text|json: format of stats_print")
 
 struct xa_options {
 #define XA_OPT_FIELD(name, type, def, lo, hi, doc) long name;
@@ -35,4 +37,5 @@ XA_HIDDEN int xa_options_parse(struct xa_options *o, const char *s, const char *
 XA_HIDDEN void xa_options_defaults(struct xa_options *o);
 
 enum { XA_THP_DEFAULT = 0, XA_THP_ALWAYS = 1, XA_THP_NEVER = 2 };
+enum { XA_STATS_TEXT = 0, XA_STATS_JSON = 1 };
 #endif

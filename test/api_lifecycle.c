@@ -308,13 +308,15 @@ static int atfork_first_main(void)
     return 0;
 }
 
+static const char *self_exe = "/proc/self/exe";
+
 static void test_atfork_handlers_before_first_malloc(void **state)
 {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) fail_msg("fork: %s", strerror(errno));
     if (pid == 0) {
-        execl("/proc/self/exe", "api_lifecycle", ATFORK_FIRST_ARG, (char *)NULL);
+        execl(self_exe, "api_lifecycle", ATFORK_FIRST_ARG, (char *)NULL);
         _exit(127);
     }
     int st = wait_child(pid, 20);
@@ -597,6 +599,7 @@ static void test_many_short_threads(void **state)
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], ATFORK_FIRST_ARG) == 0) return atfork_first_main();
+    if (tu_valgrind()) self_exe = argv[0]; /* /proc/self/exe is valgrind's tool */
     if (getenv("XA_TEST_FILTER")) cmocka_set_test_filter(getenv("XA_TEST_FILTER")); /* e.g. "test_fork*" */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fork_multithreaded),

@@ -13,6 +13,9 @@
 # cross-thread frees), sh pipelines (fork/exec), gcc compiling a C file
 # (the object file must be byte-identical), and sqlite3 if installed.
 
+# SC2002: `cat` is the preloaded process under test; SC2016: the single-quoted
+# programs are for perl/sh; SC2086: $CC/$CXX may carry flags.
+# shellcheck disable=SC2002,SC2016,SC2086
 set -u
 : "${XALLOC_SO:?XALLOC_SO must be set}"
 : "${BUILD:?BUILD must be set}"

@@ -139,28 +139,37 @@ static void test_large_resize_in_place(void **state) {
   check(a);
 }
 
-/* A wholly free chunk is kept as the arena's spare; a second one is
- * unmapped; purging leaves no dirty pages. */
+/* Up to XA_SPARE_CHUNKS wholly free chunks are kept, more are unmapped;
+ * purging leaves no dirty pages; spares can be released on demand. */
 static void test_chunk_retention_and_purge(void **state) {
   (void)state;
   struct xa_arena *a = new_arena();
   size_t big = (size_t)(xa_chunk_npages - xa_chunk_header_pages) << xa_os_page_shift;
-  void *p = xa_arena_alloc_large(a, big, xa_os_page);
-  void *q = xa_arena_alloc_large(a, big, xa_os_page);
-  assert_non_null(p);
-  assert_non_null(q);
-  assert_int_equal(a->mapped, 2 * XA_CHUNK_SIZE);
-  memset(p, 1, big);
-  xa_arena_free_large(xa_arena_large_span(p));
-  xa_arena_free_large(xa_arena_large_span(q));
+  enum { N = XA_SPARE_CHUNKS + 2 };
+  void *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = xa_arena_alloc_large(a, big, xa_os_page);
+    assert_non_null(p[i]);
+    memset(p[i], 1, big);
+  }
+  assert_int_equal(a->mapped, N * XA_CHUNK_SIZE);
+  for (int i = 0; i < N; i++) xa_arena_free_large(xa_arena_large_span(p[i]));
   check(a);
-  assert_int_equal(a->mapped, XA_CHUNK_SIZE);
-  assert_non_null(a->spare);
+  assert_int_equal(a->mapped, XA_SPARE_CHUNKS * XA_CHUNK_SIZE);
+  assert_int_equal(a->nspare, XA_SPARE_CHUNKS);
   assert_true(a->dirty_pages > 0);
   assert_true(xa_arena_purge(a) > 0);
   check(a);
   assert_int_equal(a->dirty_pages, 0);
   assert_int_equal(xa_arena_purge(a), 0);      /* nothing left to purge */
+  void *q = xa_arena_alloc_large(a, big, xa_os_page);   /* reuses a spare */
+  assert_int_equal(a->mapped, XA_SPARE_CHUNKS * XA_CHUNK_SIZE);
+  assert_int_equal(a->nspare, XA_SPARE_CHUNKS - 1);
+  xa_arena_free_large(xa_arena_large_span(q));
+  assert_int_equal(xa_arena_release_spares(a), XA_SPARE_CHUNKS * XA_CHUNK_SIZE);
+  check(a);
+  assert_int_equal(a->mapped, 0);
+  assert_int_equal(a->nspare, 0);
 }
 
 static int child_double_flush(void *arg) {

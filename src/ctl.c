@@ -1,0 +1,174 @@
+/* The control interface: xalloc_ctl's dotted names, xalloc_stats_print,
+ * glibc's malloc_info, and stats_print at exit. */
+#define _GNU_SOURCE
+#include "arena.h"
+#include "init.h"
+#include "options.h"
+#include "os.h"
+#include "purge.h"
+#include "stats.h"
+#include "tcache.h"
+#include "xalloc.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t ctl_epoch;
+
+/* Copy an 8-byte value out; EINVAL on a wrong length. */
+static int read_u64(void *oldp, size_t *oldlenp, uint64_t v) {
+  if (!oldp && !oldlenp) return 0;
+  if (!oldp || !oldlenp || *oldlenp != sizeof v) return EINVAL;
+  memcpy(oldp, &v, sizeof v);
+  return 0;
+}
+
+static bool eat(const char **s, const char *prefix) {
+  size_t n = strlen(prefix);
+  if (strncmp(*s, prefix, n) != 0) return false;
+  *s += n;
+  return true;
+}
+
+/* "<decimal>." -> index; advances *s. */
+static bool eat_index(const char **s, unsigned *out) {
+  const char *p = *s;
+  unsigned v = 0;
+  if (*p < '0' || *p > '9') return false;
+  while (*p >= '0' && *p <= '9') { v = v * 10 + (unsigned)(*p - '0'); if (v > 1u << 20) return false; p++; }
+  if (*p != '.') return false;
+  *s = p + 1;
+  *out = v;
+  return true;
+}
+
+static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+#define XA_OPT_CTL(name, type, def, lo, hi, doc) \
+  if (strcmp(k, #name) == 0) { \
+    if (newp) { \
+      int64_t v; \
+      if (newlen != sizeof v) return EINVAL; \
+      memcpy(&v, newp, sizeof v); \
+      if (v < (lo) || v > (hi)) return EINVAL; \
+      if (strcmp(#name, "dirty_decay_ms") && strcmp(#name, "huge_cache_bytes")) return EPERM; \
+      xa_opt.name = (long)v; \
+      if (!strcmp(#name, "dirty_decay_ms")) \
+        for (unsigned i = 0; i < xa_narenas; i++) { \
+          xa_lock(&xa_arenas[i]->lock); \
+          xa_decay_init(&xa_arenas[i]->decay, v, xa_os_now()); \
+          xa_unlock(&xa_arenas[i]->lock); \
+        } \
+    } \
+    return read_u64(oldp, oldlenp, (uint64_t)(int64_t)xa_opt.name); \
+  }
+  XA_OPTIONS(XA_OPT_CTL)
+#undef XA_OPT_CTL
+  return ENOENT;
+}
+
+XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
+  if (!name) return EINVAL;
+  if (!xa_init()) return EAGAIN;
+  const char *k = name;
+  if (!strcmp(k, "version")) {
+    const char *v = xalloc_version();
+    if (newp) return EPERM;
+    if (!oldp || !oldlenp || *oldlenp != sizeof v) return EINVAL;
+    memcpy(oldp, &v, sizeof v);
+    return 0;
+  }
+  if (!strcmp(k, "epoch")) {      /* statistics are read live: just count */
+    if (newp && newlen != sizeof(uint64_t)) return EINVAL;
+    return read_u64(oldp, oldlenp, ++ctl_epoch);
+  }
+  if (!strcmp(k, "purge") || !strcmp(k, "thread.tcache.flush")) {
+    if (oldp || newp) return EINVAL;
+    if (k[0] == 'p') xalloc_purge();
+    else xa_tcache_flush_all();
+    return 0;
+  }
+  if (!strcmp(k, "arenas.narenas")) return newp ? EPERM : read_u64(oldp, oldlenp, xa_narenas);
+  if (!strcmp(k, "arenas.nclasses")) return newp ? EPERM : read_u64(oldp, oldlenp, XA_NSMALL);
+  unsigned i;
+  if (eat(&k, "arena.")) {
+    if (!eat_index(&k, &i) || i >= xa_narenas || strcmp(k, "purge")) return ENOENT;
+    if (oldp || newp) return EINVAL;
+    xa_arena_purge(xa_arenas[i]);
+    return 0;
+  }
+  if (eat(&k, "opt.")) return ctl_opt(k, oldp, oldlenp, newp, newlen);
+  if (!eat(&k, "stats.")) return ENOENT;
+  if (newp) return EPERM;
+  if (eat(&k, "arenas.")) {
+    if (!eat_index(&k, &i) || i >= xa_narenas) return ENOENT;
+    struct xa_stats_arena s;
+    xa_stats_arena(i, &s);
+#define XA_STAT_CTL(name, doc) if (!strcmp(k, #name)) return read_u64(oldp, oldlenp, s.name);
+    XA_STATS_ARENA(XA_STAT_CTL)
+    return ENOENT;
+  }
+  if (eat(&k, "classes.")) {
+    if (!eat_index(&k, &i) || i >= XA_NSMALL) return ENOENT;
+    struct xa_stats_class s;
+    xa_stats_class(i, &s);
+    XA_STATS_CLASS(XA_STAT_CTL)
+    return ENOENT;
+  }
+#undef XA_STAT_CTL
+  struct xa_stats_totals t;
+  xa_stats_totals(&t);
+#define XA_STAT_CTL_T(name, doc) if (!strcmp(k, #name)) return read_u64(oldp, oldlenp, t.name);
+  XA_STATS_TOTALS(XA_STAT_CTL_T)
+#undef XA_STAT_CTL_T
+  return ENOENT;
+}
+
+XA_EXPORT void xalloc_stats_print(void (*write_cb)(void *, const char *), void *opaque, const char *opts) {
+  if (!xa_init()) return;
+  xa_stats_print(write_cb, opaque, opts && strchr(opts, 'J'));
+}
+
+/* glibc-style XML; statistics are read first, so fprintf may allocate. */
+XA_EXPORT int malloc_info(int options, FILE *fp) {
+  if (options != 0 || !fp) return EINVAL;          /* as glibc: the code, not errno */
+  struct xa_stats_totals t;
+  xa_stats_totals(&t);
+  fprintf(fp, "<malloc version=\"xalloc-0.1.0\">\n");
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_stats_arena s;
+    xa_stats_arena(i, &s);
+    fprintf(fp, "<heap nr=\"%u\">\n<sizes>\n", i);
+    for (unsigned c = 0; c < XA_NSMALL; c++) {
+      struct xa_arena *a = xa_arenas[i];
+      xa_lock(&a->lock);
+      uint64_t cur = a->bins[c].curobjs, slabs = a->bins[c].nslabs;
+      xa_unlock(&a->lock);
+      if (slabs)
+        fprintf(fp, "  <size from=\"%u\" to=\"%u\" total=\"%llu\" count=\"%llu\"/>\n",
+                c ? xa_classes[c - 1].size + 1 : 1, xa_classes[c].size,
+                (unsigned long long)(slabs * xa_classes[c].nobjs - cur) * xa_classes[c].size,
+                (unsigned long long)(slabs * xa_classes[c].nobjs - cur));
+    }
+    fprintf(fp, "</sizes>\n<total type=\"dirty\" count=\"0\" size=\"%llu\"/>\n"
+                "<system type=\"current\" size=\"%llu\"/>\n<system type=\"max\" size=\"%llu\"/>\n"
+                "<aspace type=\"total\" size=\"%llu\"/>\n<aspace type=\"mprotect\" size=\"%llu\"/>\n</heap>\n",
+            (unsigned long long)s.dirty, (unsigned long long)s.mapped, (unsigned long long)s.mapped,
+            (unsigned long long)s.mapped, (unsigned long long)s.mapped);
+  }
+  fprintf(fp, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\" count=\"0\" size=\"%llu\"/>\n"
+              "<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>\n<system type=\"current\" size=\"%llu\"/>\n"
+              "<system type=\"max\" size=\"%llu\"/>\n<aspace type=\"total\" size=\"%llu\"/>\n"
+              "<aspace type=\"mprotect\" size=\"%llu\"/>\n</malloc>\n",
+          (unsigned long long)t.dirty, (unsigned long long)t.huge_count, (unsigned long long)t.huge_allocated,
+          (unsigned long long)t.mapped, (unsigned long long)t.mapped, (unsigned long long)t.mapped,
+          (unsigned long long)t.mapped);
+  return 0;
+}
+
+static void stats_at_exit(void) { xa_stats_print(NULL, NULL, xa_opt.stats_format == XA_STATS_JSON); }
+
+/* Called once from initialisation (after the allocator is usable). */
+void xa_ctl_init(void) {
+  if (xa_opt.stats_print) atexit(stats_at_exit);
+}

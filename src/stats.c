@@ -1,0 +1,181 @@
+/* Statistics gathering and printing (text and JSON), without stdio and
+ * without allocating: output goes through a small stack buffer. */
+#include "stats.h"
+#include "arena.h"
+#include "base.h"
+#include "error.h"
+#include "huge.h"
+#include "init.h"
+#include "os.h"
+#include "purge.h"
+#include <string.h>
+
+void xa_stats_arena(unsigned i, struct xa_stats_arena *s) {
+  memset(s, 0, sizeof *s);
+  if (!xa_init_done || i >= xa_narenas) return;
+  struct xa_arena *a = xa_arenas[i];
+  xa_lock(&a->lock);
+  s->mapped = a->mapped;
+  s->large_allocated = a->large_allocated;
+  s->active = a->large_allocated;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    s->small_allocated += a->bins[c].curobjs * xa_classes[c].size;
+    s->active += (a->bins[c].nslabs * xa_classes[c].slab_pages) << xa_os_page_shift;
+  }
+  s->dirty = a->dirty_pages << xa_os_page_shift;
+  s->purged = a->purged_pages << xa_os_page_shift;
+  s->lock_contended = a->lock.contended;
+  s->large_requests = a->large_nrequests;
+  xa_unlock(&a->lock);
+}
+
+void xa_stats_class(unsigned c, struct xa_stats_class *s) {
+  memset(s, 0, sizeof *s);
+  if (c >= XA_NSMALL) return;
+  s->size = xa_classes[c].size;
+  if (!xa_init_done) return;
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_arena *a = xa_arenas[i];
+    xa_lock(&a->lock);
+    s->requests += a->bins[c].nrequests;
+    s->curobjs += a->bins[c].curobjs;
+    s->slabs += a->bins[c].nslabs;
+    xa_unlock(&a->lock);
+  }
+}
+
+void xa_stats_totals(struct xa_stats_totals *t) {
+  memset(t, 0, sizeof *t);
+  if (!xa_init_done) return;
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_stats_arena s;
+    xa_stats_arena(i, &s);
+    t->small_allocated += s.small_allocated;
+    t->large_allocated += s.large_allocated;
+    t->active += s.active;
+    t->dirty += s.dirty;
+    t->purged += s.purged;
+    t->lock_contended += s.lock_contended;
+    t->purge_runs += xa_arenas[i]->purge_runs;
+  }
+  size_t n, bytes, cached;
+  xa_huge_stats(&n, &bytes, &cached);
+  t->huge_count = n;
+  t->huge_allocated = bytes;
+  t->huge_cached = cached;
+  t->active += bytes;
+  t->allocated = t->small_allocated + t->large_allocated + t->huge_allocated;
+  t->metadata = xa_base_allocated();
+  t->mapped = xa_os_mapped();
+  t->narenas = xa_narenas;
+  t->purger_running = xa_purge_thread_running();
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+struct out {
+  void (*cb)(void *, const char *);
+  void *opaque;
+  size_t n;
+  char buf[512];
+};
+
+static void flush(struct out *o) {
+  if (!o->n) return;
+  o->buf[o->n] = 0;
+  if (o->cb) o->cb(o->opaque, o->buf);
+  else xa_os_write_err(o->buf, o->n);
+  o->n = 0;
+}
+
+static void puts_(struct out *o, const char *s) {
+  while (*s) {
+    if (o->n == sizeof o->buf - 1) flush(o);
+    o->buf[o->n++] = *s++;
+  }
+}
+
+static void putu(struct out *o, uint64_t v) {
+  char num[24];
+  size_t k = xa_fmt_dec(num, v);
+  num[k] = 0;
+  puts_(o, num);
+}
+
+/* Right-aligned number in a column of width w. */
+static void putu_w(struct out *o, uint64_t v, size_t w) {
+  char num[24];
+  size_t k = xa_fmt_dec(num, v);
+  num[k] = 0;
+  for (size_t i = k; i < w; i++) puts_(o, " ");
+  puts_(o, num);
+}
+
+static void print_text(struct out *o) {
+  struct xa_stats_totals t;
+  xa_stats_totals(&t);
+  puts_(o, "___ xalloc statistics (version 0.1.0) ___\n");
+#define XA_STAT_TEXT(name, doc) puts_(o, #name); for (size_t i = sizeof #name; i < 17; i++) puts_(o, " "); \
+  putu_w(o, t.name, 16); puts_(o, "  "); puts_(o, doc); puts_(o, "\n");
+  XA_STATS_TOTALS(XA_STAT_TEXT)
+#undef XA_STAT_TEXT
+  puts_(o, "arenas:  #          mapped     small_alloc     large_alloc          active           dirty          purged  contended\n");
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_stats_arena s;
+    xa_stats_arena(i, &s);
+    puts_(o, "      ");
+    putu_w(o, i, 4);
+    putu_w(o, s.mapped, 16); putu_w(o, s.small_allocated, 16); putu_w(o, s.large_allocated, 16);
+    putu_w(o, s.active, 16); putu_w(o, s.dirty, 16); putu_w(o, s.purged, 16); putu_w(o, s.lock_contended, 11);
+    puts_(o, "\n");
+  }
+  puts_(o, "classes:  size        requests         curobjs   slabs\n");
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_stats_class s;
+    xa_stats_class(c, &s);
+    if (!s.requests && !s.slabs) continue;
+    putu_w(o, s.size, 14); putu_w(o, s.requests, 16); putu_w(o, s.curobjs, 16); putu_w(o, s.slabs, 8);
+    puts_(o, "\n");
+  }
+}
+
+#define XA_STAT_JSON_S(name, doc) puts_(o, sep); puts_(o, "\"" #name "\":"); putu(o, s.name); sep = ",";
+
+static void print_json(struct out *o) {
+  struct xa_stats_totals t;
+  xa_stats_totals(&t);
+  puts_(o, "{\"xalloc\":{\"version\":\"0.1.0\",\"totals\":{");
+  const char *sep = "";
+#define XA_STAT_JSON(name, doc) puts_(o, sep); puts_(o, "\"" #name "\":"); putu(o, t.name); sep = ",";
+  XA_STATS_TOTALS(XA_STAT_JSON)
+  puts_(o, "},\"arenas\":[");
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_stats_arena s;
+    xa_stats_arena(i, &s);
+    puts_(o, i ? ",{" : "{");
+    sep = "";
+    XA_STATS_ARENA(XA_STAT_JSON_S)
+    puts_(o, "}");
+  }
+  puts_(o, "],\"classes\":[");
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_stats_class s;
+    xa_stats_class(c, &s);
+    puts_(o, c ? ",{" : "{");
+    sep = "";
+    XA_STATS_CLASS(XA_STAT_JSON_S)
+    puts_(o, "}");
+  }
+  puts_(o, "]}}\n");
+#undef XA_STAT_JSON
+}
+
+void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json) {
+  struct out o;
+  o.cb = cb;
+  o.opaque = opaque;
+  o.n = 0;
+  if (json) print_json(&o);
+  else print_text(&o);
+  flush(&o);
+}

@@ -1,0 +1,58 @@
+/* Statistics: gathered on request from the arenas' counters (which are
+ * updated under the arena locks on refill, flush and large/huge calls:
+ * nothing is counted on the fast path).  One X-macro list defines the
+ * process totals, the printer's rows and the xalloc_ctl names. */
+#ifndef XA_STATS_H
+#define XA_STATS_H
+#include "internal.h"
+#include "sizeclass.h"
+
+#define XA_STATS_TOTALS(X) \
+  X(allocated,       "bytes in live blocks (small objects out of slabs, thread caches included; large; huge)") \
+  X(small_allocated, "bytes of small objects out of slabs") \
+  X(large_allocated, "bytes of live large blocks") \
+  X(huge_allocated,  "bytes of live huge blocks") \
+  X(huge_count,      "live huge blocks") \
+  X(huge_cached,     "bytes of freed huge mappings kept for reuse") \
+  X(active,          "bytes of pages in slabs, large and huge blocks") \
+  X(dirty,           "bytes of free pages not yet returned to the OS") \
+  X(mapped,          "bytes mapped from the OS (chunks, huge blocks, metadata)") \
+  X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables)") \
+  X(purged,          "bytes returned to the OS with madvise since start") \
+  X(purge_runs,      "madvise calls made by purging") \
+  X(lock_contended,  "arena lock acquisitions that had to wait") \
+  X(narenas,         "arenas") \
+  X(purger_running,  "1 if the background purger thread runs")
+
+#define XA_STATS_ARENA(X) \
+  X(mapped,          "bytes of chunks") \
+  X(small_allocated, "bytes of small objects out of slabs") \
+  X(large_allocated, "bytes of live large blocks") \
+  X(active,          "bytes of pages in slabs and large blocks") \
+  X(dirty,           "bytes of dirty free pages") \
+  X(purged,          "bytes purged") \
+  X(lock_contended,  "lock acquisitions that had to wait") \
+  X(large_requests,  "large allocations served")
+
+#define XA_STATS_CLASS(X) \
+  X(size,     "object size") \
+  X(requests, "objects handed to thread caches or callers") \
+  X(curobjs,  "objects out of slabs now") \
+  X(slabs,    "slabs now")
+
+struct xa_stats_totals {
+#define XA_STAT_FIELD(name, doc) uint64_t name;
+  XA_STATS_TOTALS(XA_STAT_FIELD)
+};
+struct xa_stats_arena { XA_STATS_ARENA(XA_STAT_FIELD) };
+struct xa_stats_class { XA_STATS_CLASS(XA_STAT_FIELD) };
+#undef XA_STAT_FIELD
+
+XA_HIDDEN void xa_stats_totals(struct xa_stats_totals *t);
+XA_HIDDEN void xa_stats_arena(unsigned i, struct xa_stats_arena *s);
+/* Class c summed over all arenas. */
+XA_HIDDEN void xa_stats_class(unsigned c, struct xa_stats_class *s);
+
+/* Print everything through cb (NULL: stderr); json selects the format. */
+XA_HIDDEN void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json);
+#endif

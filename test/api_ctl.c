@@ -1,0 +1,236 @@
+/* The control interface and statistics (issue 5): every xalloc_ctl name
+ * read (and written where writable), error codes for bad names and
+ * lengths, counters that follow what the test holds, text and JSON output
+ * (JSON checked with python3's parser), malloc_info, mallinfo2, and
+ * stats_print at exit.  xalloc-only: skipped in the glibc build. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <malloc.h>
+#include <sys/wait.h>
+#include <cmocka.h>
+#include "testutil.h"
+/* glibc's malloc_info writes the same XML root; the rest is xalloc-only. */
+static void test_malloc_info_xml(void **state);
+#ifndef XA_TEST_GLIBC
+#include "xalloc.h"
+
+static uint64_t get(const char *name) {
+  uint64_t v = 0;
+  size_t len = sizeof v;
+  int rc = xalloc_ctl(name, &v, &len, NULL, 0);
+  if (rc) fail_msg("xalloc_ctl(%s) = %d", name, rc);
+  return v;
+}
+
+static void test_ctl_names(void **state) {
+  (void)state;
+  const char *ver = NULL;
+  size_t len = sizeof ver;
+  assert_int_equal(xalloc_ctl("version", &ver, &len, NULL, 0), 0);
+  assert_string_equal(ver, xalloc_version());
+  uint64_t e1 = get("epoch"), e2 = get("epoch");
+  assert_true(e2 > e1);
+  assert_true(get("arenas.narenas") >= 1);
+  assert_int_equal(get("arenas.nclasses"), 40);
+  assert_int_equal(get("stats.classes.3.size"), 64);
+  assert_int_equal(get("stats.classes.39.size"), 32768);
+  assert_true(get("stats.mapped") > 0);
+  assert_true(get("stats.metadata") > 0);
+  assert_true(get("stats.arenas.0.mapped") + get("stats.arenas.0.large_allocated") >= 0);
+  assert_int_equal(get("stats.narenas"), get("arenas.narenas"));
+  /* every total, arena and class name reads */
+  static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
+                                "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
+                                "stats.dirty", "stats.purged", "stats.purge_runs", "stats.lock_contended",
+                                "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",
+                                "stats.arenas.0.dirty", "stats.arenas.0.purged", "stats.arenas.0.lock_contended",
+                                "stats.arenas.0.large_requests", "stats.classes.0.requests",
+                                "stats.classes.0.curobjs", "stats.classes.0.slabs"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) get(names[i]);
+  /* actions */
+  assert_int_equal(xalloc_ctl("purge", NULL, NULL, NULL, 0), 0);
+  assert_int_equal(xalloc_ctl("arena.0.purge", NULL, NULL, NULL, 0), 0);
+  assert_int_equal(xalloc_ctl("thread.tcache.flush", NULL, NULL, NULL, 0), 0);
+}
+
+static void test_ctl_errors(void **state) {
+  (void)state;
+  uint64_t v;
+  size_t len = sizeof v;
+  uint32_t small;
+  size_t slen = sizeof small;
+  assert_int_equal(xalloc_ctl(NULL, &v, &len, NULL, 0), EINVAL);
+  assert_int_equal(xalloc_ctl("no.such.name", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("stats.nosuch", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("stats.arenas.9999.mapped", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("stats.arenas.x.mapped", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("stats.classes.40.size", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("arena.9999.purge", NULL, NULL, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("opt.nosuch", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("stats.allocated", &small, &slen, NULL, 0), EINVAL);   /* wrong length */
+  assert_int_equal(xalloc_ctl("stats.allocated", &v, NULL, NULL, 0), EINVAL);
+  assert_int_equal(xalloc_ctl("stats.allocated", &v, &len, &v, sizeof v), EPERM);    /* read-only */
+  int64_t n = 3;
+  assert_int_equal(xalloc_ctl("opt.narenas", NULL, NULL, &n, sizeof n), EPERM);
+  assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", NULL, NULL, &n, 4), EINVAL);
+  int64_t bad = -5;
+  assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", NULL, NULL, &bad, sizeof bad), EINVAL);
+  assert_int_equal(xalloc_ctl("purge", &v, &len, NULL, 0), EINVAL);
+  const char *s;
+  size_t sl = 4;
+  assert_int_equal(xalloc_ctl("version", &s, &sl, NULL, 0), EINVAL);
+}
+
+static void test_ctl_options(void **state) {
+  (void)state;
+  /* every option reads its default (this process has no XALLOC_CONF) */
+  assert_int_equal(get("opt.narenas"), 0);
+  assert_int_equal(get("opt.tcache"), 1);
+  assert_int_equal(get("opt.tcache_bytes"), 65536);
+  assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 1000);
+  assert_int_equal(get("opt.background_thread"), 1);
+  assert_int_equal(get("opt.thp"), 0);
+  assert_int_equal(get("opt.huge_cache_bytes"), 64 << 20);
+  assert_int_equal(get("opt.stats_print"), 0);
+  assert_int_equal(get("opt.stats_format"), 0);
+  /* writable ones take effect */
+  int64_t v = 250, old = 0;
+  size_t len = sizeof old;
+  assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", &old, &len, &v, sizeof v), 0);
+  assert_int_equal(old, 250);
+  assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 250);
+  v = 1000;
+  assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", NULL, NULL, &v, sizeof v), 0);
+  v = 0;
+  assert_int_equal(xalloc_ctl("opt.huge_cache_bytes", NULL, NULL, &v, sizeof v), 0);
+  void *h = malloc(8 << 20);
+  free(h);
+  assert_int_equal(get("stats.huge_cached"), 0);       /* cache disabled: unmapped */
+  v = 64 << 20;
+  assert_int_equal(xalloc_ctl("opt.huge_cache_bytes", NULL, NULL, &v, sizeof v), 0);
+}
+
+/* Counters follow what the test holds (slack: objects in thread caches). */
+static void test_counters_consistent(void **state) {
+  (void)state;
+  xalloc_ctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+  uint64_t large0 = get("stats.large_allocated"), huge0 = get("stats.huge_allocated"), n0 = get("stats.huge_count");
+  uint64_t small0 = get("stats.small_allocated");
+  void *l[10], *h[3], *s[1000];
+  for (int i = 0; i < 10; i++) l[i] = malloc(100000);
+  for (int i = 0; i < 3; i++) h[i] = malloc(5 << 20);
+  for (int i = 0; i < 1000; i++) s[i] = malloc(100);
+  uint64_t large1 = get("stats.large_allocated"), huge1 = get("stats.huge_allocated");
+  assert_true(large1 - large0 >= 10 * 100000 && large1 - large0 <= 10 * (100000 + 4096));
+  assert_true(huge1 - huge0 >= 3 * (5 << 20) && huge1 - huge0 <= 3 * ((5 << 20) + 4096));
+  assert_int_equal(get("stats.huge_count") - n0, 3);
+  uint64_t small1 = get("stats.small_allocated");
+  assert_true(small1 - small0 >= 1000 * 112);
+  assert_true(small1 - small0 <= 1000 * 112 + 65536 + 4096);   /* + one cache bin */
+  assert_true(get("stats.allocated") >= get("stats.small_allocated") + large1 + huge1 - 1);
+  assert_true(get("stats.active") >= get("stats.allocated"));
+  struct mallinfo2 mi = mallinfo2();
+  assert_true(mi.hblkhd == get("stats.huge_allocated"));
+  assert_true(mi.uordblks >= large1);
+  for (int i = 0; i < 10; i++) free(l[i]);
+  for (int i = 0; i < 3; i++) free(h[i]);
+  for (int i = 0; i < 1000; i++) free(s[i]);
+  assert_int_equal(get("stats.large_allocated"), large0);
+  assert_int_equal(get("stats.huge_allocated"), huge0);
+  uint64_t purged0 = get("stats.purged");
+  xalloc_ctl("purge", NULL, NULL, NULL, 0);
+  assert_true(get("stats.purged") > purged0);
+  assert_int_equal(get("stats.dirty"), 0);
+}
+
+struct buf { char *p; size_t n; };
+static void collect(void *opaque, const char *s) {
+  struct buf *b = opaque;
+  size_t k = strlen(s);
+  b->p = realloc(b->p, b->n + k + 1);
+  memcpy(b->p + b->n, s, k + 1);
+  b->n += k;
+}
+
+static int json_valid(const char *text) {
+  char path[] = "/tmp/xalloc_json_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 0;
+  FILE *f = fdopen(fd, "w");
+  fputs(text, f);
+  fclose(f);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd,
+           "python3 -c 'import json,sys; d=json.load(open(\"%s\"))[\"xalloc\"]; "
+           "assert d[\"totals\"][\"mapped\"] > 0 and len(d[\"classes\"]) == 40 and len(d[\"arenas\"]) >= 1' ",
+           path);
+  int rc = system(cmd);
+  unlink(path);
+  return rc == 0;
+}
+
+static void test_stats_print_text_and_json(void **state) {
+  (void)state;
+  void *keep = malloc(1000);
+  struct buf t = {0}, j = {0};
+  xalloc_stats_print(collect, &t, "");
+  xalloc_stats_print(collect, &j, "J");
+  assert_non_null(strstr(t.p, "allocated"));
+  assert_non_null(strstr(t.p, "classes:"));
+  assert_true(json_valid(j.p));
+  free(t.p);
+  free(j.p);
+  free(keep);
+}
+
+/* XALLOC_CONF=stats_print:true,stats_format:json prints parseable JSON at exit. */
+static void test_stats_print_at_exit(void **state) {
+  (void)state;
+  char out[] = "/tmp/xalloc_exit_XXXXXX";
+  int fd = mkstemp(out);
+  close(fd);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd,
+           "XALLOC_CONF=stats_print:true,stats_format:json /proc/%d/exe child 2>%s && "
+           "python3 -c 'import json; d=json.load(open(\"%s\")); assert d[\"xalloc\"][\"totals\"][\"mapped\"] > 0'",
+           (int)getpid(), out, out);
+  int rc = system(cmd);
+  unlink(out);
+  assert_int_equal(rc, 0);
+}
+#endif
+
+static void test_malloc_info_xml(void **state) {
+  (void)state;
+  char *text = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&text, &n);
+  assert_int_equal(malloc_info(0, f), 0);
+  fclose(f);
+  assert_true(strncmp(text, "<malloc version=", 16) == 0);
+  assert_non_null(strstr(text, "</malloc>"));
+  free(text);
+  assert_int_equal(malloc_info(1, stdout), EINVAL);   /* glibc returns the code */
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) { free(malloc(100)); return 0; }   /* child for stats at exit */
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_malloc_info_xml),
+#ifndef XA_TEST_GLIBC
+      cmocka_unit_test(test_ctl_names),
+      cmocka_unit_test(test_ctl_errors),
+      cmocka_unit_test(test_ctl_options),
+      cmocka_unit_test(test_counters_consistent),
+      cmocka_unit_test(test_stats_print_text_and_json),
+      cmocka_unit_test(test_stats_print_at_exit),
+#endif
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

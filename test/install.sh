@@ -1,0 +1,445 @@
+#!/bin/sh
+# install.sh: `make install` / `make uninstall` (mk/install.mk), the
+# installed pkg-config file, wrapper and man pages.
+#  (a) staged install: DESTDIR=$T/dest PREFIX=/opt/xalloc-test-<pid>: exactly
+#      the expected files and links (library, soname and dev links, archive,
+#      header, xalloc.pc, wrapper, man pages), the same bytes as the build;
+#      the wrapper has the final library path baked in.
+#  (b) with PKG_CONFIG_PATH and PKG_CONFIG_SYSROOT_DIR into DESTDIR, a C
+#      program builds with `pkg-config --cflags --libs xalloc` and runs from
+#      DESTDIR (LD_LIBRARY_PATH): malloc resolves into the installed
+#      libxalloc, xalloc_version() matches the header and pkg-config's
+#      version; the installed archive links and runs too.
+#  (c) plain install with every directory variable set (PREFIX, LIBDIR,
+#      INCLUDEDIR, BINDIR, MANDIR) into $T/prefix: the files land there.
+#  (d) the installed wrapper on real programs: python3 (xalloc_version()
+#      callable, libxalloc mapped), sort (same output), sh (XALLOC_CONF and
+#      LD_PRELOAD appended to/prepended), exit statuses, --version,
+#      --options, --stats (statistics printed at exit if the library has
+#      stats_print, else a clear refusal); the staged wrapper finds its
+#      library next to itself; tools/xalloc.in runs from the source tree.
+#  (e) both man pages render with `man --warnings -l` without a warning, and
+#      `man xalloc_purge` finds its page through MANPATH; xalloc(3) documents
+#      every option of src/options.h and every function of xalloc.h.
+#  (f) make uninstall (both installs) leaves no file or link behind.
+#
+# Needs pkg-config (Debian package pkg-config) and man (package man-db).
+# Env: XALLOC_SO, XALLOC_A, BUILD, SRC, CC.  Exit 0 = all passed.
+
+set -u
+: "${XALLOC_SO:?XALLOC_SO must be set}"
+: "${XALLOC_A:?XALLOC_A must be set}"
+: "${BUILD:?BUILD must be set}"
+: "${SRC:?SRC must be set}"
+CC=${CC:-cc}
+MAKE=${MAKE:-make}
+export LC_ALL=C
+
+W=$BUILD/install.d
+rm -rf "$W"
+mkdir -p "$W" || exit 1
+W=$(cd "$W" && pwd -P)
+
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok:   $*"; }
+
+for f in "$XALLOC_SO" "$XALLOC_A"; do
+    [ -f "$f" ] || { echo "FAIL: $f does not exist"; exit 1; }
+done
+have_pkgconfig=1 have_man=1
+if ! command -v pkg-config >/dev/null 2>&1; then
+    fail "pkg-config is not installed (Debian: apt-get install pkg-config); the pkg-config checks cannot run"
+    have_pkgconfig=
+fi
+if ! command -v man >/dev/null 2>&1; then
+    fail "man is not installed (Debian: apt-get install man-db); the man page checks cannot run"
+    have_man=
+fi
+
+# The version and soname version, from the built library's file name.
+real=$(readlink -f "$XALLOC_SO")
+VER=${real##*/libxalloc.so.}
+SOVER=${VER%%.*}
+case $VER in
+[0-9]*.[0-9]*.[0-9]*) ;;
+*) echo "FAIL: cannot tell the version from $real"; exit 1 ;;
+esac
+
+# submake ARGS...: make in $SRC, without the variables of an outer make or
+# of the environment that would move the installation
+submake() {
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u DESTDIR -u LIBDIR -u INCLUDEDIR -u BINDIR -u MANDIR \
+        -u PKGCONFIGDIR -u PREFIX $MAKE -s -C "$SRC" "$@"
+}
+# list_tree DIR: every file and link under DIR, relative, sorted
+list_tree() {
+    (cd "$1" && find . \( -type f -o -type l \) | sed 's|^\./||' | sort)
+}
+# expect_tree NAME DIR EXPECTED-LIST-FILE
+expect_tree() {
+    list_tree "$2" >"$W/$1.got"
+    if cmp -s "$3" "$W/$1.got"; then
+        ok "$1: exactly the $(wc -l <"$3" | tr -d ' ') expected files and links"
+    else
+        fail "$1: installed files differ from the expected ones (- expected, + installed):"
+        diff "$3" "$W/$1.got" | grep '^[<>]' | sed 's/^</    -/; s/^>/    +/'
+    fi
+}
+# check_link PATH TARGET
+check_link() {
+    if [ -L "$1" ] && [ "$(readlink "$1")" = "$2" ]; then
+        ok "link $(basename "$1") -> $2"
+    else
+        fail "$1 should be a symbolic link to $2 (is: $(ls -l "$1" 2>&1))"
+    fi
+}
+# check_same INSTALLED ORIGINAL
+check_same() {
+    if [ -f "$1" ] && [ ! -L "$1" ] && cmp -s "$1" "$2"; then :; else
+        fail "$1 is missing or differs from $2"
+    fi
+}
+
+# ---- (a) staged install --------------------------------------------------------
+P=/opt/xalloc-test-$$
+D=$W/dest
+if ! submake install DESTDIR="$D" PREFIX="$P" >"$W/install.a.log" 2>&1; then
+    fail "make install DESTDIR=$D PREFIX=$P failed:"
+    sed 's/^/    /' "$W/install.a.log" | tail -20
+fi
+cat >"$W/a.expected" <<EOF
+${P#/}/bin/xalloc
+${P#/}/include/xalloc.h
+${P#/}/lib/libxalloc.a
+${P#/}/lib/libxalloc.so
+${P#/}/lib/libxalloc.so.$SOVER
+${P#/}/lib/libxalloc.so.$VER
+${P#/}/lib/pkgconfig/xalloc.pc
+${P#/}/share/man/man1/xalloc.1
+${P#/}/share/man/man3/xalloc.3
+${P#/}/share/man/man3/xalloc_ctl.3
+${P#/}/share/man/man3/xalloc_purge.3
+${P#/}/share/man/man3/xalloc_stats_print.3
+${P#/}/share/man/man3/xalloc_version.3
+EOF
+sort -o "$W/a.expected" "$W/a.expected"
+expect_tree "staged install" "$D" "$W/a.expected"
+DP=$D$P
+check_same "$DP/lib/libxalloc.so.$VER" "$real"
+check_same "$DP/lib/libxalloc.a" "$XALLOC_A"
+check_same "$DP/include/xalloc.h" "$SRC/include/xalloc.h"
+check_same "$DP/share/man/man1/xalloc.1" "$SRC/man/xalloc.1"
+check_same "$DP/share/man/man3/xalloc.3" "$SRC/man/xalloc.3"
+check_link "$DP/lib/libxalloc.so.$SOVER" "libxalloc.so.$VER"
+check_link "$DP/lib/libxalloc.so" "libxalloc.so.$SOVER"
+soname=$(readelf -d "$DP/lib/libxalloc.so.$VER" 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+[ "$soname" = "libxalloc.so.$SOVER" ] || fail "installed library's soname is '$soname', want libxalloc.so.$SOVER"
+if [ -x "$DP/bin/xalloc" ] && sh -n "$DP/bin/xalloc" &&
+    grep -q "^installed_lib='$P/lib/libxalloc.so.$SOVER'\$" "$DP/bin/xalloc" &&
+    grep -q "^wrapper_version='$VER'\$" "$DP/bin/xalloc" && ! grep -q '@[A-Z]*@' "$DP/bin/xalloc"; then
+    ok "wrapper: executable, library path $P/lib/libxalloc.so.$SOVER and version $VER filled in"
+else
+    fail "wrapper $DP/bin/xalloc: not executable, bad syntax, or paths not filled in:"
+    grep -n "installed_lib=\|wrapper_version=\|@[A-Z]*@" "$DP/bin/xalloc" | sed 's/^/    /'
+fi
+pc=$DP/lib/pkgconfig/xalloc.pc
+for line in "prefix=$P" 'libdir=${prefix}/lib' 'includedir=${prefix}/include' "Version: $VER" \
+    'Cflags: -I${includedir}' 'Libs: -L${libdir} -lxalloc' 'Libs.private: -pthread'; do
+    grep -qxF "$line" "$pc" || fail "xalloc.pc lacks the line '$line'"
+done
+
+# ---- (b) pkg-config, build and run against the staged tree -----------------------
+cat >"$W/use.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xalloc.h>
+
+int main(void)
+{
+    char *p = malloc(1000);
+    if (!p) return 1;
+    memset(p, 1, 1000);
+    free_sized(p, 1000);
+    p = aligned_alloc(4096, 5000);
+    if (!p || ((unsigned long)p & 4095)) return 1;
+    free_aligned_sized(p, 4096, 5000);
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", XALLOC_VERSION_MAJOR, XALLOC_VERSION_MINOR, XALLOC_VERSION_PATCH);
+    printf("xalloc_version: %s (header %s)\n", xalloc_version(), want);
+#ifndef NO_DL
+    Dl_info d;
+    void *m = dlsym(RTLD_DEFAULT, "malloc");
+    if (m && dladdr(m, &d) && d.dli_fname) printf("malloc from: %s\n", d.dli_fname);
+#endif
+    return strcmp(xalloc_version(), want) != 0;
+}
+EOF
+if [ -n "$have_pkgconfig" ]; then
+    export PKG_CONFIG_PATH="$DP/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D"
+    flags=$(pkg-config --cflags --libs xalloc 2>"$W/pc.err")
+    flags=$(echo $flags)            # pkg-config ends with a space
+    pcver=$(pkg-config --modversion xalloc 2>>"$W/pc.err")
+    static=$(pkg-config --static --libs xalloc 2>>"$W/pc.err")
+    if [ "$flags" != "-I$DP/include -L$DP/lib -lxalloc" ] || [ "$pcver" != "$VER" ]; then
+        fail "pkg-config: --cflags --libs gave '$flags', --modversion '$pcver' $(cat "$W/pc.err")"
+    else
+        ok "pkg-config --cflags --libs xalloc: $flags"
+    fi
+    case " $static " in
+    *" -pthread "*) ;;
+    *) fail "pkg-config --static --libs xalloc lacks -pthread: '$static'" ;;
+    esac
+    pkg-config --validate xalloc >"$W/pc.validate" 2>&1 || {
+        fail "pkg-config --validate xalloc:"
+        sed 's/^/    /' "$W/pc.validate"
+    }
+    # shellcheck disable=SC2086
+    if $CC -O1 -o "$W/use" "$W/use.c" $flags >"$W/use.ld" 2>&1; then
+        LD_LIBRARY_PATH=$DP/lib "$W/use" >"$W/use.out" 2>&1
+        rc=$?
+        if [ $rc -ne 0 ] || ! grep -qx "xalloc_version: $VER (header $VER)" "$W/use.out" ||
+            ! grep -qx "malloc from: $DP/lib/libxalloc.so.$SOVER" "$W/use.out"; then
+            fail "program built with pkg-config (rc=$rc):"
+            sed 's/^/    /' "$W/use.out"
+        else
+            ok "built with pkg-config: $(tr '\n' ';' <"$W/use.out")"
+        fi
+    else
+        fail "cannot build with pkg-config's flags:"
+        sed 's/^/    /' "$W/use.ld" | head -10
+    fi
+    unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+fi
+if $CC -O1 -I"$DP/include" -o "$W/use_ar" "$W/use.c" "$DP/lib/libxalloc.a" -pthread >"$W/use_ar.ld" 2>&1 &&
+    "$W/use_ar" >"$W/use_ar.out" 2>&1 && grep -qx "malloc from: $W/use_ar" "$W/use_ar.out"; then
+    ok "installed libxalloc.a: links, runs, malloc in the executable"
+else
+    fail "installed libxalloc.a:"
+    cat "$W/use_ar.ld" "$W/use_ar.out" 2>/dev/null | head -10 | sed 's/^/    /'
+fi
+
+# ---- (c) every directory variable -------------------------------------------------
+Q=$W/prefix
+QL=$Q/lib/multiarch QI=$Q/include/xa QB=$Q/sbin QM=$Q/man
+if ! submake install PREFIX="$Q" LIBDIR="$QL" INCLUDEDIR="$QI" BINDIR="$QB" MANDIR="$QM" LDCONFIG=true \
+    >"$W/install.c.log" 2>&1; then
+    fail "make install with PREFIX, LIBDIR, INCLUDEDIR, BINDIR, MANDIR failed:"
+    sed 's/^/    /' "$W/install.c.log" | tail -20
+fi
+sort >"$W/c.expected" <<EOF
+sbin/xalloc
+include/xa/xalloc.h
+lib/multiarch/libxalloc.a
+lib/multiarch/libxalloc.so
+lib/multiarch/libxalloc.so.$SOVER
+lib/multiarch/libxalloc.so.$VER
+lib/multiarch/pkgconfig/xalloc.pc
+man/man1/xalloc.1
+man/man3/xalloc.3
+man/man3/xalloc_ctl.3
+man/man3/xalloc_purge.3
+man/man3/xalloc_stats_print.3
+man/man3/xalloc_version.3
+EOF
+expect_tree "install with directory variables" "$Q" "$W/c.expected"
+check_link "$QL/libxalloc.so" "libxalloc.so.$SOVER"
+grep -qxF 'libdir=${prefix}/lib/multiarch' "$QL/pkgconfig/xalloc.pc" &&
+    grep -qxF 'includedir=${prefix}/include/xa' "$QL/pkgconfig/xalloc.pc" ||
+    fail "xalloc.pc does not follow LIBDIR/INCLUDEDIR: $(grep dir= "$QL/pkgconfig/xalloc.pc" | tr '\n' ' ')"
+if [ -n "$have_pkgconfig" ]; then
+    flags=$(PKG_CONFIG_PATH=$QL/pkgconfig pkg-config --cflags --libs xalloc 2>&1)
+    flags=$(echo $flags)
+    # shellcheck disable=SC2086
+    if $CC -O1 -o "$W/use_q" "$W/use.c" $flags >"$W/use_q.ld" 2>&1 &&
+        LD_LIBRARY_PATH=$QL "$W/use_q" >"$W/use_q.out" 2>&1 &&
+        grep -qx "malloc from: $QL/libxalloc.so.$SOVER" "$W/use_q.out"; then
+        ok "pkg-config with LIBDIR/INCLUDEDIR: $flags"
+    else
+        fail "build/run with pkg-config of the second install ($flags):"
+        cat "$W/use_q.ld" "$W/use_q.out" 2>/dev/null | head -10 | sed 's/^/    /'
+    fi
+fi
+
+# ---- (d) the installed wrapper --------------------------------------------------------
+X=$QB/xalloc
+# wrap NAME WANT-RC CMD...: run CMD, exit status must be WANT-RC
+wrap() {
+    name=$1 want_rc=$2
+    shift 2
+    timeout 120 "$@" >"$W/$name.out" 2>"$W/$name.err" </dev/null
+    rc=$?
+    if [ "$rc" -ne "$want_rc" ]; then
+        fail "$name: exit status $rc, want $want_rc:"
+        cat "$W/$name.out" "$W/$name.err" | head -10 | sed 's/^/    /'
+        return 1
+    fi
+    return 0
+}
+wrap version 0 "$X" --version &&
+    if grep -qx "xalloc $VER" "$W/version.out" && grep -q "^library $QL/libxalloc.so.$SOVER: .*$VER" "$W/version.out"; then
+        ok "xalloc --version: $(tr '\n' ';' <"$W/version.out")"
+    else
+        fail "xalloc --version printed:"
+        sed 's/^/    /' "$W/version.out"
+    fi
+if wrap help 0 "$X" --help; then
+    grep -q '^Usage: xalloc ' "$W/help.out" || fail "xalloc --help: no usage line"
+fi
+wrap conf 0 "$X" --conf narenas:1 -- sh -c 'echo "$XALLOC_CONF"' &&
+    if [ "$(cat "$W/conf.out")" = "narenas:1" ]; then ok "xalloc --conf narenas:1: XALLOC_CONF=narenas:1"; else
+        fail "xalloc --conf narenas:1 -- sh: XALLOC_CONF='$(cat "$W/conf.out")'"; fi
+wrap conf2 0 env XALLOC_CONF=tcache:false LD_PRELOAD=/nonexistent-xalloc-test.so "$X" --conf narenas:2 \
+    --conf=dirty_decay_ms:0 sh -c 'echo "$XALLOC_CONF $LD_PRELOAD"' &&
+    if [ "$(cat "$W/conf2.out")" = "tcache:false,narenas:2,dirty_decay_ms:0 $QL/libxalloc.so.$SOVER:/nonexistent-xalloc-test.so" ]; then
+        ok "XALLOC_CONF appended to, LD_PRELOAD prepended to"
+    else
+        fail "existing XALLOC_CONF/LD_PRELOAD: got '$(cat "$W/conf2.out")'"
+    fi
+wrap status7 7 "$X" -- sh -c 'exit 7' && ok "exit status of the command is passed on (7)"
+wrap notfound 127 "$X" -- /nonexistent/command && ok "command not found: 127"
+if wrap badopt 125 "$X" --no-such-option -- true; then
+    if grep -q "^xalloc: unknown option '--no-such-option'" "$W/badopt.err"; then
+        ok "unknown option: 125, $(cat "$W/badopt.err")"
+    else
+        fail "unknown option: message '$(cat "$W/badopt.err")'"
+    fi
+fi
+wrap nocmd 125 "$X" && ok "no command: 125, $(cat "$W/nocmd.err")"
+wrap options 0 "$X" --options
+opts=$(sed -n 's/^  X(\([a-z_]*\),.*/\1/p' "$SRC/src/options.h")
+[ -n "$opts" ] || fail "cannot read the option names from $SRC/src/options.h"
+for o in $opts; do
+    grep -q "^  $o (default " "$W/options.out" || fail "xalloc --options does not list $o"
+done
+if command -v python3 >/dev/null 2>&1; then
+    wrap python3 0 "$X" -- python3 -c '
+import ctypes
+f = ctypes.CDLL(None).xalloc_version
+f.restype = ctypes.c_char_p
+maps = open("/proc/self/maps").read()
+d = {i: str(i) * 4 for i in range(200000)}
+print("xalloc_version", f().decode(), "mapped", [l.split()[-1] for l in maps.splitlines() if "libxalloc" in l][0], len(d))' &&
+        if [ "$(cat "$W/python3.out")" = "xalloc_version $VER mapped $QL/libxalloc.so.$VER 200000" ] &&
+            ! grep -q 'xalloc: ' "$W/python3.err"; then
+            ok "xalloc -- python3: $(cat "$W/python3.out")"
+        else
+            fail "xalloc -- python3 printed:"
+            cat "$W/python3.out" "$W/python3.err" | head -5 | sed 's/^/    /'
+        fi
+else
+    echo "skip: python3 not installed"
+fi
+seq 1 200000 | awk '{ print ($1 * 7919) % 200003 }' >"$W/sort.in"
+wrap sort 0 "$X" --conf narenas:1 -- sort -n "$W/sort.in" &&
+    if sort -n "$W/sort.in" | cmp -s - "$W/sort.out" && [ ! -s "$W/sort.err" ]; then
+        ok "xalloc --conf narenas:1 -- sort -n: same output"
+    else
+        fail "xalloc -- sort: different output or stderr: $(head -3 "$W/sort.err")"
+    fi
+if grep -q '^  stats_print ' "$W/options.out"; then
+    expect=stats_print:true
+    wrap statsconf 0 "$X" --stats -- sh -c 'echo "$XALLOC_CONF"' &&
+        if [ "$(cat "$W/statsconf.out")" = "$expect" ]; then ok "xalloc --stats: XALLOC_CONF=$expect"; else
+            fail "xalloc --stats: XALLOC_CONF='$(cat "$W/statsconf.out")', want $expect"; fi
+    if grep -q '^  stats_format ' "$W/options.out"; then
+        expect=stats_print:true,stats_format:json
+        wrap statsjconf 0 "$X" --stats=json -- sh -c 'echo "$XALLOC_CONF"' &&
+            if [ "$(cat "$W/statsjconf.out")" = "$expect" ]; then ok "xalloc --stats=json: XALLOC_CONF=$expect"; else
+                fail "xalloc --stats=json: XALLOC_CONF='$(cat "$W/statsjconf.out")', want $expect"; fi
+    fi
+    # python3 exits through exit() with stderr open (coreutils programs
+    # close stderr in their own exit handler)
+    if command -v python3 >/dev/null 2>&1; then
+        wrap stats 0 "$X" --stats -- python3 -c 'd = [str(i) for i in range(100000)]' &&
+            if [ -s "$W/stats.err" ] && ! grep -q 'xalloc: ' "$W/stats.err"; then
+                ok "xalloc --stats -- python3: $(wc -l <"$W/stats.err" | tr -d ' ') lines of statistics at exit"
+            else
+                fail "xalloc --stats -- python3 printed nothing (or an error) on stderr:"
+                head -5 "$W/stats.err" | sed 's/^/    /'
+            fi
+        if grep -q '^  stats_format ' "$W/options.out"; then
+            wrap statsj 0 "$X" --stats=json -- python3 -c 'd = [str(i) for i in range(100000)]' &&
+                if grep -q '^{' "$W/statsj.err"; then ok "xalloc --stats=json -- python3: JSON on stderr"; else
+                    fail "xalloc --stats=json -- python3: no JSON on stderr:"
+                    head -5 "$W/statsj.err" | sed 's/^/    /'
+                fi
+        fi
+    fi
+else
+    wrap stats 125 "$X" --stats -- true &&
+        if grep -q '^xalloc: --stats needs a libxalloc with the stats_print option' "$W/stats.err"; then
+            ok "library without stats_print: --stats refused: $(cat "$W/stats.err")"
+        else
+            fail "--stats refusal message: $(cat "$W/stats.err")"
+        fi
+fi
+# staged wrapper: its baked-in library does not exist, it uses ../lib
+wrap staged 0 "$DP/bin/xalloc" -- sh -c 'echo "$LD_PRELOAD"' &&
+    if [ "$(cat "$W/staged.out")" = "$DP/lib/libxalloc.so.$SOVER" ]; then
+        ok "staged wrapper falls back to bin/../lib"
+    else
+        fail "staged wrapper preloads '$(cat "$W/staged.out")', want $DP/lib/libxalloc.so.$SOVER"
+    fi
+# source tree wrapper
+wrap tree 0 sh "$SRC/tools/xalloc.in" --lib "$XALLOC_SO" -- sh -c 'echo "$LD_PRELOAD"' &&
+    if [ "$(cat "$W/tree.out")" = "$(cd "$(dirname "$XALLOC_SO")" && pwd -P)/$(basename "$XALLOC_SO")" ]; then
+        ok "tools/xalloc.in --lib runs from the source tree"
+    else
+        fail "tools/xalloc.in --lib $XALLOC_SO preloads '$(cat "$W/tree.out")'"
+    fi
+if [ "$(cd "$(dirname "$XALLOC_SO")" && pwd -P)" = "$(cd "$SRC/lib" 2>/dev/null && pwd -P)" ]; then
+    wrap tree2 0 sh "$SRC/tools/xalloc.in" -- sh -c 'echo "$LD_PRELOAD"' &&
+        case $(cat "$W/tree2.out") in
+        "$(cd "$SRC/lib" && pwd -P)"/libxalloc.so*) ok "tools/xalloc.in finds the tree's lib/" ;;
+        *) fail "tools/xalloc.in preloads '$(cat "$W/tree2.out")'" ;;
+        esac
+fi
+
+# ---- (e) man pages ------------------------------------------------------------------------
+if [ -n "$have_man" ]; then
+    for page in "$QM/man1/xalloc.1" "$QM/man3/xalloc.3"; do
+        MANWIDTH=80 man --warnings -l "$page" >"$W/man.out" 2>"$W/man.err"
+        rc=$?
+        if [ $rc -ne 0 ] || [ -s "$W/man.err" ] || [ "$(wc -l <"$W/man.out")" -lt 40 ]; then
+            fail "man --warnings -l $page: rc=$rc, warnings:"
+            head -10 "$W/man.err" | sed 's/^/    /'
+        else
+            ok "man -l $(basename "$page"): $(wc -l <"$W/man.out" | tr -d ' ') lines, no warnings"
+        fi
+    done
+    MANPATH=$QM MANWIDTH=80 man 3 xalloc_purge >"$W/man.so.out" 2>"$W/man.so.err"
+    if grep -q 'xalloc_purge()' "$W/man.so.out" && [ ! -s "$W/man.so.err" ]; then
+        ok "man 3 xalloc_purge (MANPATH=$QM) shows xalloc(3)"
+    else
+        fail "man 3 xalloc_purge with MANPATH=$QM: $(head -3 "$W/man.so.err")"
+    fi
+fi
+for o in $opts; do
+    grep -q "^\.BI $o: " "$SRC/man/xalloc.3" || fail "man/xalloc.3 does not document the option $o (src/options.h)"
+done
+funcs=$(sed -n 's/^[a-z][a-z ]*[ *]\([a-z_0-9]*\)(.*/\1/p' "$SRC/include/xalloc.h")
+[ -n "$funcs" ] || fail "cannot read the function names from $SRC/include/xalloc.h"
+for fn in $funcs; do
+    grep -q "^\.B[IR]\{0,1\} \"[^\"]*[ *]$fn(" "$SRC/man/xalloc.3" || fail "man/xalloc.3 has no synopsis line for $fn (include/xalloc.h)"
+done
+ok "xalloc(3) checked against $(echo $opts | wc -w | tr -d ' ') options and $(echo $funcs | wc -w | tr -d ' ') functions"
+
+# ---- (f) uninstall ----------------------------------------------------------------------------
+submake uninstall DESTDIR="$D" PREFIX="$P" >"$W/uninstall.a.log" 2>&1 ||
+    fail "make uninstall DESTDIR=$D PREFIX=$P failed: $(tail -5 "$W/uninstall.a.log")"
+submake uninstall PREFIX="$Q" LIBDIR="$QL" INCLUDEDIR="$QI" BINDIR="$QB" MANDIR="$QM" \
+    >"$W/uninstall.c.log" 2>&1 || fail "make uninstall (directory variables) failed: $(tail -5 "$W/uninstall.c.log")"
+: >"$W/empty"
+expect_tree "after make uninstall (staged)" "$D" "$W/empty"
+expect_tree "after make uninstall (directory variables)" "$Q" "$W/empty"
+
+if [ $fails -ne 0 ]; then
+    echo "install.sh: $fails check(s) FAILED"
+    exit 1
+fi
+echo "install.sh: all checks passed"
+exit 0
