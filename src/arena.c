@@ -277,11 +277,13 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
     if (!s && !(s = slab_new(a, cls))) break;
     char *base = xa_span_addr(s);
     unsigned before = got;
-    for (unsigned w = 0; w < nw && got < want; w++) {
+    /* Highest addresses first: the cache pops from the top of its stack,
+     * so the caller receives ascending addresses. */
+    for (unsigned w = nw; w-- > 0 && got < want;) {
       uint64_t bits = s->bitmap[w];
       while (bits && got < want) {
-        unsigned b = (unsigned)__builtin_ctzl(bits);
-        bits &= bits - 1;
+        unsigned b = 63u - (unsigned)__builtin_clzl(bits);
+        bits &= ~((uint64_t)1 << b);
         out[got++] = base + (size_t)(w * 64 + b) * ci->size;
       }
       s->bitmap[w] = bits;
@@ -309,13 +311,17 @@ static void slab_release(struct xa_arena *a, struct xa_span *s, struct xa_chunk 
 
 static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const char *fn, struct xa_chunk **dead,
                           uint64_t now) {
-  struct xa_span *s = xa_chunk_span(c, xa_chunk_info(c, p)->first);
-  if (unlikely(s->state != XA_SPAN_SLAB)) { xa_unlock(&a->lock); xa_error_pointer(fn, "invalid pointer (double free?)", p); }
-  unsigned cls = s->cls;
+  struct xa_pageinfo pi = *xa_chunk_info(c, p);
+  struct xa_span *s = xa_chunk_span(c, pi.first);
+  unsigned cls = pi.cls;
+  if (unlikely(cls >= XA_NSMALL || s->state != XA_SPAN_SLAB)) {
+    xa_unlock(&a->lock);
+    xa_error_pointer(fn, "invalid pointer (double free?)", p);
+  }
   const struct xa_class_info *ci = &xa_classes[cls];
-  uintptr_t off = (uintptr_t)p - (uintptr_t)xa_span_addr(s);
+  uint32_t off = (uint32_t)(uintptr_t)p - pi.start32;
   uint32_t idx = xa_sizeclass_index(cls, off);
-  if (unlikely((uintptr_t)idx * ci->size != off || idx >= ci->nobjs)) {
+  if (unlikely(idx * ci->size != off || idx >= ci->nobjs)) {
     xa_unlock(&a->lock);
     xa_error_pointer(fn, "invalid pointer", p);
   }
@@ -328,7 +334,7 @@ static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const
   if (s->nfree++ == 0) list_push(&bin->nonfull, s);
   if (s->nfree == ci->nobjs && (bin->nonfull != s || s->next)) {
     slab_release(a, s, dead);      /* empty, not the bin's only slab */
-  } else if (!s->dirty && (size_t)s->nfree * ci->size >= xa_os_page) {
+  } else if (!s->dirty && s->nfree >= ci->page_objs) {
     /* May hold a whole free page now: let it decay. */
     s->dirty = 1;
     s->dirtied_at = now;

@@ -13,7 +13,7 @@
 #define XA_OPTIONS(X) \
   X(narenas,           INT,  0,     0, 1024, "arenas; 0 = one per CPU") \
   X(tcache,            BOOL, 1,     0, 1, "per-thread caches of small objects") \
-  X(tcache_bytes,      INT,  65536, 0, 1 << 20, "bytes cached per thread per size class (8..256 objects)") \
+  X(tcache_bytes,      INT,  65536, 0, 1 << 20, "bytes cached per thread per size class (8..1024 objects)") \
   X(dirty_decay_ms,    INT,  1000,  -1, 3600000, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \
   X(background_thread, BOOL, 1,     0, 1, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, 0,     0, 2, "default|always|never: transparent huge pages for huge blocks") \

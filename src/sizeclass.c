@@ -37,9 +37,10 @@ void xa_sizeclass_init(size_t page) {
     ci->nobjs = (uint32_t)(ci->slab_pages * page / size);
     ci->recip = (((uint64_t)1 << XA_RECIP_SHIFT) + size - 1) / size;
     xa_class_divmagic[c] = UINT64_MAX / size + 1;
-    /* Cache about 64 KiB per class, 8..256 slots. */
+    ci->page_objs = (uint32_t)((page + size - 1) / size);
+    /* Default; xa_tcache_init_global applies the tcache_bytes option. */
     size_t cap = 65536 / size;
-    ci->tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 256 ? 256 : cap);
+    ci->tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);
   }
   for (size_t i = 0; i <= XA_LOOKUP_MAX / 16; i++)
     xa_class_lookup[i] = (uint8_t)xa_sizeclass_compute(i * 16);

@@ -15,7 +15,8 @@ struct xa_class_info {
   uint32_t nobjs;       /* objects per slab */
   uint32_t tcache_cap;  /* thread cache slots */
   uint64_t recip;       /* ceil(2^40 / size): offset -> index by multiply */
-  uint64_t pad;         /* 32 bytes: indexing is a shift */
+  uint32_t page_objs;   /* free objects that may make a whole page free */
+  uint32_t pad;         /* 32 bytes: indexing is a shift */
 };
 
 XA_HIDDEN extern uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];

@@ -24,9 +24,9 @@ static size_t tc_slots_total;                   /* slots per cache */
 bool xa_tcache_init_global(void) {
   tc_slots_total = 0;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
-    /* tcache_bytes per class, 8..256 objects */
+    /* tcache_bytes per class, 8..1024 objects */
     size_t cap = (size_t)xa_opt.tcache_bytes / xa_classes[c].size;
-    xa_classes[c].tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 256 ? 256 : cap);
+    xa_classes[c].tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);
   }
   for (unsigned c = 0; c < XA_NSMALL; c++) tc_slots_total += xa_classes[c].tcache_cap;
   return pthread_key_create(&tc_key, xa_tcache_destroy) == 0;
@@ -98,10 +98,6 @@ void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
   unsigned want = xa_tbin_cap(b) / 2 ? xa_tbin_cap(b) / 2 : 1;
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
-  /* Lowest addresses were taken first; hand them out first. */
-  for (unsigned i = 0, j = got - 1; i < j; i++, j--) {
-    void *t = b->stack[i]; b->stack[i] = b->stack[j]; b->stack[j] = t;
-  }
   b->top = b->stack + got - 1;
   return *b->top;
 }

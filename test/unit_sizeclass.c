@@ -84,7 +84,7 @@ static void test_slab_geometry(void **state) {
     assert_true((bytes - (size_t)ci->nobjs * ci->size) * 8 <= bytes);   /* <= 12.5% */
     size_t bitmap = ((ci->nobjs + 63) / 64) * 8;
     assert_true(bitmap <= ((size_t)ci->slab_pages << xa_span_stride_shift) - sizeof(struct xa_span));
-    assert_true(ci->tcache_cap >= 8 && ci->tcache_cap <= 256);
+    assert_true(ci->tcache_cap >= 8 && ci->tcache_cap <= 1024);
   }
 }
 

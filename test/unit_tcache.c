@@ -42,7 +42,7 @@ static void test_refill_and_flush_halves(void **state) {
   assert_non_null(p);
   assert_int_equal(xa_tbin_count(b), cap / 2 - 1);     /* half a bin, one handed out */
   /* fill the bin, then one more push flushes the older half */
-  void *more[256];
+  void *more[1024];
   uint32_t need = cap - xa_tbin_count(b);
   assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, need), need);
   for (uint32_t i = 0; i < need; i++) *b->top++ = more[i];
