@@ -299,6 +299,14 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
 
 /* Return one object to its slab (arena lock held).  May release the slab;
  * a chunk to unmap is chained onto *dead. */
+/* Report misuse found while flushing; the pointer is then skipped.  The
+ * lock is dropped around the report (a write to stderr). */
+static XA_NOINLINE XA_COLD void slab_misuse(struct xa_arena *a, const char *fn, const char *what, void *p) {
+  xa_unlock(&a->lock);
+  xa_error_pointer(fn, what, p);
+  xa_lock(&a->lock);
+}
+
 /* Give the pages of empty slab s back to the arena (lock held). */
 static void slab_release(struct xa_arena *a, struct xa_span *s, struct xa_chunk **dead) {
   struct xa_bin *bin = &a->bins[s->cls];
@@ -315,18 +323,21 @@ static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const
   struct xa_span *s = xa_chunk_span(c, pi.first);
   unsigned cls = pi.cls;
   if (unlikely(cls >= XA_NSMALL || s->state != XA_SPAN_SLAB)) {
-    xa_unlock(&a->lock);
-    xa_error_pointer(fn, "invalid pointer (double free?)", p);
+    slab_misuse(a, fn, "invalid pointer (double free?)", p);
+    return;
   }
   const struct xa_class_info *ci = &xa_classes[cls];
   uint32_t off = (uint32_t)(uintptr_t)p - pi.start32;
   uint32_t idx = xa_sizeclass_index(cls, off);
   if (unlikely(idx * ci->size != off || idx >= ci->nobjs)) {
-    xa_unlock(&a->lock);
-    xa_error_pointer(fn, "invalid pointer", p);
+    slab_misuse(a, fn, "invalid pointer", p);
+    return;
   }
   uint64_t bit = (uint64_t)1 << (idx & 63);
-  if (unlikely(s->bitmap[idx >> 6] & bit)) { xa_unlock(&a->lock); xa_error_pointer(fn, "double free", p); }
+  if (unlikely(s->bitmap[idx >> 6] & bit)) {
+    slab_misuse(a, fn, "double free", p);
+    return;
+  }
   s->bitmap[idx >> 6] |= bit;
   struct xa_bin *bin = &a->bins[cls];
   bin->curobjs--;

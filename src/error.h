@@ -1,10 +1,12 @@
 /* Misuse and corruption reports: one line on stderr, written without
- * allocating ("xalloc: <function>: <what> <pointer>"), then abort. */
+ * allocating ("xalloc: <function>: <what> <pointer>"), then abort, unless
+ * abort_on_error:false: then it returns and the caller ignores the call
+ * (leaving the block as it was). */
 #ifndef XA_ERROR_H
 #define XA_ERROR_H
 #include "internal.h"
 
-XA_HIDDEN __attribute__((noreturn)) XA_COLD void xa_error_pointer(const char *fn, const char *what, const void *p);
+XA_HIDDEN XA_COLD void xa_error_pointer(const char *fn, const char *what, const void *p);
 /* Format helpers shared with the statistics printer. */
 XA_HIDDEN size_t xa_fmt_hex(char *buf, uintptr_t v);
 XA_HIDDEN size_t xa_fmt_dec(char *buf, uint64_t v);

@@ -6,6 +6,7 @@
 #include "fastpath.h"
 #include "huge.h"
 #include "init.h"
+#include "options.h"
 #include "os.h"
 #include "purge.h"
 #include "stats.h"
@@ -38,7 +39,10 @@ static void *alloc_small(size_t n) {
   unsigned cls = xa_sizeclass_of(n);
   struct xa_tcache *tc = xa_tcache_get();
   void *p = tc ? xa_tcache_alloc_refill(tc, cls) : small_uncached(cls);
-  return p ? p : fail_nomem();
+  if (!p) return fail_nomem();
+  /* junk:true turns the caches off, so every allocation passes here */
+  if (unlikely(xa_opt.junk)) memset(p, XA_JUNK_ALLOC, xa_classes[cls].size);
+  return p;
 }
 
 /* Large or huge block of n bytes aligned to align (a power of two);
@@ -57,7 +61,12 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
     for (unsigned i = 0; i < xa_narenas; i++) xa_arena_release_spares(xa_arenas[i]);
     p = xa_huge_alloc(n, align, zeroed);
   }
-  return p ? p : fail_nomem();
+  if (!p) return fail_nomem();
+  if (unlikely(xa_opt.junk)) {
+    memset(p, XA_JUNK_ALLOC, n);
+    *zeroed = false;
+  }
+  return p;
 }
 
 XA_NOINLINE void *xa_malloc_slow(size_t n) {
@@ -96,6 +105,7 @@ static struct block lookup(const void *p) {
 
 static void free_block(void *p, struct block b, const char *fn) {
   if (b.kind != K_INVALID) xa_purge_start();
+  if (unlikely(xa_opt.junk) && (b.kind == K_SMALL || b.kind == K_LARGE)) memset(p, XA_JUNK_FREE, b.usable);
   switch (b.kind) {
   case K_SMALL: {
     struct xa_tcache *tc = xa_tcache_get();
@@ -107,7 +117,7 @@ static void free_block(void *p, struct block b, const char *fn) {
   case K_HUGE: if (xa_huge_free(p)) { xa_purge_notify(); return; } break;
   default: break;
   }
-  xa_error_pointer(fn, "invalid pointer", p);
+  xa_error_pointer(fn, "invalid pointer", p);   /* returns: call ignored */
 }
 
 static void free_checked(void *p, const char *fn) {
@@ -160,7 +170,10 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   if (!p) return xa_malloc_fast(n);
   if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
   struct block b = lookup(p);
-  if (b.kind == K_INVALID) xa_error_pointer("realloc", "invalid pointer", p);
+  if (b.kind == K_INVALID) {
+    xa_error_pointer("realloc", "invalid pointer", p);
+    return NULL;                       /* abort_on_error:false: ignored */
+  }
   if (n > XA_REQUEST_MAX) return fail_nomem();
   /* Stay in place when the block fits and would not waste over half. */
   if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
@@ -221,7 +234,7 @@ XA_EXPORT size_t malloc_usable_size(void *p) {
   if (!p) return 0;
   struct block b = lookup(p);
   if (b.kind == K_INVALID) xa_error_pointer("malloc_usable_size", "invalid pointer", p);
-  return b.usable;
+  return b.usable;                     /* 0 when invalid */
 }
 
 XA_EXPORT void free_sized(void *p, size_t size) {
@@ -230,7 +243,10 @@ XA_EXPORT void free_sized(void *p, size_t size) {
   /* Any size realloc could have left in this block: at most the usable
    * size, more than half of it (realloc moves blocks that shrink more). */
   bool ok = size <= b.usable && (size > b.usable / 2 || b.usable <= XA_MIN_ALIGN);
-  if (b.kind != K_INVALID && !ok) xa_error_pointer("free_sized", "size does not match block", p);
+  if (b.kind != K_INVALID && !ok) {
+    xa_error_pointer("free_sized", "size does not match block", p);
+    return;                            /* abort_on_error:false: not freed */
+  }
   free_block(p, b, "free_sized");
 }
 
@@ -238,7 +254,10 @@ XA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
   if (!p) return;
   struct block b = lookup(p);
   bool ok = b.kind != K_INVALID && size <= b.usable && ((uintptr_t)p & (pow2_ceil(align) - 1)) == 0;
-  if (b.kind != K_INVALID && !ok) xa_error_pointer("free_aligned_sized", "size or alignment does not match block", p);
+  if (b.kind != K_INVALID && !ok) {
+    xa_error_pointer("free_aligned_sized", "size or alignment does not match block", p);
+    return;
+  }
   free_block(p, b, "free_aligned_sized");
 }
 

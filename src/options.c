@@ -4,7 +4,13 @@
 #include "os.h"
 #include <string.h>
 
-struct xa_options xa_opt;
+/* Defaults from the start: misuse reported before the first allocation
+ * (free of a bad pointer as the first call) already sees them. */
+struct xa_options xa_opt = {
+#define XA_OPT_INIT(name, type, def, lo, hi, doc) .name = def,
+  XA_OPTIONS(XA_OPT_INIT)
+#undef XA_OPT_INIT
+};
 
 enum opt_type { T_BOOL, T_INT, T_ENUM };
 struct opt_desc {

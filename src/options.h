@@ -18,6 +18,8 @@
   X(background_thread, BOOL, 1,     0, 1, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, 0,     0, 2, "default|always|never: transparent huge pages for huge blocks") \
   X(huge_cache_bytes,  INT,  64 << 20, 0, 1 << 30, "bytes of freed huge mappings kept for reuse (they decay like dirty pages)") \
+  X(abort_on_error,    BOOL, 1,     0, 1, "abort after reporting misuse (false: report, then ignore the call)") \
+  X(junk,              BOOL, 0,     0, 1, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \
   X(stats_print,       BOOL, 0,     0, 1, "print statistics to stderr at exit") \
   X(stats_format,      ENUM, 0,     0, 1, "text|json: format of stats_print")
 
@@ -38,4 +40,6 @@ XA_HIDDEN void xa_options_defaults(struct xa_options *o);
 
 enum { XA_THP_DEFAULT = 0, XA_THP_ALWAYS = 1, XA_THP_NEVER = 2 };
 enum { XA_STATS_TEXT = 0, XA_STATS_JSON = 1 };
+#define XA_JUNK_ALLOC 0xa5
+#define XA_JUNK_FREE 0x5a
 #endif

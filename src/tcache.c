@@ -60,7 +60,7 @@ static struct xa_tcache *tcache_new(void) {
 
 struct xa_tcache *xa_tcache_get(void) {
   if (xa_tc != &xa_tcache_boot) return xa_tc;
-  if (tc_state != 0 || !xa_opt.tcache) return NULL;
+  if (tc_state != 0 || !xa_opt.tcache || xa_opt.junk) return NULL;
   struct xa_tcache *tc = tcache_new();
   if (!tc) return NULL;
   tc_state = 1;

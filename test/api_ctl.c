@@ -98,6 +98,8 @@ static void test_ctl_options(void **state) {
   assert_int_equal(get("opt.thp"), 0);
   assert_int_equal(get("opt.huge_cache_bytes"), 64 << 20);
   assert_int_equal(get("opt.stats_print"), 0);
+  assert_int_equal(get("opt.abort_on_error"), 1);
+  assert_int_equal(get("opt.junk"), 0);
   assert_int_equal(get("opt.stats_format"), 0);
   /* writable ones take effect */
   int64_t v = 250, old = 0;
@@ -219,7 +221,93 @@ static void test_malloc_info_xml(void **state) {
   assert_int_equal(malloc_info(1, stdout), EINVAL);   /* glibc returns the code */
 }
 
+#ifndef XA_TEST_GLIBC
+/* Child under XALLOC_CONF=junk:true: fresh blocks read 0xa5, freed ones
+ * 0x5a (read back while the page is still ours), calloc still zero. */
+static int child_junk(void) {
+  for (size_t n = 1; n <= (1 << 20); n = n * 3 + 1) {
+    unsigned char *p = malloc(n);
+    for (size_t i = 0; i < n; i++) if (p[i] != 0xa5) return 1;
+    unsigned char *z = calloc(1, n);
+    for (size_t i = 0; i < n; i++) if (z[i] != 0) return 2;
+    free(z);
+    if (n >= 16 && n <= 32768) {
+      void *keep = malloc(n);              /* keeps the slab from being released */
+      free(p);
+      volatile unsigned char *q = p;
+      for (size_t i = 0; i < n; i++) if (q[i] != 0x5a) return 3;
+      free(keep);
+    } else {
+      free(p);
+    }
+  }
+  return 0;
+}
+
+/* Child under XALLOC_CONF=abort_on_error:false: each misuse is reported,
+ * ignored, and the heap keeps working. */
+static int child_no_abort(void) {
+  int local;
+  free(&local);                             /* foreign */
+  char *p = malloc(64);
+  free(p + 16);                             /* interior */
+  free(p);
+  free(p);                                  /* double free (small) ... */
+  void *v[4096];
+  for (int i = 0; i < 4096; i++) v[i] = malloc(64);
+  for (int i = 0; i < 4096; i++) free(v[i]);
+  malloc_trim(0);                           /* ... reported when flushed */
+  char *l = malloc(1 << 20);
+  free(l);
+  free(l);                                  /* double free (large) */
+  if (realloc(&local, 10) != NULL) return 1;
+  if (malloc_usable_size(&local) != 0) return 2;
+  char *s = malloc(100);
+  free_sized(s, 5000);                      /* wrong size: not freed */
+  s[99] = 1;                                /* still ours */
+  free(s);
+  for (int i = 0; i < 1000; i++) free(malloc(i * 7));
+  return 0;
+}
+
+static int run_conf(const char *conf, const char *mode, char *err, size_t errlen) {
+  char path[] = "/tmp/xalloc_err_XXXXXX";
+  int fd = mkstemp(path);
+  close(fd);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "XALLOC_CONF=%s /proc/%d/exe %s 2>%s", conf, (int)getpid(), mode, path);
+  int rc = system(cmd);
+  FILE *f = fopen(path, "r");
+  size_t n = fread(err, 1, errlen - 1, f);
+  err[n] = 0;
+  fclose(f);
+  unlink(path);
+  return rc;
+}
+
+static void test_junk_option(void **state) {
+  (void)state;
+  static char err[65536];
+  assert_int_equal(run_conf("junk:true", "junk", err, sizeof err), 0);
+}
+
+static void test_abort_on_error_false(void **state) {
+  (void)state;
+  static char err[65536];
+  assert_int_equal(run_conf("abort_on_error:false", "noabort", err, sizeof err), 0);
+  static const char *want[] = {"xalloc: free: invalid pointer 0x", "xalloc: free: double free 0x",
+                               "xalloc: realloc: invalid pointer 0x", "xalloc: malloc_usable_size: invalid pointer 0x",
+                               "xalloc: free_sized: size does not match block 0x"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (!strstr(err, want[i])) fail_msg("missing '%s' in:\n%s", want[i], err);
+}
+#endif
+
 int main(int argc, char **argv) {
+#ifndef XA_TEST_GLIBC
+  if (argc > 1 && !strcmp(argv[1], "junk")) return child_junk();
+  if (argc > 1 && !strcmp(argv[1], "noabort")) return child_no_abort();
+#endif
   if (argc > 1) { free(malloc(100)); return 0; }   /* child for stats at exit */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_malloc_info_xml),
@@ -230,6 +318,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_counters_consistent),
       cmocka_unit_test(test_stats_print_text_and_json),
       cmocka_unit_test(test_stats_print_at_exit),
+      cmocka_unit_test(test_junk_option),
+      cmocka_unit_test(test_abort_on_error_false),
 #endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
