@@ -46,6 +46,12 @@ static void list_remove(struct xa_span **head, struct xa_span *s) {
 
 /* ---- free spans ------------------------------------------------------ */
 
+/* Has s been dirty (or muzzy) for min_age ns at time now?  Its stamp may
+ * be later than a `now` taken before the lock (no unsigned underflow). */
+static bool aged(const struct xa_span *s, uint64_t now, uint64_t min_age) {
+  return min_age == 0 || (now > s->dirtied_at && now - s->dirtied_at >= min_age);
+}
+
 /* Dirty lists (free spans; slabs with unpurged free pages), oldest first. */
 static void lru_push(struct xa_lru *l, struct xa_span *s) {
   s->lru_next = NULL;
@@ -79,16 +85,19 @@ static void free_remove(struct xa_arena *a, struct xa_span *s) {
   if (!a->free_spans[b]) a->free_nonempty[b >> 6] &= ~((uint64_t)1 << (b & 63));
   xa_span_chunk(s)->free_pages -= s->npages;
   if (s->npages == xa_chunk_npages - xa_chunk_header_pages) a->nspare--;
-  if (s->dirty) {
+  if (s->dirty == XA_PAGES_DIRTY) {
     a->dirty_pages -= s->npages;
     lru_remove(&a->dirty_spans, s);
+  } else if (s->dirty == XA_PAGES_MUZZY) {
+    a->muzzy_pages -= s->npages;
+    lru_remove(&a->muzzy_spans, s);
   }
 }
 
 /* Make pages [first, first+n) of c one free span and bin it.  Only the
  * boundary pages' pageinfo is written (for coalescing); interior pages
  * already say XA_CLS_NONE. */
-static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigned first, unsigned n, bool dirty) {
+static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigned first, unsigned n, uint8_t dirty) {
   struct xa_span *s = xa_chunk_span(c, first);
   s->first = (uint16_t)first;
   s->npages = n;
@@ -100,9 +109,13 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   xa_chunk_mark_pages(c, first + n - 1, 1, first, XA_CLS_NONE);
   c->free_pages += n;
   if (n == xa_chunk_npages - xa_chunk_header_pages) a->nspare++;
-  if (dirty) {
+  if (dirty == XA_PAGES_DIRTY) {
     a->dirty_pages += n;
     lru_push(&a->dirty_spans, s);
+  } else if (dirty == XA_PAGES_MUZZY) {
+    s->dirtied_at = xa_os_now();
+    a->muzzy_pages += n;
+    lru_push(&a->muzzy_spans, s);
   }
   free_insert(a, s);
   return s;
@@ -152,7 +165,7 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     c->next = a->chunks;
     a->chunks = c;
     a->mapped += XA_CHUNK_SIZE;
-    free_make(a, c, xa_chunk_header_pages, usable_pages(), false);
+    free_make(a, c, xa_chunk_header_pages, usable_pages(), XA_PAGES_CLEAN);
   }
 }
 
@@ -162,7 +175,7 @@ static void chunks_delete(struct xa_chunk *dead);
 /* Turn allocated span s back into free pages, merging with free
  * neighbours.  Returns a chunk that became wholly free and must be unmapped
  * by the caller after unlocking, or NULL. */
-static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, bool dirty) {
+static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint8_t dirty) {
   struct xa_chunk *c = xa_span_chunk(s);
   unsigned first = s->first, n = s->npages;
   if (s->state == XA_SPAN_SLAB) {
@@ -175,7 +188,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, bool
   if (first > xa_chunk_header_pages) {
     struct xa_span *l = xa_chunk_span(c, xa_chunk_page_info(c, first - 1)->first);
     if (l->state == XA_SPAN_FREE && l->first + l->npages == first) {
-      dirty |= l->dirty;
+      if (l->dirty > dirty) dirty = l->dirty;
       free_remove(a, l);
       first = l->first;
       n += l->npages;
@@ -185,7 +198,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, bool
   if (r < xa_chunk_npages) {
     struct xa_span *rs = xa_chunk_span(c, r);
     if (rs->state == XA_SPAN_FREE) {
-      dirty |= rs->dirty;
+      if (rs->dirty > dirty) dirty = rs->dirty;
       free_remove(a, rs);
       n += rs->npages;
       rs->npages = 0;
@@ -313,7 +326,7 @@ static void slab_release(struct xa_arena *a, struct xa_span *s, struct xa_chunk 
   list_remove(&bin->nonfull, s);
   if (s->dirty) lru_remove(&a->dirty_slabs, s);
   bin->nslabs--;
-  struct xa_chunk *d = span_release(a, s, true);
+  struct xa_chunk *d = span_release(a, s, XA_PAGES_DIRTY);
   if (d) { d->next = *dead; *dead = d; }
 }
 
@@ -413,12 +426,12 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
     uint32_t lead = (uint32_t)((XA_ALIGN_UP(addr, align) - addr) >> sh);
     if (lead) {
       struct xa_span *t = span_split(s, lead);
-      struct xa_chunk *d = span_release(a, s, true);
+      struct xa_chunk *d = span_release(a, s, XA_PAGES_DIRTY);
       if (d) { d->next = dead; dead = d; }
       s = t;
     }
     if (s->npages > np) {
-      struct xa_chunk *d = span_release(a, span_split(s, (uint32_t)np), true);
+      struct xa_chunk *d = span_release(a, span_split(s, (uint32_t)np), XA_PAGES_DIRTY);
       if (d) { d->next = dead; dead = d; }
     }
   }
@@ -440,7 +453,7 @@ void xa_arena_free_large(struct xa_span *s) {
   struct xa_arena *a = xa_span_chunk(s)->arena;
   arena_lock(a);
   a->large_allocated -= xa_span_bytes(s);
-  struct xa_chunk *d = span_release(a, s, true);
+  struct xa_chunk *d = span_release(a, s, XA_PAGES_DIRTY);
   arena_unlock(a);
   if (d) xa_chunk_delete(d);
 }
@@ -454,7 +467,7 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
   arena_lock(a);
   if (n < s->npages) {
     a->large_allocated -= (size_t)(s->npages - n) << xa_os_page_shift;
-    span_release(a, span_split(s, n), true);   /* s stays allocated: chunk not empty */
+    span_release(a, span_split(s, n), XA_PAGES_DIRTY);   /* s stays allocated: chunk not empty */
     ok = true;
   } else if (n == s->npages) {
     ok = true;
@@ -478,30 +491,39 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
 
 /* ---- purging --------------------------------------------------------- */
 
-/* Purge dirty spans from the oldest until `pages` pages are purged (or
- * none are left).  Lock held on entry and return; dropped around madvise,
- * while the span is out of the bins in state PURGING (neighbours being
- * freed do not merge into it, free() does not accept it). */
-static size_t purge_oldest(struct xa_arena *a, size_t pages) {
+/* Purge spans from the head (oldest) of list l until `pages` pages are
+ * done (or the list is empty, or the head is younger than min_age), with
+ * MADV_FREE when lazy (the span becomes muzzy) else MADV_DONTNEED (clean).
+ * Lock held on entry and return; dropped around madvise, while the span is
+ * out of the bins in state PURGING (neighbours being freed do not merge
+ * into it, free() does not accept it). */
+static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, bool lazy, uint64_t now,
+                         uint64_t min_age) {
   size_t done = 0;
-  while (done < pages && a->dirty_spans.head) {
-    struct xa_span *s = a->dirty_spans.head;
+  while (done < pages && l->head && aged(l->head, now, min_age)) {
+    struct xa_span *s = l->head;
     struct xa_chunk *c = xa_span_chunk(s);
     free_remove(a, s);
     s->state = XA_SPAN_PURGING;
     xa_chunk_mark_span(c, s);
     arena_unlock(a);
-    xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
+    if (lazy) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
+    else xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
     arena_lock(a);
     done += s->npages;
     a->purged_pages += s->npages;
     a->purge_runs++;
-    /* Clean now, unless it merges with a dirty neighbour freed meanwhile
-     * (the merged span goes to the young end and decays again). */
-    struct xa_chunk *d = span_release(a, s, false);
+    /* Back into the bins: a dirty neighbour freed meanwhile makes the
+     * merged span dirty again (it goes to the young end of the list). */
+    struct xa_chunk *d = span_release(a, s, lazy ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
     if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
   }
   return done;
+}
+
+/* Dirty spans, oldest first, per the purge option. */
+static size_t purge_oldest(struct xa_arena *a, size_t pages) {
+  return purge_list(a, &a->dirty_spans, pages, xa_opt.purge == XA_PURGE_FREE, 0, 0);
 }
 
 /* Runs of whole free pages in slab s: [run[i].first, +run[i].n) pages. */
@@ -527,7 +549,7 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
   struct xa_chunk *dead = NULL;
   struct page_run run[64];
   arena_lock(a);
-  while (a->dirty_slabs.head && now - a->dirty_slabs.head->dirtied_at >= min_age) {
+  while (a->dirty_slabs.head && aged(a->dirty_slabs.head, now, min_age)) {
     struct xa_span *s = a->dirty_slabs.head;
     lru_remove(&a->dirty_slabs, s);
     s->dirty = 0;
@@ -561,10 +583,12 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
 }
 
 size_t xa_arena_purge(struct xa_arena *a) {
-  /* Slabs first: emptied ones become free spans, purged next. */
+  /* Slabs first: emptied ones become free spans, purged next; everything
+   * ends clean (MADV_DONTNEED), muzzy spans included. */
   size_t bytes = xa_arena_purge_slabs(a, 0, 0);
   arena_lock(a);
-  size_t pages = purge_oldest(a, a->dirty_pages);
+  size_t pages = purge_list(a, &a->dirty_spans, a->dirty_pages, false, 0, 0);
+  pages += purge_list(a, &a->muzzy_spans, a->muzzy_pages, false, 0, 0);
   xa_decay_settle(&a->decay, a->dirty_pages);
   arena_unlock(a);
   return bytes + (pages << xa_os_page_shift);
@@ -582,6 +606,13 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   }
   if (a->dirty_slabs.head && xa_opt.dirty_decay_ms >= 0)
     bytes += xa_arena_purge_slabs(a, now, (uint64_t)xa_opt.dirty_decay_ms * 1000000u);
+  if (a->muzzy_pages && xa_opt.muzzy_decay_ms >= 0) {     /* second stage */
+    arena_lock(a);
+    size_t pages = purge_list(a, &a->muzzy_spans, a->muzzy_pages, false, now,
+                              (uint64_t)xa_opt.muzzy_decay_ms * 1000000u);
+    arena_unlock(a);
+    bytes += pages << xa_os_page_shift;
+  }
   return bytes;
 }
 
@@ -610,7 +641,7 @@ void xa_arena_postfork_child(void) {
  * boundary page info, and that slab and large pages point at their span.
  * Returns NULL if all holds, else a description of the first violation. */
 const char *xa_arena_check_locked(struct xa_arena *a) {
-  size_t dirty = 0;
+  size_t dirty = 0, muzzy = 0;
   unsigned spares = 0;
   for (struct xa_chunk *c = a->chunks; c; c = c->next) {
     if (c->arena != a) return "chunk owned by another arena";
@@ -628,7 +659,8 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
         if (xa_chunk_page_info(c, p)->first != p || xa_chunk_page_info(c, p + s->npages - 1)->first != p)
           return "free span boundary info wrong";
         free_pages += s->npages;
-        if (s->dirty) dirty += s->npages;
+        if (s->dirty == XA_PAGES_DIRTY) dirty += s->npages;
+        if (s->dirty == XA_PAGES_MUZZY) muzzy += s->npages;
         prev_free = true;
       } else if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE || s->state == XA_SPAN_PURGING) {
         for (unsigned i = p; i < p + s->npages; i++) {
@@ -661,9 +693,16 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
   if (dirty != a->dirty_pages) return "arena dirty page count wrong";
   size_t lru_pages = 0;
   for (struct xa_span *s = a->dirty_spans.head; s; s = s->lru_next) {
-    if (s->state != XA_SPAN_FREE || !s->dirty) return "clean or allocated span on the dirty list";
+    if (s->state != XA_SPAN_FREE || s->dirty != XA_PAGES_DIRTY) return "clean or allocated span on the dirty list";
     lru_pages += s->npages;
   }
   if (lru_pages != a->dirty_pages) return "dirty list disagrees with dirty page count";
+  if (muzzy != a->muzzy_pages) return "arena muzzy page count wrong";
+  lru_pages = 0;
+  for (struct xa_span *s = a->muzzy_spans.head; s; s = s->lru_next) {
+    if (s->state != XA_SPAN_FREE || s->dirty != XA_PAGES_MUZZY) return "non-muzzy span on the muzzy list";
+    lru_pages += s->npages;
+  }
+  if (lru_pages != a->muzzy_pages) return "muzzy list disagrees with muzzy page count";
   return NULL;
 }

@@ -42,6 +42,8 @@ struct xa_arena {
   size_t dirty_pages;           /* free pages that may be resident */
   struct xa_lru dirty_spans;    /* dirty free spans */
   struct xa_lru dirty_slabs;    /* slabs with free pages not yet purged */
+  struct xa_lru muzzy_spans;    /* MADV_FREE'd free spans (purge:free) */
+  size_t muzzy_pages;
   struct xa_decay decay;        /* how many dirty pages may stay */
   uint64_t purged_pages;        /* pages returned to the OS */
   uint64_t purge_runs;          /* madvise calls */

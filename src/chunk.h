@@ -23,6 +23,10 @@ struct xa_arena;
 /* PURGING: free pages out of the bins while madvise runs without the lock;
  * neither merged with nor accepted by free(). */
 enum { XA_SPAN_FREE = 0, XA_SPAN_SLAB = 1, XA_SPAN_LARGE = 2, XA_SPAN_HEADER = 3, XA_SPAN_PURGING = 4 };
+/* State of a free span's pages, ordered so a merge takes the maximum:
+ * CLEAN (purged, read as zero), MUZZY (MADV_FREE'd: the kernel may take
+ * them), DIRTY (resident). */
+enum { XA_PAGES_CLEAN = 0, XA_PAGES_MUZZY = 1, XA_PAGES_DIRTY = 2 };
 /* pageinfo.cls for pages that are not part of a slab. */
 #define XA_CLS_NONE 0xff
 
@@ -48,11 +52,12 @@ struct xa_span {
   uint16_t first;               /* page index in the chunk */
   uint8_t state;                /* XA_SPAN_* */
   uint8_t cls;                  /* slab class */
-  uint8_t dirty;                /* free span: pages may be resident; slab:
-                                   has free pages not yet purged */
+  uint8_t dirty;                /* free span: XA_PAGES_*; slab: 1 if it has
+                                   free pages not yet purged */
   uint8_t purging;              /* slab: madvise of its free pages running */
   uint8_t pad[2];
-  uint64_t dirtied_at;          /* slab: when it became dirty (ns) */
+  uint64_t dirtied_at;          /* slab: when it became dirty; muzzy
+                                   span: when it became muzzy (ns) */
   uint64_t pad2;
   uint64_t bitmap[];            /* slab: 1 = object free */
 };

@@ -15,6 +15,8 @@
   X(tcache,            BOOL, 1,     0, 1, "per-thread caches of small objects") \
   X(tcache_bytes,      INT,  65536, 0, 1 << 20, "bytes cached per thread per size class (8..1024 objects)") \
   X(dirty_decay_ms,    INT,  1000,  -1, 3600000, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \
+  X(purge,             ENUM, 0,     0, 1, "dontneed|free: how decayed pages go back (free: MADV_FREE, then muzzy_decay_ms)") \
+  X(muzzy_decay_ms,    INT,  10000, -1, 3600000, "with purge:free, ms before MADV_FREE'd pages are also MADV_DONTNEED'd; -1 = never") \
   X(background_thread, BOOL, 1,     0, 1, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, 0,     0, 2, "default|always|never: transparent huge pages for huge blocks") \
   X(huge_cache_bytes,  INT,  64 << 20, 0, 1 << 30, "bytes of freed huge mappings kept for reuse (they decay like dirty pages)") \
@@ -39,6 +41,7 @@ XA_HIDDEN int xa_options_parse(struct xa_options *o, const char *s, const char *
 XA_HIDDEN void xa_options_defaults(struct xa_options *o);
 
 enum { XA_THP_DEFAULT = 0, XA_THP_ALWAYS = 1, XA_THP_NEVER = 2 };
+enum { XA_PURGE_DONTNEED = 0, XA_PURGE_FREE = 1 };
 enum { XA_STATS_TEXT = 0, XA_STATS_JSON = 1 };
 #define XA_JUNK_ALLOC 0xa5
 #define XA_JUNK_FREE 0x5a

@@ -4,6 +4,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -85,6 +86,32 @@ void xa_os_purge(void *p, size_t size) {
   int saved = errno;
   madvise(p, size, MADV_DONTNEED);
   errno = saved;
+}
+
+void xa_os_purge_lazy(void *p, size_t size) {
+  int saved = errno;
+  if (madvise(p, size, MADV_FREE) != 0) madvise(p, size, MADV_DONTNEED);   /* kernels before 4.5 */
+  errno = saved;
+}
+
+size_t xa_os_resident(void) {
+  int saved = errno;
+  char buf[128];
+  size_t rss = 0;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n > 0) {
+      buf[n] = 0;
+      const char *p = buf;
+      while (*p && *p != ' ') p++;       /* skip size, read resident */
+      while (*p == ' ') p++;
+      while (*p >= '0' && *p <= '9') rss = rss * 10 + (size_t)(*p++ - '0');
+    }
+  }
+  errno = saved;
+  return rss * xa_os_page;
 }
 
 void xa_os_hugepage(void *p, size_t size, bool on) {

@@ -22,12 +22,17 @@ XA_HIDDEN void *xa_os_remap(void *p, size_t old_size, size_t new_size);
 XA_HIDDEN bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size);
 /* Give pages back to the kernel; they read as zero afterwards. */
 XA_HIDDEN void xa_os_purge(void *p, size_t size);
+/* Let the kernel take the pages when it needs memory (MADV_FREE); they
+ * keep their contents until then.  Falls back to xa_os_purge. */
+XA_HIDDEN void xa_os_purge_lazy(void *p, size_t size);
 /* Ask for (on) or against (off) transparent huge pages on the range. */
 XA_HIDDEN void xa_os_hugepage(void *p, size_t size, bool on);
 
 /* Bytes currently mapped through this layer (for statistics). */
 XA_HIDDEN size_t xa_os_mapped(void);
 
+/* Resident set size of the process in bytes (0 if unknown). */
+XA_HIDDEN size_t xa_os_resident(void);
 /* Monotonic clock in nanoseconds. */
 XA_HIDDEN uint64_t xa_os_now(void);
 

@@ -27,6 +27,7 @@ size_t xa_purge_pass(uint64_t now) {
     struct xa_arena *a = xa_arenas[i];
     xa_arena_decay(a, now);
     dirty += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
+    if (xa_opt.muzzy_decay_ms >= 0) dirty += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
     dirty += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
   }
   dirty += xa_huge_cache_decay(now) >> xa_os_page_shift;

@@ -23,6 +23,8 @@ void xa_stats_arena(unsigned i, struct xa_stats_arena *s) {
     s->active += (a->bins[c].nslabs * xa_classes[c].slab_pages) << xa_os_page_shift;
   }
   s->dirty = a->dirty_pages << xa_os_page_shift;
+  s->muzzy = a->muzzy_pages << xa_os_page_shift;
+  s->retained = (uint64_t)a->nspare * XA_CHUNK_SIZE;
   s->purged = a->purged_pages << xa_os_page_shift;
   s->lock_contended = a->lock.contended;
   s->large_requests = a->large_nrequests;
@@ -54,6 +56,8 @@ void xa_stats_totals(struct xa_stats_totals *t) {
     t->large_allocated += s.large_allocated;
     t->active += s.active;
     t->dirty += s.dirty;
+    t->muzzy += s.muzzy;
+    t->retained += s.retained;
     t->purged += s.purged;
     t->lock_contended += s.lock_contended;
     t->purge_runs += xa_arenas[i]->purge_runs;
@@ -67,6 +71,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->allocated = t->small_allocated + t->large_allocated + t->huge_allocated;
   t->metadata = xa_base_allocated();
   t->mapped = xa_os_mapped();
+  t->resident = xa_os_resident();
   t->narenas = xa_narenas;
   t->purger_running = xa_purge_thread_running();
 }
@@ -119,14 +124,15 @@ static void print_text(struct out *o) {
   putu_w(o, t.name, 16); puts_(o, "  "); puts_(o, doc); puts_(o, "\n");
   XA_STATS_TOTALS(XA_STAT_TEXT)
 #undef XA_STAT_TEXT
-  puts_(o, "arenas:  #          mapped     small_alloc     large_alloc          active           dirty          purged  contended\n");
+  puts_(o, "arenas:  #          mapped     small_alloc     large_alloc          active           dirty           muzzy          purged  contended\n");
   for (unsigned i = 0; i < xa_narenas; i++) {
     struct xa_stats_arena s;
     xa_stats_arena(i, &s);
     puts_(o, "      ");
     putu_w(o, i, 4);
     putu_w(o, s.mapped, 16); putu_w(o, s.small_allocated, 16); putu_w(o, s.large_allocated, 16);
-    putu_w(o, s.active, 16); putu_w(o, s.dirty, 16); putu_w(o, s.purged, 16); putu_w(o, s.lock_contended, 11);
+    putu_w(o, s.active, 16); putu_w(o, s.dirty, 16); putu_w(o, s.muzzy, 16); putu_w(o, s.purged, 16);
+    putu_w(o, s.lock_contended, 11);
     puts_(o, "\n");
   }
   puts_(o, "classes:  size        requests         curobjs   slabs\n");

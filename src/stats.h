@@ -16,7 +16,10 @@
   X(huge_cached,     "bytes of freed huge mappings kept for reuse") \
   X(active,          "bytes of pages in slabs, large and huge blocks") \
   X(dirty,           "bytes of free pages not yet returned to the OS") \
+  X(muzzy,           "bytes of free pages given back with MADV_FREE (purge:free)") \
+  X(retained,        "bytes of wholly free chunks kept mapped for reuse") \
   X(mapped,          "bytes mapped from the OS (chunks, huge blocks, metadata)") \
+  X(resident,        "resident set size of the whole process (from /proc/self/statm)") \
   X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables)") \
   X(purged,          "bytes returned to the OS with madvise since start") \
   X(purge_runs,      "madvise calls made by purging") \
@@ -30,6 +33,8 @@
   X(large_allocated, "bytes of live large blocks") \
   X(active,          "bytes of pages in slabs and large blocks") \
   X(dirty,           "bytes of dirty free pages") \
+  X(muzzy,           "bytes of muzzy free pages") \
+  X(retained,        "bytes of wholly free chunks kept") \
   X(purged,          "bytes purged") \
   X(lock_contended,  "lock acquisitions that had to wait") \
   X(large_requests,  "large allocations served")

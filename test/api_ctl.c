@@ -47,9 +47,10 @@ static void test_ctl_names(void **state) {
   /* every total, arena and class name reads */
   static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
                                 "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
-                                "stats.dirty", "stats.purged", "stats.purge_runs", "stats.lock_contended",
+                                "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.purged", "stats.purge_runs", "stats.lock_contended",
                                 "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",
-                                "stats.arenas.0.dirty", "stats.arenas.0.purged", "stats.arenas.0.lock_contended",
+                                "stats.arenas.0.dirty", "stats.arenas.0.muzzy", "stats.arenas.0.retained",
+                                "stats.arenas.0.purged", "stats.arenas.0.lock_contended",
                                 "stats.arenas.0.large_requests", "stats.classes.0.requests",
                                 "stats.classes.0.curobjs", "stats.classes.0.slabs"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) get(names[i]);
@@ -99,6 +100,9 @@ static void test_ctl_options(void **state) {
   assert_int_equal(get("opt.huge_cache_bytes"), 64 << 20);
   assert_int_equal(get("opt.stats_print"), 0);
   assert_int_equal(get("opt.abort_on_error"), 1);
+  assert_int_equal(get("opt.purge"), 0);
+  assert_int_equal((int64_t)get("opt.muzzy_decay_ms"), 10000);
+  assert_true(get("stats.resident") > 0);
   assert_int_equal(get("opt.junk"), 0);
   assert_int_equal(get("opt.stats_format"), 0);
   /* writable ones take effect */

@@ -134,7 +134,43 @@ static int mode_never(void) {
   return t < base + (peak - base) / 2 ? 0 : 5;
 }
 
+#ifndef XA_TEST_GLIBC
+static uint64_t ctl(const char *name) {
+  uint64_t v = 0;
+  size_t len = sizeof v;
+  xalloc_ctl(name, &v, &len, NULL, 0);
+  return v;
+}
+
+/* purge:free: decayed pages go through MADV_FREE (muzzy) and then, after
+ * muzzy_decay_ms, MADV_DONTNEED (clean). */
+static int mode_muzzy(void) {
+  enum { N = 2048 };
+  static void *v[N];
+  for (int i = 0; i < N; i++) { v[i] = malloc(40000); memset(v[i], 1, 40000); }
+  for (int i = 0; i < N; i++) free(v[i]);
+  double end = tu_now() + 10;
+  uint64_t seen = 0;
+  while (tu_now() < end && (seen = ctl("stats.muzzy")) == 0) usleep(20000);
+  if (!seen) return 1;                           /* never became muzzy */
+  while (tu_now() < end && (ctl("stats.muzzy") || ctl("stats.dirty"))) usleep(20000);
+  fprintf(stderr, "muzzy: peak %llu MiB, then muzzy %llu dirty %llu\n", (unsigned long long)seen >> 20,
+          (unsigned long long)ctl("stats.muzzy"), (unsigned long long)ctl("stats.dirty"));
+  return ctl("stats.muzzy") == 0 && ctl("stats.dirty") == 0 ? 0 : 2;
+}
+#endif
+
 /* ---- tests -------------------------------------------------------------- */
+
+static void test_muzzy_stage(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  assert_int_equal(run_self("muzzy", "purge:free,dirty_decay_ms:200,muzzy_decay_ms:300"), 0);
+#endif
+}
+
 
 static void test_idle_return_after_mass_free(void **state) {
   (void)state;
@@ -239,6 +275,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "inline")) return mode_inline();
     if (!strcmp(argv[1], "exit")) return mode_exit();
     if (!strcmp(argv[1], "never")) return mode_never();
+#ifndef XA_TEST_GLIBC
+    if (!strcmp(argv[1], "muzzy")) return mode_muzzy();
+#endif
     return 99;
   }
   const struct CMUnitTest tests[] = {
@@ -249,6 +288,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_inline_purging_without_thread),
       cmocka_unit_test(test_purger_does_not_block_exit),
       cmocka_unit_test(test_decay_never_until_trim),
+      cmocka_unit_test(test_muzzy_stage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
