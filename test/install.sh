@@ -22,6 +22,8 @@
 #      `man xalloc_purge` finds its page through MANPATH; xalloc(3) documents
 #      every option of src/options.h and every function of xalloc.h.
 #  (f) make uninstall (both installs) leaves no file or link behind.
+#  (g) make dist: the tarball unpacks, builds, installs into a fresh DESTDIR
+#      and a program links against the installed copy and runs.
 #
 # Needs pkg-config (Debian package pkg-config) and man (package man-db).
 # Env: XALLOC_SO, XALLOC_A, BUILD, SRC, CC.  Exit 0 = all passed.
@@ -436,6 +438,28 @@ submake uninstall PREFIX="$Q" LIBDIR="$QL" INCLUDEDIR="$QI" BINDIR="$QB" MANDIR=
 : >"$W/empty"
 expect_tree "after make uninstall (staged)" "$D" "$W/empty"
 expect_tree "after make uninstall (directory variables)" "$Q" "$W/empty"
+
+# ---- (g) release tarball: make dist, then build, install and use it clean --------------
+( cd "$W" && rm -rf distsrc && mkdir distsrc ) || fail "cannot make $W/distsrc"
+if submake dist >"$W/dist.log" 2>&1 && [ -f "$SRC/xalloc-$VER.tar.gz" ]; then
+    tar -xzf "$SRC/xalloc-$VER.tar.gz" -C "$W/distsrc" && rm -f "$SRC/xalloc-$VER.tar.gz"
+    DS="$W/distsrc/xalloc-$VER"
+    if env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $MAKE -s -C "$DS" lib >"$W/dist-build.log" 2>&1 &&
+       env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u PREFIX $MAKE -s -C "$DS" install DESTDIR="$W/distdest" \
+           PREFIX=/usr/local LDCONFIG=true >"$W/dist-install.log" 2>&1; then
+        printf '#include <stdlib.h>\n#include <string.h>\n#include <xalloc.h>\nint main(void){char *p=malloc(100);strcpy(p,"ok");return strcmp(xalloc_version(),"%s")!=0||strcmp(p,"ok")!=0;}\n' "$VER" >"$W/dist.c"
+        if $CC -I"$W/distdest/usr/local/include" "$W/dist.c" -o "$W/dist.bin" -L"$W/distdest/usr/local/lib" -lxalloc \
+           >"$W/dist-cc.log" 2>&1 && LD_LIBRARY_PATH="$W/distdest/usr/local/lib" "$W/dist.bin"; then
+            ok "make dist: tarball builds, installs and links cleanly"
+        else
+            fail "program against the installed release tarball failed: $(tail -3 "$W/dist-cc.log")"
+        fi
+    else
+        fail "release tarball does not build/install: $(tail -5 "$W/dist-build.log" "$W/dist-install.log")"
+    fi
+else
+    fail "make dist failed: $(tail -5 "$W/dist.log")"
+fi
 
 if [ $fails -ne 0 ]; then
     echo "install.sh: $fails check(s) FAILED"
