@@ -205,7 +205,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
     }
   }
   struct xa_span *f = free_make(a, c, first, n, dirty);
-  if (n != usable_pages() || a->nspare <= XA_SPARE_CHUNKS) return NULL;
+  if (n != usable_pages() || a->nspare <= XA_SPARE_CHUNKS_MAX) return NULL;
   /* Too many wholly free chunks: hand this one back to the OS. */
   return chunk_unlink(a, c, f);
 }
@@ -503,6 +503,17 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
   while (done < pages && l->head && aged(l->head, now, min_age)) {
     struct xa_span *s = l->head;
     struct xa_chunk *c = xa_span_chunk(s);
+    if (s->npages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) {
+      /* A decayed wholly free chunk beyond the spares: unmap it. */
+      done += s->npages;
+      a->purged_pages += s->npages;
+      a->purge_runs++;
+      chunk_unlink(a, c, s);
+      arena_unlock(a);
+      xa_chunk_delete(c);
+      arena_lock(a);
+      continue;
+    }
     free_remove(a, s);
     s->state = XA_SPAN_PURGING;
     xa_chunk_mark_span(c, s);

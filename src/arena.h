@@ -13,9 +13,11 @@
  * of two. */
 #define XA_FREE_EXACT 64
 #define XA_FREE_BINS  (XA_FREE_EXACT + 16)
-/* Wholly free chunks an arena keeps mapped (their pages are purged by
- * decay like any free pages); more are unmapped at once. */
+/* Wholly free chunks stay mapped until decay reaches them: then the
+ * purger unmaps them, except XA_SPARE_CHUNKS (whose pages it purges) kept
+ * for reuse.  Past XA_SPARE_CHUNKS_MAX the freeing thread unmaps at once. */
 #define XA_SPARE_CHUNKS 4
+#define XA_SPARE_CHUNKS_MAX 256
 
 struct xa_lru {
   struct xa_span *head, *tail;  /* oldest first */
