@@ -21,17 +21,24 @@ static uint64_t epoch_ns(void) {
   return (uint64_t)ms * 1000000u / XA_DECAY_EPOCHS;
 }
 
-size_t xa_purge_pass(uint64_t now) {
+/* Work left for later passes (racy reads: a hint). */
+static size_t pending(void) {
   size_t dirty = 0;
   for (unsigned i = 0; i < xa_narenas; i++) {
     struct xa_arena *a = xa_arenas[i];
-    xa_arena_decay(a, now);
     dirty += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
     if (xa_opt.muzzy_decay_ms >= 0) dirty += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
     dirty += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
   }
-  dirty += xa_huge_cache_decay(now) >> xa_os_page_shift;
-  return dirty;
+  size_t n, bytes, cached;
+  xa_huge_stats(&n, &bytes, &cached);
+  return dirty + cached;
+}
+
+size_t xa_purge_pass(uint64_t now) {
+  for (unsigned i = 0; i < xa_narenas; i++) xa_arena_decay(xa_arenas[i], now);
+  xa_huge_cache_decay(now);
+  return pending();
 }
 
 static void *purger_main(void *arg) {
@@ -41,6 +48,10 @@ static void *purger_main(void *arg) {
       /* Nothing to decay: sleep until notified. */
       pthread_mutex_lock(&purge_mutex);
       __atomic_store_n(&thread_idle, 1, __ATOMIC_SEQ_CST);
+      /* Pairs with the fence in xa_purge_notify: either the notifier sees
+       * idle and wakes us, or we see its dirty pages here and stay up. */
+      __atomic_thread_fence(__ATOMIC_SEQ_CST);
+      if (pending() && xa_opt.dirty_decay_ms >= 0) __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
       while (__atomic_load_n(&thread_idle, __ATOMIC_SEQ_CST)) pthread_cond_wait(&purge_cond, &purge_mutex);
       pthread_mutex_unlock(&purge_mutex);
     } else {
@@ -96,6 +107,7 @@ void xa_purge_notify(void) {
   if (xa_opt.dirty_decay_ms < 0) return;
   if (!xa_opt.background_thread) { xa_purge_tick(); return; }
   if (!xa_purge_thread_running()) { start_thread(); return; }
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* our dirty pages before idle's read */
   if (__atomic_load_n(&thread_idle, __ATOMIC_SEQ_CST)) {
     pthread_mutex_lock(&purge_mutex);
     __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
