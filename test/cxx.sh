@@ -33,26 +33,9 @@
 # Env: XALLOC_SO, XALLOC_A, BUILD, SRC, CC, CXX.  Exit 0 = all passed.
 
 set -u
-: "${XALLOC_SO:?XALLOC_SO must be set}"
-: "${XALLOC_A:?XALLOC_A must be set}"
-: "${BUILD:?BUILD must be set}"
-: "${SRC:?SRC must be set}"
-CC=${CC:-cc}
-CXX=${CXX:-c++}
 export LC_ALL=C
-
-W=$BUILD/cxx.d
-rm -rf "$W"
-mkdir -p "$W" || exit 1
-LIBDIR=$(dirname "$XALLOC_SO")
-
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok:   $*"; }
-
-for f in "$XALLOC_SO" "$XALLOC_A"; do
-    [ -f "$f" ] || { echo "FAIL: $f does not exist"; exit 1; }
-done
+. "${SRC:?SRC must be set}/test/lib/common.sh"
+tu_setup cxx
 if ! command -v "$CXX" >/dev/null 2>&1; then
     echo "FAIL: no C++ compiler '$CXX' (install the Debian package g++, part of build-essential)"
     exit 1

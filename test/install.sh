@@ -29,26 +29,11 @@
 # Env: XALLOC_SO, XALLOC_A, BUILD, SRC, CC.  Exit 0 = all passed.
 
 set -u
-: "${XALLOC_SO:?XALLOC_SO must be set}"
-: "${XALLOC_A:?XALLOC_A must be set}"
-: "${BUILD:?BUILD must be set}"
-: "${SRC:?SRC must be set}"
-CC=${CC:-cc}
 MAKE=${MAKE:-make}
 export LC_ALL=C
-
-W=$BUILD/install.d
-rm -rf "$W"
-mkdir -p "$W" || exit 1
-W=$(cd "$W" && pwd -P)
-
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok:   $*"; }
-
-for f in "$XALLOC_SO" "$XALLOC_A"; do
-    [ -f "$f" ] || { echo "FAIL: $f does not exist"; exit 1; }
-done
+. "${SRC:?SRC must be set}/test/lib/common.sh"
+tu_setup install
+unset LIBDIR          # a make variable here: keep it out of the way
 have_pkgconfig=1 have_man=1
 if ! command -v pkg-config >/dev/null 2>&1; then
     fail "pkg-config is not installed (Debian: apt-get install pkg-config); the pkg-config checks cannot run"

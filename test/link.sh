@@ -20,24 +20,8 @@
 # Env: XALLOC_SO, XALLOC_A, BUILD, SRC, CC.  Exit 0 = all passed.
 
 set -u
-: "${XALLOC_SO:?XALLOC_SO must be set}"
-: "${XALLOC_A:?XALLOC_A must be set}"
-: "${BUILD:?BUILD must be set}"
-: "${SRC:?SRC must be set}"
-CC=${CC:-cc}
-
-W=$BUILD/link.d
-rm -rf "$W"
-mkdir -p "$W" || exit 1
-LIBDIR=$(dirname "$XALLOC_SO")
-
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok:   $*"; }
-
-for f in "$XALLOC_SO" "$XALLOC_A"; do
-    [ -f "$f" ] || { echo "FAIL: $f does not exist"; exit 1; }
-done
+. "${SRC:?SRC must be set}/test/lib/common.sh"
+tu_setup link
 
 cat >"$W/prog.c" <<'EOF'
 #define _GNU_SOURCE
