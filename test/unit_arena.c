@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <cmocka.h>
 
 #include "testutil.h"
@@ -205,6 +206,34 @@ static void test_flush_detects_misuse(void **state) {
   assert_non_null(strstr(c.err, "xalloc: free: invalid pointer 0x"));
 }
 
+/* Fault injection in the OS layer: while mappings fail, every allocation
+ * that needs one returns NULL with ENOMEM and nothing breaks; afterwards
+ * the same requests succeed. */
+static void test_os_failure_injection(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  xa_os_fail_maps = 1000000;
+  assert_null(xa_arena_alloc_large(a, 100000, xa_os_page));     /* needs a chunk */
+  void *v[4];
+  assert_int_equal(xa_arena_refill(a, 5, v, 4), 0);              /* needs a slab */
+  errno = 0;
+  assert_null(malloc(64 << 20));                                 /* huge mapping */
+  assert_int_equal(errno, ENOMEM);
+  assert_null(calloc(1, 8 << 20));
+  assert_int_equal(errno, ENOMEM);
+  check(a);
+  xa_os_fail_maps = 0;
+  void *p = xa_arena_alloc_large(a, 100000, xa_os_page);
+  assert_non_null(p);
+  assert_int_equal(xa_arena_refill(a, 5, v, 4), 4);
+  void *h = malloc(64 << 20);
+  assert_non_null(h);
+  free(h);
+  xa_arena_flush(v, 4, "test");
+  xa_arena_free_large(xa_arena_large_span(p));
+  check(a);
+}
+
 int main(void) {
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
@@ -214,6 +243,7 @@ int main(void) {
       cmocka_unit_test(test_large_resize_in_place),
       cmocka_unit_test(test_chunk_retention_and_purge),
       cmocka_unit_test(test_flush_detects_misuse),
+      cmocka_unit_test(test_os_failure_injection),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
