@@ -66,12 +66,15 @@ class Alloc:
         self.note = note        # why it is unusable / extra info
         self.ok = ok            # False: every cell is FAIL (xalloc) or skipped (peer)
         self.version = ""
+        self.conf = ""          # XALLOC_CONF for this column (variants)
 
     def env(self, base=None):
         env = dict(os.environ if base is None else base)
         env.pop("LD_PRELOAD", None)
         if self.lib:
             env["LD_PRELOAD"] = self.lib
+        if self.conf:
+            env["XALLOC_CONF"] = self.conf
         return env
 
 
@@ -143,7 +146,18 @@ def probe(alloc, timeout=20, wrapper=None):
 def setup_allocators(names, build_lib, log, wrapper=None):
     allocs = []
     for name in names:
-        if name == "xalloc":
+        if "=" in name or "@" in name:
+            # A/B variant of xalloc: LABEL=/path/lib.so and/or LABEL@XALLOC_CONF
+            label, _, conf = name.partition("@")
+            label, _, lib = label.partition("=")
+            a = Alloc(label, os.path.abspath(lib) if lib else XALLOC_SO)
+            a.conf = conf
+            a.version = conf
+            why = probe(a, wrapper=wrapper) if os.path.exists(a.lib) else "no " + a.lib
+            if why:
+                a.ok, a.note = False, "not usable: " + why
+            allocs.append(a)
+        elif name == "xalloc":
             a = Alloc("xalloc", XALLOC_SO)
             if build_lib and not os.environ.get("BENCH_XALLOC"):
                 ok, msg = build_xalloc(log)
@@ -1041,7 +1055,9 @@ def main_callgrind(args):
 def common_args(p):
     p.add_argument("--quick", action="store_true", help="CI mode: small scales, 2 runs, < 60 s")
     p.add_argument("--runs", type=int, default=0, help="runs per cell (default 5, quick 2)")
-    p.add_argument("--alloc", default="", help="comma list of allocators (default: %s)" % ",".join(ALL_ALLOCS))
+    p.add_argument("--alloc", default="", help="comma list of allocators (default: %s); "
+                   "A/B variants of xalloc: LABEL=/path/lib.so, LABEL@XALLOC_CONF or both "
+                   "(e.g. secure@secure:true)" % ",".join(ALL_ALLOCS))
     p.add_argument("--out", default=DEFAULT_OUT, help="output directory (default bench/results)")
     p.add_argument("--timeout", type=float, default=0, help="per-run timeout in seconds (default 300, quick 6)")
     p.add_argument("--no-build", action="store_true", help="do not run make bench-progs")

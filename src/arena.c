@@ -68,6 +68,9 @@ static void lru_remove(struct xa_lru *l, struct xa_span *s) {
   else l->tail = s->lru_prev;
 }
 
+/* Pages of a chunk that spans may use (between its guard pages). */
+static unsigned usable_pages(void) { return xa_chunk_end_page - xa_chunk_first_page; }
+
 static unsigned free_bin(uint32_t npages) {
   if (npages <= XA_FREE_EXACT) return npages - 1;
   return XA_FREE_EXACT + (unsigned)(63 - __builtin_clzl(npages)) - 6;
@@ -84,7 +87,7 @@ static void free_remove(struct xa_arena *a, struct xa_span *s) {
   list_remove(&a->free_spans[b], s);
   if (!a->free_spans[b]) a->free_nonempty[b >> 6] &= ~((uint64_t)1 << (b & 63));
   xa_span_chunk(s)->free_pages -= s->npages;
-  if (s->npages == xa_chunk_npages - xa_chunk_header_pages) a->nspare--;
+  if (s->npages == usable_pages()) a->nspare--;
   if (s->dirty == XA_PAGES_DIRTY) {
     a->dirty_pages -= s->npages;
     lru_remove(&a->dirty_spans, s);
@@ -108,7 +111,7 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   xa_chunk_mark_pages(c, first, 1, first, XA_CLS_NONE);
   xa_chunk_mark_pages(c, first + n - 1, 1, first, XA_CLS_NONE);
   c->free_pages += n;
-  if (n == xa_chunk_npages - xa_chunk_header_pages) a->nspare++;
+  if (n == usable_pages()) a->nspare++;
   if (dirty == XA_PAGES_DIRTY) {
     a->dirty_pages += n;
     lru_push(&a->dirty_spans, s);
@@ -120,8 +123,6 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   free_insert(a, s);
   return s;
 }
-
-static unsigned usable_pages(void) { return xa_chunk_npages - xa_chunk_header_pages; }
 
 /* First free span of at least n pages, removed from its bin and trimmed to
  * n pages (the rest stays free).  NULL if none. */
@@ -165,7 +166,7 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     c->next = a->chunks;
     a->chunks = c;
     a->mapped += XA_CHUNK_SIZE;
-    free_make(a, c, xa_chunk_header_pages, usable_pages(), XA_PAGES_CLEAN);
+    free_make(a, c, xa_chunk_first_page, usable_pages(), XA_PAGES_CLEAN);
   }
 }
 
@@ -185,7 +186,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
     xa_chunk_mark_pages(c, first, n, first, XA_CLS_NONE);
   }
   s->state = XA_SPAN_FREE;
-  if (first > xa_chunk_header_pages) {
+  if (first > xa_chunk_first_page) {
     struct xa_span *l = xa_chunk_span(c, xa_chunk_page_info(c, first - 1)->first);
     if (l->state == XA_SPAN_FREE && l->first + l->npages == first) {
       if (l->dirty > dirty) dirty = l->dirty;
@@ -195,7 +196,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
     }
   }
   unsigned r = s->first + s->npages;
-  if (r < xa_chunk_npages) {
+  if (r < xa_chunk_end_page) {
     struct xa_span *rs = xa_chunk_span(c, r);
     if (rs->state == XA_SPAN_FREE) {
       if (rs->dirty > dirty) dirty = rs->dirty;
@@ -250,6 +251,7 @@ bool xa_arena_init_all(unsigned n) {
     xa_lock_reinit(&v[i]->lock);
     v[i]->index = i;
     xa_decay_init(&v[i]->decay, xa_opt.dirty_decay_ms, xa_os_now());
+    v[i]->rng = xa_os_random() | 1;
   }
   xa_arenas = v;
   xa_narenas = n;
@@ -280,6 +282,21 @@ static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
   return s;
 }
 
+/* Secure mode: a random free slot of slab s (which has one), so the
+ * order of allocations says nothing about where objects lie. */
+static unsigned slab_random_slot(struct xa_arena *a, struct xa_span *s, unsigned nobjs) {
+  uint64_t x = a->rng;
+  x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+  a->rng = x;
+  unsigned nw = (nobjs + 63) / 64, r = (unsigned)(x % nobjs), w = r / 64;
+  uint64_t bits = s->bitmap[w] & (~(uint64_t)0 << (r & 63));
+  while (!bits) {
+    w = w + 1 == nw ? 0 : w + 1;
+    bits = s->bitmap[w];
+  }
+  return w * 64 + (unsigned)__builtin_ctzl(bits);
+}
+
 unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned want) {
   const struct xa_class_info *ci = &xa_classes[cls];
   struct xa_bin *bin = &a->bins[cls];
@@ -290,16 +307,24 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
     if (!s && !(s = slab_new(a, cls))) break;
     char *base = xa_span_addr(s);
     unsigned before = got;
-    /* Highest addresses first: the cache pops from the top of its stack,
-     * so the caller receives ascending addresses. */
-    for (unsigned w = nw; w-- > 0 && got < want;) {
-      uint64_t bits = s->bitmap[w];
-      while (bits && got < want) {
-        unsigned b = 63u - (unsigned)__builtin_clzl(bits);
-        bits &= ~((uint64_t)1 << b);
-        out[got++] = base + (size_t)(w * 64 + b) * ci->size;
+    if (unlikely(xa_opt.secure)) {
+      while (got < want && got - before < s->nfree) {
+        unsigned i = slab_random_slot(a, s, ci->nobjs);
+        s->bitmap[i / 64] &= ~((uint64_t)1 << (i % 64));
+        out[got++] = base + (size_t)i * ci->size;
       }
-      s->bitmap[w] = bits;
+    } else {
+      /* Highest addresses first: the cache pops from the top of its stack,
+       * so the caller receives ascending addresses. */
+      for (unsigned w = nw; w-- > 0 && got < want;) {
+        uint64_t bits = s->bitmap[w];
+        while (bits && got < want) {
+          unsigned b = 63u - (unsigned)__builtin_clzl(bits);
+          bits &= ~((uint64_t)1 << b);
+          out[got++] = base + (size_t)(w * 64 + b) * ci->size;
+        }
+        s->bitmap[w] = bits;
+      }
     }
     s->nfree -= got - before;
     if (s->nfree == 0) list_remove(&bin->nonfull, s);
@@ -392,6 +417,21 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
   chunks_delete(dead);
 }
 
+bool xa_arena_small_is_free(const void *p) {
+  struct xa_chunk *c = xa_chunk_of(p);
+  struct xa_arena *a = c->arena;
+  arena_lock(a);
+  struct xa_pageinfo pi = *xa_chunk_info(c, p);
+  struct xa_span *s = xa_chunk_span(c, pi.first);
+  bool is_free = true;
+  if (pi.cls < XA_NSMALL && s->state == XA_SPAN_SLAB) {
+    uint32_t idx = xa_sizeclass_index(pi.cls, (uint32_t)(uintptr_t)p - pi.start32);
+    is_free = idx < xa_classes[pi.cls].nobjs && (s->bitmap[idx >> 6] >> (idx & 63) & 1);
+  }
+  arena_unlock(a);
+  return is_free;
+}
+
 /* ---- large ----------------------------------------------------------- */
 
 /* Split span s after its first n pages; the tail becomes a separate span
@@ -473,7 +513,7 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
     ok = true;
   } else {
     unsigned r = s->first + s->npages;
-    struct xa_span *rs = r < xa_chunk_npages ? xa_chunk_span(c, r) : NULL;
+    struct xa_span *rs = r < xa_chunk_end_page ? xa_chunk_span(c, r) : NULL;
     if (rs && rs->state == XA_SPAN_FREE && s->npages + rs->npages >= n) {
       uint32_t need = n - s->npages;
       free_remove(a, rs);
@@ -656,12 +696,12 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
   unsigned spares = 0;
   for (struct xa_chunk *c = a->chunks; c; c = c->next) {
     if (c->arena != a) return "chunk owned by another arena";
-    unsigned p = xa_chunk_header_pages, free_pages = 0;
+    unsigned p = xa_chunk_first_page, free_pages = 0;
     bool prev_free = false;
-    while (p < xa_chunk_npages) {
+    while (p < xa_chunk_end_page) {
       struct xa_span *s = xa_chunk_span(c, p);
       if (s->first != p) return "span slot first mismatch";
-      if (s->npages == 0 || p + s->npages > xa_chunk_npages) return "span length out of range";
+      if (s->npages == 0 || p + s->npages > xa_chunk_end_page) return "span length out of range";
       if (s->state == XA_SPAN_FREE) {
         if (prev_free) return "adjacent free spans not coalesced";
         bool found = false;

@@ -49,6 +49,7 @@ struct xa_arena {
   struct xa_decay decay;        /* how many dirty pages may stay */
   uint64_t purged_pages;        /* pages returned to the OS */
   uint64_t purge_runs;          /* madvise calls */
+  uint64_t rng;                 /* secure mode: xorshift state for slot choice */
 };
 
 XA_HIDDEN extern struct xa_arena **xa_arenas;
@@ -62,6 +63,9 @@ XA_HIDDEN unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out,
 /* Return objects to their slabs (any arenas).  Detects double and invalid
  * frees: each pointer must be the start of an allocated object. */
 XA_HIDDEN void xa_arena_flush(void **ptrs, unsigned n, const char *fn);
+/* Is p (which lies in a slab page) not a live small object: a free slot,
+ * or in pages that are no longer a slab? */
+XA_HIDDEN bool xa_arena_small_is_free(const void *p);
 /* Purge the whole free pages inside slabs that have been dirty for at
  * least min_age ns (0: all); returns bytes purged. */
 XA_HIDDEN size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age);

@@ -2,7 +2,8 @@
 #include "chunk.h"
 
 unsigned xa_chunk_npages;
-unsigned xa_chunk_header_pages;
+unsigned xa_chunk_first_page;
+unsigned xa_chunk_end_page;
 unsigned xa_span_stride_shift;
 size_t xa_chunk_spans_off;
 
@@ -16,7 +17,8 @@ void xa_chunk_init(void) {
   xa_span_stride_shift = ps - 6 > 6 ? ps - 6 : 6;
   xa_chunk_spans_off = XA_ALIGN_UP(sizeof(struct xa_chunk), 64);
   size_t hdr = xa_chunk_spans_off + ((size_t)xa_chunk_npages << xa_span_stride_shift);
-  xa_chunk_header_pages = (unsigned)(XA_ALIGN_UP(hdr, xa_os_page) >> ps);
+  xa_chunk_first_page = (unsigned)(XA_ALIGN_UP(hdr, xa_os_page) >> ps) + 1;
+  xa_chunk_end_page = xa_chunk_npages - 1;
 }
 
 void xa_chunkmap_set(void *chunk, bool on) {
@@ -45,12 +47,22 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   }
   c->arena = a;
   c->npages = xa_chunk_npages;
-  c->header_pages = xa_chunk_header_pages;
+  c->first_page = xa_chunk_first_page;
+  /* Header and guard pages: a span of state HEADER each, so no lookup or
+   * merge takes them for user memory.  A guard the kernel refuses (no
+   * mappings left) only leaves that page unused. */
   struct xa_span *h = xa_chunk_span(c, 0);
   h->first = 0;
-  h->npages = xa_chunk_header_pages;
+  h->npages = xa_chunk_first_page;
   h->state = XA_SPAN_HEADER;
   xa_chunk_mark_span(c, h);
+  struct xa_span *g = xa_chunk_span(c, xa_chunk_end_page);
+  g->first = (uint16_t)xa_chunk_end_page;
+  g->npages = 1;
+  g->state = XA_SPAN_HEADER;
+  xa_chunk_mark_span(c, g);
+  xa_os_guard((char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift), xa_os_page);
+  xa_os_guard((char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift), xa_os_page);
   xa_chunkmap_set(c, true);
   return c;
 }

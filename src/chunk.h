@@ -1,7 +1,7 @@
 /* Chunks, spans and the chunk map.
  *
  * A chunk is XA_CHUNK_SIZE bytes aligned to its size.  Its first pages hold
- * the header: struct xa_chunk with one xa_pageinfo per 4 KiB unit (what
+ * the header (followed by a guard page; the chunk's last page is one too): struct xa_chunk with one xa_pageinfo per 4 KiB unit (what
  * free() needs, 8 bytes), then one span descriptor slot per page.
  * The rest of the chunk is carved into spans: runs of pages that are free,
  * a slab of one size class, or one large allocation.  A span's descriptor
@@ -68,15 +68,20 @@ struct xa_chunk {
   struct xa_arena *arena;       /* owner */
   struct xa_chunk *next;        /* arena's chunk list */
   uint32_t npages;              /* pages in the chunk */
-  uint32_t header_pages;        /* pages used by this header */
+  uint32_t first_page;          /* header pages + guard page */
   uint32_t free_pages;          /* pages in free spans */
   uint32_t pad;
   /* span slots follow at xa_chunk_spans_off */
 };
 
-/* Geometry that depends on the run-time page size (set by xa_chunk_init). */
-XA_HIDDEN extern unsigned xa_chunk_npages;
-XA_HIDDEN extern unsigned xa_chunk_header_pages;
+/* Geometry that depends on the run-time page size (set by xa_chunk_init).
+ * Pages [0, first_page) are the header and one guard page after it; pages
+ * [first_page, end_page) are for spans; the last page is a guard too, so a
+ * write running off either end of the span area faults instead of
+ * corrupting this chunk's or the next chunk's metadata. */
+XA_HIDDEN extern unsigned xa_chunk_npages;      /* all pages of a chunk */
+XA_HIDDEN extern unsigned xa_chunk_first_page;
+XA_HIDDEN extern unsigned xa_chunk_end_page;
 XA_HIDDEN extern unsigned xa_span_stride_shift;
 XA_HIDDEN extern size_t xa_chunk_spans_off;
 XA_HIDDEN void xa_chunk_init(void);

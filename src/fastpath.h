@@ -4,11 +4,15 @@
  *   thread's bin.  One branch to the slow path, which it tail-calls.  A new
  *   thread's xa_tc points at the boot cache, whose bins are empty, so its
  *   first call lands in the slow path: no "initialised?" test here.
+ *   The popped object's first word is cleared (it held the freed mark).
  * free: the chunk map bit says p lies in one of our chunks (nothing is read
  *   from p's chunk before that); the 4 KiB unit's info gives the slab's class
  *   and start; a multiply by a class constant checks p is the start of an
- *   object; push onto the bin.  Anything else goes to the slow path
- *   (large/huge blocks, invalid pointers, full bins, NULL). */
+ *   object; the first word of p must not hold the freed mark already; mark
+ *   p and push it onto the bin.  Anything else goes to the slow path
+ *   (large/huge blocks, invalid pointers, full bins, NULL, and a marked
+ *   object: a double free, or user data that happens to match, which the
+ *   slow path tells apart by looking for p in the cache). */
 #ifndef XA_FASTPATH_H
 #define XA_FASTPATH_H
 #include "chunk.h"
@@ -18,31 +22,49 @@
 XA_HIDDEN void *xa_malloc_slow(size_t n);
 XA_HIDDEN void xa_free_slow(void *p);
 
+/* A cached free object's first word holds this: p's address mixed with a
+ * constant, so ordinary data (zeros, pointers to itself) rarely matches. */
+#define XA_FREED_KEY ((uintptr_t)0xa110cf4eed5a17edULL)
+XA_INLINE uintptr_t xa_freed_mark(const void *p) { return (uintptr_t)p ^ XA_FREED_KEY; }
+
 XA_INLINE void *xa_malloc_fast(size_t n) {
   if (likely(n <= XA_SMALL_MAX)) {
     struct xa_tbin *b = &xa_tc->bins[xa_sizeclass_of(n)];
-    if (likely(b->top != b->stack)) return *--b->top;
+    if (likely(b->top != b->stack)) {
+      void *p = *--b->top;
+      *(uintptr_t *)p = 0;
+      return p;
+    }
   }
   return xa_malloc_slow(n);
 }
 
-/* Class of p if p is the start of an object in one of our slabs, else
- * XA_CLS_NONE. */
-XA_INLINE size_t xa_small_class_of(const void *p) {
+/* Is p the start of an object in one of our slabs?  Sets *cls if so. */
+XA_INLINE bool xa_small_lookup(const void *p, size_t *cls) {
   uintptr_t a = (uintptr_t)p;
-  if (unlikely(!xa_chunkmap_test(a))) return XA_CLS_NONE;
+  if (unlikely(!xa_chunkmap_test(a))) return false;
   struct xa_pageinfo pi = *xa_chunk_info(xa_chunk_of(p), p);
-  size_t cls = pi.cls;
+  *cls = pi.cls;
   /* Non-slab pages have cls XA_CLS_NONE, whose magic (0) never divides. */
-  if (unlikely(!xa_sizeclass_divides(cls, (uint32_t)a - pi.start32))) return XA_CLS_NONE;
-  return cls;
+  return xa_sizeclass_divides(pi.cls, (uint32_t)a - pi.start32);
+}
+
+/* The same as a class, or XA_CLS_NONE. */
+XA_INLINE size_t xa_small_class_of(const void *p) {
+  size_t cls;
+  return xa_small_lookup(p, &cls) ? cls : XA_CLS_NONE;
 }
 
 XA_INLINE void xa_free_fast(void *p) {
-  size_t cls = xa_small_class_of(p);
-  if (likely(cls != XA_CLS_NONE)) {
+  size_t cls;
+  if (likely(xa_small_lookup(p, &cls))) {
     struct xa_tbin *b = &xa_tc->bins[cls];
-    if (likely(b->top != b->end)) { *b->top++ = p; return; }
+    uintptr_t mark = xa_freed_mark(p);
+    if (likely(b->top != b->end && *(uintptr_t *)p != mark)) {
+      *(uintptr_t *)p = mark;
+      *b->top++ = p;
+      return;
+    }
   }
   xa_free_slow(p);
 }

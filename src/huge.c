@@ -135,26 +135,34 @@ static void *cache_get(size_t size, size_t align, size_t *got) {
   return p;
 }
 
+/* Secure mode puts an inaccessible page after each huge block (and keeps
+ * no cache: freed blocks are unmapped, so late accesses fault). */
+static size_t guard_size(void) { return xa_opt.secure ? xa_os_page : 0; }
+
 void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
-  size_t size = XA_ALIGN_UP(n, xa_os_page);
-  if (size < n) return NULL;
+  size_t size = XA_ALIGN_UP(n, xa_os_page), guard = guard_size();
+  if (size < n || size + guard < size) return NULL;
   if (align < XA_HUGE_ALIGN) align = XA_HUGE_ALIGN;
   size_t got;
-  void *p = cache_get(size, align, &got);
+  void *p = guard ? NULL : cache_get(size, align, &got);
   *zeroed = p == NULL;
   if (p) {
     size = got;
   } else {
-    p = xa_os_map(size, align);
+    p = xa_os_map(size + guard, align);
     if (!p) {
       xa_huge_cache_decay(UINT64_MAX);   /* cached mappings may be in the way */
-      p = xa_os_map(size, align);
+      p = xa_os_map(size + guard, align);
     }
     if (!p) return NULL;
+    if (guard && !xa_os_guard((char *)p + size, guard)) {
+      xa_os_unmap(p, size + guard);
+      return NULL;
+    }
     thp_advise(p, size);
   }
   if (!insert((uintptr_t)p, size)) {
-    xa_os_unmap(p, size);
+    xa_os_unmap(p, size + guard);
     return NULL;
   }
   return p;
@@ -173,7 +181,7 @@ bool xa_huge_free(void *p) {
   if (!size) return false;
   struct cached evict = {NULL, 0, 0};
   size_t budget = (size_t)xa_opt.huge_cache_bytes;
-  bool keep = size <= budget && xa_opt.dirty_decay_ms != 0;
+  bool keep = size <= budget && xa_opt.dirty_decay_ms != 0 && !xa_opt.secure;
   if (keep) {
     xa_lock(&huge_lock);
     if (cache_n && (cache_n == CACHE_SLOTS || cache_bytes + size > budget)) {
@@ -190,7 +198,7 @@ bool xa_huge_free(void *p) {
     xa_unlock(&huge_lock);
   }
   if (evict.p) xa_os_unmap(evict.p, evict.size);
-  if (!keep) xa_os_unmap(p, size);
+  if (!keep) xa_os_unmap(p, size + guard_size());
   return true;
 }
 

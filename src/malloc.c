@@ -40,6 +40,7 @@ static void *alloc_small(size_t n) {
   struct xa_tcache *tc = xa_tcache_get();
   void *p = tc ? xa_tcache_alloc_refill(tc, cls) : small_uncached(cls);
   if (!p) return fail_nomem();
+  *(uintptr_t *)p = 0;                 /* a recycled object's freed mark */
   /* junk:true turns the caches off, so every allocation passes here */
   if (unlikely(xa_opt.junk)) memset(p, XA_JUNK_ALLOC, xa_classes[cls].size);
   return p;
@@ -103,14 +104,23 @@ static struct block lookup(const void *p) {
   return b;
 }
 
+/* junk: mark freed memory; secure: zero it, so nothing leaks to the next
+ * owner.  Only for a block that is really allocated (double frees are
+ * caught by the arena without touching the block). */
+static XA_NOINLINE void free_fill(void *p, struct block b) {
+  if (b.kind == K_SMALL && xa_arena_small_is_free(p)) return;
+  memset(p, xa_opt.junk ? XA_JUNK_FREE : 0, b.usable);
+}
+
 static void free_block(void *p, struct block b, const char *fn) {
   if (b.kind != K_INVALID) xa_purge_start();
-  if (unlikely(xa_opt.junk) && (b.kind == K_SMALL || b.kind == K_LARGE)) memset(p, XA_JUNK_FREE, b.usable);
+  if (unlikely(xa_opt.junk | xa_opt.secure) && (b.kind == K_SMALL || b.kind == K_LARGE))
+    free_fill(p, b);
   switch (b.kind) {
   case K_SMALL: {
     struct xa_tcache *tc = xa_tcache_get();
-    if (tc) xa_tcache_free_flush(tc, (unsigned)b.cls, p);
-    else xa_arena_flush(&p, 1, fn);
+    if (!tc) xa_arena_flush(&p, 1, fn);
+    else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p)) xa_error_pointer(fn, "double free", p);
     return;
   }
   case K_LARGE: xa_arena_free_large(b.span); xa_purge_notify(); return;
@@ -182,7 +192,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   }
   if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN && xa_arena_resize_large(b.span, n))
     return p;
-  if (b.kind == K_HUGE && n >= XA_HUGE_MIN) {
+  if (b.kind == K_HUGE && n >= XA_HUGE_MIN && !xa_opt.secure) {   /* secure: guard page */
     void *q = xa_huge_realloc(p, n);
     return q ? q : fail_nomem();
   }

@@ -22,6 +22,7 @@
   X(huge_cache_bytes,  INT,  64 << 20, 0, 1 << 30, "bytes of freed huge mappings kept for reuse (they decay like dirty pages)") \
   X(abort_on_error,    BOOL, 1,     0, 1, "abort after reporting misuse (false: report, then ignore the call)") \
   X(junk,              BOOL, 0,     0, 1, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \
+  X(secure,            BOOL, 0,     0, 1, "hardened mode: no thread caches, random slot order, zero on free, guarded huge blocks") \
   X(stats_print,       BOOL, 0,     0, 1, "print statistics to stderr at exit") \
   X(stats_format,      ENUM, 0,     0, 1, "text|json: format of stats_print")
 

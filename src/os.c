@@ -120,6 +120,25 @@ void xa_os_hugepage(void *p, size_t size, bool on) {
   errno = saved;
 }
 
+bool xa_os_guard(void *p, size_t size) {
+  int saved = errno;
+  bool ok = mprotect(p, size, PROT_NONE) == 0;
+  errno = saved;
+  return ok;
+}
+
+uint64_t xa_os_random(void) {
+  /* The kernel's 16 random bytes for this process, mixed with the clock
+   * and an address (ASLR) so calls differ; no syscall, no allocation. */
+  static uint64_t counter;
+  const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);
+  uint64_t x = (r ? r[0] ^ r[1] : 0) ^ xa_os_now() ^ (uintptr_t)&counter;
+  x ^= __atomic_add_fetch(&counter, 0x9E3779B97F4A7C15ull, __ATOMIC_RELAXED);
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;   /* splitmix64 finaliser */
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 size_t xa_os_mapped(void) { return __atomic_load_n(&os_mapped, __ATOMIC_RELAXED); }
 
 uint64_t xa_os_now(void) {

@@ -28,6 +28,12 @@ XA_HIDDEN void xa_os_purge_lazy(void *p, size_t size);
 /* Ask for (on) or against (off) transparent huge pages on the range. */
 XA_HIDDEN void xa_os_hugepage(void *p, size_t size, bool on);
 
+/* Make [p, p+size) (page aligned) inaccessible: a guard.  false if the
+ * kernel refused (e.g. out of memory mappings); nothing else changes. */
+XA_HIDDEN bool xa_os_guard(void *p, size_t size);
+/* 64 unpredictable bits (a seed for hardened mode's slot choice). */
+XA_HIDDEN uint64_t xa_os_random(void);
+
 /* Bytes currently mapped through this layer (for statistics). */
 XA_HIDDEN size_t xa_os_mapped(void);
 

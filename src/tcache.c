@@ -1,6 +1,7 @@
 /* Thread-cache slow paths: creation, refill, flush, GC, teardown. */
 #include "tcache.h"
 #include "arena.h"
+#include "fastpath.h"
 #include "base.h"
 #include "lock.h"
 #include "options.h"
@@ -60,7 +61,7 @@ static struct xa_tcache *tcache_new(void) {
 
 struct xa_tcache *xa_tcache_get(void) {
   if (xa_tc != &xa_tcache_boot) return xa_tc;
-  if (tc_state != 0 || !xa_opt.tcache || xa_opt.junk) return NULL;
+  if (tc_state != 0 || !xa_opt.tcache || xa_opt.junk || xa_opt.secure) return NULL;
   struct xa_tcache *tc = tcache_new();
   if (!tc) return NULL;
   tc_state = 1;
@@ -102,17 +103,29 @@ void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
   return *b->top;
 }
 
-void xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+/* p carries the freed mark: a double free if p already sits in this bin
+ * or is free in its slab; otherwise the mark was the user's data (or p
+ * sits in another thread's cache, which cannot be seen cheaply). */
+static bool freed_already(const struct xa_tbin *b, void *p) {
+  for (void *const *q = b->stack; q != b->top; q++)
+    if (*q == p) return true;
+  return xa_arena_small_is_free(p);
+}
+
+bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
   struct xa_tbin *b = &tc->bins[cls];
+  if (*(uintptr_t *)p == xa_freed_mark(p) && freed_already(b, p)) return false;
+  *(uintptr_t *)p = xa_freed_mark(p);
   xa_purge_start();
   if (++tc->events >= GC_PERIOD) tcache_gc(tc);
   if (b->top == b->end) {
     bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
     *b->top++ = p;
     xa_purge_notify();   /* bin consistent again: re-entrant calls are safe */
-    return;
+    return true;
   }
   *b->top++ = p;
+  return true;
 }
 
 static void tcache_flush_bins(struct xa_tcache *tc) {

@@ -1,5 +1,6 @@
 /* Thread caches: per thread, per small class, a bounded array stack of
- * object pointers (nothing is written into freed objects).  The fast path
+ * object pointers.  The only thing written into a cached object is the
+ * freed mark in its first word (fastpath.h), which catches double frees.  The fast path
  * (fastpath.h) pops and pushes; everything here is the slow path: creating
  * the cache on a thread's first call, batch refill and flush against the
  * arenas, idle-bin GC, and teardown at thread exit. */
@@ -39,8 +40,10 @@ XA_HIDDEN extern __thread struct xa_tcache *xa_tc __attribute__((tls_model("init
 XA_HIDDEN struct xa_tcache *xa_tcache_get(void);
 /* Refill bin cls (which is empty) and pop one object; NULL if OOM. */
 XA_HIDDEN void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls);
-/* Bin cls is full: flush its older half, then push p. */
-XA_HIDDEN void xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p);
+/* Cache small object p of class cls (the fast path could not: bin full, or
+ * p carries the freed mark).  A full bin's older half is flushed first.
+ * Returns false, caching nothing, if p is already free (double free). */
+XA_HIDDEN bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p);
 /* Return every cached object of the calling thread to the arenas. */
 XA_HIDDEN void xa_tcache_flush_all(void);
 /* Thread-exit destructor (also used by tests). */

@@ -28,6 +28,7 @@
 #include "testutil.h"
 #ifndef XA_TEST_GLIBC
 #include "xalloc.h"
+#include "fastpath.h"   /* XA_FREED_KEY */
 #endif
 
 static void *opqp(void *x)
@@ -172,33 +173,97 @@ static void test_free_interior_16m_1m(void **s) { XALLOC_ONLY(); interior(16 << 
 
 /* ---- double frees ------------------------------------------------------- */
 
-static size_t df_size;
+/* A double free of a small block: p and `others` blocks of the same size;
+ * `between` of the others are freed between the two frees of p, the rest
+ * after; `scribble` overwrites p after its first free. */
+static struct { size_t size; int others, between, scribble; } df;
+static size_t df_size;   /* big blocks */
 static int c_double_free_small(void *a)
 {
-    enum { N = 10000 };
-    static void *others[N];
-    for (int i = 0; i < N; i++) { others[i] = malloc(df_size); TU_CHK(others[i] != NULL); }
-    char *p = malloc(df_size);
+    static void *others[10000];
+    for (int i = 0; i < df.others; i++) TU_CHK((others[i] = malloc(df.size)) != NULL);
+    char *p = malloc(df.size);
     TU_CHK(p != NULL);
-    memset(p, 1, df_size);
+    memset(p, 1, df.size);
     set_expected(p);
     free(p);
+    if (df.scribble) memset(p, 7, df.size);
+    for (int i = 0; i < df.between; i++) free(others[i]);
     free(opqp(p));
-    /* a lazily checking allocator notices when the cache is flushed */
-    for (int i = 0; i < N; i++) free(others[i]);
+    for (int i = df.between; i < df.others; i++) free(others[i]);
     malloc_trim(0);
     return 0;
 }
+static void double_free_case(const char *what, size_t size, int others, int between, int scribble,
+                             const char *funcs)
+{
+    df.size = size, df.others = others, df.between = between, df.scribble = scribble;
+    expect_abort(what, c_double_free_small, funcs);
+}
+/* The second free of a cached object is caught at once, before the object
+ * could be handed out twice. */
 static void double_free_small(size_t n)
 {
     char what[64];
     snprintf(what, sizeof what, "double free of malloc(%zu)", n);
-    df_size = n;
-    expect_abort(what, c_double_free_small, "free|malloc_trim");
+    double_free_case(what, n, 0, 0, 0, "free");
 }
 static void test_double_free_24(void **s) { XALLOC_ONLY(); double_free_small(24); }
 static void test_double_free_64(void **s) { XALLOC_ONLY(); double_free_small(64); }
 static void test_double_free_4000(void **s) { XALLOC_ONLY(); double_free_small(4000); }
+static void test_double_free_32k(void **s) { XALLOC_ONLY(); double_free_small(32768); }
+/* Other frees of the same size between the two. */
+static void test_double_free_between(void **s)
+{
+    XALLOC_ONLY();
+    double_free_case("free(p), other frees, free(p)", 48, 5, 5, 0, "free");
+}
+/* The first free went back to the slab (the cache overflowed) before the
+ * second: the slab's bitmap says so. */
+static void test_double_free_flushed(void **s)
+{
+    XALLOC_ONLY();
+    double_free_case("double free after the cache flushed", 64, 5000, 5000, 0, "free");
+}
+/* A write after the first free erases the mark; the double free is then
+ * found when the cache is flushed. */
+static void test_double_free_after_write(void **s)
+{
+    XALLOC_ONLY();
+    double_free_case("write after free, then double free", 64, 10000, 0, 1, "free|malloc_trim");
+}
+
+static int c_double_free_sized(void *a)
+{
+    char *p = malloc(100);
+    TU_CHK(p != NULL);
+    set_expected(p);
+    free_sized(p, 100);
+    free_sized(opqp(p), 100);
+    return 0;
+}
+static void test_double_free_sized(void **s)
+{
+    XALLOC_ONLY();
+    expect_abort("free_sized twice", c_double_free_sized, "free_sized");
+}
+
+/* realloc to a new block frees the old one. */
+static int c_free_after_realloc_move(void *a)
+{
+    char *p = malloc(32);
+    TU_CHK(p != NULL);
+    set_expected(p);
+    char *q = realloc(p, 4000);
+    TU_CHK(q != NULL && q != p);
+    free(opqp(p));
+    return 0;
+}
+static void test_free_after_realloc_move(void **s)
+{
+    XALLOC_ONLY();
+    expect_abort("free of a block realloc moved", c_free_after_realloc_move, "free");
+}
 
 static int c_double_free_big(void *a)
 {
@@ -360,6 +425,15 @@ static int c_valid_usage(void *a)
         }
         malloc_trim(0);
     }
+#ifndef XA_TEST_GLIBC
+    /* Data that happens to equal the freed mark is not a double free. */
+    for (int i = 0; i < 3000; i++) {
+        uintptr_t *m = malloc(8 + i % 200);
+        TU_CHK(m != NULL);
+        *m = (uintptr_t)m ^ XA_FREED_KEY;
+        free(m);
+    }
+#endif
     free(NULL);
     void *z = realloc(NULL, 0);
     TU_CHK(z != NULL);
@@ -397,6 +471,12 @@ int main(void)
         cmocka_unit_test(test_double_free_24),
         cmocka_unit_test(test_double_free_64),
         cmocka_unit_test(test_double_free_4000),
+        cmocka_unit_test(test_double_free_32k),
+        cmocka_unit_test(test_double_free_between),
+        cmocka_unit_test(test_double_free_flushed),
+        cmocka_unit_test(test_double_free_after_write),
+        cmocka_unit_test(test_double_free_sized),
+        cmocka_unit_test(test_free_after_realloc_move),
         cmocka_unit_test(test_double_free_1m),
         cmocka_unit_test(test_double_free_16m),
         cmocka_unit_test(test_free_after_realloc_zero),

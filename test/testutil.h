@@ -207,6 +207,25 @@ static inline size_t tu_statm(int field)
     if (sscanf(buf, "%lu %lu", &v[0], &v[1]) != 2) return 0;
     return (size_t)v[field] * (size_t)sysconf(_SC_PAGESIZE);
 }
+/* Permissions of the mapping that holds address a ("rw-p", "---p"), or "". */
+static inline const char *tu_perms_at(uintptr_t a)
+{
+    static char perms[8];
+    char line[512];
+    FILE *f = fopen("/proc/self/maps", "r");
+    perms[0] = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char pr[8];
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, pr) == 3 && a >= lo && a < hi) {
+            snprintf(perms, sizeof perms, "%s", pr);
+            break;
+        }
+    }
+    if (f) fclose(f);
+    return perms;
+}
+
 static inline size_t tu_rss(void) { return tu_statm(1); }
 static inline size_t tu_vmsize(void) { return tu_statm(0); }
 

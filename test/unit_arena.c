@@ -43,7 +43,7 @@ static size_t free_span_count(struct xa_arena *a) {
 static void test_chunk_geometry_and_map(void **state) {
   (void)state;
   size_t hdr = xa_chunk_spans_off + ((size_t)xa_chunk_npages << xa_span_stride_shift);
-  assert_true(hdr <= (size_t)xa_chunk_header_pages << xa_os_page_shift);
+  assert_true(hdr <= (size_t)xa_chunk_first_page << xa_os_page_shift);
   assert_true(xa_chunk_spans_off >= sizeof(struct xa_chunk));
   assert_int_equal((size_t)xa_chunk_npages << xa_os_page_shift, XA_CHUNK_SIZE);
   struct xa_chunk *c = xa_chunk_new(NULL);
@@ -54,6 +54,19 @@ static void test_chunk_geometry_and_map(void **state) {
   /* header pages are not a span anyone may free */
   assert_int_equal(xa_chunk_span(c, 0)->state, XA_SPAN_HEADER);
   assert_int_equal(xa_chunk_info(c, (char *)c + 100)->cls, XA_CLS_NONE);
+  /* guard pages before and after the span area: inaccessible mappings,
+   * and not blocks anyone may free */
+  char *g1 = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
+  char *g2 = (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+  assert_int_equal(xa_chunk_end_page, xa_chunk_npages - 1);
+  assert_string_equal(tu_perms_at((uintptr_t)g1), "---p");
+  assert_string_equal(tu_perms_at((uintptr_t)g2), "---p");
+  assert_string_equal(tu_perms_at((uintptr_t)g1 + xa_os_page), "rw-p");
+  assert_string_equal(tu_perms_at((uintptr_t)g2 - 1), "rw-p");
+  assert_int_equal(xa_small_class_of(g1), XA_CLS_NONE);
+  assert_int_equal(xa_small_class_of(g2), XA_CLS_NONE);
+  assert_null(xa_arena_large_span(g1));
+  assert_null(xa_arena_large_span(g2));
   xa_chunk_delete(c);
   assert_false(xa_chunkmap_test((uintptr_t)c));
   /* foreign addresses */
@@ -145,13 +158,15 @@ static void test_large_resize_in_place(void **state) {
 static void test_chunk_retention_and_purge(void **state) {
   (void)state;
   struct xa_arena *a = new_arena();
-  size_t big = (size_t)(xa_chunk_npages - xa_chunk_header_pages) << xa_os_page_shift;
+  size_t big = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
   enum { N = XA_SPARE_CHUNKS + 2 };
   void *p[N];
   for (int i = 0; i < N; i++) {
     p[i] = xa_arena_alloc_large(a, big, xa_os_page);
     assert_non_null(p[i]);
     memset(p[i], 1, big);
+    /* the whole span area: it ends at the trailing guard */
+    assert_string_equal(tu_perms_at((uintptr_t)p[i] + big), "---p");
   }
   assert_int_equal(a->mapped, N * XA_CHUNK_SIZE);
   for (int i = 0; i < N; i++) xa_arena_free_large(xa_arena_large_span(p[i]));

@@ -47,8 +47,26 @@ static void test_refill_and_flush_halves(void **state) {
   assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, need), need);
   for (uint32_t i = 0; i < need; i++) *b->top++ = more[i];
   assert_true(b->top == b->end);
-  xa_tcache_free_flush(tc, CLS, p);
+  assert_true(xa_tcache_free_flush(tc, CLS, p));
   assert_int_equal(xa_tbin_count(b), cap / 2 + 1);
+  /* p is marked and cached now: a second free is refused, nothing cached */
+  assert_int_equal(*(uintptr_t *)p, xa_freed_mark(p));
+  assert_false(xa_tcache_free_flush(tc, CLS, p));
+  assert_int_equal(xa_tbin_count(b), cap / 2 + 1);
+  /* the same once p went back to its slab */
+  xa_tcache_flush_all();
+  assert_true(xa_arena_small_is_free(p));
+  assert_false(xa_tcache_free_flush(tc, CLS, p));
+  assert_int_equal(xa_tbin_count(b), 0);
+  /* a live object whose data equals the mark is cached normally */
+  void *q = xa_malloc_fast(64);
+  assert_int_equal(*(uintptr_t *)q, 0);          /* mark cleared on allocation */
+  assert_false(xa_arena_small_is_free(q));
+  *(uintptr_t *)q = xa_freed_mark(q);
+  uint32_t held = xa_tbin_count(b);
+  assert_true(xa_tcache_free_flush(tc, CLS, q));
+  assert_int_equal(xa_tbin_count(b), held + 1);
+  assert_ptr_equal(b->top[-1], q);
   xa_tcache_flush_all();
   assert_int_equal(xa_tbin_count(b), 0);
 }
