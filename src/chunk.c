@@ -1,5 +1,6 @@
 /* Chunk geometry, the chunk map, and mapping/unmapping chunks. */
 #include "chunk.h"
+#include "valgrind.h"
 
 unsigned xa_chunk_npages;
 unsigned xa_chunk_first_page;
@@ -63,6 +64,8 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   xa_chunk_mark_span(c, g);
   xa_os_guard((char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift), xa_os_page);
   xa_os_guard((char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift), xa_os_page);
+  xa_valgrind_noaccess((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),
+                       (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift);
   xa_chunkmap_set(c, true);
   return c;
 }

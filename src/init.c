@@ -14,9 +14,11 @@
 #include "purge.h"
 #include "sizeclass.h"
 #include "tcache.h"
+#include "valgrind.h"
 #include <pthread.h>
 
 int xa_init_done;
+bool xa_on_valgrind;
 __thread bool xa_fork_owner __attribute__((tls_model("initial-exec")));
 static xa_lock_t init_lock = XA_LOCK_INIT;
 
@@ -63,7 +65,11 @@ bool xa_init_slow(void) {
   xa_lock(&init_lock);
   if (xa_init_done) { xa_unlock(&init_lock); return true; }
   xa_os_init();
+  xa_valgrind_init();
   xa_options_init();
+  /* Under valgrind purge inline: a purger thread's TLS would be reported
+   * as a possible leak of the program's. */
+  if (xa_on_valgrind) xa_opt.background_thread = 0;
   xa_sizeclass_init(xa_os_page);
   xa_chunk_init();
   unsigned n = xa_opt.narenas ? (unsigned)xa_opt.narenas : xa_os_ncpus();

@@ -10,6 +10,7 @@
 #include "os.h"
 #include "purge.h"
 #include "stats.h"
+#include "valgrind.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -40,9 +41,10 @@ static void *alloc_small(size_t n) {
   struct xa_tcache *tc = xa_tcache_get();
   void *p = tc ? xa_tcache_alloc_refill(tc, cls) : small_uncached(cls);
   if (!p) return fail_nomem();
-  *(uintptr_t *)p = 0;                 /* a recycled object's freed mark */
+  if (tc) *(uintptr_t *)p = 0;         /* the freed mark, if it came from a cache */
   /* junk:true turns the caches off, so every allocation passes here */
   if (unlikely(xa_opt.junk)) memset(p, XA_JUNK_ALLOC, xa_classes[cls].size);
+  xa_valgrind_alloc(p, n, false);
   return p;
 }
 
@@ -67,6 +69,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
     memset(p, XA_JUNK_ALLOC, n);
     *zeroed = false;
   }
+  xa_valgrind_alloc(p, n, *zeroed);
   return p;
 }
 
@@ -116,6 +119,7 @@ static void free_block(void *p, struct block b, const char *fn) {
   if (b.kind != K_INVALID) xa_purge_start();
   if (unlikely(xa_opt.junk | xa_opt.secure) && (b.kind == K_SMALL || b.kind == K_LARGE))
     free_fill(p, b);
+  if (b.kind != K_INVALID) xa_valgrind_free(p);
   switch (b.kind) {
   case K_SMALL: {
     struct xa_tcache *tc = xa_tcache_get();
@@ -176,6 +180,22 @@ XA_EXPORT void *calloc(size_t nmemb, size_t size) {
   return p && !zeroed ? memset(p, 0, n) : p;     /* fresh mappings read as zero */
 }
 
+/* realloc into a new block.  The copy may read past the caller's size up
+ * to the usable size: memcheck is told not to report that. */
+static void *realloc_move(void *p, size_t n, struct block b) {
+  void *q = xa_malloc_fast(n);
+  if (!q) return NULL;
+#if XA_VALGRIND
+  VALGRIND_DISABLE_ERROR_REPORTING;
+#endif
+  memcpy(q, p, n < b.usable ? n : b.usable);
+#if XA_VALGRIND
+  VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+  free_block(p, b, "realloc");
+  return q;
+}
+
 XA_EXPORT void *realloc(void *p, size_t n) {
   if (!p) return xa_malloc_fast(n);
   if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
@@ -185,6 +205,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
     return NULL;                       /* abort_on_error:false: ignored */
   }
   if (n > XA_REQUEST_MAX) return fail_nomem();
+  if (unlikely(xa_on_valgrind)) return realloc_move(p, n, b);
   /* Stay in place when the block fits and would not waste over half. */
   if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
     if (b.kind == K_LARGE && n > XA_SMALL_MAX) xa_arena_resize_large(b.span, n);
@@ -196,11 +217,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
     void *q = xa_huge_realloc(p, n);
     return q ? q : fail_nomem();
   }
-  void *q = xa_malloc_fast(n);
-  if (!q) return NULL;
-  memcpy(q, p, n < b.usable ? n : b.usable);
-  free_block(p, b, "realloc");
-  return q;
+  return realloc_move(p, n, b);
 }
 
 XA_EXPORT void *reallocarray(void *p, size_t nmemb, size_t size) {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,6 +126,15 @@ bool xa_os_guard(void *p, size_t size) {
   bool ok = mprotect(p, size, PROT_NONE) == 0;
   errno = saved;
   return ok;
+}
+
+int32_t xa_os_tid(void) { return (int32_t)syscall(SYS_gettid); }
+
+bool xa_os_thread_alive(int32_t tid) {
+  int saved = errno;
+  bool alive = syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno != ESRCH;
+  errno = saved;
+  return alive;
 }
 
 uint64_t xa_os_random(void) {

@@ -46,6 +46,11 @@ XA_HIDDEN uint64_t xa_os_now(void);
 XA_HIDDEN unsigned xa_os_ncpus(void);
 XA_HIDDEN unsigned xa_os_cpu(void);
 
+/* The calling thread's kernel id, and whether thread `tid` of this process
+ * still exists. */
+XA_HIDDEN int32_t xa_os_tid(void);
+XA_HIDDEN bool xa_os_thread_alive(int32_t tid);
+
 /* Environment lookup without allocating (walks environ). */
 XA_HIDDEN const char *xa_os_getenv(const char *name);
 /* Write to stderr with write(2); no stdio, no allocation. */

@@ -5,7 +5,9 @@
 #include "base.h"
 #include "lock.h"
 #include "options.h"
+#include "os.h"
 #include "purge.h"
+#include "valgrind.h"
 #include <pthread.h>
 #include <string.h>
 
@@ -33,7 +35,52 @@ bool xa_tcache_init_global(void) {
   return pthread_key_create(&tc_key, xa_tcache_destroy) == 0;
 }
 
+static struct xa_tcache *tc_cursor;              /* next cache the sweep checks */
+
+static void tcache_unlink(struct xa_tcache *tc) {
+  if (tc->prev) tc->prev->next = tc->next;
+  else tc_live = tc->next;
+  if (tc->next) tc->next->prev = tc->prev;
+  if (tc_cursor == tc) tc_cursor = tc->next;
+  tc->live = false;
+}
+
+static void tcache_recycle(struct xa_tcache *tc) {
+  tc->prev = NULL;
+  tc->next = tc_recycled;
+  tc_recycled = tc;
+}
+
+static void tcache_flush_bins(struct xa_tcache *tc);
+
+/* glibc runs thread-specific data destructors for at most
+ * PTHREAD_DESTRUCTOR_ITERATIONS rounds: a thread whose first allocation
+ * comes in the last round gets a cache whose destructor never runs.  Each
+ * new cache checks two live ones, and one whose thread is gone is flushed
+ * and recycled.  A reused thread id only delays that; the check (a signal-0
+ * tgkill) runs with no lock held. */
+static void tcache_sweep_orphans(void) {
+  for (int i = 0; i < 2; i++) {
+    xa_lock(&tc_lock);
+    struct xa_tcache *tc = tc_cursor ? tc_cursor : tc_live;
+    tc_cursor = tc ? tc->next : NULL;
+    int32_t tid = tc ? tc->tid : 0;
+    xa_unlock(&tc_lock);
+    if (!tid || xa_os_thread_alive(tid)) continue;
+    xa_lock(&tc_lock);
+    bool orphan = tc->live && tc->tid == tid;   /* not recycled meanwhile */
+    if (orphan) tcache_unlink(tc);
+    xa_unlock(&tc_lock);
+    if (!orphan) continue;
+    tcache_flush_bins(tc);
+    xa_lock(&tc_lock);
+    tcache_recycle(tc);
+    xa_unlock(&tc_lock);
+  }
+}
+
 static struct xa_tcache *tcache_new(void) {
+  tcache_sweep_orphans();
   xa_lock(&tc_lock);
   struct xa_tcache *tc = tc_recycled;
   if (tc) tc_recycled = tc->next;
@@ -49,8 +96,10 @@ static struct xa_tcache *tcache_new(void) {
     }
   }
   tc->events = 0;
+  tc->tid = xa_os_tid();
   memset(tc->missed, 0, sizeof tc->missed);
   xa_lock(&tc_lock);
+  tc->live = true;
   tc->prev = NULL;
   tc->next = tc_live;
   if (tc_live) tc_live->prev = tc;
@@ -61,7 +110,7 @@ static struct xa_tcache *tcache_new(void) {
 
 struct xa_tcache *xa_tcache_get(void) {
   if (xa_tc != &xa_tcache_boot) return xa_tc;
-  if (tc_state != 0 || !xa_opt.tcache || xa_opt.junk || xa_opt.secure) return NULL;
+  if (tc_state != 0 || !xa_opt.tcache || xa_opt.junk || xa_opt.secure || xa_on_valgrind) return NULL;
   struct xa_tcache *tc = tcache_new();
   if (!tc) return NULL;
   tc_state = 1;
@@ -137,12 +186,8 @@ void xa_tcache_flush_all(void) {
 }
 
 static void tcache_unlink_recycle(struct xa_tcache *tc) {
-  if (tc->prev) tc->prev->next = tc->next;
-  else tc_live = tc->next;
-  if (tc->next) tc->next->prev = tc->prev;
-  tc->prev = NULL;
-  tc->next = tc_recycled;
-  tc_recycled = tc;
+  tcache_unlink(tc);
+  tcache_recycle(tc);
 }
 
 void xa_tcache_destroy(void *arg) {
@@ -166,6 +211,8 @@ void xa_tcache_postfork_parent(void) { xa_unlock(&tc_lock); }
  * bounded leak) and the caches recycled empty. */
 void xa_tcache_postfork_child(void) {
   xa_lock_reinit(&tc_lock);
+  tc_cursor = NULL;
+  if (xa_tc != &xa_tcache_boot) xa_tc->tid = xa_os_tid();   /* a new thread id */
   struct xa_tcache *tc = tc_live;
   while (tc) {
     struct xa_tcache *next = tc->next;

@@ -26,6 +26,8 @@ struct xa_tcache {
   struct xa_tbin bins[XA_NSMALL];   /* fast-path part */
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* slow-path calls since last GC */
+  int32_t tid;                      /* owner's kernel thread id */
+  bool live;                        /* on the live list (else recycled) */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
   void *slots[];                    /* the bins' stacks */
 };

@@ -40,22 +40,6 @@
 #define NTHREADS 8
 #define PHASE_BUDGET_S 2.5
 
-static atomic_long failures;
-static char first_failure[512];
-static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-    if (atomic_fetch_add(&failures, 1) == 0) {
-        pthread_mutex_lock(&fail_lock);
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(first_failure, sizeof first_failure, fmt, ap);
-        va_end(ap);
-        pthread_mutex_unlock(&fail_lock);
-    }
-}
 
 /* ---- block descriptors -------------------------------------------------- */
 
@@ -65,19 +49,6 @@ typedef struct {
     uint64_t tag;
     size_t align; /* 0 = default */
 } blk;
-
-/* bytes that tu_fill_sparse(p, n_old, tag) wrote and that lie below keep */
-static int check_sparse_prefix(const void *p, size_t n_old, size_t keep, uint64_t tag)
-{
-    if (keep > n_old) keep = n_old;
-    if (n_old <= 3 * TU_EDGE) return tu_check_range(p, 0, keep, tag) == (size_t)-1;
-    size_t e = keep < TU_EDGE ? keep : TU_EDGE;
-    if (tu_check_range(p, 0, e, tag) != (size_t)-1) return 0;
-    for (size_t off = TU_EDGE; off + 8 <= n_old - TU_EDGE && off + 8 <= keep; off += 4096)
-        if (tu_check_range(p, off, off + 8, tag) != (size_t)-1) return 0;
-    if (keep > n_old - TU_EDGE && tu_check_range(p, n_old - TU_EDGE, keep, tag) != (size_t)-1) return 0;
-    return 1;
-}
 
 static size_t rand_size(tu_rng *r)
 {
@@ -90,12 +61,12 @@ static size_t rand_size(tu_rng *r)
 
 static int verify(const blk *b, const char *when)
 {
-    if (!check_sparse_prefix(b->p, b->n, b->n, b->tag)) {
-        report("block %p (%zu bytes, tag %#llx) corrupted before %s", b->p, b->n, (unsigned long long)b->tag, when);
+    if (!tu_check_sparse_prefix(b->p, b->n, b->n, b->tag)) {
+        tu_report("block %p (%zu bytes, tag %#llx) corrupted before %s", b->p, b->n, (unsigned long long)b->tag, when);
         return 0;
     }
     if (malloc_usable_size(b->p) < b->n) {
-        report("usable size %zu < %zu for %p", malloc_usable_size(b->p), b->n, b->p);
+        tu_report("usable size %zu < %zu for %p", malloc_usable_size(b->p), b->n, b->p);
         return 0;
     }
     return 1;
@@ -116,7 +87,7 @@ static void fresh(blk *b, tu_rng *r, int tid, uint64_t *ctr)
             size_t e = n < 4096 ? n : 4096;
             int ok = tu_is_zero(p, e) && tu_is_zero((char *)p + n - e, e);
             for (size_t off = 4096; ok && off + 8 <= n; off += 4096) ok = tu_is_zero((char *)p + off, 8);
-            if (!ok) report("calloc(1, %zu) = %p not zeroed", n, p);
+            if (!ok) tu_report("calloc(1, %zu) = %p not zeroed", n, p);
         }
     } else {
         unsigned ak = (unsigned)(tu_next(r) % 100);
@@ -124,14 +95,14 @@ static void fresh(blk *b, tu_rng *r, int tid, uint64_t *ctr)
         if (how == 8) p = aligned_alloc(al, n);
         else if (tu_next(r) & 1) p = memalign(al, n);
         else if (posix_memalign(&p, al, n) != 0) p = NULL;
-        if (p && !tu_aligned(p, al)) report("aligned allocation (%zu, %zu) = %p misaligned", al, n, p);
+        if (p && !tu_aligned(p, al)) tu_report("aligned allocation (%zu, %zu) = %p misaligned", al, n, p);
     }
     if (!p) {
-        report("thread %d: allocation of %zu bytes (align %zu) failed", tid, n, al);
+        tu_report("thread %d: allocation of %zu bytes (align %zu) failed", tid, n, al);
         b->p = NULL;
         return;
     }
-    if (n >= 16 && !tu_aligned(p, 16)) report("allocation of %zu bytes = %p not 16-aligned", n, p);
+    if (n >= 16 && !tu_aligned(p, 16)) tu_report("allocation of %zu bytes = %p not 16-aligned", n, p);
     b->p = p;
     b->n = n;
     b->align = al;
@@ -153,7 +124,7 @@ static void *phase_a(void *arg)
     tu_rng r;
     tu_seed(&r, 0xA000 + tid);
     blk *t = calloc(SLOTS, sizeof *t);
-    if (!t) { report("calloc table"); return NULL; }
+    if (!t) { tu_report("calloc table"); return NULL; }
     uint64_t ctr = 0;
     long op;
     for (op = 0; op < OPS_A; op++) {
@@ -171,11 +142,11 @@ static void *phase_a(void *arg)
             size_t n = rand_size(&r);
             if (b->align == 0 && (tu_next(&r) & 7) == 0) n = b->n + tu_range(&r, 0, 64); /* small grow */
             void *q = realloc(b->p, n);
-            if (!q && n) { report("realloc(%p, %zu) failed", b->p, n); b->p = NULL; continue; }
+            if (!q && n) { tu_report("realloc(%p, %zu) failed", b->p, n); b->p = NULL; continue; }
             if (!q) { b->p = NULL; continue; } /* realloc(p, 0) freed it */
-            if (n >= 16 && !tu_aligned(q, 16)) report("realloc -> %p not 16-aligned", q);
-            if (!check_sparse_prefix(q, b->n, n, b->tag))
-                report("realloc %zu -> %zu (%p -> %p) lost contents", b->n, n, b->p, q);
+            if (n >= 16 && !tu_aligned(q, 16)) tu_report("realloc -> %p not 16-aligned", q);
+            if (!tu_check_sparse_prefix(q, b->n, n, b->tag))
+                tu_report("realloc %zu -> %zu (%p -> %p) lost contents", b->n, n, b->p, q);
             b->p = q;
             b->n = n;
             b->align = 0;
@@ -224,7 +195,7 @@ static void test_random_ops(void **state)
         }
     print_message("phase A: %ld operations%s\n", (long)ops_done_a,
                   truncated ? " (shortened by the safety deadline)" : "");
-    if (failures) fail_msg("%ld failures; first: %s", (long)failures, first_failure);
+    if (tu_failures) fail_msg("%ld tu_failures; first: %s", (long)tu_failures, tu_first_failure);
 }
 
 /* ---- phase B: producers only allocate, consumers only free --------------- */
@@ -280,14 +251,14 @@ static void *producer(void *arg)
         for (int made = 0; !stop && made < PER_ROUND; made += BATCH) {
             /* the batch array itself is also freed by the consumer */
             blk *batch = malloc(BATCH * sizeof *batch);
-            if (!batch) { report("producer: malloc batch"); break; }
+            if (!batch) { tu_report("producer: malloc batch"); break; }
             for (int i = 0; i < BATCH; i++) {
                 unsigned k = (unsigned)(tu_next(&r) % 1000);
                 size_t n = k < 950 ? tu_range(&r, 8, 512) : k < 998 ? tu_range(&r, 513, 65536)
                                                                     : tu_range(&r, 65537, 1 << 20);
                 blk *b = &batch[i];
                 b->p = malloc(n);
-                if (!b->p) { report("producer: malloc(%zu) failed", n); b->n = 0; continue; }
+                if (!b->p) { tu_report("producer: malloc(%zu) failed", n); b->n = 0; continue; }
                 b->n = n;
                 b->align = 0;
                 b->tag = ((uint64_t)(id + 100) << 48) ^ ++ctr;
@@ -330,7 +301,7 @@ static void *consumer(void *arg)
             int ok = b->n <= 512 ? tu_check(b->p, b->n, b->tag)
                                  : tu_check_range(b->p, 0, 64, b->tag) == (size_t)-1 &&
                                        tu_check_range(b->p, b->n - 64, b->n, b->tag) == (size_t)-1;
-            if (!ok) report("cross-thread block %p (%zu bytes) corrupted", b->p, b->n);
+            if (!ok) tu_report("cross-thread block %p (%zu bytes) corrupted", b->p, b->n);
             free(b->p);
         }
         free(batch);
@@ -358,7 +329,7 @@ static void test_producer_consumer(void **state)
                   truncated ? " (shortened by the safety deadline)" : "");
     for (int i = 0; i < rounds_run; i++) print_message(" %zu", rss_round[i] >> 20);
     print_message("\n");
-    if (failures) fail_msg("%ld failures; first: %s", (long)failures, first_failure);
+    if (tu_failures) fail_msg("%ld tu_failures; first: %s", (long)tu_failures, tu_first_failure);
     assert_true(rounds_run >= 3);
     size_t base = rss_round[0], last = rss_round[rounds_run - 1];
     if (last > base + 64 * TU_MiB)

@@ -12,6 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -139,6 +142,19 @@ static inline int tu_check_sparse(const void *p, size_t n, uint64_t tag)
 }
 
 /* Is every byte of [p, p+n) zero? */
+/* bytes that tu_fill_sparse(p, n_old, tag) wrote and that lie below keep */
+static inline int tu_check_sparse_prefix(const void *p, size_t n_old, size_t keep, uint64_t tag)
+{
+    if (keep > n_old) keep = n_old;
+    if (n_old <= 3 * TU_EDGE) return tu_check_range(p, 0, keep, tag) == (size_t)-1;
+    size_t e = keep < TU_EDGE ? keep : TU_EDGE;
+    if (tu_check_range(p, 0, e, tag) != (size_t)-1) return 0;
+    for (size_t off = TU_EDGE; off + 8 <= n_old - TU_EDGE && off + 8 <= keep; off += 4096)
+        if (tu_check_range(p, off, off + 8, tag) != (size_t)-1) return 0;
+    if (keep > n_old - TU_EDGE && tu_check_range(p, n_old - TU_EDGE, keep, tag) != (size_t)-1) return 0;
+    return 1;
+}
+
 static inline int tu_is_zero(const void *p, size_t n)
 {
     const uint8_t *b = (const uint8_t *)p;
@@ -224,6 +240,24 @@ static inline const char *tu_perms_at(uintptr_t a)
     }
     if (f) fclose(f);
     return perms;
+}
+
+/* First-failure recorder for multi-threaded tests: any thread calls
+ * tu_report(); tu_failures counts, tu_first_failure keeps the first message. */
+static atomic_long tu_failures __attribute__((unused));
+static char tu_first_failure[512] __attribute__((unused));
+static pthread_mutex_t tu_fail_lock __attribute__((unused)) = PTHREAD_MUTEX_INITIALIZER;
+static inline void tu_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void tu_report(const char *fmt, ...)
+{
+    if (atomic_fetch_add(&tu_failures, 1) == 0) {
+        pthread_mutex_lock(&tu_fail_lock);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(tu_first_failure, sizeof tu_first_failure, fmt, ap);
+        va_end(ap);
+        pthread_mutex_unlock(&tu_fail_lock);
+    }
 }
 
 static inline size_t tu_rss(void) { return tu_statm(1); }
