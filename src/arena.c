@@ -489,6 +489,17 @@ struct xa_span *xa_arena_large_span(const void *p) {
   return s;
 }
 
+bool xa_arena_was_freed(const void *p) {
+  struct xa_chunk *c = xa_chunk_of(p);
+  arena_lock(c->arena);
+  const struct xa_pageinfo *pi = xa_chunk_info(c, p);
+  struct xa_span *s = xa_chunk_span(c, pi->first);
+  bool was = ((uintptr_t)p & (xa_os_page - 1)) == 0 &&
+             (s->state == XA_SPAN_FREE || s->state == XA_SPAN_PURGING) && pi->cls == XA_CLS_NONE;
+  arena_unlock(c->arena);
+  return was;
+}
+
 void xa_arena_free_large(struct xa_span *s) {
   struct xa_arena *a = xa_span_chunk(s)->arena;
   arena_lock(a);

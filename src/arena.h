@@ -78,6 +78,9 @@ XA_HIDDEN bool xa_arena_resize_large(struct xa_span *s, size_t new_size);
 
 /* The span of a large allocation p, or NULL if p is not one. */
 XA_HIDDEN struct xa_span *xa_arena_large_span(const void *p);
+/* Is p (in one of our chunks) the start of free pages: most likely a block
+ * freed before? */
+XA_HIDDEN bool xa_arena_was_freed(const void *p);
 
 /* Give back the dirty free pages (madvise) of arena a / of every arena;
  * returns bytes purged. */

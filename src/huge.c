@@ -176,6 +176,14 @@ size_t xa_huge_usable(const void *p) {
   return s;
 }
 
+bool xa_huge_is_cached(const void *p) {
+  bool found = false;
+  xa_lock(&huge_lock);
+  for (unsigned i = 0; i < cache_n; i++) found |= cache[i].p == p;
+  xa_unlock(&huge_lock);
+  return found;
+}
+
 bool xa_huge_free(void *p) {
   size_t size = take((uintptr_t)p);
   if (!size) return false;

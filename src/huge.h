@@ -12,6 +12,8 @@
 XA_HIDDEN void *xa_huge_alloc(size_t n, size_t align, bool *zeroed);
 /* Usable size of huge block p, or 0 if p is not the start of one. */
 XA_HIDDEN size_t xa_huge_usable(const void *p);
+/* Is p a freed huge block kept in the cache of mappings? */
+XA_HIDDEN bool xa_huge_is_cached(const void *p);
 /* Retire p (kept in the cache of freed mappings, or unmapped); false if p
  * is not a live huge block. */
 XA_HIDDEN bool xa_huge_free(void *p);

@@ -107,6 +107,12 @@ static struct block lookup(const void *p) {
   return b;
 }
 
+/* What a pointer that is no live block most likely is. */
+static XA_NOINLINE XA_COLD const char *invalid_why(const void *p) {
+  bool freed = xa_chunkmap_test((uintptr_t)p) ? xa_arena_was_freed(p) : xa_huge_is_cached(p);
+  return freed ? "double free" : "invalid pointer";
+}
+
 /* junk: mark freed memory; secure: zero it, so nothing leaks to the next
  * owner.  Only for a block that is really allocated (double frees are
  * caught by the arena without touching the block). */
@@ -131,7 +137,7 @@ static void free_block(void *p, struct block b, const char *fn) {
   case K_HUGE: if (xa_huge_free(p)) { xa_purge_notify(); return; } break;
   default: break;
   }
-  xa_error_pointer(fn, "invalid pointer", p);   /* returns: call ignored */
+  xa_error_pointer(fn, invalid_why(p), p);   /* returns: call ignored */
 }
 
 static void free_checked(void *p, const char *fn) {
@@ -201,7 +207,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
   struct block b = lookup(p);
   if (b.kind == K_INVALID) {
-    xa_error_pointer("realloc", "invalid pointer", p);
+    xa_error_pointer("realloc", invalid_why(p), p);
     return NULL;                       /* abort_on_error:false: ignored */
   }
   if (n > XA_REQUEST_MAX) return fail_nomem();
@@ -260,7 +266,7 @@ XA_EXPORT void *pvalloc(size_t n) {
 XA_EXPORT size_t malloc_usable_size(void *p) {
   if (!p) return 0;
   struct block b = lookup(p);
-  if (b.kind == K_INVALID) xa_error_pointer("malloc_usable_size", "invalid pointer", p);
+  if (b.kind == K_INVALID) xa_error_pointer("malloc_usable_size", invalid_why(p), p);
   return b.usable;                     /* 0 when invalid */
 }
 
