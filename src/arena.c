@@ -377,6 +377,8 @@ static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const
     return;
   }
   s->bitmap[idx >> 6] |= bit;
+  /* secure: zero it here, where it is known to have been live */
+  if (unlikely(xa_opt.secure)) memset(p, 0, ci->size);
   struct xa_bin *bin = &a->bins[cls];
   bin->curobjs--;
   if (unlikely(s->purging)) { s->nfree++; return; }   /* the purger re-bins it */

@@ -114,10 +114,11 @@ static XA_NOINLINE XA_COLD const char *invalid_why(const void *p) {
 }
 
 /* junk: mark freed memory; secure: zero it, so nothing leaks to the next
- * owner.  Only for a block that is really allocated (double frees are
- * caught by the arena without touching the block). */
+ * owner (small objects: by the arena, under its lock).  Only for a block
+ * that is really allocated (double frees are caught by the arena without
+ * touching the block). */
 static XA_NOINLINE void free_fill(void *p, struct block b) {
-  if (b.kind == K_SMALL && xa_arena_small_is_free(p)) return;
+  if (b.kind == K_SMALL && (!xa_opt.junk || xa_arena_small_is_free(p))) return;
   memset(p, xa_opt.junk ? XA_JUNK_FREE : 0, b.usable);
 }
 
