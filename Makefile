@@ -68,7 +68,7 @@ build/test/stress_%: test/stress_%.c lib/libxalloc.so $(TESTLIB) | build/test
 TESTENV := XALLOC_SO=$(CURDIR)/lib/libxalloc.so XALLOC_A=$(CURDIR)/lib/libxalloc.a \
            BUILD=$(CURDIR)/build/test SRC=$(CURDIR) CC="$(CC)" CXX="$(CXX)"
 
-check: check-unit check-api check-preload check-bench
+check: check-unit check-api check-preload check-bench check-fuzz
 	@echo "== all tests passed"
 check-unit: $(UNIT)
 	@set -e; for t in $(UNIT); do echo "== $$t"; $$t; done

@@ -234,25 +234,26 @@ void *xa_huge_realloc(void *p, size_t n) {
   xa_lock(&huge_lock);
   struct huge_ent *e = find((uintptr_t)p);
   size_t old = e ? e->size : 0;
-  bool room = e && reserve_locked();      /* so the re-keying cannot fail */
+  if (!old || size == old) {
+    xa_unlock(&huge_lock);
+    return old ? p : NULL;
+  }
+  /* Out of the table while the mapping changes: once mremap moves it,
+   * another thread may map a new block at the old address, which must not
+   * meet a stale entry.  The slot freed here guarantees room below. */
+  e->p = 1;
+  huge_count--;
+  huge_bytes -= old;
   xa_unlock(&huge_lock);
-  if (!old || !room) return NULL;
-  if (size == old) return p;
   void *q = p;
   if (!xa_os_remap_inplace(p, old, size)) q = xa_os_remap(p, old, size);
-  if (!q) return NULL;
+  uintptr_t at = q ? (uintptr_t)q : (uintptr_t)p;   /* failed: p unchanged */
+  size_t now = q ? size : old;
   xa_lock(&huge_lock);
-  e = find((uintptr_t)p);
-  if (e) {
-    if (q == p) {
-      e->size = size;
-    } else {
-      e->p = 1;
-      put(tab, tab_cap, (uintptr_t)q, size);
-      tab_used++;
-    }
-    huge_bytes += size - old;
-  }
+  put(tab, tab_cap, at, now);
+  tab_used++;
+  huge_count++;
+  huge_bytes += now;
   xa_unlock(&huge_lock);
   return q;
 }
