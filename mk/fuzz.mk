@@ -45,5 +45,5 @@ check-fuzz: $(FUZZ_DIR)/fuzz_ops
 	$(FUZZ_DIR)/fuzz_ops -max_len=4096 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
 
-# test/ops.h is shared with api_differential
-build/test/api_differential build/test/api_differential.glibc: test/ops.h
+# test/ops.h is shared with api_differential and unit_faults
+build/test/api_differential build/test/api_differential.glibc build/test/unit_faults: test/ops.h

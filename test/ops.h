@@ -163,6 +163,8 @@ typedef struct {
     int truncated;
     size_t page;
     int vg;                 /* running under valgrind */
+    int oom_ok;             /* faults injected: NULL/ENOMEM is a valid answer */
+    unsigned long ooms;     /* requests that got it */
     ops_blk t[OPS_SLOTS];
     uint64_t ctr;
     ops_budget own_budget, *budget;
@@ -496,6 +498,7 @@ static inline void ops_free_blk(ops_model *m, ops_blk *b, unsigned variant, cons
 static inline void ops_new(ops_model *m, unsigned slot, void *p, size_t n, size_t align, size_t arg_al,
                     unsigned how, const char *fn)
 {
+    if (!p && m->oom_ok && errno == ENOMEM) { m->ooms++; return; }   /* the slot stays empty */
     if (!p) ops_fail(m, "%s(%zu) returned NULL (errno %d)", fn, n, errno);
     size_t u = ops_check_new(m, slot, p, n, align, fn);
     if (how == HOW_CALLOC && !ops_zeroed(p, n)) ops_fail(m, "calloc(%zu) = %p not zeroed", n, p);
@@ -541,6 +544,11 @@ static inline void ops_realloc(ops_model *m, unsigned slot, int array)
         /* glibc: realloc(p, 0) frees p and returns NULL */
         if (q) ops_fail(m, "%s(%p, 0) = %p, expected NULL (block freed)", fn, old, q);
         ops_forget(m, b);
+        return;
+    }
+    if (!q && m->oom_ok && errno == ENOMEM) {        /* the old block must be intact */
+        m->ooms++;
+        if (old) ops_verify(m, b, "after a failed realloc");
         return;
     }
     if (!q) ops_fail(m, "%s(%p, %zu) failed (errno %d)", fn, old, n, errno);
@@ -684,6 +692,7 @@ static inline void ops_step(ops_model *m)
         m->cur_n = n = ops_size(m);
         p = NULL;
         int rc = posix_memalign(&p, al, n);
+        if (rc == ENOMEM && m->oom_ok && !p) { m->ooms++; break; }
         if (rc) ops_fail(m, "posix_memalign(&p, %zu, %zu) = %d", al, n, rc);
         ops_new(m, slot, p, n, al, al, HOW_POSIX_MEMALIGN, "posix_memalign");
         break;
