@@ -2,7 +2,7 @@
  * memcheck about every block it hands out and takes back (client requests:
  * a handful of instructions that do nothing outside valgrind), so programs
  * that link or preload xalloc can still be checked for overflows, uses
- * after free and leaks.  Under valgrind the thread caches are off and
+ * after free and leaks.  Under memcheck the thread caches are off and
  * realloc always moves, so every call passes through these hooks. */
 #ifndef XA_VALGRIND_H
 #define XA_VALGRIND_H
@@ -18,12 +18,15 @@
 #define XA_VALGRIND 0
 #endif
 
-/* Set at initialisation: running under valgrind. */
+/* Set at initialisation: running under memcheck. */
 XA_HIDDEN extern bool xa_on_valgrind;
 
 XA_INLINE void xa_valgrind_init(void) {
 #if XA_VALGRIND
-  xa_on_valgrind = RUNNING_ON_VALGRIND != 0;
+  /* Only memcheck answers GET_VBITS (1: done): other tools, such as
+   * callgrind measuring the fast path, keep the caches. */
+  unsigned char probe = 0, vbits;
+  xa_on_valgrind = RUNNING_ON_VALGRIND && VALGRIND_GET_VBITS(&probe, &vbits, 1) == 1;
 #endif
 }
 /* p..p+n is a new block (zeroed: reads as zero). */
