@@ -221,6 +221,27 @@ static void test_flush_detects_misuse(void **state) {
   assert_non_null(strstr(c.err, "xalloc: free: invalid pointer 0x"));
 }
 
+/* A write running off the last block of a chunk hits the trailing guard
+ * page (SIGSEGV), not the next chunk's header. */
+static int child_overflow_chunk_end(void *arg) {
+  (void)arg;
+  struct xa_arena *a = new_arena();
+  size_t big = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
+  char *p = xa_arena_alloc_large(a, big, xa_os_page);
+  if (!p) return 1;
+  memset(p, 1, big);
+  volatile char *q = p;
+  for (size_t i = big; i < big + 64; i++) q[i] = 2;   /* must fault at i == big */
+  return 0;
+}
+
+static void test_overflow_hits_guard(void **state) {
+  (void)state;
+  static tu_child c;
+  tu_run_child(&c, child_overflow_chunk_end, NULL, 1, 30);
+  assert_int_equal(c.sig, SIGSEGV);
+}
+
 /* Fault injection in the OS layer: while mappings fail, every allocation
  * that needs one returns NULL with ENOMEM and nothing breaks; afterwards
  * the same requests succeed. */
@@ -258,6 +279,7 @@ int main(void) {
       cmocka_unit_test(test_large_resize_in_place),
       cmocka_unit_test(test_chunk_retention_and_purge),
       cmocka_unit_test(test_flush_detects_misuse),
+      cmocka_unit_test(test_overflow_hits_guard),
       cmocka_unit_test(test_os_failure_injection),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
