@@ -5,6 +5,7 @@
 #include "base.h"
 #include "error.h"
 #include "options.h"
+#include "valgrind.h"
 #include <string.h>
 
 struct xa_arena **xa_arenas;
@@ -378,7 +379,7 @@ static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const
   }
   s->bitmap[idx >> 6] |= bit;
   /* secure: zero it here, where it is known to have been live */
-  if (unlikely(xa_opt.secure)) memset(p, 0, ci->size);
+  if (unlikely(xa_opt.secure)) xa_valgrind_fill(p, 0, ci->size);
   struct xa_bin *bin = &a->bins[cls];
   bin->curobjs--;
   if (unlikely(s->purging)) { s->nfree++; return; }   /* the purger re-bins it */

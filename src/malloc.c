@@ -43,7 +43,7 @@ static void *alloc_small(size_t n) {
   if (!p) return fail_nomem();
   if (tc) *(uintptr_t *)p = 0;         /* the freed mark, if it came from a cache */
   /* junk:true turns the caches off, so every allocation passes here */
-  if (unlikely(xa_opt.junk)) memset(p, XA_JUNK_ALLOC, xa_classes[cls].size);
+  if (unlikely(xa_opt.junk)) xa_valgrind_fill(p, XA_JUNK_ALLOC, xa_classes[cls].size);
   xa_valgrind_alloc(p, n, false);
   return p;
 }
@@ -66,7 +66,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
   }
   if (!p) return fail_nomem();
   if (unlikely(xa_opt.junk)) {
-    memset(p, XA_JUNK_ALLOC, n);
+    xa_valgrind_fill(p, XA_JUNK_ALLOC, n);
     *zeroed = false;
   }
   xa_valgrind_alloc(p, n, *zeroed);
@@ -119,7 +119,7 @@ static XA_NOINLINE XA_COLD const char *invalid_why(const void *p) {
  * touching the block). */
 static XA_NOINLINE void free_fill(void *p, struct block b) {
   if (b.kind == K_SMALL && (!xa_opt.junk || xa_arena_small_is_free(p))) return;
-  memset(p, xa_opt.junk ? XA_JUNK_FREE : 0, b.usable);
+  xa_valgrind_fill(p, xa_opt.junk ? XA_JUNK_FREE : 0, b.usable);
 }
 
 static void free_block(void *p, struct block b, const char *fn) {

@@ -41,6 +41,17 @@ XA_INLINE void xa_valgrind_free(const void *p) {
   if (unlikely(xa_on_valgrind)) VALGRIND_FREELIKE_BLOCK(p, 0);
 #endif
 }
+/* Fill n bytes of a block (junk, secure), also past the size memcheck
+ * knows; memcheck then sees them as inaccessible until a MALLOCLIKE. */
+XA_INLINE void xa_valgrind_fill(void *p, int c, size_t n) {
+#if XA_VALGRIND
+  if (unlikely(xa_on_valgrind)) VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+#endif
+  __builtin_memset(p, c, n);
+#if XA_VALGRIND
+  if (unlikely(xa_on_valgrind)) VALGRIND_MAKE_MEM_NOACCESS(p, n);
+#endif
+}
 /* Memory no block covers yet (a new chunk's span area). */
 XA_INLINE void xa_valgrind_noaccess(const void *p, size_t n) {
 #if XA_VALGRIND

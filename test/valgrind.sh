@@ -4,7 +4,8 @@
 # memcheck reports a heap overflow, a use after free, a read of
 # uninitialised heap memory and a leak in blocks xalloc served -- linked
 # statically (libxalloc.a) and under LD_PRELOAD -- and nothing for a clean
-# program.  malloc_usable_size proves xalloc served the blocks (memcheck's
+# program (also in secure and junk modes, which write into freed blocks).
+# malloc_usable_size proves xalloc served the blocks (memcheck's
 # own allocator would answer the requested size, not the size class).
 # Without the option memcheck replaces xalloc with its own allocator, which
 # works too but checks a different heap.  Skipped (not failed) when
@@ -60,34 +61,37 @@ EOF
 $CC -O1 -g -o "$W/static" "$W/prog.c" "$XALLOC_A" -pthread || { echo "FAIL: build"; exit 1; }
 $CC -O1 -g -o "$W/dynamic" "$W/prog.c" || { echo "FAIL: build"; exit 1; }
 
-# run WAY MODE WANT: memcheck must exit 9 (errors) or 0 (clean) and its
+# run WAY MODE WANT [CONF]: memcheck must exit 9 (errors) or 0 (clean) and its
 # report must contain WANT.  nouserintercepts: memcheck must not swap in its
 # own malloc for the one in the program (static) or preloaded library.
 VG="valgrind -q --error-exitcode=9 --leak-check=full --soname-synonyms=somalloc=nouserintercepts"
 run() {
-    way=$1 mode=$2 want=$3
+    way=$1 mode=$2 want=$3 conf=${4:-}
+    label="$way $mode${conf:+ [$conf]}"
     if [ "$way" = static ]; then
-        $VG "$W/static" "$mode" >"$W/out" 2>"$W/err"
+        XALLOC_CONF=$conf $VG "$W/static" "$mode" >"$W/out" 2>"$W/err"
     else
-        LD_PRELOAD="$XALLOC_SO" $VG "$W/dynamic" "$mode" >"$W/out" 2>"$W/err"
+        XALLOC_CONF=$conf LD_PRELOAD="$XALLOC_SO" $VG "$W/dynamic" "$mode" >"$W/out" 2>"$W/err"
     fi
     rc=$?
     if ! grep -q "^usable 32$" "$W/out"; then
-        fail "$way $mode: xalloc did not serve the program ($(head -1 "$W/out"))"
+        fail "$label: xalloc did not serve the program ($(head -1 "$W/out"))"
         return
     fi
     if [ "$want" = clean ]; then
-        if [ $rc -eq 0 ] && [ ! -s "$W/err" ]; then ok "$way $mode: no reports"
-        else fail "$way $mode: memcheck reported (rc $rc)"; head -20 "$W/err"; fi
+        if [ $rc -eq 0 ] && [ ! -s "$W/err" ]; then ok "$label: no reports"
+        else fail "$label: memcheck reported (rc $rc)"; head -20 "$W/err"; fi
     elif [ $rc -eq 9 ] && grep -q "$want" "$W/err"; then
-        ok "$way $mode: memcheck says '$want'"
+        ok "$label: memcheck says '$want'"
     else
-        fail "$way $mode: want '$want' (rc $rc)"; head -20 "$W/err"
+        fail "$label: want '$want' (rc $rc)"; head -20 "$W/err"
     fi
 }
 
 for way in static preload; do
     run $way clean clean
+    run $way clean clean secure:true
+    run $way clean clean junk:true
     run $way overflow "Invalid write of size 1"
     run $way uaf "Invalid read of size 1"
     run $way uninit "uninitialised value"
