@@ -336,8 +336,6 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
   return got;
 }
 
-/* Return one object to its slab (arena lock held).  May release the slab;
- * a chunk to unmap is chained onto *dead. */
 /* Report misuse found while flushing; the pointer is then skipped.  The
  * lock is dropped around the report (a write to stderr). */
 static XA_NOINLINE XA_COLD void slab_misuse(struct xa_arena *a, const char *fn, const char *what, void *p) {
@@ -356,34 +354,17 @@ static void slab_release(struct xa_arena *a, struct xa_span *s, struct xa_chunk 
   if (d) { d->next = *dead; *dead = d; }
 }
 
-static void slab_free_one(struct xa_arena *a, struct xa_chunk *c, void *p, const char *fn, struct xa_chunk **dead,
-                          uint64_t now) {
-  struct xa_pageinfo pi = *xa_chunk_info(c, p);
-  struct xa_span *s = xa_chunk_span(c, pi.first);
-  unsigned cls = pi.cls;
-  if (unlikely(cls >= XA_NSMALL || s->state != XA_SPAN_SLAB)) {
-    slab_misuse(a, fn, "invalid pointer (double free?)", p);
-    return;
-  }
-  const struct xa_class_info *ci = &xa_classes[cls];
-  uint32_t off = (uint32_t)(uintptr_t)p - pi.start32;
-  uint32_t idx = xa_sizeclass_index(cls, off);
-  if (unlikely(idx * ci->size != off || idx >= ci->nobjs)) {
-    slab_misuse(a, fn, "invalid pointer", p);
-    return;
-  }
-  uint64_t bit = (uint64_t)1 << (idx & 63);
-  if (unlikely(s->bitmap[idx >> 6] & bit)) {
-    slab_misuse(a, fn, "double free", p);
-    return;
-  }
-  s->bitmap[idx >> 6] |= bit;
-  /* secure: zero it here, where it is known to have been live */
-  if (unlikely(xa_opt.secure)) xa_valgrind_fill(p, 0, ci->size);
-  struct xa_bin *bin = &a->bins[cls];
-  bin->curobjs--;
-  if (unlikely(s->purging)) { s->nfree++; return; }   /* the purger re-bins it */
-  if (s->nfree++ == 0) list_push(&bin->nonfull, s);
+/* k objects of slab s were just marked free in its bitmap: update its
+ * count, its place in the bin and the dirty list (lock held).  May release
+ * the slab; a chunk to unmap is chained onto *dead. */
+static void slab_account(struct xa_arena *a, struct xa_span *s, uint32_t k, struct xa_chunk **dead, uint64_t now) {
+  if (!k) return;
+  const struct xa_class_info *ci = &xa_classes[s->cls];
+  struct xa_bin *bin = &a->bins[s->cls];
+  bin->curobjs -= k;
+  if (unlikely(s->purging)) { s->nfree += k; return; }   /* the purger re-bins it */
+  if (s->nfree == 0) list_push(&bin->nonfull, s);
+  s->nfree += k;
   if (s->nfree == ci->nobjs && (bin->nonfull != s || s->next)) {
     slab_release(a, s, dead);      /* empty, not the bin's only slab */
   } else if (!s->dirty && s->nfree >= ci->page_objs) {
@@ -402,18 +383,60 @@ static void chunks_delete(struct xa_chunk *dead) {
   }
 }
 
+/* Pointers that follow each other in ptrs often lie in the same slab (a
+ * cache bin flushes its oldest objects, freed in order): such a run costs
+ * one lookup and one accounting step; each object still has its offset
+ * checked (object start) and its bit (double free). */
 void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
   struct xa_chunk *dead = NULL;
   uint64_t now = xa_os_now();
+  bool secure = xa_opt.secure;
   while (n) {
     struct xa_arena *a = xa_chunk_of(ptrs[0])->arena;
     unsigned keep = 0;
+    struct xa_span *s = NULL;      /* slab of the current run */
+    const struct xa_class_info *ci = NULL;
+    char *base = NULL;
+    size_t bytes = 0;
+    uint32_t run = 0;              /* objects freed into s so far */
     arena_lock(a);
     for (unsigned i = 0; i < n; i++) {
-      struct xa_chunk *c = xa_chunk_of(ptrs[i]);
-      if (c->arena != a) ptrs[keep++] = ptrs[i];
-      else slab_free_one(a, c, ptrs[i], fn, &dead, now);
+      char *p = ptrs[i];
+      if (!s || (size_t)(p - base) >= bytes) {
+        if (s) slab_account(a, s, run, &dead, now);
+        s = NULL;
+        struct xa_chunk *c = xa_chunk_of(p);
+        if (c->arena != a) { ptrs[keep++] = p; continue; }
+        struct xa_pageinfo pi = *xa_chunk_info(c, p);
+        struct xa_span *t = xa_chunk_span(c, pi.first);
+        if (unlikely(pi.cls >= XA_NSMALL || t->state != XA_SPAN_SLAB)) {
+          slab_misuse(a, fn, "invalid pointer (double free?)", p);
+          continue;
+        }
+        s = t;
+        ci = &xa_classes[s->cls];
+        base = xa_span_addr(s);
+        bytes = xa_span_bytes(s);
+        run = 0;
+      }
+      uint32_t off = (uint32_t)(p - base);
+      uint32_t idx = xa_sizeclass_index(s->cls, off);
+      uint64_t bit = (uint64_t)1 << (idx & 63);
+      const char *bad = idx * ci->size != off || idx >= ci->nobjs ? "invalid pointer"
+                        : (s->bitmap[idx >> 6] & bit)             ? "double free"
+                                                                  : NULL;
+      if (unlikely(bad)) {
+        slab_account(a, s, run, &dead, now);   /* the report drops the lock */
+        s = NULL;
+        slab_misuse(a, fn, bad, p);
+        continue;
+      }
+      s->bitmap[idx >> 6] |= bit;
+      /* secure: zero it here, where it is known to have been live */
+      if (unlikely(secure)) xa_valgrind_fill(p, 0, ci->size);
+      run++;
     }
+    if (s) slab_account(a, s, run, &dead, now);
     arena_unlock(a);
     n = keep;
   }
