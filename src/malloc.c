@@ -123,6 +123,7 @@ static XA_NOINLINE void free_fill(void *p, struct block b) {
 }
 
 static void free_block(void *p, struct block b, const char *fn) {
+  bool first = xa_tc == &xa_tcache_boot;   /* before anything allocates */
   if (b.kind != K_INVALID) xa_purge_start();
   if (unlikely(xa_opt.junk | xa_opt.secure) && (b.kind == K_SMALL || b.kind == K_LARGE))
     free_fill(p, b);
@@ -132,6 +133,7 @@ static void free_block(void *p, struct block b, const char *fn) {
     struct xa_tcache *tc = xa_tcache_get();
     if (!tc) xa_arena_flush(&p, 1, fn);
     else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p)) xa_error_pointer(fn, "double free", p);
+    else if (unlikely(first)) xa_tcache_bury_first(tc, (unsigned)b.cls);
     return;
   }
   case K_LARGE: xa_arena_free_large(b.span); xa_purge_notify(); return;

@@ -177,6 +177,22 @@ bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
   return true;
 }
 
+void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
+  struct xa_tbin *b = &tc->bins[cls];
+  uint32_t n = xa_tbin_count(b);
+  if (n == 0) return;
+  void *p = b->top[-1];
+  if (n == 1) {                  /* refill above it */
+    unsigned want = xa_tbin_cap(b) / 2;
+    unsigned got = want > 1 ? xa_arena_refill(xa_arena_choose(), cls, b->stack + 1, want - 1) : 0;
+    b->top = b->stack + 1 + got;
+    tc->missed[cls] = 1;
+  } else {                       /* swap it with the bottom object */
+    b->top[-1] = b->stack[0];
+    b->stack[0] = p;
+  }
+}
+
 static void tcache_flush_bins(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) bin_flush(&tc->bins[c], xa_tbin_count(&tc->bins[c]));
 }

@@ -46,6 +46,11 @@ XA_HIDDEN void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls);
  * p carries the freed mark).  A full bin's older half is flushed first.
  * Returns false, caching nothing, if p is already free (double free). */
 XA_HIDDEN bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p);
+/* The object just cached in bin cls was the thread's first free: it most
+ * likely came from another thread, and reusing it first would put this
+ * thread's writes in that thread's cache lines (passive false sharing).
+ * Fill the bin from the arena and move the object to the bottom. */
+XA_HIDDEN void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls);
 /* Return every cached object of the calling thread to the arenas. */
 XA_HIDDEN void xa_tcache_flush_all(void);
 /* Thread-exit destructor (also used by tests). */

@@ -596,6 +596,55 @@ static void test_many_short_threads(void **state)
         fail_msg("VmSize grew from %zu to %zu MiB over %d threads", vm_initial >> 20, vm_final >> 20, TOTAL);
 }
 
+/* Passive false sharing (cache-scratch): the main thread allocates two
+ * objects in one cache line and hands one to each of two new threads,
+ * which run at the same time; each frees its object and allocates its own.
+ * The two threads' objects must not share a line: a thread's first free
+ * puts the object at the bottom of a freshly filled cache bin instead of
+ * reusing it first. */
+static pthread_barrier_t handed_bar;
+static void *handed_thread(void *arg)
+{
+    void **slot = arg;
+    free(slot[0]);
+    slot[1] = malloc(8);
+    pthread_barrier_wait(&handed_bar);      /* both objects live at once */
+    return NULL;
+}
+
+static void test_first_free_not_reused(void **state)
+{
+#ifdef XA_TEST_GLIBC
+    skip();   /* glibc's tcache hands the object back: the threads share a line */
+#endif
+    int tried = 0, nkeep = 0;
+    void *keep[80];                          /* freed at the end, not reused */
+    pthread_barrier_init(&handed_bar, NULL, 2);
+    for (int i = 0; i < 40; i++) {
+        void *a[2], *b[2];
+        a[0] = malloc(8);
+        b[0] = malloc(8);
+        if ((uintptr_t)a[0] / 64 == (uintptr_t)b[0] / 64) {   /* handed: one line */
+            pthread_t t1, t2;
+            assert_int_equal(pthread_create(&t1, NULL, handed_thread, a), 0);
+            assert_int_equal(pthread_create(&t2, NULL, handed_thread, b), 0);
+            pthread_join(t1, NULL);
+            pthread_join(t2, NULL);
+            assert_ptr_not_equal(a[1], a[0]);
+            assert_ptr_not_equal(b[1], b[0]);
+            assert_true((uintptr_t)a[1] / 64 != (uintptr_t)b[1] / 64);
+            tried++;
+            a[0] = a[1];
+            b[0] = b[1];
+        }
+        keep[nkeep++] = a[0];
+        keep[nkeep++] = b[0];
+    }
+    for (int i = 0; i < nkeep; i++) free(keep[i]);
+    pthread_barrier_destroy(&handed_bar);
+    assert_true(tried > 10);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], ATFORK_FIRST_ARG) == 0) return atfork_first_main();
@@ -607,6 +656,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fork_from_secondary_thread),
         cmocka_unit_test(test_thread_exit_destructors),
         cmocka_unit_test(test_many_short_threads),
+        cmocka_unit_test(test_first_free_not_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
