@@ -131,8 +131,10 @@ static void free_block(void *p, struct block b, const char *fn) {
   switch (b.kind) {
   case K_SMALL: {
     struct xa_tcache *tc = xa_tcache_get();
-    if (!tc) xa_arena_flush(&p, 1, fn);
-    else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p)) xa_error_pointer(fn, "double free", p);
+    if (!tc) {
+      xa_arena_flush(&p, 1, fn);
+      xa_purge_notify();             /* no cache GC will tell the purger */
+    } else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p)) xa_error_pointer(fn, "double free", p);
     else if (unlikely(first)) xa_tcache_bury_first(tc, (unsigned)b.cls);
     return;
   }

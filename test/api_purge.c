@@ -65,7 +65,7 @@ static int task_count(void) {
 
 /* Run this program again as `self mode` with XALLOC_CONF=conf; returns the
  * exit status (or 128+signal); hangs are killed after 60 s. */
-static int run_self(const char *mode, const char *conf) {
+__attribute__((unused)) static int run_self(const char *mode, const char *conf) {
   pid_t pid = fork();
   if (pid == 0) {
     if (conf) setenv("XALLOC_CONF", conf, 1);
@@ -81,16 +81,21 @@ static int run_self(const char *mode, const char *conf) {
 
 /* ---- child modes (exit 0 = pass) ---------------------------------------- */
 
-static int mode_idle_return(void) {
-  objs = new_objs(NOBJ);
+static int idle_return(size_t nobj) {
+  objs = new_objs(nobj);
   size_t base = tu_rss();
-  size_t bytes = churn(NOBJ);
+  size_t bytes = churn(nobj);
   if (!bytes) return 2;
   /* decay 1 s by default: back near the floor within 2 s, process idle */
   size_t r = wait_rss_below(base + base / 10 + 8 * TU_MiB, 3.0);
   fprintf(stderr, "idle return: %zu MiB allocated, RSS base %zu MiB, after %zu MiB\n", bytes >> 20, base >> 20, r >> 20);
   return r <= base + base / 10 + 8 * TU_MiB ? 0 : 1;
 }
+
+static int mode_idle_return(void) { return idle_return(NOBJ); }
+/* Without thread caches (secure:true, tcache:false) every free goes to the
+ * arena directly; the purger must still hear of the dirty pages. */
+static int mode_idle_return_nocache(void) { return idle_return(NOBJ / 8); }
 
 static int mode_inline(void) {
   objs = new_objs(NOBJ / 4);
@@ -178,6 +183,16 @@ static void test_idle_return_after_mass_free(void **state) {
   skip();   /* glibc keeps most of it (see bench rss-time) */
 #else
   assert_int_equal(run_self("idle_return", NULL), 0);
+#endif
+}
+
+static void test_idle_return_without_caches(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  assert_int_equal(run_self("idle_return_nocache", "tcache:false"), 0);
+  assert_int_equal(run_self("idle_return_nocache", "secure:true"), 0);
 #endif
 }
 
@@ -272,6 +287,7 @@ static void test_decay_never_until_trim(void **state) {
 int main(int argc, char **argv) {
   if (argc > 1) {
     if (!strcmp(argv[1], "idle_return")) return mode_idle_return();
+    if (!strcmp(argv[1], "idle_return_nocache")) return mode_idle_return_nocache();
     if (!strcmp(argv[1], "inline")) return mode_inline();
     if (!strcmp(argv[1], "exit")) return mode_exit();
     if (!strcmp(argv[1], "never")) return mode_never();
@@ -282,6 +298,7 @@ int main(int argc, char **argv) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idle_return_after_mass_free),
+      cmocka_unit_test(test_idle_return_without_caches),
       cmocka_unit_test(test_malloc_trim_at_once),
       cmocka_unit_test(test_huge_realloc_no_copy),
       cmocka_unit_test(test_fork_child_purges),
