@@ -597,6 +597,7 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
     arena_unlock(a);
     if (lazy) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
     else xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
+    xa_chunk_purge_slots(c, s->first, s->npages);
     arena_lock(a);
     done += s->npages;
     a->purged_pages += s->npages;

@@ -35,6 +35,13 @@ void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned
   for (size_t u = (size_t)page << us, end = (size_t)(page + n) << us; u < end; u++) c->units[u] = v;
 }
 
+void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n) {
+  if (n < 2) return;
+  uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunk_span(c, first + 1), xa_os_page);
+  uintptr_t hi = (uintptr_t)xa_chunk_span(c, first + n) & ~(uintptr_t)(xa_os_page - 1);
+  if (lo < hi) xa_os_purge((void *)lo, hi - lo);
+}
+
 void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s) {
   xa_chunk_mark_pages(c, s->first, s->npages, s->first, s->state == XA_SPAN_SLAB ? s->cls : XA_CLS_NONE);
 }

@@ -125,6 +125,11 @@ XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a);
 XA_HIDDEN void xa_chunk_delete(struct xa_chunk *c);
 /* Set the pageinfo of every unit of pages [page, page+n) to span `first`. */
 XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls);
+/* Free span [first, first+n) is being purged: only its first slot is a
+ * descriptor, the others are never read, so return the header pages that
+ * hold nothing but them (a purged 4 MiB chunk keeps 4 of its 19 header
+ * pages resident instead of all).  Caller owns the span (PURGING). */
+XA_HIDDEN void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n);
 /* Set pageinfo of every page of span s (after its state changed). */
 XA_HIDDEN void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s);
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <sys/mman.h>
 #include <cmocka.h>
 
 #include "testutil.h"
@@ -190,6 +191,62 @@ static void test_chunk_retention_and_purge(void **state) {
   assert_int_equal(a->nspare, 0);
 }
 
+static unsigned resident_pages(const void *p, size_t pages) {
+  unsigned char v[64];
+  assert_true(pages <= sizeof v);
+  assert_int_equal(mincore((void *)p, pages << xa_os_page_shift, v), 0);
+  unsigned n = 0;
+  for (size_t i = 0; i < pages; i++) n += v[i] & 1;
+  return n;
+}
+
+/* Purging a wholly free chunk also returns the header pages that hold only
+ * the interior span slots; reusing the chunk afterwards (slabs, whose
+ * bitmaps live in those slots, and large spans) must still work. */
+static void test_purge_returns_span_slots(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  size_t big = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
+  void *p = xa_arena_alloc_large(a, big, xa_os_page);
+  assert_non_null(p);
+  struct xa_chunk *c = xa_chunk_of(p);
+  size_t hdr = xa_chunk_first_page - 1;
+  for (size_t i = 0; i < hdr; i++) {   /* make every header page resident */
+    volatile char *b = (char *)c + (i << xa_os_page_shift);
+    b[0] = b[0];
+  }
+  assert_int_equal(resident_pages(c, hdr), hdr);
+  xa_arena_free_large(xa_arena_large_span(p));
+  assert_true(xa_arena_purge(a) > 0);
+  check(a);
+  assert_int_equal(a->nspare, 1);
+  /* pageinfo (2 pages), the slot page of the free span's descriptor and
+   * that of the trailing guard's stay */
+  unsigned res = resident_pages(c, hdr);
+  assert_true(res <= 5);
+  assert_true(res < hdr / 2);
+  /* reuse: slabs of every class, then a large span, then all freed */
+  enum { PER = 8 };
+  static void *v[XA_NSMALL][PER];
+  for (unsigned cls = 0; cls < XA_NSMALL; cls++) {
+    assert_int_equal(xa_arena_refill(a, cls, v[cls], PER), PER);
+    for (unsigned i = 0; i < PER; i++) memset(v[cls][i], (int)cls, xa_classes[cls].size);
+  }
+  check(a);
+  void *q = xa_arena_alloc_large(a, 64 << 10, xa_os_page);
+  assert_non_null(q);
+  check(a);
+  for (unsigned cls = 0; cls < XA_NSMALL; cls++) {
+    for (unsigned i = 0; i < PER; i++) assert_int_equal(((unsigned char *)v[cls][i])[xa_classes[cls].size - 1], cls);
+    xa_arena_flush(v[cls], PER, "free");
+  }
+  xa_arena_free_large(xa_arena_large_span(q));
+  check(a);
+  assert_true(xa_arena_purge(a) > 0);
+  check(a);
+  assert_int_equal(a->mapped, XA_CHUNK_SIZE);     /* all of it was served from c */
+}
+
 static int child_double_flush(void *arg) {
   (void)arg;
   struct xa_arena *a = new_arena();
@@ -278,6 +335,7 @@ int main(void) {
       cmocka_unit_test(test_large_alignment_and_coalesce),
       cmocka_unit_test(test_large_resize_in_place),
       cmocka_unit_test(test_chunk_retention_and_purge),
+    cmocka_unit_test(test_purge_returns_span_slots),
       cmocka_unit_test(test_flush_detects_misuse),
       cmocka_unit_test(test_overflow_hits_guard),
       cmocka_unit_test(test_os_failure_injection),
