@@ -148,6 +148,21 @@ static int c_free_mmap_start(void *a)
 }
 static void test_free_mmap_start(void **s) { XALLOC_ONLY(); expect_abort("free(mmap start)", c_free_mmap_start, "free", "invalid pointer"); }
 
+/* A page-aligned pointer into a never-used page of one of xalloc's chunks
+ * (4 MiB, aligned; 3 MiB in: inside the free span that the few blocks of
+ * this process leave, not at its boundary, whose page reads as a freed
+ * large block's): its page information must not read as a slab's. */
+static int c_free_unused_page(void *a)
+{
+    char *p = malloc(16);
+    TU_CHK(p != NULL);
+    char *q = (char *)(((uintptr_t)p & ~(uintptr_t)((4 << 20) - 1)) + (3 << 20));
+    set_expected(q);
+    free(opqp(q));
+    return 0;
+}
+static void test_free_unused_page(void **s) { XALLOC_ONLY(); expect_abort("free(unused page)", c_free_unused_page, "free", "invalid pointer"); }
+
 /* interior pointers */
 static size_t interior_size, interior_off;
 static int c_free_interior(void *a)
@@ -506,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_free_global),
         cmocka_unit_test(test_free_mmap),
         cmocka_unit_test(test_free_mmap_start),
+        cmocka_unit_test(test_free_unused_page),
         cmocka_unit_test(test_free_interior_64_16),
         cmocka_unit_test(test_free_interior_64_8),
         cmocka_unit_test(test_free_interior_1000_512),
