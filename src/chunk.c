@@ -8,7 +8,7 @@ unsigned xa_chunk_end_page;
 unsigned xa_span_stride_shift;
 size_t xa_chunk_spans_off;
 
-uint64_t xa_chunkmap[XA_CHUNKMAP_BITS / 64];
+uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE];
 
 void xa_chunk_init(void) {
   unsigned ps = xa_os_page_shift;
@@ -23,15 +23,13 @@ void xa_chunk_init(void) {
 }
 
 void xa_chunkmap_set(void *chunk, bool on) {
-  uintptr_t i = (uintptr_t)chunk >> XA_CHUNK_SHIFT;
-  uint64_t bit = (uint64_t)1 << (i & 63);
-  if (on) __atomic_fetch_or(&xa_chunkmap[i >> 6], bit, __ATOMIC_RELEASE);
-  else __atomic_fetch_and(&xa_chunkmap[i >> 6], ~bit, __ATOMIC_RELEASE);
+  __atomic_store_n(&xa_chunkmap[(uintptr_t)chunk >> XA_CHUNK_SHIFT], on, __ATOMIC_RELEASE);
 }
 
 void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls) {
   unsigned us = xa_os_page_shift - XA_UNIT_SHIFT;
-  struct xa_pageinfo v = {(uint32_t)((uintptr_t)c + ((uintptr_t)first << xa_os_page_shift)), (uint16_t)first, cls, 0};
+  struct xa_pageinfo v = {(uint32_t)((uintptr_t)c + ((uintptr_t)first << xa_os_page_shift)), (uint16_t)first, cls,
+                          (uint8_t)(cls * XA_BIN_SCALE)};
   for (size_t u = (size_t)page << us, end = (size_t)(page + n) << us; u < end; u++) c->units[u] = v;
 }
 

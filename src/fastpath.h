@@ -29,7 +29,7 @@ XA_INLINE uintptr_t xa_freed_mark(const void *p) { return (uintptr_t)p ^ XA_FREE
 
 XA_INLINE void *xa_malloc_fast(size_t n) {
   if (likely(n <= XA_SMALL_MAX)) {
-    struct xa_tbin *b = &xa_tc->bins[xa_sizeclass_of(n)];
+    struct xa_tbin *b = xa_tbin_scaled(xa_tc, xa_sizeclass_scaled(n));
     if (likely(b->top != b->stack)) {
       void *p = *--b->top;
       *(uintptr_t *)p = 0;
@@ -55,16 +55,25 @@ XA_INLINE size_t xa_small_class_of(const void *p) {
   return xa_small_lookup(p, &cls) ? cls : XA_CLS_NONE;
 }
 
+/* Push small object p of bin b, marking it freed; false (nothing done) if
+ * the bin is full or p carries the mark already. */
+XA_INLINE bool xa_tbin_push_freed(struct xa_tbin *b, void *p) {
+  uintptr_t mark = xa_freed_mark(p);
+  if (unlikely(b->top == b->end || *(uintptr_t *)p == mark)) return false;
+  *(uintptr_t *)p = mark;
+  *b->top++ = p;
+  return true;
+}
+
+/* xa_small_lookup inlined, with the class's divisibility constant read
+ * from the bin (pageinfo.cls of a non-slab page indexes the dummy bin). */
 XA_INLINE void xa_free_fast(void *p) {
-  size_t cls;
-  if (likely(xa_small_lookup(p, &cls))) {
-    struct xa_tbin *b = &xa_tc->bins[cls];
-    uintptr_t mark = xa_freed_mark(p);
-    if (likely(b->top != b->end && *(uintptr_t *)p != mark)) {
-      *(uintptr_t *)p = mark;
-      *b->top++ = p;
-      return;
-    }
+  uintptr_t a = (uintptr_t)p;
+  if (likely(xa_chunkmap_test(a))) {
+    const struct xa_pageinfo *pi = xa_chunk_info(xa_chunk_of(p), p);
+    struct xa_tbin *b = xa_tbin_scaled(xa_tc, pi->cls_scaled);
+    uint64_t magic = b->divmagic;
+    if (likely((uint64_t)((uint32_t)a - pi->start32) * magic < magic) && likely(xa_tbin_push_freed(b, p))) return;
   }
   xa_free_slow(p);
 }

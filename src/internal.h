@@ -29,14 +29,24 @@ static const bool xa_config_stats = XA_STATS;
 #define XA_CHUNK_SHIFT 22
 #define XA_CHUNK_SIZE  ((size_t)1 << XA_CHUNK_SHIFT)
 #define XA_CHUNK_MASK  (XA_CHUNK_SIZE - 1)
-/* User addresses below 2^48 (x86_64 4-level, aarch64 48-bit VA). */
+/* User addresses: below 2^47 on x86_64 (the kernel maps nothing higher
+ * unless asked to with a hint), 2^48 elsewhere (aarch64 48-bit VA).  The
+ * chunk map has one byte per chunk-sized range of it. */
+#if defined(__x86_64__)
+#define XA_VA_BITS     47
+#else
 #define XA_VA_BITS     48
+#endif
 
 /* Size geometry (see sizeclass.c for the derivation). */
 #define XA_MIN_ALIGN    16
 #define XA_SMALL_MAX    ((size_t)32768)       /* largest small class */
 #define XA_LOOKUP_MAX   XA_SMALL_MAX           /* size -> class is one table load */
 #define XA_NSMALL       40                     /* number of small classes */
+/* The fast paths' class numbers come scaled by this (size lookup table,
+ * pageinfo.cls_scaled): the thread cache's 32-byte bins are then found with
+ * the x86 addressing mode's scale of 8, no shift (tcache.h). */
+#define XA_BIN_SCALE    4
 #define XA_HUGE_MIN     ((size_t)2 << 20)      /* >= this: own mapping */
 #define XA_PAGE_MAX_SHIFT 16                   /* 64 KiB pages at most */
 #define XA_PAGE_MIN_SHIFT 12

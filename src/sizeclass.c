@@ -43,5 +43,5 @@ void xa_sizeclass_init(size_t page) {
     ci->tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);
   }
   for (size_t i = 0; i <= XA_LOOKUP_MAX / 16; i++)
-    xa_class_lookup[i] = (uint8_t)xa_sizeclass_compute(i * 16);
+    xa_class_lookup[i] = (uint8_t)(xa_sizeclass_compute(i * 16) * XA_BIN_SCALE);
 }

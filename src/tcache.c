@@ -93,6 +93,7 @@ static struct xa_tcache *tcache_new(void) {
       tc->bins[c].stack = tc->bins[c].top = slot;
       slot += xa_classes[c].tcache_cap;
       tc->bins[c].end = slot;
+      tc->bins[c].divmagic = xa_class_divmagic[c];
     }
   }
   tc->events = 0;

@@ -16,14 +16,20 @@ struct xa_tbin {
   void **top;           /* next free slot */
   void **stack;         /* bottom */
   void **end;           /* stack + capacity */
-  uint64_t pad;         /* 32 bytes: indexing is a shift */
+  uint64_t divmagic;    /* the class's xa_class_divmagic, where free() finds
+                           it with no extra address computation; 0 (never
+                           divides) in the boot cache and the dummy bin */
 };
+
+_Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
 
 XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
 XA_INLINE uint32_t xa_tbin_cap(const struct xa_tbin *b) { return (uint32_t)(b->end - b->stack); }
 
 struct xa_tcache {
-  struct xa_tbin bins[XA_NSMALL];   /* fast-path part */
+  /* Fast-path part.  bins[XA_CLS_NONE] is a dummy that free() may index
+   * with a non-slab page's class: divmagic 0, so it takes nothing. */
+  struct xa_tbin bins[XA_NSMALL + 1];
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* slow-path calls since last GC */
   int32_t tid;                      /* owner's kernel thread id */
@@ -31,6 +37,11 @@ struct xa_tcache {
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
   void *slots[];                    /* the bins' stacks */
 };
+
+/* tc's bin of class cls_scaled / XA_BIN_SCALE. */
+XA_INLINE struct xa_tbin *xa_tbin_scaled(struct xa_tcache *tc, size_t cls_scaled) {
+  return (struct xa_tbin *)((char *)tc->bins + cls_scaled * 8);
+}
 
 /* Every thread starts on the boot cache, whose bins always miss. */
 XA_HIDDEN extern struct xa_tcache xa_tcache_boot;

@@ -324,6 +324,17 @@ int main(int argc, char **argv)
         puts("wrong size not detected");
         return 0;
     }
+    if (!strcmp(mode, "doubledelete")) {
+        /* sized delete takes the thread cache's fast path: it must mark the
+         * block freed as free() does, so the second delete is caught */
+        long *p = new long[4];
+        escape(p);
+        ::operator delete[](p, 4 * sizeof(long));
+        escape(p);
+        ::operator delete[](p, 4 * sizeof(long));
+        puts("double delete not detected");
+        return 0;
+    }
     if (!strcmp(mode, "badalign")) {
         void *p;
         do p = ::operator new(100, std::align_val_t(64)); while (is_aligned(p, (size_t)1 << 20));
@@ -394,6 +405,7 @@ if $CXX $CXXFLAGS -o "$W/ops_plain" "$W/ops.cpp" >"$W/plain.ld" 2>&1; then
     check_where "LD_PRELOAD" "$W/ops_plain" libxalloc LD_PRELOAD="$XALLOC_SO"
     check_misuse "LD_PRELOAD" "$W/ops_plain" badsize "xalloc: free_sized: size does not match block" LD_PRELOAD="$XALLOC_SO"
     check_misuse "LD_PRELOAD" "$W/ops_plain" badalign "xalloc: free_aligned_sized: " LD_PRELOAD="$XALLOC_SO"
+    check_misuse "LD_PRELOAD" "$W/ops_plain" doubledelete "xalloc: free[a-z_]*: double free" LD_PRELOAD="$XALLOC_SO"
 else
     fail "cannot compile the C++ test program:"
     head -20 "$W/plain.ld"
@@ -424,6 +436,7 @@ if $CXX $CXXFLAGS -static -DNO_DL -o "$W/ops_static" "$W/ops.cpp" "$XALLOC_A" >"
         fail "-static: operator new is not xalloc's (no xalloc_version next to it)"
     fi
     check_misuse "-static libxalloc.a" "$W/ops_static" badsize "xalloc: free_sized: size does not match block"
+    check_misuse "-static libxalloc.a" "$W/ops_static" doubledelete "xalloc: free[a-z_]*: double free"
 elif grep -q -E 'cannot find -l(stdc\+\+|c|m)' "$W/static.ld"; then
     echo "skip: no static libstdc++/libc to link a -static C++ program"
 else
