@@ -319,6 +319,15 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
        * so the caller receives ascending addresses. */
       for (unsigned w = nw; w-- > 0 && got < want;) {
         uint64_t bits = s->bitmap[w];
+        if (bits == ~(uint64_t)0 && want - got >= 64) {
+          /* A wholly free word (fresh slabs): 64 objects by stride, not
+           * bit by bit -- 3 instructions an object instead of about 12. */
+          char *p = base + ((size_t)w * 64 + 63) * ci->size;
+          for (void **o = out + got, **e = o + 64; o != e; o++, p -= ci->size) *o = p;
+          got += 64;
+          s->bitmap[w] = 0;
+          continue;
+        }
         while (bits && got < want) {
           unsigned b = 63u - (unsigned)__builtin_clzl(bits);
           bits &= ~((uint64_t)1 << b);
@@ -385,8 +394,10 @@ static void chunks_delete(struct xa_chunk *dead) {
 
 /* Pointers that follow each other in ptrs often lie in the same slab (a
  * cache bin flushes its oldest objects, freed in order): such a run costs
- * one lookup and one accounting step; each object still has its offset
- * checked (object start) and its bit (double free). */
+ * one lookup and one accounting step.  Within a run, a pointer to the
+ * object right after the previous one (objects freed in address order) is
+ * an object start by construction and needs no division; any other has its
+ * offset checked.  Every object's bit is the double-free test. */
 void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
   struct xa_chunk *dead = NULL;
   uint64_t now = xa_os_now();
@@ -395,46 +406,53 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
     struct xa_arena *a = xa_chunk_of(ptrs[0])->arena;
     unsigned keep = 0;
     struct xa_span *s = NULL;      /* slab of the current run */
-    const struct xa_class_info *ci = NULL;
-    char *base = NULL;
-    size_t bytes = 0;
-    uint32_t run = 0;              /* objects freed into s so far */
+    char *base = NULL, *next = NULL;   /* next: the object after the last */
+    size_t bytes = 0, size = 0;
+    uint32_t nobjs = 0, idx = 0, run = 0;   /* idx: the last object's */
     arena_lock(a);
     for (unsigned i = 0; i < n; i++) {
       char *p = ptrs[i];
-      if (!s || (size_t)(p - base) >= bytes) {
-        if (s) slab_account(a, s, run, &dead, now);
-        s = NULL;
-        struct xa_chunk *c = xa_chunk_of(p);
-        if (c->arena != a) { ptrs[keep++] = p; continue; }
-        struct xa_pageinfo pi = *xa_chunk_info(c, p);
-        struct xa_span *t = xa_chunk_span(c, pi.first);
-        if (unlikely(pi.cls >= XA_NSMALL || t->state != XA_SPAN_SLAB)) {
-          slab_misuse(a, fn, "invalid pointer (double free?)", p);
-          continue;
+      const char *bad;
+      if (p == next && idx + 1 < nobjs) {
+        idx++;
+      } else {
+        if (!s || (size_t)(p - base) >= bytes) {
+          if (s) slab_account(a, s, run, &dead, now);
+          s = NULL;
+          next = NULL;
+          struct xa_chunk *c = xa_chunk_of(p);
+          if (c->arena != a) { ptrs[keep++] = p; continue; }
+          struct xa_pageinfo pi = *xa_chunk_info(c, p);
+          struct xa_span *t = xa_chunk_span(c, pi.first);
+          if (unlikely(pi.cls >= XA_NSMALL || t->state != XA_SPAN_SLAB)) {
+            slab_misuse(a, fn, "invalid pointer (double free?)", p);
+            continue;
+          }
+          s = t;
+          base = xa_span_addr(s);
+          bytes = xa_span_bytes(s);
+          size = xa_classes[s->cls].size;
+          nobjs = xa_classes[s->cls].nobjs;
+          run = 0;
         }
-        s = t;
-        ci = &xa_classes[s->cls];
-        base = xa_span_addr(s);
-        bytes = xa_span_bytes(s);
-        run = 0;
+        uint32_t off = (uint32_t)(p - base);
+        idx = xa_sizeclass_index(s->cls, off);
+        if (unlikely(idx * size != off || idx >= nobjs)) { bad = "invalid pointer"; goto misuse; }
       }
-      uint32_t off = (uint32_t)(p - base);
-      uint32_t idx = xa_sizeclass_index(s->cls, off);
-      uint64_t bit = (uint64_t)1 << (idx & 63);
-      const char *bad = idx * ci->size != off || idx >= ci->nobjs ? "invalid pointer"
-                        : (s->bitmap[idx >> 6] & bit)             ? "double free"
-                                                                  : NULL;
-      if (unlikely(bad)) {
-        slab_account(a, s, run, &dead, now);   /* the report drops the lock */
-        s = NULL;
-        slab_misuse(a, fn, bad, p);
-        continue;
-      }
-      s->bitmap[idx >> 6] |= bit;
-      /* secure: zero it here, where it is known to have been live */
-      if (unlikely(secure)) xa_valgrind_fill(p, 0, ci->size);
+      uint64_t *word = &s->bitmap[idx >> 6], bit = (uint64_t)1 << (idx & 63);
+      if (unlikely(*word & bit)) { bad = "double free"; goto misuse; }
+      *word |= bit;
+      next = p + size;
       run++;
+      /* secure: zero it here, where it is known to have been live */
+      if (unlikely(secure)) xa_valgrind_fill(p, 0, size);
+      continue;
+    misuse:
+      slab_account(a, s, run, &dead, now);   /* the report drops the lock */
+      s = NULL;
+      next = NULL;
+      nobjs = 0;
+      slab_misuse(a, fn, bad, p);
     }
     if (s) slab_account(a, s, run, &dead, now);
     arena_unlock(a);
