@@ -203,6 +203,9 @@ static void *realloc_move(void *p, size_t n, struct block b) {
 #if XA_VALGRIND
   VALGRIND_ENABLE_ERROR_REPORTING;
 #endif
+  /* A small block goes to the thread cache as free() would put it (a
+   * boot cache, full bin or marked block takes the slow path). */
+  if (b.kind == K_SMALL && xa_tbin_push_freed(&xa_tc->bins[b.cls], p)) return q;
   free_block(p, b, "realloc");
   return q;
 }

@@ -166,8 +166,13 @@ bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
   struct xa_tbin *b = &tc->bins[cls];
   if (*(uintptr_t *)p == xa_freed_mark(p) && freed_already(b, p)) return false;
   *(uintptr_t *)p = xa_freed_mark(p);
-  xa_purge_start();
-  if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+  /* Only a full bin is a slow-path event: frees that merely came this way
+   * (realloc's, or a marked object's) must not drive the GC, whose sweeps
+   * would then flush every quiet bin again and again. */
+  if (b->top == b->end) {
+    xa_purge_start();
+    if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+  }
   if (b->top == b->end) {
     bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
     *b->top++ = p;
