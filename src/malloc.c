@@ -211,6 +211,13 @@ static void *realloc_move(void *p, size_t n, struct block b) {
 }
 
 XA_EXPORT void *realloc(void *p, size_t n) {
+  /* A small block asked for a small size (the common case): one lookup. */
+  size_t cls;
+  if (likely(n - 1 < XA_SMALL_MAX) && xa_small_lookup(p, &cls) && likely(!xa_on_valgrind)) {
+    struct block b = {K_SMALL, (int)cls, NULL, xa_classes[cls].size};
+    if (n <= b.usable && (n > b.usable / 2 || cls == 0)) return p;
+    return realloc_move(p, n, b);
+  }
   if (!p) return xa_malloc_fast(n);
   if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
   struct block b = lookup(p);
@@ -222,7 +229,10 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   if (unlikely(xa_on_valgrind)) return realloc_move(p, n, b);
   /* Stay in place when the block fits and would not waste over half. */
   if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
-    if (b.kind == K_LARGE && n > XA_SMALL_MAX) xa_arena_resize_large(b.span, n);
+    /* a large block gives back whole pages it no longer needs (no lock
+     * taken when the page count stays) */
+    if (b.kind == K_LARGE && n > XA_SMALL_MAX && XA_ALIGN_UP(n, xa_os_page) < b.usable)
+      xa_arena_resize_large(b.span, n);
     return p;
   }
   if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN && xa_arena_resize_large(b.span, n))

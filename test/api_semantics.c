@@ -842,6 +842,44 @@ static void test_malloc_trim(void **state)
     free(p);
 }
 
+/* xalloc's in-place rules: a block stays where it is when the new size fits
+ * and uses over half of it; a large block shrinks to the pages it needs (so
+ * its usable size drops), and keeps them when the page count is the same. */
+static void test_realloc_in_place(void **state)
+{
+    (void)state;
+#ifdef XA_TEST_GLIBC
+    skip();
+#else
+    if (tu_valgrind()) skip();   /* under memcheck every realloc moves */
+    char *p = malloc(100);
+    assert_non_null(p);
+    size_t u = malloc_usable_size(p);
+    memset(p, 'a', u);
+    assert_ptr_equal(realloc(p, u), p);
+    assert_ptr_equal(realloc(p, u / 2 + 1), p);
+    char *q = realloc(p, u / 2);                 /* would waste half: moves */
+    assert_non_null(q);
+    assert_ptr_not_equal(q, p);
+    for (size_t i = 0; i < u / 2; i++) assert_int_equal(q[i], 'a');
+    free(q);
+
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), big = 64 * pg;
+    p = malloc(big);
+    assert_non_null(p);
+    assert_int_equal(malloc_usable_size(p), big);
+    memset(p, 'b', big);
+    assert_ptr_equal(realloc(p, 50 * pg), p);     /* gives back 14 pages */
+    assert_int_equal(malloc_usable_size(p), 50 * pg);
+    assert_ptr_equal(realloc(p, 50 * pg - 100), p);   /* same pages: kept */
+    assert_int_equal(malloc_usable_size(p), 50 * pg);
+    assert_ptr_equal(realloc(p, 49 * pg + 1), p);
+    assert_int_equal(malloc_usable_size(p), 50 * pg);
+    for (size_t i = 0; i < 49 * pg + 1; i++) if (p[i] != 'b') fail_msg("byte %zu lost", i);
+    free(p);
+#endif
+}
+
 /* ------------------------------------------------------------------------ */
 
 #ifndef XA_TEST_GLIBC
@@ -1055,6 +1093,7 @@ int main(void)
         cmocka_unit_test(test_realloc_ladders),
         cmocka_unit_test(test_realloc_random_chains),
         cmocka_unit_test(test_realloc_failure_keeps_block),
+        cmocka_unit_test(test_realloc_in_place),
         cmocka_unit_test(test_reallocarray),
         cmocka_unit_test(test_posix_memalign),
         cmocka_unit_test(test_aligned_alloc),
