@@ -54,12 +54,12 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   c->arena = a;
   c->npages = xa_chunk_npages;
   c->first_page = xa_chunk_first_page;
-  /* Header and guard pages: a span of state HEADER each, so no lookup or
-   * merge takes them for user memory.  A guard the kernel refuses (no
-   * mappings left) only leaves that page unused. */
   /* Every unit says "not a slab" (the free span made next only writes its
    * boundary pages): a fresh page's zero info would read as class 0. */
   xa_chunk_mark_pages(c, 0, xa_chunk_npages, 0, XA_CLS_NONE);
+  /* Header and guard pages: a span of state HEADER each, so no lookup or
+   * merge takes them for user memory.  A guard the kernel refuses (no
+   * mappings left) only leaves that page unused. */
   struct xa_span *h = xa_chunk_span(c, 0);
   h->first = 0;
   h->npages = xa_chunk_first_page;

@@ -10,7 +10,8 @@
  * memory).
  *
  * The chunk map is one byte per chunk-aligned address range in the whole
- * user address space (32 MiB of lazily touched bss on x86_64): free() tests the bit
+ * user address space (32 MiB of lazily touched bss on x86_64, 64 MiB where
+ * user space has 48 bits): free() tests the byte
  * before it dereferences anything, so foreign pointers are caught. */
 #ifndef XA_CHUNK_H
 #define XA_CHUNK_H
@@ -93,10 +94,11 @@ XA_HIDDEN void xa_chunk_init(void);
 XA_HIDDEN extern uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE];
 
 XA_INLINE bool xa_chunkmap_test(uintptr_t a) {
-  /* Bits above the user address space are ignored (masked), not tested:
-   * such a pointer cannot be a chunk of ours anyway, and the masked index
-   * names a range the kernel does not give us either. */
-  return __atomic_load_n(&xa_chunkmap[(a >> XA_CHUNK_SHIFT) & (XA_CHUNKMAP_SIZE - 1)], __ATOMIC_RELAXED) != 0;
+  /* A pointer above the mapped range is never ours (chunks there are
+   * refused).  It must be rejected, not masked into range: free() would
+   * then read page info outside our chunks and index a bin with it. */
+  uintptr_t i = a >> XA_CHUNK_SHIFT;
+  return likely(i < XA_CHUNKMAP_SIZE) && __atomic_load_n(&xa_chunkmap[i], __ATOMIC_RELAXED) != 0;
 }
 XA_HIDDEN void xa_chunkmap_set(void *chunk, bool on);
 
@@ -129,7 +131,7 @@ XA_HIDDEN void xa_chunk_delete(struct xa_chunk *c);
 XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls);
 /* Free span [first, first+n) is being purged: only its first slot is a
  * descriptor, the others are never read, so return the header pages that
- * hold nothing but them (a purged 4 MiB chunk keeps 4 of its 19 header
+ * hold nothing but them (with 4 KiB pages a purged chunk keeps 4 of its 19 header
  * pages resident instead of all).  Caller owns the span (PURGING). */
 XA_HIDDEN void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n);
 /* Set pageinfo of every page of span s (after its state changed). */

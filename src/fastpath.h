@@ -5,7 +5,7 @@
  *   thread's xa_tc points at the boot cache, whose bins are empty, so its
  *   first call lands in the slow path: no "initialised?" test here.
  *   The popped object's first word is cleared (it held the freed mark).
- * free: the chunk map bit says p lies in one of our chunks (nothing is read
+ * free: the chunk map byte says p lies in one of our chunks (nothing is read
  *   from p's chunk before that); the 4 KiB unit's info gives the slab's class
  *   and start; a multiply by a class constant checks p is the start of an
  *   object; the first word of p must not hold the freed mark already; mark

@@ -23,7 +23,8 @@ XA_HIDDEN extern uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];
 XA_HIDDEN extern struct xa_class_info xa_classes[XA_NSMALL];
 /* ceil(2^64 / size): off % size == 0 iff off * magic < magic (mod 2^64)
  * for off < 2^32 (Lemire, Kaser, Kurz 2019).  Checks object starts in free. */
-XA_HIDDEN extern uint64_t xa_class_divmagic[256];   /* 0 past XA_NSMALL */
+XA_HIDDEN extern uint64_t xa_class_divmagic[256];   /* 0 past XA_NSMALL (xa_small_lookup
+                                                       indexes it with any page's class) */
 XA_HIDDEN void xa_sizeclass_init(size_t page);
 
 #define XA_RECIP_SHIFT 40

@@ -31,7 +31,7 @@ struct xa_tcache {
    * with a non-slab page's class: divmagic 0, so it takes nothing. */
   struct xa_tbin bins[XA_NSMALL + 1];
   struct xa_tcache *next, *prev;    /* all live caches */
-  uint32_t events;                  /* slow-path calls since last GC */
+  uint32_t events;                  /* refills and full-bin flushes since last GC */
   int32_t tid;                      /* owner's kernel thread id */
   bool live;                        /* on the live list (else recycled) */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */

@@ -163,6 +163,20 @@ static int c_free_unused_page(void *a)
 }
 static void test_free_unused_page(void **s) { XALLOC_ONLY(); expect_abort("free(unused page)", c_free_unused_page, "free", "invalid pointer"); }
 
+/* A pointer past the user address space whose low bits name one of our
+ * chunks: the chunk map must reject it, not wrap it around (free() would
+ * then read page information at a non-canonical address). */
+static int c_free_high_alias(void *a)
+{
+    char *p = malloc(16);
+    TU_CHK(p != NULL);
+    char *q = (char *)((uintptr_t)p | ((uintptr_t)1 << 47) | ((uintptr_t)1 << 56));
+    set_expected(q);
+    free(opqp(q));
+    return 0;
+}
+static void test_free_high_alias(void **s) { XALLOC_ONLY(); expect_abort("free(high alias)", c_free_high_alias, "free", "invalid pointer"); }
+
 /* interior pointers */
 static size_t interior_size, interior_off;
 static int c_free_interior(void *a)
@@ -522,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_free_mmap),
         cmocka_unit_test(test_free_mmap_start),
         cmocka_unit_test(test_free_unused_page),
+        cmocka_unit_test(test_free_high_alias),
         cmocka_unit_test(test_free_interior_64_16),
         cmocka_unit_test(test_free_interior_64_8),
         cmocka_unit_test(test_free_interior_1000_512),
