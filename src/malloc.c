@@ -130,6 +130,9 @@ static void free_block(void *p, struct block b, const char *fn) {
   if (b.kind != K_INVALID) xa_valgrind_free(p);
   switch (b.kind) {
   case K_SMALL: {
+    /* free_sized and the aligned frees come this way: push as free() does
+     * (fails for a full bin, a marked block and the boot cache) */
+    if (xa_tbin_push_freed(&xa_tc->bins[b.cls], p)) return;
     struct xa_tcache *tc = xa_tcache_get();
     if (!tc) {
       xa_arena_flush(&p, 1, fn);

@@ -16,6 +16,7 @@
 #include "fastpath.h"
 #include "init.h"
 #include "tcache.h"
+#include "xalloc.h"
 
 #define CLS 3   /* 64-byte objects */
 
@@ -105,6 +106,27 @@ static void test_idle_gc(void **state) {
   assert_true(xa_tbin_count(&tc->bins[CLS]) <= before / 2 + 1);
 }
 
+/* Frees that only push onto a bin (here free_sized, which takes the slow
+ * entry) are not slow-path events: they must not run the GC, which would
+ * sweep quiet bins every 256 such frees. */
+static void test_sized_frees_do_not_drive_gc(void **state) {
+  (void)state;
+  struct xa_tcache *tc = xa_tcache_get();
+  xa_tcache_flush_all();
+  void *p = xa_malloc_fast(64);                  /* refill: bin has objects */
+  xa_free_fast(p);
+  uint32_t before = xa_tbin_count(&tc->bins[CLS]);
+  assert_true(before > 2);
+  size_t n = xa_classes[10].size;
+  void *q = malloc(n);                           /* class 10's bin refilled once */
+  for (int i = 0; i < 2000; i++) {
+    free_sized(q, n);
+    q = malloc(n);
+  }
+  free_sized(q, n);
+  assert_int_equal(xa_tbin_count(&tc->bins[CLS]), before);
+}
+
 static void *thread_body(void *arg) {
   void **out = arg;
   void *p = malloc(64);
@@ -152,6 +174,7 @@ int main(void) {
       cmocka_unit_test(test_refill_and_flush_halves),
       cmocka_unit_test(test_fast_paths),
       cmocka_unit_test(test_idle_gc),
+    cmocka_unit_test(test_sized_frees_do_not_drive_gc),
       cmocka_unit_test(test_thread_exit_recycles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
