@@ -89,15 +89,21 @@ static void test_fast_paths(void **state) {
   xa_free_fast(p);
 }
 
+/* Empty every bin, then refill bin CLS; returns its object count. */
+static uint32_t fill_one_bin(struct xa_tcache *tc) {
+  xa_tcache_flush_all();
+  void *p = xa_malloc_fast(64);                  /* refill: bin has objects */
+  xa_free_fast(p);
+  uint32_t n = xa_tbin_count(&tc->bins[CLS]);
+  assert_true(n > 2);
+  return n;
+}
+
 /* A bin that does not miss for a GC period gives back half its objects. */
 static void test_idle_gc(void **state) {
   (void)state;
   struct xa_tcache *tc = xa_tcache_get();
-  xa_tcache_flush_all();
-  void *p = xa_malloc_fast(64);                  /* refill: bin has objects */
-  xa_free_fast(p);
-  uint32_t before = xa_tbin_count(&tc->bins[CLS]);
-  assert_true(before > 2);
+  uint32_t before = fill_one_bin(tc);
   /* slow-path events on another class drive the GC clock */
   for (int i = 0; i < 600; i++) {
     void *q = xa_tcache_alloc_refill(tc, 10);
@@ -112,11 +118,7 @@ static void test_idle_gc(void **state) {
 static void test_sized_frees_do_not_drive_gc(void **state) {
   (void)state;
   struct xa_tcache *tc = xa_tcache_get();
-  xa_tcache_flush_all();
-  void *p = xa_malloc_fast(64);                  /* refill: bin has objects */
-  xa_free_fast(p);
-  uint32_t before = xa_tbin_count(&tc->bins[CLS]);
-  assert_true(before > 2);
+  uint32_t before = fill_one_bin(tc);
   size_t n = xa_classes[10].size;
   void *q = malloc(n);                           /* class 10's bin refilled once */
   for (int i = 0; i < 2000; i++) {
