@@ -406,7 +406,8 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
     struct xa_arena *a = xa_chunk_of(ptrs[0])->arena;
     unsigned keep = 0;
     struct xa_span *s = NULL;      /* slab of the current run */
-    char *base = NULL, *next = NULL;   /* next: the object after the last */
+    char *base = NULL, *next = NULL;   /* next: the object after the last
+                                          (NULL: no run; ptrs holds no NULL) */
     size_t bytes = 0, size = 0;
     uint32_t nobjs = 0, idx = 0, run = 0;   /* idx: the last object's */
     arena_lock(a);
