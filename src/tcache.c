@@ -22,6 +22,7 @@ static struct xa_tcache *tc_live;               /* every live cache */
 static struct xa_tcache *tc_recycled;           /* caches of exited threads */
 static size_t tc_slots_total;                   /* slots per cache */
 
+#define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
 
 bool xa_tcache_init_global(void) {
@@ -99,6 +100,7 @@ static struct xa_tcache *tcache_new(void) {
   tc->events = 0;
   tc->tid = xa_os_tid();
   memset(tc->missed, 0, sizeof tc->missed);
+  memset(tc->slow_start, SLOW_START, sizeof tc->slow_start);
   xa_lock(&tc_lock);
   tc->live = true;
   tc->prev = NULL;
@@ -135,7 +137,10 @@ static void tcache_gc(struct xa_tcache *tc) {
   xa_purge_tick();
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
-    if (!tc->missed[c] && b->top != b->stack) bin_flush(b, (xa_tbin_count(b) + 1) / 2);
+    if (!tc->missed[c] && b->top != b->stack) {
+      bin_flush(b, (xa_tbin_count(b) + 1) / 2);
+      if (tc->slow_start[c] < SLOW_START) tc->slow_start[c]++;   /* quiet: start slower again */
+    }
     tc->missed[c] = 0;
   }
   xa_purge_notify();
@@ -146,7 +151,11 @@ void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
   if (++tc->events >= GC_PERIOD) tcache_gc(tc);
   tc->missed[cls] = 1;
   if (b->top != b->stack) return *--b->top;  /* GC may run between miss and here */
-  unsigned want = xa_tbin_cap(b) / 2 ? xa_tbin_cap(b) / 2 : 1;
+  /* Slow start: a class a thread touches only briefly takes little from
+   * the arena; each further miss doubles the batch, up to half the bin. */
+  unsigned want = (xa_tbin_cap(b) / 2) >> tc->slow_start[cls];
+  if (tc->slow_start[cls]) tc->slow_start[cls]--;
+  if (!want) want = 1;
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
   b->top = b->stack + got - 1;

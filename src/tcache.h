@@ -35,6 +35,7 @@ struct xa_tcache {
   int32_t tid;                      /* owner's kernel thread id */
   bool live;                        /* on the live list (else recycled) */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
+  uint8_t slow_start[XA_NSMALL];    /* refill takes half the bin >> this */
   void *slots[];                    /* the bins' stacks */
 };
 

@@ -39,9 +39,10 @@ static void test_refill_and_flush_halves(void **state) {
   assert_int_equal(xa_tbin_count(b), 0);
   uint32_t cap = xa_tbin_cap(b);
   assert_int_equal(cap, xa_classes[CLS].tcache_cap);
+  unsigned slow = tc->slow_start[CLS];          /* test_refill_slow_start */
   void *p = xa_tcache_alloc_refill(tc, CLS);
   assert_non_null(p);
-  assert_int_equal(xa_tbin_count(b), cap / 2 - 1);     /* half a bin, one handed out */
+  assert_int_equal(xa_tbin_count(b), ((cap / 2) >> slow) - 1);   /* a batch, one handed out */
   /* fill the bin, then one more push flushes the older half */
   void *more[1024];
   uint32_t need = cap - xa_tbin_count(b);
@@ -129,6 +130,57 @@ static void test_sized_frees_do_not_drive_gc(void **state) {
   assert_int_equal(xa_tbin_count(&tc->bins[CLS]), before);
 }
 
+/* Slow start: in a new thread's cache a class's first refill takes 1/16
+ * of the bin, each further miss doubles the batch up to half the bin, and a
+ * GC sweep that finds the bin quiet halves it again. */
+static void *slow_start_body(void *arg) {
+  unsigned *got = arg;
+  void *p = malloc(24);                          /* creates this thread's cache */
+  free(p);
+  struct xa_tcache *tc = xa_tcache_get();
+  enum { C = 20 };
+  struct xa_tbin *b = &tc->bins[C];
+  for (int k = 0; k < 5; k++) {
+    void *q = xa_tcache_alloc_refill(tc, C);    /* the bin is empty: a refill */
+    got[k] = xa_tbin_count(b) + 1;
+    xa_arena_flush(&q, 1, "free");
+    xa_tcache_flush_all();                       /* empty again */
+  }
+  tc->missed[C] = 0;                             /* quiet through a GC sweep */
+  void *r = xa_tcache_alloc_refill(tc, 10);
+  xa_tcache_free_flush(tc, 10, r);
+  for (int i = 0; i < 300; i++) {                /* drive the GC clock */
+    void *q = xa_tcache_alloc_refill(tc, 11);
+    xa_tcache_free_flush(tc, 11, q);
+    if (i == 0) {                               /* C holds objects: sweepable */
+      void *s = xa_tcache_alloc_refill(tc, C);
+      xa_tcache_free_flush(tc, C, s);
+      tc->missed[C] = 0;
+    }
+  }
+  xa_tcache_flush_all();
+  void *q = xa_tcache_alloc_refill(tc, C);
+  got[5] = xa_tbin_count(b) + 1;
+  xa_arena_flush(&q, 1, "free");
+  return NULL;
+}
+
+static void test_refill_slow_start(void **state) {
+  (void)state;
+  unsigned got[6];
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, slow_start_body, got), 0);
+  pthread_join(t, NULL);
+  unsigned half = xa_classes[20].tcache_cap / 2;
+  assert_true(half >= 16);
+  assert_int_equal(got[0], half >> 3);
+  assert_int_equal(got[1], half >> 2);
+  assert_int_equal(got[2], half >> 1);
+  assert_int_equal(got[3], half);
+  assert_int_equal(got[4], half);
+  assert_int_equal(got[5], half >> 1);          /* one sweep: one step back */
+}
+
 static void *thread_body(void *arg) {
   void **out = arg;
   void *p = malloc(64);
@@ -177,6 +229,7 @@ int main(void) {
       cmocka_unit_test(test_fast_paths),
       cmocka_unit_test(test_idle_gc),
     cmocka_unit_test(test_sized_frees_do_not_drive_gc),
+    cmocka_unit_test(test_refill_slow_start),
       cmocka_unit_test(test_thread_exit_recycles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
