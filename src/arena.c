@@ -280,6 +280,7 @@ static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
   xa_chunk_mark_span(xa_span_chunk(s), s);
   list_push(&a->bins[cls].nonfull, s);
   a->bins[cls].nslabs++;
+  a->bins[cls].nempty++;
   return s;
 }
 
@@ -308,6 +309,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
     if (!s && !(s = slab_new(a, cls))) break;
     char *base = xa_span_addr(s);
     unsigned before = got;
+    if (s->nfree == ci->nobjs) bin->nempty--;
     if (unlikely(xa_opt.secure)) {
       while (got < want && got - before < s->nfree) {
         unsigned i = slab_random_slot(a, s, ci->nobjs);
@@ -374,9 +376,14 @@ static void slab_account(struct xa_arena *a, struct xa_span *s, uint32_t k, stru
   if (unlikely(s->purging)) { s->nfree += k; return; }   /* the purger re-bins it */
   if (s->nfree == 0) list_push(&bin->nonfull, s);
   s->nfree += k;
-  if (s->nfree == ci->nobjs && (bin->nonfull != s || s->next)) {
-    slab_release(a, s, dead);      /* empty, not the bin's only slab */
-  } else if (!s->dirty && s->nfree >= ci->page_objs) {
+  if (s->nfree == ci->nobjs) {
+    if (bin->nempty >= ci->empty_keep) {
+      slab_release(a, s, dead);
+      return;
+    }
+    bin->nempty++;
+  }
+  if (!s->dirty && s->nfree >= ci->page_objs) {
     /* May hold a whole free page now: let it decay. */
     s->dirty = 1;
     s->dirtied_at = now;
@@ -667,6 +674,7 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
      * object on a page being purged; frees only set bits. */
     struct xa_bin *bin = &a->bins[s->cls];
     if (s->nfree) list_remove(&bin->nonfull, s);
+    if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty--;
     s->purging = 1;
     arena_unlock(a);
     char *base = xa_span_addr(s);
@@ -678,10 +686,13 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
     s->purging = 0;
     a->purge_runs += nrun;
     if (s->nfree == xa_classes[s->cls].nobjs && bin->nonfull) {
+      /* Empty and decayed: its (clean) pages go back to the free spans,
+       * unless it is the bin's only slab. */
       list_push(&bin->nonfull, s);
       slab_release(a, s, &dead);
     } else if (s->nfree) {
       list_push(&bin->nonfull, s);
+      if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty++;
     }
   }
   a->purged_pages += pages;
@@ -799,6 +810,15 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
     if (free_pages == usable_pages()) spares++;
   }
   if (spares != a->nspare) return "spare chunk count wrong";
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    unsigned empty = 0;
+    for (struct xa_span *s = a->bins[c].nonfull; s; s = s->next) {
+      if (s->state != XA_SPAN_SLAB || s->cls != c || !s->nfree) return "bad slab on a bin's nonfull list";
+      empty += s->nfree == xa_classes[c].nobjs;
+    }
+    if (empty != a->bins[c].nempty) return "bin's empty slab count wrong";
+    if (empty > xa_classes[c].empty_keep) return "bin keeps too many empty slabs";
+  }
   if (dirty != a->dirty_pages) return "arena dirty page count wrong";
   size_t lru_pages = 0;
   for (struct xa_span *s = a->dirty_spans.head; s; s = s->lru_next) {

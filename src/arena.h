@@ -23,8 +23,10 @@ struct xa_lru {
   struct xa_span *head, *tail;  /* oldest first */
 };
 
+
 struct xa_bin {
   struct xa_span *nonfull;      /* slabs with at least one free object */
+  uint32_t nempty;              /* of those, wholly free ones */
   uint64_t nslabs;              /* slabs of this class in the arena */
   uint64_t nrequests;           /* objects handed out (refills) */
   uint64_t curobjs;             /* objects out of slabs (caches + user) */

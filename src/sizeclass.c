@@ -15,13 +15,20 @@ static size_t class_size(unsigned c) {
   return ((size_t)4u + (c - 8u) % 4u + 1u) << (k - 2u);
 }
 
-/* Slab pages: the smallest run of pages, at least 16 KiB and holding at
- * least 4 objects (8 for tiny classes), whose tail waste is at most 1/16. */
+/* Slab pages: the smallest run of pages, at least min_bytes and holding at
+ * least 4 objects, whose tail waste is at most 1/16.  Classes up to 256 B
+ * take 16 KiB (fewer slab changes per refill); larger ones 8 KiB, so that
+ * after random frees more of their slabs empty wholly and go back to the
+ * free spans, where any class can reuse them (the fragmentation
+ * workload).  8 KiB is the floor: a slab's bitmap lives in the span slots
+ * of its pages after the first. */
 static unsigned slab_pages_for(size_t size, size_t page) {
+  size_t min_bytes = size <= 256 ? 16384 : 8192;
+  size_t min_objs = size < 4096 ? 4 : 1;
   unsigned best = 1;
   for (unsigned k = 1; k <= 64; k++) {
     size_t bytes = k * page;
-    if (bytes < 16384 || bytes / size < 4) continue;
+    if (bytes < min_bytes || bytes / size < min_objs) continue;
     if ((bytes % size) * 16 <= bytes) return k;
     if (best == 1) best = k;
   }
@@ -38,6 +45,8 @@ void xa_sizeclass_init(size_t page) {
     ci->recip = (((uint64_t)1 << XA_RECIP_SHIFT) + size - 1) / size;
     xa_class_divmagic[c] = UINT64_MAX / size + 1;
     ci->page_objs = (uint32_t)((page + size - 1) / size);
+    size_t slab_bytes = ci->slab_pages * page;
+    ci->empty_keep = slab_bytes >= XA_EMPTY_SLAB_BYTES ? 1 : (uint32_t)(XA_EMPTY_SLAB_BYTES / slab_bytes);
     /* Default; xa_tcache_init_global applies the tcache_bytes option. */
     size_t cap = 65536 / size;
     ci->tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);

@@ -95,7 +95,47 @@ static void test_refill_flush_roundtrip(void **state) {
     xa_arena_flush(v, got, "test");
     check(a);
     assert_int_equal(a->bins[cls].curobjs, 0);
-    assert_true(a->bins[cls].nslabs <= 1);      /* one empty slab kept */
+    /* up to empty_keep empty slabs kept, the rest released */
+    assert_true(a->bins[cls].nslabs <= ci->empty_keep);
+    assert_int_equal(a->bins[cls].nempty, a->bins[cls].nslabs);
+    free(v);
+  }
+}
+
+/* A bin keeps empty slabs up to XA_EMPTY_SLAB_BYTES (at least one), so a
+ * class emptied and refilled in batches does not carve slabs over and over;
+ * the kept ones are reused first, and purging gives back all but the bin's
+ * last slab. */
+static void test_empty_slabs_kept_then_purged(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  for (unsigned cls = 0; cls < XA_NSMALL; cls++) {
+    const struct xa_class_info *ci = &xa_classes[cls];
+    size_t slab_bytes = (size_t)ci->slab_pages << xa_os_page_shift;
+    unsigned keep = ci->empty_keep;
+    assert_true(keep >= 1);
+    assert_true(keep == 1 || keep * slab_bytes <= XA_EMPTY_SLAB_BYTES);
+    unsigned want = ci->nobjs * (keep + 2);
+    void **v = calloc(want, sizeof *v);
+    assert_int_equal(xa_arena_refill(a, cls, v, want), want);
+    assert_int_equal(a->bins[cls].nslabs, keep + 2);
+    assert_int_equal(a->bins[cls].nempty, 0);
+    xa_arena_flush(v, want, "test");
+    check(a);
+    assert_int_equal(a->bins[cls].nslabs, keep);
+    assert_int_equal(a->bins[cls].nempty, keep);
+    /* the kept slabs serve the next refill: no new slab is carved */
+    unsigned again = ci->nobjs * keep;
+    assert_int_equal(xa_arena_refill(a, cls, v, again), again);
+    assert_int_equal(a->bins[cls].nslabs, keep);
+    assert_int_equal(a->bins[cls].nempty, 0);
+    check(a);
+    xa_arena_flush(v, again, "test");
+    /* purging releases decayed empty slabs, except the bin's last one */
+    xa_arena_purge(a);
+    check(a);
+    assert_int_equal(a->bins[cls].nslabs, 1);
+    assert_int_equal(a->bins[cls].nempty, 1);
     free(v);
   }
 }
@@ -392,6 +432,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chunk_geometry_and_map),
       cmocka_unit_test(test_refill_flush_roundtrip),
+      cmocka_unit_test(test_empty_slabs_kept_then_purged),
       cmocka_unit_test(test_large_alignment_and_coalesce),
       cmocka_unit_test(test_large_resize_in_place),
       cmocka_unit_test(test_chunk_retention_and_purge),

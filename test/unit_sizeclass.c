@@ -85,6 +85,19 @@ static void test_slab_geometry(void **state) {
     size_t bitmap = ((ci->nobjs + 63) / 64) * 8;
     assert_true(bitmap <= ((size_t)ci->slab_pages << xa_span_stride_shift) - sizeof(struct xa_span));
     assert_true(ci->tcache_cap >= 8 && ci->tcache_cap <= 1024);
+    /* small slabs up to 256 B objects are 16 KiB, larger ones may be
+     * 8 KiB; below 4 KiB a slab holds at least 4 objects */
+    assert_true(bytes >= (ci->size <= 256 ? 16384u : 8192u));
+    if (ci->size < 4096) assert_true(ci->nobjs >= 4);
+  }
+  if (xa_os_page == 4096) {
+    /* the smallest slabs the rules allow, so that slabs emptied by random
+     * frees are small holes any class can reuse */
+    assert_int_equal(xa_classes[xa_sizeclass_compute(1024)].slab_pages, 2);
+    assert_int_equal(xa_classes[xa_sizeclass_compute(8192)].slab_pages, 2);
+    assert_int_equal(xa_classes[xa_sizeclass_compute(12288)].slab_pages, 3);
+    assert_int_equal(xa_classes[xa_sizeclass_compute(16384)].slab_pages, 4);
+    assert_int_equal(xa_classes[xa_sizeclass_compute(256)].slab_pages, 4);
   }
 }
 
