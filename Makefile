@@ -83,6 +83,9 @@ check-bench: lib bench-progs
 	$(BENCH_PY) bench/run.py --quick --no-build-lib --out build/bench-quick
 	@grep -q '^larson,xalloc,OK,' build/bench-quick/results.csv && \
 	  ! grep -E '^[^,]*,xalloc,(FAIL|CRASH|TIMEOUT),' build/bench-quick/results.csv
+	@rm -rf build/replot && mkdir -p build/replot && cp docs/bench/scaling-16cpu/scaling.csv build/replot/ && \
+	  $(BENCH_PY) bench/scaling --replot build/replot >/dev/null && \
+	  test "$$(grep -c '^# ' build/replot/scaling.dat)" = 40 && grep -q "index 39 using" build/replot/scaling.gp
 
 check-memcheck: $(API)
 	@set -e; for t in $(API); do echo "== memcheck $$t.glibc"; \
