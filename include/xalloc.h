@@ -28,7 +28,8 @@ const char *xalloc_version(void);
 
 /* Return free memory held by the allocator to the OS now: flush the calling
  * thread's cache, release empty spans with madvise and cached huge
- * mappings.  Returns 1 if any memory was released, 0 otherwise. */
+ * mappings; other threads empty their caches at their next cache miss or
+ * full bin.  Returns 1 if any memory was released, 0 otherwise. */
 int xalloc_purge(void);
 
 /* Read and/or write a named value (see the README's table): oldp/oldlenp

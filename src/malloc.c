@@ -317,6 +317,7 @@ XA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
 
 XA_EXPORT int xalloc_purge(void) {
   if (!xa_init_done) return 0;
+  xa_tcache_request_flush();           /* other threads: at their next miss */
   xa_tcache_flush_all();
   size_t cached;
   size_t n = 0, bytes = 0;

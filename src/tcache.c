@@ -23,6 +23,7 @@ static struct xa_tcache *tc_recycled;           /* caches of exited threads */
 static size_t tc_slots_total;                   /* slots per cache */
 
 #define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
+static uint32_t tc_flush_gen;                   /* bumped by xa_tcache_request_flush */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
 
 bool xa_tcache_init_global(void) {
@@ -98,6 +99,7 @@ static struct xa_tcache *tcache_new(void) {
     }
   }
   tc->events = 0;
+  tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
   tc->tid = xa_os_tid();
   memset(tc->missed, 0, sizeof tc->missed);
   memset(tc->slow_start, SLOW_START, sizeof tc->slow_start);
@@ -146,8 +148,22 @@ static void tcache_gc(struct xa_tcache *tc) {
   xa_purge_notify();
 }
 
+/* Has another thread asked for a flush since this cache last looked? */
+static bool flush_requested(struct xa_tcache *tc) {
+  uint32_t g = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
+  if (likely(g == tc->flush_gen)) return false;
+  tc->flush_gen = g;
+  return true;
+}
+
+void xa_tcache_request_flush(void) { __atomic_add_fetch(&tc_flush_gen, 1, __ATOMIC_RELAXED); }
+
 void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
   struct xa_tbin *b = &tc->bins[cls];
+  if (unlikely(flush_requested(tc))) {
+    tcache_flush_bins(tc);
+    xa_purge_notify();
+  }
   if (++tc->events >= GC_PERIOD) tcache_gc(tc);
   tc->missed[cls] = 1;
   if (b->top != b->stack) return *--b->top;  /* GC may run between miss and here */
@@ -178,17 +194,21 @@ bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
   /* Only a full bin is a slow-path event: frees that merely came this way
    * (realloc's, or a marked object's) must not drive the GC, whose sweeps
    * would then flush every quiet bin again and again. */
+  bool flushed = false;
   if (b->top == b->end) {
     xa_purge_start();
     if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+    if (unlikely(flush_requested(tc))) {
+      tcache_flush_bins(tc);
+      flushed = true;
+    }
   }
   if (b->top == b->end) {
     bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
-    *b->top++ = p;
-    xa_purge_notify();   /* bin consistent again: re-entrant calls are safe */
-    return true;
+    flushed = true;
   }
   *b->top++ = p;
+  if (flushed) xa_purge_notify();   /* bin consistent again: re-entrant calls are safe */
   return true;
 }
 
@@ -213,7 +233,9 @@ static void tcache_flush_bins(struct xa_tcache *tc) {
 }
 
 void xa_tcache_flush_all(void) {
-  if (xa_tc != &xa_tcache_boot) tcache_flush_bins(xa_tc);
+  if (xa_tc == &xa_tcache_boot) return;
+  xa_tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
+  tcache_flush_bins(xa_tc);
 }
 
 static void tcache_unlink_recycle(struct xa_tcache *tc) {

@@ -32,6 +32,7 @@ struct xa_tcache {
   struct xa_tbin bins[XA_NSMALL + 1];
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* refills and full-bin flushes since last GC */
+  uint32_t flush_gen;               /* last flush request seen (xa_tcache_request_flush) */
   int32_t tid;                      /* owner's kernel thread id */
   bool live;                        /* on the live list (else recycled) */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
@@ -65,6 +66,11 @@ XA_HIDDEN bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p)
 XA_HIDDEN void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls);
 /* Return every cached object of the calling thread to the arenas. */
 XA_HIDDEN void xa_tcache_flush_all(void);
+/* Ask every thread to empty its cache.  No thread can touch another's
+ * cache without a synchronisation the owner's fast path would pay for, so
+ * each owner does it at its next slow-path event (a miss or a full bin);
+ * a thread that makes no more calls keeps its cache. */
+XA_HIDDEN void xa_tcache_request_flush(void);
 /* Thread-exit destructor (also used by tests). */
 XA_HIDDEN void xa_tcache_destroy(void *tc);
 XA_HIDDEN bool xa_tcache_init_global(void);

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <cmocka.h>
 #include "testutil.h"
 #ifndef XA_TEST_GLIBC
@@ -284,6 +285,68 @@ static void test_decay_never_until_trim(void **state) {
 #endif
 }
 
+#ifndef XA_TEST_GLIBC
+/* Objects of one class (3 KiB) that a helper thread holds in its cache. */
+static unsigned class_of_size(uint64_t size) {
+  char name[64];
+  for (unsigned c = 0; c < ctl("arenas.nclasses"); c++) {
+    snprintf(name, sizeof name, "stats.classes.%u.size", c);
+    if (ctl(name) == size) return c;
+  }
+  fail_msg("no class of %llu bytes", (unsigned long long)size);
+  return 0;
+}
+
+static uint64_t class_curobjs(unsigned c) {
+  char name[64];
+  snprintf(name, sizeof name, "stats.classes.%u.curobjs", c);
+  return ctl(name);
+}
+
+static void *cache_holder(void *arg) {
+  pthread_barrier_t *bar = arg;
+  void *v[8];
+  for (int i = 0; i < 8; i++) v[i] = malloc(3000);
+  for (int i = 0; i < 8; i++) free(v[i]);
+  pthread_barrier_wait(bar);           /* 1: objects cached */
+  pthread_barrier_wait(bar);           /* 2: main trimmed */
+  free(malloc(20000));                 /* a miss: first use of that class */
+  pthread_barrier_wait(bar);           /* 3: after its next slow path */
+  pthread_barrier_wait(bar);           /* 4: main looked (before exit flushes) */
+  return NULL;
+}
+#endif
+
+/* malloc_trim empties other threads' caches too, each at the owner's next
+ * miss or full bin: while the owner makes no call its cache stays. */
+static void test_trim_flushes_other_threads_caches(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  unsigned c = class_of_size(3072);
+  uint64_t before = class_curobjs(c);
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, 2);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, cache_holder, &bar), 0);
+  pthread_barrier_wait(&bar);
+  uint64_t held = class_curobjs(c) - before;
+  assert_true(held >= 8);
+  assert_int_equal(malloc_trim(0), 1);
+  assert_int_equal(class_curobjs(c) - before, held);   /* owner idle */
+  pthread_barrier_wait(&bar);
+  pthread_barrier_wait(&bar);
+  uint64_t left = class_curobjs(c);
+  print_message("3 KiB objects held by the idle thread: %llu, after its next miss: %llu\n",
+                (unsigned long long)held, (unsigned long long)(left - before));
+  pthread_barrier_wait(&bar);
+  pthread_join(t, NULL);
+  assert_int_equal(left, before);
+  pthread_barrier_destroy(&bar);
+#endif
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) {
     if (!strcmp(argv[1], "idle_return")) return mode_idle_return();
@@ -300,6 +363,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_idle_return_after_mass_free),
       cmocka_unit_test(test_idle_return_without_caches),
       cmocka_unit_test(test_malloc_trim_at_once),
+      cmocka_unit_test(test_trim_flushes_other_threads_caches),
       cmocka_unit_test(test_huge_realloc_no_copy),
       cmocka_unit_test(test_fork_child_purges),
       cmocka_unit_test(test_inline_purging_without_thread),
