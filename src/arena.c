@@ -125,12 +125,33 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   return s;
 }
 
-/* First free span of at least n pages, removed from its bin and trimmed to
- * n pages (the rest stays free).  NULL if none. */
+/* Free spans of different page states are never merged, so a DIRTY span
+ * is resident through and through: reusing it costs no page fault and no
+ * new RSS.  The first dirty span of at least n pages in the smallest bins
+ * that hold one, looking at no more than XA_DIRTY_SCAN spans. */
+static struct xa_span *free_find_dirty(struct xa_arena *a, uint32_t n) {
+  if (!a->dirty_pages) return NULL;
+  unsigned b = free_bin(n), looked = 0;
+  for (unsigned w = b >> 6; w < 2; w++) {
+    uint64_t m = a->free_nonempty[w];
+    if (w == b >> 6) m &= ~(uint64_t)0 << (b & 63);
+    for (; m; m &= m - 1) {
+      for (struct xa_span *s = a->free_spans[w * 64 + (unsigned)__builtin_ctzl(m)]; s; s = s->next) {
+        if (s->dirty == XA_PAGES_DIRTY && s->npages >= n) return s;
+        if (++looked >= XA_DIRTY_SCAN) return NULL;
+      }
+    }
+  }
+  return NULL;
+}
+
+/* A free span of at least n pages, removed from its bin and trimmed to n
+ * pages (the rest stays free): a dirty one if one is found cheaply, else
+ * the first of the smallest fitting bin.  NULL if none. */
 static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
   unsigned b = free_bin(n);
-  struct xa_span *s = NULL;
-  if (b >= XA_FREE_EXACT)               /* a range bin: look for a fit */
+  struct xa_span *s = free_find_dirty(a, n);
+  if (!s && b >= XA_FREE_EXACT)         /* a range bin: look for a fit */
     for (s = a->free_spans[b]; s && s->npages < n; s = s->next) {}
   if (!s) {
     unsigned from = b >= XA_FREE_EXACT ? b + 1 : b;
@@ -175,8 +196,10 @@ static struct xa_chunk *chunk_unlink(struct xa_arena *a, struct xa_chunk *c, str
 static void chunks_delete(struct xa_chunk *dead);
 
 /* Turn allocated span s back into free pages, merging with free
- * neighbours.  Returns a chunk that became wholly free and must be unmapped
- * by the caller after unlocking, or NULL. */
+ * neighbours whose pages are in the same state (dirty, muzzy or clean: a
+ * merged span's state must be true of all its pages, or dirty accounting
+ * and reuse of resident pages go wrong).  Returns a chunk that became
+ * wholly free and must be unmapped by the caller after unlocking, or NULL. */
 static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint8_t dirty) {
   struct xa_chunk *c = xa_span_chunk(s);
   unsigned first = s->first, n = s->npages;
@@ -189,8 +212,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
   s->state = XA_SPAN_FREE;
   if (first > xa_chunk_first_page) {
     struct xa_span *l = xa_chunk_span(c, xa_chunk_page_info(c, first - 1)->first);
-    if (l->state == XA_SPAN_FREE && l->first + l->npages == first) {
-      if (l->dirty > dirty) dirty = l->dirty;
+    if (l->state == XA_SPAN_FREE && l->first + l->npages == first && l->dirty == dirty) {
       free_remove(a, l);
       first = l->first;
       n += l->npages;
@@ -199,8 +221,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
   unsigned r = s->first + s->npages;
   if (r < xa_chunk_end_page) {
     struct xa_span *rs = xa_chunk_span(c, r);
-    if (rs->state == XA_SPAN_FREE) {
-      if (rs->dirty > dirty) dirty = rs->dirty;
+    if (rs->state == XA_SPAN_FREE && rs->dirty == dirty) {
       free_remove(a, rs);
       n += rs->npages;
       rs->npages = 0;
@@ -223,15 +244,26 @@ static struct xa_chunk *chunk_unlink(struct xa_arena *a, struct xa_chunk *c, str
   return c;
 }
 
+/* Chunk c is wholly free, in one free span or several (in different page
+ * states): take them out of the bins and c off the arena's list. */
+static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c) {
+  struct xa_span *f = xa_chunk_span(c, xa_chunk_first_page);
+  for (unsigned p = xa_chunk_first_page + f->npages; p < xa_chunk_end_page;) {
+    struct xa_span *s = xa_chunk_span(c, p);
+    p += s->npages;
+    free_remove(a, s);
+  }
+  return chunk_unlink(a, c, f);
+}
+
 size_t xa_arena_release_spares(struct xa_arena *a) {
   struct xa_chunk *dead = NULL;
   size_t n = 0;
   arena_lock(a);
-  unsigned b = free_bin(usable_pages());
-  for (struct xa_span *s = a->free_spans[b], *next; s; s = next) {
-    next = s->next;
-    if (s->npages != usable_pages()) continue;
-    struct xa_chunk *c = chunk_unlink(a, xa_span_chunk(s), s);
+  for (struct xa_chunk *c = a->chunks, *next; c; c = next) {
+    next = c->next;
+    if (c->free_pages != usable_pages()) continue;
+    chunk_unlink_free(a, c);
     c->next = dead;
     dead = c;
     n++;
@@ -628,9 +660,11 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
     done += s->npages;
     a->purged_pages += s->npages;
     a->purge_runs++;
-    /* Back into the bins: a dirty neighbour freed meanwhile makes the
-     * merged span dirty again (it goes to the young end of the list). */
+    /* Back into the bins, merged with neighbours in the same state.  A
+     * chunk whose free parts were dirty at different times is whole again
+     * only now: beyond the spares, unmap it. */
     struct xa_chunk *d = span_release(a, s, lazy ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
+    if (!d && c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) d = chunk_unlink_free(a, c);
     if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
   }
   return done;
@@ -765,13 +799,13 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
   for (struct xa_chunk *c = a->chunks; c; c = c->next) {
     if (c->arena != a) return "chunk owned by another arena";
     unsigned p = xa_chunk_first_page, free_pages = 0;
-    bool prev_free = false;
+    int prev_free = -1;            /* the previous span's page state if free */
     while (p < xa_chunk_end_page) {
       struct xa_span *s = xa_chunk_span(c, p);
       if (s->first != p) return "span slot first mismatch";
       if (s->npages == 0 || p + s->npages > xa_chunk_end_page) return "span length out of range";
       if (s->state == XA_SPAN_FREE) {
-        if (prev_free) return "adjacent free spans not coalesced";
+        if (prev_free == s->dirty) return "adjacent free spans in one state not coalesced";
         bool found = false;
         for (struct xa_span *f = a->free_spans[free_bin(s->npages)]; f; f = f->next) found |= f == s;
         if (!found) return "free span missing from its bin";
@@ -780,7 +814,7 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
         free_pages += s->npages;
         if (s->dirty == XA_PAGES_DIRTY) dirty += s->npages;
         if (s->dirty == XA_PAGES_MUZZY) muzzy += s->npages;
-        prev_free = true;
+        prev_free = s->dirty;
       } else if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE || s->state == XA_SPAN_PURGING) {
         for (unsigned i = p; i < p + s->npages; i++) {
           struct xa_pageinfo *pi = xa_chunk_page_info(c, i);
@@ -800,14 +834,15 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
           for (unsigned w = 0; w < (ci->nobjs + 63) / 64; w++) nfree += (unsigned)__builtin_popcountl(s->bitmap[w]);
           if (nfree != s->nfree) return "slab free count disagrees with bitmap";
         }
-        prev_free = false;
+        prev_free = -1;
       } else {
         return "bad span state";
       }
       p += s->npages;
     }
     if (free_pages != c->free_pages) return "chunk free page count wrong";
-    if (free_pages == usable_pages()) spares++;
+    struct xa_span *f = xa_chunk_span(c, xa_chunk_first_page);
+    if (f->state == XA_SPAN_FREE && f->npages == usable_pages()) spares++;   /* one free span */
   }
   if (spares != a->nspare) return "spare chunk count wrong";
   for (unsigned c = 0; c < XA_NSMALL; c++) {

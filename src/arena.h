@@ -17,6 +17,8 @@
  * purger unmaps them, except XA_SPARE_CHUNKS (whose pages it purges) kept
  * for reuse.  Past XA_SPARE_CHUNKS_MAX the freeing thread unmaps at once. */
 #define XA_SPARE_CHUNKS 4
+/* Free spans a span request looks at for a dirty (resident) one. */
+#define XA_DIRTY_SCAN 16
 #define XA_SPARE_CHUNKS_MAX 256
 
 struct xa_lru {

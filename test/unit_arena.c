@@ -167,8 +167,47 @@ static void test_large_alignment_and_coalesce(void **state) {
   check(a);
   xa_arena_free_large(xa_arena_large_span(z));
   check(a);
-  assert_int_equal(free_span_count(a), 1);
+  /* the three merge into one dirty span (the walker also checks that no
+   * two neighbours in one state are left apart); the never-used rest of
+   * the chunk stays a separate clean span */
+  assert_int_equal(free_span_count(a), 2);
+  assert_int_equal(a->dirty_spans.head, a->dirty_spans.tail);
+  assert_true(a->dirty_spans.head->npages >= 24);
   assert_int_equal(a->large_allocated, 0);
+  /* purged, it is clean like its neighbour and merges with it: one span */
+  xa_arena_purge(a);
+  check(a);
+  assert_int_equal(free_span_count(a), 1);
+  assert_int_equal(a->dirty_pages, 0);
+}
+
+/* Free spans in different page states stay apart, and a span request
+ * takes resident (dirty) pages before clean ones, even where a clean span
+ * would fit more tightly. */
+static void test_dirty_pages_reused_first(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  size_t page = xa_os_page;
+  char *A = xa_arena_alloc_large(a, 4 * page, page);
+  char *B = xa_arena_alloc_large(a, 8 * page, page);
+  char *C = xa_arena_alloc_large(a, 4 * page, page);
+  assert_ptr_equal(B, A + 4 * page);
+  assert_ptr_equal(C, B + 8 * page);
+  xa_arena_free_large(xa_arena_large_span(A));
+  xa_arena_purge(a);                       /* A: a clean 4-page span */
+  assert_int_equal(a->dirty_pages, 0);
+  xa_arena_free_large(xa_arena_large_span(B));
+  check(a);                                /* B: dirty, not merged with A */
+  assert_int_equal(a->dirty_pages, 8);
+  char *D = xa_arena_alloc_large(a, 4 * page, page);
+  assert_ptr_equal(D, B);                  /* not A, the exact fit */
+  assert_int_equal(a->dirty_pages, 4);
+  check(a);
+  xa_arena_free_large(xa_arena_large_span(D));
+  xa_arena_free_large(xa_arena_large_span(C));
+  xa_arena_purge(a);
+  check(a);
+  assert_int_equal(free_span_count(a), 1);  /* all clean: one span again */
 }
 
 static void test_large_resize_in_place(void **state) {
@@ -434,6 +473,7 @@ int main(void) {
       cmocka_unit_test(test_refill_flush_roundtrip),
       cmocka_unit_test(test_empty_slabs_kept_then_purged),
       cmocka_unit_test(test_large_alignment_and_coalesce),
+      cmocka_unit_test(test_dirty_pages_reused_first),
       cmocka_unit_test(test_large_resize_in_place),
       cmocka_unit_test(test_chunk_retention_and_purge),
     cmocka_unit_test(test_purge_returns_span_slots),
