@@ -87,8 +87,9 @@ static void free_remove(struct xa_arena *a, struct xa_span *s) {
   unsigned b = free_bin(s->npages);
   list_remove(&a->free_spans[b], s);
   if (!a->free_spans[b]) a->free_nonempty[b >> 6] &= ~((uint64_t)1 << (b & 63));
-  xa_span_chunk(s)->free_pages -= s->npages;
-  if (s->npages == usable_pages()) a->nspare--;
+  struct xa_chunk *c = xa_span_chunk(s);
+  if (c->free_pages == usable_pages()) a->nspare--;     /* whole no more */
+  c->free_pages -= s->npages;
   if (s->dirty == XA_PAGES_DIRTY) {
     a->dirty_pages -= s->npages;
     lru_remove(&a->dirty_spans, s);
@@ -112,7 +113,7 @@ static struct xa_span *free_make(struct xa_arena *a, struct xa_chunk *c, unsigne
   xa_chunk_mark_pages(c, first, 1, first, XA_CLS_NONE);
   xa_chunk_mark_pages(c, first + n - 1, 1, first, XA_CLS_NONE);
   c->free_pages += n;
-  if (n == usable_pages()) a->nspare++;
+  if (c->free_pages == usable_pages()) a->nspare++;     /* wholly free, in one span or several */
   if (dirty == XA_PAGES_DIRTY) {
     a->dirty_pages += n;
     lru_push(&a->dirty_spans, s);
@@ -193,6 +194,7 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
 }
 
 static struct xa_chunk *chunk_unlink(struct xa_arena *a, struct xa_chunk *c, struct xa_span *f);
+static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c);
 static void chunks_delete(struct xa_chunk *dead);
 
 /* Turn allocated span s back into free pages, merging with free
@@ -227,10 +229,10 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
       rs->npages = 0;
     }
   }
-  struct xa_span *f = free_make(a, c, first, n, dirty);
-  if (n != usable_pages() || a->nspare <= XA_SPARE_CHUNKS_MAX) return NULL;
+  free_make(a, c, first, n, dirty);
+  if (c->free_pages != usable_pages() || a->nspare <= XA_SPARE_CHUNKS_MAX) return NULL;
   /* Too many wholly free chunks: hand this one back to the OS. */
-  return chunk_unlink(a, c, f);
+  return chunk_unlink_free(a, c);
 }
 
 /* Take wholly free chunk c (whose free span is f) out of the arena; the
@@ -387,13 +389,14 @@ static XA_NOINLINE XA_COLD void slab_misuse(struct xa_arena *a, const char *fn, 
   xa_lock(&a->lock);
 }
 
-/* Give the pages of empty slab s back to the arena (lock held). */
-static void slab_release(struct xa_arena *a, struct xa_span *s, struct xa_chunk **dead) {
+/* Give the pages of empty slab s back to the arena, in page state st
+ * (lock held). */
+static void slab_release(struct xa_arena *a, struct xa_span *s, uint8_t st, struct xa_chunk **dead) {
   struct xa_bin *bin = &a->bins[s->cls];
   list_remove(&bin->nonfull, s);
   if (s->dirty) lru_remove(&a->dirty_slabs, s);
   bin->nslabs--;
-  struct xa_chunk *d = span_release(a, s, XA_PAGES_DIRTY);
+  struct xa_chunk *d = span_release(a, s, st);
   if (d) { d->next = *dead; *dead = d; }
 }
 
@@ -410,7 +413,7 @@ static void slab_account(struct xa_arena *a, struct xa_span *s, uint32_t k, stru
   s->nfree += k;
   if (s->nfree == ci->nobjs) {
     if (bin->nempty >= ci->empty_keep) {
-      slab_release(a, s, dead);
+      slab_release(a, s, XA_PAGES_DIRTY, dead);
       return;
     }
     bin->nempty++;
@@ -541,6 +544,7 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
   arena_lock(a);
   struct xa_span *s = span_grab(a, (uint32_t)(np + extra));
   if (!s) { arena_unlock(a); return NULL; }
+  uint8_t st = s->dirty;         /* the trimmed ends go back in this state */
   s->state = XA_SPAN_LARGE;
   s->cls = XA_CLS_NONE;
   s->dirty = 0;
@@ -550,12 +554,12 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
     uint32_t lead = (uint32_t)((XA_ALIGN_UP(addr, align) - addr) >> sh);
     if (lead) {
       struct xa_span *t = span_split(s, lead);
-      struct xa_chunk *d = span_release(a, s, XA_PAGES_DIRTY);
+      struct xa_chunk *d = span_release(a, s, st);
       if (d) { d->next = dead; dead = d; }
       s = t;
     }
     if (s->npages > np) {
-      struct xa_chunk *d = span_release(a, span_split(s, (uint32_t)np), XA_PAGES_DIRTY);
+      struct xa_chunk *d = span_release(a, span_split(s, (uint32_t)np), st);
       if (d) { d->next = dead; dead = d; }
     }
   }
@@ -607,13 +611,26 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
   } else if (n == s->npages) {
     ok = true;
   } else {
-    unsigned r = s->first + s->npages;
-    struct xa_span *rs = r < xa_chunk_end_page ? xa_chunk_span(c, r) : NULL;
-    if (rs && rs->state == XA_SPAN_FREE && s->npages + rs->npages >= n) {
-      uint32_t need = n - s->npages;
-      free_remove(a, rs);
-      if (rs->npages > need) free_make(a, c, r + need, rs->npages - need, rs->dirty);
-      rs->npages = 0;
+    /* The free pages to the right may be several spans (in different
+     * page states): enough of them in a row, and s grows over them. */
+    uint32_t need = n - s->npages, have = 0;
+    unsigned end = s->first + s->npages;
+    for (unsigned p = end; have < need && p < xa_chunk_end_page;) {
+      struct xa_span *rs = xa_chunk_span(c, p);
+      if (rs->state != XA_SPAN_FREE) break;
+      have += rs->npages;
+      p += rs->npages;
+    }
+    if (have >= need) {
+      for (uint32_t took = 0; took < need;) {
+        unsigned p = end + took;
+        struct xa_span *rs = xa_chunk_span(c, p);
+        uint32_t len = rs->npages, use = len < need - took ? len : need - took;
+        free_remove(a, rs);
+        if (len > use) free_make(a, c, p + use, len - use, rs->dirty);
+        rs->npages = 0;
+        took += use;
+      }
       s->npages = n;
       xa_chunk_mark_span(c, s);
       a->large_allocated += (size_t)need << xa_os_page_shift;
@@ -638,12 +655,12 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
   while (done < pages && l->head && aged(l->head, now, min_age)) {
     struct xa_span *s = l->head;
     struct xa_chunk *c = xa_span_chunk(s);
-    if (s->npages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) {
+    if (c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) {
       /* A decayed wholly free chunk beyond the spares: unmap it. */
       done += s->npages;
       a->purged_pages += s->npages;
       a->purge_runs++;
-      chunk_unlink(a, c, s);
+      chunk_unlink_free(a, c);
       arena_unlock(a);
       xa_chunk_delete(c);
       arena_lock(a);
@@ -720,10 +737,12 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
     s->purging = 0;
     a->purge_runs += nrun;
     if (s->nfree == xa_classes[s->cls].nobjs && bin->nonfull) {
-      /* Empty and decayed: its (clean) pages go back to the free spans,
-       * unless it is the bin's only slab. */
+      /* Empty and decayed: its pages go back to the free spans, unless it
+       * is the bin's only slab; clean if the purge covered the whole slab
+       * (it was empty then, and nothing is carved from it off the bin). */
+      bool whole = nrun == 1 && run[0].n == s->npages;
       list_push(&bin->nonfull, s);
-      slab_release(a, s, &dead);
+      slab_release(a, s, whole ? XA_PAGES_CLEAN : XA_PAGES_DIRTY, &dead);
     } else if (s->nfree) {
       list_push(&bin->nonfull, s);
       if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty++;
@@ -841,8 +860,7 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
       p += s->npages;
     }
     if (free_pages != c->free_pages) return "chunk free page count wrong";
-    struct xa_span *f = xa_chunk_span(c, xa_chunk_first_page);
-    if (f->state == XA_SPAN_FREE && f->npages == usable_pages()) spares++;   /* one free span */
+    if (free_pages == usable_pages()) spares++;   /* in one free span or several */
   }
   if (spares != a->nspare) return "spare chunk count wrong";
   for (unsigned c = 0; c < XA_NSMALL; c++) {
