@@ -325,6 +325,7 @@ static void test_trim_flushes_other_threads_caches(void **state) {
   skip();
 #else
   unsigned c = class_of_size(3072);
+  malloc_trim(0);                      /* this thread's cache holds none of them */
   uint64_t before = class_curobjs(c);
   pthread_barrier_t bar;
   pthread_barrier_init(&bar, NULL, 2);
@@ -333,7 +334,7 @@ static void test_trim_flushes_other_threads_caches(void **state) {
   pthread_barrier_wait(&bar);
   uint64_t held = class_curobjs(c) - before;
   assert_true(held >= 8);
-  assert_int_equal(malloc_trim(0), 1);
+  malloc_trim(0);                      /* (its result: whether pages went back) */
   assert_int_equal(class_curobjs(c) - before, held);   /* owner idle */
   pthread_barrier_wait(&bar);
   pthread_barrier_wait(&bar);
