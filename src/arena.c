@@ -193,7 +193,6 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
   }
 }
 
-static struct xa_chunk *chunk_unlink(struct xa_arena *a, struct xa_chunk *c, struct xa_span *f);
 static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c);
 static void chunks_delete(struct xa_chunk *dead);
 
@@ -235,27 +234,21 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
   return chunk_unlink_free(a, c);
 }
 
-/* Take wholly free chunk c (whose free span is f) out of the arena; the
- * caller unmaps it after unlocking. */
-static struct xa_chunk *chunk_unlink(struct xa_arena *a, struct xa_chunk *c, struct xa_span *f) {
-  free_remove(a, f);
+/* Take wholly free chunk c (in one free span or several, in different page
+ * states) out of the bins and off the arena's list; the caller unmaps it
+ * after unlocking. */
+static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c) {
+  struct xa_span *f = xa_chunk_span(c, xa_chunk_first_page);
+  for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+    struct xa_span *s = xa_chunk_span(c, p);
+    p += s->npages;
+    free_remove(a, s);
+  }
   f->state = XA_SPAN_HEADER;
   for (struct xa_chunk **pp = &a->chunks; *pp; pp = &(*pp)->next)
     if (*pp == c) { *pp = c->next; break; }
   a->mapped -= XA_CHUNK_SIZE;
   return c;
-}
-
-/* Chunk c is wholly free, in one free span or several (in different page
- * states): take them out of the bins and c off the arena's list. */
-static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c) {
-  struct xa_span *f = xa_chunk_span(c, xa_chunk_first_page);
-  for (unsigned p = xa_chunk_first_page + f->npages; p < xa_chunk_end_page;) {
-    struct xa_span *s = xa_chunk_span(c, p);
-    p += s->npages;
-    free_remove(a, s);
-  }
-  return chunk_unlink(a, c, f);
 }
 
 size_t xa_arena_release_spares(struct xa_arena *a) {

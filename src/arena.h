@@ -17,14 +17,13 @@
  * purger unmaps them, except XA_SPARE_CHUNKS (whose pages it purges) kept
  * for reuse.  Past XA_SPARE_CHUNKS_MAX the freeing thread unmaps at once. */
 #define XA_SPARE_CHUNKS 4
+#define XA_SPARE_CHUNKS_MAX 256
 /* Free spans a span request looks at for a dirty (resident) one. */
 #define XA_DIRTY_SCAN 16
-#define XA_SPARE_CHUNKS_MAX 256
 
 struct xa_lru {
   struct xa_span *head, *tail;  /* oldest first */
 };
-
 
 struct xa_bin {
   struct xa_span *nonfull;      /* slabs with at least one free object */

@@ -8,7 +8,6 @@
 #define XA_SIZECLASS_H
 #include "internal.h"
 
-/* Per-class facts, filled by xa_sizeclass_init() from the formula. */
 /* Empty slabs an arena's bin keeps (on its nonfull list, at least one)
  * instead of giving their pages back at once, up to this many bytes: a
  * class whose objects come back in batches as fast as they go out
@@ -18,6 +17,7 @@
  * Kept slabs' pages still decay to the OS like any free page. */
 #define XA_EMPTY_SLAB_BYTES 32768
 
+/* Per-class facts, filled by xa_sizeclass_init() from the formula. */
 struct xa_class_info {
   uint32_t size;        /* object size in bytes */
   uint32_t slab_pages;  /* pages per slab */
@@ -25,7 +25,7 @@ struct xa_class_info {
   uint32_t tcache_cap;  /* thread cache slots */
   uint64_t recip;       /* ceil(2^40 / size): offset -> index by multiply */
   uint32_t page_objs;   /* free objects that may make a whole page free */
-  uint32_t empty_keep;  /* empty slabs an arena's bin keeps (arena.h) */
+  uint32_t empty_keep;  /* empty slabs an arena's bin keeps (XA_EMPTY_SLAB_BYTES) */
 };
 
 XA_HIDDEN extern uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];

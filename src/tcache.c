@@ -22,8 +22,9 @@ static struct xa_tcache *tc_live;               /* every live cache */
 static struct xa_tcache *tc_recycled;           /* caches of exited threads */
 static size_t tc_slots_total;                   /* slots per cache */
 
-#define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 static uint32_t tc_flush_gen;                   /* bumped by xa_tcache_request_flush */
+
+#define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
 
 bool xa_tcache_init_global(void) {
@@ -234,7 +235,7 @@ static void tcache_flush_bins(struct xa_tcache *tc) {
 
 void xa_tcache_flush_all(void) {
   if (xa_tc == &xa_tcache_boot) return;
-  xa_tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
+  (void)flush_requested(xa_tc);        /* a pending request is served now */
   tcache_flush_bins(xa_tc);
 }
 
