@@ -27,9 +27,10 @@ void free_aligned_sized(void *p, size_t alignment, size_t size);
 const char *xalloc_version(void);
 
 /* Return free memory held by the allocator to the OS now: flush the calling
- * thread's cache, release empty spans with madvise and cached huge
- * mappings; other threads empty their caches at their next cache miss or
- * full bin.  Returns 1 if any memory was released, 0 otherwise. */
+ * thread's cache and every other thread's that is outside an allocator
+ * call (the others empty theirs at their next cache miss or full bin),
+ * release empty spans with madvise and cached huge mappings.  Returns 1 if
+ * any memory was released, 0 otherwise. */
 int xalloc_purge(void);
 
 /* Read and/or write a named value (see the README's table): oldp/oldlenp

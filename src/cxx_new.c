@@ -114,7 +114,7 @@ static inline void *new_nothrow(size_t n, size_t align, const nothrow_t *t, cons
 static inline void delete_sized(void *p, size_t n) {
   size_t cls = xa_small_class_of(p);
   if (likely(cls != XA_CLS_NONE && n <= XA_SMALL_MAX && xa_sizeclass_of(n) == cls)) {
-    if (likely(xa_tbin_push_freed(&xa_tc->bins[cls], p))) return;
+    if (likely(xa_tc_push_freed(cls, p))) return;
     xa_free_slow(p);
     return;
   }

@@ -1,7 +1,10 @@
 /* The malloc and free fast paths.  Keep this file one screen long.
  *
  * malloc: size -> class (one table load), pop from the
- *   thread's bin.  One branch to the slow path, which it tail-calls.  A new
+ *   thread's bin.  One branch to the slow path, which it tail-calls.
+ *   Both paths hold the claim on the cache (tcache.h) while they use a
+ *   bin, and compare with the bin's gates, which another thread closes
+ *   while it reclaims an idle cache (xa_tcache_reclaim).  A new
  *   thread's xa_tc points at the boot cache, whose bins are empty, so its
  *   first call lands in the slow path: no "initialised?" test here.
  *   The popped object's first word is cleared (it held the freed mark).
@@ -29,12 +32,16 @@ XA_INLINE uintptr_t xa_freed_mark(const void *p) { return (uintptr_t)p ^ XA_FREE
 
 XA_INLINE void *xa_malloc_fast(size_t n) {
   if (likely(n <= XA_SMALL_MAX)) {
-    struct xa_tbin *b = xa_tbin_scaled(xa_tc, xa_sizeclass_scaled(n));
-    if (likely(b->top != b->stack)) {
+    struct xa_tcache *tc = xa_tc;
+    xa_tc_claim(tc);
+    struct xa_tbin *b = xa_tbin_scaled(tc, xa_sizeclass_scaled(n));
+    if (likely((uintptr_t)b->top > (uintptr_t)b->pop_gate)) {
       void *p = *--b->top;
+      xa_tc_release(tc);
       *(uintptr_t *)p = 0;
       return p;
     }
+    xa_tc_release(tc);
   }
   return xa_malloc_slow(n);
 }
@@ -56,13 +63,23 @@ XA_INLINE size_t xa_small_class_of(const void *p) {
 }
 
 /* Push small object p of bin b, marking it freed; false (nothing done) if
- * the bin is full or p carries the mark already. */
+ * the bin is full (or its gate closed) or p carries the mark already.
+ * The caller holds the claim on b's cache. */
 XA_INLINE bool xa_tbin_push_freed(struct xa_tbin *b, void *p) {
   uintptr_t mark = xa_freed_mark(p);
-  if (unlikely(b->top == b->end || *(uintptr_t *)p == mark)) return false;
+  if (unlikely((uintptr_t)b->top >= (uintptr_t)b->push_gate || *(uintptr_t *)p == mark)) return false;
   *(uintptr_t *)p = mark;
   *b->top++ = p;
   return true;
+}
+
+/* The same on the calling thread's cache, for small object p of class cls. */
+XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) {
+  struct xa_tcache *tc = xa_tc;
+  xa_tc_claim(tc);
+  bool ok = xa_tbin_push_freed(&tc->bins[cls], p);
+  xa_tc_release(tc);
+  return ok;
 }
 
 /* xa_small_lookup inlined, with the class's divisibility constant read
@@ -71,9 +88,13 @@ XA_INLINE void xa_free_fast(void *p) {
   uintptr_t a = (uintptr_t)p;
   if (likely(xa_chunkmap_test(a))) {
     const struct xa_pageinfo *pi = xa_chunk_info(xa_chunk_of(p), p);
-    struct xa_tbin *b = xa_tbin_scaled(xa_tc, pi->cls_scaled);
+    struct xa_tcache *tc = xa_tc;
+    xa_tc_claim(tc);
+    struct xa_tbin *b = xa_tbin_scaled(tc, pi->cls_scaled);
     uint64_t magic = b->divmagic;
-    if (likely((uint64_t)((uint32_t)a - pi->start32) * magic < magic) && likely(xa_tbin_push_freed(b, p))) return;
+    bool ok = likely((uint64_t)((uint32_t)a - pi->start32) * magic < magic) && likely(xa_tbin_push_freed(b, p));
+    xa_tc_release(tc);
+    if (likely(ok)) return;
   }
   xa_free_slow(p);
 }

@@ -44,9 +44,9 @@ static const bool xa_config_stats = XA_STATS;
 #define XA_LOOKUP_MAX   XA_SMALL_MAX           /* size -> class is one table load */
 #define XA_NSMALL       40                     /* number of small classes */
 /* The fast paths' class numbers come scaled by this (size lookup table,
- * pageinfo.cls_scaled): the thread cache's 32-byte bins are then found with
+ * pageinfo.cls_scaled): the thread cache's 48-byte bins are then found with
  * the x86 addressing mode's scale of 8, no shift (tcache.h). */
-#define XA_BIN_SCALE    4
+#define XA_BIN_SCALE    6
 #define XA_HUGE_MIN     ((size_t)2 << 20)      /* >= this: own mapping */
 #define XA_PAGE_MAX_SHIFT 16                   /* 64 KiB pages at most */
 #define XA_PAGE_MIN_SHIFT 12

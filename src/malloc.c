@@ -132,7 +132,7 @@ static void free_block(void *p, struct block b, const char *fn) {
   case K_SMALL: {
     /* free_sized and the aligned frees come this way: push as free() does
      * (fails for a full bin, a marked block and the boot cache) */
-    if (xa_tbin_push_freed(&xa_tc->bins[b.cls], p)) return;
+    if (xa_tc_push_freed((size_t)b.cls, p)) return;
     struct xa_tcache *tc = xa_tcache_get();
     if (!tc) {
       xa_arena_flush(&p, 1, fn);
@@ -208,7 +208,7 @@ static void *realloc_move(void *p, size_t n, struct block b) {
 #endif
   /* A small block goes to the thread cache as free() would put it (a
    * boot cache, full bin or marked block takes the slow path). */
-  if (b.kind == K_SMALL && xa_tbin_push_freed(&xa_tc->bins[b.cls], p)) return q;
+  if (b.kind == K_SMALL && xa_tc_push_freed((size_t)b.cls, p)) return q;
   free_block(p, b, "realloc");
   return q;
 }
@@ -317,7 +317,8 @@ XA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
 
 XA_EXPORT int xalloc_purge(void) {
   if (!xa_init_done) return 0;
-  xa_tcache_request_flush();           /* other threads: at their next miss */
+  xa_tcache_request_flush();           /* other threads: at their next miss, */
+  size_t reclaimed = xa_tcache_reclaim(true);   /* or now, where they are outside a call */
   xa_tcache_flush_all();
   size_t cached;
   size_t n = 0, bytes = 0;
@@ -325,7 +326,7 @@ XA_EXPORT int xalloc_purge(void) {
   xa_huge_cache_decay(UINT64_MAX);
   size_t released = xa_arena_purge_all();
   for (unsigned i = 0; i < xa_narenas; i++) released += xa_arena_release_spares(xa_arenas[i]);
-  return released > 0 || cached > 0;
+  return released > 0 || cached > 0 || reclaimed > 0;
 }
 
 XA_EXPORT int malloc_trim(size_t pad) { return xalloc_purge(); }

@@ -11,6 +11,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <linux/membarrier.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,6 +127,27 @@ bool xa_os_guard(void *p, size_t size) {
   bool ok = mprotect(p, size, PROT_NONE) == 0;
   errno = saved;
   return ok;
+}
+
+/* 0: not tried, 1: registered, -1: unavailable */
+static int membarrier_state;
+
+bool xa_os_membarrier(void) {
+  int st = __atomic_load_n(&membarrier_state, __ATOMIC_ACQUIRE);
+  if (st < 0) return false;
+  int saved = errno;
+  if (st == 0) {
+    /* Registration is per process and idempotent: racing callers agree. */
+    st = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+    __atomic_store_n(&membarrier_state, st, __ATOMIC_RELEASE);
+  }
+  bool ok = st > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved;
+  return ok;
+}
+
+void xa_os_membarrier_forget(void) {
+  if (membarrier_state > 0) membarrier_state = 0;
 }
 
 int32_t xa_os_tid(void) { return (int32_t)syscall(SYS_gettid); }

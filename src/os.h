@@ -51,6 +51,14 @@ XA_HIDDEN unsigned xa_os_cpu(void);
 XA_HIDDEN int32_t xa_os_tid(void);
 XA_HIDDEN bool xa_os_thread_alive(int32_t tid);
 
+/* A memory barrier run on every thread of the process that is running now
+ * (membarrier(2), private expedited; threads not running get one at their
+ * next context switch).  False if the kernel refuses it (old kernel,
+ * seccomp): callers then do without.  The first call registers. */
+XA_HIDDEN bool xa_os_membarrier(void);
+/* In a fork child: register again before the next use. */
+XA_HIDDEN void xa_os_membarrier_forget(void);
+
 /* Environment lookup without allocating (walks environ). */
 XA_HIDDEN const char *xa_os_getenv(const char *name);
 /* Write to stderr with write(2); no stdio, no allocation. */

@@ -2,6 +2,7 @@
  * decay.c, the madvise in os.c). */
 #include "purge.h"
 #include "arena.h"
+#include "tcache.h"
 #include "huge.h"
 #include "lock.h"
 #include "options.h"
@@ -15,6 +16,7 @@ static pthread_cond_t purge_cond = PTHREAD_COND_INITIALIZER;
 static int thread_state;        /* 0 none, 1 starting or running */
 static int thread_idle;         /* waiting on purge_cond */
 static uint64_t inline_next;    /* inline mode: time of the next pass */
+static uint64_t reclaim_next;   /* time of the next cache reclaim */
 
 static uint64_t epoch_ns(void) {
   long ms = xa_opt.dirty_decay_ms > 0 ? xa_opt.dirty_decay_ms : 1000;
@@ -35,7 +37,16 @@ static size_t pending(void) {
   return dirty + cached;
 }
 
+/* Caches of quiet threads go back every quarter of the decay time: the
+ * pages they held are then purged within 1.25-1.5 decay times after the
+ * thread's last call. */
+static uint64_t reclaim_ns(void) { return epoch_ns() * XA_DECAY_EPOCHS / 4; }
+
 size_t xa_purge_pass(uint64_t now) {
+  uint64_t next = __atomic_load_n(&reclaim_next, __ATOMIC_RELAXED);
+  if (now >= next && __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false,
+                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    xa_tcache_reclaim(false);
   for (unsigned i = 0; i < xa_narenas; i++) xa_arena_decay(xa_arenas[i], now);
   xa_huge_cache_decay(now);
   return pending();
@@ -44,8 +55,10 @@ size_t xa_purge_pass(uint64_t now) {
 static void *purger_main(void *arg) {
   (void)arg;
   for (;;) {
-    if (xa_purge_pass(xa_os_now()) == 0 || xa_opt.dirty_decay_ms < 0) {
-      /* Nothing to decay: sleep until notified. */
+    size_t left = xa_purge_pass(xa_os_now());
+    uint64_t ns = epoch_ns();
+    if (xa_opt.dirty_decay_ms < 0 || (left == 0 && !xa_tcache_others_hold())) {
+      /* Nothing to decay, no cache to watch: sleep until notified. */
       pthread_mutex_lock(&purge_mutex);
       __atomic_store_n(&thread_idle, 1, __ATOMIC_SEQ_CST);
       /* Pairs with the fence in xa_purge_notify: either the notifier sees
@@ -54,11 +67,11 @@ static void *purger_main(void *arg) {
       if (pending() && xa_opt.dirty_decay_ms >= 0) __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
       while (__atomic_load_n(&thread_idle, __ATOMIC_SEQ_CST)) pthread_cond_wait(&purge_cond, &purge_mutex);
       pthread_mutex_unlock(&purge_mutex);
-    } else {
-      uint64_t ns = epoch_ns();
-      struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-      nanosleep(&ts, NULL);
+      continue;
     }
+    if (left == 0) ns = reclaim_ns();   /* only caches to watch: wake less often */
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    nanosleep(&ts, NULL);
   }
   return NULL;
 }
@@ -97,6 +110,10 @@ void xa_purge_tick(void) {
   xa_purge_pass(now);
 }
 
+void xa_purge_watch_caches(void) {
+  if (__atomic_load_n(&thread_idle, __ATOMIC_RELAXED)) xa_purge_notify();
+}
+
 void xa_purge_notify(void) {
   if (unlikely(xa_fork_owner)) return;    /* inside fork: purge_mutex is held */
   if (xa_opt.dirty_decay_ms == 0) {     /* purge at once, inline */
@@ -124,4 +141,5 @@ void xa_purge_postfork_child(void) {
   pthread_cond_init(&purge_cond, NULL);
   thread_state = 0;
   thread_idle = 0;
+  reclaim_next = 0;
 }

@@ -1,6 +1,7 @@
 /* Statistics gathering and printing (text and JSON), without stdio and
  * without allocating: output goes through a small stack buffer. */
 #include "stats.h"
+#include "tcache.h"
 #include "arena.h"
 #include "base.h"
 #include "error.h"
@@ -73,6 +74,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->mapped = xa_os_mapped();
   t->resident = xa_os_resident();
   t->narenas = xa_narenas;
+  t->tcache_reclaimed = xa_tcache_reclaimed();
   t->purger_running = xa_purge_thread_running();
 }
 

@@ -24,6 +24,7 @@
   X(purged,          "bytes returned to the OS with madvise since start") \
   X(purge_runs,      "madvise calls made by purging") \
   X(lock_contended,  "arena lock acquisitions that had to wait") \
+  X(tcache_reclaimed, "objects taken back from quiet threads' caches (purger, malloc_trim)") \
   X(narenas,         "arenas") \
   X(purger_running,  "1 if the background purger thread runs")
 

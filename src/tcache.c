@@ -23,6 +23,8 @@ static struct xa_tcache *tc_recycled;           /* caches of exited threads */
 static size_t tc_slots_total;                   /* slots per cache */
 
 static uint32_t tc_flush_gen;                   /* bumped by xa_tcache_request_flush */
+static bool tc_reclaim_off;                     /* membarrier refused: no reclaims */
+static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_lock) */
 
 #define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
@@ -82,6 +84,34 @@ static void tcache_sweep_orphans(void) {
   }
 }
 
+/* The gates (tcache.h): closed, every fast-path pop and push misses. */
+static void gates_open(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_tbin *b = &tc->bins[c];
+    __atomic_store_n(&b->pop_gate, b->stack, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->push_gate, b->end, __ATOMIC_RELAXED);
+  }
+}
+
+static void gates_close(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_tbin *b = &tc->bins[c];
+    __atomic_store_n(&b->pop_gate, (void **)~(uintptr_t)0, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->push_gate, (void **)NULL, __ATOMIC_RELAXED);
+  }
+}
+
+/* Take the claim on the calling thread's cache tc for a slow path; if a
+ * reclaimer is at work on it, wait until it is done (it holds tc_lock for
+ * its whole pass and waits for nothing the owner holds). */
+static void claim_slow(struct xa_tcache *tc) {
+  xa_tc_claim(tc);
+  if (unlikely(__atomic_load_n(&tc->reclaim, __ATOMIC_ACQUIRE))) {
+    xa_lock(&tc_lock);
+    xa_unlock(&tc_lock);
+  }
+}
+
 static struct xa_tcache *tcache_new(void) {
   tcache_sweep_orphans();
   xa_lock(&tc_lock);
@@ -99,6 +129,9 @@ static struct xa_tcache *tcache_new(void) {
       tc->bins[c].divmagic = xa_class_divmagic[c];
     }
   }
+  gates_open(tc);
+  tc->entered = tc->left = tc->entered_seen = 0;
+  tc->reclaim = 0;
   tc->events = 0;
   tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
   tc->tid = xa_os_tid();
@@ -159,7 +192,7 @@ static bool flush_requested(struct xa_tcache *tc) {
 
 void xa_tcache_request_flush(void) { __atomic_add_fetch(&tc_flush_gen, 1, __ATOMIC_RELAXED); }
 
-void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
+static void *alloc_refill(struct xa_tcache *tc, unsigned cls) {
   struct xa_tbin *b = &tc->bins[cls];
   if (unlikely(flush_requested(tc))) {
     tcache_flush_bins(tc);
@@ -167,7 +200,8 @@ void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
   }
   if (++tc->events >= GC_PERIOD) tcache_gc(tc);
   tc->missed[cls] = 1;
-  if (b->top != b->stack) return *--b->top;  /* GC may run between miss and here */
+  /* The GC, or a closed gate rather than an empty bin, sent us here. */
+  if (b->top != b->stack) return *--b->top;
   /* Slow start: a class a thread touches only briefly takes little from
    * the arena; each further miss doubles the batch, up to half the bin. */
   unsigned want = (xa_tbin_cap(b) / 2) >> tc->slow_start[cls];
@@ -176,7 +210,15 @@ void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
   b->top = b->stack + got - 1;
+  xa_purge_watch_caches();            /* the purger may reclaim it if it goes quiet */
   return *b->top;
+}
+
+void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
+  claim_slow(tc);
+  void *p = alloc_refill(tc, cls);
+  xa_tc_release(tc);
+  return p;
 }
 
 /* p carries the freed mark: a double free if p already sits in this bin
@@ -188,7 +230,7 @@ static bool freed_already(const struct xa_tbin *b, void *p) {
   return xa_arena_small_is_free(p);
 }
 
-bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
   struct xa_tbin *b = &tc->bins[cls];
   if (*(uintptr_t *)p == xa_freed_mark(p) && freed_already(b, p)) return false;
   *(uintptr_t *)p = xa_freed_mark(p);
@@ -213,10 +255,18 @@ bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
   return true;
 }
 
+bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+  claim_slow(tc);
+  bool ok = free_flush(tc, cls, p);
+  xa_tc_release(tc);
+  return ok;
+}
+
 void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
   struct xa_tbin *b = &tc->bins[cls];
+  claim_slow(tc);
   uint32_t n = xa_tbin_count(b);
-  if (n == 0) return;
+  if (n == 0) { xa_tc_release(tc); return; }
   void *p = b->top[-1];
   if (n == 1) {                  /* refill above it */
     unsigned want = xa_tbin_cap(b) / 2;
@@ -227,6 +277,7 @@ void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
     b->top[-1] = b->stack[0];
     b->stack[0] = p;
   }
+  xa_tc_release(tc);
 }
 
 static void tcache_flush_bins(struct xa_tcache *tc) {
@@ -234,9 +285,12 @@ static void tcache_flush_bins(struct xa_tcache *tc) {
 }
 
 void xa_tcache_flush_all(void) {
-  if (xa_tc == &xa_tcache_boot) return;
-  (void)flush_requested(xa_tc);        /* a pending request is served now */
-  tcache_flush_bins(xa_tc);
+  struct xa_tcache *tc = xa_tc;
+  if (tc == &xa_tcache_boot) return;
+  claim_slow(tc);
+  (void)flush_requested(tc);           /* a pending request is served now */
+  tcache_flush_bins(tc);
+  xa_tc_release(tc);
 }
 
 static void tcache_unlink_recycle(struct xa_tcache *tc) {
@@ -246,12 +300,16 @@ static void tcache_unlink_recycle(struct xa_tcache *tc) {
 
 void xa_tcache_destroy(void *arg) {
   struct xa_tcache *tc = arg;
-  /* From now on this thread's calls go straight to the arenas. */
+  /* From now on this thread's calls go straight to the arenas.  Off the
+   * live list first: no reclaimer can be at work on it while we flush. */
   xa_tc = &xa_tcache_boot;
   tc_state = 2;
+  xa_lock(&tc_lock);
+  tcache_unlink(tc);
+  xa_unlock(&tc_lock);
   tcache_flush_bins(tc);
   xa_lock(&tc_lock);
-  tcache_unlink_recycle(tc);
+  tcache_recycle(tc);
   xa_unlock(&tc_lock);
   xa_purge_notify();
 }
@@ -265,6 +323,7 @@ void xa_tcache_postfork_parent(void) { xa_unlock(&tc_lock); }
  * bounded leak) and the caches recycled empty. */
 void xa_tcache_postfork_child(void) {
   xa_lock_reinit(&tc_lock);
+  xa_os_membarrier_forget();
   tc_cursor = NULL;
   if (xa_tc != &xa_tcache_boot) xa_tc->tid = xa_os_tid();   /* a new thread id */
   struct xa_tcache *tc = tc_live;
@@ -272,8 +331,76 @@ void xa_tcache_postfork_child(void) {
     struct xa_tcache *next = tc->next;
     if (tc != xa_tc) {
       for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
+      tc->left = tc->entered;         /* its owner may have been inside a call */
       tcache_unlink_recycle(tc);
     }
     tc = next;
   }
 }
+
+/* ---- reclaiming other threads' caches -------------------------------- */
+
+/* Does tc hold objects?  Racy reads of another thread's bins: a hint. */
+static bool tcache_holds(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++)
+    if (__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED) != tc->bins[c].stack) return true;
+  return false;
+}
+
+bool xa_tcache_others_hold(void) {
+  struct xa_tcache *self = xa_tc;
+  bool any = false;
+  if (__atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return false;
+  xa_lock(&tc_lock);
+  for (struct xa_tcache *tc = tc_live; tc && !any; tc = tc->next) any = tc != self && tcache_holds(tc);
+  xa_unlock(&tc_lock);
+  return any;
+}
+
+/* The protocol, against an owner that uses no atomic instruction:
+ *   reclaimer: close the gates; membarrier; read entered and left; if
+ *              equal, flush the bins; open the gates (all under tc_lock)
+ *   owner:     entered++; read the gates; use the bin; left++
+ * membarrier makes every running thread execute a full barrier (a thread
+ * not running gets one when it is switched in).  So either the owner's
+ * entered++ is visible when the reclaimer reads it (it backs off), or the
+ * owner's gate reads come after that barrier and see the gates closed: it
+ * takes the slow path, which waits for tc_lock (claim_slow).  An owner
+ * never blocks a reclaimer, and the fast paths gain two plain stores. */
+size_t xa_tcache_reclaim(bool all) {
+  struct xa_tcache *self = xa_tc;
+  size_t objs = 0;
+  unsigned n = 0;
+  if (__atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return 0;
+  xa_lock(&tc_lock);
+  for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) {
+    if (tc == self) continue;
+    uint32_t in = __atomic_load_n(&tc->entered, __ATOMIC_RELAXED);
+    bool quiet = in == tc->entered_seen;  /* no call since the last pass */
+    tc->entered_seen = in;
+    if ((!quiet && !all) || !tcache_holds(tc)) continue;
+    __atomic_store_n(&tc->reclaim, 1, __ATOMIC_RELAXED);
+    gates_close(tc);
+    n++;
+  }
+  if (n) {
+    bool fenced = xa_os_membarrier();
+    if (!fenced) __atomic_store_n(&tc_reclaim_off, true, __ATOMIC_RELAXED);
+    for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) {
+      if (!tc->reclaim) continue;
+      uint32_t out = __atomic_load_n(&tc->left, __ATOMIC_ACQUIRE);
+      if (fenced && __atomic_load_n(&tc->entered, __ATOMIC_ACQUIRE) == out) {
+        for (unsigned c = 0; c < XA_NSMALL; c++) objs += xa_tbin_count(&tc->bins[c]);
+        tcache_flush_bins(tc);
+      }
+      gates_open(tc);
+      __atomic_store_n(&tc->reclaim, 0, __ATOMIC_RELEASE);
+    }
+  }
+  tc_reclaimed += objs;
+  xa_unlock(&tc_lock);
+  if (objs) xa_purge_notify();
+  return objs;
+}
+
+uint64_t xa_tcache_reclaimed(void) { return __atomic_load_n(&tc_reclaimed, __ATOMIC_RELAXED); }

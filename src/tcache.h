@@ -10,15 +10,19 @@
 #include "sizeclass.h"
 
 /* A bin is a stack of pointers: stack[0..top).  top == stack: empty;
- * top == end: full.  The boot cache's bins are all NULL, so both hold and
- * every call misses. */
+ * top == end: full.  The fast paths do not compare top with stack and end
+ * but with two gates, equal to them except while another thread reclaims
+ * the cache (xa_tcache_reclaim), which closes them so that every pop and
+ * push misses.  The boot cache's bins are all NULL: both gates closed. */
 struct xa_tbin {
   void **top;           /* next free slot */
-  void **stack;         /* bottom */
-  void **end;           /* stack + capacity */
+  void **pop_gate;      /* pops while top > pop_gate: stack, or closed (~0) */
+  void **push_gate;     /* pushes while top < push_gate: end, or closed (NULL) */
   uint64_t divmagic;    /* the class's xa_class_divmagic, where free() finds
                            it with no extra address computation; 0 (never
                            divides) in the boot cache and the dummy bin */
+  void **stack;         /* bottom */
+  void **end;           /* stack + capacity */
 };
 
 _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
@@ -30,15 +34,37 @@ struct xa_tcache {
   /* Fast-path part.  bins[XA_CLS_NONE] is a dummy that free() may index
    * with a non-slab page's class: divmagic 0, so it takes nothing. */
   struct xa_tbin bins[XA_NSMALL + 1];
+  /* The owner's calls that used the bins: begun and ended, ever.  They
+   * differ while a call is in progress (nested ones count: a signal
+   * handler's malloc).  Written by the owner only, read by reclaimers. */
+  uint32_t entered, left;
+  uint32_t entered_seen;            /* entered at the last reclaim pass */
+  uint8_t reclaim;                  /* gates closed by a reclaimer (tc_lock held) */
+  bool live;                        /* on the live list (else recycled) */
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* refills and full-bin flushes since last GC */
   uint32_t flush_gen;               /* last flush request seen (xa_tcache_request_flush) */
   int32_t tid;                      /* owner's kernel thread id */
-  bool live;                        /* on the live list (else recycled) */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
   uint8_t slow_start[XA_NSMALL];    /* refill takes half the bin >> this */
   void *slots[];                    /* the bins' stacks */
 };
+
+/* The owner's claim on its cache around every use of the bins: a
+ * reclaimer that finds entered == left after closing the gates and fencing
+ * every thread (membarrier) knows the owner is not inside a call and that
+ * its next call will find the gates closed; entered unchanged over a
+ * reclaim period means the thread made no call at all.  Plain increments:
+ * the compiler barriers keep the bin accesses between them, and the
+ * membarrier orders them against the reclaimer. */
+XA_INLINE void xa_tc_claim(struct xa_tcache *tc) {
+  tc->entered++;
+  __asm__ __volatile__("" ::: "memory");
+}
+XA_INLINE void xa_tc_release(struct xa_tcache *tc) {
+  __asm__ __volatile__("" ::: "memory");
+  tc->left++;
+}
 
 /* tc's bin of class cls_scaled / XA_BIN_SCALE. */
 XA_INLINE struct xa_tbin *xa_tbin_scaled(struct xa_tcache *tc, size_t cls_scaled) {
@@ -66,11 +92,19 @@ XA_HIDDEN bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p)
 XA_HIDDEN void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls);
 /* Return every cached object of the calling thread to the arenas. */
 XA_HIDDEN void xa_tcache_flush_all(void);
-/* Ask every thread to empty its cache.  No thread can touch another's
- * cache without a synchronisation the owner's fast path would pay for, so
- * each owner does it at its next slow-path event (a miss or a full bin);
- * a thread that makes no more calls keeps its cache. */
+/* Ask every thread to empty its cache at its next slow-path event (a miss
+ * or a full bin): the fallback where xa_tcache_reclaim cannot work (no
+ * membarrier) or finds the owner inside a call. */
 XA_HIDDEN void xa_tcache_request_flush(void);
+/* Return other threads' cached objects to the arenas without their help:
+ * those of every cache (all) or of caches whose owner made no call since
+ * the previous pass (a quiet thread; the purger's use).  An
+ * owner found inside a call is skipped.  Returns the objects returned. */
+XA_HIDDEN size_t xa_tcache_reclaim(bool all);
+/* Objects xa_tcache_reclaim took back, ever. */
+XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
+/* Does any other thread's cache hold objects? (racy: a hint) */
+XA_HIDDEN bool xa_tcache_others_hold(void);
 /* Thread-exit destructor (also used by tests). */
 XA_HIDDEN void xa_tcache_destroy(void *tc);
 XA_HIDDEN bool xa_tcache_init_global(void);

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,9 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <pthread.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
 #include <cmocka.h>
 #include "testutil.h"
 #ifndef XA_TEST_GLIBC
@@ -303,48 +307,105 @@ static uint64_t class_curobjs(unsigned c) {
   return ctl(name);
 }
 
+/* Can xalloc reclaim another thread's cache (membarrier private expedited)? */
+static bool reclaim_possible(void) {
+  long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  return cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+}
+
+struct holder {
+  pthread_barrier_t bar;
+  unsigned cls;
+};
+
+/* Caches 8 objects of 3 KiB, then makes no call until the main thread has
+ * looked (barrier 2); then a miss; then waits for the main thread again. */
 static void *cache_holder(void *arg) {
-  pthread_barrier_t *bar = arg;
+  struct holder *h = arg;
+  free(malloc(1 << 20));               /* a large block: the purger is started */
   void *v[8];
   for (int i = 0; i < 8; i++) v[i] = malloc(3000);
   for (int i = 0; i < 8; i++) free(v[i]);
-  pthread_barrier_wait(bar);           /* 1: objects cached */
-  pthread_barrier_wait(bar);           /* 2: main trimmed */
+  pthread_barrier_wait(&h->bar);       /* 1: objects cached */
+  pthread_barrier_wait(&h->bar);       /* 2: main looked */
   free(malloc(20000));                 /* a miss: first use of that class */
-  pthread_barrier_wait(bar);           /* 3: after its next slow path */
-  pthread_barrier_wait(bar);           /* 4: main looked (before exit flushes) */
+  pthread_barrier_wait(&h->bar);       /* 3: after its next slow path */
+  pthread_barrier_wait(&h->bar);       /* 4: main looked (before exit flushes) */
   return NULL;
+}
+
+static uint64_t start_holder(struct holder *h, pthread_t *t) {
+  h->cls = class_of_size(3072);
+  malloc_trim(0);                      /* this thread's cache holds none of them */
+  uint64_t before = class_curobjs(h->cls);
+  pthread_barrier_init(&h->bar, NULL, 2);
+  assert_int_equal(pthread_create(t, NULL, cache_holder, h), 0);
+  pthread_barrier_wait(&h->bar);
+  assert_true(class_curobjs(h->cls) - before >= 8);
+  return before;
+}
+
+static void stop_holder(struct holder *h, pthread_t t) {
+  pthread_barrier_wait(&h->bar);
+  pthread_barrier_wait(&h->bar);
+  pthread_barrier_wait(&h->bar);
+  pthread_join(t, NULL);
+  pthread_barrier_destroy(&h->bar);
 }
 #endif
 
-/* malloc_trim empties other threads' caches too, each at the owner's next
- * miss or full bin: while the owner makes no call its cache stays. */
+/* malloc_trim empties the cache of a thread that is outside any call at
+ * once (xa_tcache_reclaim); where the kernel refuses membarrier, the owner
+ * does it at its next miss or full bin. */
 static void test_trim_flushes_other_threads_caches(void **state) {
   (void)state;
 #ifdef XA_TEST_GLIBC
   skip();
 #else
-  unsigned c = class_of_size(3072);
-  malloc_trim(0);                      /* this thread's cache holds none of them */
-  uint64_t before = class_curobjs(c);
-  pthread_barrier_t bar;
-  pthread_barrier_init(&bar, NULL, 2);
+  struct holder h;
   pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, cache_holder, &bar), 0);
-  pthread_barrier_wait(&bar);
-  uint64_t held = class_curobjs(c) - before;
-  assert_true(held >= 8);
+  uint64_t before = start_holder(&h, &t);
+  uint64_t held = class_curobjs(h.cls) - before, reclaimed = ctl("stats.tcache_reclaimed");
   malloc_trim(0);                      /* (its result: whether pages went back) */
-  assert_int_equal(class_curobjs(c) - before, held);   /* owner idle */
-  pthread_barrier_wait(&bar);
-  pthread_barrier_wait(&bar);
-  uint64_t left = class_curobjs(c);
-  print_message("3 KiB objects held by the idle thread: %llu, after its next miss: %llu\n",
-                (unsigned long long)held, (unsigned long long)(left - before));
-  pthread_barrier_wait(&bar);
+  uint64_t after_trim = class_curobjs(h.cls) - before;
+  uint64_t got = ctl("stats.tcache_reclaimed") - reclaimed;
+  pthread_barrier_wait(&h.bar);
+  pthread_barrier_wait(&h.bar);
+  uint64_t after_miss = class_curobjs(h.cls) - before;
+  print_message("3 KiB objects held by the idle thread: %llu, after malloc_trim: %llu (reclaimed %llu objects), "
+                "after its next miss: %llu\n", (unsigned long long)held, (unsigned long long)after_trim,
+                (unsigned long long)got, (unsigned long long)after_miss);
+  pthread_barrier_wait(&h.bar);       /* 4 */
   pthread_join(t, NULL);
-  assert_int_equal(left, before);
-  pthread_barrier_destroy(&bar);
+  pthread_barrier_destroy(&h.bar);
+  if (reclaim_possible()) {
+    assert_int_equal(after_trim, 0);
+    assert_true(got >= held);
+  } else {
+    assert_int_equal(after_trim, held);
+  }
+  assert_int_equal(after_miss, 0);
+#endif
+}
+
+/* The purger reclaims the cache of a thread that went quiet, with no call
+ * from anyone: within a few reclaim periods (a quarter of the 1 s decay). */
+static void test_purger_reclaims_quiet_threads_cache(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  if (!reclaim_possible()) skip();
+  struct holder h;
+  pthread_t t;
+  uint64_t before = start_holder(&h, &t);
+  double t0 = tu_now();
+  uint64_t left;
+  while ((left = class_curobjs(h.cls) - before) != 0 && tu_now() < t0 + 5) usleep(20000);
+  print_message("quiet thread's cache reclaimed by the purger after %.2f s (%llu objects left)\n",
+                tu_now() - t0, (unsigned long long)left);
+  stop_holder(&h, t);
+  assert_int_equal(left, 0);
 #endif
 }
 
@@ -365,6 +426,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_idle_return_without_caches),
       cmocka_unit_test(test_malloc_trim_at_once),
       cmocka_unit_test(test_trim_flushes_other_threads_caches),
+      cmocka_unit_test(test_purger_reclaims_quiet_threads_cache),
       cmocka_unit_test(test_huge_realloc_no_copy),
       cmocka_unit_test(test_fork_child_purges),
       cmocka_unit_test(test_inline_purging_without_thread),

@@ -15,6 +15,13 @@
  *   after the first round + 64 MiB, although each round allocates
  *   hundreds of MiB in total.
  *
+ * Phase C -- reclaims racing the owners: 6 threads churn small tagged
+ *   blocks (their caches' fast paths), pausing now and then so that they
+ *   are sometimes outside any call, while a seventh calls malloc_trim(0)
+ *   in a loop, which takes back every idle cache (xalloc's
+ *   xa_tcache_reclaim).  A block handed to two owners, or one taken from
+ *   a cache while its owner pops it, shows up as a clobbered tag.
+ *
  * Deterministic seeds; the operation counts are fixed, with a safety
  * deadline per phase (~2.5 s) that only shortens a phase on a slow machine
  * or a debug build (a shortened phase is reported, never counted as a
@@ -34,6 +41,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
+
+#include "xalloc.h"
 
 #include "testutil.h"
 
@@ -337,11 +348,84 @@ static void test_producer_consumer(void **state)
                  "threads is not reused", base >> 20, last >> 20, rounds_run);
 }
 
+/* ---- phase C: cache reclaims racing the owners ----------------------------- */
+
+enum { CHURNERS = 6, CSLOTS = 64 };
+static atomic_int stop_c;
+static atomic_long ops_done_c, trims_c;
+
+static void *churner(void *arg)
+{
+    int tid = (int)(uintptr_t)arg;
+    tu_rng r;
+    tu_seed(&r, 0xC000 + tid);
+    blk t[CSLOTS] = {{0}};
+    uint64_t ctr = 0;
+    long op = 0;
+    while (!atomic_load_explicit(&stop_c, memory_order_relaxed)) {
+        for (int k = 0; k < 256; k++, op++) {
+            blk *b = &t[tu_next(&r) % CSLOTS];
+            if (b->p) {
+                if (!tu_check(b->p, b->n, b->tag)) tu_report("phase C: block %p (%zu bytes) clobbered", b->p, b->n);
+                free(b->p);
+                b->p = NULL;
+            } else {
+                b->n = tu_range(&r, 1, 1024);
+                b->p = malloc(b->n);
+                if (!b->p) { tu_report("phase C: malloc(%zu) failed", b->n); continue; }
+                b->tag = ((uint64_t)(tid + 200) << 48) ^ ++ctr;
+                tu_fill(b->p, b->n, b->tag);
+            }
+        }
+        if ((tu_next(&r) & 7) == 0) usleep((useconds_t)tu_range(&r, 1, 300));   /* outside any call */
+    }
+    for (int i = 0; i < CSLOTS; i++)
+        if (t[i].p) {
+            if (!tu_check(t[i].p, t[i].n, t[i].tag)) tu_report("phase C: block %p clobbered at the end", t[i].p);
+            free(t[i].p);
+        }
+    ops_done_c += op;
+    return NULL;
+}
+
+static void *trimmer(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&stop_c, memory_order_relaxed)) {
+        malloc_trim(0);
+        trims_c++;
+        usleep(200);
+    }
+    return NULL;
+}
+
+static void test_reclaim_races_owners(void **state)
+{
+    pthread_t c[CHURNERS], tr;
+    for (int i = 0; i < CHURNERS; i++)
+        assert_int_equal(pthread_create(&c[i], NULL, churner, (void *)(uintptr_t)i), 0);
+    assert_int_equal(pthread_create(&tr, NULL, trimmer, NULL), 0);
+    usleep((useconds_t)(PHASE_BUDGET_S * 1e6));
+    atomic_store(&stop_c, 1);
+    for (int i = 0; i < CHURNERS; i++) pthread_join(c[i], NULL);
+    pthread_join(tr, NULL);
+    uint64_t reclaimed = 0;
+    size_t len = sizeof reclaimed;
+    int rc = xalloc_ctl("stats.tcache_reclaimed", &reclaimed, &len, NULL, 0);
+    print_message("phase C: %ld operations, %ld malloc_trim calls, %llu objects reclaimed from idle caches\n",
+                  (long)ops_done_c, (long)trims_c, (unsigned long long)reclaimed);
+    if (tu_failures) fail_msg("%ld tu_failures; first: %s", (long)tu_failures, tu_first_failure);
+    assert_int_equal(rc, 0);
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) assert_true(reclaimed > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_ops),
         cmocka_unit_test(test_producer_consumer),
+        cmocka_unit_test(test_reclaim_races_owners),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
