@@ -14,6 +14,7 @@
   X(narenas,           INT,  0,     0, 1024, "arenas; 0 = one per CPU") \
   X(tcache,            BOOL, 1,     0, 1, "per-thread caches of small objects") \
   X(tcache_bytes,      INT,  65536, 0, 1 << 20, "bytes cached per thread per size class (8..1024 objects)") \
+  X(tcache_reclaim,    BOOL, 1,     0, 1, "empty the caches of quiet threads from the purger and malloc_trim (uses membarrier)") \
   X(dirty_decay_ms,    INT,  1000,  -1, 3600000, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \
   X(purge,             ENUM, 0,     0, 1, "dontneed|free: how decayed pages go back (free: MADV_FREE, then muzzy_decay_ms)") \
   X(muzzy_decay_ms,    INT,  10000, -1, 3600000, "with purge:free, ms before MADV_FREE'd pages are also MADV_DONTNEED'd; -1 = never") \

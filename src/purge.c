@@ -40,7 +40,10 @@ static size_t pending(void) {
 /* Caches of quiet threads go back every quarter of the decay time: the
  * pages they held are then purged within 1.25-1.5 decay times after the
  * thread's last call. */
-static uint64_t reclaim_ns(void) { return epoch_ns() * XA_DECAY_EPOCHS / 4; }
+static uint64_t reclaim_ns(void) {
+  uint64_t ns = epoch_ns() * XA_DECAY_EPOCHS / 4;
+  return ns < 50000000u ? 50000000u : ns;   /* at most 20 passes a second */
+}
 
 size_t xa_purge_pass(uint64_t now) {
   uint64_t next = __atomic_load_n(&reclaim_next, __ATOMIC_RELAXED);
@@ -64,7 +67,8 @@ static void *purger_main(void *arg) {
       /* Pairs with the fence in xa_purge_notify: either the notifier sees
        * idle and wakes us, or we see its dirty pages here and stay up. */
       __atomic_thread_fence(__ATOMIC_SEQ_CST);
-      if (pending() && xa_opt.dirty_decay_ms >= 0) __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
+      if ((pending() || xa_tcache_others_hold()) && xa_opt.dirty_decay_ms >= 0)
+        __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
       while (__atomic_load_n(&thread_idle, __ATOMIC_SEQ_CST)) pthread_cond_wait(&purge_cond, &purge_mutex);
       pthread_mutex_unlock(&purge_mutex);
       continue;
@@ -111,6 +115,7 @@ void xa_purge_tick(void) {
 }
 
 void xa_purge_watch_caches(void) {
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* our bin's objects before idle's read */
   if (__atomic_load_n(&thread_idle, __ATOMIC_RELAXED)) xa_purge_notify();
 }
 

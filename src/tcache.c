@@ -101,13 +101,17 @@ static void gates_close(struct xa_tcache *tc) {
   }
 }
 
-/* Take the claim on the calling thread's cache tc for a slow path; if a
- * reclaimer is at work on it, wait until it is done (it holds tc_lock for
- * its whole pass and waits for nothing the owner holds). */
+/* Take the claim on the calling thread's cache tc for a slow path.  If a
+ * reclaimer closed its gates, wait until its pass is over (it holds
+ * tc_lock for the pass and waits for nothing the owner holds) and reopen
+ * them.  Only the owner reopens: a reclaimer that did so could let a fast
+ * path that read `top` before the flush pass the reopened gate. */
 static void claim_slow(struct xa_tcache *tc) {
   xa_tc_claim(tc);
-  if (unlikely(__atomic_load_n(&tc->reclaim, __ATOMIC_ACQUIRE))) {
+  if (unlikely(__atomic_load_n(&tc->gates_closed, __ATOMIC_ACQUIRE))) {
     xa_lock(&tc_lock);
+    gates_open(tc);
+    tc->gates_closed = 0;
     xa_unlock(&tc_lock);
   }
 }
@@ -131,7 +135,7 @@ static struct xa_tcache *tcache_new(void) {
   }
   gates_open(tc);
   tc->entered = tc->left = tc->entered_seen = 0;
-  tc->reclaim = 0;
+  tc->reclaim = tc->gates_closed = 0;
   tc->events = 0;
   tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
   tc->tid = xa_os_tid();
@@ -273,6 +277,7 @@ void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
     unsigned got = want > 1 ? xa_arena_refill(xa_arena_choose(), cls, b->stack + 1, want - 1) : 0;
     b->top = b->stack + 1 + got;
     tc->missed[cls] = 1;
+    xa_purge_watch_caches();
   } else {                       /* swap it with the bottom object */
     b->top[-1] = b->stack[0];
     b->stack[0] = p;
@@ -350,7 +355,7 @@ static bool tcache_holds(struct xa_tcache *tc) {
 bool xa_tcache_others_hold(void) {
   struct xa_tcache *self = xa_tc;
   bool any = false;
-  if (__atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return false;
+  if (!xa_opt.tcache_reclaim || __atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return false;
   xa_lock(&tc_lock);
   for (struct xa_tcache *tc = tc_live; tc && !any; tc = tc->next) any = tc != self && tcache_holds(tc);
   xa_unlock(&tc_lock);
@@ -358,9 +363,10 @@ bool xa_tcache_others_hold(void) {
 }
 
 /* The protocol, against an owner that uses no atomic instruction:
- *   reclaimer: close the gates; membarrier; read entered and left; if
- *              equal, flush the bins; open the gates (all under tc_lock)
+ *   reclaimer: close the gates; membarrier; read left, then entered; if
+ *              equal, flush the bins (all under tc_lock)
  *   owner:     entered++; read the gates; use the bin; left++
+ *              (a closed gate: the slow path reopens the gates, claim_slow)
  * membarrier makes every running thread execute a full barrier (a thread
  * not running gets one when it is switched in).  So either the owner's
  * entered++ is visible when the reclaimer reads it (it backs off), or the
@@ -371,7 +377,7 @@ size_t xa_tcache_reclaim(bool all) {
   struct xa_tcache *self = xa_tc;
   size_t objs = 0;
   unsigned n = 0;
-  if (__atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return 0;
+  if (!xa_opt.tcache_reclaim || __atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return 0;
   xa_lock(&tc_lock);
   for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) {
     if (tc == self) continue;
@@ -379,8 +385,11 @@ size_t xa_tcache_reclaim(bool all) {
     bool quiet = in == tc->entered_seen;  /* no call since the last pass */
     tc->entered_seen = in;
     if ((!quiet && !all) || !tcache_holds(tc)) continue;
-    __atomic_store_n(&tc->reclaim, 1, __ATOMIC_RELAXED);
-    gates_close(tc);
+    tc->reclaim = 1;
+    if (!tc->gates_closed) {
+      gates_close(tc);
+      __atomic_store_n(&tc->gates_closed, 1, __ATOMIC_RELAXED);
+    }
     n++;
   }
   if (n) {
@@ -393,8 +402,7 @@ size_t xa_tcache_reclaim(bool all) {
         for (unsigned c = 0; c < XA_NSMALL; c++) objs += xa_tbin_count(&tc->bins[c]);
         tcache_flush_bins(tc);
       }
-      gates_open(tc);
-      __atomic_store_n(&tc->reclaim, 0, __ATOMIC_RELEASE);
+      tc->reclaim = 0;                /* the gates stay closed: claim_slow */
     }
   }
   tc_reclaimed += objs;

@@ -39,7 +39,9 @@ struct xa_tcache {
    * handler's malloc).  Written by the owner only, read by reclaimers. */
   uint32_t entered, left;
   uint32_t entered_seen;            /* entered at the last reclaim pass */
-  uint8_t reclaim;                  /* gates closed by a reclaimer (tc_lock held) */
+  uint8_t gates_closed;             /* by a reclaimer; only the owner reopens
+                                       them (claim_slow), both under tc_lock */
+  uint8_t reclaim;                  /* a candidate of the running reclaim pass */
   bool live;                        /* on the live list (else recycled) */
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* refills and full-bin flushes since last GC */
@@ -62,8 +64,13 @@ XA_INLINE void xa_tc_claim(struct xa_tcache *tc) {
   __asm__ __volatile__("" ::: "memory");
 }
 XA_INLINE void xa_tc_release(struct xa_tcache *tc) {
-  __asm__ __volatile__("" ::: "memory");
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ __volatile__("" ::: "memory");   /* stores stay in order (TSO) */
   tc->left++;
+#else
+  /* the bin's stores must be visible before the call counts as left */
+  __atomic_store_n(&tc->left, tc->left + 1, __ATOMIC_RELEASE);
+#endif
 }
 
 /* tc's bin of class cls_scaled / XA_BIN_SCALE. */

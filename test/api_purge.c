@@ -352,6 +352,37 @@ static void stop_holder(struct holder *h, pthread_t t) {
   pthread_join(t, NULL);
   pthread_barrier_destroy(&h->bar);
 }
+
+/* tcache_reclaim:false: malloc_trim leaves an idle thread's cache alone. */
+static void *holder_noreclaim(void *arg) {
+  pthread_barrier_t *bar = arg;
+  void *v[8];
+  for (int i = 0; i < 8; i++) v[i] = malloc(3000);
+  for (int i = 0; i < 8; i++) free(v[i]);
+  pthread_barrier_wait(bar);           /* cached */
+  pthread_barrier_wait(bar);           /* main looked */
+  return NULL;
+}
+
+static int mode_noreclaim(void) {
+  unsigned c = class_of_size(3072);
+  malloc_trim(0);
+  uint64_t before = class_curobjs(c);
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, 2);
+  pthread_t t;
+  if (pthread_create(&t, NULL, holder_noreclaim, &bar)) return 2;
+  pthread_barrier_wait(&bar);
+  uint64_t held = class_curobjs(c) - before;
+  malloc_trim(0);
+  usleep(1500000);                     /* six purger reclaim periods */
+  uint64_t after = class_curobjs(c) - before, reclaimed = ctl("stats.tcache_reclaimed");
+  pthread_barrier_wait(&bar);
+  pthread_join(t, NULL);
+  fprintf(stderr, "tcache_reclaim:false: held %llu, after trim and 1.5 s %llu, reclaimed %llu\n",
+          (unsigned long long)held, (unsigned long long)after, (unsigned long long)reclaimed);
+  return held >= 8 && after == held && reclaimed == 0 ? 0 : 1;
+}
 #endif
 
 /* malloc_trim empties the cache of a thread that is outside any call at
@@ -388,6 +419,15 @@ static void test_trim_flushes_other_threads_caches(void **state) {
 #endif
 }
 
+static void test_reclaim_can_be_turned_off(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  assert_int_equal(run_self("noreclaim", "tcache_reclaim:false"), 0);
+#endif
+}
+
 /* The purger reclaims the cache of a thread that went quiet, with no call
  * from anyone: within a few reclaim periods (a quarter of the 1 s decay). */
 static void test_purger_reclaims_quiet_threads_cache(void **state) {
@@ -418,6 +458,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "never")) return mode_never();
 #ifndef XA_TEST_GLIBC
     if (!strcmp(argv[1], "muzzy")) return mode_muzzy();
+    if (!strcmp(argv[1], "noreclaim")) return mode_noreclaim();
 #endif
     return 99;
   }
@@ -427,6 +468,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_malloc_trim_at_once),
       cmocka_unit_test(test_trim_flushes_other_threads_caches),
       cmocka_unit_test(test_purger_reclaims_quiet_threads_cache),
+      cmocka_unit_test(test_reclaim_can_be_turned_off),
       cmocka_unit_test(test_huge_realloc_no_copy),
       cmocka_unit_test(test_fork_child_purges),
       cmocka_unit_test(test_inline_purging_without_thread),

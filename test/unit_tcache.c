@@ -221,6 +221,78 @@ static void test_thread_exit_recycles(void **state) {
   }
 }
 
+/* A thread that caches objects of class CLS, then waits (outside any call)
+ * while the main thread reclaims; then allocates once more. */
+struct reclaim_case {
+  pthread_barrier_t bar;
+  struct xa_tcache *tc;
+  bool claimed;          /* hold the claim while the main thread reclaims */
+  void *after;           /* the allocation after the reclaim */
+};
+
+static void *reclaim_body(void *arg) {
+  struct reclaim_case *rc = arg;
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = malloc(64);
+  for (int i = 0; i < 16; i++) free(v[i]);
+  rc->tc = xa_tc;
+  if (rc->claimed) xa_tc_claim(rc->tc);       /* as if inside a call */
+  pthread_barrier_wait(&rc->bar);             /* 1: cached */
+  pthread_barrier_wait(&rc->bar);             /* 2: main reclaimed */
+  if (rc->claimed) xa_tc_release(rc->tc);
+  rc->after = malloc(64);
+  pthread_barrier_wait(&rc->bar);             /* 3: allocated */
+  free(rc->after);
+  return NULL;
+}
+
+static bool gates_closed(const struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++)
+    if (tc->bins[c].pop_gate != (void **)~(uintptr_t)0 || tc->bins[c].push_gate != NULL) return false;
+  return true;
+}
+
+static bool gates_open(const struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++)
+    if (tc->bins[c].pop_gate != tc->bins[c].stack || tc->bins[c].push_gate != tc->bins[c].end) return false;
+  return true;
+}
+
+/* Reclaim takes an idle owner's objects and leaves the gates closed (a
+ * fast path that read `top` before the flush must not find them open);
+ * the owner's next call reopens them.  An owner inside a call is left
+ * alone. */
+static void test_reclaim(void **state) {
+  (void)state;
+  for (int claimed = 0; claimed <= 1; claimed++) {
+    struct reclaim_case rc = {.claimed = claimed};
+    pthread_barrier_init(&rc.bar, NULL, 2);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reclaim_body, &rc), 0);
+    pthread_barrier_wait(&rc.bar);
+    uint32_t held = xa_tbin_count(&rc.tc->bins[CLS]);
+    assert_true(held >= 16);
+    size_t got = xa_tcache_reclaim(true);
+    uint32_t left = xa_tbin_count(&rc.tc->bins[CLS]);
+    bool closed = gates_closed(rc.tc);
+    pthread_barrier_wait(&rc.bar);
+    pthread_barrier_wait(&rc.bar);
+    bool reopened = gates_open(rc.tc);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&rc.bar);
+    if (claimed) {
+      assert_int_equal(got, 0);                  /* backed off */
+      assert_int_equal(left, held);
+    } else {
+      assert_true(got >= held);
+      assert_int_equal(left, 0);
+    }
+    assert_true(closed);                          /* both ways: only the owner reopens */
+    assert_true(reopened);
+    assert_non_null(rc.after);
+  }
+}
+
 int main(void) {
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
@@ -231,6 +303,7 @@ int main(void) {
     cmocka_unit_test(test_sized_frees_do_not_drive_gc),
     cmocka_unit_test(test_refill_slow_start),
       cmocka_unit_test(test_thread_exit_recycles),
+      cmocka_unit_test(test_reclaim),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
