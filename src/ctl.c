@@ -2,6 +2,7 @@
  * glibc's malloc_info, and stats_print at exit. */
 #define _GNU_SOURCE
 #include "arena.h"
+#include "error.h"
 #include "init.h"
 #include "options.h"
 #include "os.h"
@@ -43,28 +44,34 @@ static bool eat_index(const char **s, unsigned *out) {
   return true;
 }
 
+/* Options read as 8-byte values (strings as a const char *); only
+ * dirty_decay_ms and huge_cache_bytes may be written at run time. */
 static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
-#define XA_OPT_CTL(name, type, def, lo, hi, doc) \
-  if (strcmp(k, #name) == 0) { \
-    if (newp) { \
-      int64_t v; \
-      if (newlen != sizeof v) return EINVAL; \
-      memcpy(&v, newp, sizeof v); \
-      if (v < (lo) || v > (hi)) return EINVAL; \
-      if (strcmp(#name, "dirty_decay_ms") && strcmp(#name, "huge_cache_bytes")) return EPERM; \
-      xa_opt.name = (long)v; \
-      if (!strcmp(#name, "dirty_decay_ms")) \
-        for (unsigned i = 0; i < xa_narenas; i++) { \
-          xa_lock(&xa_arenas[i]->lock); \
-          xa_decay_init(&xa_arenas[i]->decay, v, xa_os_now()); \
-          xa_unlock(&xa_arenas[i]->lock); \
-        } \
-    } \
-    return read_u64(oldp, oldlenp, (uint64_t)(int64_t)xa_opt.name); \
+  struct xa_option_ref o;
+  if (!xa_options_find(&xa_opt, k, &o)) return ENOENT;
+  if (o.is_str) {
+    if (newp) return EPERM;
+    if (!oldp && !oldlenp) return 0;
+    if (!oldp || !oldlenp || *oldlenp != sizeof o.str) return EINVAL;
+    memcpy(oldp, &o.str, sizeof o.str);
+    return 0;
   }
-  XA_OPTIONS(XA_OPT_CTL)
-#undef XA_OPT_CTL
-  return ENOENT;
+  if (newp) {
+    int64_t v;
+    if (newlen != sizeof v) return EINVAL;
+    memcpy(&v, newp, sizeof v);
+    if (v < o.lo || v > o.hi) return EINVAL;
+    bool decay = !strcmp(k, "dirty_decay_ms");
+    if (!decay && strcmp(k, "huge_cache_bytes")) return EPERM;
+    *o.num = (long)v;
+    if (decay)
+      for (unsigned i = 0; i < xa_narenas; i++) {
+        xa_lock(&xa_arenas[i]->lock);
+        xa_decay_init(&xa_arenas[i]->decay, v, xa_os_now());
+        xa_unlock(&xa_arenas[i]->lock);
+      }
+  }
+  return read_u64(oldp, oldlenp, (uint64_t)(int64_t)*o.num);
 }
 
 XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
@@ -166,9 +173,50 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
   return 0;
 }
 
-static void stats_at_exit(void) { xa_stats_print(NULL, NULL, xa_opt.stats_format == XA_STATS_JSON); }
+/* stats_file with each %p replaced by the process id (%% is a %). */
+static bool expand_path(char *out, size_t cap, const char *tmpl) {
+  size_t n = 0;
+  for (const char *t = tmpl; *t; t++) {
+    char num[24];
+    const char *piece = t;
+    size_t len = 1;
+    if (t[0] == '%' && (t[1] == 'p' || t[1] == '%')) {
+      if (t[1] == 'p') { len = xa_fmt_dec(num, (uint64_t)xa_os_pid()); piece = num; }
+      t++;
+    }
+    if (n + len >= cap) return false;
+    memcpy(out + n, piece, len);
+    n += len;
+  }
+  out[n] = 0;
+  return n > 0;
+}
 
-/* Called once from initialisation (after the allocator is usable). */
-void xa_ctl_init(void) {
-  if (xa_opt.stats_print) atexit(stats_at_exit);
+static void write_to_fd(void *fd, const char *s) { xa_os_write_fd((int)(intptr_t)fd, s, strlen(s)); }
+
+/* At exit (registered at load, never from inside malloc: atexit takes a
+ * lock that glibc holds while it calls calloc). */
+static void stats_at_exit(void) {
+  bool json = xa_opt.stats_format == XA_STATS_JSON;
+  if (xa_opt.stats_file[0]) {
+    char path[XA_OPT_STR_MAX + 32];
+    int fd = expand_path(path, sizeof path, xa_opt.stats_file) ? xa_os_open_append(path) : -1;
+    if (fd < 0) {
+      static const char msg[] = "xalloc: stats_file: cannot open it; statistics not written\n";
+      xa_os_write_err(msg, sizeof msg - 1);
+      return;
+    }
+    xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
+    xa_os_close(fd);
+    return;
+  }
+  int fd = xa_os_kept_stderr();
+  if (fd >= 0) xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
+}
+
+/* Called once, from the library's constructor. */
+void xa_ctl_at_load(void) {
+  if (!xa_opt.stats_print) return;
+  if (!xa_opt.stats_file[0]) xa_os_keep_stderr();
+  atexit(stats_at_exit);
 }

@@ -121,8 +121,14 @@ static inline void delete_sized(void *p, size_t n) {
   free_sized(p, n);
 }
 
-/* Aligned delete without a size: checks p's alignment (size 0 fits any). */
-static inline void delete_aligned(void *p, size_t n, size_t align) { free_aligned_sized(p, align, n); }
+/* Aligned delete: checked like free_aligned_sized; without a size, only
+ * the alignment. */
+static inline void delete_aligned(void *p, size_t n, size_t align) {
+  xa_free_aligned(p, align, n, true, "free_aligned_sized");
+}
+static inline void delete_aligned_unsized(void *p, size_t align) {
+  xa_free_aligned(p, align, 0, false, "free_aligned_sized");
+}
 
 #define NEW XA_EXPORT __attribute__((malloc))
 
@@ -149,9 +155,9 @@ XA_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const nothrow_t *t) { xa_free_fast(
 XA_EXPORT void _ZdlPvm(void *p, size_t n) { delete_sized(p, n); }
 XA_EXPORT void _ZdaPvm(void *p, size_t n) { delete_sized(p, n); }
 /* operator delete(void *, align_val_t), delete[], nothrow and sized forms */
-XA_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) { delete_aligned(p, 0, al); }
-XA_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t al) { delete_aligned(p, 0, al); }
-XA_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const nothrow_t *t) { delete_aligned(p, 0, al); }
-XA_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const nothrow_t *t) { delete_aligned(p, 0, al); }
+XA_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) { delete_aligned_unsized(p, al); }
+XA_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t al) { delete_aligned_unsized(p, al); }
+XA_EXPORT void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const nothrow_t *t) { delete_aligned_unsized(p, al); }
+XA_EXPORT void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *p, size_t al, const nothrow_t *t) { delete_aligned_unsized(p, al); }
 XA_EXPORT void _ZdlPvmSt11align_val_t(void *p, size_t n, size_t al) { delete_aligned(p, n, al); }
 XA_EXPORT void _ZdaPvmSt11align_val_t(void *p, size_t n, size_t al) { delete_aligned(p, n, al); }

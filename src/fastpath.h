@@ -24,6 +24,9 @@
 
 XA_HIDDEN void *xa_malloc_slow(size_t n);
 XA_HIDDEN void xa_free_slow(void *p);
+/* free_aligned_sized's check and free; sized false: the size is unknown
+ * (C++ aligned delete without one), only the alignment is checked. */
+XA_HIDDEN void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char *fn);
 
 /* A cached free object's first word holds this: p's address mixed with a
  * constant, so ordinary data (zeros, pointers to itself) rarely matches. */

@@ -1,8 +1,16 @@
-/* Initialisation and fork.  Nothing here runs from a constructor: the first
- * allocation call of the process initialises.  Until xa_init_done is set
- * only allocation-free calls are made (auxv, affinity, mmap); the calls that
- * may allocate (pthread_atfork) come after, when a re-entrant malloc finds
- * the allocator ready. */
+/* Initialisation and fork.
+ *
+ * The library's constructor initialises at load, so options, help,
+ * warnings and statistics at exit work in a program that never allocates.
+ * An allocation that comes before the constructor (from the loader, or from
+ * another library's constructor) initialises lazily, from inside malloc:
+ * that path makes only calls that take no lock glibc may hold while it
+ * calls the allocator (auxv, affinity, mmap, pthread_key_create; see
+ * purge.c for the rule).  What takes such locks runs from the constructor
+ * only: pthread_atfork (glibc holds its fork-handler lock while it grows
+ * its handler list with malloc) and atexit (its exit-function lock is held
+ * around calloc).  A re-entrant malloc from these finds the allocator
+ * ready. */
 #include "init.h"
 #include "arena.h"
 #include "base.h"
@@ -79,8 +87,14 @@ bool xa_init_slow(void) {
     return false;
   }
   __atomic_store_n(&xa_init_done, 1, __ATOMIC_RELEASE);
-  pthread_atfork(prefork, postfork_parent, postfork_child);
-  xa_ctl_init();
   xa_unlock(&init_lock);
   return true;
+}
+
+/* At load: initialise if nothing allocated yet, then register what must
+ * not be registered from inside malloc. */
+__attribute__((constructor)) static void init_at_load(void) {
+  if (!xa_init()) return;
+  pthread_atfork(prefork, postfork_parent, postfork_child);
+  xa_ctl_at_load();
 }

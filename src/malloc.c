@@ -45,6 +45,7 @@ static void *alloc_small(size_t n) {
   /* junk:true turns the caches off, so every allocation passes here */
   if (unlikely(xa_opt.junk)) xa_valgrind_fill(p, XA_JUNK_ALLOC, xa_classes[cls].size);
   xa_valgrind_alloc(p, n, false);
+  xa_purge_safe_point();
   return p;
 }
 
@@ -70,6 +71,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
     *zeroed = false;
   }
   xa_valgrind_alloc(p, n, *zeroed);
+  xa_purge_safe_point();
   return p;
 }
 
@@ -124,7 +126,6 @@ static XA_NOINLINE void free_fill(void *p, struct block b) {
 
 static void free_block(void *p, struct block b, const char *fn) {
   bool first = xa_tc == &xa_tcache_boot;   /* before anything allocates */
-  if (b.kind != K_INVALID) xa_purge_start();
   if (unlikely(xa_opt.junk | xa_opt.secure) && (b.kind == K_SMALL || b.kind == K_LARGE))
     free_fill(p, b);
   if (b.kind != K_INVALID) xa_valgrind_free(p);
@@ -157,18 +158,62 @@ XA_NOINLINE void xa_free_slow(void *p) { free_checked(p, "free"); }
 
 /* ---- aligned allocation ---------------------------------------------- */
 
+/* The small class aligned_alloc(align, n) takes: the first class from n's
+ * whose size is a multiple of align (slabs start on a page, so all its
+ * objects are aligned; power-of-two classes always qualify), or XA_NSMALL
+ * when n is served large. */
+static unsigned aligned_class(size_t align, size_t n) {
+  if (n > XA_SMALL_MAX || align > xa_os_page) return XA_NSMALL;
+  unsigned c = xa_sizeclass_of(n);
+  while (c < XA_NSMALL && (xa_classes[c].size & (align - 1)) != 0) c++;
+  return c;
+}
+
 static void *alloc_aligned(size_t align, size_t n) {
   if (align <= XA_MIN_ALIGN) return xa_malloc_fast(n);
   if (unlikely(!xa_init())) return fail_nomem();
-  if (n <= XA_SMALL_MAX && align <= xa_os_page) {
-    /* A class whose size is a multiple of align has every object aligned
-     * (slabs start on a page); power-of-two classes always qualify. */
-    for (unsigned c = xa_sizeclass_of(n); c < XA_NSMALL; c++)
-      if ((xa_classes[c].size & (align - 1)) == 0) return xa_malloc_fast(xa_classes[c].size);
-  }
+  unsigned c = aligned_class(align, n);
+  if (c < XA_NSMALL) return xa_malloc_fast(xa_classes[c].size);
   if (n <= XA_SMALL_MAX) n = XA_SMALL_MAX + 1;   /* large from here on */
   bool zeroed;
   return alloc_big(n, align, &zeroed);
+}
+
+/* ---- sized frees: is this the block the claimed request made? ---------- */
+
+/* A huge block is the request rounded to pages, or a cached mapping of up
+ * to 1/8 more (huge.c's best fit keeps such a one whole). */
+static bool huge_fits(size_t usable, size_t n) {
+  size_t s = XA_ALIGN_UP(n, xa_os_page);
+  return s >= n && s <= usable && usable - s <= s / 8;
+}
+
+/* Would aligned_alloc(align, n) (align <= XA_MIN_ALIGN: malloc(n)) have
+ * returned block b?  Small: exactly its class; large: exactly its page
+ * count; huge: huge_fits. */
+static bool made_for(struct block b, size_t align, size_t n) {
+  unsigned c = align <= XA_MIN_ALIGN ? (n <= XA_SMALL_MAX ? xa_sizeclass_of(n) : XA_NSMALL) : aligned_class(align, n);
+  if (c < XA_NSMALL) return b.kind == K_SMALL && (unsigned)b.cls == c;
+  if (n <= XA_SMALL_MAX) n = XA_SMALL_MAX + 1;
+  if (b.kind == K_LARGE) return XA_ALIGN_UP(n, xa_os_page) == b.usable;
+  return b.kind == K_HUGE && huge_fits(b.usable, n);
+}
+
+/* Sizes realloc leaves in a block it does not move: at most the usable
+ * size and more than half of it, except that a large block shrinks to the
+ * pages a large size needs (so only a small size stays in a larger one). */
+static bool realloc_left(struct block b, size_t n) {
+  if (n > b.usable || (n <= b.usable / 2 && b.usable > XA_MIN_ALIGN)) return false;
+  return b.kind != K_LARGE || n <= XA_SMALL_MAX;
+}
+
+/* Could block b have been allocated with alignment align (a power of two),
+ * whatever the size?  Small: its class's objects all are; else the
+ * address tells. */
+static bool aligned_for(const void *p, struct block b, size_t align) {
+  if (((uintptr_t)p & (align - 1)) != 0) return false;
+  return b.kind != K_SMALL || align <= XA_MIN_ALIGN ||
+         (align <= xa_os_page && (xa_classes[b.cls].size & (align - 1)) == 0);
 }
 
 static size_t pow2_ceil(size_t a) {
@@ -291,28 +336,32 @@ XA_EXPORT size_t malloc_usable_size(void *p) {
   return b.usable;                     /* 0 when invalid */
 }
 
+/* free_sized: the size malloc, calloc or realloc was given (checked:
+ * made_for or realloc_left). */
 XA_EXPORT void free_sized(void *p, size_t size) {
   if (!p) return;
   struct block b = lookup(p);
-  /* Any size realloc could have left in this block: at most the usable
-   * size, more than half of it (realloc moves blocks that shrink more). */
-  bool ok = size <= b.usable && (size > b.usable / 2 || b.usable <= XA_MIN_ALIGN);
-  if (b.kind != K_INVALID && !ok) {
+  if (b.kind != K_INVALID && !made_for(b, 0, size) && !realloc_left(b, size)) {
     xa_error_pointer("free_sized", "size does not match block", p);
     return;                            /* abort_on_error:false: not freed */
   }
   free_block(p, b, "free_sized");
 }
 
-XA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
+void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char *fn) {
   if (!p) return;
   struct block b = lookup(p);
-  bool ok = b.kind != K_INVALID && size <= b.usable && ((uintptr_t)p & (pow2_ceil(align) - 1)) == 0;
-  if (b.kind != K_INVALID && !ok) {
-    xa_error_pointer("free_aligned_sized", "size or alignment does not match block", p);
+  align = pow2_ceil(align);
+  if (b.kind != K_INVALID && !(aligned_for(p, b, align) && (!sized || made_for(b, align, size)))) {
+    xa_error_pointer(fn, sized ? "size or alignment does not match block" : "alignment does not match block", p);
     return;
   }
-  free_block(p, b, "free_aligned_sized");
+  free_block(p, b, fn);
+}
+
+/* free_aligned_sized: the alignment and size aligned_alloc was given. */
+XA_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
+  xa_free_aligned(p, align, size, true, "free_aligned_sized");
 }
 
 XA_EXPORT int xalloc_purge(void) {

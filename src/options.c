@@ -6,13 +6,17 @@
 
 /* Defaults from the start: misuse reported before the first allocation
  * (free of a bad pointer as the first call) already sees them. */
+#define XA_OPT_DEFAULT_BOOL(d) d
+#define XA_OPT_DEFAULT_INT(d)  d
+#define XA_OPT_DEFAULT_ENUM(d) d
+#define XA_OPT_DEFAULT_STR(d)  {0}
 struct xa_options xa_opt = {
-#define XA_OPT_INIT(name, type, def, lo, hi, doc) .name = def,
+#define XA_OPT_INIT(name, type, def, lo, hi, doc) .name = XA_OPT_DEFAULT_##type(def),
   XA_OPTIONS(XA_OPT_INIT)
 #undef XA_OPT_INIT
 };
 
-enum opt_type { T_BOOL, T_INT, T_ENUM };
+enum opt_type { T_BOOL, T_INT, T_ENUM, T_STR };
 struct opt_desc {
   const char *name;
   enum opt_type type;
@@ -29,7 +33,25 @@ static const struct opt_desc opts[] = {
 #define NOPTS (sizeof opts / sizeof opts[0])
 
 void xa_options_defaults(struct xa_options *o) {
-  for (size_t i = 0; i < NOPTS; i++) *(long *)((char *)o + opts[i].offset) = opts[i].def;
+  for (size_t i = 0; i < NOPTS; i++) {
+    char *field = (char *)o + opts[i].offset;
+    if (opts[i].type == T_STR) field[0] = 0;
+    else *(long *)field = opts[i].def;
+  }
+}
+
+bool xa_options_find(struct xa_options *o, const char *name, struct xa_option_ref *ref) {
+  for (size_t i = 0; i < NOPTS; i++) {
+    if (strcmp(opts[i].name, name) != 0) continue;
+    char *field = (char *)o + opts[i].offset;
+    ref->is_str = opts[i].type == T_STR;
+    ref->num = ref->is_str ? NULL : (long *)field;
+    ref->str = ref->is_str ? field : NULL;
+    ref->lo = opts[i].lo;
+    ref->hi = opts[i].hi;
+    return true;
+  }
+  return false;
 }
 
 static void err_puts(const char *s) { xa_os_write_err(s, strlen(s)); }
@@ -85,6 +107,7 @@ static void print_help(void) {
     err_puts(d->name);
     err_puts(" (default ");
     if (d->type == T_BOOL) err_puts(d->def ? "true" : "false");
+    else if (d->type == T_STR) err_puts("none");
     else if (d->type == T_ENUM) {
       const char *w = d->doc;
       for (long k = 0; k < d->def; k++) w = strchr(w, '|') + 1;
@@ -123,9 +146,18 @@ int xa_options_parse(struct xa_options *o, const char *s, const char *source) {
     for (size_t i = 0; i < NOPTS; i++)
       if (strlen(opts[i].name) == kn && strncmp(opts[i].name, k, kn) == 0) d = &opts[i];
     if (!d) { warn(source, "unknown option", k, kn, "XALLOC_CONF=help lists them"); bad++; continue; }
-    long x;
+    long x = 0;
     bool ok;
     if (!v) { ok = false; }
+    else if (d->type == T_STR) {
+      ok = vn < XA_OPT_STR_MAX;
+      if (ok) {
+        char *field = (char *)o + d->offset;
+        memcpy(field, v, vn);
+        field[vn] = 0;
+        continue;
+      }
+    }
     else if (d->type == T_BOOL) {
       ok = true;
       if ((vn == 4 && !strncmp(v, "true", 4)) || (vn == 1 && v[0] == '1')) x = 1;
@@ -140,6 +172,7 @@ int xa_options_parse(struct xa_options *o, const char *s, const char *source) {
     if (!ok) {
       warn(source, "bad value for option", k, kn,
            d->type == T_BOOL ? "expected key:true or key:false"
+           : d->type == T_STR ? "expected a value of at most 255 bytes"
            : d->type == T_ENUM ? "expected one of the values XALLOC_CONF=help lists"
            : "expected an integer in the range XALLOC_CONF=help shows");
       bad++;

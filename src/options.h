@@ -8,8 +8,9 @@
 #define XA_OPTIONS_H
 #include "internal.h"
 
-/* X(name, type, default, min, max, doc); type is BOOL, INT or an enum
- * whose values are listed in the doc string (parsed by options.c). */
+/* X(name, type, default, min, max, doc); type is BOOL, INT, STR (a string
+ * of at most XA_OPT_STR_MAX - 1 bytes; default empty) or an enum whose
+ * values are listed in the doc string (parsed by options.c). */
 #define XA_OPTIONS(X) \
   X(narenas,           INT,  0,     0, 1024, "arenas; 0 = one per CPU") \
   X(tcache,            BOOL, 1,     0, 1, "per-thread caches of small objects") \
@@ -25,10 +26,21 @@
   X(junk,              BOOL, 0,     0, 1, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \
   X(secure,            BOOL, 0,     0, 1, "hardened mode: no thread caches, random slot order, zero on free, guarded huge blocks") \
   X(stats_print,       BOOL, 0,     0, 1, "print statistics to stderr at exit") \
-  X(stats_format,      ENUM, 0,     0, 1, "text|json: format of stats_print")
+  X(stats_format,      ENUM, 0,     0, 1, "text|json: format of stats_print") \
+  X(stats_file,        STR,  0,     0, 0, "file that stats_print appends to instead of stderr (%p: process id)")
+
+#define XA_OPT_STR_MAX 256
+#define XA_OPT_CTYPE_BOOL long
+#define XA_OPT_CTYPE_INT  long
+#define XA_OPT_CTYPE_ENUM long
+#define XA_OPT_CTYPE_STR  char
+#define XA_OPT_DIM_BOOL
+#define XA_OPT_DIM_INT
+#define XA_OPT_DIM_ENUM
+#define XA_OPT_DIM_STR    [XA_OPT_STR_MAX]
 
 struct xa_options {
-#define XA_OPT_FIELD(name, type, def, lo, hi, doc) long name;
+#define XA_OPT_FIELD(name, type, def, lo, hi, doc) XA_OPT_CTYPE_##type name XA_OPT_DIM_##type;
   XA_OPTIONS(XA_OPT_FIELD)
 #undef XA_OPT_FIELD
 };
@@ -41,6 +53,16 @@ XA_HIDDEN void xa_options_init(void);
  * Returns the number of rejected entries. */
 XA_HIDDEN int xa_options_parse(struct xa_options *o, const char *s, const char *source);
 XA_HIDDEN void xa_options_defaults(struct xa_options *o);
+
+/* One option, found by name (for xalloc_ctl's opt.* names): its value is
+ * a long at *num, or a string at str. */
+struct xa_option_ref {
+  bool is_str;
+  long *num;
+  const char *str;
+  long lo, hi;
+};
+XA_HIDDEN bool xa_options_find(struct xa_options *o, const char *name, struct xa_option_ref *ref);
 
 enum { XA_THP_DEFAULT = 0, XA_THP_ALWAYS = 1, XA_THP_NEVER = 2 };
 enum { XA_PURGE_DONTNEED = 0, XA_PURGE_FREE = 1 };

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <linux/membarrier.h>
 #include <time.h>
@@ -18,7 +19,7 @@
 size_t xa_os_page = 4096;
 unsigned xa_os_page_shift = 12;
 unsigned long xa_os_fail_maps;
-static size_t os_mapped;            /* bytes mapped, updated atomically */
+size_t xa_os_mapped_bytes;          /* updated atomically */
 
 void xa_os_init(void) {
   unsigned long p = getauxval(AT_PAGESZ);
@@ -53,7 +54,7 @@ void *xa_os_map(size_t size, size_t align) {
       p = q;
     }
   }
-  if (p) __atomic_fetch_add(&os_mapped, size, __ATOMIC_RELAXED);
+  if (p) __atomic_fetch_add(&xa_os_mapped_bytes, size, __ATOMIC_RELAXED);
   errno = saved;
   return p;
 }
@@ -61,7 +62,7 @@ void *xa_os_map(size_t size, size_t align) {
 void xa_os_unmap(void *p, size_t size) {
   int saved = errno;
   munmap(p, size);
-  __atomic_fetch_sub(&os_mapped, size, __ATOMIC_RELAXED);
+  __atomic_fetch_sub(&xa_os_mapped_bytes, size, __ATOMIC_RELAXED);
   errno = saved;
 }
 
@@ -71,7 +72,7 @@ void *xa_os_remap(void *p, size_t old_size, size_t new_size) {
             : mremap(p, old_size, new_size, MREMAP_MAYMOVE);
   errno = saved;
   if (q == MAP_FAILED) return NULL;
-  __atomic_fetch_add(&os_mapped, new_size - old_size, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&xa_os_mapped_bytes, new_size - old_size, __ATOMIC_RELAXED);
   return q;
 }
 
@@ -80,7 +81,7 @@ bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size) {
   void *q = mremap(p, old_size, new_size, 0);
   errno = saved;
   if (q == MAP_FAILED) return false;
-  __atomic_fetch_add(&os_mapped, new_size - old_size, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&xa_os_mapped_bytes, new_size - old_size, __ATOMIC_RELAXED);
   return true;
 }
 
@@ -171,8 +172,6 @@ uint64_t xa_os_random(void) {
   return x ^ (x >> 31);
 }
 
-size_t xa_os_mapped(void) { return __atomic_load_n(&os_mapped, __ATOMIC_RELAXED); }
-
 uint64_t xa_os_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -203,15 +202,62 @@ const char *xa_os_getenv(const char *name) {
   return NULL;
 }
 
-void xa_os_write_err(const char *s, size_t n) {
+void xa_os_write_fd(int fd, const char *s, size_t n) {
   int saved = errno;
   while (n) {
-    ssize_t w = write(2, s, n);
+    ssize_t w = write(fd, s, n);
     if (w <= 0) { if (w < 0 && errno == EINTR) continue; break; }
     s += w; n -= (size_t)w;
   }
   errno = saved;
 }
+
+void xa_os_write_err(const char *s, size_t n) { xa_os_write_fd(2, s, n); }
+
+/* The kept stderr: a close-on-exec duplicate numbered high, away from the
+ * low numbers programs expect to find free, and what it referred to. */
+static int kept_fd = -1;
+static struct stat kept_st;
+
+static bool same_file(int fd) {
+  struct stat st;
+  return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == kept_st.st_dev && st.st_ino == kept_st.st_ino &&
+         st.st_rdev == kept_st.st_rdev;
+}
+
+void xa_os_keep_stderr(void) {
+  int saved = errno;
+  if (kept_fd < 0 && fstat(2, &kept_st) == 0) {
+    static const int bases[] = {1000, 500, 100, 10};
+    for (unsigned i = 0; i < sizeof bases / sizeof bases[0] && kept_fd < 0; i++)
+      kept_fd = fcntl(2, F_DUPFD_CLOEXEC, bases[i]);
+  }
+  errno = saved;
+}
+
+int xa_os_kept_stderr(void) {
+  int saved = errno, fd = -1;
+  /* The program may have closed our number and opened something else on
+   * it: write only where the file is still the one stderr was. */
+  if (kept_fd >= 0) fd = same_file(kept_fd) ? kept_fd : same_file(2) ? 2 : -1;
+  errno = saved;
+  return fd;
+}
+
+int xa_os_open_append(const char *path) {
+  int saved = errno;
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+  errno = saved;
+  return fd;
+}
+
+void xa_os_close(int fd) {
+  int saved = errno;
+  close(fd);
+  errno = saved;
+}
+
+int xa_os_pid(void) { return (int)getpid(); }
 
 void xa_os_abort(void) {
   /* abort() may flush stdio (which may allocate); raise directly. */

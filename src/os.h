@@ -34,8 +34,9 @@ XA_HIDDEN bool xa_os_guard(void *p, size_t size);
 /* 64 unpredictable bits (a seed for hardened mode's slot choice). */
 XA_HIDDEN uint64_t xa_os_random(void);
 
-/* Bytes currently mapped through this layer (for statistics). */
-XA_HIDDEN size_t xa_os_mapped(void);
+/* Bytes currently mapped through this layer (statistics, purger start). */
+XA_HIDDEN extern size_t xa_os_mapped_bytes;
+XA_INLINE size_t xa_os_mapped(void) { return __atomic_load_n(&xa_os_mapped_bytes, __ATOMIC_RELAXED); }
 
 /* Resident set size of the process in bytes (0 if unknown). */
 XA_HIDDEN size_t xa_os_resident(void);
@@ -61,8 +62,19 @@ XA_HIDDEN void xa_os_membarrier_forget(void);
 
 /* Environment lookup without allocating (walks environ). */
 XA_HIDDEN const char *xa_os_getenv(const char *name);
-/* Write to stderr with write(2); no stdio, no allocation. */
+/* Write to stderr (or fd) with write(2); no stdio, no allocation. */
 XA_HIDDEN void xa_os_write_err(const char *s, size_t n);
+XA_HIDDEN void xa_os_write_fd(int fd, const char *s, size_t n);
+/* Keep a private close-on-exec duplicate of stderr (for reports at exit,
+ * which programs that close stderr first would otherwise lose), and later
+ * get a descriptor that still refers to that file: the duplicate, or fd 2,
+ * or -1 when neither does (the program reused the numbers). */
+XA_HIDDEN void xa_os_keep_stderr(void);
+XA_HIDDEN int xa_os_kept_stderr(void);
+/* Open path for appending (created 0644, close-on-exec); -1 on failure. */
+XA_HIDDEN int xa_os_open_append(const char *path);
+XA_HIDDEN void xa_os_close(int fd);
+XA_HIDDEN int xa_os_pid(void);
 XA_HIDDEN __attribute__((noreturn)) void xa_os_abort(void);
 
 /* Test hook: when non-zero, the next xa_os_fail_maps mappings fail. */

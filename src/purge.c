@@ -1,5 +1,31 @@
 /* The purger thread and its inline fallback (mechanism; the policy is in
- * decay.c, the madvise in os.c). */
+ * decay.c, the madvise in os.c).
+ *
+ * When the thread starts.  glibc calls the allocator while it holds
+ * internal locks of its own: free() from pthread_join with the stack-cache
+ * lock held (__nptl_free_stacks -> _dl_deallocate_tls), from
+ * pthread_setattr_default_np with the default-attribute lock held, and from
+ * exit() with the exit-function lock held; calloc() from atexit with that
+ * lock held; malloc() from dlopen with the loader lock held and from
+ * pthread_atfork with the fork-handler lock held.  The rule for every path
+ * reached from malloc/free/realloc/calloc/memalign: take no lock and call no
+ * function that the C library's thread, loader or stdio code may hold while
+ * it calls the allocator (pthread_create, pthread_atfork, dlsym/dlopen,
+ * stdio, atexit).  pthread_create needs the stack-cache lock, so it must
+ * never run inside a free.  glibc 2.36 never calls malloc, calloc, realloc
+ * or memalign with the stack-cache lock or the default-attribute lock held
+ * (it takes them only around list and attribute updates that do not
+ * allocate), and the locks it does hold around allocations (loader, TLS,
+ * fork handlers, exit functions, stdio streams) are not taken by
+ * pthread_create, or are recursive for the calling thread.  So:
+ *   - anything, from any path, may only *ask* for the thread
+ *     (xa_purge_want: one store);
+ *   - the thread is created only at the end of an allocation slow path
+ *     (xa_purge_safe_point, called by malloc.c with no lock held), never
+ *     from free, a fork handler or a constructor;
+ *   - until it runs, the purging it would do runs inline on slow paths.
+ * A fork child starts without the thread and asks for it again. */
+#define _GNU_SOURCE
 #include "purge.h"
 #include "arena.h"
 #include "tcache.h"
@@ -14,6 +40,11 @@
 static pthread_mutex_t purge_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t purge_cond = PTHREAD_COND_INITIALIZER;
 static int thread_state;        /* 0 none, 1 starting or running */
+int xa_purge_wanted;            /* the next allocation slow path starts it */
+/* With more than this mapped, memory may need returning while the program
+ * sits idle: the thread is wanted even before anything is freed.  The
+ * first chunk is every program's; SIZE_MAX once the thread runs. */
+size_t xa_purge_map_trigger = 2 * XA_CHUNK_SIZE;
 static int thread_idle;         /* waiting on purge_cond */
 static uint64_t inline_next;    /* inline mode: time of the next pass */
 static uint64_t reclaim_next;   /* time of the next cache reclaim */
@@ -57,6 +88,7 @@ size_t xa_purge_pass(uint64_t now) {
 
 static void *purger_main(void *arg) {
   (void)arg;
+  pthread_setname_np(pthread_self(), "xalloc-purge");   /* for top -H, /proc/PID/task/TID/comm */
   for (;;) {
     size_t left = xa_purge_pass(xa_os_now());
     uint64_t ns = epoch_ns();
@@ -80,6 +112,7 @@ static void *purger_main(void *arg) {
   return NULL;
 }
 
+/* Only from xa_purge_safe_point (see the top of this file). */
 static void start_thread(void) {
   int expected = 0;
   if (!__atomic_compare_exchange_n(&thread_state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) return;
@@ -91,22 +124,39 @@ static void start_thread(void) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  /* A stack size of our own: with none, pthread_create would take glibc's
+   * default-attribute lock, which pthread_setattr_default_np holds while
+   * it frees. */
   pthread_attr_setstacksize(&attr, 64 * 1024);
   if (pthread_create(&t, &attr, purger_main, NULL) != 0)
-    __atomic_store_n(&thread_state, 0, __ATOMIC_RELEASE);   /* try again later */
+    /* Refused (thread limit, seccomp): purging stays inline, and a later
+     * notify asks again. */
+    __atomic_store_n(&thread_state, 0, __ATOMIC_RELEASE);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-void xa_purge_start(void) {
-  if (unlikely(xa_fork_owner)) return;
-  if (xa_opt.background_thread && xa_opt.dirty_decay_ms > 0 && !xa_purge_thread_running()) start_thread();
+static bool thread_wanted(void) {
+  return xa_opt.background_thread && xa_opt.dirty_decay_ms > 0 && !xa_purge_thread_running();
+}
+
+void xa_purge_want(void) {
+  if (!__atomic_load_n(&xa_purge_wanted, __ATOMIC_RELAXED) && thread_wanted())
+    __atomic_store_n(&xa_purge_wanted, 1, __ATOMIC_RELAXED);
+}
+
+void xa_purge_start_wanted(void) {
+  if (unlikely(xa_fork_owner)) return;   /* inside fork: our locks are held */
+  __atomic_store_n(&xa_purge_wanted, 0, __ATOMIC_RELAXED);
+  /* Asked once: if the thread cannot start, purging stays inline. */
+  __atomic_store_n(&xa_purge_map_trigger, SIZE_MAX, __ATOMIC_RELAXED);
+  if (thread_wanted()) start_thread();
 }
 
 bool xa_purge_thread_running(void) { return __atomic_load_n(&thread_state, __ATOMIC_ACQUIRE) != 0; }
 
 void xa_purge_tick(void) {
-  if (xa_opt.background_thread || xa_opt.dirty_decay_ms < 0) return;
+  if (xa_opt.dirty_decay_ms < 0 || xa_purge_thread_running()) return;
   uint64_t now = xa_os_now(), next = __atomic_load_n(&inline_next, __ATOMIC_RELAXED);
   if (now < next) return;
   if (!__atomic_compare_exchange_n(&inline_next, &next, now + epoch_ns(), false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -127,8 +177,11 @@ void xa_purge_notify(void) {
     return;
   }
   if (xa_opt.dirty_decay_ms < 0) return;
-  if (!xa_opt.background_thread) { xa_purge_tick(); return; }
-  if (!xa_purge_thread_running()) { start_thread(); return; }
+  if (!xa_purge_thread_running()) {  /* inline until the thread runs */
+    xa_purge_want();
+    xa_purge_tick();
+    return;
+  }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* our dirty pages before idle's read */
   if (__atomic_load_n(&thread_idle, __ATOMIC_SEQ_CST)) {
     pthread_mutex_lock(&purge_mutex);
@@ -140,10 +193,13 @@ void xa_purge_notify(void) {
 
 void xa_purge_prefork(void) { pthread_mutex_lock(&purge_mutex); }
 void xa_purge_postfork_parent(void) { pthread_mutex_unlock(&purge_mutex); }
-/* The thread does not exist in the child: the next notify starts one. */
+/* The thread does not exist in the child: the child's next allocation slow
+ * path starts one if the parent had one. */
 void xa_purge_postfork_child(void) {
   pthread_mutex_init(&purge_mutex, NULL);
   pthread_cond_init(&purge_cond, NULL);
+  xa_purge_wanted = thread_state;
+  xa_purge_map_trigger = thread_state ? SIZE_MAX : 2 * XA_CHUNK_SIZE;
   thread_state = 0;
   thread_idle = 0;
   reclaim_next = 0;

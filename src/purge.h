@@ -1,25 +1,39 @@
 /* The purger: runs the decay policy of every arena and of the huge-mapping
  * cache, and every quarter of dirty_decay_ms reclaims the caches of
  * threads that went quiet (xa_tcache_reclaim), from a background thread
- * (started lazily on the first dirty page, never from a constructor or a
- * fork handler; sleeps while nothing is dirty and no other thread's cache
- * holds objects) or, with background_thread:false, inline on slow paths. */
+ * (started at an allocation slow path once memory may need returning,
+ * never from free, a constructor or a fork handler; sleeps while nothing is
+ * dirty and no other thread's cache holds objects) or, with
+ * background_thread:false and until the thread runs, inline on slow
+ * paths. */
 #ifndef XA_PURGE_H
 #define XA_PURGE_H
 #include "internal.h"
+#include "os.h"
 
-/* Something became dirty: make sure it will decay (start or wake the
- * thread, or purge inline when it is due).  Call with no lock held. */
+/* Something became dirty: make sure it will decay (wake the thread, or
+ * purge inline when it is due and ask for the thread).  Call with no lock
+ * held; safe from free (it never creates the thread). */
 XA_HIDDEN void xa_purge_notify(void);
 /* A thread's cache just took objects: wake the purger if it sleeps with
  * nothing to do, so that it reclaims the cache once the thread goes quiet
  * (xa_tcache_reclaim).  A cheap check; a lost wake-up only delays that. */
 XA_HIDDEN void xa_purge_watch_caches(void);
-/* Start the background thread if it should run and does not.  Called
- * before a free releases memory, so the thread's own start-up allocations
- * cannot land on (and hide a later double free of) the block being freed. */
-XA_HIDDEN void xa_purge_start(void);
-/* Periodic hook from slow paths (inline mode does its work here). */
+/* Ask for the background thread: one store, from any path, any lock held.
+ * The thread is created later, at a safe point. */
+XA_HIDDEN void xa_purge_want(void);
+/* The safe point: allocation slow paths call it last, with no lock held,
+ * and only they may (never free, a fork handler or a constructor: see
+ * purge.c).  It creates the thread if one was asked for. */
+XA_HIDDEN extern int xa_purge_wanted;
+XA_HIDDEN extern size_t xa_purge_map_trigger;
+XA_HIDDEN void xa_purge_start_wanted(void);
+XA_INLINE void xa_purge_safe_point(void) {
+  if (unlikely(__atomic_load_n(&xa_purge_wanted, __ATOMIC_RELAXED) ||
+               xa_os_mapped() > __atomic_load_n(&xa_purge_map_trigger, __ATOMIC_RELAXED)))
+    xa_purge_start_wanted();
+}
+/* Periodic hook from slow paths (purging is inline while no thread runs). */
 XA_HIDDEN void xa_purge_tick(void);
 /* One pass over everything at time now; returns bytes still dirty. */
 XA_HIDDEN size_t xa_purge_pass(uint64_t now);

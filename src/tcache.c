@@ -243,7 +243,6 @@ static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
    * would then flush every quiet bin again and again. */
   bool flushed = false;
   if (b->top == b->end) {
-    xa_purge_start();
     if (++tc->events >= GC_PERIOD) tcache_gc(tc);
     if (unlikely(flush_requested(tc))) {
       tcache_flush_bins(tc);

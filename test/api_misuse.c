@@ -402,6 +402,18 @@ static size_t fa_size, fa_align, fa_claim_size, fa_claim_align;
 static int c_free_aligned_sized_wrong(void *a)
 {
     char *p;
+    if (fa_align == 0) {
+        /* a malloc'ed block that has the claimed alignment by chance (its
+         * address alone would pass) */
+        static void *keep[4096];
+        int k = 0;
+        do p = keep[k++] = malloc(fa_size);
+        while (p && k < 4096 && ((uintptr_t)p & (fa_claim_align - 1)) != 0);
+        TU_CHK(p != NULL && ((uintptr_t)p & (fa_claim_align - 1)) == 0);
+        set_expected(p);
+        free_aligned_sized(p, fa_claim_align, fa_claim_size);
+        return 0;
+    }
     /* a block that does not have the claimed alignment by chance */
     do p = aligned_alloc(fa_align, fa_size);
     while (p && fa_claim_align > fa_align && ((uintptr_t)p & (fa_claim_align - 1)) == 0);
@@ -433,6 +445,22 @@ static void test_free_aligned_sized_wrong_size(void **s)
     free_aligned_sized_wrong(64, 100, 64, 100000);
     free_aligned_sized_wrong(4096, 3 << 20, 4096, 5 << 20);
 }
+/* Issue 14: the size of large and huge blocks was checked only against
+ * the usable size (a smaller claim passed), and the alignment only
+ * against the address. */
+static void test_free_aligned_sized_smaller_claim(void **s)
+{
+    XALLOC_ONLY();
+    free_aligned_sized_wrong(4096, 100000, 4096, 60000);        /* large: 25 pages, not 15 */
+    free_aligned_sized_wrong(4096, 3 << 20, 4096, 5 << 19);     /* huge: 3 MiB, not 2.5 */
+    free_aligned_sized_wrong(64, 100, 64, 40);                  /* small: class 128, not 64 */
+}
+static void test_free_aligned_sized_alignment_by_chance(void **s)
+{
+    XALLOC_ONLY();
+    free_aligned_sized_wrong(0, 64, 4096, 64);                  /* 64-byte class on a page */
+    free_aligned_sized_wrong(0, 48, 32, 48);                    /* 48-byte class on 32 */
+}
 
 static void test_free_sized_wrong_small(void **s)
 {
@@ -453,6 +481,14 @@ static void test_free_sized_wrong_large(void **s)
     XALLOC_ONLY();
 #ifndef XA_TEST_GLIBC
     free_sized_wrong(1 << 20, 100);
+#endif
+}
+static void test_free_sized_wrong_large_half(void **s)
+{
+    XALLOC_ONLY();
+#ifndef XA_TEST_GLIBC
+    free_sized_wrong(1 << 20, 600000);      /* 256 pages, not 147; realloc would have shrunk it */
+    free_sized_wrong(200000, 120000);
 #endif
 }
 static void test_free_sized_wrong_huge(void **s)
@@ -479,7 +515,9 @@ static int c_valid_usage(void *a)
             switch (i % 6) {
             case 0: v[i] = malloc(n[i]); break;
             case 1: v[i] = calloc(1, n[i]); break;
-            case 2: v[i] = realloc(malloc(tu_range(&r, 1, 300)), n[i]); break;
+            case 2: v[i] = i % 4 == 0 ? realloc(malloc(tu_range(&r, 1, 300)), n[i])   /* grown */
+                                      : realloc(malloc(n[i] + tu_range(&r, 0, n[i] + 1)), n[i]);   /* shrunk */
+                    break;
             case 3: al[i] = (size_t)1 << tu_range(&r, 4, 22); v[i] = aligned_alloc(al[i], n[i]); break;
             case 4: al[i] = (size_t)1 << tu_range(&r, 3, 22);
                     TU_CHK(posix_memalign(&v[i], al[i], n[i]) == 0); break;
@@ -499,6 +537,15 @@ static int c_valid_usage(void *a)
         malloc_trim(0);
     }
 #ifndef XA_TEST_GLIBC
+    /* A huge block may be a cached mapping somewhat larger than asked for;
+     * sized frees of it are right. */
+    for (int k = 0; k < 2; k++) {
+        free(malloc(8 << 20));
+        void *h = k ? aligned_alloc(4096, (15 << 19) + 100) : malloc((15 << 19) + 100);
+        TU_CHK(h != NULL);
+        if (k) free_aligned_sized(h, 4096, (15 << 19) + 100);
+        else free_sized(h, (15 << 19) + 100);
+    }
     /* Data that happens to equal the freed mark is not a double free. */
     for (int i = 0; i < 3000; i++) {
         uintptr_t *m = malloc(8 + i % 200);
@@ -560,6 +607,9 @@ int main(void)
         cmocka_unit_test(test_realloc_mmap),
         cmocka_unit_test(test_free_aligned_sized_wrong_align),
         cmocka_unit_test(test_free_aligned_sized_wrong_size),
+        cmocka_unit_test(test_free_aligned_sized_smaller_claim),
+        cmocka_unit_test(test_free_aligned_sized_alignment_by_chance),
+        cmocka_unit_test(test_free_sized_wrong_large_half),
         cmocka_unit_test(test_free_sized_wrong_small),
         cmocka_unit_test(test_free_sized_wrong_small2),
         cmocka_unit_test(test_free_sized_wrong_large),

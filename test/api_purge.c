@@ -58,29 +58,44 @@ static size_t wait_rss_below(size_t limit, double secs) {
   return r;
 }
 
+/* Threads of this process, read without allocating (opendir would malloc
+ * and free a large buffer, which asks for the purger itself). */
 static int task_count(void) {
-  int n = 0;
-  DIR *d = opendir("/proc/self/task");
-  if (!d) return -1;
-  struct dirent *e;
-  while ((e = readdir(d))) n += e->d_name[0] != '.';
-  closedir(d);
+  static char status[4096];            /* "Threads:" sits in the first 2 KiB */
+  int fd = open("/proc/self/status", O_RDONLY), n = -1;
+  if (fd < 0) return -1;
+  ssize_t got = read(fd, status, sizeof status - 1);
+  close(fd);
+  if (got <= 0) return -1;
+  status[got] = 0;
+  const char *t = strstr(status, "\nThreads:");
+  if (t) n = atoi(t + 9);
   return n;
 }
 
 /* Run this program again as `self mode` with XALLOC_CONF=conf; returns the
- * exit status (or 128+signal); hangs are killed after 60 s. */
+ * exit status (or 128+signal).  A hang is killed from here after 60 s (a
+ * deadlocked child may block every signal, so its own alarm() is not
+ * enough) and reported. */
 __attribute__((unused)) static int run_self(const char *mode, const char *conf) {
   pid_t pid = fork();
   if (pid == 0) {
     if (conf) setenv("XALLOC_CONF", conf, 1);
     else unsetenv("XALLOC_CONF");
-    alarm(60);
     execl("/proc/self/exe", "api_purge", mode, (char *)NULL);
     _exit(127);
   }
   int st;
-  waitpid(pid, &st, 0);
+  double deadline = tu_now() + 60;
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    if (tu_now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      print_message("%s [%s]: hang, killed after 60 s\n", mode, conf ? conf : "defaults");
+      return 124;
+    }
+    usleep(10000);
+  }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -150,6 +165,100 @@ static uint64_t ctl(const char *name) {
   size_t len = sizeof v;
   xalloc_ctl(name, &v, &len, NULL, 0);
   return v;
+}
+
+/* Is a thread of this process named xalloc-purge? */
+static bool purger_named(void) {
+  DIR *d = opendir("/proc/self/task");
+  bool found = false;
+  struct dirent *e;
+  while (d && (e = readdir(d)) && !found) {
+    char path[64], name[32] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+    FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+    if (f && fgets(name, sizeof name, f)) found = !strcmp(name, "xalloc-purge\n");
+    if (f) fclose(f);
+  }
+  if (d) closedir(d);
+  return found;
+}
+
+/* Issue 14: the purger thread is never created inside free() (glibc frees
+ * inside pthread_join with a lock held that pthread_create needs); it is
+ * created at the next allocation slow path. */
+static int mode_start_rules(void) {
+  if (ctl("stats.purger_running") != 0 || task_count() != 1) return 3;
+  char *p = malloc(256 << 10);                 /* large: a slow path */
+  if (!p) return 2;
+  memset(p, 1, 256 << 10);
+  free(p);                                     /* dirty pages: the thread is wanted */
+  if (ctl("stats.purger_running") != 0 || task_count() != 1) return 4;
+  free(malloc(256 << 10));                     /* the safe point */
+  if (ctl("stats.purger_running") != 1 || task_count() != 2) return 5;
+  double end = tu_now() + 5;           /* the thread names itself when it runs */
+  while (!purger_named() && tu_now() < end) usleep(10000);
+  return purger_named() ? 0 : 6;
+}
+
+/* Heap growth alone asks for it (memory a program may sit on while idle):
+ * past 8 MiB mapped, no free needed. */
+static int mode_start_on_growth(void) {
+  static char *v[256];
+  for (int i = 0; i < 256; i++) {
+    v[i] = malloc(64 << 10);
+    if (!v[i]) return 2;
+    v[i][0] = 1;
+  }
+  int ok = ctl("stats.purger_running") == 1 && task_count() == 2;
+  for (int i = 0; i < 256; i++) free(v[i]);
+  return ok ? 0 : 3;
+}
+
+/* In a fork child the thread is gone; the child's frees do not start one,
+ * its first allocation slow path does. */
+static int mode_start_in_child(void) {
+  free(malloc(256 << 10));
+  free(malloc(256 << 10));                     /* the parent's purger runs */
+  if (task_count() != 2) return 3;
+  char *p = malloc(256 << 10);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (task_count() != 1) _exit(4);
+    free(p);
+    if (task_count() != 1) _exit(5);
+    free(malloc(256 << 10));
+    _exit(task_count() == 2 && ctl("stats.purger_running") == 1 ? 0 : 6);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  free(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void *do_nothing(void *arg) { return arg; }
+
+/* The reproducer: only threads created and joined, no free of the
+ * program's own (secure:true deadlocked in pthread_join). */
+static int mode_create_join(void) {
+  for (int round = 0; round < 4; round++) {
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++)
+      if (pthread_create(&t[i], NULL, do_nothing, NULL) != 0) return 2;
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+  }
+  return 0;
+}
+
+static void test_purger_start_rules(void **state) {
+  (void)state;
+  const char *confs[] = {NULL, "secure:true", "tcache:false", "junk:true"};
+  for (unsigned i = 0; i < 4; i++) {
+    assert_int_equal(run_self("start_rules", confs[i]), 0);
+    assert_int_equal(run_self("start_on_growth", confs[i]), 0);
+    assert_int_equal(run_self("start_in_child", confs[i]), 0);
+    assert_int_equal(run_self("create_join", confs[i]), 0);
+  }
+  assert_int_equal(run_self("create_join", "secure:true,dirty_decay_ms:0"), 0);
 }
 
 /* purge:free: decayed pages go through MADV_FREE (muzzy) and then, after
@@ -444,6 +553,10 @@ int main(int argc, char **argv) {
 #ifndef XA_TEST_GLIBC
     if (!strcmp(argv[1], "muzzy")) return mode_muzzy();
     if (!strcmp(argv[1], "noreclaim")) return mode_noreclaim();
+    if (!strcmp(argv[1], "start_rules")) return mode_start_rules();
+    if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
+    if (!strcmp(argv[1], "start_in_child")) return mode_start_in_child();
+    if (!strcmp(argv[1], "create_join")) return mode_create_join();
 #endif
     return 99;
   }
@@ -460,6 +573,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_purger_does_not_block_exit),
       cmocka_unit_test(test_decay_never_until_trim),
       cmocka_unit_test(test_muzzy_stage),
+#ifndef XA_TEST_GLIBC
+      cmocka_unit_test(test_purger_start_rules),
+#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
