@@ -36,7 +36,11 @@ extern __attribute__((weak, visibility("default"), noreturn)) void _ZSt17__throw
 
 /* A function of libstdc++ itself, if it is loaded (also when it was
  * dlopened RTLD_LOCAL).  dlopen is found at run time: a link-time reference
- * would make every static link with libxalloc.a warn about dlopen. */
+ * would make every static link with libxalloc.a warn about dlopen.
+ * The loader calls are allowed here, unlike anywhere under malloc/free
+ * (see purge.c): this runs only when operator new has found no memory,
+ * with no xalloc lock held, and glibc never calls operator new while it
+ * holds the loader's (recursive) lock. */
 static void *libstdcxx_sym(const char *name) {
   if (!dlsym || !dlclose) return NULL;
   void *(*open)(const char *, int) = (void *(*)(const char *, int))dlsym(RTLD_DEFAULT, "dlopen");
