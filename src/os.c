@@ -2,11 +2,13 @@
  * Nothing else in xalloc includes <sys/mman.h>. */
 #define _GNU_SOURCE
 #include "os.h"
+#include "error.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -258,6 +260,50 @@ void xa_os_close(int fd) {
 }
 
 int xa_os_pid(void) { return (int)getpid(); }
+
+/* Read a small /proc file into buf (NUL-terminated); false if it cannot. */
+static bool read_small(const char *path, char *buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, cap - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  return true;
+}
+
+/* Field k (1-based, k >= 3) of a /proc stat line: after the ")" of the
+ * command name, which may itself hold spaces. */
+static const char *stat_field(const char *line, unsigned k) {
+  const char *p = strrchr(line, ')');
+  if (!p) return NULL;
+  p++;
+  for (unsigned f = 3; f < k && p; f++) p = strchr(p + 1, ' ');
+  return p ? p + 1 : NULL;
+}
+
+bool xa_os_last_thread(void) {
+  int saved = errno;
+  char buf[1024], path[64] = "/proc/self/task/";
+  bool last = false;
+  if (read_small("/proc/self/stat", buf, sizeof buf)) {
+    const char *f = stat_field(buf, 20);              /* num_threads */
+    long n = f ? strtol(f, NULL, 10) : 0;
+    pid_t pid = getpid();
+    if (n == 1) {
+      last = true;
+    } else if (n == 2 && xa_os_tid() != pid) {
+      /* The leader stays listed, as a zombie, until every thread exits. */
+      size_t k = strlen(path);
+      k += xa_fmt_dec(path + k, (uint64_t)pid);
+      memcpy(path + k, "/stat", 6);
+      f = read_small(path, buf, sizeof buf) ? stat_field(buf, 3) : NULL;
+      last = f && *f == 'Z';
+    }
+  }
+  errno = saved;
+  return last;
+}
 
 void xa_os_abort(void) {
   /* abort() may flush stdio (which may allocate); raise directly. */

@@ -75,6 +75,10 @@ XA_HIDDEN int xa_os_kept_stderr(void);
 XA_HIDDEN int xa_os_open_append(const char *path);
 XA_HIDDEN void xa_os_close(int fd);
 XA_HIDDEN int xa_os_pid(void);
+/* Is the calling thread the process's last live one (the others gone,
+ * or only the main thread left as a zombie after pthread_exit)?  Reads
+ * /proc; false when it cannot tell. */
+XA_HIDDEN bool xa_os_last_thread(void);
 XA_HIDDEN __attribute__((noreturn)) void xa_os_abort(void);
 
 /* Test hook: when non-zero, the next xa_os_fail_maps mappings fail. */

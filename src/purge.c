@@ -86,11 +86,29 @@ size_t xa_purge_pass(uint64_t now) {
   return pending();
 }
 
+/* glibc ends a process when its last thread exits (main may end with
+ * pthread_exit and leave the others running).  The purger must not be
+ * the thread that keeps it alive: it looks at least every ALONE_CHECK_NS
+ * whether the program has any live thread left and, if not, exits, and
+ * glibc's exit(0) follows.  An idle purger therefore wakes once a
+ * second. */
+#define ALONE_CHECK_NS 200000000u
+#define MAX_SLEEP_NS 1000000000u
+
+static bool program_gone(uint64_t now, uint64_t *next_check) {
+  if (now < *next_check) return false;
+  *next_check = now + ALONE_CHECK_NS;
+  return xa_os_last_thread();
+}
+
 static void *purger_main(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "xalloc-purge");   /* for top -H, /proc/PID/task/TID/comm */
+  uint64_t next_check = 0;
   for (;;) {
-    size_t left = xa_purge_pass(xa_os_now());
+    uint64_t now = xa_os_now();
+    size_t left = xa_purge_pass(now);
+    if (program_gone(now, &next_check)) break;
     uint64_t ns = epoch_ns();
     if (xa_opt.dirty_decay_ms < 0 || (left == 0 && !xa_tcache_others_hold())) {
       /* Nothing to decay, no cache to watch: sleep until notified. */
@@ -101,14 +119,28 @@ static void *purger_main(void *arg) {
       __atomic_thread_fence(__ATOMIC_SEQ_CST);
       if ((pending() || xa_tcache_others_hold()) && xa_opt.dirty_decay_ms >= 0)
         __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
-      while (__atomic_load_n(&thread_idle, __ATOMIC_SEQ_CST)) pthread_cond_wait(&purge_cond, &purge_mutex);
+      bool gone = false;
+      while (__atomic_load_n(&thread_idle, __ATOMIC_SEQ_CST) && !gone) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += 1;
+        pthread_cond_clockwait(&purge_cond, &purge_mutex, CLOCK_MONOTONIC, &until);
+        gone = program_gone(xa_os_now(), &next_check);
+      }
+      __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
       pthread_mutex_unlock(&purge_mutex);
+      if (gone) break;
       continue;
     }
     if (left == 0) ns = reclaim_ns();   /* only caches to watch: wake less often */
+    if (ns > MAX_SLEEP_NS) ns = MAX_SLEEP_NS;
     struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
     nanosleep(&ts, NULL);
   }
+  /* No program thread is left: end, so that the process ends.  Should one
+   * appear after all, the next allocation slow path starts a new purger. */
+  __atomic_store_n(&thread_state, 0, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&xa_purge_wanted, 1, __ATOMIC_RELAXED);
   return NULL;
 }
 

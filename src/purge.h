@@ -3,7 +3,8 @@
  * threads that went quiet (xa_tcache_reclaim), from a background thread
  * (started at an allocation slow path once memory may need returning,
  * never from free, a constructor or a fork handler; sleeps while nothing is
- * dirty and no other thread's cache holds objects) or, with
+ * dirty and no other thread's cache holds objects, ending when no program
+ * thread is left) or, with
  * background_thread:false and until the thread runs, inline on slow
  * paths. */
 #ifndef XA_PURGE_H

@@ -7,6 +7,8 @@
  *
  *   create_join        8 threads that never allocate, created and joined,
  *                      twice; the program allocates only afterwards
+ *   main_pthread_exit  main ends with pthread_exit while a thread still
+ *                      allocates; the process must exit 0 when it ends
  *   fork_child_join    fork while 6 threads allocate; the child creates and
  *                      joins threads, before or after freeing whole pages
  *   fork_nonmain       fork from two non-main threads at once while others
@@ -515,6 +517,35 @@ static int sc_create_join(void)
     stage("create_join: churn after the joins", 0);
     churn(42, 32, 2);
     return 0;
+}
+
+/* ---- main_pthread_exit ------------------------------------------------- */
+
+/* glibc ends a process when its last thread exits.  Here main ends with
+ * pthread_exit while a thread still allocates, and that thread ends last:
+ * the process must then exit 0 (an allocator thread that stays alive keeps
+ * it running forever; CPython's test_threading forks children that end
+ * this way). */
+static void *late_thread(void *arg)
+{
+    double end = now_s() + 0.3;
+    uint64_t seed = (uint64_t)(uintptr_t)arg;
+    while (now_s() < end) churn(seed++, 32, 1);
+    return arg;
+}
+
+static int sc_main_pthread_exit(void)
+{
+    churn(11, 64, 4);
+    char *big = malloc(3 << 20);                /* dirty pages, a second mapping */
+    if (!big) fail("malloc(3 MiB) failed");
+    memset(big, 1, 3 << 20);
+    free(big);
+    churn_threads(4, 99);
+    pthread_t t;
+    xcreate(&t, NULL, late_thread, (void *)(uintptr_t)5);
+    stage("main_pthread_exit: after main's pthread_exit", 0);
+    pthread_exit(NULL);
 }
 
 /* ---- fork_child_join --------------------------------------------------- */
@@ -1258,6 +1289,7 @@ static const struct scenario {
     int listed;          /* run by "all"; the others are variants or tools */
 } scenarios[] = {
     {"create_join", sc_create_join, 1},
+    {"main_pthread_exit", sc_main_pthread_exit, 1},
     {"fork_child_join", sc_fork_child_join, 1},
     {"fork_nonmain", sc_fork_nonmain, 1},
     {"spawn", sc_spawn, 1},

@@ -28,7 +28,7 @@ set -u
 . "${SRC:?SRC must be set}/test/lib/common.sh"
 tu_setup lifecycle
 
-SCENARIOS="create_join fork_child_join fork_nonmain spawn cancel dlopen threads_2000
+SCENARIOS="create_join main_pthread_exit fork_child_join fork_nonmain spawn cancel dlopen threads_2000
 threads_100k exit_busy first_in_tls_dtor first_in_atfork first_in_signal"
 MODES=${LIFECYCLE_MODES:-"glibc defaults secure:true junk:true tcache:false"}
 ONLY=$(echo "${LIFECYCLE_ONLY:-}" | tr ',' ' ')
