@@ -10,7 +10,8 @@ DEBUG    ?= 0
 STATS    ?= 1
 OPT      ?= -O2
 SOVER    := 0
-VERSION  := 0.1.0
+# The version is written once, in include/xalloc.h (XALLOC_VERSION_*).
+VERSION  := $(shell sed -n 's/^\#define XALLOC_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/xalloc.h | paste -sd.)
 
 WARN     := -Wall -Wextra -Wno-unused-parameter
 # Fast-path build flags (see shared design: visibility, TLS model, no PLT).
@@ -23,7 +24,7 @@ SRCS := $(wildcard src/*.c)
 OBJS := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
 HDRS := $(wildcard src/*.h include/*.h)
 
-.PHONY: all lib clean check check-unit check-api check-preload check-bench check-memcheck demo
+.PHONY: print-version all lib clean check check-unit check-api check-preload check-bench check-memcheck demo
 all: lib
 lib: lib/libxalloc.so lib/libxalloc.a
 
@@ -39,6 +40,9 @@ lib/libxalloc.so: lib/libxalloc.so.$(SOVER)
 	ln -sf libxalloc.so.$(SOVER) $@
 lib/libxalloc.a: $(OBJS)
 	@mkdir -p lib; rm -f $@; ar rcs $@ $(OBJS)
+
+print-version:
+	@echo $(VERSION)
 
 build/obj build/test:
 	mkdir -p $@

@@ -16,6 +16,12 @@ extern "C" {
 #define XALLOC_VERSION_MAJOR 0
 #define XALLOC_VERSION_MINOR 1
 #define XALLOC_VERSION_PATCH 0
+/* The one place the version is written: the Makefile, configure and the
+ * Debian package read the three numbers above; the string follows them. */
+#define XALLOC_VERSION_STR_(a, b, c) #a "." #b "." #c
+#define XALLOC_VERSION_STR(a, b, c) XALLOC_VERSION_STR_(a, b, c)
+#define XALLOC_VERSION \
+  XALLOC_VERSION_STR(XALLOC_VERSION_MAJOR, XALLOC_VERSION_MINOR, XALLOC_VERSION_PATCH)
 
 /* C23: free p, which was allocated with a requested size of `size`.
  * A size that does not match the block is reported as misuse. */

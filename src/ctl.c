@@ -141,7 +141,7 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
   if (options != 0 || !fp) return EINVAL;          /* as glibc: the code, not errno */
   struct xa_stats_totals t;
   xa_stats_totals(&t);
-  fprintf(fp, "<malloc version=\"xalloc-0.1.0\">\n");
+  fprintf(fp, "<malloc version=\"xalloc-" XALLOC_VERSION "\">\n");
   for (unsigned i = 0; i < xa_narenas; i++) {
     struct xa_stats_arena s;
     xa_stats_arena(i, &s);

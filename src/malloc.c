@@ -380,7 +380,7 @@ XA_EXPORT int xalloc_purge(void) {
 
 XA_EXPORT int malloc_trim(size_t pad) { return xalloc_purge(); }
 
-XA_EXPORT const char *xalloc_version(void) { return "0.1.0"; }
+XA_EXPORT const char *xalloc_version(void) { return XALLOC_VERSION; }
 
 /* ---- glibc statistics entry points ------------------------------------- */
 

@@ -9,6 +9,7 @@
 #include "init.h"
 #include "os.h"
 #include "purge.h"
+#include "xalloc.h"
 #include <string.h>
 
 void xa_stats_arena(unsigned i, struct xa_stats_arena *s) {
@@ -121,7 +122,7 @@ static void putu_w(struct out *o, uint64_t v, size_t w) {
 static void print_text(struct out *o) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
-  puts_(o, "___ xalloc statistics (version 0.1.0) ___\n");
+  puts_(o, "___ xalloc statistics (version " XALLOC_VERSION ") ___\n");
 #define XA_STAT_TEXT(name, doc) puts_(o, #name); for (size_t i = sizeof #name; i < 17; i++) puts_(o, " "); \
   putu_w(o, t.name, 16); puts_(o, "  "); puts_(o, doc); puts_(o, "\n");
   XA_STATS_TOTALS(XA_STAT_TEXT)
@@ -152,7 +153,7 @@ static void print_text(struct out *o) {
 static void print_json(struct out *o) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
-  puts_(o, "{\"xalloc\":{\"version\":\"0.1.0\",\"totals\":{");
+  puts_(o, "{\"xalloc\":{\"version\":\"" XALLOC_VERSION "\",\"totals\":{");
   const char *sep = "";
 #define XA_STAT_JSON(name, doc) puts_(o, sep); puts_(o, "\"" #name "\":"); putu(o, t.name); sep = ",";
   XA_STATS_TOTALS(XA_STAT_JSON)
