@@ -1,6 +1,6 @@
 # xalloc — hand-written GNU Makefile; no configure step needed on Linux
 # x86_64/aarch64.  `./configure` (from configure.ac) may write config.mk to
-# override the variables below.
+# set the variables below (compiler, flags, installation directories).
 -include config.mk
 
 CC       ?= gcc
@@ -14,22 +14,24 @@ SOVER    := 0
 VERSION  := $(shell sed -n 's/^\#define XALLOC_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/xalloc.h | paste -sd.)
 
 WARN     := -Wall -Wextra -Wno-unused-parameter
-# Fast-path build flags (see shared design: visibility, TLS model, no PLT).
+# Fast-path build flags (README, "How it works": visibility, TLS model, no PLT).
 LIBFLAGS := -std=gnu11 $(OPT) -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
             -fno-plt -fno-semantic-interposition -fno-builtin-malloc -fno-builtin-free \
             -fno-stack-protector -pthread -Iinclude -Isrc -DXA_DEBUG=$(DEBUG) -DXA_STATS=$(STATS)
 CFLAGS_T := -std=gnu11 -O1 -g -pthread -Iinclude -Isrc $(WARN)
 
+# The compiler writes each object's header dependencies next to it (.d).
+DEPFLAGS := -MMD -MP
+
 SRCS := $(wildcard src/*.c)
 OBJS := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
-HDRS := $(wildcard src/*.h include/*.h)
 
 .PHONY: print-version all lib clean check check-unit check-api check-preload check-bench check-memcheck demo
 all: lib
 lib: lib/libxalloc.so lib/libxalloc.a
 
-build/obj/%.o: src/%.c $(HDRS) | build/obj
-	$(CC) $(LIBFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
+build/obj/%.o: src/%.c | build/obj
+	$(CC) $(LIBFLAGS) $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 lib/libxalloc.so.$(VERSION): $(OBJS)
 	@mkdir -p lib
@@ -52,35 +54,40 @@ build/obj build/test:
 # api_*.c    public API via -lxalloc; also built against glibc (-DXA_TEST_GLIBC)
 # stress_*.c multi-threaded, bounded time, via -lxalloc
 # *.sh       preload/link scripts: run with XALLOC_SO, XALLOC_A, BUILD set
+# test/run.sh runs the suites one by one, prints one line per suite and a
+# total, and keeps each suite's output in build/test/logs/<suite>.log.
 UNIT   := $(patsubst test/%.c,build/test/%,$(wildcard test/unit_*.c))
 API    := $(patsubst test/%.c,build/test/%,$(wildcard test/api_*.c))
 APIG   := $(patsubst test/%.c,build/test/%.glibc,$(wildcard test/api_*.c))
 STRESS := $(patsubst test/%.c,build/test/%,$(wildcard test/stress_*.c))
 SCRIPTS:= $(wildcard test/*.sh)
-TESTLIB:= $(wildcard test/testutil.h)
 RPATH  := -Wl,-rpath,$(CURDIR)/lib
+TESTCC  = $(CC) $(CFLAGS_T) $(CPPFLAGS) -MMD -MP -MF $@.d
 
-build/test/unit_%: test/unit_%.c lib/libxalloc.a $(HDRS) $(TESTLIB) | build/test
-	$(CC) $(CFLAGS_T) -fno-builtin -o $@ $< lib/libxalloc.a -lcmocka
-build/test/api_%: test/api_%.c lib/libxalloc.so $(TESTLIB) | build/test
-	$(CC) $(CFLAGS_T) -fno-builtin -o $@ $< -Llib $(RPATH) -lxalloc -lcmocka
-build/test/api_%.glibc: test/api_%.c $(TESTLIB) | build/test
-	$(CC) $(CFLAGS_T) -fno-builtin -DXA_TEST_GLIBC -o $@ $< -lcmocka
-build/test/stress_%: test/stress_%.c lib/libxalloc.so $(TESTLIB) | build/test
-	$(CC) $(CFLAGS_T) -o $@ $< -Llib $(RPATH) -lxalloc -lcmocka
+build/test/unit_%: test/unit_%.c lib/libxalloc.a | build/test
+	$(TESTCC) -fno-builtin -o $@ $< lib/libxalloc.a -lcmocka
+build/test/api_%: test/api_%.c lib/libxalloc.so | build/test
+	$(TESTCC) -fno-builtin -o $@ $< -Llib $(RPATH) -lxalloc -lcmocka
+build/test/api_%.glibc: test/api_%.c | build/test
+	$(TESTCC) -fno-builtin -DXA_TEST_GLIBC -o $@ $< -lcmocka
+build/test/stress_%: test/stress_%.c lib/libxalloc.so | build/test
+	$(TESTCC) -o $@ $< -Llib $(RPATH) -lxalloc -lcmocka
 
 TESTENV := XALLOC_SO=$(CURDIR)/lib/libxalloc.so XALLOC_A=$(CURDIR)/lib/libxalloc.a \
            BUILD=$(CURDIR)/build/test SRC=$(CURDIR) CC="$(CC)" CXX="$(CXX)"
+RUNTESTS := $(TESTENV) sh test/run.sh $(CURDIR)/build/test/logs
 
-check: check-unit check-api check-preload check-bench check-fuzz
-	@echo "== all tests passed"
+# `make check` is the test command: every suite below, one summary.  The
+# fuzzer (check-fuzz, needs clang) and the benchmark's quick mode
+# (check-bench) are separate steps: CI runs them after it.
+check: lib $(UNIT) $(API) $(STRESS) $(APIG)
+	@$(RUNTESTS) $(UNIT) $(API) $(STRESS) $(APIG) $(SCRIPTS)
 check-unit: $(UNIT)
-	@set -e; for t in $(UNIT); do echo "== $$t"; $$t; done
+	@$(RUNTESTS) $(UNIT)
 check-api: $(API) $(APIG) $(STRESS)
-	@set -e; for t in $(API) $(STRESS); do echo "== $$t"; $$t; done; \
-	for t in $(APIG); do echo "== $$t (glibc)"; $$t; done
+	@$(RUNTESTS) $(API) $(STRESS) $(APIG)
 check-preload: lib
-	@set -e; for s in $(SCRIPTS); do echo "== $$s"; $(TESTENV) sh $$s; done
+	@$(RUNTESTS) $(SCRIPTS)
 # The benchmark suite's quick mode must run and report every workload for
 # xalloc (times are never checked; missing peers are skipped).
 check-bench: lib bench-progs
@@ -108,5 +115,6 @@ demo: lib
 clean:
 	rm -rf build lib
 
+-include $(OBJS:.o=.d) $(addsuffix .d,$(UNIT) $(API) $(APIG) $(STRESS))
 -include bench/bench.mk
 -include $(wildcard mk/*.mk)

@@ -25,8 +25,9 @@ fuzz: $(FUZZ_DIR)/fuzz_ops
 
 $(FUZZ_DIR)/obj:
 	mkdir -p $@
-$(FUZZ_DIR)/obj/%.o: src/%.c $(HDRS) test/fuzz/coverage-ignore.txt | $(FUZZ_DIR)/obj
-	$(FUZZ_CC) $(FUZZ_LIBFLAGS) $(WARN) -c $< -o $@
+$(FUZZ_DIR)/obj/%.o: src/%.c test/fuzz/coverage-ignore.txt | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(FUZZ_LIBFLAGS) $(WARN) $(DEPFLAGS) -c $< -o $@
+-include $(FUZZ_OBJS:.o=.d)
 # operator new throws through cxx_new.c's frames (as in mk/install.mk)
 $(FUZZ_DIR)/obj/cxx_new.o: FUZZ_LIBFLAGS += -fexceptions
 

@@ -22,8 +22,11 @@
 #      `man xalloc_purge` finds its page through MANPATH; xalloc(3) documents
 #      every option of src/options.h and every function of xalloc.h.
 #  (f) make uninstall (both installs) leaves no file or link behind.
-#  (g) make dist: the tarball unpacks, builds, installs into a fresh DESTDIR
-#      and a program links against the installed copy and runs.
+#  (g) make dist: the tarball ships configure, unpacks, builds, installs
+#      into a fresh DESTDIR and a program links against the installed copy
+#      and runs; in a clone with an uncommitted change, dist names it.
+#  (h) PREFIX=/usr installs into the multiarch directory; as root, an install
+#      runs ldconfig only into a directory the loader searches.
 #
 # Needs pkg-config (Debian package pkg-config) and man (package man-db).
 # Env: XALLOC_SO, XALLOC_A, BUILD, SRC, CC.  Exit 0 = all passed.
@@ -116,8 +119,16 @@ DP=$D$P
 check_same "$DP/lib/libxalloc.so.$VER" "$real"
 check_same "$DP/lib/libxalloc.a" "$XALLOC_A"
 check_same "$DP/include/xalloc.h" "$SRC/include/xalloc.h"
-check_same "$DP/share/man/man1/xalloc.1" "$SRC/man/xalloc.1"
-check_same "$DP/share/man/man3/xalloc.3" "$SRC/man/xalloc.3"
+# the installed pages name the installed paths and the version
+for m in 1 3; do
+    page=$DP/share/man/man$m/xalloc.$m
+    if [ -f "$page" ] && ! grep -q '@[A-Z]*@' "$page" && grep -q "^\.TH XALLOC $m .*\"xalloc $VER\"" "$page" &&
+        sed 's/\\://g' "$page" | grep -qF "$P/lib/libxalloc.so.$SOVER"; then
+        ok "installed xalloc.$m names version $VER and $P/lib/libxalloc.so.$SOVER"
+    else
+        fail "installed xalloc.$m: placeholders left or paths/version not substituted: $(grep -n '@[A-Z]*@\|/usr/local' "$page" | head -3)"
+    fi
+done
 check_link "$DP/lib/libxalloc.so.$SOVER" "libxalloc.so.$VER"
 check_link "$DP/lib/libxalloc.so" "libxalloc.so.$SOVER"
 soname=$(readelf -d "$DP/lib/libxalloc.so.$VER" 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
@@ -233,6 +244,9 @@ man/man3/xalloc_stats_print.3
 man/man3/xalloc_version.3
 EOF
 expect_tree "install with directory variables" "$Q" "$W/c.expected"
+sed 's/\\://g' "$QM/man1/xalloc.1" | grep -qF "$QL/libxalloc.so.$SOVER" &&
+    sed 's/\\://g' "$QM/man3/xalloc.3" | grep -qF "$QI/xalloc.h" ||
+    fail "the man pages of the LIBDIR/INCLUDEDIR install do not name $QL and $QI"
 check_link "$QL/libxalloc.so" "libxalloc.so.$SOVER"
 grep -qxF 'libdir=${prefix}/lib/multiarch' "$QL/pkgconfig/xalloc.pc" &&
     grep -qxF 'includedir=${prefix}/include/xa' "$QL/pkgconfig/xalloc.pc" ||
@@ -415,6 +429,62 @@ for fn in $funcs; do
 done
 ok "xalloc(3) checked against $(echo $opts | wc -w | tr -d ' ') options and $(echo $funcs | wc -w | tr -d ' ') functions"
 
+# ---- (h) default LIBDIR, ldconfig only where the loader looks -----------------------------
+ma=$($CC -print-multiarch 2>/dev/null)
+if [ -n "$ma" ]; then
+    if submake -n install PREFIX=/usr DESTDIR=/nonexistent 2>/dev/null | grep -qF "/nonexistent/usr/lib/$ma/libxalloc.so.$VER"; then
+        ok "PREFIX=/usr installs the library into /usr/lib/$ma"
+    else
+        fail "PREFIX=/usr does not install into the multiarch directory /usr/lib/$ma"
+    fi
+fi
+if [ "$(id -u)" = 0 ]; then
+    # A stand-in ldconfig: with -N -v it lists the directories the loader
+    # searches (here only $W/sys); any other call is logged as a cache rebuild.
+    printf '#!/bin/sh\ncase "$*" in\n"-N -v") echo "%s: (stand-in)" ;;\n*) echo "rebuild $*" >>"%s" ;;\nesac\n' \
+        "$W/sys" "$W/ldconfig.calls" >"$W/fake-ldconfig"
+    chmod +x "$W/fake-ldconfig"
+    : >"$W/ldconfig.calls"
+    submake install PREFIX="$W/priv" LDCONFIG="$W/fake-ldconfig" >"$W/install.h1.log" 2>&1 ||
+        fail "make install PREFIX=$W/priv failed: $(tail -3 "$W/install.h1.log")"
+    if [ ! -s "$W/ldconfig.calls" ] && grep -q "not in the loader's search path" "$W/install.h1.log"; then
+        ok "install to a private prefix: no ldconfig run, a note on how to find the library"
+    else
+        fail "install to a private prefix ran ldconfig or gave no note: $(cat "$W/ldconfig.calls") $(tail -2 "$W/install.h1.log")"
+    fi
+    submake install PREFIX="$W/priv" LIBDIR="$W/sys" LDCONFIG="$W/fake-ldconfig" >"$W/install.h2.log" 2>&1 ||
+        fail "make install LIBDIR=$W/sys failed: $(tail -3 "$W/install.h2.log")"
+    if grep -qx "rebuild " "$W/ldconfig.calls"; then
+        ok "install into a directory the loader searches: ldconfig runs"
+    else
+        fail "install into a searched directory did not run ldconfig: $(cat "$W/ldconfig.calls")"
+    fi
+    submake uninstall PREFIX="$W/priv" >/dev/null 2>&1
+    submake uninstall PREFIX="$W/priv" LIBDIR="$W/sys" >/dev/null 2>&1
+    rm -rf "${W:?}/priv" "${W:?}/sys"
+else
+    echo "skip: the ldconfig rule is checked as root only"
+fi
+
+# make dist in a clone with an uncommitted change names the change
+if command -v git >/dev/null 2>&1 && git -C "$SRC" rev-parse --git-dir >/dev/null 2>&1; then
+    rm -rf "${W:?}/clone"
+    if git clone -q "$SRC" "$W/clone" 2>"$W/clone.err"; then
+        echo "/* uncommitted */" >>"$W/clone/src/os.c"
+        if submake -C "$W/clone" dist >"$W/dist.dirty.log" 2>&1 &&
+            grep -q "warning: .*uncommitted" "$W/dist.dirty.log" && grep -q "M src/os.c" "$W/dist.dirty.log"; then
+            ok "make dist on a tree with an uncommitted change warns and names src/os.c"
+        else
+            fail "make dist on a dirty tree gave no warning: $(head -3 "$W/dist.dirty.log")"
+        fi
+        rm -rf "${W:?}/clone"
+    else
+        fail "git clone of $SRC failed: $(head -2 "$W/clone.err")"
+    fi
+else
+    echo "skip: not a git checkout: the dirty-tree warning of make dist is not checked"
+fi
+
 # ---- (f) uninstall ----------------------------------------------------------------------------
 submake uninstall DESTDIR="$D" PREFIX="$P" >"$W/uninstall.a.log" 2>&1 ||
     fail "make uninstall DESTDIR=$D PREFIX=$P failed: $(tail -5 "$W/uninstall.a.log")"
@@ -429,6 +499,11 @@ expect_tree "after make uninstall (directory variables)" "$Q" "$W/empty"
 if submake dist >"$W/dist.log" 2>&1 && [ -f "$SRC/xalloc-$VER.tar.gz" ]; then
     tar -xzf "$SRC/xalloc-$VER.tar.gz" -C "$W/distsrc" && rm -f "$SRC/xalloc-$VER.tar.gz"
     DS="$W/distsrc/xalloc-$VER"
+    if [ -x "$DS/configure" ] && grep -q "PACKAGE_VERSION='$VER'" "$DS/configure"; then
+        ok "make dist: the tarball ships the generated configure (version $VER)"
+    else
+        fail "make dist: no executable configure of version $VER in the tarball"
+    fi
     if env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $MAKE -s -C "$DS" lib >"$W/dist-build.log" 2>&1 &&
        env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u PREFIX $MAKE -s -C "$DS" install DESTDIR="$W/distdest" \
            PREFIX=/usr/local LDCONFIG=true >"$W/dist-install.log" 2>&1; then
