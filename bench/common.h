@@ -212,12 +212,12 @@ static inline double now_sec(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Read "Key:   123 kB" from /proc/self/status with raw syscalls (no stdio,
- * no malloc).  Returns -1 if unavailable. */
-static UNUSED long proc_status_kb(const char *key)
+/* Read "Key:   123 kB" from a /proc file (status, smaps_rollup) with raw
+ * syscalls (no stdio, no malloc).  Returns -1 if unavailable. */
+static UNUSED long proc_kb(const char *path, const char *key)
 {
     char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
@@ -231,6 +231,8 @@ static UNUSED long proc_status_kb(const char *key)
     }
     return -1;
 }
+
+static UNUSED long proc_status_kb(const char *key) { return proc_kb("/proc/self/status", key); }
 
 /* Current RSS in KiB from /proc/self/statm (cheap; no stdio, no malloc). */
 static UNUSED long rss_kb_now(void)

@@ -1,14 +1,53 @@
-/* Huge blocks: own mappings, tracked in an open-addressing hash table
- * (keys are block addresses; the table itself is mapped from the OS). */
+/* Huge blocks (>= XA_HUGE_MIN) are carved from regions: large reservations
+ * of address space (XA_REGION_SIZE, or one block's size when bigger),
+ * aligned to 2 MiB and mapped without a swap reservation, so untouched
+ * parts cost nothing.  Free extents of the regions are kept in one array
+ * sorted by address and merged with free neighbours in the same state:
+ *
+ *   dirty  freed, pages resident: reused first, with no page fault;
+ *   clean  never touched, or purged with MADV_DONTNEED.
+ *
+ * A request takes the best-fitting dirty extent, else the best-fitting
+ * clean one, else a run of adjacent extents of both states, else a new
+ * region.  Dirty extents go back to the OS only by decay (oldest first,
+ * after dirty_decay_ms) or past huge_cache_bytes of them; a program that
+ * frees and allocates big blocks all the time keeps reusing the same
+ * resident pages, an idle one is back to clean within the decay time.
+ * Wholly free, clean regions are unmapped (one is kept for reuse).
+ *
+ * realloc grows a block in place over a free neighbour, or moves its pages
+ * (mremap: no copy) into an extent elsewhere and restores the reservation
+ * behind it.  Blocks are found by address in an open-addressing hash
+ * table.  In secure mode every block is its own mapping with a guard page
+ * after it, unmapped when freed. */
 #include "huge.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include <string.h>
+
+#define XA_REGION_SIZE ((size_t)1 << 30)
+#define REGIONS_MAX 4096
+#define EXTENTS_MAX ((size_t)1 << 16)
+
+enum { EXT_CLEAN, EXT_DIRTY };
+
+struct region { uintptr_t base; size_t size; size_t free_bytes; };
+
+struct extent {
+  uintptr_t start;
+  size_t size;
+  uint64_t freed_at;    /* dirty: when it was last freed (decay order) */
+  uint32_t region;      /* index in regions[] */
+  uint32_t state;       /* EXT_CLEAN or EXT_DIRTY */
+};
 
 struct huge_ent {
   uintptr_t p;          /* block address; 0 empty, 1 deleted */
-  size_t size;          /* mapped bytes (page multiple) */
+  size_t size;          /* bytes (page multiple) */
+  uint32_t region;      /* regions[] index, or NO_REGION: own mapping */
 };
+#define NO_REGION UINT32_MAX
 
 static xa_lock_t huge_lock = XA_LOCK_INIT;
 static struct huge_ent *tab;
@@ -16,17 +55,14 @@ static size_t tab_cap;          /* power of two */
 static size_t tab_used;         /* live + deleted */
 static size_t huge_count, huge_bytes;
 
-/* Recently freed mappings, kept for reuse to avoid mmap/munmap churn. */
-#define CACHE_SLOTS 16
-struct cached { void *p; size_t size; uint64_t freed_at; };
-static struct cached cache[CACHE_SLOTS];
-static unsigned cache_n;
-static size_t cache_bytes;
+static struct region regions[REGIONS_MAX];
+static unsigned nregions;       /* slots used (a released one has size 0) */
+static size_t region_bytes;
+static struct extent *ext;      /* EXTENTS_MAX slots, mapped at first use */
+static size_t nfree;            /* extents in use */
+static size_t dirty_bytes;
 
-static void cache_take(unsigned i) {
-  cache_bytes -= cache[i].size;
-  cache[i] = cache[--cache_n];
-}
+/* ---- the table of live blocks ------------------------------------------- */
 
 static size_t slot_of(uintptr_t p, size_t cap) {
   return (size_t)(((p >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
@@ -40,11 +76,10 @@ static struct huge_ent *find(uintptr_t p) {
   }
 }
 
-static void put(struct huge_ent *t, size_t cap, uintptr_t p, size_t size) {
-  size_t i = slot_of(p, cap);
+static void put(struct huge_ent *t, size_t cap, const struct huge_ent *e) {
+  size_t i = slot_of(e->p, cap);
   while (t[i].p > 1) i = (i + 1) & (cap - 1);
-  t[i].p = p;
-  t[i].size = size;
+  t[i] = *e;
 }
 
 /* Make room for one more entry, growing the table (mapped with the lock
@@ -65,7 +100,7 @@ static bool reserve_locked(void) {
     struct huge_ent *old = tab;
     size_t old_cap = tab_cap;
     for (size_t i = 0; i < old_cap; i++)
-      if (old[i].p > 1) put(nt, cap, old[i].p, old[i].size);
+      if (old[i].p > 1) put(nt, cap, &old[i]);
     tab = nt;
     tab_cap = cap;
     tab_used = huge_count;
@@ -78,94 +113,283 @@ static bool reserve_locked(void) {
   return true;
 }
 
-static bool insert(uintptr_t p, size_t size) {
-  xa_lock(&huge_lock);
-  bool ok = reserve_locked();
-  if (ok) {
-    put(tab, tab_cap, p, size);
-    tab_used++;
-    huge_count++;
-    huge_bytes += size;
+/* Lock held; room reserved. */
+static void insert_locked(const struct huge_ent *e) {
+  put(tab, tab_cap, e);
+  tab_used++;
+  huge_count++;
+  huge_bytes += e->size;
+}
+
+static void remove_locked(struct huge_ent *e) {
+  e->p = 1;
+  huge_count--;
+  huge_bytes -= e->size;
+}
+
+/* ---- free extents --------------------------------------------------------- */
+
+/* Index of the first extent starting at or after addr. */
+static size_t ext_lower(uintptr_t addr) {
+  size_t lo = 0, hi = nfree;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (ext[mid].start < addr) lo = mid + 1;
+    else hi = mid;
   }
-  xa_unlock(&huge_lock);
-  return ok;
+  return lo;
 }
 
-/* Remove p; returns its mapped size or 0. */
-static size_t take(uintptr_t p) {
-  xa_lock(&huge_lock);
-  struct huge_ent *e = find(p);
-  size_t size = 0;
-  if (e) {
-    size = e->size;
-    e->p = 1;
-    huge_count--;
-    huge_bytes -= size;
+static void ext_account(const struct extent *x, long sign) {
+  regions[x->region].free_bytes += (size_t)sign * x->size;
+  if (x->state == EXT_DIRTY) dirty_bytes += (size_t)sign * x->size;
+}
+
+static void ext_delete(size_t i) {
+  ext_account(&ext[i], -1);
+  memmove(&ext[i], &ext[i + 1], (nfree - i - 1) * sizeof *ext);
+  nfree--;
+}
+
+/* Free [start, start+size) of region r in state st, merged with free
+ * neighbours of the same state.  False if the array is full (the caller
+ * then gives the pages back another way).  Lock held. */
+static bool ext_free(uintptr_t start, size_t size, uint32_t r, uint32_t st, uint64_t now) {
+  size_t i = ext_lower(start);
+  uint64_t at = st == EXT_DIRTY ? now : 0;
+  if (i > 0) {
+    struct extent *l = &ext[i - 1];
+    if (l->region == r && l->state == st && l->start + l->size == start) {
+      ext_account(l, -1);
+      l->size += size;
+      if (at > l->freed_at) l->freed_at = at;
+      if (i < nfree && ext[i].region == r && ext[i].state == st && ext[i].start == start + size) {
+        l->size += ext[i].size;
+        if (ext[i].freed_at > l->freed_at) l->freed_at = ext[i].freed_at;
+        ext_delete(i);
+      }
+      ext_account(l, +1);
+      return true;
+    }
   }
-  xa_unlock(&huge_lock);
-  return size;
+  if (i < nfree && ext[i].region == r && ext[i].state == st && ext[i].start == start + size) {
+    ext_account(&ext[i], -1);
+    ext[i].start = start;
+    ext[i].size += size;
+    if (at > ext[i].freed_at) ext[i].freed_at = at;
+    ext_account(&ext[i], +1);
+    return true;
+  }
+  if (nfree == EXTENTS_MAX) return false;
+  memmove(&ext[i + 1], &ext[i], (nfree - i) * sizeof *ext);
+  nfree++;
+  ext[i] = (struct extent){start, size, at, r, st};
+  ext_account(&ext[i], +1);
+  return true;
 }
 
-static void thp_advise(void *p, size_t size) {
-  if (xa_opt.thp == XA_THP_ALWAYS) xa_os_hugepage(p, size, true);
-  else if (xa_opt.thp == XA_THP_NEVER) xa_os_hugepage(p, size, false);
+/* The bytes of [start, start+size) lost from the front of extent i; what
+ * is left of it before and after stays free.  Lock held. */
+static void ext_take(size_t i, uintptr_t start, size_t size) {
+  struct extent x = ext[i];
+  ext_delete(i);
+  if (start > x.start) ext_free(x.start, start - x.start, x.region, x.state, x.freed_at);
+  uintptr_t end = start + size, xend = x.start + x.size;
+  if (xend > end) {
+    ext_free(end, xend - end, x.region, x.state, x.freed_at);
+    /* keep the remainder's age: ext_free stamped it with freed_at */
+  }
 }
 
-/* Best cached fit: the smallest aligned mapping of at least size bytes.
- * One much larger is cut down (its tail unmapped): one munmap instead of
- * an mmap plus a page fault per page. */
-static void *cache_get(size_t size, size_t align, size_t *got) {
-  void *p = NULL;
-  xa_lock(&huge_lock);
-  unsigned best = CACHE_SLOTS;
-  for (unsigned i = 0; i < cache_n; i++)
-    if (cache[i].size >= size && ((uintptr_t)cache[i].p & (align - 1)) == 0 &&
-        (best == CACHE_SLOTS || cache[i].size < cache[best].size))
+static uintptr_t aligned_in(const struct extent *x, size_t align) {
+  return XA_ALIGN_UP(x->start, align);
+}
+
+static bool fits(const struct extent *x, size_t size, size_t align) {
+  uintptr_t s = aligned_in(x, align);
+  return s + size <= x->start + x->size && s >= x->start;
+}
+
+/* The best-fitting extent in state st for size bytes aligned to align, or
+ * nfree if none. */
+static size_t best_fit(uint32_t st, size_t size, size_t align) {
+  size_t best = nfree;
+  for (size_t i = 0; i < nfree; i++)
+    if (ext[i].state == st && fits(&ext[i], size, align) && (best == nfree || ext[i].size < ext[best].size))
       best = i;
-  if (best != CACHE_SLOTS) {
-    p = cache[best].p;
-    *got = cache[best].size;
-    cache_take(best);
+  return best;
+}
+
+/* A run of adjacent extents (any states, one region) holding size bytes
+ * aligned to align, starting in a dirty extent if dirty_first: its first
+ * index and the block's start, or false. */
+static bool run_fit(size_t size, size_t align, bool dirty_first, size_t *first, uintptr_t *at) {
+  for (size_t i = 0; i < nfree; i++) {
+    if (dirty_first && ext[i].state != EXT_DIRTY) continue;
+    uintptr_t s = aligned_in(&ext[i], align);
+    if (s >= ext[i].start + ext[i].size) continue;
+    uintptr_t end = ext[i].start + ext[i].size;
+    for (size_t j = i + 1; end < s + size && j < nfree && ext[j].region == ext[i].region && ext[j].start == end; j++)
+      end += ext[j].size;
+    if (end >= s + size) {
+      *first = i;
+      *at = s;
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Carve [at, at+size) out of the run of extents from index first; returns
+ * whether any of its pages were clean (then they read as zero only if all
+ * were clean).  *dirty_part: some pages were dirty.  Lock held. */
+static void run_take(size_t first, uintptr_t at, size_t size, bool *dirty_part, bool *clean_part) {
+  uintptr_t end = at + size;
+  while (first < nfree && ext[first].start < end) {
+    struct extent x = ext[first];
+    uintptr_t lo = x.start > at ? x.start : at, hi = x.start + x.size < end ? x.start + x.size : end;
+    if (x.state == EXT_DIRTY) *dirty_part = true;
+    else *clean_part = true;
+    ext_take(first, lo, hi - lo);
+    first = ext_lower(hi);
+  }
+}
+
+/* ---- regions -------------------------------------------------------------- */
+
+/* A new region for a block of size bytes aligned to align, wholly free and
+ * clean.  Lock held on entry and return; dropped around the mapping. */
+static bool region_new(size_t size, size_t align) {
+  size_t want = XA_ALIGN_UP(size, XA_HUGE_ALIGN), ra = align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN;
+  /* under an address-space limit, a region takes at most 1/16 of it */
+  size_t limit = xa_os_as_limit(), region = limit / 16 < XA_REGION_SIZE ? XA_ALIGN_UP(limit / 16, XA_HUGE_ALIGN) : XA_REGION_SIZE;
+  size_t rsize = want > region ? want : region;
+  if (!ext) {
+    xa_unlock(&huge_lock);
+    struct extent *e = xa_os_map(EXTENTS_MAX * sizeof *ext, xa_os_page);
+    xa_lock(&huge_lock);
+    if (!e) return false;
+    if (ext) {
+      xa_unlock(&huge_lock);
+      xa_os_unmap(e, EXTENTS_MAX * sizeof *ext);
+      xa_lock(&huge_lock);
+    } else {
+      ext = e;
+    }
   }
   xa_unlock(&huge_lock);
-  if (p && *got - size > size / 8) {
-    xa_os_unmap((char *)p + size, *got - size);
-    *got = size;
+  void *p = xa_os_map(rsize, ra);
+  if (!p && rsize > want) {     /* address space short (ulimit -v): just the block */
+    rsize = want;
+    p = xa_os_map(rsize, ra);
   }
-  return p;
+  if (p && xa_opt.thp == XA_THP_ALWAYS) xa_os_hugepage(p, rsize, true);
+  else if (p && xa_opt.thp == XA_THP_NEVER) xa_os_hugepage(p, rsize, false);
+  xa_lock(&huge_lock);
+  if (!p) return false;
+  unsigned r = 0;
+  while (r < nregions && regions[r].size) r++;
+  if (r == REGIONS_MAX || !ext_free((uintptr_t)p, rsize, r, EXT_CLEAN, 0)) {
+    xa_unlock(&huge_lock);
+    xa_os_unmap(p, rsize);
+    xa_lock(&huge_lock);
+    return false;
+  }
+  if (r == nregions) nregions++;
+  regions[r].base = (uintptr_t)p;
+  regions[r].size = rsize;
+  regions[r].free_bytes = rsize;          /* ext_free counted it: reset */
+  region_bytes += rsize;
+  return true;
 }
+
+/* ---- allocation ------------------------------------------------------------ */
+
+static bool purge_one(uint64_t now, uint64_t min_age);
+static void release_regions(bool keep_one);
 
 /* Secure mode puts an inaccessible page after each huge block (and keeps
  * no cache: freed blocks are unmapped, so late accesses fault). */
 static size_t guard_size(void) { return xa_opt.secure ? xa_os_page : 0; }
 
-void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
-  size_t size = XA_ALIGN_UP(n, xa_os_page), guard = guard_size();
-  if (size < n || size + guard < size) return NULL;
-  if (align < XA_HUGE_ALIGN) align = XA_HUGE_ALIGN;
-  size_t got;
-  void *p = guard ? NULL : cache_get(size, align, &got);
-  *zeroed = p == NULL;
-  if (p) {
-    size = got;
-  } else {
-    p = xa_os_map(size + guard, align);
-    if (!p) {
-      xa_huge_cache_decay(UINT64_MAX);   /* cached mappings may be in the way */
-      p = xa_os_map(size + guard, align);
-    }
-    if (!p) return NULL;
-    if (guard && !xa_os_guard((char *)p + size, guard)) {
-      xa_os_unmap(p, size + guard);
-      return NULL;
-    }
-    thp_advise(p, size);
-  }
-  if (!insert((uintptr_t)p, size)) {
+static void *own_alloc(size_t size, size_t align) {
+  size_t guard = guard_size();
+  void *p = xa_os_map(size + guard, align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN);
+  if (!p) return NULL;
+  if (guard && !xa_os_guard((char *)p + size, guard)) {
     xa_os_unmap(p, size + guard);
     return NULL;
   }
   return p;
+}
+
+/* Carve size bytes aligned to align from the regions, resident pages
+ * first: the best-fitting dirty extent, else a run that starts in a dirty
+ * extent (its clean part faults), else the best-fitting clean extent,
+ * else any run.  Lock held; 0 if nothing fits. */
+static uintptr_t carve(size_t size, size_t align, bool *zeroed, uint32_t *region) {
+  size_t i = best_fit(EXT_DIRTY, size, align), first;
+  uintptr_t at;
+  if (i == nfree && !run_fit(size, align, true, &first, &at)) {
+    i = best_fit(EXT_CLEAN, size, align);
+    if (i == nfree && !run_fit(size, align, false, &first, &at)) return 0;
+  }
+  if (i < nfree) {
+    at = aligned_in(&ext[i], align);
+    *zeroed = ext[i].state == EXT_CLEAN;
+    *region = ext[i].region;
+    ext_take(i, at, size);
+    return at;
+  }
+  bool d = false, c = false;
+  *region = ext[first].region;
+  run_take(first, at, size, &d, &c);
+  *zeroed = !d;
+  return at;
+}
+
+void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
+  size_t size = XA_ALIGN_UP(n, xa_os_page);
+  if (size < n || size + XA_HUGE_ALIGN < size) return NULL;
+  if (align < xa_os_page) align = xa_os_page;
+  struct huge_ent e = {0, size, NO_REGION};
+  *zeroed = true;
+  xa_lock(&huge_lock);
+  if (!reserve_locked()) {
+    xa_unlock(&huge_lock);
+    return NULL;
+  }
+  if (!guard_size()) {
+    e.p = carve(size, align, zeroed, &e.region);
+    if (!e.p && region_new(size, align)) e.p = carve(size, align, zeroed, &e.region);
+    if (!e.p) {
+      /* address space short: give back every free region and try again */
+      while (purge_one(UINT64_MAX, 0)) {}
+      release_regions(false);
+      if (region_new(size, align)) e.p = carve(size, align, zeroed, &e.region);
+    }
+  }
+  if (e.p) {
+    if (!reserve_locked()) {           /* the lock was dropped: room again */
+      ext_free(e.p, size, e.region, *zeroed ? EXT_CLEAN : EXT_DIRTY, xa_os_now());
+      xa_unlock(&huge_lock);
+      return NULL;
+    }
+    insert_locked(&e);
+    xa_unlock(&huge_lock);
+    return (void *)e.p;
+  }
+  xa_unlock(&huge_lock);
+  if (!guard_size()) return NULL;
+  void *p = own_alloc(size, align);
+  if (!p) return NULL;
+  e.p = (uintptr_t)p;
+  xa_lock(&huge_lock);
+  bool ok = reserve_locked();
+  if (ok) insert_locked(&e);
+  xa_unlock(&huge_lock);
+  if (!ok) xa_os_unmap(p, size + guard_size());
+  return ok ? p : NULL;
 }
 
 size_t xa_huge_usable(const void *p) {
@@ -177,83 +401,176 @@ size_t xa_huge_usable(const void *p) {
 }
 
 bool xa_huge_is_cached(const void *p) {
-  bool found = false;
   xa_lock(&huge_lock);
-  for (unsigned i = 0; i < cache_n; i++) found |= cache[i].p == p;
+  size_t i = ext ? ext_lower((uintptr_t)p + 1) : 0;
+  bool found = i > 0 && (uintptr_t)p - ext[i - 1].start < ext[i - 1].size;
   xa_unlock(&huge_lock);
   return found;
 }
 
-bool xa_huge_free(void *p) {
-  size_t size = take((uintptr_t)p);
-  if (!size) return false;
-  struct cached evict = {NULL, 0, 0};
-  size_t budget = (size_t)xa_opt.huge_cache_bytes;
-  bool keep = size <= budget && xa_opt.dirty_decay_ms != 0 && !xa_opt.secure;
-  if (keep) {
-    xa_lock(&huge_lock);
-    if (cache_n && (cache_n == CACHE_SLOTS || cache_bytes + size > budget)) {
-      unsigned old = 0;                 /* make room: drop the oldest */
-      for (unsigned i = 1; i < cache_n; i++) if (cache[i].freed_at < cache[old].freed_at) old = i;
-      evict = cache[old];
-      cache_take(old);
-    }
-    keep = cache_n < CACHE_SLOTS && cache_bytes + size <= budget;
-    if (keep) {
-      cache[cache_n++] = (struct cached){p, size, xa_os_now()};
-      cache_bytes += size;
-    }
-    xa_unlock(&huge_lock);
+/* ---- purging ------------------------------------------------------------------ */
+
+/* Purge one dirty extent: the oldest, if it is older than min_age ns at
+ * now (UINT64_MAX: any).  It leaves the array while madvise runs (lock
+ * dropped) and comes back clean.  False if none qualified. */
+static bool purge_one(uint64_t now, uint64_t min_age) {
+  size_t old = nfree;
+  for (size_t i = 0; i < nfree; i++)
+    if (ext[i].state == EXT_DIRTY && (old == nfree || ext[i].freed_at < ext[old].freed_at)) old = i;
+  if (old == nfree) return false;
+  if (now != UINT64_MAX && (now < ext[old].freed_at || now - ext[old].freed_at < min_age)) return false;
+  struct extent x = ext[old];
+  ext_delete(old);
+  regions[x.region].free_bytes += x.size;   /* still free, out of the array */
+  xa_unlock(&huge_lock);
+  xa_os_purge((void *)x.start, x.size);
+  xa_lock(&huge_lock);
+  regions[x.region].free_bytes -= x.size;
+  if (!ext_free(x.start, x.size, x.region, EXT_CLEAN, 0)) {
+    /* no slot: it stays out of use (clean, mapped); retry later is moot */
   }
-  if (evict.p) xa_os_unmap(evict.p, evict.size);
-  if (!keep) xa_os_unmap(p, size + guard_size());
   return true;
+}
+
+/* Unmap wholly free, clean regions, keeping one.  Lock held; dropped
+ * around munmap. */
+static void release_regions(bool keep_one) {
+  bool kept = !keep_one;
+  for (uint32_t r = 0; r < nregions; r++) {
+    struct region *g = &regions[r];
+    if (!g->size || g->free_bytes != g->size) continue;
+    size_t i = ext_lower(g->base);
+    if (i >= nfree || ext[i].start != g->base || ext[i].size != g->size || ext[i].state != EXT_CLEAN) continue;
+    if (!kept) { kept = true; continue; }
+    struct region dead = *g;
+    ext_delete(i);
+    g->size = 0;
+    g->free_bytes = 0;
+    region_bytes -= dead.size;
+    xa_unlock(&huge_lock);
+    xa_os_unmap((void *)dead.base, dead.size);
+    xa_lock(&huge_lock);
+  }
+}
+
+/* Keep dirty bytes within huge_cache_bytes plus the bytes of live huge
+ * blocks: a program that replaces big blocks all the time keeps about
+ * one generation of them resident for reuse; the rest goes, oldest
+ * first.  (Time decay returns all of them once the program stops.) */
+static void purge_over_budget(void) {
+  size_t budget = (size_t)xa_opt.huge_cache_bytes;
+  if (budget) budget += huge_bytes;
+  while (dirty_bytes > budget && purge_one(UINT64_MAX, 0)) {}
 }
 
 size_t xa_huge_cache_decay(uint64_t now) {
   uint64_t ttl = xa_opt.dirty_decay_ms < 0 ? UINT64_MAX : (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
-  for (;;) {
-    struct cached victim = {NULL, 0, 0};
-    xa_lock(&huge_lock);
-    for (unsigned i = 0; i < cache_n; i++)
-      if (now == UINT64_MAX || (ttl != UINT64_MAX && now - cache[i].freed_at >= ttl)) {
-        victim = cache[i];
-        cache_take(i);
-        break;
-      }
-    size_t left = cache_bytes;
-    xa_unlock(&huge_lock);
-    if (!victim.p) return left;
-    xa_os_unmap(victim.p, victim.size);   /* lock dropped: munmap outside */
+  xa_lock(&huge_lock);
+  if (ext) {
+    if (now == UINT64_MAX) {
+      while (purge_one(UINT64_MAX, 0)) {}
+    } else if (ttl != UINT64_MAX) {
+      while (purge_one(now, ttl)) {}
+    }
+    purge_over_budget();
+    release_regions(now != UINT64_MAX);
   }
+  size_t left = dirty_bytes;
+  xa_unlock(&huge_lock);
+  return left;
+}
+
+/* ---- free and realloc ------------------------------------------------------------- */
+
+bool xa_huge_free(void *p) {
+  xa_lock(&huge_lock);
+  struct huge_ent *f = find((uintptr_t)p);
+  if (!f) {
+    xa_unlock(&huge_lock);
+    return false;
+  }
+  struct huge_ent e = *f;
+  remove_locked(f);
+  if (e.region == NO_REGION) {
+    xa_unlock(&huge_lock);
+    xa_os_unmap(p, e.size + guard_size());
+    return true;
+  }
+  if (!ext_free(e.p, e.size, e.region, EXT_DIRTY, xa_os_now())) {
+    /* no extent slot: give the pages back now and leave them reserved */
+    xa_unlock(&huge_lock);
+    xa_os_purge(p, e.size);
+    return true;
+  }
+  if (xa_opt.dirty_decay_ms == 0 || xa_opt.huge_cache_bytes == 0) while (purge_one(UINT64_MAX, 0)) {}
+  else purge_over_budget();
+  xa_unlock(&huge_lock);
+  return true;
+}
+
+/* Grow block e in place over the free extents right after it.  Lock held. */
+static bool grow_in_place(struct huge_ent *e, size_t size) {
+  uintptr_t end = e->p + e->size, need = size - e->size;
+  size_t i = ext_lower(end);
+  if (i >= nfree || ext[i].start != end || ext[i].region != e->region) return false;
+  size_t have = 0;
+  for (size_t j = i; j < nfree && ext[j].region == e->region && ext[j].start == end + have && have < need; j++)
+    have += ext[j].size;
+  if (have < need) return false;
+  bool d = false, c = false;
+  run_take(i, end, need, &d, &c);
+  e->size = size;
+  return true;
+}
+
+/* Resize region block e (out of the table) to size bytes; returns the new
+ * address or NULL (e unchanged).  Lock held on entry and return. */
+static void *resize(struct huge_ent *e, size_t size) {
+  if (size < e->size) {                       /* shrink: the tail is freed */
+    ext_free(e->p + size, e->size - size, e->region, EXT_DIRTY, xa_os_now());
+    e->size = size;
+    return (void *)e->p;
+  }
+  if (grow_in_place(e, size)) return (void *)e->p;
+  /* Move: a new place, the pages moved there by mremap (the rest of it
+   * as it was), and the old range reserved again and freed as clean. */
+  bool zeroed;
+  uint32_t r;
+  uintptr_t q = carve(size, XA_HUGE_ALIGN, &zeroed, &r);
+  if (!q && region_new(size, XA_HUGE_ALIGN)) q = carve(size, XA_HUGE_ALIGN, &zeroed, &r);
+  if (!q) return NULL;
+  xa_unlock(&huge_lock);
+  int mv = xa_os_move_pages((void *)e->p, e->size, (void *)q);
+  if (mv == XA_MOVE_FAILED) memcpy((void *)q, (void *)e->p, e->size);   /* the old stays dirty */
+  xa_lock(&huge_lock);
+  /* moved: the old range is mapped and clean; a hole stays out of use */
+  if (mv != XA_MOVE_HOLE) ext_free(e->p, e->size, e->region, mv == XA_MOVE_KEPT ? EXT_CLEAN : EXT_DIRTY, xa_os_now());
+  e->p = q;
+  e->size = size;
+  e->region = r;
+  return (void *)q;
 }
 
 void *xa_huge_realloc(void *p, size_t n) {
   size_t size = XA_ALIGN_UP(n, xa_os_page);
   if (size < n) return NULL;
   xa_lock(&huge_lock);
-  struct huge_ent *e = find((uintptr_t)p);
-  size_t old = e ? e->size : 0;
-  if (!old || size == old) {
+  struct huge_ent *f = find((uintptr_t)p);
+  if (!f || size == f->size) {
     xa_unlock(&huge_lock);
-    return old ? p : NULL;
+    return f ? p : NULL;
   }
-  /* Out of the table while the mapping changes: once mremap moves it,
-   * another thread may map a new block at the old address, which must not
-   * meet a stale entry.  The slot freed here guarantees room below. */
-  e->p = 1;
-  huge_count--;
-  huge_bytes -= old;
-  xa_unlock(&huge_lock);
-  void *q = p;
-  if (!xa_os_remap_inplace(p, old, size)) q = xa_os_remap(p, old, size);
-  uintptr_t at = q ? (uintptr_t)q : (uintptr_t)p;   /* failed: p unchanged */
-  size_t now = q ? size : old;
-  xa_lock(&huge_lock);
-  put(tab, tab_cap, at, now);
-  tab_used++;
-  huge_count++;
-  huge_bytes += now;
+  struct huge_ent e = *f;
+  if (e.region == NO_REGION) {               /* secure mode: never moved here */
+    xa_unlock(&huge_lock);
+    return NULL;
+  }
+  /* Out of the table while the block changes; the freed slot guarantees
+   * room to put it back. */
+  remove_locked(f);
+  void *q = resize(&e, size);
+  insert_locked(&e);
+  if (q) purge_over_budget();
   xa_unlock(&huge_lock);
   return q;
 }
@@ -262,8 +579,12 @@ void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached) {
   xa_lock(&huge_lock);
   *count = huge_count;
   *bytes = huge_bytes;
-  *cached = cache_bytes;
+  *cached = dirty_bytes;
   xa_unlock(&huge_lock);
+}
+
+size_t xa_huge_reserved(void) {
+  return __atomic_load_n(&region_bytes, __ATOMIC_RELAXED);
 }
 
 void xa_huge_prefork(void) { xa_lock(&huge_lock); }

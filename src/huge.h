@@ -1,30 +1,35 @@
-/* Huge allocations (>= XA_HUGE_MIN): each its own mapping, aligned to
- * 2 MiB (so transparent huge pages can back it), registered in an
- * address-keyed hash table.  realloc moves pages with mremap, never bytes. */
+/* Huge allocations (>= XA_HUGE_MIN): carved from 2 MiB-aligned regions of
+ * reserved address space, with freed extents reused (resident pages
+ * first) and merged, purged by decay; registered in an address-keyed hash
+ * table.  realloc grows in place or moves pages with mremap, never bytes
+ * (see huge.c). */
 #ifndef XA_HUGE_H
 #define XA_HUGE_H
 #include "internal.h"
 
 #define XA_HUGE_ALIGN ((size_t)2 << 20)
 
-/* A mapping of at least n bytes aligned to align: a cached one when one
- * fits (then *zeroed is false), else a fresh zeroed one.  NULL on failure. */
+/* A block of at least n bytes aligned to align; *zeroed tells whether it
+ * reads as zero (clean pages only).  NULL on failure. */
 XA_HIDDEN void *xa_huge_alloc(size_t n, size_t align, bool *zeroed);
 /* Usable size of huge block p, or 0 if p is not the start of one. */
 XA_HIDDEN size_t xa_huge_usable(const void *p);
-/* Is p a freed huge block kept in the cache of mappings? */
+/* Is p inside a free extent of the huge regions (a freed block)? */
 XA_HIDDEN bool xa_huge_is_cached(const void *p);
-/* Retire p (kept in the cache of freed mappings, or unmapped); false if p
- * is not a live huge block. */
+/* Free p (its extent stays resident until decay); false if p is not a
+ * live huge block. */
 XA_HIDDEN bool xa_huge_free(void *p);
 /* Resize huge block p (known live) to n >= XA_HUGE_MIN bytes; NULL on
  * failure, p intact. */
 XA_HIDDEN void *xa_huge_realloc(void *p, size_t n);
-/* Unmap cached mappings older than the decay time at now (UINT64_MAX:
- * all); returns the bytes still cached. */
+/* Purge free extents dirty for longer than the decay time at now
+ * (UINT64_MAX: all, and unmap every wholly free region); returns the
+ * dirty bytes left. */
 XA_HIDDEN size_t xa_huge_cache_decay(uint64_t now);
-/* Live huge blocks, their bytes, and bytes of cached freed mappings. */
+/* Live huge blocks, their bytes, and dirty (resident) free bytes. */
 XA_HIDDEN void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached);
+/* Bytes of address space the regions reserve. */
+XA_HIDDEN size_t xa_huge_reserved(void);
 
 XA_HIDDEN void xa_huge_prefork(void);
 XA_HIDDEN void xa_huge_postfork_parent(void);

@@ -49,6 +49,23 @@ static void *alloc_small(size_t n) {
   return p;
 }
 
+/* The bytes a large request of n bytes gets: whole pages, rounded up to
+ * one of eight sizes per doubling (under 1/8 more than asked).  A block
+ * that grows a little at a time (a tensor gaining a row per step, by
+ * realloc or by allocate-copy-free) then keeps its size class for 1/8 of
+ * growth: realloc stays in place, and the block freed by the previous
+ * step fits the next request exactly, with its pages still resident
+ * (no page fault).  Pages past what the program touches stay untouched. */
+static size_t large_size(size_t n) {
+  size_t pages = (n + xa_os_page - 1) >> xa_os_page_shift;
+  unsigned top = 63 - (unsigned)__builtin_clzl(pages);
+  if (top > 3) {
+    size_t step = (size_t)1 << (top - 3);
+    pages = (pages + step - 1) & ~(step - 1);
+  }
+  return pages << xa_os_page_shift;
+}
+
 /* Large or huge block of n bytes aligned to align (a power of two);
  * *zeroed tells whether it is known to read as zero. */
 static void *alloc_big(size_t n, size_t align, bool *zeroed) {
@@ -56,7 +73,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
   if (n > XA_REQUEST_MAX || align > XA_REQUEST_MAX / 2) return fail_nomem();
   void *p = NULL;
   if (n < XA_HUGE_MIN && align < XA_CHUNK_SIZE / 4)
-    p = xa_arena_alloc_large(xa_arena_choose(), n, align);
+    p = xa_arena_alloc_large(xa_arena_choose(), large_size(n), align);
   if (!p) p = xa_huge_alloc(n, align, zeroed);
   if (!p) {
     /* Memory may sit in caches and free pages: give it back and retry. */
@@ -181,22 +198,22 @@ static void *alloc_aligned(size_t align, size_t n) {
 
 /* ---- sized frees: is this the block the claimed request made? ---------- */
 
-/* A huge block is the request rounded to pages, or a cached mapping of up
- * to 1/8 more (huge.c's best fit keeps such a one whole). */
-static bool huge_fits(size_t usable, size_t n) {
+/* A large or huge block is the request rounded to pages, or up to 1/8
+ * more (large_size's classes; a huge block cut from a cached piece is
+ * exact). */
+static bool pages_fit(size_t usable, size_t n) {
   size_t s = XA_ALIGN_UP(n, xa_os_page);
-  return s >= n && s <= usable && usable - s <= s / 8;
+  return s >= n && s <= usable && usable - s <= s / 8 + xa_os_page;
 }
 
 /* Would aligned_alloc(align, n) (align <= XA_MIN_ALIGN: malloc(n)) have
  * returned block b?  Small: exactly its class; large: exactly its page
- * count; huge: huge_fits. */
+ * count, with pages_fit's room. */
 static bool made_for(struct block b, size_t align, size_t n) {
   unsigned c = align <= XA_MIN_ALIGN ? (n <= XA_SMALL_MAX ? xa_sizeclass_of(n) : XA_NSMALL) : aligned_class(align, n);
   if (c < XA_NSMALL) return b.kind == K_SMALL && (unsigned)b.cls == c;
   if (n <= XA_SMALL_MAX) n = XA_SMALL_MAX + 1;
-  if (b.kind == K_LARGE) return XA_ALIGN_UP(n, xa_os_page) == b.usable;
-  return b.kind == K_HUGE && huge_fits(b.usable, n);
+  return (b.kind == K_LARGE || b.kind == K_HUGE) && pages_fit(b.usable, n);
 }
 
 /* Sizes realloc leaves in a block it does not move: at most the usable
@@ -279,11 +296,11 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
     /* a large block gives back whole pages it no longer needs (no lock
      * taken when the page count stays) */
-    if (b.kind == K_LARGE && n > XA_SMALL_MAX && XA_ALIGN_UP(n, xa_os_page) < b.usable)
-      xa_arena_resize_large(b.span, n);
+    if (b.kind == K_LARGE && n > XA_SMALL_MAX && !pages_fit(b.usable, n))
+      xa_arena_resize_large(b.span, large_size(n));
     return p;
   }
-  if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN && xa_arena_resize_large(b.span, n))
+  if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN && xa_arena_resize_large(b.span, large_size(n)))
     return p;
   if (b.kind == K_HUGE && n >= XA_HUGE_MIN && !xa_opt.secure) {   /* secure: guard page */
     void *q = xa_huge_realloc(p, n);
@@ -388,7 +405,8 @@ XA_EXPORT struct mallinfo2 mallinfo2(void) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
   struct mallinfo2 m = {0};
-  m.arena = t.mapped - t.huge_allocated - t.huge_cached;   /* chunks + metadata */
+  size_t own = xa_opt.secure ? t.huge_allocated : 0;      /* secure: own mappings */
+  m.arena = t.mapped - xa_huge_reserved() - own;          /* chunks + metadata */
   m.hblks = t.huge_count;
   m.hblkhd = t.huge_allocated;
   m.uordblks = t.small_allocated + t.large_allocated;

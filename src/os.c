@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <linux/membarrier.h>
@@ -85,6 +86,44 @@ bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size) {
   if (q == MAP_FAILED) return false;
   __atomic_fetch_add(&xa_os_mapped_bytes, new_size - old_size, __ATOMIC_RELAXED);
   return true;
+}
+
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+int xa_os_move_pages(void *from, size_t size, void *to) {
+  int saved = errno;
+  if (unlikely(xa_os_fail_maps)) return XA_MOVE_FAILED;
+  /* Linux 5.7+: the source stays mapped, with no pages (reads as zero) */
+  void *q = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, to);
+  int rc = XA_MOVE_KEPT;
+  if (q == MAP_FAILED) {
+    q = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    rc = XA_MOVE_HOLE;
+    if (q != MAP_FAILED) {
+      /* Map the hole again, unless another thread has mapped something
+       * there meanwhile (NOREPLACE: never over a mapping not ours). */
+      void *r = mmap(from, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+      if (r == from) rc = XA_MOVE_KEPT;
+      else if (r != MAP_FAILED) munmap(r, size);   /* kernel without NOREPLACE: a hint */
+      if (rc == XA_MOVE_HOLE) __atomic_fetch_sub(&xa_os_mapped_bytes, size, __ATOMIC_RELAXED);
+    }
+  }
+  errno = saved;
+  return q == MAP_FAILED ? XA_MOVE_FAILED : rc;
+}
+
+size_t xa_os_as_limit(void) {
+  struct rlimit r;
+  int saved = errno;
+  bool ok = getrlimit(RLIMIT_AS, &r) == 0;
+  errno = saved;
+  return ok && r.rlim_cur != RLIM_INFINITY ? (size_t)r.rlim_cur : SIZE_MAX;
 }
 
 void xa_os_purge(void *p, size_t size) {

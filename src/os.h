@@ -20,6 +20,15 @@ XA_HIDDEN void xa_os_unmap(void *p, size_t size);
 XA_HIDDEN void *xa_os_remap(void *p, size_t old_size, size_t new_size);
 /* Try to grow/shrink in place only.  true on success. */
 XA_HIDDEN bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size);
+/* Move the pages of [from, from+size) to [to, to+size) (a mapping of
+ * ours): page tables move, no byte is copied.  XA_MOVE_KEPT: from stays
+ * mapped and reads as zero; XA_MOVE_HOLE: moved, but from could not be
+ * mapped again (another mapping took the range); XA_MOVE_FAILED: nothing
+ * changed. */
+enum { XA_MOVE_FAILED, XA_MOVE_KEPT, XA_MOVE_HOLE };
+XA_HIDDEN int xa_os_move_pages(void *from, size_t size, void *to);
+/* The address-space limit (RLIMIT_AS), or SIZE_MAX if there is none. */
+XA_HIDDEN size_t xa_os_as_limit(void);
 /* Give pages back to the kernel; they read as zero afterwards. */
 XA_HIDDEN void xa_os_purge(void *p, size_t size);
 /* Let the kernel take the pages when it needs memory (MADV_FREE); they

@@ -233,8 +233,10 @@ static void failures()
 #endif
     std::set_new_handler(nullptr);
     /* a handler that frees a reserve: the retry succeeds (address space
-     * limited so that the request fails until the reserve is gone) */
-    const size_t R = (size_t)256 << 20, N = (size_t)200 << 20;
+     * limited so that the request fails until the reserve is gone; the
+     * reserve is larger than xalloc's 1 GiB regions of address space, so
+     * no free room is left beside it) */
+    const size_t R = (size_t)1280 << 20, N = (size_t)200 << 20;
     reserve = new char[R];
     use(reserve, 4096, 14);
     FILE *f = fopen("/proc/self/status", "r");

@@ -1,0 +1,222 @@
+/* Unit tests of huge blocks (src/huge.c): blocks carved from regions,
+ * freed extents reused without page faults (same size, merged neighbours,
+ * a dirty extent continued into clean pages), realloc in place over a
+ * free neighbour and by moving pages (no copy, no faults), also when the
+ * kernel refuses the move; calloc of reused pages reads zero; decay and
+ * malloc_trim return the pages and the regions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <malloc.h>
+#include <sys/resource.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "huge.h"
+#include "init.h"
+#include "options.h"
+#include "os.h"
+
+#define MiB ((size_t)1 << 20)
+#define PG 4096
+
+static long minor_faults(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+/* A stamp per page, derived from a key: written and checked. */
+static void stamp(char *p, size_t n, uint64_t key) {
+  for (size_t o = 0; o + 8 <= n; o += PG) {
+    uint64_t v = key * 0x9e3779b97f4a7c15ull + o;
+    memcpy(p + o, &v, 8);
+  }
+}
+static void check_stamp(const char *p, size_t n, uint64_t key) {
+  for (size_t o = 0; o + 8 <= n; o += PG) {
+    uint64_t v = key * 0x9e3779b97f4a7c15ull + o, got;
+    memcpy(&got, p + o, 8);
+    if (got != v) fail_msg("page at offset %zu of %p lost its contents", o, (const void *)p);
+  }
+}
+
+static size_t huge_dirty(void) {
+  size_t n, bytes, cached;
+  xa_huge_stats(&n, &bytes, &cached);
+  return cached;
+}
+
+static int setup(void **state) {
+  (void)state;
+  assert_true(xa_init());
+  xa_opt.dirty_decay_ms = -1;            /* no purging behind the tests' backs */
+  xa_huge_cache_decay(UINT64_MAX);
+  return 0;
+}
+
+/* Faults taken while writing every page of [p, p+n). */
+static long faults_writing(char *p, size_t n, int v) {
+  long before = minor_faults();
+  memset(p, v, n);
+  return minor_faults() - before;
+}
+
+static void test_reuse_without_faults(void **state) {
+  (void)state;
+  char *a = malloc(20 * MiB);
+  assert_non_null(a);
+  memset(a, 1, 20 * MiB);
+  free(a);
+  assert_true(huge_dirty() >= 20 * MiB);
+  char *b = malloc(20 * MiB);            /* the same size: the same pages */
+  long f = faults_writing(b, 20 * MiB, 2);
+  free(b);
+  if (f > 64) fail_msg("reusing a freed 20 MiB block took %ld page faults", f);
+  char *c = malloc(7 * MiB);             /* smaller: cut from it */
+  f = faults_writing(c, 7 * MiB, 3);
+  free(c);
+  if (f > 64) fail_msg("a 7 MiB block cut from a freed 20 MiB one took %ld faults", f);
+}
+
+static void test_neighbours_merge(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  char *a = malloc(8 * MiB), *b = malloc(6 * MiB), *keep = malloc(3 * MiB);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_non_null(keep);
+  memset(a, 1, 8 * MiB);
+  memset(b, 1, 6 * MiB);
+  free(a);
+  free(b);
+  /* adjacent or not, 14 MiB of resident pages serve two blocks */
+  char *c = malloc(8 * MiB), *d = malloc(6 * MiB);
+  long f = faults_writing(c, 8 * MiB, 2) + faults_writing(d, 6 * MiB, 2);
+  if (f > 128) fail_msg("reusing two freed blocks took %ld faults", f);
+  free(c);
+  free(d);
+  if (b == a + 8 * MiB) {                /* carved one after the other: merged */
+    char *e = malloc(14 * MiB);
+    f = faults_writing(e, 14 * MiB, 3);
+    if (e != a || f > 64) fail_msg("merged 14 MiB not reused whole: %p (a %p), %ld faults", (void *)e, (void *)a, f);
+    free(e);
+  }
+  free(keep);
+}
+
+static void test_dirty_continued_into_clean(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  char *a = malloc(10 * MiB);
+  memset(a, 1, 10 * MiB);
+  free(a);
+  /* 16 MiB: the 10 resident MiB and 6 fresh ones after them */
+  char *b = malloc(16 * MiB);
+  long f = faults_writing(b, 16 * MiB, 2);
+  if (f > (long)(6 * MiB / PG) + 128)
+    fail_msg("16 MiB over a freed 10 MiB extent took %ld faults (6 MiB fresh)", f);
+  free(b);
+}
+
+static void test_realloc_in_place_and_moved(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  char *a = malloc(4 * MiB);
+  stamp(a, 4 * MiB, 1);
+  char *b = realloc(a, 9 * MiB);         /* the region's free pages follow it */
+  assert_ptr_equal(a, b);
+  check_stamp(b, 4 * MiB, 1);
+  stamp(b, 9 * MiB, 2);
+  char *wall = malloc(3 * MiB);          /* now something lives right after it */
+  assert_ptr_equal(wall, b + 9 * MiB);
+  long before = minor_faults();
+  char *c = realloc(b, 30 * MiB);        /* moved: pages move, nothing is copied */
+  assert_non_null(c);
+  assert_ptr_not_equal(c, b);
+  check_stamp(c, 9 * MiB, 2);
+  long f = minor_faults() - before;
+  if (f > 256) fail_msg("moving a 9 MiB block took %ld faults (pages should move)", f);
+  stamp(c, 30 * MiB, 3);
+  char *d = realloc(c, 5 * MiB);         /* shrink in place */
+  assert_ptr_equal(c, d);
+  check_stamp(d, 5 * MiB, 3);
+  assert_int_equal(malloc_usable_size(d), 5 * MiB);
+  free(d);
+  free(wall);
+}
+
+static void test_move_refused_copies(void **state) {
+  (void)state;
+  char *a = malloc(6 * MiB), *wall = malloc(2 * MiB + 4096);
+  stamp(a, 6 * MiB, 7);
+  xa_os_fail_maps = 1;                   /* mremap fails: realloc copies */
+  char *b = realloc(a, 20 * MiB);
+  xa_os_fail_maps = 0;
+  assert_non_null(b);
+  check_stamp(b, 6 * MiB, 7);
+  free(b);
+  free(wall);
+}
+
+static void test_calloc_of_reused_pages_reads_zero(void **state) {
+  (void)state;
+  char *a = malloc(12 * MiB);
+  memset(a, 0x5a, 12 * MiB);
+  free(a);
+  char *c = calloc(1, 4 * MiB);
+  char *d = calloc(1, 30 * MiB);
+  assert_non_null(c);
+  assert_non_null(d);
+  for (size_t o = 0; o < 4 * MiB; o += 512) assert_int_equal(c[o], 0);
+  for (size_t o = 0; o < 30 * MiB; o += 512) assert_int_equal(d[o], 0);
+  free(c);
+  free(d);
+}
+
+static void test_trim_returns_everything(void **state) {
+  (void)state;
+  char *a = malloc(50 * MiB);
+  memset(a, 1, 50 * MiB);
+  free(a);
+  assert_true(huge_dirty() >= 50 * MiB);
+  assert_true(xa_huge_reserved() > 0);
+  malloc_trim(0);
+  assert_int_equal(huge_dirty(), 0);
+  assert_int_equal(xa_huge_reserved(), 0);
+  assert_true(xa_huge_is_cached(a) == false);
+}
+
+/* Decay: extents dirty for longer than dirty_decay_ms are purged. */
+static void test_decay_purges_old_extents(void **state) {
+  (void)state;
+  char *a = malloc(16 * MiB);
+  memset(a, 1, 16 * MiB);
+  free(a);
+  assert_true(xa_huge_is_cached(a));
+  xa_opt.dirty_decay_ms = 10;
+  uint64_t now = xa_os_now();
+  xa_huge_cache_decay(now);              /* not old enough yet */
+  assert_true(huge_dirty() >= 16 * MiB);
+  xa_huge_cache_decay(now + 20 * 1000000ull);
+  assert_int_equal(huge_dirty(), 0);
+  xa_opt.dirty_decay_ms = -1;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_reuse_without_faults),
+      cmocka_unit_test(test_neighbours_merge),
+      cmocka_unit_test(test_dirty_continued_into_clean),
+      cmocka_unit_test(test_realloc_in_place_and_moved),
+      cmocka_unit_test(test_move_refused_copies),
+      cmocka_unit_test(test_calloc_of_reused_pages_reads_zero),
+      cmocka_unit_test(test_trim_returns_everything),
+      cmocka_unit_test(test_decay_purges_old_extents),
+  };
+  return cmocka_run_group_tests(tests, setup, NULL);
+}
