@@ -1,7 +1,6 @@
 /* Thread-cache slow paths: creation, refill, flush, GC, teardown. */
 #include "tcache.h"
 #include "arena.h"
-#include "fastpath.h"
 #include "base.h"
 #include "lock.h"
 #include "options.h"

@@ -1,9 +1,9 @@
 /* Thread caches: per thread, per small class, a bounded array stack of
  * object pointers.  The only thing written into a cached object is the
- * freed mark in its first word (fastpath.h), which catches double frees.  The fast path
- * (fastpath.h) pops and pushes; everything here is the slow path: creating
- * the cache on a thread's first call, batch refill and flush against the
- * arenas, idle-bin GC, and teardown at thread exit. */
+ * freed mark in its first word (XA_FREED_KEY), which catches double frees.
+ * The fast path (fastpath.h) pops and pushes; everything here is the slow
+ * path: creating the cache on a thread's first call, batch refill and
+ * flush against the arenas, idle-bin GC, and teardown at thread exit. */
 #ifndef XA_TCACHE_H
 #define XA_TCACHE_H
 #include "internal.h"
@@ -26,6 +26,11 @@ struct xa_tbin {
 };
 
 _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
+
+/* A cached free object's first word holds this: p's address mixed with a
+ * constant, so ordinary data (zeros, pointers to itself) rarely matches. */
+#define XA_FREED_KEY ((uintptr_t)0xa110cf4eed5a17edULL)
+XA_INLINE uintptr_t xa_freed_mark(const void *p) { return (uintptr_t)p ^ XA_FREED_KEY; }
 
 XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
 XA_INLINE uint32_t xa_tbin_cap(const struct xa_tbin *b) { return (uint32_t)(b->end - b->stack); }
