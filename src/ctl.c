@@ -2,7 +2,7 @@
  * glibc's malloc_info, and stats_print at exit. */
 #define _GNU_SOURCE
 #include "arena.h"
-#include "error.h"
+#include "fmt.h"
 #include "init.h"
 #include "options.h"
 #include "os.h"

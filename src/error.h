@@ -7,7 +7,4 @@
 #include "internal.h"
 
 XA_HIDDEN XA_COLD void xa_error_pointer(const char *fn, const char *what, const void *p);
-/* Format helpers shared with the statistics printer. */
-XA_HIDDEN size_t xa_fmt_hex(char *buf, uintptr_t v);
-XA_HIDDEN size_t xa_fmt_dec(char *buf, uint64_t v);
 #endif

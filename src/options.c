@@ -1,6 +1,6 @@
 /* The option parser: no allocation, no stdio, no locale. */
 #include "options.h"
-#include "error.h"
+#include "fmt.h"
 #include "os.h"
 #include <string.h>
 

@@ -4,7 +4,7 @@
 #include "tcache.h"
 #include "arena.h"
 #include "base.h"
-#include "error.h"
+#include "fmt.h"
 #include "huge.h"
 #include "init.h"
 #include "os.h"
