@@ -1,7 +1,6 @@
 /* Error reporting without stdio or allocation. */
 #include "error.h"
 #include "fmt.h"
-#include "init.h"
 #include "options.h"
 #include "os.h"
 #include <string.h>
@@ -23,7 +22,6 @@ void xa_error_pointer(const char *fn, const char *what, const void *p) {
   n += xa_fmt_hex(line + n, (uintptr_t)p);
   line[n++] = '\n';
   xa_os_write_err(line, n);
-  xa_init();                /* a bad free may come first: read the options */
   if (xa_opt.abort_on_error) xa_os_abort();
 }
 

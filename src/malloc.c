@@ -109,10 +109,13 @@ static struct block lookup(const void *p) {
   return b;
 }
 
-/* What a pointer that is no live block most likely is. */
-static XA_NOINLINE XA_COLD const char *invalid_why(const void *p) {
+/* Report p, which is no live block, as what it most likely is.  This may
+ * be the process's first call (a bad free before the constructor ran), so
+ * the options are read first: abort_on_error:false then holds for it too. */
+static XA_NOINLINE XA_COLD void report_invalid(const char *fn, const void *p) {
+  (void)xa_init();
   bool freed = xa_chunkmap_test((uintptr_t)p) ? xa_arena_was_freed(p) : xa_huge_is_cached(p);
-  return freed ? "double free" : "invalid pointer";
+  xa_error_pointer(fn, freed ? "double free" : "invalid pointer", p);
 }
 
 /* junk: mark freed memory; secure: zero it, so nothing leaks to the next
@@ -146,7 +149,7 @@ static void free_block(void *p, struct block b, const char *fn) {
   case K_HUGE: if (xa_huge_free(p)) { xa_purge_notify(); return; } break;
   default: break;
   }
-  xa_error_pointer(fn, invalid_why(p), p);   /* returns: call ignored */
+  report_invalid(fn, p);   /* returns: call ignored */
 }
 
 static void free_checked(void *p, const char *fn) {
@@ -270,7 +273,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
   struct block b = lookup(p);
   if (b.kind == K_INVALID) {
-    xa_error_pointer("realloc", invalid_why(p), p);
+    report_invalid("realloc", p);
     return NULL;                       /* abort_on_error:false: ignored */
   }
   if (n > XA_REQUEST_MAX) return fail_nomem();
@@ -332,7 +335,7 @@ XA_EXPORT void *pvalloc(size_t n) {
 XA_EXPORT size_t malloc_usable_size(void *p) {
   if (!p) return 0;
   struct block b = lookup(p);
-  if (b.kind == K_INVALID) xa_error_pointer("malloc_usable_size", invalid_why(p), p);
+  if (b.kind == K_INVALID) report_invalid("malloc_usable_size", p);
   return b.usable;                     /* 0 when invalid */
 }
 
