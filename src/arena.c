@@ -282,7 +282,7 @@ bool xa_arena_init_all(unsigned n) {
     v[i]->rng = xa_os_random() | 1;
   }
   xa_arenas = v;
-  xa_narenas = n;
+  __atomic_store_n(&xa_narenas, n, __ATOMIC_RELEASE);   /* after the arenas: xa_arena_count */
   return true;
 }
 

@@ -57,6 +57,10 @@ struct xa_arena {
 
 XA_HIDDEN extern struct xa_arena **xa_arenas;
 XA_HIDDEN extern unsigned xa_narenas;
+/* How many arenas exist: 0 until initialisation has made them all.  For
+ * readers that may run before initialisation (statistics); the others
+ * come after it and read xa_narenas. */
+XA_INLINE unsigned xa_arena_count(void) { return __atomic_load_n(&xa_narenas, __ATOMIC_ACQUIRE); }
 
 XA_HIDDEN bool xa_arena_init_all(unsigned n);
 XA_HIDDEN struct xa_arena *xa_arena_choose(void);

@@ -1,8 +1,7 @@
-/* The control interface: xalloc_ctl's dotted names, xalloc_stats_print,
- * glibc's malloc_info, and stats_print at exit. */
+/* The control interface: xalloc_ctl's dotted names, xalloc_stats_print
+ * and glibc's malloc_info. */
 #define _GNU_SOURCE
 #include "arena.h"
-#include "fmt.h"
 #include "init.h"
 #include "options.h"
 #include "os.h"
@@ -12,7 +11,6 @@
 #include "xalloc.h"
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static uint64_t ctl_epoch;
@@ -171,52 +169,4 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
           (unsigned long long)t.mapped, (unsigned long long)t.mapped, (unsigned long long)t.mapped,
           (unsigned long long)t.mapped);
   return 0;
-}
-
-/* stats_file with each %p replaced by the process id (%% is a %). */
-static bool expand_path(char *out, size_t cap, const char *tmpl) {
-  size_t n = 0;
-  for (const char *t = tmpl; *t; t++) {
-    char num[24];
-    const char *piece = t;
-    size_t len = 1;
-    if (t[0] == '%' && (t[1] == 'p' || t[1] == '%')) {
-      if (t[1] == 'p') { len = xa_fmt_dec(num, (uint64_t)xa_os_pid()); piece = num; }
-      t++;
-    }
-    if (n + len >= cap) return false;
-    memcpy(out + n, piece, len);
-    n += len;
-  }
-  out[n] = 0;
-  return n > 0;
-}
-
-static void write_to_fd(void *fd, const char *s) { xa_os_write_fd((int)(intptr_t)fd, s, strlen(s)); }
-
-/* At exit (registered at load, never from inside malloc: atexit takes a
- * lock that glibc holds while it calls calloc). */
-static void stats_at_exit(void) {
-  bool json = xa_opt.stats_format == XA_STATS_JSON;
-  if (xa_opt.stats_file[0]) {
-    char path[XA_OPT_STR_MAX + 32];
-    int fd = expand_path(path, sizeof path, xa_opt.stats_file) ? xa_os_open_append(path) : -1;
-    if (fd < 0) {
-      static const char msg[] = "xalloc: stats_file: cannot open it; statistics not written\n";
-      xa_os_write_err(msg, sizeof msg - 1);
-      return;
-    }
-    xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
-    xa_os_close(fd);
-    return;
-  }
-  int fd = xa_os_kept_stderr();
-  if (fd >= 0) xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
-}
-
-/* Called once, from the library's constructor. */
-void xa_ctl_at_load(void) {
-  if (!xa_opt.stats_print) return;
-  if (!xa_opt.stats_file[0]) xa_os_keep_stderr();
-  atexit(stats_at_exit);
 }

@@ -21,6 +21,7 @@
 #include "os.h"
 #include "purge.h"
 #include "sizeclass.h"
+#include "stats.h"
 #include "tcache.h"
 #include "valgrind.h"
 #include <pthread.h>
@@ -96,5 +97,5 @@ bool xa_init_slow(void) {
 __attribute__((constructor)) static void init_at_load(void) {
   if (!xa_init()) return;
   pthread_atfork(prefork, postfork_parent, postfork_child);
-  xa_ctl_at_load();
+  xa_stats_at_load();
 }
