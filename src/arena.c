@@ -1,7 +1,7 @@
 /* Arenas: span carving (split/coalesce), slab bins, refill and flush of
  * thread-cache batches, large allocations.  Every function that takes the
  * arena lock drops it before any call into the OS layer. */
-#include "arena.h"
+#include "arena_private.h"
 #include "base.h"
 #include "error.h"
 #include "options.h"
@@ -11,7 +11,6 @@
 struct xa_arena **xa_arenas;
 unsigned xa_narenas;
 
-const char *xa_arena_check_locked(struct xa_arena *a);
 /* In XA_DEBUG builds every release of an arena lock re-checks the arena. */
 static void arena_unlock(struct xa_arena *a) {
   if (xa_config_debug) {
@@ -763,6 +762,8 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   size_t bytes = 0;
   if (a->dirty_pages) {             /* racy peek: skip the lock when clean */
     arena_lock(a);
+    if (unlikely(a->decay.decay_ms != xa_opt.dirty_decay_ms))   /* set by xalloc_ctl */
+      xa_decay_init(&a->decay, xa_opt.dirty_decay_ms, now);
     size_t limit = xa_decay_limit(&a->decay, now, a->dirty_pages);
     size_t pages = a->dirty_pages > limit ? purge_oldest(a, a->dirty_pages - limit) : 0;
     xa_decay_settle(&a->decay, a->dirty_pages);
@@ -785,6 +786,44 @@ size_t xa_arena_purge_all(void) {
   size_t purged = 0;
   for (unsigned i = 0; i < xa_narenas; i++) purged += xa_arena_purge(xa_arenas[i]);
   return purged;
+}
+
+size_t xa_arena_decay_all(uint64_t now) {
+  size_t purged = 0;
+  for (unsigned i = 0; i < xa_narenas; i++) purged += xa_arena_decay(xa_arenas[i], now);
+  return purged;
+}
+
+size_t xa_arena_decay_pending(void) {
+  size_t pages = 0;
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_arena *a = xa_arenas[i];
+    pages += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
+    if (xa_opt.muzzy_decay_ms >= 0) pages += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
+    pages += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
+  }
+  return pages;
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out) {
+  arena_lock(a);
+  out->mapped = a->mapped;
+  out->large_allocated = a->large_allocated;
+  out->large_nrequests = a->large_nrequests;
+  out->dirty_pages = a->dirty_pages;
+  out->muzzy_pages = a->muzzy_pages;
+  out->nspare = a->nspare;
+  out->purged_pages = a->purged_pages;
+  out->purge_runs = a->purge_runs;
+  out->lock_contended = a->lock.contended;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    out->bins[c].nslabs = a->bins[c].nslabs;
+    out->bins[c].nrequests = a->bins[c].nrequests;
+    out->bins[c].curobjs = a->bins[c].curobjs;
+  }
+  arena_unlock(a);
 }
 
 /* ---- fork ------------------------------------------------------------ */

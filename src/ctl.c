@@ -4,8 +4,6 @@
 #include "arena.h"
 #include "init.h"
 #include "options.h"
-#include "os.h"
-#include "purge.h"
 #include "stats.h"
 #include "tcache.h"
 #include "xalloc.h"
@@ -59,15 +57,8 @@ static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_
     if (newlen != sizeof v) return EINVAL;
     memcpy(&v, newp, sizeof v);
     if (v < o.lo || v > o.hi) return EINVAL;
-    bool decay = !strcmp(k, "dirty_decay_ms");
-    if (!decay && strcmp(k, "huge_cache_bytes")) return EPERM;
-    *o.num = (long)v;
-    if (decay)
-      for (unsigned i = 0; i < xa_narenas; i++) {
-        xa_lock(&xa_arenas[i]->lock);
-        xa_decay_init(&xa_arenas[i]->decay, v, xa_os_now());
-        xa_unlock(&xa_arenas[i]->lock);
-      }
+    if (strcmp(k, "dirty_decay_ms") && strcmp(k, "huge_cache_bytes")) return EPERM;
+    *o.num = (long)v;             /* the arenas' decay picks a new value up */
   }
   return read_u64(oldp, oldlenp, (uint64_t)(int64_t)*o.num);
 }
@@ -140,15 +131,14 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
   fprintf(fp, "<malloc version=\"xalloc-" XALLOC_VERSION "\">\n");
-  for (unsigned i = 0; i < xa_narenas; i++) {
+  for (unsigned i = 0; i < t.narenas; i++) {
     struct xa_stats_arena s;
+    struct xa_arena_stats as;
     xa_stats_arena(i, &s);
+    xa_arena_get_stats(xa_arenas[i], &as);
     fprintf(fp, "<heap nr=\"%u\">\n<sizes>\n", i);
     for (unsigned c = 0; c < XA_NSMALL; c++) {
-      struct xa_arena *a = xa_arenas[i];
-      xa_lock(&a->lock);
-      uint64_t cur = a->bins[c].curobjs, slabs = a->bins[c].nslabs;
-      xa_unlock(&a->lock);
+      uint64_t cur = as.bins[c].curobjs, slabs = as.bins[c].nslabs;
       if (slabs)
         fprintf(fp, "  <size from=\"%u\" to=\"%u\" total=\"%llu\" count=\"%llu\"/>\n",
                 c ? xa_classes[c - 1].size + 1 : 1, xa_classes[c].size,

@@ -28,6 +28,7 @@
 #define _GNU_SOURCE
 #include "purge.h"
 #include "arena.h"
+#include "decay.h"
 #include "tcache.h"
 #include "huge.h"
 #include "lock.h"
@@ -56,16 +57,9 @@ static uint64_t epoch_ns(void) {
 
 /* Work left for later passes (racy reads: a hint). */
 static size_t pending(void) {
-  size_t dirty = 0;
-  for (unsigned i = 0; i < xa_narenas; i++) {
-    struct xa_arena *a = xa_arenas[i];
-    dirty += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
-    if (xa_opt.muzzy_decay_ms >= 0) dirty += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
-    dirty += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
-  }
   size_t n, bytes, cached;
   xa_huge_stats(&n, &bytes, &cached);
-  return dirty + cached;
+  return xa_arena_decay_pending() + cached;
 }
 
 /* Caches of quiet threads go back every quarter of the decay time: the
@@ -81,7 +75,7 @@ size_t xa_purge_pass(uint64_t now) {
   if (now >= next && __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false,
                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
     xa_tcache_reclaim(false);
-  for (unsigned i = 0; i < xa_narenas; i++) xa_arena_decay(xa_arenas[i], now);
+  xa_arena_decay_all(now);
   xa_huge_cache_decay(now);
   return pending();
 }
@@ -204,7 +198,7 @@ void xa_purge_watch_caches(void) {
 void xa_purge_notify(void) {
   if (unlikely(xa_fork_owner)) return;    /* inside fork: purge_mutex is held */
   if (xa_opt.dirty_decay_ms == 0) {     /* purge at once, inline */
-    for (unsigned i = 0; i < xa_narenas; i++) xa_arena_purge(xa_arenas[i]);
+    xa_arena_purge_all();
     xa_huge_cache_decay(UINT64_MAX);
     return;
   }

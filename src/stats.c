@@ -14,25 +14,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The public per-arena figures of snapshot as. */
+static void arena_figures(const struct xa_arena_stats *as, struct xa_stats_arena *s) {
+  memset(s, 0, sizeof *s);
+  s->mapped = as->mapped;
+  s->large_allocated = as->large_allocated;
+  s->active = as->large_allocated;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    s->small_allocated += as->bins[c].curobjs * xa_classes[c].size;
+    s->active += (as->bins[c].nslabs * xa_classes[c].slab_pages) << xa_os_page_shift;
+  }
+  s->dirty = as->dirty_pages << xa_os_page_shift;
+  s->muzzy = as->muzzy_pages << xa_os_page_shift;
+  s->retained = (uint64_t)as->nspare * XA_CHUNK_SIZE;
+  s->purged = as->purged_pages << xa_os_page_shift;
+  s->lock_contended = as->lock_contended;
+  s->large_requests = as->large_nrequests;
+}
+
 void xa_stats_arena(unsigned i, struct xa_stats_arena *s) {
   memset(s, 0, sizeof *s);
   if (i >= xa_arena_count()) return;
-  struct xa_arena *a = xa_arenas[i];
-  xa_lock(&a->lock);
-  s->mapped = a->mapped;
-  s->large_allocated = a->large_allocated;
-  s->active = a->large_allocated;
-  for (unsigned c = 0; c < XA_NSMALL; c++) {
-    s->small_allocated += a->bins[c].curobjs * xa_classes[c].size;
-    s->active += (a->bins[c].nslabs * xa_classes[c].slab_pages) << xa_os_page_shift;
-  }
-  s->dirty = a->dirty_pages << xa_os_page_shift;
-  s->muzzy = a->muzzy_pages << xa_os_page_shift;
-  s->retained = (uint64_t)a->nspare * XA_CHUNK_SIZE;
-  s->purged = a->purged_pages << xa_os_page_shift;
-  s->lock_contended = a->lock.contended;
-  s->large_requests = a->large_nrequests;
-  xa_unlock(&a->lock);
+  struct xa_arena_stats as;
+  xa_arena_get_stats(xa_arenas[i], &as);
+  arena_figures(&as, s);
 }
 
 void xa_stats_class(unsigned c, struct xa_stats_class *s) {
@@ -40,12 +45,11 @@ void xa_stats_class(unsigned c, struct xa_stats_class *s) {
   if (c >= XA_NSMALL) return;
   s->size = xa_classes[c].size;
   for (unsigned i = 0, n = xa_arena_count(); i < n; i++) {
-    struct xa_arena *a = xa_arenas[i];
-    xa_lock(&a->lock);
-    s->requests += a->bins[c].nrequests;
-    s->curobjs += a->bins[c].curobjs;
-    s->slabs += a->bins[c].nslabs;
-    xa_unlock(&a->lock);
+    struct xa_arena_stats as;
+    xa_arena_get_stats(xa_arenas[i], &as);
+    s->requests += as.bins[c].nrequests;
+    s->curobjs += as.bins[c].curobjs;
+    s->slabs += as.bins[c].nslabs;
   }
 }
 
@@ -54,8 +58,10 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   unsigned narenas = xa_arena_count();
   if (!narenas) return;           /* not initialised: all zero */
   for (unsigned i = 0; i < narenas; i++) {
+    struct xa_arena_stats as;
     struct xa_stats_arena s;
-    xa_stats_arena(i, &s);
+    xa_arena_get_stats(xa_arenas[i], &as);
+    arena_figures(&as, &s);
     t->small_allocated += s.small_allocated;
     t->large_allocated += s.large_allocated;
     t->active += s.active;
@@ -64,7 +70,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
     t->retained += s.retained;
     t->purged += s.purged;
     t->lock_contended += s.lock_contended;
-    t->purge_runs += xa_arenas[i]->purge_runs;
+    t->purge_runs += as.purge_runs;
   }
   size_t n, bytes, cached;
   xa_huge_stats(&n, &bytes, &cached);
