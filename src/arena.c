@@ -681,7 +681,7 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
 
 /* Dirty spans, oldest first, per the purge option. */
 static size_t purge_oldest(struct xa_arena *a, size_t pages) {
-  return purge_list(a, &a->dirty_spans, pages, xa_opt.purge == XA_PURGE_FREE, 0, 0);
+  return purge_list(a, &a->dirty_spans, pages, xa_opt.purge == xa_opt_purge_free, 0, 0);
 }
 
 /* Runs of whole free pages in slab s: [run[i].first, +run[i].n) pages. */

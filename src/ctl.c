@@ -40,8 +40,8 @@ static bool eat_index(const char **s, unsigned *out) {
   return true;
 }
 
-/* Options read as 8-byte values (strings as a const char *); only
- * dirty_decay_ms and huge_cache_bytes may be written at run time. */
+/* Options read as 8-byte values (strings as a const char *); those whose
+ * rw column (options.h) is set may be written. */
 static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
   struct xa_option_ref o;
   if (!xa_options_find(&xa_opt, k, &o)) return ENOENT;
@@ -57,8 +57,8 @@ static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_
     if (newlen != sizeof v) return EINVAL;
     memcpy(&v, newp, sizeof v);
     if (v < o.lo || v > o.hi) return EINVAL;
-    if (strcmp(k, "dirty_decay_ms") && strcmp(k, "huge_cache_bytes")) return EPERM;
-    *o.num = (long)v;             /* the arenas' decay picks a new value up */
+    if (!o.writable) return EPERM;
+    *o.num = (long)v;
   }
   return read_u64(oldp, oldlenp, (uint64_t)(int64_t)*o.num);
 }

@@ -107,8 +107,8 @@ static size_t take(uintptr_t p) {
 }
 
 static void thp_advise(void *p, size_t size) {
-  if (xa_opt.thp == XA_THP_ALWAYS) xa_os_hugepage(p, size, true);
-  else if (xa_opt.thp == XA_THP_NEVER) xa_os_hugepage(p, size, false);
+  if (xa_opt.thp == xa_opt_thp_always) xa_os_hugepage(p, size, true);
+  else if (xa_opt.thp == xa_opt_thp_never) xa_os_hugepage(p, size, false);
 }
 
 /* Best cached fit: the smallest aligned mapping of at least size bytes.

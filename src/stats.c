@@ -221,7 +221,7 @@ static bool expand_path(char *out, size_t cap, const char *tmpl) {
 static void write_to_fd(void *fd, const char *s) { xa_os_write_fd((int)(intptr_t)fd, s, strlen(s)); }
 
 static void stats_at_exit(void) {
-  bool json = xa_opt.stats_format == XA_STATS_JSON;
+  bool json = xa_opt.stats_format == xa_opt_stats_format_json;
   if (xa_opt.stats_file[0]) {
     char path[XA_OPT_STR_MAX + 32];
     int fd = expand_path(path, sizeof path, xa_opt.stats_file) ? xa_os_open_append(path) : -1;
