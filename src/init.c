@@ -1,4 +1,4 @@
-/* Initialisation and fork.
+/* Initialisation, fork and thread exit.
  *
  * The library's constructor initialises at load, so options, help,
  * warnings and statistics at exit work in a program that never allocates.
@@ -70,6 +70,13 @@ static void postfork_child(void) {
   xa_lock_reinit(&init_lock);
 }
 
+/* A thread's exit (the thread cache's key destructor): its cached objects
+ * go back to the arenas, then the purger hears of them (tcache.h). */
+static void thread_exit(void *tc) {
+  xa_tcache_destroy(tc);
+  xa_purge_notify();
+}
+
 bool xa_init_slow(void) {
   xa_lock(&init_lock);
   if (xa_init_done) { xa_unlock(&init_lock); return true; }
@@ -83,7 +90,7 @@ bool xa_init_slow(void) {
   xa_chunk_init();
   unsigned n = xa_opt.narenas ? (unsigned)xa_opt.narenas : xa_os_ncpus();
   if (n > NARENAS_MAX) n = NARENAS_MAX;
-  if (!xa_arena_init_all(n) || !xa_tcache_init_global()) {
+  if (!xa_arena_init_all(n) || !xa_tcache_init_global(thread_exit)) {
     xa_unlock(&init_lock);
     return false;
   }

@@ -36,10 +36,19 @@ static void *small_uncached(unsigned cls) {
   return xa_arena_refill(xa_arena_choose(), cls, &p, 1) ? p : NULL;
 }
 
+/* Pass on what a thread-cache slow path did (tcache.h: the cache does not
+ * call the purger itself).  Waking the purger covers watching the caches. */
+static void tell_purger(unsigned news) {
+  if (news & XA_TC_RETURNED) xa_purge_notify();
+  else if (news & XA_TC_TOOK) xa_purge_watch_caches();
+}
+
 static void *alloc_small(size_t n) {
   unsigned cls = xa_sizeclass_of(n);
   struct xa_tcache *tc = xa_tcache_get();
-  void *p = tc ? xa_tcache_alloc_refill(tc, cls) : small_uncached(cls);
+  unsigned news = 0;
+  void *p = tc ? xa_tcache_alloc_refill(tc, cls, &news) : small_uncached(cls);
+  tell_purger(news);
   if (!p) return fail_nomem();
   if (tc) *(uintptr_t *)p = 0;         /* the freed mark, if it came from a cache */
   /* junk:true turns the caches off, so every allocation passes here */
@@ -138,11 +147,13 @@ static void free_block(void *p, struct block b, const char *fn) {
      * (fails for a full bin, a marked block and the boot cache) */
     if (xa_tc_push_freed((size_t)b.cls, p)) return;
     struct xa_tcache *tc = xa_tcache_get();
+    unsigned news = 0;
     if (!tc) {
       xa_arena_flush(&p, 1, fn);
-      xa_purge_notify();             /* no cache GC will tell the purger */
-    } else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p)) xa_error_pointer(fn, "double free", p);
-    else if (unlikely(first)) xa_tcache_bury_first(tc, (unsigned)b.cls);
+      news = XA_TC_RETURNED;         /* no cache GC will tell the purger */
+    } else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p, &news)) xa_error_pointer(fn, "double free", p);
+    else if (unlikely(first)) xa_tcache_bury_first(tc, (unsigned)b.cls, &news);
+    tell_purger(news);
     return;
   }
   case K_LARGE: xa_arena_free_large(b.span); xa_purge_notify(); return;

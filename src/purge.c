@@ -181,7 +181,8 @@ void xa_purge_start_wanted(void) {
 
 bool xa_purge_thread_running(void) { return __atomic_load_n(&thread_state, __ATOMIC_ACQUIRE) != 0; }
 
-void xa_purge_tick(void) {
+/* Inline mode: one pass per epoch, from whichever slow path comes first. */
+static void purge_tick(void) {
   if (xa_opt.dirty_decay_ms < 0 || xa_purge_thread_running()) return;
   uint64_t now = xa_os_now(), next = __atomic_load_n(&inline_next, __ATOMIC_RELAXED);
   if (now < next) return;
@@ -205,7 +206,7 @@ void xa_purge_notify(void) {
   if (xa_opt.dirty_decay_ms < 0) return;
   if (!xa_purge_thread_running()) {  /* inline until the thread runs */
     xa_purge_want();
-    xa_purge_tick();
+    purge_tick();
     return;
   }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* our dirty pages before idle's read */

@@ -5,7 +5,6 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
-#include "purge.h"
 #include "valgrind.h"
 #include <pthread.h>
 #include <string.h>
@@ -28,7 +27,7 @@ static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_l
 #define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
 
-bool xa_tcache_init_global(void) {
+bool xa_tcache_init_global(void (*at_thread_exit)(void *tc)) {
   tc_slots_total = 0;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     /* tcache_bytes per class, 8..1024 objects */
@@ -36,7 +35,7 @@ bool xa_tcache_init_global(void) {
     xa_classes[c].tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);
   }
   for (unsigned c = 0; c < XA_NSMALL; c++) tc_slots_total += xa_classes[c].tcache_cap;
-  return pthread_key_create(&tc_key, xa_tcache_destroy) == 0;
+  return pthread_key_create(&tc_key, at_thread_exit) == 0;
 }
 
 static struct xa_tcache *tc_cursor;              /* next cache the sweep checks */
@@ -170,10 +169,10 @@ static void bin_flush(struct xa_tbin *b, uint32_t k) {
 }
 
 /* Idle-bin GC: a bin that did not miss since the last sweep had objects
- * to spare all period; hand half of them back. */
-static void tcache_gc(struct xa_tcache *tc) {
+ * to spare all period; hand half of them back.  Returns the news for the
+ * purger: the GC's period is also the inline purger's. */
+static unsigned tcache_gc(struct xa_tcache *tc) {
   tc->events = 0;
-  xa_purge_tick();
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     if (!tc->missed[c] && b->top != b->stack) {
@@ -182,7 +181,7 @@ static void tcache_gc(struct xa_tcache *tc) {
     }
     tc->missed[c] = 0;
   }
-  xa_purge_notify();
+  return XA_TC_RETURNED;
 }
 
 /* Has another thread asked for a flush since this cache last looked? */
@@ -195,13 +194,13 @@ static bool flush_requested(struct xa_tcache *tc) {
 
 void xa_tcache_request_flush(void) { __atomic_add_fetch(&tc_flush_gen, 1, __ATOMIC_RELAXED); }
 
-static void *alloc_refill(struct xa_tcache *tc, unsigned cls) {
+static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
   if (unlikely(flush_requested(tc))) {
     tcache_flush_bins(tc);
-    xa_purge_notify();
+    *news |= XA_TC_RETURNED;
   }
-  if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+  if (++tc->events >= GC_PERIOD) *news |= tcache_gc(tc);
   tc->missed[cls] = 1;
   /* The GC, or a closed gate rather than an empty bin, sent us here. */
   if (b->top != b->stack) return *--b->top;
@@ -213,13 +212,13 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls) {
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
   b->top = b->stack + got - 1;
-  xa_purge_watch_caches();            /* the purger may reclaim it if it goes quiet */
+  *news |= XA_TC_TOOK;
   return *b->top;
 }
 
-void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
+void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   claim_slow(tc);
-  void *p = alloc_refill(tc, cls);
+  void *p = alloc_refill(tc, cls, news);
   xa_tc_release(tc);
   return p;
 }
@@ -233,38 +232,36 @@ static bool freed_already(const struct xa_tbin *b, void *p) {
   return xa_arena_small_is_free(p);
 }
 
-static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
   if (*(uintptr_t *)p == xa_freed_mark(p) && freed_already(b, p)) return false;
   *(uintptr_t *)p = xa_freed_mark(p);
   /* Only a full bin is a slow-path event: frees that merely came this way
    * (realloc's, or a marked object's) must not drive the GC, whose sweeps
    * would then flush every quiet bin again and again. */
-  bool flushed = false;
   if (b->top == b->end) {
-    if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+    if (++tc->events >= GC_PERIOD) *news |= tcache_gc(tc);
     if (unlikely(flush_requested(tc))) {
       tcache_flush_bins(tc);
-      flushed = true;
+      *news |= XA_TC_RETURNED;
     }
   }
   if (b->top == b->end) {
     bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
-    flushed = true;
+    *news |= XA_TC_RETURNED;
   }
   *b->top++ = p;
-  if (flushed) xa_purge_notify();   /* bin consistent again: re-entrant calls are safe */
   return true;
 }
 
-bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news) {
   claim_slow(tc);
-  bool ok = free_flush(tc, cls, p);
+  bool ok = free_flush(tc, cls, p, news);
   xa_tc_release(tc);
   return ok;
 }
 
-void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
+void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
   claim_slow(tc);
   uint32_t n = xa_tbin_count(b);
@@ -275,7 +272,7 @@ void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
     unsigned got = want > 1 ? xa_arena_refill(xa_arena_choose(), cls, b->stack + 1, want - 1) : 0;
     b->top = b->stack + 1 + got;
     tc->missed[cls] = 1;
-    xa_purge_watch_caches();
+    *news |= XA_TC_TOOK;
   } else {                       /* swap it with the bottom object */
     b->top[-1] = b->stack[0];
     b->stack[0] = p;
@@ -314,7 +311,6 @@ void xa_tcache_destroy(void *arg) {
   xa_lock(&tc_lock);
   tcache_recycle(tc);
   xa_unlock(&tc_lock);
-  xa_purge_notify();
 }
 
 void xa_tcache_prefork(void) { xa_lock(&tc_lock); }
@@ -405,7 +401,6 @@ size_t xa_tcache_reclaim(bool all) {
   }
   tc_reclaimed += objs;
   xa_unlock(&tc_lock);
-  if (objs) xa_purge_notify();
   return objs;
 }
 
