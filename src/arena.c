@@ -178,11 +178,7 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     if (s) return s;
     arena_unlock(a);
     struct xa_chunk *c = xa_chunk_new(a);
-    if (!c) {                      /* address space short: drop spare chunks */
-      size_t freed = 0;
-      for (unsigned i = 0; i < xa_narenas; i++) freed += xa_arena_release_spares(xa_arenas[i]);
-      if (freed) c = xa_chunk_new(a);
-    }
+    if (!c && xa_arena_release_spares_all()) c = xa_chunk_new(a);   /* address space short */
     arena_lock(a);
     if (!c) return NULL;
     c->next = a->chunks;
@@ -265,6 +261,12 @@ size_t xa_arena_release_spares(struct xa_arena *a) {
   arena_unlock(a);
   chunks_delete(dead);
   return n * XA_CHUNK_SIZE;
+}
+
+size_t xa_arena_release_spares_all(void) {
+  size_t released = 0;
+  for (unsigned i = 0; i < xa_narenas; i++) released += xa_arena_release_spares(xa_arenas[i]);
+  return released;
 }
 
 /* ---- arenas ---------------------------------------------------------- */

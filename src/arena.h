@@ -70,8 +70,10 @@ XA_HIDDEN void xa_arena_prefork(void);
 XA_HIDDEN void xa_arena_postfork_parent(void);
 XA_HIDDEN void xa_arena_postfork_child(void);
 
-/* Unmap the arena's wholly free chunks; returns bytes unmapped. */
+/* Unmap the wholly free chunks of arena a / of every arena (memory is
+ * short, or malloc_trim); returns bytes unmapped. */
 XA_HIDDEN size_t xa_arena_release_spares(struct xa_arena *a);
+XA_HIDDEN size_t xa_arena_release_spares_all(void);
 
 /* One arena's counters, copied under its lock (statistics). */
 struct xa_arena_stats {

@@ -71,7 +71,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
     /* Memory may sit in caches and free pages: give it back and retry. */
     xa_tcache_flush_all();
     xa_arena_purge_all();
-    for (unsigned i = 0; i < xa_narenas; i++) xa_arena_release_spares(xa_arenas[i]);
+    xa_arena_release_spares_all();
     p = xa_huge_alloc(n, align, zeroed);
   }
   if (!p) return fail_nomem();
@@ -388,7 +388,7 @@ XA_EXPORT int xalloc_purge(void) {
   xa_huge_stats(&n, &bytes, &cached);
   xa_huge_cache_decay(UINT64_MAX);
   size_t released = xa_arena_purge_all();
-  for (unsigned i = 0; i < xa_narenas; i++) released += xa_arena_release_spares(xa_arenas[i]);
+  released += xa_arena_release_spares_all();
   return released > 0 || cached > 0 || reclaimed > 0;
 }
 

@@ -50,10 +50,11 @@ static int thread_idle;         /* waiting on purge_cond */
 static uint64_t inline_next;    /* inline mode: time of the next pass */
 static uint64_t reclaim_next;   /* time of the next cache reclaim */
 
-static uint64_t epoch_ns(void) {
-  long ms = xa_opt.dirty_decay_ms > 0 ? xa_opt.dirty_decay_ms : 1000;
-  return (uint64_t)ms * 1000000u / XA_DECAY_EPOCHS;
-}
+/* The period the purger keeps: dirty_decay_ms, or 1 s where pages decay
+ * at once or never (then only the cache reclaims need one).  It makes a
+ * pass every epoch of it and reclaims caches every quarter of it. */
+static int64_t pace_ms(void) { return xa_opt.dirty_decay_ms > 0 ? xa_opt.dirty_decay_ms : 1000; }
+static uint64_t epoch_ns(void) { return xa_decay_epoch_ns(pace_ms()); }
 
 /* Work left for later passes (racy reads: a hint). */
 static size_t pending(void) {
@@ -66,7 +67,7 @@ static size_t pending(void) {
  * pages they held are then purged within 1.25-1.5 decay times after the
  * thread's last call. */
 static uint64_t reclaim_ns(void) {
-  uint64_t ns = epoch_ns() * XA_DECAY_EPOCHS / 4;
+  uint64_t ns = (uint64_t)pace_ms() * 1000000u / 4;
   return ns < 50000000u ? 50000000u : ns;   /* at most 20 passes a second */
 }
 

@@ -26,15 +26,16 @@ static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_l
 
 #define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
+#define BIN_MIN 8       /* objects a bin holds at least, */
+#define BIN_MAX 1024    /* and at most, whatever tcache_bytes says */
 
 bool xa_tcache_init_global(void (*at_thread_exit)(void *tc)) {
   tc_slots_total = 0;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
-    /* tcache_bytes per class, 8..1024 objects */
     size_t cap = (size_t)xa_opt.tcache_bytes / xa_classes[c].size;
-    xa_classes[c].tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);
+    xa_classes[c].tcache_cap = (uint32_t)(cap < BIN_MIN ? BIN_MIN : cap > BIN_MAX ? BIN_MAX : cap);
+    tc_slots_total += xa_classes[c].tcache_cap;
   }
-  for (unsigned c = 0; c < XA_NSMALL; c++) tc_slots_total += xa_classes[c].tcache_cap;
   return pthread_key_create(&tc_key, at_thread_exit) == 0;
 }
 
@@ -56,6 +57,15 @@ static void tcache_recycle(struct xa_tcache *tc) {
 
 static void tcache_flush_bins(struct xa_tcache *tc);
 
+/* Cache tc, already off the live list (so no reclaimer works on it), goes
+ * back: its objects to the arenas, the cache to the recycled list. */
+static void tcache_retire(struct xa_tcache *tc) {
+  tcache_flush_bins(tc);
+  xa_lock(&tc_lock);
+  tcache_recycle(tc);
+  xa_unlock(&tc_lock);
+}
+
 /* glibc runs thread-specific data destructors for at most
  * PTHREAD_DESTRUCTOR_ITERATIONS rounds: a thread whose first allocation
  * comes in the last round gets a cache whose destructor never runs.  Each
@@ -74,11 +84,7 @@ static void tcache_sweep_orphans(void) {
     bool orphan = tc->live && tc->tid == tid;   /* not recycled meanwhile */
     if (orphan) tcache_unlink(tc);
     xa_unlock(&tc_lock);
-    if (!orphan) continue;
-    tcache_flush_bins(tc);
-    xa_lock(&tc_lock);
-    tcache_recycle(tc);
-    xa_unlock(&tc_lock);
+    if (orphan) tcache_retire(tc);
   }
 }
 
@@ -293,11 +299,6 @@ void xa_tcache_flush_all(void) {
   xa_tc_release(tc);
 }
 
-static void tcache_unlink_recycle(struct xa_tcache *tc) {
-  tcache_unlink(tc);
-  tcache_recycle(tc);
-}
-
 void xa_tcache_destroy(void *arg) {
   struct xa_tcache *tc = arg;
   /* From now on this thread's calls go straight to the arenas.  Off the
@@ -307,10 +308,7 @@ void xa_tcache_destroy(void *arg) {
   xa_lock(&tc_lock);
   tcache_unlink(tc);
   xa_unlock(&tc_lock);
-  tcache_flush_bins(tc);
-  xa_lock(&tc_lock);
-  tcache_recycle(tc);
-  xa_unlock(&tc_lock);
+  tcache_retire(tc);
 }
 
 void xa_tcache_prefork(void) { xa_lock(&tc_lock); }
@@ -331,7 +329,8 @@ void xa_tcache_postfork_child(void) {
     if (tc != xa_tc) {
       for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
       tc->left = tc->entered;         /* its owner may have been inside a call */
-      tcache_unlink_recycle(tc);
+      tcache_unlink(tc);
+      tcache_recycle(tc);
     }
     tc = next;
   }
