@@ -27,8 +27,6 @@
 #include <pthread.h>
 
 int xa_init_done;
-bool xa_on_valgrind;
-__thread bool xa_fork_owner __attribute__((tls_model("initial-exec")));
 static xa_lock_t init_lock = XA_LOCK_INIT;
 
 #define NARENAS_MAX 256
