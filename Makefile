@@ -14,7 +14,9 @@ SOVER    := 0
 VERSION  := $(shell sed -n 's/^\#define XALLOC_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/xalloc.h | paste -sd.)
 
 WARN     := -Wall -Wextra -Wno-unused-parameter
-# Fast-path build flags (README, "How it works": visibility, TLS model, no PLT).
+# Flags the fast path's instruction counts rely on (README, "How it works",
+# Fast path): hidden visibility and no semantic interposition (direct
+# calls), the initial-exec TLS model (the cache pointer is one load), no PLT.
 LIBFLAGS := -std=gnu11 $(OPT) -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
             -fno-plt -fno-semantic-interposition -fno-builtin-malloc -fno-builtin-free \
             -fno-stack-protector -pthread -Iinclude -Isrc -DXA_DEBUG=$(DEBUG) -DXA_STATS=$(STATS)

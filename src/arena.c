@@ -1,7 +1,7 @@
 /* Arenas: span carving (split/coalesce), slab bins, refill and flush of
  * thread-cache batches, large allocations.  Every function that takes the
  * arena lock drops it before any call into the OS layer. */
-#include "arena.h"
+#include "arena_private.h"
 #include "base.h"
 #include "error.h"
 #include "options.h"
@@ -11,7 +11,6 @@
 struct xa_arena **xa_arenas;
 unsigned xa_narenas;
 
-const char *xa_arena_check_locked(struct xa_arena *a);
 /* In XA_DEBUG builds every release of an arena lock re-checks the arena. */
 static void arena_unlock(struct xa_arena *a) {
   if (xa_config_debug) {
@@ -179,11 +178,7 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     if (s) return s;
     arena_unlock(a);
     struct xa_chunk *c = xa_chunk_new(a);
-    if (!c) {                      /* address space short: drop spare chunks */
-      size_t freed = 0;
-      for (unsigned i = 0; i < xa_narenas; i++) freed += xa_arena_release_spares(xa_arenas[i]);
-      if (freed) c = xa_chunk_new(a);
-    }
+    if (!c && xa_arena_release_spares_all()) c = xa_chunk_new(a);   /* address space short */
     arena_lock(a);
     if (!c) return NULL;
     c->next = a->chunks;
@@ -268,6 +263,12 @@ size_t xa_arena_release_spares(struct xa_arena *a) {
   return n * XA_CHUNK_SIZE;
 }
 
+size_t xa_arena_release_spares_all(void) {
+  size_t released = 0;
+  for (unsigned i = 0; i < xa_narenas; i++) released += xa_arena_release_spares(xa_arenas[i]);
+  return released;
+}
+
 /* ---- arenas ---------------------------------------------------------- */
 
 bool xa_arena_init_all(unsigned n) {
@@ -282,7 +283,7 @@ bool xa_arena_init_all(unsigned n) {
     v[i]->rng = xa_os_random() | 1;
   }
   xa_arenas = v;
-  xa_narenas = n;
+  __atomic_store_n(&xa_narenas, n, __ATOMIC_RELEASE);   /* after the arenas: xa_arena_count */
   return true;
 }
 
@@ -682,7 +683,7 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
 
 /* Dirty spans, oldest first, per the purge option. */
 static size_t purge_oldest(struct xa_arena *a, size_t pages) {
-  return purge_list(a, &a->dirty_spans, pages, xa_opt.purge == XA_PURGE_FREE, 0, 0);
+  return purge_list(a, &a->dirty_spans, pages, xa_opt.purge == xa_opt_purge_free, 0, 0);
 }
 
 /* Runs of whole free pages in slab s: [run[i].first, +run[i].n) pages. */
@@ -763,6 +764,8 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   size_t bytes = 0;
   if (a->dirty_pages) {             /* racy peek: skip the lock when clean */
     arena_lock(a);
+    if (unlikely(a->decay.decay_ms != xa_opt.dirty_decay_ms))   /* set by xalloc_ctl */
+      xa_decay_init(&a->decay, xa_opt.dirty_decay_ms, now);
     size_t limit = xa_decay_limit(&a->decay, now, a->dirty_pages);
     size_t pages = a->dirty_pages > limit ? purge_oldest(a, a->dirty_pages - limit) : 0;
     xa_decay_settle(&a->decay, a->dirty_pages);
@@ -785,6 +788,44 @@ size_t xa_arena_purge_all(void) {
   size_t purged = 0;
   for (unsigned i = 0; i < xa_narenas; i++) purged += xa_arena_purge(xa_arenas[i]);
   return purged;
+}
+
+size_t xa_arena_decay_all(uint64_t now) {
+  size_t purged = 0;
+  for (unsigned i = 0; i < xa_narenas; i++) purged += xa_arena_decay(xa_arenas[i], now);
+  return purged;
+}
+
+size_t xa_arena_decay_pending(void) {
+  size_t pages = 0;
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    struct xa_arena *a = xa_arenas[i];
+    pages += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
+    if (xa_opt.muzzy_decay_ms >= 0) pages += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
+    pages += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
+  }
+  return pages;
+}
+
+/* ---- statistics -------------------------------------------------------- */
+
+void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out) {
+  arena_lock(a);
+  out->mapped = a->mapped;
+  out->large_allocated = a->large_allocated;
+  out->large_nrequests = a->large_nrequests;
+  out->dirty_pages = a->dirty_pages;
+  out->muzzy_pages = a->muzzy_pages;
+  out->nspare = a->nspare;
+  out->purged_pages = a->purged_pages;
+  out->purge_runs = a->purge_runs;
+  out->lock_contended = a->lock.contended;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    out->bins[c].nslabs = a->bins[c].nslabs;
+    out->bins[c].nrequests = a->bins[c].nrequests;
+    out->bins[c].curobjs = a->bins[c].curobjs;
+  }
+  arena_unlock(a);
 }
 
 /* ---- fork ------------------------------------------------------------ */

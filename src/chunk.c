@@ -52,8 +52,6 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
     return NULL;
   }
   c->arena = a;
-  c->npages = xa_chunk_npages;
-  c->first_page = xa_chunk_first_page;
   /* Every unit says "not a slab" (the free span made next only writes its
    * boundary pages): a fresh page's zero info would read as class 0. */
   xa_chunk_mark_pages(c, 0, xa_chunk_npages, 0, XA_CLS_NONE);

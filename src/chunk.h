@@ -69,8 +69,6 @@ struct xa_chunk {
   struct xa_pageinfo units[XA_CHUNK_UNITS];  /* first: the fast path's table */
   struct xa_arena *arena;       /* owner */
   struct xa_chunk *next;        /* arena's chunk list */
-  uint32_t npages;              /* pages in the chunk */
-  uint32_t first_page;          /* header pages + guard page */
   uint32_t free_pages;          /* pages in free spans */
   uint32_t pad;
   /* span slots follow at xa_chunk_spans_off */
@@ -110,9 +108,6 @@ XA_INLINE struct xa_pageinfo *xa_chunk_info(struct xa_chunk *c, const void *p) {
 }
 XA_INLINE struct xa_pageinfo *xa_chunk_page_info(struct xa_chunk *c, unsigned page) {
   return &c->units[(size_t)page << (xa_os_page_shift - XA_UNIT_SHIFT)];
-}
-XA_INLINE unsigned xa_chunk_page_index(const struct xa_chunk *c, const void *p) {
-  return (unsigned)(((uintptr_t)p - (uintptr_t)c) >> xa_os_page_shift);
 }
 XA_INLINE struct xa_span *xa_chunk_span(struct xa_chunk *c, unsigned page) {
   return (struct xa_span *)((char *)c + xa_chunk_spans_off + ((size_t)page << xa_span_stride_shift));

@@ -1,18 +1,14 @@
-/* The control interface: xalloc_ctl's dotted names, xalloc_stats_print,
- * glibc's malloc_info, and stats_print at exit. */
+/* The control interface: xalloc_ctl's dotted names, xalloc_stats_print
+ * and glibc's malloc_info. */
 #define _GNU_SOURCE
 #include "arena.h"
-#include "error.h"
 #include "init.h"
 #include "options.h"
-#include "os.h"
-#include "purge.h"
 #include "stats.h"
 #include "tcache.h"
 #include "xalloc.h"
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static uint64_t ctl_epoch;
@@ -44,8 +40,8 @@ static bool eat_index(const char **s, unsigned *out) {
   return true;
 }
 
-/* Options read as 8-byte values (strings as a const char *); only
- * dirty_decay_ms and huge_cache_bytes may be written at run time. */
+/* Options read as 8-byte values (strings as a const char *); those whose
+ * rw column (options.h) is set may be written. */
 static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {
   struct xa_option_ref o;
   if (!xa_options_find(&xa_opt, k, &o)) return ENOENT;
@@ -61,15 +57,8 @@ static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_
     if (newlen != sizeof v) return EINVAL;
     memcpy(&v, newp, sizeof v);
     if (v < o.lo || v > o.hi) return EINVAL;
-    bool decay = !strcmp(k, "dirty_decay_ms");
-    if (!decay && strcmp(k, "huge_cache_bytes")) return EPERM;
+    if (!o.writable) return EPERM;
     *o.num = (long)v;
-    if (decay)
-      for (unsigned i = 0; i < xa_narenas; i++) {
-        xa_lock(&xa_arenas[i]->lock);
-        xa_decay_init(&xa_arenas[i]->decay, v, xa_os_now());
-        xa_unlock(&xa_arenas[i]->lock);
-      }
   }
   return read_u64(oldp, oldlenp, (uint64_t)(int64_t)*o.num);
 }
@@ -142,15 +131,14 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
   fprintf(fp, "<malloc version=\"xalloc-" XALLOC_VERSION "\">\n");
-  for (unsigned i = 0; i < xa_narenas; i++) {
+  for (unsigned i = 0; i < t.narenas; i++) {
     struct xa_stats_arena s;
+    struct xa_arena_stats as;
     xa_stats_arena(i, &s);
+    xa_arena_get_stats(xa_arenas[i], &as);
     fprintf(fp, "<heap nr=\"%u\">\n<sizes>\n", i);
     for (unsigned c = 0; c < XA_NSMALL; c++) {
-      struct xa_arena *a = xa_arenas[i];
-      xa_lock(&a->lock);
-      uint64_t cur = a->bins[c].curobjs, slabs = a->bins[c].nslabs;
-      xa_unlock(&a->lock);
+      uint64_t cur = as.bins[c].curobjs, slabs = as.bins[c].nslabs;
       if (slabs)
         fprintf(fp, "  <size from=\"%u\" to=\"%u\" total=\"%llu\" count=\"%llu\"/>\n",
                 c ? xa_classes[c - 1].size + 1 : 1, xa_classes[c].size,
@@ -171,52 +159,4 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
           (unsigned long long)t.mapped, (unsigned long long)t.mapped, (unsigned long long)t.mapped,
           (unsigned long long)t.mapped);
   return 0;
-}
-
-/* stats_file with each %p replaced by the process id (%% is a %). */
-static bool expand_path(char *out, size_t cap, const char *tmpl) {
-  size_t n = 0;
-  for (const char *t = tmpl; *t; t++) {
-    char num[24];
-    const char *piece = t;
-    size_t len = 1;
-    if (t[0] == '%' && (t[1] == 'p' || t[1] == '%')) {
-      if (t[1] == 'p') { len = xa_fmt_dec(num, (uint64_t)xa_os_pid()); piece = num; }
-      t++;
-    }
-    if (n + len >= cap) return false;
-    memcpy(out + n, piece, len);
-    n += len;
-  }
-  out[n] = 0;
-  return n > 0;
-}
-
-static void write_to_fd(void *fd, const char *s) { xa_os_write_fd((int)(intptr_t)fd, s, strlen(s)); }
-
-/* At exit (registered at load, never from inside malloc: atexit takes a
- * lock that glibc holds while it calls calloc). */
-static void stats_at_exit(void) {
-  bool json = xa_opt.stats_format == XA_STATS_JSON;
-  if (xa_opt.stats_file[0]) {
-    char path[XA_OPT_STR_MAX + 32];
-    int fd = expand_path(path, sizeof path, xa_opt.stats_file) ? xa_os_open_append(path) : -1;
-    if (fd < 0) {
-      static const char msg[] = "xalloc: stats_file: cannot open it; statistics not written\n";
-      xa_os_write_err(msg, sizeof msg - 1);
-      return;
-    }
-    xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
-    xa_os_close(fd);
-    return;
-  }
-  int fd = xa_os_kept_stderr();
-  if (fd >= 0) xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
-}
-
-/* Called once, from the library's constructor. */
-void xa_ctl_at_load(void) {
-  if (!xa_opt.stats_print) return;
-  if (!xa_opt.stats_file[0]) xa_os_keep_stderr();
-  atexit(stats_at_exit);
 }

@@ -13,7 +13,7 @@ static uint32_t weight(unsigned i) {
 void xa_decay_init(struct xa_decay *d, int64_t decay_ms, uint64_t now) {
   memset(d, 0, sizeof *d);
   d->decay_ms = decay_ms;
-  d->epoch_ns = decay_ms > 0 ? (uint64_t)decay_ms * 1000000u / XA_DECAY_EPOCHS : 0;
+  d->epoch_ns = decay_ms > 0 ? xa_decay_epoch_ns(decay_ms) : 0;
   d->epoch_start = now;
 }
 

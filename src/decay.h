@@ -19,6 +19,9 @@ struct xa_decay {
   size_t backlog[XA_DECAY_EPOCHS];  /* pages dirtied per epoch, last = newest */
 };
 
+/* The length of an epoch for a decay time of decay_ms > 0 ms. */
+XA_INLINE uint64_t xa_decay_epoch_ns(int64_t decay_ms) { return (uint64_t)decay_ms * 1000000u / XA_DECAY_EPOCHS; }
+
 XA_HIDDEN void xa_decay_init(struct xa_decay *d, int64_t decay_ms, uint64_t now);
 /* Advance to `now` with `dirty` pages dirty; returns how many may stay. */
 XA_HIDDEN size_t xa_decay_limit(struct xa_decay *d, uint64_t now, size_t dirty);

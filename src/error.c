@@ -1,26 +1,9 @@
 /* Error reporting without stdio or allocation. */
 #include "error.h"
-#include "init.h"
+#include "fmt.h"
 #include "options.h"
 #include "os.h"
 #include <string.h>
-
-size_t xa_fmt_hex(char *buf, uintptr_t v) {
-  char tmp[2 + 16];
-  size_t n = 0;
-  do { tmp[n++] = "0123456789abcdef"[v & 15]; v >>= 4; } while (v);
-  buf[0] = '0'; buf[1] = 'x';
-  for (size_t i = 0; i < n; i++) buf[2 + i] = tmp[n - 1 - i];
-  return n + 2;
-}
-
-size_t xa_fmt_dec(char *buf, uint64_t v) {
-  char tmp[20];
-  size_t n = 0;
-  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-  for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-  return n;
-}
 
 static size_t put(char *buf, size_t at, size_t cap, const char *s) {
   size_t n = strlen(s);
@@ -39,7 +22,6 @@ void xa_error_pointer(const char *fn, const char *what, const void *p) {
   n += xa_fmt_hex(line + n, (uintptr_t)p);
   line[n++] = '\n';
   xa_os_write_err(line, n);
-  xa_init();                /* a bad free may come first: read the options */
   if (xa_opt.abort_on_error) xa_os_abort();
 }
 

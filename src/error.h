@@ -7,7 +7,7 @@
 #include "internal.h"
 
 XA_HIDDEN XA_COLD void xa_error_pointer(const char *fn, const char *what, const void *p);
-/* Format helpers shared with the statistics printer. */
-XA_HIDDEN size_t xa_fmt_hex(char *buf, uintptr_t v);
-XA_HIDDEN size_t xa_fmt_dec(char *buf, uint64_t v);
+/* A broken invariant (debug builds): "xalloc: assertion failed: <what> at
+ * <file>:<line>", then abort whatever abort_on_error says. */
+XA_HIDDEN __attribute__((noreturn)) XA_COLD void xa_error_assert(const char *what, const char *file, int line);
 #endif

@@ -28,11 +28,6 @@ XA_HIDDEN void xa_free_slow(void *p);
  * (C++ aligned delete without one), only the alignment is checked. */
 XA_HIDDEN void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char *fn);
 
-/* A cached free object's first word holds this: p's address mixed with a
- * constant, so ordinary data (zeros, pointers to itself) rarely matches. */
-#define XA_FREED_KEY ((uintptr_t)0xa110cf4eed5a17edULL)
-XA_INLINE uintptr_t xa_freed_mark(const void *p) { return (uintptr_t)p ^ XA_FREED_KEY; }
-
 XA_INLINE void *xa_malloc_fast(size_t n) {
   if (likely(n <= XA_SMALL_MAX)) {
     struct xa_tcache *tc = xa_tc;

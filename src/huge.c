@@ -283,8 +283,8 @@ static bool region_new(size_t size, size_t align) {
     rsize = want;
     p = xa_os_map(rsize, ra);
   }
-  if (p && xa_opt.thp == XA_THP_ALWAYS) xa_os_hugepage(p, rsize, true);
-  else if (p && xa_opt.thp == XA_THP_NEVER) xa_os_hugepage(p, rsize, false);
+  if (p && xa_opt.thp == xa_opt_thp_always) xa_os_hugepage(p, rsize, true);
+  else if (p && xa_opt.thp == xa_opt_thp_never) xa_os_hugepage(p, rsize, false);
   xa_lock(&huge_lock);
   if (!p) return false;
   unsigned r = 0;

@@ -1,4 +1,4 @@
-/* Initialisation and fork.
+/* Initialisation, fork and thread exit.
  *
  * The library's constructor initialises at load, so options, help,
  * warnings and statistics at exit work in a program that never allocates.
@@ -21,13 +21,12 @@
 #include "os.h"
 #include "purge.h"
 #include "sizeclass.h"
+#include "stats.h"
 #include "tcache.h"
 #include "valgrind.h"
 #include <pthread.h>
 
 int xa_init_done;
-bool xa_on_valgrind;
-__thread bool xa_fork_owner __attribute__((tls_model("initial-exec")));
 static xa_lock_t init_lock = XA_LOCK_INIT;
 
 #define NARENAS_MAX 256
@@ -69,6 +68,13 @@ static void postfork_child(void) {
   xa_lock_reinit(&init_lock);
 }
 
+/* A thread's exit (the thread cache's key destructor): its cached objects
+ * go back to the arenas, then the purger hears of them (tcache.h). */
+static void thread_exit(void *tc) {
+  xa_tcache_destroy(tc);
+  xa_purge_notify();
+}
+
 bool xa_init_slow(void) {
   xa_lock(&init_lock);
   if (xa_init_done) { xa_unlock(&init_lock); return true; }
@@ -82,7 +88,7 @@ bool xa_init_slow(void) {
   xa_chunk_init();
   unsigned n = xa_opt.narenas ? (unsigned)xa_opt.narenas : xa_os_ncpus();
   if (n > NARENAS_MAX) n = NARENAS_MAX;
-  if (!xa_arena_init_all(n) || !xa_tcache_init_global()) {
+  if (!xa_arena_init_all(n) || !xa_tcache_init_global(thread_exit)) {
     xa_unlock(&init_lock);
     return false;
   }
@@ -96,5 +102,5 @@ bool xa_init_slow(void) {
 __attribute__((constructor)) static void init_at_load(void) {
   if (!xa_init()) return;
   pthread_atfork(prefork, postfork_parent, postfork_child);
-  xa_ctl_at_load();
+  xa_stats_at_load();
 }

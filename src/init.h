@@ -6,8 +6,6 @@
 
 XA_HIDDEN extern int xa_init_done;
 XA_HIDDEN bool xa_init_slow(void);
-/* Statistics at exit (ctl.c), from the constructor only. */
-XA_HIDDEN void xa_ctl_at_load(void);
 XA_INLINE bool xa_init(void) {
   return likely(__atomic_load_n(&xa_init_done, __ATOMIC_ACQUIRE)) || xa_init_slow();
 }

@@ -51,10 +51,6 @@ static const bool xa_config_stats = XA_STATS;
 #define XA_PAGE_MAX_SHIFT 16                   /* 64 KiB pages at most */
 #define XA_PAGE_MIN_SHIFT 12
 
-/* Internal debug assertion; compiled away unless XA_DEBUG. */
-#define xa_assert(c) do { if (xa_config_debug && !(c)) xa_error_assert(#c, __FILE__, __LINE__); } while (0)
-XA_HIDDEN __attribute__((noreturn)) XA_COLD void xa_error_assert(const char *what, const char *file, int line);
-
 #define XA_ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((uintptr_t)(a) - 1))
 
 #endif

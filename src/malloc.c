@@ -36,10 +36,19 @@ static void *small_uncached(unsigned cls) {
   return xa_arena_refill(xa_arena_choose(), cls, &p, 1) ? p : NULL;
 }
 
+/* Pass on what a thread-cache slow path did (tcache.h: the cache does not
+ * call the purger itself).  Waking the purger covers watching the caches. */
+static void tell_purger(unsigned news) {
+  if (news & XA_TC_RETURNED) xa_purge_notify();
+  else if (news & XA_TC_TOOK) xa_purge_watch_caches();
+}
+
 static void *alloc_small(size_t n) {
   unsigned cls = xa_sizeclass_of(n);
   struct xa_tcache *tc = xa_tcache_get();
-  void *p = tc ? xa_tcache_alloc_refill(tc, cls) : small_uncached(cls);
+  unsigned news = 0;
+  void *p = tc ? xa_tcache_alloc_refill(tc, cls, &news) : small_uncached(cls);
+  tell_purger(news);
   if (!p) return fail_nomem();
   if (tc) *(uintptr_t *)p = 0;         /* the freed mark, if it came from a cache */
   /* junk:true turns the caches off, so every allocation passes here */
@@ -79,7 +88,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
     /* Memory may sit in caches and free pages: give it back and retry. */
     xa_tcache_flush_all();
     xa_arena_purge_all();
-    for (unsigned i = 0; i < xa_narenas; i++) xa_arena_release_spares(xa_arenas[i]);
+    xa_arena_release_spares_all();
     p = xa_huge_alloc(n, align, zeroed);
   }
   if (!p) return fail_nomem();
@@ -126,10 +135,13 @@ static struct block lookup(const void *p) {
   return b;
 }
 
-/* What a pointer that is no live block most likely is. */
-static XA_NOINLINE XA_COLD const char *invalid_why(const void *p) {
+/* Report p, which is no live block, as what it most likely is.  This may
+ * be the process's first call (a bad free before the constructor ran), so
+ * the options are read first: abort_on_error:false then holds for it too. */
+static XA_NOINLINE XA_COLD void report_invalid(const char *fn, const void *p) {
+  (void)xa_init();
   bool freed = xa_chunkmap_test((uintptr_t)p) ? xa_arena_was_freed(p) : xa_huge_is_cached(p);
-  return freed ? "double free" : "invalid pointer";
+  xa_error_pointer(fn, freed ? "double free" : "invalid pointer", p);
 }
 
 /* junk: mark freed memory; secure: zero it, so nothing leaks to the next
@@ -152,18 +164,20 @@ static void free_block(void *p, struct block b, const char *fn) {
      * (fails for a full bin, a marked block and the boot cache) */
     if (xa_tc_push_freed((size_t)b.cls, p)) return;
     struct xa_tcache *tc = xa_tcache_get();
+    unsigned news = 0;
     if (!tc) {
       xa_arena_flush(&p, 1, fn);
-      xa_purge_notify();             /* no cache GC will tell the purger */
-    } else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p)) xa_error_pointer(fn, "double free", p);
-    else if (unlikely(first)) xa_tcache_bury_first(tc, (unsigned)b.cls);
+      news = XA_TC_RETURNED;         /* no cache GC will tell the purger */
+    } else if (!xa_tcache_free_flush(tc, (unsigned)b.cls, p, &news)) xa_error_pointer(fn, "double free", p);
+    else if (unlikely(first)) xa_tcache_bury_first(tc, (unsigned)b.cls, &news);
+    tell_purger(news);
     return;
   }
   case K_LARGE: xa_arena_free_large(b.span); xa_purge_notify(); return;
   case K_HUGE: if (xa_huge_free(p)) { xa_purge_notify(); return; } break;
   default: break;
   }
-  xa_error_pointer(fn, invalid_why(p), p);   /* returns: call ignored */
+  report_invalid(fn, p);   /* returns: call ignored */
 }
 
 static void free_checked(void *p, const char *fn) {
@@ -287,7 +301,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
   struct block b = lookup(p);
   if (b.kind == K_INVALID) {
-    xa_error_pointer("realloc", invalid_why(p), p);
+    report_invalid("realloc", p);
     return NULL;                       /* abort_on_error:false: ignored */
   }
   if (n > XA_REQUEST_MAX) return fail_nomem();
@@ -349,7 +363,7 @@ XA_EXPORT void *pvalloc(size_t n) {
 XA_EXPORT size_t malloc_usable_size(void *p) {
   if (!p) return 0;
   struct block b = lookup(p);
-  if (b.kind == K_INVALID) xa_error_pointer("malloc_usable_size", invalid_why(p), p);
+  if (b.kind == K_INVALID) report_invalid("malloc_usable_size", p);
   return b.usable;                     /* 0 when invalid */
 }
 
@@ -391,7 +405,7 @@ XA_EXPORT int xalloc_purge(void) {
   xa_huge_stats(&n, &bytes, &cached);
   xa_huge_cache_decay(UINT64_MAX);
   size_t released = xa_arena_purge_all();
-  for (unsigned i = 0; i < xa_narenas; i++) released += xa_arena_release_spares(xa_arenas[i]);
+  released += xa_arena_release_spares_all();
   return released > 0 || cached > 0 || reclaimed > 0;
 }
 

@@ -1,17 +1,38 @@
 /* The option parser: no allocation, no stdio, no locale. */
 #include "options.h"
-#include "error.h"
+#include "fmt.h"
 #include "os.h"
 #include <string.h>
 
+/* The default of an option as a value, and for an ENUM its words
+ * ("|w1|w2", so that the list starts after its first byte) and range. */
+#define XA_OPT_DEF_BOOL(name, d) d
+#define XA_OPT_DEF_INT(name, d)  d
+#define XA_OPT_DEF_ENUM(name, d) xa_opt_##name##_##d
+#define XA_OPT_DEF_STR(name, d)  0
+#define XA_OPT_WORD(o, word) "|" #word
+#define XA_OPT_ONE(o, word) + 1
+#define XA_OPT_WORDS_OF_BOOL(name) NULL
+#define XA_OPT_WORDS_OF_INT(name)  NULL
+#define XA_OPT_WORDS_OF_STR(name)  NULL
+#define XA_OPT_WORDS_OF_ENUM(name) XA_OPT_WORDS_##name(XA_OPT_WORD, name) + 1
+#define XA_OPT_LO_BOOL(name, lo) lo
+#define XA_OPT_LO_INT(name, lo)  lo
+#define XA_OPT_LO_STR(name, lo)  lo
+#define XA_OPT_LO_ENUM(name, lo) 0
+#define XA_OPT_HI_BOOL(name, hi) hi
+#define XA_OPT_HI_INT(name, hi)  hi
+#define XA_OPT_HI_STR(name, hi)  hi
+#define XA_OPT_HI_ENUM(name, hi) (0 XA_OPT_WORDS_##name(XA_OPT_ONE, name) - 1)
+
 /* Defaults from the start: misuse reported before the first allocation
  * (free of a bad pointer as the first call) already sees them. */
-#define XA_OPT_DEFAULT_BOOL(d) d
-#define XA_OPT_DEFAULT_INT(d)  d
-#define XA_OPT_DEFAULT_ENUM(d) d
-#define XA_OPT_DEFAULT_STR(d)  {0}
+#define XA_OPT_INIT_BOOL(name, d) d
+#define XA_OPT_INIT_INT(name, d)  d
+#define XA_OPT_INIT_ENUM(name, d) XA_OPT_DEF_ENUM(name, d)
+#define XA_OPT_INIT_STR(name, d)  {0}
 struct xa_options xa_opt = {
-#define XA_OPT_INIT(name, type, def, lo, hi, doc) .name = XA_OPT_DEFAULT_##type(def),
+#define XA_OPT_INIT(name, type, def, lo, hi, rw, doc) .name = XA_OPT_INIT_##type(name, def),
   XA_OPTIONS(XA_OPT_INIT)
 #undef XA_OPT_INIT
 };
@@ -21,12 +42,16 @@ struct opt_desc {
   const char *name;
   enum opt_type type;
   long def, lo, hi;
+  bool rw;
+  const char *words;            /* ENUM: "w1|w2|..." */
   const char *doc;
   size_t offset;
 };
 
 static const struct opt_desc opts[] = {
-#define XA_OPT_DESC(name, type, def, lo, hi, doc) {#name, T_##type, def, lo, hi, doc, offsetof(struct xa_options, name)},
+#define XA_OPT_DESC(name, type, def, lo, hi, rw, doc) \
+  {#name, T_##type, XA_OPT_DEF_##type(name, def), XA_OPT_LO_##type(name, lo), XA_OPT_HI_##type(name, hi), \
+   rw, XA_OPT_WORDS_OF_##type(name), doc, offsetof(struct xa_options, name)},
   XA_OPTIONS(XA_OPT_DESC)
 #undef XA_OPT_DESC
 };
@@ -45,6 +70,7 @@ bool xa_options_find(struct xa_options *o, const char *name, struct xa_option_re
     if (strcmp(opts[i].name, name) != 0) continue;
     char *field = (char *)o + opts[i].offset;
     ref->is_str = opts[i].type == T_STR;
+    ref->writable = opts[i].rw;
     ref->num = ref->is_str ? NULL : (long *)field;
     ref->str = ref->is_str ? field : NULL;
     ref->lo = opts[i].lo;
@@ -57,19 +83,16 @@ bool xa_options_find(struct xa_options *o, const char *name, struct xa_option_re
 static void err_puts(const char *s) { xa_os_write_err(s, strlen(s)); }
 static void err_putn(const char *s, size_t n) { xa_os_write_err(s, n); }
 
-/* Enum values are the words before the first ':' of the doc, '|'-separated. */
-static long enum_value(const char *doc, const char *v, size_t vn) {
+/* The value of word v[0..vn) in an ENUM's "w1|w2|..." list, or -1. */
+static long enum_value(const char *words, const char *v, size_t vn) {
   long idx = 0;
-  const char *w = doc;
-  while (*w && *w != ':') {
+  for (const char *w = words;; idx++) {
     const char *e = w;
-    while (*e && *e != '|' && *e != ':') e++;
+    while (*e && *e != '|') e++;
     if ((size_t)(e - w) == vn && strncmp(w, v, vn) == 0) return idx;
-    if (*e != '|') break;
+    if (!*e) return -1;
     w = e + 1;
-    idx++;
   }
-  return -1;
 }
 
 static bool parse_long(const char *v, size_t vn, long *out) {
@@ -109,10 +132,10 @@ static void print_help(void) {
     if (d->type == T_BOOL) err_puts(d->def ? "true" : "false");
     else if (d->type == T_STR) err_puts("none");
     else if (d->type == T_ENUM) {
-      const char *w = d->doc;
+      const char *w = d->words;
       for (long k = 0; k < d->def; k++) w = strchr(w, '|') + 1;
       size_t n = 0;
-      while (w[n] && w[n] != '|' && w[n] != ':') n++;
+      while (w[n] && w[n] != '|') n++;
       err_putn(w, n);
     } else {
       long v = d->def;
@@ -120,6 +143,10 @@ static void print_help(void) {
       err_putn(num, xa_fmt_dec(num, (uint64_t)v));
     }
     err_puts("): ");
+    if (d->type == T_ENUM) {
+      err_puts(d->words);
+      err_puts(": ");
+    }
     err_puts(d->doc);
     err_puts("\n");
   }
@@ -164,7 +191,7 @@ int xa_options_parse(struct xa_options *o, const char *s, const char *source) {
       else if ((vn == 5 && !strncmp(v, "false", 5)) || (vn == 1 && v[0] == '0')) x = 0;
       else ok = false;
     } else if (d->type == T_ENUM) {
-      x = enum_value(d->doc, v, vn);
+      x = enum_value(d->words, v, vn);
       ok = x >= 0;
     } else {
       ok = parse_long(v, vn, &x) && x >= d->lo && x <= d->hi;

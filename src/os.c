@@ -2,7 +2,7 @@
  * Nothing else in xalloc includes <sys/mman.h>. */
 #define _GNU_SOURCE
 #include "os.h"
-#include "error.h"
+#include "fmt.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -28,6 +28,7 @@
 #define _GNU_SOURCE
 #include "purge.h"
 #include "arena.h"
+#include "decay.h"
 #include "tcache.h"
 #include "huge.h"
 #include "lock.h"
@@ -49,30 +50,24 @@ static int thread_idle;         /* waiting on purge_cond */
 static uint64_t inline_next;    /* inline mode: time of the next pass */
 static uint64_t reclaim_next;   /* time of the next cache reclaim */
 
-static uint64_t epoch_ns(void) {
-  long ms = xa_opt.dirty_decay_ms > 0 ? xa_opt.dirty_decay_ms : 1000;
-  return (uint64_t)ms * 1000000u / XA_DECAY_EPOCHS;
-}
+/* The period the purger keeps: dirty_decay_ms, or 1 s where pages decay
+ * at once or never (then only the cache reclaims need one).  It makes a
+ * pass every epoch of it and reclaims caches every quarter of it. */
+static int64_t pace_ms(void) { return xa_opt.dirty_decay_ms > 0 ? xa_opt.dirty_decay_ms : 1000; }
+static uint64_t epoch_ns(void) { return xa_decay_epoch_ns(pace_ms()); }
 
 /* Work left for later passes (racy reads: a hint). */
 static size_t pending(void) {
-  size_t dirty = 0;
-  for (unsigned i = 0; i < xa_narenas; i++) {
-    struct xa_arena *a = xa_arenas[i];
-    dirty += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
-    if (xa_opt.muzzy_decay_ms >= 0) dirty += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
-    dirty += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
-  }
   size_t n, bytes, cached;
   xa_huge_stats(&n, &bytes, &cached);
-  return dirty + cached;
+  return xa_arena_decay_pending() + cached;
 }
 
 /* Caches of quiet threads go back every quarter of the decay time: the
  * pages they held are then purged within 1.25-1.5 decay times after the
  * thread's last call. */
 static uint64_t reclaim_ns(void) {
-  uint64_t ns = epoch_ns() * XA_DECAY_EPOCHS / 4;
+  uint64_t ns = (uint64_t)pace_ms() * 1000000u / 4;
   return ns < 50000000u ? 50000000u : ns;   /* at most 20 passes a second */
 }
 
@@ -81,7 +76,7 @@ size_t xa_purge_pass(uint64_t now) {
   if (now >= next && __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false,
                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
     xa_tcache_reclaim(false);
-  for (unsigned i = 0; i < xa_narenas; i++) xa_arena_decay(xa_arenas[i], now);
+  xa_arena_decay_all(now);
   xa_huge_cache_decay(now);
   return pending();
 }
@@ -187,7 +182,8 @@ void xa_purge_start_wanted(void) {
 
 bool xa_purge_thread_running(void) { return __atomic_load_n(&thread_state, __ATOMIC_ACQUIRE) != 0; }
 
-void xa_purge_tick(void) {
+/* Inline mode: one pass per epoch, from whichever slow path comes first. */
+static void purge_tick(void) {
   if (xa_opt.dirty_decay_ms < 0 || xa_purge_thread_running()) return;
   uint64_t now = xa_os_now(), next = __atomic_load_n(&inline_next, __ATOMIC_RELAXED);
   if (now < next) return;
@@ -204,14 +200,14 @@ void xa_purge_watch_caches(void) {
 void xa_purge_notify(void) {
   if (unlikely(xa_fork_owner)) return;    /* inside fork: purge_mutex is held */
   if (xa_opt.dirty_decay_ms == 0) {     /* purge at once, inline */
-    for (unsigned i = 0; i < xa_narenas; i++) xa_arena_purge(xa_arenas[i]);
+    xa_arena_purge_all();
     xa_huge_cache_decay(UINT64_MAX);
     return;
   }
   if (xa_opt.dirty_decay_ms < 0) return;
   if (!xa_purge_thread_running()) {  /* inline until the thread runs */
     xa_purge_want();
-    xa_purge_tick();
+    purge_tick();
     return;
   }
   __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* our dirty pages before idle's read */

@@ -34,8 +34,6 @@ XA_INLINE void xa_purge_safe_point(void) {
                xa_os_mapped() > __atomic_load_n(&xa_purge_map_trigger, __ATOMIC_RELAXED)))
     xa_purge_start_wanted();
 }
-/* Periodic hook from slow paths (purging is inline while no thread runs). */
-XA_HIDDEN void xa_purge_tick(void);
 /* One pass over everything at time now; returns bytes still dirty. */
 XA_HIDDEN size_t xa_purge_pass(uint64_t now);
 /* True while the background thread exists. */

@@ -1,5 +1,5 @@
 /* Size-class table, derived from one formula at initialisation (nothing is
- * hand-typed): class sizes, slab geometry and thread-cache capacities. */
+ * hand-typed): class sizes and slab geometry. */
 #include "sizeclass.h"
 
 uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];
@@ -47,9 +47,6 @@ void xa_sizeclass_init(size_t page) {
     ci->page_objs = (uint32_t)((page + size - 1) / size);
     size_t slab_bytes = ci->slab_pages * page;
     ci->empty_keep = slab_bytes >= XA_EMPTY_SLAB_BYTES ? 1 : (uint32_t)(XA_EMPTY_SLAB_BYTES / slab_bytes);
-    /* Default; xa_tcache_init_global applies the tcache_bytes option. */
-    size_t cap = 65536 / size;
-    ci->tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);
   }
   for (size_t i = 0; i <= XA_LOOKUP_MAX / 16; i++)
     xa_class_lookup[i] = (uint8_t)(xa_sizeclass_compute(i * 16) * XA_BIN_SCALE);

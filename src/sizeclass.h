@@ -22,7 +22,7 @@ struct xa_class_info {
   uint32_t size;        /* object size in bytes */
   uint32_t slab_pages;  /* pages per slab */
   uint32_t nobjs;       /* objects per slab */
-  uint32_t tcache_cap;  /* thread cache slots */
+  uint32_t tcache_cap;  /* thread cache slots (xa_tcache_init_global) */
   uint64_t recip;       /* ceil(2^40 / size): offset -> index by multiply */
   uint32_t page_objs;   /* free objects that may make a whole page free */
   uint32_t empty_keep;  /* empty slabs an arena's bin keeps (XA_EMPTY_SLAB_BYTES) */
@@ -62,8 +62,9 @@ XA_INLINE bool xa_sizeclass_divides(size_t c, uint32_t off) {
   return (uint64_t)off * xa_class_divmagic[c] < xa_class_divmagic[c];
 }
 
-/* Object index of byte offset off inside a slab of class c, and whether off
- * is exactly the start of an object. */
+/* Index of the object of a class-c slab that byte offset off falls in
+ * (rounded down: callers that need off to be an object's start compare
+ * the index times the size with off). */
 XA_INLINE uint32_t xa_sizeclass_index(unsigned c, uintptr_t off) {
   return (uint32_t)((off * xa_classes[c].recip) >> XA_RECIP_SHIFT);
 }

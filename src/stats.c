@@ -1,59 +1,67 @@
 /* Statistics gathering and printing (text and JSON), without stdio and
- * without allocating: output goes through a small stack buffer. */
+ * without allocating: output goes through a small stack buffer.  Also the
+ * stats_print option: printing at exit to stats_file or stderr. */
 #include "stats.h"
 #include "tcache.h"
 #include "arena.h"
 #include "base.h"
-#include "error.h"
+#include "fmt.h"
 #include "huge.h"
-#include "init.h"
+#include "options.h"
 #include "os.h"
 #include "purge.h"
 #include "xalloc.h"
+#include <stdlib.h>
 #include <string.h>
+
+/* The public per-arena figures of snapshot as. */
+static void arena_figures(const struct xa_arena_stats *as, struct xa_stats_arena *s) {
+  memset(s, 0, sizeof *s);
+  s->mapped = as->mapped;
+  s->large_allocated = as->large_allocated;
+  s->active = as->large_allocated;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    s->small_allocated += as->bins[c].curobjs * xa_classes[c].size;
+    s->active += (as->bins[c].nslabs * xa_classes[c].slab_pages) << xa_os_page_shift;
+  }
+  s->dirty = as->dirty_pages << xa_os_page_shift;
+  s->muzzy = as->muzzy_pages << xa_os_page_shift;
+  s->retained = (uint64_t)as->nspare * XA_CHUNK_SIZE;
+  s->purged = as->purged_pages << xa_os_page_shift;
+  s->lock_contended = as->lock_contended;
+  s->large_requests = as->large_nrequests;
+}
 
 void xa_stats_arena(unsigned i, struct xa_stats_arena *s) {
   memset(s, 0, sizeof *s);
-  if (!xa_init_done || i >= xa_narenas) return;
-  struct xa_arena *a = xa_arenas[i];
-  xa_lock(&a->lock);
-  s->mapped = a->mapped;
-  s->large_allocated = a->large_allocated;
-  s->active = a->large_allocated;
-  for (unsigned c = 0; c < XA_NSMALL; c++) {
-    s->small_allocated += a->bins[c].curobjs * xa_classes[c].size;
-    s->active += (a->bins[c].nslabs * xa_classes[c].slab_pages) << xa_os_page_shift;
-  }
-  s->dirty = a->dirty_pages << xa_os_page_shift;
-  s->muzzy = a->muzzy_pages << xa_os_page_shift;
-  s->retained = (uint64_t)a->nspare * XA_CHUNK_SIZE;
-  s->purged = a->purged_pages << xa_os_page_shift;
-  s->lock_contended = a->lock.contended;
-  s->large_requests = a->large_nrequests;
-  xa_unlock(&a->lock);
+  if (i >= xa_arena_count()) return;
+  struct xa_arena_stats as;
+  xa_arena_get_stats(xa_arenas[i], &as);
+  arena_figures(&as, s);
 }
 
 void xa_stats_class(unsigned c, struct xa_stats_class *s) {
   memset(s, 0, sizeof *s);
   if (c >= XA_NSMALL) return;
   s->size = xa_classes[c].size;
-  if (!xa_init_done) return;
-  for (unsigned i = 0; i < xa_narenas; i++) {
-    struct xa_arena *a = xa_arenas[i];
-    xa_lock(&a->lock);
-    s->requests += a->bins[c].nrequests;
-    s->curobjs += a->bins[c].curobjs;
-    s->slabs += a->bins[c].nslabs;
-    xa_unlock(&a->lock);
+  for (unsigned i = 0, n = xa_arena_count(); i < n; i++) {
+    struct xa_arena_stats as;
+    xa_arena_get_stats(xa_arenas[i], &as);
+    s->requests += as.bins[c].nrequests;
+    s->curobjs += as.bins[c].curobjs;
+    s->slabs += as.bins[c].nslabs;
   }
 }
 
 void xa_stats_totals(struct xa_stats_totals *t) {
   memset(t, 0, sizeof *t);
-  if (!xa_init_done) return;
-  for (unsigned i = 0; i < xa_narenas; i++) {
+  unsigned narenas = xa_arena_count();
+  if (!narenas) return;           /* not initialised: all zero */
+  for (unsigned i = 0; i < narenas; i++) {
+    struct xa_arena_stats as;
     struct xa_stats_arena s;
-    xa_stats_arena(i, &s);
+    xa_arena_get_stats(xa_arenas[i], &as);
+    arena_figures(&as, &s);
     t->small_allocated += s.small_allocated;
     t->large_allocated += s.large_allocated;
     t->active += s.active;
@@ -62,7 +70,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
     t->retained += s.retained;
     t->purged += s.purged;
     t->lock_contended += s.lock_contended;
-    t->purge_runs += xa_arenas[i]->purge_runs;
+    t->purge_runs += as.purge_runs;
   }
   size_t n, bytes, cached;
   xa_huge_stats(&n, &bytes, &cached);
@@ -74,7 +82,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->metadata = xa_base_allocated();
   t->mapped = xa_os_mapped();
   t->resident = xa_os_resident();
-  t->narenas = xa_narenas;
+  t->narenas = narenas;
   t->tcache_reclaimed = xa_tcache_reclaimed();
   t->purger_running = xa_purge_thread_running();
 }
@@ -128,7 +136,7 @@ static void print_text(struct out *o) {
   XA_STATS_TOTALS(XA_STAT_TEXT)
 #undef XA_STAT_TEXT
   puts_(o, "arenas:  #          mapped     small_alloc     large_alloc          active           dirty           muzzy          purged  contended\n");
-  for (unsigned i = 0; i < xa_narenas; i++) {
+  for (unsigned i = 0; i < t.narenas; i++) {
     struct xa_stats_arena s;
     xa_stats_arena(i, &s);
     puts_(o, "      ");
@@ -158,7 +166,7 @@ static void print_json(struct out *o) {
 #define XA_STAT_JSON(name, doc) puts_(o, sep); puts_(o, "\"" #name "\":"); putu(o, t.name); sep = ",";
   XA_STATS_TOTALS(XA_STAT_JSON)
   puts_(o, "},\"arenas\":[");
-  for (unsigned i = 0; i < xa_narenas; i++) {
+  for (unsigned i = 0; i < t.narenas; i++) {
     struct xa_stats_arena s;
     xa_stats_arena(i, &s);
     puts_(o, i ? ",{" : "{");
@@ -187,4 +195,51 @@ void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json) {
   if (json) print_json(&o);
   else print_text(&o);
   flush(&o);
+}
+
+/* ---- at exit ----------------------------------------------------------- */
+
+/* stats_file with each %p replaced by the process id (%% is a %). */
+static bool expand_path(char *out, size_t cap, const char *tmpl) {
+  size_t n = 0;
+  for (const char *t = tmpl; *t; t++) {
+    char num[24];
+    const char *piece = t;
+    size_t len = 1;
+    if (t[0] == '%' && (t[1] == 'p' || t[1] == '%')) {
+      if (t[1] == 'p') { len = xa_fmt_dec(num, (uint64_t)xa_os_pid()); piece = num; }
+      t++;
+    }
+    if (n + len >= cap) return false;
+    memcpy(out + n, piece, len);
+    n += len;
+  }
+  out[n] = 0;
+  return n > 0;
+}
+
+static void write_to_fd(void *fd, const char *s) { xa_os_write_fd((int)(intptr_t)fd, s, strlen(s)); }
+
+static void stats_at_exit(void) {
+  bool json = xa_opt.stats_format == xa_opt_stats_format_json;
+  if (xa_opt.stats_file[0]) {
+    char path[XA_OPT_STR_MAX + 32];
+    int fd = expand_path(path, sizeof path, xa_opt.stats_file) ? xa_os_open_append(path) : -1;
+    if (fd < 0) {
+      static const char msg[] = "xalloc: stats_file: cannot open it; statistics not written\n";
+      xa_os_write_err(msg, sizeof msg - 1);
+      return;
+    }
+    xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
+    xa_os_close(fd);
+    return;
+  }
+  int fd = xa_os_kept_stderr();
+  if (fd >= 0) xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
+}
+
+void xa_stats_at_load(void) {
+  if (!xa_opt.stats_print) return;
+  if (!xa_opt.stats_file[0]) xa_os_keep_stderr();
+  atexit(stats_at_exit);
 }

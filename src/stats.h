@@ -61,4 +61,9 @@ XA_HIDDEN void xa_stats_class(unsigned c, struct xa_stats_class *s);
 
 /* Print everything through cb (NULL: stderr); json selects the format. */
 XA_HIDDEN void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json);
+/* stats_print:true: arrange for the statistics to be printed at exit (to
+ * stats_file, or to stderr, kept now in case the program closes it).
+ * From the library's constructor only: atexit takes a lock that glibc
+ * holds while it calls calloc. */
+XA_HIDDEN void xa_stats_at_load(void);
 #endif

@@ -1,12 +1,10 @@
 /* Thread-cache slow paths: creation, refill, flush, GC, teardown. */
 #include "tcache.h"
 #include "arena.h"
-#include "fastpath.h"
 #include "base.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
-#include "purge.h"
 #include "valgrind.h"
 #include <pthread.h>
 #include <string.h>
@@ -28,16 +26,17 @@ static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_l
 
 #define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
+#define BIN_MIN 8       /* objects a bin holds at least, */
+#define BIN_MAX 1024    /* and at most, whatever tcache_bytes says */
 
-bool xa_tcache_init_global(void) {
+bool xa_tcache_init_global(void (*at_thread_exit)(void *tc)) {
   tc_slots_total = 0;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
-    /* tcache_bytes per class, 8..1024 objects */
     size_t cap = (size_t)xa_opt.tcache_bytes / xa_classes[c].size;
-    xa_classes[c].tcache_cap = (uint32_t)(cap < 8 ? 8 : cap > 1024 ? 1024 : cap);
+    xa_classes[c].tcache_cap = (uint32_t)(cap < BIN_MIN ? BIN_MIN : cap > BIN_MAX ? BIN_MAX : cap);
+    tc_slots_total += xa_classes[c].tcache_cap;
   }
-  for (unsigned c = 0; c < XA_NSMALL; c++) tc_slots_total += xa_classes[c].tcache_cap;
-  return pthread_key_create(&tc_key, xa_tcache_destroy) == 0;
+  return pthread_key_create(&tc_key, at_thread_exit) == 0;
 }
 
 static struct xa_tcache *tc_cursor;              /* next cache the sweep checks */
@@ -58,6 +57,15 @@ static void tcache_recycle(struct xa_tcache *tc) {
 
 static void tcache_flush_bins(struct xa_tcache *tc);
 
+/* Cache tc, already off the live list (so no reclaimer works on it), goes
+ * back: its objects to the arenas, the cache to the recycled list. */
+static void tcache_retire(struct xa_tcache *tc) {
+  tcache_flush_bins(tc);
+  xa_lock(&tc_lock);
+  tcache_recycle(tc);
+  xa_unlock(&tc_lock);
+}
+
 /* glibc runs thread-specific data destructors for at most
  * PTHREAD_DESTRUCTOR_ITERATIONS rounds: a thread whose first allocation
  * comes in the last round gets a cache whose destructor never runs.  Each
@@ -76,11 +84,7 @@ static void tcache_sweep_orphans(void) {
     bool orphan = tc->live && tc->tid == tid;   /* not recycled meanwhile */
     if (orphan) tcache_unlink(tc);
     xa_unlock(&tc_lock);
-    if (!orphan) continue;
-    tcache_flush_bins(tc);
-    xa_lock(&tc_lock);
-    tcache_recycle(tc);
-    xa_unlock(&tc_lock);
+    if (orphan) tcache_retire(tc);
   }
 }
 
@@ -171,10 +175,10 @@ static void bin_flush(struct xa_tbin *b, uint32_t k) {
 }
 
 /* Idle-bin GC: a bin that did not miss since the last sweep had objects
- * to spare all period; hand half of them back. */
-static void tcache_gc(struct xa_tcache *tc) {
+ * to spare all period; hand half of them back.  Returns the news for the
+ * purger: the GC's period is also the inline purger's. */
+static unsigned tcache_gc(struct xa_tcache *tc) {
   tc->events = 0;
-  xa_purge_tick();
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     if (!tc->missed[c] && b->top != b->stack) {
@@ -183,7 +187,7 @@ static void tcache_gc(struct xa_tcache *tc) {
     }
     tc->missed[c] = 0;
   }
-  xa_purge_notify();
+  return XA_TC_RETURNED;
 }
 
 /* Has another thread asked for a flush since this cache last looked? */
@@ -196,13 +200,13 @@ static bool flush_requested(struct xa_tcache *tc) {
 
 void xa_tcache_request_flush(void) { __atomic_add_fetch(&tc_flush_gen, 1, __ATOMIC_RELAXED); }
 
-static void *alloc_refill(struct xa_tcache *tc, unsigned cls) {
+static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
   if (unlikely(flush_requested(tc))) {
     tcache_flush_bins(tc);
-    xa_purge_notify();
+    *news |= XA_TC_RETURNED;
   }
-  if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+  if (++tc->events >= GC_PERIOD) *news |= tcache_gc(tc);
   tc->missed[cls] = 1;
   /* The GC, or a closed gate rather than an empty bin, sent us here. */
   if (b->top != b->stack) return *--b->top;
@@ -214,13 +218,13 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls) {
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
   b->top = b->stack + got - 1;
-  xa_purge_watch_caches();            /* the purger may reclaim it if it goes quiet */
+  *news |= XA_TC_TOOK;
   return *b->top;
 }
 
-void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls) {
+void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   claim_slow(tc);
-  void *p = alloc_refill(tc, cls);
+  void *p = alloc_refill(tc, cls, news);
   xa_tc_release(tc);
   return p;
 }
@@ -234,38 +238,36 @@ static bool freed_already(const struct xa_tbin *b, void *p) {
   return xa_arena_small_is_free(p);
 }
 
-static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
   if (*(uintptr_t *)p == xa_freed_mark(p) && freed_already(b, p)) return false;
   *(uintptr_t *)p = xa_freed_mark(p);
   /* Only a full bin is a slow-path event: frees that merely came this way
    * (realloc's, or a marked object's) must not drive the GC, whose sweeps
    * would then flush every quiet bin again and again. */
-  bool flushed = false;
   if (b->top == b->end) {
-    if (++tc->events >= GC_PERIOD) tcache_gc(tc);
+    if (++tc->events >= GC_PERIOD) *news |= tcache_gc(tc);
     if (unlikely(flush_requested(tc))) {
       tcache_flush_bins(tc);
-      flushed = true;
+      *news |= XA_TC_RETURNED;
     }
   }
   if (b->top == b->end) {
     bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
-    flushed = true;
+    *news |= XA_TC_RETURNED;
   }
   *b->top++ = p;
-  if (flushed) xa_purge_notify();   /* bin consistent again: re-entrant calls are safe */
   return true;
 }
 
-bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p) {
+bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news) {
   claim_slow(tc);
-  bool ok = free_flush(tc, cls, p);
+  bool ok = free_flush(tc, cls, p, news);
   xa_tc_release(tc);
   return ok;
 }
 
-void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
+void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
   claim_slow(tc);
   uint32_t n = xa_tbin_count(b);
@@ -276,7 +278,7 @@ void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls) {
     unsigned got = want > 1 ? xa_arena_refill(xa_arena_choose(), cls, b->stack + 1, want - 1) : 0;
     b->top = b->stack + 1 + got;
     tc->missed[cls] = 1;
-    xa_purge_watch_caches();
+    *news |= XA_TC_TOOK;
   } else {                       /* swap it with the bottom object */
     b->top[-1] = b->stack[0];
     b->stack[0] = p;
@@ -297,11 +299,6 @@ void xa_tcache_flush_all(void) {
   xa_tc_release(tc);
 }
 
-static void tcache_unlink_recycle(struct xa_tcache *tc) {
-  tcache_unlink(tc);
-  tcache_recycle(tc);
-}
-
 void xa_tcache_destroy(void *arg) {
   struct xa_tcache *tc = arg;
   /* From now on this thread's calls go straight to the arenas.  Off the
@@ -311,11 +308,7 @@ void xa_tcache_destroy(void *arg) {
   xa_lock(&tc_lock);
   tcache_unlink(tc);
   xa_unlock(&tc_lock);
-  tcache_flush_bins(tc);
-  xa_lock(&tc_lock);
-  tcache_recycle(tc);
-  xa_unlock(&tc_lock);
-  xa_purge_notify();
+  tcache_retire(tc);
 }
 
 void xa_tcache_prefork(void) { xa_lock(&tc_lock); }
@@ -336,7 +329,8 @@ void xa_tcache_postfork_child(void) {
     if (tc != xa_tc) {
       for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
       tc->left = tc->entered;         /* its owner may have been inside a call */
-      tcache_unlink_recycle(tc);
+      tcache_unlink(tc);
+      tcache_recycle(tc);
     }
     tc = next;
   }
@@ -406,7 +400,6 @@ size_t xa_tcache_reclaim(bool all) {
   }
   tc_reclaimed += objs;
   xa_unlock(&tc_lock);
-  if (objs) xa_purge_notify();
   return objs;
 }
 

@@ -1,9 +1,9 @@
 /* Thread caches: per thread, per small class, a bounded array stack of
  * object pointers.  The only thing written into a cached object is the
- * freed mark in its first word (fastpath.h), which catches double frees.  The fast path
- * (fastpath.h) pops and pushes; everything here is the slow path: creating
- * the cache on a thread's first call, batch refill and flush against the
- * arenas, idle-bin GC, and teardown at thread exit. */
+ * freed mark in its first word (XA_FREED_KEY), which catches double frees.
+ * The fast path (fastpath.h) pops and pushes; everything here is the slow
+ * path: creating the cache on a thread's first call, batch refill and
+ * flush against the arenas, idle-bin GC, and teardown at thread exit. */
 #ifndef XA_TCACHE_H
 #define XA_TCACHE_H
 #include "internal.h"
@@ -26,6 +26,11 @@ struct xa_tbin {
 };
 
 _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
+
+/* A cached free object's first word holds this: p's address mixed with a
+ * constant, so ordinary data (zeros, pointers to itself) rarely matches. */
+#define XA_FREED_KEY ((uintptr_t)0xa110cf4eed5a17edULL)
+XA_INLINE uintptr_t xa_freed_mark(const void *p) { return (uintptr_t)p ^ XA_FREED_KEY; }
 
 XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
 XA_INLINE uint32_t xa_tbin_cap(const struct xa_tbin *b) { return (uint32_t)(b->end - b->stack); }
@@ -82,21 +87,31 @@ XA_INLINE struct xa_tbin *xa_tbin_scaled(struct xa_tcache *tc, size_t cls_scaled
 XA_HIDDEN extern struct xa_tcache xa_tcache_boot;
 XA_HIDDEN extern __thread struct xa_tcache *xa_tc __attribute__((tls_model("initial-exec")));
 
+/* News for the purger from the slow-path calls below, ORed into their
+ * *news.  The purger sits above the thread cache (it reclaims caches), so
+ * the cache never calls it: the caller tells it, after the call. */
+enum {
+  XA_TC_RETURNED = 1,   /* objects went back to the arenas (flush, GC): pages
+                           may have become dirty, and the GC's period passed */
+  XA_TC_TOOK = 2,       /* the cache took objects from the arenas: the purger
+                           reclaims them should the thread go quiet */
+};
+
 /* The calling thread's cache, created on first use; NULL once the thread
  * has torn its cache down (then callers use the arenas directly) or if no
  * memory is left for one. */
 XA_HIDDEN struct xa_tcache *xa_tcache_get(void);
 /* Refill bin cls (which is empty) and pop one object; NULL if OOM. */
-XA_HIDDEN void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls);
+XA_HIDDEN void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news);
 /* Cache small object p of class cls (the fast path could not: bin full, or
  * p carries the freed mark).  A full bin's older half is flushed first.
  * Returns false, caching nothing, if p is already free (double free). */
-XA_HIDDEN bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p);
+XA_HIDDEN bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news);
 /* The object just cached in bin cls was the thread's first free: it most
  * likely came from another thread, and reusing it first would put this
  * thread's writes in that thread's cache lines (passive false sharing).
  * Fill the bin from the arena and move the object to the bottom. */
-XA_HIDDEN void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls);
+XA_HIDDEN void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls, unsigned *news);
 /* Return every cached object of the calling thread to the arenas. */
 XA_HIDDEN void xa_tcache_flush_all(void);
 /* Ask every thread to empty its cache at its next slow-path event (a miss
@@ -112,9 +127,13 @@ XA_HIDDEN size_t xa_tcache_reclaim(bool all);
 XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
 /* Does any other thread's cache hold objects? (racy: a hint) */
 XA_HIDDEN bool xa_tcache_others_hold(void);
-/* Thread-exit destructor (also used by tests). */
+/* Thread exit: return the cache's objects to the arenas and recycle the
+ * cache; the caller then tells the purger. */
 XA_HIDDEN void xa_tcache_destroy(void *tc);
-XA_HIDDEN bool xa_tcache_init_global(void);
+/* Set the bins' capacities and make the key whose destructor,
+ * at_thread_exit, runs at each thread's exit with its cache: it calls
+ * xa_tcache_destroy and tells the purger. */
+XA_HIDDEN bool xa_tcache_init_global(void (*at_thread_exit)(void *tc));
 
 XA_HIDDEN void xa_tcache_prefork(void);
 XA_HIDDEN void xa_tcache_postfork_parent(void);

@@ -18,17 +18,9 @@
 #define XA_VALGRIND 0
 #endif
 
-/* Set at initialisation: running under memcheck. */
+/* Running under memcheck: set by xa_valgrind_init, at initialisation. */
 XA_HIDDEN extern bool xa_on_valgrind;
-
-XA_INLINE void xa_valgrind_init(void) {
-#if XA_VALGRIND
-  /* Only memcheck answers GET_VBITS (1: done): other tools, such as
-   * callgrind measuring the fast path, keep the caches. */
-  unsigned char probe = 0, vbits;
-  xa_on_valgrind = RUNNING_ON_VALGRIND && VALGRIND_GET_VBITS(&probe, &vbits, 1) == 1;
-#endif
-}
+XA_HIDDEN void xa_valgrind_init(void);
 /* p..p+n is a new block (zeroed: reads as zero). */
 XA_INLINE void xa_valgrind_alloc(const void *p, size_t n, bool zeroed) {
 #if XA_VALGRIND

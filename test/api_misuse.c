@@ -28,7 +28,7 @@
 #include "testutil.h"
 #ifndef XA_TEST_GLIBC
 #include "xalloc.h"
-#include "fastpath.h"   /* XA_FREED_KEY */
+#include "tcache.h"     /* XA_FREED_KEY */
 #endif
 
 static void *opqp(void *x)

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
-#include "arena.h"
+#include "arena_private.h"   /* white-box: reads the arena's fields */
 #include "base.h"
 #include "init.h"
 #include "fastpath.h"

@@ -66,7 +66,7 @@ static void test_options_parse(void **state) {
   assert_int_equal(o.narenas, 3);
   assert_int_equal(o.dirty_decay_ms, -1);
   assert_int_equal(o.background_thread, 0);
-  assert_int_equal(o.thp, XA_THP_NEVER);
+  assert_int_equal(o.thp, xa_opt_thp_never);
   assert_int_equal(o.tcache, 0);
   /* bad input: one warning each, value kept */
   assert_int_equal(xa_options_parse(&o, "nosuch:1", "test"), 1);
@@ -76,11 +76,29 @@ static void test_options_parse(void **state) {
   assert_int_equal(xa_options_parse(&o, "tcache:yes", "test"), 1);
   assert_int_equal(xa_options_parse(&o, "narenas", "test"), 1);
   assert_int_equal(o.narenas, 3);
-  assert_int_equal(o.thp, XA_THP_NEVER);
+  assert_int_equal(o.thp, xa_opt_thp_never);
   /* empty entries are ignored; later keys win */
   assert_int_equal(xa_options_parse(&o, ",,narenas:1,,narenas:2,", "test"), 0);
   assert_int_equal(o.narenas, 2);
   assert_int_equal(xa_options_parse(&o, "help", "test"), 0);   /* lists options on stderr */
+  /* every ENUM word maps to its constant; the range is the word count */
+  assert_int_equal(xa_options_parse(&o, "purge:free,stats_format:json,thp:always", "test"), 0);
+  assert_int_equal(o.purge, xa_opt_purge_free);
+  assert_int_equal(o.stats_format, xa_opt_stats_format_json);
+  assert_int_equal(o.thp, xa_opt_thp_always);
+  assert_int_equal(xa_options_parse(&o, "purge:dontneed,stats_format:text,thp:default", "test"), 0);
+  assert_int_equal(o.purge, xa_opt_purge_dontneed);
+  assert_int_equal(o.stats_format, xa_opt_stats_format_text);
+  assert_int_equal(o.thp, xa_opt_thp_default);
+  struct xa_option_ref r;
+  assert_true(xa_options_find(&o, "thp", &r));
+  assert_int_equal(r.lo, 0);
+  assert_int_equal(r.hi, xa_opt_thp_never);
+  assert_false(r.writable);
+  /* the rw column: what xalloc_ctl may write at run time */
+  assert_true(xa_options_find(&o, "dirty_decay_ms", &r) && r.writable);
+  assert_true(xa_options_find(&o, "huge_cache_bytes", &r) && r.writable);
+  assert_true(xa_options_find(&o, "narenas", &r) && !r.writable);
 }
 
 int main(void) {

@@ -20,6 +20,9 @@
 
 #define CLS 3   /* 64-byte objects */
 
+/* What the slow paths report for the purger (tcache.h). */
+static unsigned news;
+
 static void test_boot_cache_always_misses(void **state) {
   (void)state;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
@@ -40,25 +43,31 @@ static void test_refill_and_flush_halves(void **state) {
   uint32_t cap = xa_tbin_cap(b);
   assert_int_equal(cap, xa_classes[CLS].tcache_cap);
   unsigned slow = tc->slow_start[CLS];          /* test_refill_slow_start */
-  void *p = xa_tcache_alloc_refill(tc, CLS);
+  news = 0;
+  void *p = xa_tcache_alloc_refill(tc, CLS, &news);
   assert_non_null(p);
   assert_int_equal(xa_tbin_count(b), ((cap / 2) >> slow) - 1);   /* a batch, one handed out */
+  assert_true(news & XA_TC_TOOK);                /* for the purger to watch */
   /* fill the bin, then one more push flushes the older half */
   void *more[1024];
   uint32_t need = cap - xa_tbin_count(b);
   assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, need), need);
   for (uint32_t i = 0; i < need; i++) *b->top++ = more[i];
   assert_true(b->top == b->end);
-  assert_true(xa_tcache_free_flush(tc, CLS, p));
+  news = 0;
+  assert_true(xa_tcache_free_flush(tc, CLS, p, &news));
   assert_int_equal(xa_tbin_count(b), cap / 2 + 1);
+  assert_true(news & XA_TC_RETURNED);            /* objects went to the arena */
   /* p is marked and cached now: a second free is refused, nothing cached */
   assert_int_equal(*(uintptr_t *)p, xa_freed_mark(p));
-  assert_false(xa_tcache_free_flush(tc, CLS, p));
+  news = 0;
+  assert_false(xa_tcache_free_flush(tc, CLS, p, &news));
   assert_int_equal(xa_tbin_count(b), cap / 2 + 1);
+  assert_int_equal(news, 0);
   /* the same once p went back to its slab */
   xa_tcache_flush_all();
   assert_true(xa_arena_small_is_free(p));
-  assert_false(xa_tcache_free_flush(tc, CLS, p));
+  assert_false(xa_tcache_free_flush(tc, CLS, p, &news));
   assert_int_equal(xa_tbin_count(b), 0);
   /* a live object whose data equals the mark is cached normally */
   void *q = xa_malloc_fast(64);
@@ -66,7 +75,7 @@ static void test_refill_and_flush_halves(void **state) {
   assert_false(xa_arena_small_is_free(q));
   *(uintptr_t *)q = xa_freed_mark(q);
   uint32_t held = xa_tbin_count(b);
-  assert_true(xa_tcache_free_flush(tc, CLS, q));
+  assert_true(xa_tcache_free_flush(tc, CLS, q, &news));
   assert_int_equal(xa_tbin_count(b), held + 1);
   assert_ptr_equal(b->top[-1], q);
   xa_tcache_flush_all();
@@ -107,8 +116,8 @@ static void test_idle_gc(void **state) {
   uint32_t before = fill_one_bin(tc);
   /* slow-path events on another class drive the GC clock */
   for (int i = 0; i < 600; i++) {
-    void *q = xa_tcache_alloc_refill(tc, 10);
-    xa_tcache_free_flush(tc, 10, q);
+    void *q = xa_tcache_alloc_refill(tc, 10, &news);
+    xa_tcache_free_flush(tc, 10, q, &news);
   }
   assert_true(xa_tbin_count(&tc->bins[CLS]) <= before / 2 + 1);
 }
@@ -141,25 +150,25 @@ static void *slow_start_body(void *arg) {
   enum { C = 20 };
   struct xa_tbin *b = &tc->bins[C];
   for (int k = 0; k < 5; k++) {
-    void *q = xa_tcache_alloc_refill(tc, C);    /* the bin is empty: a refill */
+    void *q = xa_tcache_alloc_refill(tc, C, &news);    /* the bin is empty: a refill */
     got[k] = xa_tbin_count(b) + 1;
     xa_arena_flush(&q, 1, "free");
     xa_tcache_flush_all();                       /* empty again */
   }
   tc->missed[C] = 0;                             /* quiet through a GC sweep */
-  void *r = xa_tcache_alloc_refill(tc, 10);
-  xa_tcache_free_flush(tc, 10, r);
+  void *r = xa_tcache_alloc_refill(tc, 10, &news);
+  xa_tcache_free_flush(tc, 10, r, &news);
   for (int i = 0; i < 300; i++) {                /* drive the GC clock */
-    void *q = xa_tcache_alloc_refill(tc, 11);
-    xa_tcache_free_flush(tc, 11, q);
+    void *q = xa_tcache_alloc_refill(tc, 11, &news);
+    xa_tcache_free_flush(tc, 11, q, &news);
     if (i == 0) {                               /* C holds objects: sweepable */
-      void *s = xa_tcache_alloc_refill(tc, C);
-      xa_tcache_free_flush(tc, C, s);
+      void *s = xa_tcache_alloc_refill(tc, C, &news);
+      xa_tcache_free_flush(tc, C, s, &news);
       tc->missed[C] = 0;
     }
   }
   xa_tcache_flush_all();
-  void *q = xa_tcache_alloc_refill(tc, C);
+  void *q = xa_tcache_alloc_refill(tc, C, &news);
   got[5] = xa_tbin_count(b) + 1;
   xa_arena_flush(&q, 1, "free");
   return NULL;

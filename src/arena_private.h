@@ -1,0 +1,55 @@
+/* The layout of an arena: private to arena.c (and to its white-box unit
+ * test).  Every other file holds struct xa_arena pointers and goes through
+ * the functions of arena.h, so the fields and their locking rule (all of
+ * them under `lock`) are arena.c's alone. */
+#ifndef XA_ARENA_PRIVATE_H
+#define XA_ARENA_PRIVATE_H
+#include "arena.h"
+#include "decay.h"
+#include "lock.h"
+
+/* Free spans are binned by length: exact for 1..64 pages, then by power
+ * of two. */
+#define XA_FREE_EXACT 64
+#define XA_FREE_BINS  (XA_FREE_EXACT + 16)
+/* Free spans a span request looks at for a dirty (resident) one. */
+#define XA_DIRTY_SCAN 16
+
+struct xa_lru {
+  struct xa_span *head, *tail;  /* oldest first */
+};
+
+struct xa_bin {
+  struct xa_span *nonfull;      /* slabs with at least one free object */
+  uint32_t nempty;              /* of those, wholly free ones */
+  uint64_t nslabs;              /* slabs of this class in the arena */
+  uint64_t nrequests;           /* objects handed out (refills) */
+  uint64_t curobjs;             /* objects out of slabs (caches + user) */
+};
+
+struct xa_arena {
+  xa_lock_t lock;
+  unsigned index;
+  struct xa_bin bins[XA_NSMALL];
+  struct xa_span *free_spans[XA_FREE_BINS];
+  uint64_t free_nonempty[2];    /* bit i: free_spans[i] is not empty */
+  struct xa_chunk *chunks;      /* every chunk of the arena */
+  unsigned nspare;              /* wholly free chunks kept for reuse */
+  size_t mapped;                /* bytes of chunks */
+  size_t large_allocated;       /* bytes in live large spans */
+  uint64_t large_nrequests;
+  size_t dirty_pages;           /* free pages that may be resident */
+  struct xa_lru dirty_spans;    /* dirty free spans */
+  struct xa_lru dirty_slabs;    /* slabs with free pages not yet purged */
+  struct xa_lru muzzy_spans;    /* MADV_FREE'd free spans (purge:free) */
+  size_t muzzy_pages;
+  struct xa_decay decay;        /* how many dirty pages may stay */
+  uint64_t purged_pages;        /* pages returned to the OS */
+  uint64_t purge_runs;          /* madvise calls */
+  uint64_t rng;                 /* secure mode: xorshift state for slot choice */
+};
+
+/* Invariant walker for tests and debug builds (lock held); NULL when
+ * consistent, else the first violation found. */
+XA_HIDDEN const char *xa_arena_check_locked(struct xa_arena *a);
+#endif
