@@ -62,7 +62,7 @@ UNIT   := $(patsubst test/%.c,build/test/%,$(wildcard test/unit_*.c))
 API    := $(patsubst test/%.c,build/test/%,$(wildcard test/api_*.c))
 APIG   := $(patsubst test/%.c,build/test/%.glibc,$(wildcard test/api_*.c))
 STRESS := $(patsubst test/%.c,build/test/%,$(wildcard test/stress_*.c))
-SCRIPTS:= $(wildcard test/*.sh)
+SCRIPTS:= $(filter-out test/run.sh,$(wildcard test/*.sh))
 RPATH  := -Wl,-rpath,$(CURDIR)/lib
 TESTCC  = $(CC) $(CFLAGS_T) $(CPPFLAGS) -MMD -MP -MF $@.d
 

@@ -305,7 +305,7 @@ static bool region_new(size_t size, size_t align) {
 
 /* ---- allocation ------------------------------------------------------------ */
 
-static bool purge_one(uint64_t now, uint64_t min_age);
+static bool purge_one(uint64_t now, uint64_t min_age, size_t max);
 static void release_regions(bool keep_one);
 
 /* Secure mode puts an inaccessible page after each huge block (and keeps
@@ -364,7 +364,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
     if (!e.p && region_new(size, align)) e.p = carve(size, align, zeroed, &e.region);
     if (!e.p) {
       /* address space short: give back every free region and try again */
-      while (purge_one(UINT64_MAX, 0)) {}
+      while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
       release_regions(false);
       if (region_new(size, align)) e.p = carve(size, align, zeroed, &e.region);
     }
@@ -410,10 +410,11 @@ bool xa_huge_is_cached(const void *p) {
 
 /* ---- purging ------------------------------------------------------------------ */
 
-/* Purge one dirty extent: the oldest, if it is older than min_age ns at
- * now (UINT64_MAX: any).  It leaves the array while madvise runs (lock
- * dropped) and comes back clean.  False if none qualified. */
-static bool purge_one(uint64_t now, uint64_t min_age) {
+/* Purge the oldest dirty extent, if it is older than min_age ns at now
+ * (UINT64_MAX: any): at most max bytes of it, from its start (the rest
+ * stays dirty).  The purged part leaves the array while madvise runs
+ * (lock dropped) and comes back clean.  False if none qualified. */
+static bool purge_one(uint64_t now, uint64_t min_age, size_t max) {
   size_t old = nfree;
   for (size_t i = 0; i < nfree; i++)
     if (ext[i].state == EXT_DIRTY && (old == nfree || ext[i].freed_at < ext[old].freed_at)) old = i;
@@ -421,14 +422,18 @@ static bool purge_one(uint64_t now, uint64_t min_age) {
   if (now != UINT64_MAX && (now < ext[old].freed_at || now - ext[old].freed_at < min_age)) return false;
   struct extent x = ext[old];
   ext_delete(old);
+  size_t cut = x.size > max ? XA_ALIGN_UP(max, xa_os_page) : x.size;
+  if (cut < x.size) {
+    ext_free(x.start + cut, x.size - cut, x.region, EXT_DIRTY, x.freed_at);
+    x.size = cut;
+  }
   regions[x.region].free_bytes += x.size;   /* still free, out of the array */
   xa_unlock(&huge_lock);
   xa_os_purge((void *)x.start, x.size);
   xa_lock(&huge_lock);
   regions[x.region].free_bytes -= x.size;
-  if (!ext_free(x.start, x.size, x.region, EXT_CLEAN, 0)) {
-    /* no slot: it stays out of use (clean, mapped); retry later is moot */
-  }
+  /* with no free slot (EXTENTS_MAX in use) the range stays out of use */
+  (void)ext_free(x.start, x.size, x.region, EXT_CLEAN, 0);
   return true;
 }
 
@@ -460,7 +465,7 @@ static void release_regions(bool keep_one) {
 static void purge_over_budget(void) {
   size_t budget = (size_t)xa_opt.huge_cache_bytes;
   if (budget) budget += huge_bytes;
-  while (dirty_bytes > budget && purge_one(UINT64_MAX, 0)) {}
+  while (dirty_bytes > budget && purge_one(UINT64_MAX, 0, dirty_bytes - budget)) {}
 }
 
 size_t xa_huge_cache_decay(uint64_t now) {
@@ -468,9 +473,9 @@ size_t xa_huge_cache_decay(uint64_t now) {
   xa_lock(&huge_lock);
   if (ext) {
     if (now == UINT64_MAX) {
-      while (purge_one(UINT64_MAX, 0)) {}
+      while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
     } else if (ttl != UINT64_MAX) {
-      while (purge_one(now, ttl)) {}
+      while (purge_one(now, ttl, SIZE_MAX)) {}
     }
     purge_over_budget();
     release_regions(now != UINT64_MAX);
@@ -502,7 +507,7 @@ bool xa_huge_free(void *p) {
     xa_os_purge(p, e.size);
     return true;
   }
-  if (xa_opt.dirty_decay_ms == 0 || xa_opt.huge_cache_bytes == 0) while (purge_one(UINT64_MAX, 0)) {}
+  if (xa_opt.dirty_decay_ms == 0 || xa_opt.huge_cache_bytes == 0) while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
   else purge_over_budget();
   xa_unlock(&huge_lock);
   return true;

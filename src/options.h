@@ -24,7 +24,7 @@
   X(muzzy_decay_ms,    INT,  10000, -1, 3600000, 0, "with purge:free, ms before MADV_FREE'd pages are also MADV_DONTNEED'd; -1 = never") \
   X(background_thread, BOOL, 1,     0, 1, 0, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, default, 0, 0, 0, "transparent huge pages for huge blocks") \
-  X(huge_cache_bytes,  INT,  64 << 20, 0, 1 << 30, 1, "bytes of freed huge mappings kept for reuse (they decay like dirty pages)") \
+  X(huge_cache_bytes,  INT,  16 << 20, 0, 1 << 30, 1, "bytes of freed huge-block pages kept resident beyond the live huge bytes (all decay)") \
   X(abort_on_error,    BOOL, 1,     0, 1, 0, "abort after reporting misuse (false: report, then ignore the call)") \
   X(junk,              BOOL, 0,     0, 1, 0, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \
   X(secure,            BOOL, 0,     0, 1, 0, "hardened mode: no thread caches, random slot order, zero on free, guarded huge blocks") \

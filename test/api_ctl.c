@@ -96,7 +96,7 @@ static void test_ctl_options(void **state) {
   assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 1000);
   assert_int_equal(get("opt.background_thread"), 1);
   assert_int_equal(get("opt.thp"), 0);
-  assert_int_equal(get("opt.huge_cache_bytes"), 64 << 20);
+  assert_int_equal(get("opt.huge_cache_bytes"), 16 << 20);
   assert_int_equal(get("opt.stats_print"), 0);
   assert_int_equal(get("opt.abort_on_error"), 1);
   assert_int_equal(get("opt.purge"), 0);
@@ -117,7 +117,7 @@ static void test_ctl_options(void **state) {
   void *h = malloc(8 << 20);
   free(h);
   assert_int_equal(get("stats.huge_cached"), 0);       /* cache disabled: unmapped */
-  v = 64 << 20;
+  v = 16 << 20;
   assert_int_equal(xalloc_ctl("opt.huge_cache_bytes", NULL, NULL, &v, sizeof v), 0);
 }
 

@@ -55,6 +55,7 @@ static int setup(void **state) {
   (void)state;
   assert_true(xa_init());
   xa_opt.dirty_decay_ms = -1;            /* no purging behind the tests' backs */
+  xa_opt.huge_cache_bytes = 256 << 20;   /* and room for every freed block */
   xa_huge_cache_decay(UINT64_MAX);
   return 0;
 }
@@ -207,6 +208,30 @@ static void test_decay_purges_old_extents(void **state) {
   xa_opt.dirty_decay_ms = -1;
 }
 
+/* huge_cache_bytes bounds the dirty bytes beyond the live huge bytes;
+ * what stays dirty is reused first. */
+static void test_dirty_budget(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  xa_opt.huge_cache_bytes = 16 << 20;
+  char *a = malloc(30 * MiB), *b = malloc(30 * MiB);
+  memset(a, 1, 30 * MiB);
+  memset(b, 1, 30 * MiB);
+  free(a);                               /* 30 MiB dirty, budget 16 + 30 live */
+  assert_true(huge_dirty() >= 30 * MiB);
+  free(b);                               /* 60 MiB dirty, budget 16 + 0 live */
+  size_t d = huge_dirty();
+  if (d > 16 * MiB || d + PG < 16 * MiB)
+    fail_msg("after freeing 60 MiB with a 16 MiB budget, %zu bytes dirty", d);
+  char *c = malloc(30 * MiB);            /* the 16 resident MiB, then fresh ones */
+  long before = minor_faults();
+  memset(c, 2, 30 * MiB);
+  long f = minor_faults() - before;
+  if (f > (long)(14 * MiB / PG) + 64) fail_msg("30 MiB over 16 resident MiB took %ld faults", f);
+  free(c);
+  xa_opt.huge_cache_bytes = 256 << 20;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reuse_without_faults),
@@ -217,6 +242,7 @@ int main(void) {
       cmocka_unit_test(test_calloc_of_reused_pages_reads_zero),
       cmocka_unit_test(test_trim_returns_everything),
       cmocka_unit_test(test_decay_purges_old_extents),
+      cmocka_unit_test(test_dirty_budget),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Large-block workloads side by side: time, page faults, peak and idle RSS.
+
+  python3 bench/largebench.py [--runs 3] [--mimalloc3 PATH/libmimalloc.so.3]
+                              [--malloc-large PATH/malloc-large] [--only a,b]
+
+Runs each workload under each allocator, interleaved (every round runs
+every cell once), and reports medians.  Workloads (bench/*.c, built by
+`make bench-progs`):
+
+  infer-cat      bench/infer, K/V tensors grown allocate-copy-free
+  infer-realloc  bench/infer, K/V tensors grown with realloc
+  kvpool         bench/kvpool, paged KV cache of 32 KiB blocks
+  weights        bench/weights, 3 x 384 MiB written once, read at random
+  large          bench/large, 1 MiB..16 MiB blocks, realloc growth
+  malloc-large   mimalloc-bench's malloc-large, when --malloc-large names
+                 its binary (built from mimalloc-bench's sources outside
+                 this repository)
+
+Allocators: xalloc (lib/libxalloc.so), glibc, and the Debian packages of
+jemalloc, tcmalloc and mimalloc 2.0 where installed; mimalloc 3 when
+--mimalloc3 names its library (built outside this repository).  Faults
+and peak RSS come from wait4's rusage; the idle RSS (2 s after the
+program freed everything) and AnonHugePages from the programs.
+"""
+import argparse
+import glob
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "bench")
+
+PEERS = [
+    ("jemalloc", "/usr/lib/*/libjemalloc.so.2"),
+    ("tcmalloc", "/usr/lib/*/libtcmalloc_minimal.so.4"),
+    ("mimalloc", "/usr/lib/*/libmimalloc.so.2"),
+]
+
+
+def workloads(args):
+    w = [
+        ("infer-cat", [os.path.join(BIN, "infer"), "2", "2", "cat", "2000"], "tokens_per_s"),
+        ("infer-realloc", [os.path.join(BIN, "infer"), "2", "8", "realloc", "2000"], "tokens_per_s"),
+        ("kvpool", [os.path.join(BIN, "kvpool"), "2", "1", "32", "2000"], "steps_per_s"),
+        ("weights", [os.path.join(BIN, "weights"), "2", "0.5", "2000"], "read_s"),
+        ("large", [os.path.join(BIN, "large"), "1", "0.03125"], None),
+    ]
+    if args.malloc_large:
+        w.append(("malloc-large", [args.malloc_large], None))
+    if args.only:
+        keep = set(args.only.split(","))
+        w = [x for x in w if x[0] in keep]
+    return w
+
+
+def allocators(args):
+    a = [("xalloc", os.path.join(ROOT, "lib", "libxalloc.so")), ("glibc", None)]
+    for name, pat in PEERS:
+        hits = sorted(glob.glob(pat))
+        if hits:
+            a.append((name, hits[0]))
+        else:
+            print("note: %s not installed, skipped" % name, file=sys.stderr)
+    if args.mimalloc3:
+        a.append(("mimalloc3", args.mimalloc3))
+    return a
+
+
+def run_one(cmd, lib, timeout):
+    """(wall s, exit status, stdout, stderr, rusage) of one run, or None on
+    timeout.  wait4 gives this child's own faults and peak RSS."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if lib:
+        env["LD_PRELOAD"] = lib
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        timer.cancel()
+        wall = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if p.returncode == -9 and wall >= timeout:
+            return None
+        return wall, p.returncode, out.read().decode(), err.read().decode(), ru
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mimalloc3", default="")
+    ap.add_argument("--malloc-large", default="")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "largebench"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    ws, als = workloads(args), allocators(args)
+    cells = {}
+    for r in range(args.runs):
+        for wname, cmd, metric in ws:
+            for aname, lib in als:
+                res = run_one(cmd, lib, args.timeout)
+                if res is None or res[1] != 0:
+                    why = "timeout" if res is None else "exit %d: %s" % (res[1], res[3].strip()[-200:])
+                    print("%s/%s run %d FAILED (%s)" % (wname, aname, r, why), file=sys.stderr)
+                    continue
+                wall, _, out, _, ru = res
+                kv = dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+                row = {"wall": wall, "faults": ru.ru_minflt, "maxrss_mb": ru.ru_maxrss / 1024.0}
+                for k, v in kv.items():
+                    try:
+                        row[k] = float(v)
+                    except ValueError:
+                        pass
+                cells.setdefault((wname, aname), []).append(row)
+                print("%-14s %-9s run %d: %.2f s, %d faults %s" % (wname, aname, r, wall, row["faults"],
+                      " ".join("%s=%s" % kv_ for kv_ in kv.items())), file=sys.stderr, flush=True)
+    lines = ["# Large-block workloads (median of %d interleaved runs)" % args.runs, ""]
+    for wname, cmd, metric in ws:
+        lines += ["## %s" % wname, "", "`%s`" % " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
+                                                          for c in cmd), ""]
+        head = "| allocator | wall s |" + (" %s |" % metric if metric else "") + \
+               " minor faults | peak RSS MB | idle RSS MB | AnonHugePages MB |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for aname, _ in als:
+            rows = cells.get((wname, aname))
+            if not rows:
+                lines.append("| %s | FAIL |" % aname)
+                continue
+            med = lambda k: statistics.median(x[k] for x in rows) if all(k in x for x in rows) else None
+            cell = lambda v, f: (f % v) if v is not None else "-"
+            idle = med("rss_idle_kb")
+            huge = med("anon_huge_kb")
+            lines.append("| %s | %s |%s %s | %s | %s | %s |" % (
+                aname, cell(med("wall"), "%.2f"),
+                (" %s |" % cell(med(metric), "%.3g")) if metric else "",
+                cell(med("faults"), "%d"), cell(med("maxrss_mb"), "%.1f"),
+                cell(idle / 1024.0 if idle is not None else None, "%.1f"),
+                cell(huge / 1024.0 if huge is not None else None, "%.1f")))
+        lines.append("")
+    md = "\n".join(lines)
+    with open(os.path.join(args.out, "largebench.md"), "w") as f:
+        f.write(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+/* weights: a model-weights load: a few very large blocks written once
+ * and then read many times at random (where TLB reach shows: huge pages
+ * help), then freed.
+ *
+ *   weights THREADS SCALE [IDLE_MS]
+ *
+ * 3 blocks of 768 MiB * SCALE (at least 8 MiB each) are allocated and
+ * written sequentially (the load), then THREADS readers each make
+ * 4,000,000 * SCALE reads of 8 bytes at random offsets over all blocks
+ * (the inference), checking a stamp at each page start they touch.
+ *
+ * Output (key=value): load_s, read_s, anon_huge_kb (AnonHugePages while
+ * the weights are live), rss_peak_kb, rss_idle_kb (IDLE_MS, default 2000,
+ * after the blocks are freed). */
+#include "common.h"
+
+#define BLOCKS 3
+#define PG 4096
+
+static char *blk[BLOCKS];
+static size_t blk_size, reads;
+
+static void *reader(void *arg)
+{
+    rng_t r;
+    rng_seed(&r, 0xbeef + (uintptr_t)arg);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < reads; i++) {
+        size_t b = rng_below(&r, BLOCKS), off = rng_below(&r, blk_size / 8) * 8;
+        uint64_t v;
+        memcpy(&v, blk[b] + off, 8);
+        if ((off & (PG - 1)) == 0 && v != mix64(b * 1000003 + off / PG))
+            VERIFY_FAIL("weights: block %zu page %zu corrupted", b, off / PG);
+        sum += v;
+    }
+    return (void *)(uintptr_t)sum;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = arg_threads(argc, argv, 2);
+    double scale = arg_scale(argc, argv, 1.0);
+    long idle_ms = argc > 3 ? atol(argv[3]) : 2000;
+    blk_size = scaled(768.0 * 1024 * 1024, scale, 8u << 20) & ~(size_t)(PG - 1);
+    reads = scaled(4000000, scale, 10000);
+    double t0 = now_sec();
+    for (size_t b = 0; b < BLOCKS; b++) {
+        blk[b] = xmalloc_chk(blk_size);
+        for (size_t off = 0; off < blk_size; off += PG) {
+            uint64_t s = mix64(b * 1000003 + off / PG);
+            memcpy(blk[b] + off, &s, 8);
+            memset(blk[b] + off + 8, (int)(off >> 12), PG - 8);
+        }
+    }
+    double t1 = now_sec();
+    pthread_t t[1024];
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&t[i], NULL, reader, (void *)(uintptr_t)i)) bench_die(1, "pthread_create");
+    for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+    double t2 = now_sec();
+    long huge = proc_kb("/proc/self/smaps_rollup", "AnonHugePages");
+    for (size_t b = 0; b < BLOCKS; b++) free(blk[b]);
+    long peak = proc_status_kb("VmHWM");
+    struct timespec ts = {idle_ms / 1000, (idle_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+    printf("load_s=%.3f\nread_s=%.3f\nanon_huge_kb=%ld\nrss_peak_kb=%ld\nrss_idle_kb=%ld\n", t1 - t0, t2 - t1, huge,
+           peak, proc_status_kb("VmRSS"));
+    return 0;
+}
