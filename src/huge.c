@@ -54,6 +54,10 @@ static struct huge_ent *tab;
 static size_t tab_cap;          /* power of two */
 static size_t tab_used;         /* live + deleted */
 static size_t huge_count, huge_bytes;
+/* The most bytes live in huge blocks lately: the high-water mark since
+ * hwm_at, restarted from the current bytes once it is a decay time old. */
+static size_t huge_hwm;
+static uint64_t hwm_at;
 
 static struct region regions[REGIONS_MAX];
 static unsigned nregions;       /* slots used (a released one has size 0) */
@@ -119,6 +123,10 @@ static void insert_locked(const struct huge_ent *e) {
   tab_used++;
   huge_count++;
   huge_bytes += e->size;
+  if (huge_bytes > huge_hwm) {
+    huge_hwm = huge_bytes;
+    hwm_at = xa_os_now();
+  }
 }
 
 static void remove_locked(struct huge_ent *e) {
@@ -323,15 +331,17 @@ static void *own_alloc(size_t size, size_t align) {
   return p;
 }
 
-/* Carve size bytes aligned to align from the regions, resident pages
- * first: the best-fitting dirty extent, else a run that starts in a dirty
- * extent (its clean part faults), else the best-fitting clean extent,
- * else any run.  Lock held; 0 if nothing fits. */
-static uintptr_t carve(size_t size, size_t align, bool *zeroed, uint32_t *region) {
-  size_t i = best_fit(EXT_DIRTY, size, align), first;
+/* Carve size bytes aligned to align from the regions.  For a new block,
+ * resident pages first: the best-fitting dirty extent, else a run that
+ * starts in a dirty extent (its clean part faults), else the best-fitting
+ * clean extent, else any run.  For pages about to be moved in
+ * (for_move), clean first: resident pages there would be thrown away.
+ * Lock held; 0 if nothing fits. */
+static uintptr_t carve(size_t size, size_t align, bool for_move, bool *zeroed, uint32_t *region) {
+  size_t i = best_fit(for_move ? EXT_CLEAN : EXT_DIRTY, size, align), first;
   uintptr_t at;
-  if (i == nfree && !run_fit(size, align, true, &first, &at)) {
-    i = best_fit(EXT_CLEAN, size, align);
+  if (i == nfree && (for_move || !run_fit(size, align, true, &first, &at))) {
+    i = best_fit(for_move ? EXT_DIRTY : EXT_CLEAN, size, align);
     if (i == nfree && !run_fit(size, align, false, &first, &at)) return 0;
   }
   if (i < nfree) {
@@ -360,13 +370,13 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
     return NULL;
   }
   if (!guard_size()) {
-    e.p = carve(size, align, zeroed, &e.region);
-    if (!e.p && region_new(size, align)) e.p = carve(size, align, zeroed, &e.region);
+    e.p = carve(size, align, false, zeroed, &e.region);
+    if (!e.p && region_new(size, align)) e.p = carve(size, align, false, zeroed, &e.region);
     if (!e.p) {
       /* address space short: give back every free region and try again */
       while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
       release_regions(false);
-      if (region_new(size, align)) e.p = carve(size, align, zeroed, &e.region);
+      if (region_new(size, align)) e.p = carve(size, align, false, zeroed, &e.region);
     }
   }
   if (e.p) {
@@ -458,13 +468,20 @@ static void release_regions(bool keep_one) {
   }
 }
 
-/* Keep dirty bytes within huge_cache_bytes plus the bytes of live huge
- * blocks: a program that replaces big blocks all the time keeps about
- * one generation of them resident for reuse; the rest goes, oldest
+/* Keep dirty bytes within huge_cache_bytes plus the most bytes live in
+ * huge blocks within the last decay time: a program that allocates and
+ * frees big blocks all the time keeps about what it uses at its peak
+ * resident for reuse, whatever the sizes' order; the rest goes, oldest
  * first.  (Time decay returns all of them once the program stops.) */
 static void purge_over_budget(void) {
   size_t budget = (size_t)xa_opt.huge_cache_bytes;
-  if (budget) budget += huge_bytes;
+  uint64_t window = xa_opt.dirty_decay_ms > 0 ? (uint64_t)xa_opt.dirty_decay_ms * 1000000u : 0;
+  uint64_t now = xa_os_now();
+  if (now - hwm_at > window) {
+    huge_hwm = huge_bytes;
+    hwm_at = now;
+  }
+  if (budget) budget += huge_hwm;
   while (dirty_bytes > budget && purge_one(UINT64_MAX, 0, dirty_bytes - budget)) {}
 }
 
@@ -541,8 +558,8 @@ static void *resize(struct huge_ent *e, size_t size) {
    * as it was), and the old range reserved again and freed as clean. */
   bool zeroed;
   uint32_t r;
-  uintptr_t q = carve(size, XA_HUGE_ALIGN, &zeroed, &r);
-  if (!q && region_new(size, XA_HUGE_ALIGN)) q = carve(size, XA_HUGE_ALIGN, &zeroed, &r);
+  uintptr_t q = carve(size, XA_HUGE_ALIGN, true, &zeroed, &r);
+  if (!q && region_new(size, XA_HUGE_ALIGN)) q = carve(size, XA_HUGE_ALIGN, true, &zeroed, &r);
   if (!q) return NULL;
   xa_unlock(&huge_lock);
   int mv = xa_os_move_pages((void *)e->p, e->size, (void *)q);

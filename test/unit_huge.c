@@ -229,6 +229,19 @@ static void test_dirty_budget(void **state) {
   long f = minor_faults() - before;
   if (f > (long)(14 * MiB / PG) + 64) fail_msg("30 MiB over 16 resident MiB took %ld faults", f);
   free(c);
+  /* with a decay time, the budget follows the most bytes live lately:
+   * 60 MiB were live a moment ago, so both freed blocks stay resident */
+  xa_huge_cache_decay(UINT64_MAX);
+  xa_opt.dirty_decay_ms = 60000;
+  a = malloc(30 * MiB);
+  b = malloc(30 * MiB);
+  memset(a, 1, 30 * MiB);
+  memset(b, 1, 30 * MiB);
+  free(a);
+  free(b);
+  d = huge_dirty();
+  xa_opt.dirty_decay_ms = -1;
+  if (d < 60 * MiB) fail_msg("60 MiB live a moment ago, yet only %zu bytes kept after freeing them", d);
   xa_opt.huge_cache_bytes = 256 << 20;
 }
 
