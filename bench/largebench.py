@@ -61,6 +61,9 @@ def workloads(args):
 
 def allocators(args):
     a = [("xalloc", os.path.join(ROOT, "lib", "libxalloc.so")), ("glibc", None)]
+    for v in args.xalloc_conf:            # LABEL=CONF: xalloc with XALLOC_CONF=CONF
+        label, conf = v.split("=", 1)
+        a.insert(1, (label, os.path.join(ROOT, "lib", "libxalloc.so") + "@" + conf))
     for name, pat in PEERS:
         hits = sorted(glob.glob(pat))
         if hits:
@@ -77,6 +80,9 @@ def run_one(cmd, lib, timeout):
     timeout.  wait4 gives this child's own faults and peak RSS."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    env.pop("XALLOC_CONF", None)
+    if lib and "@" in lib:
+        lib, env["XALLOC_CONF"] = lib.split("@", 1)
     if lib:
         env["LD_PRELOAD"] = lib
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -101,6 +107,8 @@ def main():
     ap.add_argument("--mimalloc3", default="")
     ap.add_argument("--malloc-large", default="")
     ap.add_argument("--only", default="")
+    ap.add_argument("--xalloc-conf", action="append", default=[],
+                    help="LABEL=CONF: also xalloc with XALLOC_CONF=CONF (e.g. xalloc-thp=thp:always)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "largebench"))
     args = ap.parse_args()
