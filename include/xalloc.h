@@ -35,8 +35,9 @@ const char *xalloc_version(void);
 /* Return free memory held by the allocator to the OS now: flush the calling
  * thread's cache and every other thread's that is outside an allocator
  * call (the others empty theirs at their next cache miss or full bin),
- * release empty spans with madvise and cached huge mappings.  Returns 1 if
- * any memory was released, 0 otherwise. */
+ * release empty spans and free huge-block pages with madvise, and unmap
+ * wholly free huge-block regions.  Returns 1 if any memory was released,
+ * 0 otherwise. */
 int xalloc_purge(void);
 
 /* Read and/or write a named value (see the README's table): oldp/oldlenp

@@ -13,7 +13,7 @@
   X(large_allocated, "bytes of live large blocks") \
   X(huge_allocated,  "bytes of live huge blocks") \
   X(huge_count,      "live huge blocks") \
-  X(huge_cached,     "bytes of freed huge mappings kept for reuse") \
+  X(huge_cached,     "bytes of freed huge-block pages still resident, kept for reuse") \
   X(active,          "bytes of pages in slabs, large and huge blocks") \
   X(dirty,           "bytes of free pages not yet returned to the OS") \
   X(muzzy,           "bytes of free pages given back with MADV_FREE (purge:free)") \
