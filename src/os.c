@@ -138,24 +138,41 @@ void xa_os_purge_lazy(void *p, size_t size) {
   errno = saved;
 }
 
-size_t xa_os_resident(void) {
+/* The start of a /proc file, NUL-terminated, in buf; its length (0 if
+ * it cannot be read).  errno is left as it was. */
+static size_t read_proc(const char *path, char *buf, size_t size) {
   int saved = errno;
-  char buf[128];
-  size_t rss = 0;
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  ssize_t n = -1;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    n = read(fd, buf, size - 1);
     close(fd);
-    if (n > 0) {
-      buf[n] = 0;
-      const char *p = buf;
-      while (*p && *p != ' ') p++;       /* skip size, read resident */
-      while (*p == ' ') p++;
-      while (*p >= '0' && *p <= '9') rss = rss * 10 + (size_t)(*p++ - '0');
-    }
   }
   errno = saved;
-  return rss * xa_os_page;
+  buf[n > 0 ? n : 0] = 0;
+  return n > 0 ? (size_t)n : 0;
+}
+
+static size_t parse_num(const char *p) {
+  size_t v = 0;
+  while (*p == ' ') p++;
+  while (*p >= '0' && *p <= '9') v = v * 10 + (size_t)(*p++ - '0');
+  return v;
+}
+
+size_t xa_os_anon_huge(void) {
+  char buf[2048];
+  read_proc("/proc/self/smaps_rollup", buf, sizeof buf);
+  const char *p = strstr(buf, "\nAnonHugePages:");
+  return p ? parse_num(p + sizeof "\nAnonHugePages:" - 1) << 10 : 0;
+}
+
+size_t xa_os_resident(void) {
+  char buf[128];
+  read_proc("/proc/self/statm", buf, sizeof buf);
+  const char *p = buf;
+  while (*p && *p != ' ') p++;           /* skip size, read resident */
+  return parse_num(p) * xa_os_page;
 }
 
 void xa_os_hugepage(void *p, size_t size, bool on) {

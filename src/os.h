@@ -49,6 +49,9 @@ XA_INLINE size_t xa_os_mapped(void) { return __atomic_load_n(&xa_os_mapped_bytes
 
 /* Resident set size of the process in bytes (0 if unknown). */
 XA_HIDDEN size_t xa_os_resident(void);
+/* Bytes of the process's anonymous memory backed by transparent huge
+ * pages (AnonHugePages of /proc/self/smaps_rollup), 0 if unknown. */
+XA_HIDDEN size_t xa_os_anon_huge(void);
 /* Monotonic clock in nanoseconds. */
 XA_HIDDEN uint64_t xa_os_now(void);
 

@@ -82,6 +82,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->metadata = xa_base_allocated();
   t->mapped = xa_os_mapped();
   t->resident = xa_os_resident();
+  t->anon_huge = xa_os_anon_huge();
   t->narenas = narenas;
   t->tcache_reclaimed = xa_tcache_reclaimed();
   t->purger_running = xa_purge_thread_running();

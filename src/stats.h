@@ -20,6 +20,7 @@
   X(retained,        "bytes of wholly free chunks kept mapped for reuse") \
   X(mapped,          "bytes mapped from the OS (chunks, huge blocks, metadata)") \
   X(resident,        "resident set size of the whole process (from /proc/self/statm)") \
+  X(anon_huge,       "bytes of the process's anonymous memory on transparent huge pages (smaps_rollup)") \
   X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables)") \
   X(purged,          "bytes returned to the OS with madvise since start") \
   X(purge_runs,      "madvise calls made by purging") \

@@ -46,7 +46,7 @@ static void test_ctl_names(void **state) {
   /* every total, arena and class name reads */
   static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
                                 "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
-                                "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.purged", "stats.purge_runs", "stats.lock_contended",
+                                "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.purged", "stats.purge_runs", "stats.lock_contended",
                                 "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",
                                 "stats.arenas.0.dirty", "stats.arenas.0.muzzy", "stats.arenas.0.retained",
                                 "stats.arenas.0.purged", "stats.arenas.0.lock_contended",

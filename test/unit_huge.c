@@ -20,6 +20,7 @@
 #include "init.h"
 #include "options.h"
 #include "os.h"
+#include "xalloc.h"
 
 #define MiB ((size_t)1 << 20)
 #define PG 4096
@@ -245,6 +246,33 @@ static void test_dirty_budget(void **state) {
   xa_opt.huge_cache_bytes = 256 << 20;
 }
 
+/* stats.anon_huge reports the kernel's AnonHugePages; with thp:always a
+ * huge block is madvised and usually gets huge pages (not asserted: the
+ * kernel may have none free). */
+static void test_anon_huge_stat(void **state) {
+  (void)state;
+  malloc_trim(0);                        /* the next block makes a new region */
+  xa_opt.thp = xa_opt_thp_always;
+  char *a = malloc(64 * MiB);
+  assert_non_null(a);
+  memset(a, 1, 64 * MiB);
+  uint64_t v = 0;
+  size_t len = sizeof v;
+  assert_int_equal(xalloc_ctl("stats.anon_huge", &v, &len, NULL, 0), 0);
+  long kb = -1;
+  FILE *f = fopen("/proc/self/smaps_rollup", "r");
+  if (f) {
+    char line[256];
+    while (fgets(line, sizeof line, f)) sscanf(line, "AnonHugePages: %ld kB", &kb);
+    fclose(f);
+  }
+  print_message("AnonHugePages %ld kB, stats.anon_huge %llu\n", kb, (unsigned long long)v);
+  if (kb >= 0 && llabs((long long)v - kb * 1024LL) > (8 << 20))
+    fail_msg("stats.anon_huge %llu, smaps_rollup %ld kB", (unsigned long long)v, kb);
+  free(a);
+  xa_opt.thp = xa_opt_thp_default;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reuse_without_faults),
@@ -256,6 +284,7 @@ int main(void) {
       cmocka_unit_test(test_trim_returns_everything),
       cmocka_unit_test(test_decay_purges_old_extents),
       cmocka_unit_test(test_dirty_budget),
+      cmocka_unit_test(test_anon_huge_stat),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
