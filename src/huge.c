@@ -203,10 +203,7 @@ static void ext_take(size_t i, uintptr_t start, size_t size) {
   ext_delete(i);
   if (start > x.start) ext_free(x.start, start - x.start, x.region, x.state, x.freed_at);
   uintptr_t end = start + size, xend = x.start + x.size;
-  if (xend > end) {
-    ext_free(end, xend - end, x.region, x.state, x.freed_at);
-    /* keep the remainder's age: ext_free stamped it with freed_at */
-  }
+  if (xend > end) ext_free(end, xend - end, x.region, x.state, x.freed_at);   /* keeps its age */
 }
 
 static uintptr_t aligned_in(const struct extent *x, size_t align) {
@@ -249,18 +246,19 @@ static bool run_fit(size_t size, size_t align, bool dirty_first, size_t *first, 
 }
 
 /* Carve [at, at+size) out of the run of extents from index first; returns
- * whether any of its pages were clean (then they read as zero only if all
- * were clean).  *dirty_part: some pages were dirty.  Lock held. */
-static void run_take(size_t first, uintptr_t at, size_t size, bool *dirty_part, bool *clean_part) {
+ * whether any of its pages were dirty (else it reads as zero).  Lock
+ * held. */
+static bool run_take(size_t first, uintptr_t at, size_t size) {
   uintptr_t end = at + size;
+  bool dirty = false;
   while (first < nfree && ext[first].start < end) {
     struct extent x = ext[first];
     uintptr_t lo = x.start > at ? x.start : at, hi = x.start + x.size < end ? x.start + x.size : end;
-    if (x.state == EXT_DIRTY) *dirty_part = true;
-    else *clean_part = true;
+    dirty |= x.state == EXT_DIRTY;
     ext_take(first, lo, hi - lo);
     first = ext_lower(hi);
   }
+  return dirty;
 }
 
 /* ---- regions -------------------------------------------------------------- */
@@ -351,10 +349,8 @@ static uintptr_t carve(size_t size, size_t align, bool for_move, bool *zeroed, u
     ext_take(i, at, size);
     return at;
   }
-  bool d = false, c = false;
   *region = ext[first].region;
-  run_take(first, at, size, &d, &c);
-  *zeroed = !d;
+  *zeroed = !run_take(first, at, size);
   return at;
 }
 
@@ -539,8 +535,7 @@ static bool grow_in_place(struct huge_ent *e, size_t size) {
   for (size_t j = i; j < nfree && ext[j].region == e->region && ext[j].start == end + have && have < need; j++)
     have += ext[j].size;
   if (have < need) return false;
-  bool d = false, c = false;
-  run_take(i, end, need, &d, &c);
+  run_take(i, end, need);
   e->size = size;
   return true;
 }

@@ -213,8 +213,7 @@ static void *alloc_aligned(size_t align, size_t n) {
 /* ---- sized frees: is this the block the claimed request made? ---------- */
 
 /* A large or huge block is the request rounded to pages, or up to 1/8
- * more (large_size's classes; a huge block cut from a cached piece is
- * exact). */
+ * more (large_size's classes; a huge block is exactly its pages). */
 static bool pages_fit(size_t usable, size_t n) {
   size_t s = XA_ALIGN_UP(n, xa_os_page);
   return s >= n && s <= usable && usable - s <= s / 8 + xa_os_page;

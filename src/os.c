@@ -69,25 +69,6 @@ void xa_os_unmap(void *p, size_t size) {
   errno = saved;
 }
 
-void *xa_os_remap(void *p, size_t old_size, size_t new_size) {
-  int saved = errno;
-  void *q = (unlikely(xa_os_fail_maps) && new_size > old_size) ? MAP_FAILED
-            : mremap(p, old_size, new_size, MREMAP_MAYMOVE);
-  errno = saved;
-  if (q == MAP_FAILED) return NULL;
-  __atomic_fetch_add(&xa_os_mapped_bytes, new_size - old_size, __ATOMIC_RELAXED);
-  return q;
-}
-
-bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size) {
-  int saved = errno;
-  void *q = mremap(p, old_size, new_size, 0);
-  errno = saved;
-  if (q == MAP_FAILED) return false;
-  __atomic_fetch_add(&xa_os_mapped_bytes, new_size - old_size, __ATOMIC_RELAXED);
-  return true;
-}
-
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
 #endif

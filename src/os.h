@@ -15,11 +15,6 @@ XA_HIDDEN void xa_os_init(void);
 XA_HIDDEN void *xa_os_map(size_t size, size_t align);
 /* Unmap [p, p+size), both page aligned. */
 XA_HIDDEN void xa_os_unmap(void *p, size_t size);
-/* Grow or shrink a mapping, moving it if needed (never copies bytes
- * in user space).  NULL on failure. */
-XA_HIDDEN void *xa_os_remap(void *p, size_t old_size, size_t new_size);
-/* Try to grow/shrink in place only.  true on success. */
-XA_HIDDEN bool xa_os_remap_inplace(void *p, size_t old_size, size_t new_size);
 /* Move the pages of [from, from+size) to [to, to+size) (a mapping of
  * ours): page tables move, no byte is copied.  XA_MOVE_KEPT: from stays
  * mapped and reads as zero; XA_MOVE_HOLE: moved, but from could not be
