@@ -6,7 +6,7 @@
  * Forks, execs PROG (environment inherited, so LD_PRELOAD applies to PROG;
  * this program is static and ignores LD_PRELOAD itself), waits for it with
  * wait4 and writes one line to REPORT_FILE:
- *   exit_code term_signal wall_s user_s sys_s maxrss_kb
+ *   exit_code term_signal wall_s user_s sys_s maxrss_kb minor_faults
  * Why not os.wait4 in Python directly: Linux folds the RSS high-water mark of
  * the process image that calls exec into the new program's ru_maxrss, so a
  * child forked from the Python runner reports at least Python's own RSS
@@ -49,9 +49,9 @@ int main(int argc, char **argv)
     double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     FILE *f = fopen(argv[1], "w");
     if (!f) { perror("launch: report file"); return 2; }
-    fprintf(f, "%d %d %.6f %.6f %.6f %ld\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+    fprintf(f, "%d %d %.6f %.6f %.6f %ld %ld\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1,
             WIFSIGNALED(st) ? WTERMSIG(st) : 0, wall,
             (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6,
-            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6, ru.ru_maxrss);
+            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6, ru.ru_maxrss, ru.ru_minflt);
     return fclose(f) == 0 ? 0 : 2;
 }

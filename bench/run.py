@@ -244,9 +244,10 @@ THREADED = [w.name for w in WORKLOADS if w.threaded]
 # running one child
 
 class RunResult:
-    __slots__ = ("status", "wall", "cpu", "maxrss", "stdout", "note", "rc", "stderr")
+    __slots__ = ("status", "wall", "cpu", "maxrss", "stdout", "note", "rc", "stderr", "faults")
 
     def __init__(self, status, wall=None, cpu=None, maxrss=None, stdout="", note="", rc=None, stderr=""):
+        self.faults = None      # minor page faults
         self.status = status    # OK FAIL CRASH TIMEOUT SKIP
         self.wall = wall
         self.cpu = cpu
@@ -261,12 +262,13 @@ _current_child = [None]
 LAUNCH = os.path.join(BUILD, "launch")
 
 
-def run_child(argv, env, timeout):
+def run_child(argv, env, timeout, stdin_path=None):
     """Run argv under the static helper build/bench/launch, which forks, execs
     argv, wait4()s for it and reports exit status, wall time, user/sys time and
     ru_maxrss (see launch.c for why Python's own os.wait4 would overstate
     ru_maxrss).  The helper and the program get their own process group,
-    which is SIGKILLed on timeout.  Returns a RunResult."""
+    which is SIGKILLed on timeout.  stdin_path: the program's standard input
+    (default /dev/null).  Returns a RunResult."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     rep_fd, rep_path = tempfile.mkstemp(prefix="bench-rusage-")
@@ -277,8 +279,11 @@ def run_child(argv, env, timeout):
     cmd = [LAUNCH, rep_path, exe] + list(argv[1:])
     try:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=stdin,
                              start_new_session=True, cwd=ROOT)
+        if stdin_path:
+            stdin.close()
     except OSError as e:
         os.unlink(rep_path)
         return RunResult("FAIL", note="cannot start: %s" % e)
@@ -332,7 +337,7 @@ def run_child(argv, env, timeout):
     last_err = " | ".join(stderr.strip().splitlines()[-2:])[:300]
     if state["killed"]:
         return RunResult("TIMEOUT", py_wall, None, None, stdout, "killed after %gs" % timeout)
-    if len(rep) != 6:
+    if len(rep) != 7:
         return RunResult("FAIL", py_wall, None, None, stdout,
                          "launcher failed (status %d): %s" % (lstatus, last_err))
     rc, sig = int(rep[0]), int(rep[1])
@@ -350,7 +355,9 @@ def run_child(argv, env, timeout):
         return RunResult("FAIL", wall, cpu, maxrss, stdout, kind + (": " + last_err if last_err else ""), rc=rc)
     if "ERROR: ld.so" in stderr:
         return RunResult("FAIL", wall, cpu, maxrss, stdout, last_err, rc=rc)
-    return RunResult("OK", wall, cpu, maxrss, stdout, rc=0, stderr=stderr)
+    res = RunResult("OK", wall, cpu, maxrss, stdout, rc=0, stderr=stderr)
+    res.faults = int(rep[6])
+    return res
 
 
 # --------------------------------------------------------------------------
