@@ -75,6 +75,17 @@ static size_t large_size(size_t n) {
   return pages << xa_os_page_shift;
 }
 
+/* The bytes realloc gives a large block that grows: a quarter more than
+ * asked, rounded as large_size does.  A block grown a little at a time
+ * (a K/V tensor gaining a row per step) then moves, copying everything,
+ * once per quarter of growth instead of once per eighth: half the bytes
+ * copied.  The pages of the headroom stay untouched until written.  Not
+ * past the huge threshold, where growth moves pages instead of bytes. */
+static size_t grow_size(size_t n) {
+  size_t g = n + n / 4;
+  return large_size(g < XA_HUGE_MIN ? g : n);
+}
+
 /* Large or huge block of n bytes aligned to align (a power of two);
  * *zeroed tells whether it is known to read as zero. */
 static void *alloc_big(size_t n, size_t align, bool *zeroed) {
@@ -229,12 +240,12 @@ static bool made_for(struct block b, size_t align, size_t n) {
   return (b.kind == K_LARGE || b.kind == K_HUGE) && pages_fit(b.usable, n);
 }
 
-/* Sizes realloc leaves in a block it does not move: at most the usable
- * size and more than half of it, except that a large block shrinks to the
- * pages a large size needs (so only a small size stays in a larger one). */
+/* Sizes realloc leaves in a block: at most the usable size and more than
+ * half of it, except that a large block keeps no more than a growing
+ * realloc gives it (grow_size; so any small size stays in a larger one). */
 static bool realloc_left(struct block b, size_t n) {
   if (n > b.usable || (n <= b.usable / 2 && b.usable > XA_MIN_ALIGN)) return false;
-  return b.kind != K_LARGE || n <= XA_SMALL_MAX;
+  return b.kind != K_LARGE || n <= XA_SMALL_MAX || b.usable <= grow_size(n);
 }
 
 /* Could block b have been allocated with alignment align (a power of two),
@@ -272,7 +283,8 @@ XA_EXPORT void *calloc(size_t nmemb, size_t size) {
 /* realloc into a new block.  The copy may read past the caller's size up
  * to the usable size: memcheck is told not to report that. */
 static void *realloc_move(void *p, size_t n, struct block b) {
-  void *q = xa_malloc_fast(n);
+  /* a block that grows into or within the large sizes gets headroom */
+  void *q = xa_malloc_fast(n > b.usable && n > XA_SMALL_MAX && n < XA_HUGE_MIN ? grow_size(n) : n);
   if (!q) return NULL;
 #if XA_VALGRIND
   VALGRIND_DISABLE_ERROR_REPORTING;
@@ -307,13 +319,15 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   if (unlikely(xa_on_valgrind)) return realloc_move(p, n, b);
   /* Stay in place when the block fits and would not waste over half. */
   if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
-    /* a large block gives back whole pages it no longer needs (no lock
-     * taken when the page count stays) */
-    if (b.kind == K_LARGE && n > XA_SMALL_MAX && !pages_fit(b.usable, n))
+    /* a large block gives back the whole pages that are more than a
+     * growing realloc leaves it (no lock taken otherwise) */
+    if (b.kind == K_LARGE && n > XA_SMALL_MAX && b.usable > grow_size(n))
       xa_arena_resize_large(b.span, large_size(n));
     return p;
   }
-  if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN && xa_arena_resize_large(b.span, large_size(n)))
+  /* grow in place over free pages that follow: with headroom, else exactly */
+  if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN &&
+      (xa_arena_resize_large(b.span, grow_size(n)) || xa_arena_resize_large(b.span, large_size(n))))
     return p;
   if (b.kind == K_HUGE && n >= XA_HUGE_MIN && !xa_opt.secure) {   /* secure: guard page */
     void *q = xa_huge_realloc(p, n);

@@ -878,6 +878,29 @@ static void test_realloc_in_place(void **state)
     assert_int_equal(malloc_usable_size(p), small);
     for (size_t i = 0; i < small - pg + 1; i++) if (p[i] != 'b') fail_msg("byte %zu lost", i);
     free(p);
+
+    /* a large block that grows gets a quarter of headroom: the next
+     * growth steps stay in place, and the sized free of the last size is
+     * accepted; a shrink far below gives the pages back */
+    size_t n = 256 << 10;
+    p = malloc(n);
+    assert_non_null(p);
+    memset(p, 'c', n);
+    n += 1024;
+    p = realloc(p, n);
+    assert_non_null(p);
+    size_t room = malloc_usable_size(p);
+    if (room < n + n / 4 || room > n + n / 2) fail_msg("grown to %zu bytes: usable %zu", n, room);
+    for (size_t i = 0; i < n - 1024; i++) if (p[i] != 'c') fail_msg("byte %zu lost", i);
+    for (size_t m = n + 1024; m <= room; m += 1024) {
+        assert_ptr_equal(realloc(p, m), p);
+        assert_int_equal(malloc_usable_size(p), room);
+        n = m;
+    }
+    size_t half = room / 2 + pg;
+    assert_ptr_equal(realloc(p, half), p);
+    if (malloc_usable_size(p) > half + half / 8 + pg) fail_msg("shrunk to %zu: usable %zu", half, malloc_usable_size(p));
+    free_sized(p, half);
 #endif
 }
 
