@@ -5,6 +5,10 @@
  * (b) 8 threads, each running its own model, handing live blocks (with
  *     their model record) to each other through a shared exchange array:
  *     the receiver verifies the contents, then frees, reallocs or keeps it.
+ * (c), (d) the same with large-heavy sizes (ops_size_large: mostly large
+ *     and huge blocks, realloc growth in 64-byte steps), 1/4 of the ops;
+ * (e) (c) and (d) again, 1/16 of the ops, in a child under each of
+ *     XALLOC_CONF=secure:true and junk:true (xalloc only).
  *
  * Built against xalloc and against glibc like every api_* test; the glibc
  * run shows that the model asks nothing glibc does not do.
@@ -25,6 +29,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
 
@@ -53,10 +58,11 @@ static void print_summary(const char *what, const ops_stats *st, size_t peak, do
                   truncated ? " (shortened by the safety deadline)" : "");
 }
 
-static void test_single_thread(void **state)
+static void run_single_thread(int large_heavy)
 {
     /* memcheck (make check-memcheck) runs the .glibc build ~20x slower */
     unsigned long total = env_ul("XALLOC_DIFF_OPS", tu_valgrind() ? 100000 : 2000000);
+    if (large_heavy) total /= 4;
     ops_report_crashes();
     const char *one = getenv("XALLOC_DIFF_SEED");
     unsigned nseeds = one ? 1 : SEEDS;
@@ -69,6 +75,7 @@ static void test_single_thread(void **state)
     unsigned i;
     for (i = 0; i < nseeds && !truncated; i++) {
         ops_init_seed(m, one ? strtoull(one, NULL, 0) : 1 + i, 0);
+        m->large_heavy = large_heavy;
         m->deadline = deadline;
         ops_run(m, total / nseeds);
         ops_free_all(m);
@@ -79,9 +86,12 @@ static void test_single_thread(void **state)
     }
     free(m);
     char what[64];
-    snprintf(what, sizeof what, "1 thread, %u seed%s", i, i > 1 ? "s" : "");
+    snprintf(what, sizeof what, "1 thread, %u seed%s%s", i, i > 1 ? "s" : "", large_heavy ? ", large-heavy" : "");
     print_summary(what, &st, peak, tu_now() - t0, truncated);
 }
+
+static void test_single_thread(void **state) { (void)state; run_single_thread(0); }
+static void test_single_thread_large(void **state) { (void)state; run_single_thread(1); }
 
 static ops_exchange xch = { .lock = PTHREAD_MUTEX_INITIALIZER };
 static ops_budget shared_budget = { .max = (size_t)128 << 20 };
@@ -100,9 +110,10 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
-static void test_threads(void **state)
+static void run_threads(int large_heavy)
 {
     unsigned long total = env_ul("XALLOC_DIFF_OPS", tu_valgrind() ? 40000 : 1600000);
+    if (large_heavy) total /= 4;
     /* cmocka's handler would longjmp from a worker thread into the main
      * thread's test and exit(-1) without a word */
     ops_report_crashes();
@@ -111,7 +122,8 @@ static void test_threads(void **state)
     for (int i = 0; i < NTHREADS; i++) {
         w[i].m = malloc(sizeof *w[i].m);
         assert_non_null(w[i].m);
-        ops_init_seed(w[i].m, 0x1000 + i, i);
+        ops_init_seed(w[i].m, (large_heavy ? 0x2000 : 0x1000) + i, i);
+        w[i].m->large_heavy = large_heavy;
         w[i].m->budget = &shared_budget;
         w[i].m->xch = &xch;
         w[i].m->deadline = deadline;
@@ -142,15 +154,45 @@ static void test_threads(void **state)
     free(last);
     if (atomic_load(&shared_budget.live) != 0) fail_msg("budget accounting leaked");
     char what[64];
-    snprintf(what, sizeof what, "%d threads", NTHREADS);
+    snprintf(what, sizeof what, "%d threads%s", NTHREADS, large_heavy ? ", large-heavy" : "");
     print_summary(what, &st, atomic_load(&shared_budget.peak), tu_now() - t0, truncated);
 }
 
-int main(void)
+static void test_threads(void **state) { (void)state; run_threads(0); }
+static void test_threads_large(void **state) { (void)state; run_threads(1); }
+
+/* (e): this program again with `large` as its argument runs (c) and (d). */
+static void test_large_modes(void **state)
 {
+    (void)state;
+#ifdef XA_TEST_GLIBC
+    skip();
+#else
+    if (tu_valgrind()) skip();
+    static const char *const confs[] = { "secure:true", "junk:true" };
+    for (unsigned i = 0; i < sizeof confs / sizeof confs[0]; i++) {
+        print_message("large-heavy under %s:\n", confs[i]);
+        assert_int_equal(tu_run_self("large", confs[i], 120), 0);
+    }
+#endif
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "large") == 0) {
+        if (!getenv("XALLOC_DIFF_OPS")) setenv("XALLOC_DIFF_OPS", "500000", 1);
+        const struct CMUnitTest large[] = {
+            cmocka_unit_test(test_single_thread_large),
+            cmocka_unit_test(test_threads_large),
+        };
+        return cmocka_run_group_tests(large, NULL, NULL) ? 1 : 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_thread),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_single_thread_large),
+        cmocka_unit_test(test_threads_large),
+        cmocka_unit_test(test_large_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

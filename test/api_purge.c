@@ -73,31 +73,9 @@ static int task_count(void) {
   return n;
 }
 
-/* Run this program again as `self mode` with XALLOC_CONF=conf; returns the
- * exit status (or 128+signal).  A hang is killed from here after 60 s (a
- * deadlocked child may block every signal, so its own alarm() is not
- * enough) and reported. */
-__attribute__((unused)) static int run_self(const char *mode, const char *conf) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (conf) setenv("XALLOC_CONF", conf, 1);
-    else unsetenv("XALLOC_CONF");
-    execl("/proc/self/exe", "api_purge", mode, (char *)NULL);
-    _exit(127);
-  }
-  int st;
-  double deadline = tu_now() + 60;
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    if (tu_now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      print_message("%s [%s]: hang, killed after 60 s\n", mode, conf ? conf : "defaults");
-      return 124;
-    }
-    usleep(10000);
-  }
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+/* Run this program again as `self mode` with XALLOC_CONF=conf (60 s hang
+ * guard: tu_run_self). */
+__attribute__((unused)) static int run_self(const char *mode, const char *conf) { return tu_run_self(mode, conf, 60); }
 
 /* ---- child modes (exit 0 = pass) ---------------------------------------- */
 

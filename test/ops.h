@@ -165,6 +165,7 @@ typedef struct {
     int vg;                 /* running under valgrind */
     int oom_ok;             /* faults injected: NULL/ENOMEM is a valid answer */
     unsigned long ooms;     /* requests that got it */
+    int large_heavy;        /* sizes mostly large and huge (ops_size_large) */
     ops_blk t[OPS_SLOTS];
     uint64_t ctr;
     ops_budget own_budget, *budget;
@@ -418,9 +419,24 @@ static inline void ops_uncharge(ops_model *m, size_t n)
 
 /* ---- decoding ----------------------------------------------------------- */
 
+/* The large-heavy distribution (tensors, KV caches, weights): half the
+ * sizes large (32 KiB .. 2 MiB), one in eight huge (2 .. 16 MiB), a
+ * quarter around the boundaries of large size classes and of the huge
+ * threshold, the rest small. */
+static inline size_t ops_size_large(ops_src *s)
+{
+    unsigned k = ops_u8(s);
+    if (k < 64) return ops_uN(s, 2) % 32769;
+    if (k < 192) return 32769 + ops_uN(s, 3) % ((2 << 20) - 32768);
+    if (k < 224) return ((size_t)2 << 20) + ops_uN(s, 3) % ((size_t)14 << 20);
+    /* 2^e .. 2^(e+1) in eighths (large_size's classes), +- a little */
+    size_t e = (size_t)1 << (15 + ops_u8(s) % 8), step = e / 8;
+    return e + step * (ops_u8(s) % 8) + ops_u8(s) % 33 - 16;
+}
+
 /* Sizes: mostly small, some up to 32 KiB, a few up to 1 MiB, rarely huge,
- * and some just around class and path boundaries.  Too big for the budget:
- * made small. */
+ * and some just around class and path boundaries (large_heavy:
+ * ops_size_large).  Too big for the budget: made small. */
 static inline size_t ops_size(ops_model *m)
 {
     static const size_t edges[] = { 16, 128, 512, 1024, 4096, 16384, 32768, 65536,
@@ -428,7 +444,9 @@ static inline size_t ops_size(ops_model *m)
     ops_src *s = &m->src;
     unsigned k = ops_u8(s);
     size_t n;
-    if (k < 208) {
+    if (m->large_heavy) {
+        n = ops_size_large(s);
+    } else if (k < 208) {
         n = ops_uN(s, 2) % 513;
     } else if (k < 216) {
         size_t e = edges[ops_u8(s) % (sizeof edges / sizeof edges[0])];
@@ -525,7 +543,7 @@ static inline void ops_realloc(ops_model *m, unsigned slot, int array)
     unsigned mode = ops_u8(s);
     size_t n;
     if (mode < 80) n = ops_size(m);
-    else if (mode < 140) n = n_old + ops_u8(s);                    /* grow a little */
+    else if (mode < 140) n = n_old + ops_u8(s) * (m->large_heavy ? 64 : 1);   /* grow a little */
     else if (mode < 170) n = n_old * 2 + ops_u8(s);                /* grow a lot */
     else if (mode < 226) n = n_old - n_old * ops_u8(s) / 256;      /* shrink */
     else if (mode < 250) n = n_old;                                /* same size */

@@ -302,6 +302,36 @@ static inline double tu_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Run this program again as `self mode` with XALLOC_CONF=conf (NULL:
+ * unset); returns the exit status (or 128+signal).  A hang is killed from
+ * here after timeout_s (a deadlocked child may block every signal, so its
+ * own alarm() is not enough), reported, and returned as 124. */
+static inline int tu_run_self(const char *mode, const char *conf, int timeout_s)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (conf) setenv("XALLOC_CONF", conf, 1);
+        else unsetenv("XALLOC_CONF");
+        execl("/proc/self/exe", "self", mode, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0) return -1;
+    int st;
+    double deadline = tu_now() + timeout_s;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (tu_now() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            fprintf(stderr, "%s [%s]: hang, killed after %d s\n", mode, conf ? conf : "defaults", timeout_s);
+            return 124;
+        }
+        usleep(10000);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 /* Fork; in the child redirect stderr into a pipe (and stdout to /dev/null if
  * quiet_stdout), run fn(arg) and _exit with its return value.  The parent
  * collects stderr and the exit status.  A child that is still running after
