@@ -11,8 +11,8 @@
  * free: the chunk map byte says p lies in one of our chunks (nothing is read
  *   from p's chunk before that); the 4 KiB unit's info gives the slab's class
  *   and start; a multiply by a class constant checks p is the start of an
- *   object; the first word of p must not hold the freed mark already; mark
- *   p and push it onto the bin.  Anything else goes to the slow path
+ *   object; the first two bytes of p must not hold the freed mark already;
+ *   mark p and push it onto the bin.  Anything else goes to the slow path
  *   (large/huge blocks, invalid pointers, full bins, NULL, and a marked
  *   object: a double free, or user data that happens to match, which the
  *   slow path tells apart by looking for p in the cache). */
@@ -64,10 +64,11 @@ XA_INLINE size_t xa_small_class_of(const void *p) {
  * the bin is full (or its gate closed) or p carries the mark already.
  * The caller holds the claim on b's cache. */
 XA_INLINE bool xa_tbin_push_freed(struct xa_tbin *b, void *p) {
-  uintptr_t mark = xa_freed_mark(p);
-  if (unlikely((uintptr_t)b->top >= (uintptr_t)b->push_gate || *(uintptr_t *)p == mark)) return false;
-  *(uintptr_t *)p = mark;
-  *b->top++ = p;
+  void **top = b->top;           /* read once: the mark's store may alias it */
+  if (unlikely((uintptr_t)top >= (uintptr_t)b->push_gate || xa_freed_marked(p))) return false;
+  xa_freed_mark(p);
+  *top = p;
+  b->top = top + 1;
   return true;
 }
 

@@ -240,8 +240,8 @@ static bool freed_already(const struct xa_tbin *b, void *p) {
 
 static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
-  if (*(uintptr_t *)p == xa_freed_mark(p) && freed_already(b, p)) return false;
-  *(uintptr_t *)p = xa_freed_mark(p);
+  if (xa_freed_marked(p) && freed_already(b, p)) return false;
+  xa_freed_mark(p);
   /* Only a full bin is a slow-path event: frees that merely came this way
    * (realloc's, or a marked object's) must not drive the GC, whose sweeps
    * would then flush every quiet bin again and again. */

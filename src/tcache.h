@@ -1,6 +1,7 @@
 /* Thread caches: per thread, per small class, a bounded array stack of
  * object pointers.  The only thing written into a cached object is the
- * freed mark in its first word (XA_FREED_KEY), which catches double frees.
+ * freed mark in its first two bytes (XA_FREED_MARK), which catches double
+ * frees.
  * The fast path (fastpath.h) pops and pushes; everything here is the slow
  * path: creating the cache on a thread's first call, batch refill and
  * flush against the arenas, idle-bin GC, and teardown at thread exit. */
@@ -27,10 +28,19 @@ struct xa_tbin {
 
 _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
 
-/* A cached free object's first word holds this: p's address mixed with a
- * constant, so ordinary data (zeros, pointers to itself) rarely matches. */
-#define XA_FREED_KEY ((uintptr_t)0xa110cf4eed5a17edULL)
-XA_INLINE uintptr_t xa_freed_mark(const void *p) { return (uintptr_t)p ^ XA_FREED_KEY; }
+/* A cached free object's first two bytes hold this mark.  16 bits, read
+ * and written as 16 bits: a program that stores a narrow field at the start
+ * of an object just before freeing it (a 16- or 32-bit reference count
+ * decremented to zero) has that store forwarded to free()'s load, where an
+ * 8-byte load would wait for it to reach the cache (a store-forwarding
+ * stall, most of free()'s time on cfrac).  The value is rare in data: its
+ * low byte is odd (never the start of an aligned pointer), neither ASCII
+ * nor a UTF-8 lead byte, and it is no small integer.  Data that matches
+ * costs a slow-path check, nothing else. */
+#define XA_FREED_MARK ((uint16_t)0xf4a7)
+typedef uint16_t __attribute__((may_alias)) xa_mark_word;
+XA_INLINE bool xa_freed_marked(const void *p) { return *(const xa_mark_word *)p == XA_FREED_MARK; }
+XA_INLINE void xa_freed_mark(void *p) { *(xa_mark_word *)p = XA_FREED_MARK; }
 
 XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
 XA_INLINE uint32_t xa_tbin_cap(const struct xa_tbin *b) { return (uint32_t)(b->end - b->stack); }

@@ -28,7 +28,7 @@
 #include "testutil.h"
 #ifndef XA_TEST_GLIBC
 #include "xalloc.h"
-#include "tcache.h"     /* XA_FREED_KEY */
+#include "tcache.h"     /* XA_FREED_MARK */
 #endif
 
 static void *opqp(void *x)
@@ -548,9 +548,9 @@ static int c_valid_usage(void *a)
     }
     /* Data that happens to equal the freed mark is not a double free. */
     for (int i = 0; i < 3000; i++) {
-        uintptr_t *m = malloc(8 + i % 200);
+        uint16_t *m = malloc(8 + i % 200);
         TU_CHK(m != NULL);
-        *m = (uintptr_t)m ^ XA_FREED_KEY;
+        *m = XA_FREED_MARK;
         free(m);
     }
 #endif
