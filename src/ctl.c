@@ -52,6 +52,11 @@ static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_
     memcpy(oldp, &o.str, sizeof o.str);
     return 0;
   }
+  /* As jemalloc's mallctl: oldp receives the value from before the
+   * write, so save-and-restore code works; a call with a bad old buffer or
+   * a bad new value changes nothing. */
+  uint64_t before = (uint64_t)(int64_t)*o.num;
+  if ((oldp || oldlenp) && (!oldp || !oldlenp || *oldlenp != sizeof before)) return EINVAL;
   if (newp) {
     int64_t v;
     if (newlen != sizeof v) return EINVAL;
@@ -60,7 +65,7 @@ static int ctl_opt(const char *k, void *oldp, size_t *oldlenp, void *newp, size_
     if (!o.writable) return EPERM;
     *o.num = (long)v;
   }
-  return read_u64(oldp, oldlenp, (uint64_t)(int64_t)*o.num);
+  return read_u64(oldp, oldlenp, before);
 }
 
 XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen) {

@@ -108,8 +108,18 @@ static void test_ctl_options(void **state) {
   int64_t v = 250, old = 0;
   size_t len = sizeof old;
   assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", &old, &len, &v, sizeof v), 0);
-  assert_int_equal(old, 250);
+  assert_int_equal(old, 1000);                          /* the value before the write */
   assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 250);
+  /* save and restore: the write hands back what it replaced */
+  v = 1000;
+  assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", &old, &len, &v, sizeof v), 0);
+  assert_int_equal(old, 250);
+  assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 1000);
+  /* a bad old buffer fails the call before anything is written */
+  size_t shortlen = 4;
+  v = 7;
+  assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", &old, &shortlen, &v, sizeof v), EINVAL);
+  assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 1000);
   v = 1000;
   assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", NULL, NULL, &v, sizeof v), 0);
   v = 0;
