@@ -126,11 +126,13 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     ws, als = rows(args), allocators(args)
     cells, failed = {}, []
+    scratch = os.path.join(args.out, "cwd")   # rptest writes a file where it runs
+    os.makedirs(scratch, exist_ok=True)
     for rnd in range(args.runs):
         order = als[rnd % len(als):] + als[:rnd % len(als)]
         for wname, cmd, stdin in ws:
             for al in order:
-                res = R.run_child(cmd, al.env(), args.timeout, stdin_path=stdin)
+                res = R.run_child(cmd, al.env(), args.timeout, stdin_path=stdin, cwd=scratch)
                 if res.status == "OK":
                     res.wall = row_time(wname, res)
                     if res.wall is None:

@@ -262,13 +262,13 @@ _current_child = [None]
 LAUNCH = os.path.join(BUILD, "launch")
 
 
-def run_child(argv, env, timeout, stdin_path=None):
+def run_child(argv, env, timeout, stdin_path=None, cwd=ROOT):
     """Run argv under the static helper build/bench/launch, which forks, execs
     argv, wait4()s for it and reports exit status, wall time, user/sys time and
     ru_maxrss (see launch.c for why Python's own os.wait4 would overstate
     ru_maxrss).  The helper and the program get their own process group,
     which is SIGKILLed on timeout.  stdin_path: the program's standard input
-    (default /dev/null).  Returns a RunResult."""
+    (default /dev/null); cwd: its working directory.  Returns a RunResult."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     rep_fd, rep_path = tempfile.mkstemp(prefix="bench-rusage-")
@@ -281,7 +281,7 @@ def run_child(argv, env, timeout, stdin_path=None):
         t0 = time.perf_counter()
         stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
         p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=stdin,
-                             start_new_session=True, cwd=ROOT)
+                             start_new_session=True, cwd=cwd)
         if stdin_path:
             stdin.close()
     except OSError as e:
