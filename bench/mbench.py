@@ -23,7 +23,6 @@ library (also built outside this repository).
 """
 import argparse
 import glob
-import math
 import os
 import re
 import statistics
@@ -104,10 +103,6 @@ def allocators(args):
     return a
 
 
-def geomean(xs):
-    return math.exp(sum(math.log(v) for v in xs) / len(xs)) if xs else float("nan")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", required=True, help="mimalloc-bench build folder (binaries)")
@@ -175,7 +170,7 @@ def main():
             break
         vals = []
         for n in names:
-            vals.append("%.3f" % geomean([max(med(w, n, key), 1) / max(med(w, "mimalloc", key), 1) for w in ok]))
+            vals.append("%.3f" % R.geomean([max(med(w, n, key), 1) / max(med(w, "mimalloc", key), 1) for w in ok]))
         lines.append("| %s | %s |" % (label, " | ".join(vals)))
     if failed:
         lines += ["", "Failed runs:", ""] + ["- " + f for f in failed]
