@@ -166,6 +166,7 @@ static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
   free_remove(a, s);
   if (s->npages > n) free_make(a, c, s->first + n, s->npages - n, s->dirty);
   s->npages = n;
+  if (s->dirty != XA_PAGES_DIRTY) xa_os_count_fresh((size_t)n << xa_os_page_shift);
   return s;
 }
 
@@ -302,6 +303,7 @@ static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
   s->nfree = ci->nobjs;
   s->dirty = 0;
   s->purging = 0;
+  s->purged = 0;
   unsigned full = ci->nobjs / 64, rem = ci->nobjs % 64;
   for (unsigned w = 0; w < full; w++) s->bitmap[w] = ~(uint64_t)0;
   if (rem) s->bitmap[full] = ((uint64_t)1 << rem) - 1;
@@ -338,6 +340,10 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
     char *base = xa_span_addr(s);
     unsigned before = got;
     if (s->nfree == ci->nobjs) bin->nempty--;
+    if (unlikely(s->purged)) {     /* its purged pages may be written again */
+      xa_os_count_fresh((size_t)s->purged << xa_os_page_shift);
+      s->purged = 0;
+    }
     if (unlikely(xa_opt.secure)) {
       while (got < want && got - before < s->nfree) {
         unsigned i = slab_random_slot(a, s, ci->nobjs);
@@ -390,6 +396,9 @@ static void slab_release(struct xa_arena *a, struct xa_span *s, uint8_t st, stru
   list_remove(&bin->nonfull, s);
   if (s->dirty) lru_remove(&a->dirty_slabs, s);
   bin->nslabs--;
+  /* Some of its pages were purged, some may be resident: muzzy, whose
+   * reuse counts as fresh (free_take) and which decays again later. */
+  if (st == XA_PAGES_DIRTY && s->purged) st = XA_PAGES_MUZZY;
   struct xa_chunk *d = span_release(a, s, st);
   if (d) { d->next = *dead; *dead = d; }
 }
@@ -704,6 +713,12 @@ static unsigned slab_free_runs(const struct xa_span *s, struct page_run *run) {
   return nrun;
 }
 
+static size_t slab_run_pages(const struct page_run *run, unsigned nrun) {
+  size_t pages = 0;
+  for (unsigned i = 0; i < nrun; i++) pages += run[i].n;
+  return pages;
+}
+
 size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) {
   size_t pages = 0;
   struct xa_chunk *dead = NULL;
@@ -736,10 +751,13 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
        * (it was empty then, and nothing is carved from it off the bin). */
       bool whole = nrun == 1 && run[0].n == s->npages;
       list_push(&bin->nonfull, s);
-      slab_release(a, s, whole ? XA_PAGES_CLEAN : XA_PAGES_DIRTY, &dead);
+      slab_release(a, s, whole ? XA_PAGES_CLEAN : XA_PAGES_MUZZY, &dead);
     } else if (s->nfree) {
       list_push(&bin->nonfull, s);
       if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty++;
+      /* Its purged pages come back as it is refilled: counted then. */
+      size_t p = s->purged + slab_run_pages(run, nrun);
+      s->purged = (uint8_t)(p < s->npages ? p : s->npages);
     }
   }
   a->purged_pages += pages;

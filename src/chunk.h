@@ -57,7 +57,9 @@ struct xa_span {
   uint8_t dirty;                /* free span: XA_PAGES_*; slab: 1 if it has
                                    free pages not yet purged */
   uint8_t purging;              /* slab: madvise of its free pages running */
-  uint8_t pad[2];
+  uint8_t purged;               /* slab: pages purged while it stayed a slab,
+                                   not yet counted as fresh (xa_os_fresh) */
+  uint8_t pad;
   uint64_t dirtied_at;          /* slab: when it became dirty; muzzy
                                    span: when it became muzzy (ns) */
   uint64_t pad2;

@@ -99,7 +99,16 @@ XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *ne
     return 0;
   }
   if (eat(&k, "opt.")) return ctl_opt(k, oldp, oldlenp, newp, newlen);
-  if (!eat(&k, "stats.")) return ENOENT;
+  char alias[32];
+  if (eat(&k, "cgroup.")) {          /* cgroup.X: stats.cgroup_X */
+    if (strlen(k) > sizeof alias - 8) return ENOENT;
+    memcpy(alias, "cgroup_", 7);
+    strcpy(alias + 7, k);
+    if (strncmp(k, "cgroup", 6) == 0) return ENOENT;     /* no cgroup.cgroup_X */
+    k = alias;
+  } else if (!eat(&k, "stats.")) {
+    return ENOENT;
+  }
   if (newp) return EPERM;
   if (eat(&k, "arenas.")) {
     if (!eat_index(&k, &i) || i >= xa_narenas) return ENOENT;

@@ -383,6 +383,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
     }
     insert_locked(&e);
     xa_unlock(&huge_lock);
+    if (*zeroed) xa_os_count_fresh(size);
     return (void *)e.p;
   }
   xa_unlock(&huge_lock);
@@ -395,6 +396,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
   if (ok) insert_locked(&e);
   xa_unlock(&huge_lock);
   if (!ok) xa_os_unmap(p, size + guard_size());
+  else xa_os_count_fresh(size);
   return ok ? p : NULL;
 }
 

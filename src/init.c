@@ -19,6 +19,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "pressure.h"
 #include "purge.h"
 #include "sizeclass.h"
 #include "stats.h"
@@ -86,7 +87,10 @@ bool xa_init_slow(void) {
   if (xa_on_valgrind) xa_opt.background_thread = 0;
   xa_sizeclass_init(xa_os_page);
   xa_chunk_init();
-  unsigned n = xa_opt.narenas ? (unsigned)xa_opt.narenas : xa_os_ncpus();
+  /* One arena per CPU the process may use: the affinity mask, lowered to
+   * the cgroup's CPU quota and cpuset (and the memory limit is read). */
+  unsigned cpus = xa_pressure_init(xa_os_ncpus());
+  unsigned n = xa_opt.narenas ? (unsigned)xa_opt.narenas : cpus;
   if (n > NARENAS_MAX) n = NARENAS_MAX;
   if (!xa_arena_init_all(n) || !xa_tcache_init_global(thread_exit)) {
     xa_unlock(&init_lock);

@@ -21,13 +21,17 @@
   X(tcache_reclaim,    BOOL, 1,     0, 1, 0, "empty the caches of quiet threads from the purger and malloc_trim (uses membarrier)") \
   X(dirty_decay_ms,    INT,  1000,  -1, 3600000, 1, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \
   X(purge,             ENUM, dontneed, 0, 0, 0, "how decayed pages go back (free: MADV_FREE, then muzzy_decay_ms)") \
-  X(muzzy_decay_ms,    INT,  10000, -1, 3600000, 0, "with purge:free, ms before MADV_FREE'd pages are also MADV_DONTNEED'd; -1 = never") \
+  X(muzzy_decay_ms,    INT,  10000, -1, 3600000, 0, "ms before muzzy pages (MADV_FREE'd, or in emptied partly purged slabs) are MADV_DONTNEED'd; -1 = never") \
   X(background_thread, BOOL, 1,     0, 1, 0, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, default, 0, 0, 0, "transparent huge pages for huge blocks") \
   X(huge_cache_bytes,  INT,  16 << 20, 0, 1 << 30, 1, "bytes of freed huge-block pages kept resident beyond the live huge bytes (all decay)") \
   X(abort_on_error,    BOOL, 1,     0, 1, 0, "abort after reporting misuse (false: report, then ignore the call)") \
   X(junk,              BOOL, 0,     0, 1, 0, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \
   X(secure,            BOOL, 0,     0, 1, 0, "hardened mode: no thread caches, random slot order, zero on free, guarded huge blocks") \
+  X(cgroup,            ENUM, auto,  0, 0, 0, "read the process's cgroup: arenas follow its CPU quota and cpuset, purging turns urgent near its memory limit") \
+  X(cgroup_headroom_pct, INT, 10,   1, 50, 1, "urgent purging while less than this % of the memory limit (memory.max or memory.high) is left") \
+  X(cgroup_poll_ms,    INT,  100,   10, 10000, 1, "ms between the purger's readings of the cgroup's memory usage") \
+  X(psi,               ENUM, poll,  0, 0, 0, "under a memory limit, purge everything on memory stalls: poll the stall time, or a PSI trigger (holds a descriptor)") \
   X(stats_print,       BOOL, 0,     0, 1, 0, "print statistics to stderr at exit") \
   X(stats_format,      ENUM, text,  0, 0, 0, "format of stats_print") \
   X(stats_file,        STR,  0,     0, 0, 0, "file that stats_print appends to instead of stderr (%p: process id)")
@@ -38,6 +42,8 @@
 #define XA_OPT_WORDS_purge(W, o)        W(o, dontneed) W(o, free)
 #define XA_OPT_WORDS_thp(W, o)          W(o, default) W(o, always) W(o, never)
 #define XA_OPT_WORDS_stats_format(W, o) W(o, text) W(o, json)
+#define XA_OPT_WORDS_cgroup(W, o)       W(o, auto) W(o, off)
+#define XA_OPT_WORDS_psi(W, o)          W(o, poll) W(o, trigger) W(o, off)
 
 #define XA_OPT_ENUMERATOR(o, word) xa_opt_##o##_##word,
 #define XA_OPT_ENUM_BOOL(name)

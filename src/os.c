@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -119,9 +120,9 @@ void xa_os_purge_lazy(void *p, size_t size) {
   errno = saved;
 }
 
-/* The start of a /proc file, NUL-terminated, in buf; its length (0 if
- * it cannot be read).  errno is left as it was. */
-static size_t read_proc(const char *path, char *buf, size_t size) {
+size_t xa_os_fresh_bytes;
+
+size_t xa_os_read_file(const char *path, char *buf, size_t size) {
   int saved = errno;
   ssize_t n = -1;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -143,14 +144,14 @@ static size_t parse_num(const char *p) {
 
 size_t xa_os_anon_huge(void) {
   char buf[2048];
-  read_proc("/proc/self/smaps_rollup", buf, sizeof buf);
+  xa_os_read_file("/proc/self/smaps_rollup", buf, sizeof buf);
   const char *p = strstr(buf, "\nAnonHugePages:");
   return p ? parse_num(p + sizeof "\nAnonHugePages:" - 1) << 10 : 0;
 }
 
 size_t xa_os_resident(void) {
   char buf[128];
-  read_proc("/proc/self/statm", buf, sizeof buf);
+  xa_os_read_file("/proc/self/statm", buf, sizeof buf);
   const char *p = buf;
   while (*p && *p != ' ') p++;           /* skip size, read resident */
   return parse_num(p) * xa_os_page;
@@ -298,15 +299,64 @@ void xa_os_close(int fd) {
 
 int xa_os_pid(void) { return (int)getpid(); }
 
-/* Read a small /proc file into buf (NUL-terminated); false if it cannot. */
-static bool read_small(const char *path, char *buf, size_t cap) {
+int xa_os_psi_trigger(const char *path, const char *spec) {
+  int saved = errno;
+  int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0 && write(fd, spec, strlen(spec) + 1) < 0) {
+    close(fd);
+    fd = -1;
+  }
+  if (fd >= 0 && fd < XA_OS_FD_MIN) {
+    /* Out of the program's way: open() hands out the lowest free number,
+     * and programs (and test suites) expect their own numbering. */
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, XA_OS_FD_MIN);
+    close(fd);
+    fd = high;
+  }
+  errno = saved;
+  return fd;
+}
+
+int xa_os_wait_pri(int fd, uint64_t ns) {
+  int saved = errno;
+  struct pollfd p = {fd, POLLPRI, 0};
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  int r = ppoll(&p, 1, &ts, NULL);
+  errno = saved;
+  if (r < 0) return 0;                       /* a signal: as if the time passed */
+  if (r == 0) return 0;
+  if (p.revents & (POLLNVAL | POLLERR)) return -1;
+  return (p.revents & POLLPRI) ? 1 : -1;
+}
+
+void xa_os_sleep(uint64_t ns) {
+  int saved = errno;
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  nanosleep(&ts, NULL);
+  errno = saved;
+}
+
+int xa_os_open_read(const char *path) {
+  int saved = errno;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  ssize_t n = read(fd, buf, cap - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = 0;
-  return true;
+  errno = saved;
+  return fd;
+}
+
+long xa_os_read(int fd, char *buf, size_t n) {
+  int saved = errno;
+  ssize_t got;
+  do got = read(fd, buf, n);
+  while (got < 0 && errno == EINTR);
+  errno = saved;
+  return (long)got;
+}
+
+bool xa_os_file_exists(const char *path) {
+  int saved = errno;
+  bool ok = access(path, R_OK) == 0;
+  errno = saved;
+  return ok;
 }
 
 /* Field k (1-based, k >= 3) of a /proc stat line: after the ")" of the
@@ -323,7 +373,7 @@ bool xa_os_last_thread(void) {
   int saved = errno;
   char buf[1024], path[64] = "/proc/self/task/";
   bool last = false;
-  if (read_small("/proc/self/stat", buf, sizeof buf)) {
+  if (xa_os_read_file("/proc/self/stat", buf, sizeof buf) > 0) {
     const char *f = stat_field(buf, 20);              /* num_threads */
     long n = f ? strtol(f, NULL, 10) : 0;
     pid_t pid = getpid();
@@ -334,7 +384,7 @@ bool xa_os_last_thread(void) {
       size_t k = strlen(path);
       k += xa_fmt_dec(path + k, (uint64_t)pid);
       memcpy(path + k, "/stat", 6);
-      f = read_small(path, buf, sizeof buf) ? stat_field(buf, 3) : NULL;
+      f = xa_os_read_file(path, buf, sizeof buf) > 0 ? stat_field(buf, 3) : NULL;
       last = f && *f == 'Z';
     }
   }

@@ -42,11 +42,27 @@ XA_HIDDEN uint64_t xa_os_random(void);
 XA_HIDDEN extern size_t xa_os_mapped_bytes;
 XA_INLINE size_t xa_os_mapped(void) { return __atomic_load_n(&xa_os_mapped_bytes, __ATOMIC_RELAXED); }
 
+/* Bytes of pages handed out that were not resident (new mappings, or
+ * pages purged earlier): what may become new RSS once written.  Counted
+ * by the arenas and the huge allocator on their slow paths; the memory
+ * limit check (pressure.c) reads it. */
+XA_HIDDEN extern size_t xa_os_fresh_bytes;
+XA_INLINE void xa_os_count_fresh(size_t n) { __atomic_add_fetch(&xa_os_fresh_bytes, n, __ATOMIC_RELAXED); }
+XA_INLINE size_t xa_os_fresh(void) { return __atomic_load_n(&xa_os_fresh_bytes, __ATOMIC_RELAXED); }
+
 /* Resident set size of the process in bytes (0 if unknown). */
 XA_HIDDEN size_t xa_os_resident(void);
 /* Bytes of the process's anonymous memory backed by transparent huge
  * pages (AnonHugePages of /proc/self/smaps_rollup), 0 if unknown. */
 XA_HIDDEN size_t xa_os_anon_huge(void);
+/* A PSI trigger (see the kernel's psi.rst) on pressure file path with
+ * spec ("some STALL_US WINDOW_US"): its descriptor, close-on-exec and
+ * numbered XA_OS_FD_MIN or higher, or -1 if the kernel refuses it.  Then wait up to ns for it: 1 if it fired, 0 if the time
+ * passed, -1 if the descriptor is no (longer a) trigger. */
+#define XA_OS_FD_MIN 256
+XA_HIDDEN int xa_os_psi_trigger(const char *path, const char *spec);
+XA_HIDDEN int xa_os_wait_pri(int fd, uint64_t ns);
+XA_HIDDEN void xa_os_sleep(uint64_t ns);
 /* Monotonic clock in nanoseconds. */
 XA_HIDDEN uint64_t xa_os_now(void);
 
@@ -82,6 +98,14 @@ XA_HIDDEN int xa_os_kept_stderr(void);
 XA_HIDDEN int xa_os_open_append(const char *path);
 XA_HIDDEN void xa_os_close(int fd);
 XA_HIDDEN int xa_os_pid(void);
+/* Files (cgroup and /proc): open for reading (close-on-exec; -1 on
+ * failure), read up to n bytes (retrying on EINTR; <= 0 at the end or on
+ * error), whether a file is readable, and the start of a small file,
+ * NUL-terminated, in buf (its length; 0 if it cannot be read). */
+XA_HIDDEN int xa_os_open_read(const char *path);
+XA_HIDDEN long xa_os_read(int fd, char *buf, size_t n);
+XA_HIDDEN bool xa_os_file_exists(const char *path);
+XA_HIDDEN size_t xa_os_read_file(const char *path, char *buf, size_t size);
 /* Is the calling thread the process's last live one (the others gone,
  * or only the main thread left as a zombie after pthread_exit)?  Reads
  * /proc; false when it cannot tell. */

@@ -34,6 +34,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "pressure.h"
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -72,6 +73,10 @@ static uint64_t reclaim_ns(void) {
 }
 
 size_t xa_purge_pass(uint64_t now) {
+  if (xa_pressure_poll(now)) {       /* little headroom, or pressure: all back now */
+    xa_pressure_purge();
+    return pending();
+  }
   uint64_t next = __atomic_load_n(&reclaim_next, __ATOMIC_RELAXED);
   if (now >= next && __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false,
                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -129,8 +134,10 @@ static void *purger_main(void *arg) {
     }
     if (left == 0) ns = reclaim_ns();   /* only caches to watch: wake less often */
     if (ns > MAX_SLEEP_NS) ns = MAX_SLEEP_NS;
-    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-    nanosleep(&ts, NULL);
+    /* Under a memory limit, watch the headroom while there is work. */
+    uint64_t poll_ns = (uint64_t)xa_opt.cgroup_poll_ms * 1000000u;
+    if (xa_pressure_limited() && ns > poll_ns) ns = poll_ns;
+    xa_pressure_wait(ns);     /* a sleep, or a wait on the PSI trigger */
   }
   /* No program thread is left: end, so that the process ends.  Should one
    * appear after all, the next allocation slow path starts a new purger. */
@@ -177,6 +184,7 @@ void xa_purge_start_wanted(void) {
   __atomic_store_n(&xa_purge_wanted, 0, __ATOMIC_RELAXED);
   /* Asked once: if the thread cannot start, purging stays inline. */
   __atomic_store_n(&xa_purge_map_trigger, SIZE_MAX, __ATOMIC_RELAXED);
+  xa_pressure_arm();           /* from now on the memory limit is watched */
   if (thread_wanted()) start_thread();
 }
 
@@ -224,6 +232,7 @@ void xa_purge_postfork_parent(void) { pthread_mutex_unlock(&purge_mutex); }
 /* The thread does not exist in the child: the child's next allocation slow
  * path starts one if the parent had one. */
 void xa_purge_postfork_child(void) {
+  xa_pressure_postfork_child();
   pthread_mutex_init(&purge_mutex, NULL);
   pthread_cond_init(&purge_cond, NULL);
   xa_purge_wanted = thread_state;

@@ -11,6 +11,7 @@
 #define XA_PURGE_H
 #include "internal.h"
 #include "os.h"
+#include "pressure.h"
 
 /* Something became dirty: make sure it will decay (wake the thread, or
  * purge inline when it is due and ask for the thread).  Call with no lock
@@ -33,6 +34,8 @@ XA_INLINE void xa_purge_safe_point(void) {
   if (unlikely(__atomic_load_n(&xa_purge_wanted, __ATOMIC_RELAXED) ||
                xa_os_mapped() > __atomic_load_n(&xa_purge_map_trigger, __ATOMIC_RELAXED)))
     xa_purge_start_wanted();
+  if (unlikely(xa_os_fresh() >= __atomic_load_n(&xa_pressure_check_at, __ATOMIC_RELAXED)))
+    xa_pressure_check();   /* growth may have used up the cgroup's headroom */
 }
 /* One pass over everything at time now; returns bytes still dirty. */
 XA_HIDDEN size_t xa_purge_pass(uint64_t now);

@@ -9,6 +9,7 @@
 #include "huge.h"
 #include "options.h"
 #include "os.h"
+#include "pressure.h"
 #include "purge.h"
 #include "xalloc.h"
 #include <stdlib.h>
@@ -86,6 +87,11 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->narenas = narenas;
   t->tcache_reclaimed = xa_tcache_reclaimed();
   t->purger_running = xa_purge_thread_running();
+  struct xa_pressure_stats ps;
+  xa_pressure_stats(&ps);
+#define XA_PRESSURE_COPY(name) t->name = ps.name;
+  XA_PRESSURE_STATS(XA_PRESSURE_COPY)
+#undef XA_PRESSURE_COPY
 }
 
 /* ---- output ------------------------------------------------------------ */

@@ -16,7 +16,7 @@
   X(huge_cached,     "bytes of freed huge-block pages still resident, kept for reuse") \
   X(active,          "bytes of pages in slabs, large and huge blocks") \
   X(dirty,           "bytes of free pages not yet returned to the OS") \
-  X(muzzy,           "bytes of free pages given back with MADV_FREE (purge:free)") \
+  X(muzzy,           "bytes of free pages perhaps resident: MADV_FREE'd (purge:free), or emptied partly purged slabs") \
   X(retained,        "bytes of wholly free chunks kept mapped for reuse") \
   X(mapped,          "bytes mapped from the OS (chunks, huge blocks, metadata)") \
   X(resident,        "resident set size of the whole process (from /proc/self/statm)") \
@@ -27,6 +27,18 @@
   X(lock_contended,  "arena lock acquisitions that had to wait") \
   X(tcache_reclaimed, "objects taken back from quiet threads' caches (purger, malloc_trim)") \
   X(narenas,         "arenas") \
+  X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \
+  X(cgroup_limit,    "tightest memory limit (memory.max, memory.limit_in_bytes) of the cgroup and its ancestors; 0 none") \
+  X(cgroup_high,     "tightest memory.high (v2) or soft limit (v1); 0 none") \
+  X(cgroup_usage,    "usage of the cgroup with the tightest limit, as last read") \
+  X(cgroup_headroom, "least bytes left under a limit (max or high), as last read; 0 without a limit") \
+  X(cgroup_cpus,     "CPUs the cgroup's CPU quota allows, rounded up; 0 no quota") \
+  X(cgroup_cpuset, "CPUs in the cgroup's cpuset; 0 unknown") \
+  X(pressure_urgent, "1 while purging is urgent (headroom under cgroup_headroom_pct)") \
+  X(pressure_entries, "times urgent mode was entered") \
+  X(pressure_purges, "urgent purges: every free page, cache and retained chunk given back at once") \
+  X(pressure_psi,    "memory stall watch: 1 PSI trigger, 2 polled stall time, 0 none (no limit seen yet, or psi:off)") \
+  X(psi_events, "times the kernel reported memory pressure") \
   X(purger_running,  "1 if the background purger thread runs")
 
 #define XA_STATS_ARENA(X) \

@@ -53,6 +53,23 @@ static void test_ctl_names(void **state) {
                                 "stats.arenas.0.large_requests", "stats.classes.0.requests",
                                 "stats.classes.0.curobjs", "stats.classes.0.slabs"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) get(names[i]);
+  /* the container: each cgroup.X is stats.cgroup_X; the values agree with
+   * themselves (test/cgroup.sh checks them against real limits) */
+  assert_true(get("stats.cgroup_version") <= 2);
+  assert_int_equal(get("cgroup.version"), get("stats.cgroup_version"));
+  assert_int_equal(get("cgroup.limit"), get("stats.cgroup_limit"));
+  if (get("cgroup.limit") == 0 && get("cgroup.high") == 0) {
+    assert_int_equal(get("cgroup.headroom"), 0);
+    assert_int_equal(get("stats.pressure_urgent"), 0);
+  }
+  get("cgroup.usage");
+  get("cgroup.cpus");
+  assert_true(get("cgroup.cpuset") <= 1u << 20);
+  assert_true(get("arenas.narenas") <= (get("cgroup.cpus") ? get("cgroup.cpus") : 1024));
+  get("stats.pressure_entries");
+  get("stats.pressure_purges");
+  assert_true(get("stats.pressure_psi") <= 2);
+  get("stats.psi_events");
   /* actions */
   assert_int_equal(xalloc_ctl("purge", NULL, NULL, NULL, 0), 0);
   assert_int_equal(xalloc_ctl("arena.0.purge", NULL, NULL, NULL, 0), 0);
@@ -73,6 +90,10 @@ static void test_ctl_errors(void **state) {
   assert_int_equal(xalloc_ctl("stats.classes.40.size", &v, &len, NULL, 0), ENOENT);
   assert_int_equal(xalloc_ctl("arena.9999.purge", NULL, NULL, NULL, 0), ENOENT);
   assert_int_equal(xalloc_ctl("opt.nosuch", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("cgroup.nosuch", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("cgroup.cgroup_limit", &v, &len, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("cgroup.limit", &v, &len, &v, sizeof v), EPERM);
+  assert_int_equal(xalloc_ctl("cgroup.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", &v, &len, NULL, 0), ENOENT);
   assert_int_equal(xalloc_ctl("stats.allocated", &small, &slen, NULL, 0), EINVAL);   /* wrong length */
   assert_int_equal(xalloc_ctl("stats.allocated", &v, NULL, NULL, 0), EINVAL);
   assert_int_equal(xalloc_ctl("stats.allocated", &v, &len, &v, sizeof v), EPERM);    /* read-only */
