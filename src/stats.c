@@ -80,7 +80,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->huge_cached = cached;
   t->active += bytes;
   t->allocated = t->small_allocated + t->large_allocated + t->huge_allocated;
-  t->metadata = xa_base_allocated();
+  t->metadata = xa_base_allocated() + xa_tcache_mapped();
   t->mapped = xa_os_mapped();
   t->resident = xa_os_resident();
   t->anon_huge = xa_os_anon_huge();

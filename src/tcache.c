@@ -1,7 +1,6 @@
 /* Thread-cache slow paths: creation, refill, flush, GC, teardown. */
 #include "tcache.h"
 #include "arena.h"
-#include "base.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
@@ -18,23 +17,67 @@ static pthread_key_t tc_key;
 static xa_lock_t tc_lock = XA_LOCK_INIT;       /* guards the two lists */
 static struct xa_tcache *tc_live;               /* every live cache */
 static struct xa_tcache *tc_recycled;           /* caches of exited threads */
+static unsigned tc_nrecycled;
+/* Caches of exited threads kept for new threads; the others are unmapped,
+ * so that memory does not scale with the most threads ever alive. */
+#define RECYCLE_KEEP 16
+static size_t tc_mapped;                        /* bytes of cache mappings */
+static unsigned tc_nlive;                       /* caches on the live list */
 static size_t tc_slots_total;                   /* slots per cache */
+
+/* A cache's slots: first a small area where every bin starts with
+ * SMALL_CAP slots (or its capacity, if lower), then each bin's full-size
+ * stack, which it moves to when it needs more (bin_grow).  A thread that
+ * uses a class a little touches only the small area's page or two. */
+#define SMALL_CAP 16
+static size_t tc_small_total;                   /* slots in the small area */
+static size_t tc_full_off[XA_NSMALL];           /* each bin's full-size stack */
+/* Slow start: a class's first refill in a thread is (capacity / 2) >>
+ * this, about START_BYTES of objects (at least one); each miss doubles it. */
+#define START_BYTES 1024
+static uint8_t tc_start_shift[XA_NSMALL];
 
 static uint32_t tc_flush_gen;                   /* bumped by xa_tcache_request_flush */
 static bool tc_reclaim_off;                     /* membarrier refused: no reclaims */
 static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_lock) */
 
-#define SLOW_START 3    /* a bin's first refill: 1/16 of its capacity */
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
 #define BIN_MIN 8       /* objects a bin holds at least, */
 #define BIN_MAX 1024    /* and at most, whatever tcache_bytes says */
 
+static uint32_t small_cap(unsigned c) {
+  return xa_classes[c].tcache_cap < SMALL_CAP ? xa_classes[c].tcache_cap : SMALL_CAP;
+}
+
+/* The global budget: tcache_total_bytes shared evenly by the live
+ * caches, and a cache's share by BUDGET_BINS of its bins (few threads use
+ * more classes than that at once).  A bin takes, and holds, at most its
+ * share: with 16 threads the default leaves every bin its full size; with
+ * 2000 a bin holds about 1 KiB, and memory no longer grows with the
+ * thread count.  A racy read of the count: a hint. */
+#define BUDGET_BINS 16
+static uint32_t bin_budget(unsigned c) {
+  unsigned n = __atomic_load_n(&tc_nlive, __ATOMIC_RELAXED);
+  uint64_t share = (uint64_t)xa_opt.tcache_total_bytes / (n ? n : 1) / BUDGET_BINS;
+  uint64_t objs = share / xa_classes[c].size;
+  if (objs > xa_classes[c].tcache_cap) objs = xa_classes[c].tcache_cap;
+  return objs ? (uint32_t)objs : 1;
+}
+
 bool xa_tcache_init_global(void (*at_thread_exit)(void *tc)) {
-  tc_slots_total = 0;
+  tc_small_total = 0;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     size_t cap = (size_t)xa_opt.tcache_bytes / xa_classes[c].size;
     xa_classes[c].tcache_cap = (uint32_t)(cap < BIN_MIN ? BIN_MIN : cap > BIN_MAX ? BIN_MAX : cap);
+    tc_small_total += small_cap(c);
+  }
+  tc_slots_total = tc_small_total;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    tc_full_off[c] = tc_slots_total;
     tc_slots_total += xa_classes[c].tcache_cap;
+    unsigned k = 0, half = xa_classes[c].tcache_cap / 2;
+    while ((half >> k) > 1 && (half >> k) * xa_classes[c].size > START_BYTES) k++;
+    tc_start_shift[c] = (uint8_t)k;
   }
   return pthread_key_create(&tc_key, at_thread_exit) == 0;
 }
@@ -46,7 +89,7 @@ static void tcache_unlink(struct xa_tcache *tc) {
   else tc_live = tc->next;
   if (tc->next) tc->next->prev = tc->prev;
   if (tc_cursor == tc) tc_cursor = tc->next;
-  tc->live = false;
+  tc_nlive--;
 }
 
 static void tcache_recycle(struct xa_tcache *tc) {
@@ -55,15 +98,46 @@ static void tcache_recycle(struct xa_tcache *tc) {
   tc_recycled = tc;
 }
 
+/* A cache is a mapping of its own: the header, then the slots. */
+static size_t tcache_bytes(void) {
+  return XA_ALIGN_UP(sizeof(struct xa_tcache) + tc_slots_total * sizeof(void *), xa_os_page);
+}
+
 static void tcache_flush_bins(struct xa_tcache *tc);
+static void bins_small(struct xa_tcache *tc);
 
 /* Cache tc, already off the live list (so no reclaimer works on it), goes
- * back: its objects to the arenas, the cache to the recycled list. */
+ * back: its objects to the arenas, the cache to the recycled list, or,
+ * with RECYCLE_KEEP there already, to the kernel. */
 static void tcache_retire(struct xa_tcache *tc) {
   tcache_flush_bins(tc);
   xa_lock(&tc_lock);
+  bool keep = tc_nrecycled < RECYCLE_KEEP;
+  if (keep) tc_nrecycled++;          /* its place, taken now: threads exit together */
+  else tc_mapped -= tcache_bytes();
+  xa_unlock(&tc_lock);
+  if (!keep) {
+    xa_os_unmap(tc, tcache_bytes());
+    return;
+  }
+  if (tc->grown) {
+    /* The full-size stacks go back to the kernel; the next thread to
+     * take this cache starts small again. */
+    bins_small(tc);
+    uintptr_t lo = XA_ALIGN_UP((uintptr_t)(tc->slots + tc_small_total), xa_os_page);
+    uintptr_t hi = (uintptr_t)(tc->slots + tc_slots_total) & ~(uintptr_t)(xa_os_page - 1);
+    if (lo < hi) xa_os_purge((void *)lo, hi - lo);
+  }
+  xa_lock(&tc_lock);
   tcache_recycle(tc);
   xa_unlock(&tc_lock);
+}
+
+/* Is tc on the live list?  (Compares pointers only: tc may be unmapped.) */
+static bool tcache_is_live(const struct xa_tcache *tc) {
+  for (const struct xa_tcache *t = tc_live; t; t = t->next)
+    if (t == tc) return true;
+  return false;
 }
 
 /* glibc runs thread-specific data destructors for at most
@@ -81,7 +155,8 @@ static void tcache_sweep_orphans(void) {
     xa_unlock(&tc_lock);
     if (!tid || xa_os_thread_alive(tid)) continue;
     xa_lock(&tc_lock);
-    bool orphan = tc->live && tc->tid == tid;   /* not recycled meanwhile */
+    /* not retired meanwhile (then it may be unmapped, or reused) */
+    bool orphan = tcache_is_live(tc) && tc->tid == tid;
     if (orphan) tcache_unlink(tc);
     xa_unlock(&tc_lock);
     if (orphan) tcache_retire(tc);
@@ -120,22 +195,63 @@ static void claim_slow(struct xa_tcache *tc) {
   }
 }
 
+/* Every bin (empty) back on the small area. */
+static void bins_small(struct xa_tcache *tc) {
+  void **slot = tc->slots;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    tc->bins[c].stack = tc->bins[c].top = slot;
+    slot += small_cap(c);
+    tc->bins[c].end = slot;
+  }
+  tc->grown = 0;
+}
+
+/* The owner, inside a slow path: bin c grows to hold `budget` objects (not
+ * past its capacity), moving to its full-size stack.  The pointers and
+ * gates change under tc_lock, so that no reclaim pass sees them half-way;
+ * one that closed the gates meanwhile keeps them closed (claim_slow
+ * reopens them at the next slow path). */
+static void bin_grow(struct xa_tcache *tc, unsigned c, uint32_t budget) {
+  struct xa_tbin *b = &tc->bins[c];
+  void **to = tc->slots + tc_full_off[c];
+  if (budget <= xa_tbin_cap(b)) return;
+  uint32_t n = xa_tbin_count(b);
+  if (b->stack != to) memcpy(to, b->stack, n * sizeof(void *));
+  xa_lock(&tc_lock);
+  b->stack = to;
+  b->top = to + n;
+  b->end = to + budget;
+  if (!tc->gates_closed) {
+    __atomic_store_n(&b->pop_gate, b->stack, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->push_gate, b->end, __ATOMIC_RELAXED);
+  }
+  xa_unlock(&tc_lock);
+  tc->grown = 1;
+}
+
 static struct xa_tcache *tcache_new(void) {
   tcache_sweep_orphans();
   xa_lock(&tc_lock);
   struct xa_tcache *tc = tc_recycled;
-  if (tc) tc_recycled = tc->next;
+  if (tc) {
+    tc_recycled = tc->next;
+    tc_nrecycled--;
+  }
   xa_unlock(&tc_lock);
   if (!tc) {
-    tc = xa_base_alloc(sizeof *tc + tc_slots_total * sizeof(void *));
+    tc = xa_os_map(tcache_bytes(), xa_os_page);
     if (!tc) return NULL;
-    void **slot = tc->slots;
-    for (unsigned c = 0; c < XA_NSMALL; c++) {
-      tc->bins[c].stack = tc->bins[c].top = slot;
-      slot += xa_classes[c].tcache_cap;
-      tc->bins[c].end = slot;
-      tc->bins[c].divmagic = xa_class_divmagic[c];
-    }
+    xa_lock(&tc_lock);
+    tc_mapped += tcache_bytes();
+    xa_unlock(&tc_lock);
+    for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].divmagic = xa_class_divmagic[c];
+    bins_small(tc);
+  }
+  /* A new cache's bins (on the small area, empty) hold no more than the
+   * budget allows now. */
+  for (unsigned c = 0; c < XA_NSMALL && !tc->grown; c++) {
+    uint32_t budget = bin_budget(c), cap = small_cap(c);
+    tc->bins[c].end = tc->bins[c].stack + (budget < cap ? budget : cap);
   }
   gates_open(tc);
   tc->entered = tc->left = tc->entered_seen = 0;
@@ -144,13 +260,13 @@ static struct xa_tcache *tcache_new(void) {
   tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
   tc->tid = xa_os_tid();
   memset(tc->missed, 0, sizeof tc->missed);
-  memset(tc->slow_start, SLOW_START, sizeof tc->slow_start);
+  memcpy(tc->slow_start, tc_start_shift, sizeof tc->slow_start);
   xa_lock(&tc_lock);
-  tc->live = true;
   tc->prev = NULL;
   tc->next = tc_live;
   if (tc_live) tc_live->prev = tc;
   tc_live = tc;
+  tc_nlive++;
   xa_unlock(&tc_lock);
   return tc;
 }
@@ -183,7 +299,7 @@ static unsigned tcache_gc(struct xa_tcache *tc) {
     struct xa_tbin *b = &tc->bins[c];
     if (!tc->missed[c] && b->top != b->stack) {
       bin_flush(b, (xa_tbin_count(b) + 1) / 2);
-      if (tc->slow_start[c] < SLOW_START) tc->slow_start[c]++;   /* quiet: start slower again */
+      if (tc->slow_start[c] < tc_start_shift[c]) tc->slow_start[c]++;   /* quiet: start slower again */
     }
     tc->missed[c] = 0;
   }
@@ -212,9 +328,12 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   if (b->top != b->stack) return *--b->top;
   /* Slow start: a class a thread touches only briefly takes little from
    * the arena; each further miss doubles the batch, up to half the bin. */
-  unsigned want = (xa_tbin_cap(b) / 2) >> tc->slow_start[cls];
+  unsigned want = (xa_classes[cls].tcache_cap / 2) >> tc->slow_start[cls];
   if (tc->slow_start[cls]) tc->slow_start[cls]--;
   if (!want) want = 1;
+  uint32_t budget = bin_budget(cls);
+  if (want > budget) want = budget;
+  if (want > xa_tbin_cap(b)) bin_grow(tc, cls, budget);
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
   b->top = b->stack + got - 1;
@@ -252,6 +371,7 @@ static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *ne
       *news |= XA_TC_RETURNED;
     }
   }
+  if (b->top == b->end && xa_tbin_cap(b) < xa_classes[cls].tcache_cap) bin_grow(tc, cls, bin_budget(cls));
   if (b->top == b->end) {
     bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
     *news |= XA_TC_RETURNED;
@@ -331,6 +451,7 @@ void xa_tcache_postfork_child(void) {
       tc->left = tc->entered;         /* its owner may have been inside a call */
       tcache_unlink(tc);
       tcache_recycle(tc);
+      tc_nrecycled++;
     }
     tc = next;
   }
@@ -404,3 +525,5 @@ size_t xa_tcache_reclaim(bool all) {
 }
 
 uint64_t xa_tcache_reclaimed(void) { return __atomic_load_n(&tc_reclaimed, __ATOMIC_RELAXED); }
+
+size_t xa_tcache_mapped(void) { return __atomic_load_n(&tc_mapped, __ATOMIC_RELAXED); }

@@ -57,14 +57,14 @@ struct xa_tcache {
   uint8_t gates_closed;             /* by a reclaimer; only the owner reopens
                                        them (claim_slow), both under tc_lock */
   uint8_t reclaim;                  /* a candidate of the running reclaim pass */
-  bool live;                        /* on the live list (else recycled) */
+  uint8_t grown;                    /* a bin moved to its full-size stack */
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* refills and full-bin flushes since last GC */
   uint32_t flush_gen;               /* last flush request seen (xa_tcache_request_flush) */
   int32_t tid;                      /* owner's kernel thread id */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
-  uint8_t slow_start[XA_NSMALL];    /* refill takes half the bin >> this */
-  void *slots[];                    /* the bins' stacks */
+  uint8_t slow_start[XA_NSMALL];    /* refill takes half the full bin >> this */
+  void *slots[];                    /* the bins' stacks: small area, then full-size */
 };
 
 /* The owner's claim on its cache around every use of the bins: a
@@ -133,6 +133,8 @@ XA_HIDDEN void xa_tcache_request_flush(void);
  * the previous pass (a quiet thread; the purger's use).  An
  * owner found inside a call is skipped.  Returns the objects returned. */
 XA_HIDDEN size_t xa_tcache_reclaim(bool all);
+/* Bytes of the caches' own mappings (live and recycled). */
+XA_HIDDEN size_t xa_tcache_mapped(void);
 /* Objects xa_tcache_reclaim took back, ever. */
 XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
 /* Does any other thread's cache hold objects? (racy: a hint) */

@@ -1,7 +1,9 @@
 /* Unit tests of the thread cache (src/tcache.c) and the fast paths
- * (src/fastpath.h): boot cache misses, refill of half a bin, flush of half
- * on overflow, idle-bin GC, teardown at thread exit and reuse of the
- * cache, arena-direct service after teardown. */
+ * (src/fastpath.h): boot cache misses, bins that start small and grow,
+ * refill of half a bin, flush of half on overflow, idle-bin GC, teardown
+ * at thread exit and reuse of the cache, arena-direct service after
+ * teardown, the global budget with many threads, unmapping of exited
+ * threads' caches. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,16 +42,31 @@ static void test_refill_and_flush_halves(void **state) {
   struct xa_tbin *b = &tc->bins[CLS];
   xa_tcache_flush_all();
   assert_int_equal(xa_tbin_count(b), 0);
-  uint32_t cap = xa_tbin_cap(b);
-  assert_int_equal(cap, xa_classes[CLS].tcache_cap);
+  uint32_t cap = xa_tbin_cap(b), full = xa_classes[CLS].tcache_cap;
+  assert_int_equal(cap, full < 16 ? full : 16);  /* a new cache's bins start small */
   unsigned slow = tc->slow_start[CLS];          /* test_refill_slow_start */
   news = 0;
   void *p = xa_tcache_alloc_refill(tc, CLS, &news);
   assert_non_null(p);
-  assert_int_equal(xa_tbin_count(b), ((cap / 2) >> slow) - 1);   /* a batch, one handed out */
+  uint32_t want = (full / 2) >> slow;
+  assert_int_equal(xa_tbin_count(b), want - 1);  /* a batch, one handed out */
+  assert_int_equal(xa_tbin_cap(b), want > cap ? full : cap);   /* grown if it had to */
   assert_true(news & XA_TC_TOOK);                /* for the purger to watch */
-  /* fill the bin, then one more push flushes the older half */
   void *more[1024];
+  if (xa_tbin_cap(b) < full) {
+    /* a full small bin grows to its full size instead of flushing */
+    uint32_t fill = cap - xa_tbin_count(b) + 1;
+    assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, fill), fill);
+    for (uint32_t i = 0; i + 1 < fill; i++) *b->top++ = more[i];
+    assert_true(b->top == b->end);
+    news = 0;
+    assert_true(xa_tcache_free_flush(tc, CLS, more[fill - 1], &news));
+    assert_int_equal(xa_tbin_cap(b), full);
+    assert_int_equal(xa_tbin_count(b), cap + 1);
+    assert_false(news & XA_TC_RETURNED);
+  }
+  cap = full;
+  /* fill the bin, then one more push flushes the older half */
   uint32_t need = cap - xa_tbin_count(b);
   assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, need), need);
   for (uint32_t i = 0; i < need; i++) *b->top++ = more[i];
@@ -139,9 +156,10 @@ static void test_sized_frees_do_not_drive_gc(void **state) {
   assert_int_equal(xa_tbin_count(&tc->bins[CLS]), before);
 }
 
-/* Slow start: in a new thread's cache a class's first refill takes 1/16
- * of the bin, each further miss doubles the batch up to half the bin, and a
- * GC sweep that finds the bin quiet halves it again. */
+/* Slow start: in a new thread's cache a class's first refill takes about
+ * 1 KiB of objects (at least one), each further miss doubles the batch up
+ * to half the bin, and a GC sweep that finds the bin quiet halves it
+ * again. */
 static void *slow_start_body(void *arg) {
   unsigned *got = arg;
   void *p = malloc(24);                          /* creates this thread's cache */
@@ -180,14 +198,17 @@ static void test_refill_slow_start(void **state) {
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, slow_start_body, got), 0);
   pthread_join(t, NULL);
-  unsigned half = xa_classes[20].tcache_cap / 2;
+  unsigned half = xa_classes[20].tcache_cap / 2, size = xa_classes[20].size;
   assert_true(half >= 16);
-  assert_int_equal(got[0], half >> 3);
-  assert_int_equal(got[1], half >> 2);
-  assert_int_equal(got[2], half >> 1);
-  assert_int_equal(got[3], half);
-  assert_int_equal(got[4], half);
-  assert_int_equal(got[5], half >> 1);          /* one sweep: one step back */
+  unsigned start = 0;                            /* the first batch: ~1 KiB */
+  while ((half >> start) > 1 && (half >> start) * size > 1024) start++;
+  assert_true(start >= 4);                       /* 1280-byte objects: 1 first */
+  assert_int_equal(got[0], half >> start);
+  assert_int_equal(got[1], half >> (start - 1));
+  assert_int_equal(got[2], half >> (start - 2));
+  assert_int_equal(got[3], half >> (start - 3));
+  assert_int_equal(got[4], half >> (start - 4));
+  assert_int_equal(got[5], half >> (start - 3));  /* one sweep: one step back */
 }
 
 static void *thread_body(void *arg) {
@@ -251,6 +272,7 @@ static void *reclaim_body(void *arg) {
   if (rc->claimed) xa_tc_release(rc->tc);
   rc->after = malloc(64);
   pthread_barrier_wait(&rc->bar);             /* 3: allocated */
+  pthread_barrier_wait(&rc->bar);             /* 4: main looked (exit resets the bins) */
   free(rc->after);
   return NULL;
 }
@@ -287,6 +309,7 @@ static void test_reclaim(void **state) {
     pthread_barrier_wait(&rc.bar);
     pthread_barrier_wait(&rc.bar);
     bool reopened = gates_open(rc.tc);
+    pthread_barrier_wait(&rc.bar);
     pthread_join(t, NULL);
     pthread_barrier_destroy(&rc.bar);
     if (claimed) {
@@ -302,6 +325,60 @@ static void test_reclaim(void **state) {
   }
 }
 
+/* Many threads at once: each bin's capacity and refills stay within its
+ * share of tcache_total_bytes (32 MiB by default) split over the live
+ * caches; and once they exit, all but a few of their caches are unmapped
+ * (memory does not stay at the most threads ever alive). */
+enum { MANY = 300 };
+static pthread_barrier_t many_bar;
+static uint32_t many_cap[MANY];
+
+static void *many_body(void *arg) {
+  uint32_t *cap = arg;
+  free(malloc(64));                              /* this thread's cache */
+  pthread_barrier_wait(&many_bar);               /* all caches live */
+  void *v[400];
+  for (int r = 0; r < 4; r++) {                  /* misses and full bins: growth */
+    for (int i = 0; i < 400; i++) v[i] = malloc(64);
+    for (int i = 0; i < 400; i++) free(v[i]);
+  }
+  *cap = xa_tbin_cap(&xa_tc->bins[CLS]);
+  pthread_barrier_wait(&many_bar);               /* main reads the mappings */
+  pthread_barrier_wait(&many_bar);
+  return NULL;
+}
+
+static void test_many_threads_budget(void **state) {
+  (void)state;
+  size_t m0 = xa_tcache_mapped();
+  pthread_t t[MANY];
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  pthread_barrier_init(&many_bar, NULL, MANY + 1);
+  for (int i = 0; i < MANY; i++) assert_int_equal(pthread_create(&t[i], &attr, many_body, &many_cap[i]), 0);
+  pthread_barrier_wait(&many_bar);
+  pthread_barrier_wait(&many_bar);
+  size_t m_alive = xa_tcache_mapped();
+  pthread_barrier_wait(&many_bar);
+  for (int i = 0; i < MANY; i++) pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&many_bar);
+  pthread_attr_destroy(&attr);
+  size_t m_after = xa_tcache_mapped();
+  /* at least MANY live caches: a bin's share is at most this */
+  uint64_t share = (32u << 20) / MANY / 16 / 64;
+  assert_true(share < xa_classes[CLS].tcache_cap);  /* the budget binds here */
+  for (int i = 0; i < MANY; i++) {
+    assert_true(many_cap[i] <= share);
+    assert_true(many_cap[i] >= 16);              /* it grew past the small area */
+  }
+  /* every thread had a cache of its own while alive; 16 are kept after */
+  size_t per = (m_alive - m0) / MANY;
+  assert_true(per > 0);
+  assert_true(m_after <= m0 + 17 * per);
+  assert_true(m_after < m_alive / 4);
+}
+
 int main(void) {
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
@@ -313,6 +390,7 @@ int main(void) {
     cmocka_unit_test(test_refill_slow_start),
       cmocka_unit_test(test_thread_exit_recycles),
       cmocka_unit_test(test_reclaim),
+      cmocka_unit_test(test_many_threads_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
