@@ -288,8 +288,21 @@ bool xa_arena_init_all(unsigned n) {
   return true;
 }
 
+/* Arenas in use (mallopt's M_ARENA_MAX): at most xa_narenas. */
+static unsigned narenas_used;
+
+void xa_arena_limit(unsigned n) {
+  unsigned all = xa_arena_count();
+  __atomic_store_n(&narenas_used, n < all ? n : all, __ATOMIC_RELAXED);
+}
+
+unsigned xa_arena_used(void) {
+  unsigned n = __atomic_load_n(&narenas_used, __ATOMIC_RELAXED);
+  return n ? n : xa_arena_count();
+}
+
 struct xa_arena *xa_arena_choose(void) {
-  return xa_arenas[xa_os_cpu() % xa_narenas];
+  return xa_arenas[xa_os_cpu() % xa_arena_used()];
 }
 
 /* ---- slabs ----------------------------------------------------------- */
@@ -778,6 +791,14 @@ size_t xa_arena_purge(struct xa_arena *a) {
   return bytes + (pages << xa_os_page_shift);
 }
 
+/* How long muzzy spans wait before MADV_DONTNEED: muzzy_decay_ms after
+ * MADV_FREE (purge:free); with purge:dontneed the only muzzy spans are
+ * slabs that emptied after some of their pages were purged, whose other
+ * pages are resident and decay as dirty pages do. */
+static int64_t muzzy_ms(void) {
+  return xa_opt.purge == xa_opt_purge_free ? xa_opt.muzzy_decay_ms : xa_opt.dirty_decay_ms;
+}
+
 size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   size_t bytes = 0;
   if (a->dirty_pages) {             /* racy peek: skip the lock when clean */
@@ -792,10 +813,10 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   }
   if (a->dirty_slabs.head && xa_opt.dirty_decay_ms >= 0)
     bytes += xa_arena_purge_slabs(a, now, (uint64_t)xa_opt.dirty_decay_ms * 1000000u);
-  if (a->muzzy_pages && xa_opt.muzzy_decay_ms >= 0) {     /* second stage */
+  if (a->muzzy_pages && muzzy_ms() >= 0) {     /* second stage */
     arena_lock(a);
     size_t pages = purge_list(a, &a->muzzy_spans, a->muzzy_pages, false, now,
-                              (uint64_t)xa_opt.muzzy_decay_ms * 1000000u);
+                              (uint64_t)muzzy_ms() * 1000000u);
     arena_unlock(a);
     bytes += pages << xa_os_page_shift;
   }
@@ -819,7 +840,7 @@ size_t xa_arena_decay_pending(void) {
   for (unsigned i = 0; i < xa_narenas; i++) {
     struct xa_arena *a = xa_arenas[i];
     pages += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
-    if (xa_opt.muzzy_decay_ms >= 0) pages += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
+    if (muzzy_ms() >= 0) pages += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
     pages += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
   }
   return pages;

@@ -26,6 +26,10 @@ XA_INLINE unsigned xa_arena_count(void) { return __atomic_load_n(&xa_narenas, __
 
 XA_HIDDEN bool xa_arena_init_all(unsigned n);
 XA_HIDDEN struct xa_arena *xa_arena_choose(void);
+/* Use only the first n arenas from now on (mallopt's M_ARENA_MAX), and
+ * how many are in use. */
+XA_HIDDEN void xa_arena_limit(unsigned n);
+XA_HIDDEN unsigned xa_arena_used(void);
 
 /* Fill out[0..want) with objects of class cls; returns how many (0: OOM). */
 XA_HIDDEN unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned want);

@@ -458,14 +458,15 @@ XA_EXPORT struct mallinfo mallinfo(void) {
 }
 
 /* glibc's parameters are accepted (xalloc tunes itself); others fail. */
+/* glibc's tunables: 1 for what xalloc does, 0 (glibc's "error") for the
+ * rest, which have no meaning here (xalloc has no heap top to trim or pad,
+ * no fastbins, a fixed 2 MiB threshold for own-mapped blocks).
+ * M_ARENA_MAX caps the arenas in use: new refills and large blocks come
+ * from the first `value` of them (blocks already out stay where they are). */
 XA_EXPORT int mallopt(int param, int value) {
-  switch (param) {
-  case M_MXFAST: case M_TRIM_THRESHOLD: case M_TOP_PAD: case M_MMAP_THRESHOLD:
-  case M_MMAP_MAX: case M_CHECK_ACTION: case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:
-    return 1;
-  default:
-    return 0;
-  }
+  if (param != M_ARENA_MAX || value < 1 || !xa_init()) return 0;
+  xa_arena_limit((unsigned)value);
+  return 1;
 }
 
 /* glibc prints its summary to stderr; xalloc prints its text statistics. */

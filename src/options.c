@@ -109,17 +109,32 @@ static bool parse_long(const char *v, size_t vn, long *out) {
   return true;
 }
 
+/* One warning, written with one write(2) so that it does not interleave
+ * with other output: "xalloc: SOURCE: WHAT 'KEY' (HINT); default kept".
+ * A key longer than KEY_SHOWN bytes is cut; the rest always fits. */
+#define KEY_SHOWN 200
 static void warn(const char *source, const char *what, const char *k, size_t kn, const char *hint) {
-  err_puts("xalloc: ");
-  err_puts(source);
-  err_puts(": ");
-  err_puts(what);
-  err_puts(" '");
-  err_putn(k, kn);
-  err_puts("' (");
-  err_puts(hint);
-  err_puts("); default kept\n");
+  char line[512];
+  size_t n = 0;
+  const char *parts[] = {"xalloc: ", source, ": ", what, " '", NULL, "' (", hint, "); default kept\n"};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    const char *p = parts[i] ? parts[i] : k;
+    size_t pn = parts[i] ? strlen(p) : kn < KEY_SHOWN ? kn : KEY_SHOWN;
+    if (pn > sizeof line - n) pn = sizeof line - n;
+    memcpy(line + n, p, pn);
+    n += pn;
+  }
+  err_putn(line, n);
 }
+
+/* v in decimal at out (at most 21 bytes, no NUL); its length. */
+static size_t fmt_long(char *out, long v) {
+  size_t n = 0;
+  if (v < 0) { out[n++] = '-'; v = -v; }
+  return n + xa_fmt_dec(out + n, (uint64_t)v);
+}
+
+static void put_long(char *num, long v) { err_putn(num, fmt_long(num, v)); }
 
 static void print_help(void) {
   err_puts("xalloc options (XALLOC_CONF=\"key:value,key:value\"):\n");
@@ -138,9 +153,11 @@ static void print_help(void) {
       while (w[n] && w[n] != '|') n++;
       err_putn(w, n);
     } else {
-      long v = d->def;
-      if (v < 0) { err_puts("-"); v = -v; }
-      err_putn(num, xa_fmt_dec(num, (uint64_t)v));
+      put_long(num, d->def);
+      err_puts(", range ");
+      put_long(num, d->lo);
+      err_puts("..");
+      put_long(num, d->hi);
     }
     err_puts("): ");
     if (d->type == T_ENUM) {
@@ -197,11 +214,18 @@ int xa_options_parse(struct xa_options *o, const char *s, const char *source) {
       ok = parse_long(v, vn, &x) && x >= d->lo && x <= d->hi;
     }
     if (!ok) {
+      char range[80] = "expected an integer in ";
+      size_t rn = strlen(range);
+      rn += fmt_long(range + rn, d->lo);
+      memcpy(range + rn, "..", 2);
+      rn += 2;
+      rn += fmt_long(range + rn, d->hi);
+      range[rn] = 0;
       warn(source, "bad value for option", k, kn,
            d->type == T_BOOL ? "expected key:true or key:false"
            : d->type == T_STR ? "expected a value of at most 255 bytes"
            : d->type == T_ENUM ? "expected one of the values XALLOC_CONF=help lists"
-           : "expected an integer in the range XALLOC_CONF=help shows");
+           : range);
       bad++;
       continue;
     }

@@ -22,7 +22,7 @@
   X(tcache_reclaim,    BOOL, 1,     0, 1, 0, "empty the caches of quiet threads from the purger and malloc_trim (uses membarrier)") \
   X(dirty_decay_ms,    INT,  1000,  -1, 3600000, 1, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \
   X(purge,             ENUM, dontneed, 0, 0, 0, "how decayed pages go back (free: MADV_FREE, then muzzy_decay_ms)") \
-  X(muzzy_decay_ms,    INT,  10000, -1, 3600000, 0, "ms before muzzy pages (MADV_FREE'd, or in emptied partly purged slabs) are MADV_DONTNEED'd; -1 = never") \
+  X(muzzy_decay_ms,    INT,  10000, -1, 3600000, 0, "with purge:free, ms before MADV_FREE'd pages are also MADV_DONTNEED'd; -1 = never") \
   X(background_thread, BOOL, 1,     0, 1, 0, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, default, 0, 0, 0, "transparent huge pages for huge blocks") \
   X(huge_cache_bytes,  INT,  16 << 20, 0, 1 << 30, 1, "bytes of freed huge-block pages kept resident beyond the live huge bytes (all decay)") \

@@ -13,6 +13,9 @@
 #include <errno.h>
 #include <malloc.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include "testutil.h"
 /* glibc's malloc_info writes the same XML root; the rest is xalloc-only. */
@@ -377,6 +380,80 @@ static void test_options_take_effect(void **state) {
   assert_non_null(strstr(err, "xalloc: XALLOC_CONF: unknown option 'bogus'"));
 }
 
+/* Each warning is one write(2): the child's stderr is a datagram socket,
+ * where every write arrives as one datagram.  Two bad entries: two
+ * datagrams, each a whole line; an integer's warning names its range. */
+static void test_warning_one_write(void **state) {
+  (void)state;
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(sv[1], 2);
+    setenv("XALLOC_CONF", "narenas:99999,bogus:1", 1);
+    char exe[64];
+    snprintf(exe, sizeof exe, "/proc/%d/exe", (int)getppid());
+    execl(exe, exe, "quiet", (char *)NULL);
+    _exit(127);
+  }
+  close(sv[1]);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  char msg[2][1024];
+  ssize_t len[2];
+  for (int i = 0; i < 2; i++) {
+    len[i] = recv(sv[0], msg[i], sizeof msg[i] - 1, MSG_DONTWAIT);
+    assert_true(len[i] > 0);
+    msg[i][len[i]] = 0;
+    assert_true(msg[i][len[i] - 1] == '\n');
+    assert_non_null(strstr(msg[i], "; default kept"));
+  }
+  char extra[16];
+  assert_true(recv(sv[0], extra, sizeof extra, MSG_DONTWAIT) < 0);   /* nothing more */
+  close(sv[0]);
+  assert_string_equal(msg[0], "xalloc: XALLOC_CONF: bad value for option 'narenas' "
+                              "(expected an integer in 0..1024); default kept\n");
+  assert_non_null(strstr(msg[1], "unknown option 'bogus'"));
+}
+
+/* mallopt: M_ARENA_MAX caps the arenas in use and says so; what xalloc does
+ * not do is refused (0, as glibc answers an error). */
+static void *arena_worker(void *arg) {
+  void *v[16];
+  for (int i = 0; i < 16; i++) v[i] = malloc(100000);   /* large: counted per arena */
+  for (int i = 0; i < 16; i++) free(v[i]);
+  (void)arg;
+  return NULL;
+}
+
+static void test_mallopt(void **state) {
+  (void)state;
+  assert_int_equal(mallopt(M_MMAP_THRESHOLD, 1 << 20), 0);
+  assert_int_equal(mallopt(M_TRIM_THRESHOLD, 1 << 20), 0);
+  assert_int_equal(mallopt(M_ARENA_MAX, 0), 0);
+  assert_int_equal(mallopt(M_ARENA_MAX, 1), 1);
+  /* blocks now come from arena 0 only, whichever CPU a thread is on */
+  uint64_t n = get("arenas.narenas"), before[64];
+  for (uint64_t i = 1; i < n && i < 64; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "stats.arenas.%u.large_requests", (unsigned)i);
+    before[i] = get(name);
+  }
+  pthread_t t[8];
+  for (int r = 0; r < 4; r++) {
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, arena_worker, NULL);
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+  }
+  for (uint64_t i = 1; i < n && i < 64; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "stats.arenas.%u.large_requests", (unsigned)i);
+    assert_int_equal(get(name), before[i]);
+  }
+  assert_int_equal(mallopt(M_ARENA_MAX, 1024), 1);   /* back to all of them */
+}
+
 static void test_junk_option(void **state) {
   (void)state;
   static char err[65536];
@@ -401,6 +478,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "noabort")) return child_no_abort();
   if (argc > 1 && !strcmp(argv[1], "opts1")) return child_opts1();
   if (argc > 1 && !strcmp(argv[1], "opts2")) return child_opts2();
+  if (argc > 1 && !strcmp(argv[1], "quiet")) return 0;
 #endif
   if (argc > 1) { free(malloc(100)); return 0; }   /* child for stats at exit */
   const struct CMUnitTest tests[] = {
@@ -413,6 +491,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_stats_print_text_and_json),
       cmocka_unit_test(test_stats_print_at_exit),
       cmocka_unit_test(test_options_take_effect),
+      cmocka_unit_test(test_warning_one_write),
+      cmocka_unit_test(test_mallopt),
       cmocka_unit_test(test_junk_option),
       cmocka_unit_test(test_abort_on_error_false),
 #endif

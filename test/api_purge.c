@@ -257,6 +257,37 @@ static int mode_muzzy(void) {
 }
 #endif
 
+#ifndef XA_TEST_GLIBC
+/* Slabs that empty after some of their free pages were purged become
+ * muzzy spans (their reuse counts as fresh for the memory-limit check);
+ * with purge:dontneed their resident pages still go back after
+ * dirty_decay_ms, not muzzy_decay_ms. */
+static int mode_partly_purged(void) {
+  enum { N = 8192, PER = 256 };                  /* 64-byte objects: 256 a slab */
+  static char *v[N];
+  for (int i = 0; i < N; i++) { v[i] = malloc(64); if (!v[i]) return 2; memset(v[i], 1, 64); }
+  for (int i = 0; i < N; i++) if (i % PER) { free(v[i]); v[i] = NULL; }
+  uint64_t purged = ctl("stats.purged");
+  double end = tu_now() + 1.5;                  /* the slabs' free pages decay */
+  while (tu_now() < end) {
+    free(malloc(1000));                         /* slow paths (no cache): the purger starts */
+    usleep(20000);
+  }
+  if (ctl("stats.purged") < purged + (N / 2) * 64) return 4;   /* half the slabs' bytes, at least */
+  for (int i = 0; i < N; i += PER) free(v[i]);   /* now they empty */
+  uint64_t seen = ctl("stats.muzzy");
+  end = tu_now() + 3;
+  while (tu_now() < end && ctl("stats.muzzy")) {
+    free(malloc(1000));
+    usleep(20000);
+  }
+  fprintf(stderr, "partly purged: muzzy %llu KiB, then %llu\n", (unsigned long long)seen >> 10,
+          (unsigned long long)ctl("stats.muzzy"));
+  if (!seen) return 1;                           /* nothing became muzzy: no test */
+  return ctl("stats.muzzy") == 0 ? 0 : 3;
+}
+#endif
+
 /* ---- tests -------------------------------------------------------------- */
 
 static void test_muzzy_stage(void **state) {
@@ -268,6 +299,15 @@ static void test_muzzy_stage(void **state) {
 #endif
 }
 
+
+static void test_partly_purged_slabs_decay(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  assert_int_equal(run_self("partly_purged", "tcache:false,dirty_decay_ms:300,muzzy_decay_ms:60000"), 0);
+#endif
+}
 
 static void test_idle_return_after_mass_free(void **state) {
   (void)state;
@@ -530,6 +570,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "never")) return mode_never();
 #ifndef XA_TEST_GLIBC
     if (!strcmp(argv[1], "muzzy")) return mode_muzzy();
+    if (!strcmp(argv[1], "partly_purged")) return mode_partly_purged();
     if (!strcmp(argv[1], "noreclaim")) return mode_noreclaim();
     if (!strcmp(argv[1], "start_rules")) return mode_start_rules();
     if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
@@ -551,6 +592,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_purger_does_not_block_exit),
       cmocka_unit_test(test_decay_never_until_trim),
       cmocka_unit_test(test_muzzy_stage),
+      cmocka_unit_test(test_partly_purged_slabs_decay),
 #ifndef XA_TEST_GLIBC
       cmocka_unit_test(test_purger_start_rules),
 #endif
