@@ -81,6 +81,45 @@ bool xa_options_find(struct xa_options *o, const char *name, struct xa_option_re
 }
 
 static void err_puts(const char *s) { xa_os_write_err(s, strlen(s)); }
+
+/* The word of value v in an ENUM's "w1|w2|..." list, and its length. */
+static const char *enum_word(const char *words, long v, size_t *n) {
+  const char *w = words;
+  for (long k = 0; k < v && strchr(w, '|'); k++) w = strchr(w, '|') + 1;
+  *n = 0;
+  while (w[*n] && w[*n] != '|') (*n)++;
+  return w;
+}
+
+size_t xa_options_string(const struct xa_options *o, char *buf, size_t cap) {
+  size_t n = 0;
+  char num[24];
+#define PUT(s, len) do { size_t l_ = (len); if (n + l_ >= cap) l_ = n + 1 < cap ? cap - n - 1 : 0; \
+                         memcpy(buf + n, (s), l_); n += l_; } while (0)
+  for (size_t i = 0; i < NOPTS; i++) {
+    const struct opt_desc *d = &opts[i];
+    const char *field = (const char *)o + d->offset;
+    if (i) PUT(",", 1);
+    PUT(d->name, strlen(d->name));
+    PUT(":", 1);
+    long v = d->type == T_STR ? 0 : *(const long *)field;
+    if (d->type == T_STR) PUT(field, strlen(field));
+    else if (d->type == T_BOOL) PUT(v ? "true" : "false", v ? 4 : 5);
+    else if (d->type == T_ENUM) {
+      size_t wn;
+      const char *w = enum_word(d->words, v, &wn);
+      PUT(w, wn);
+    } else {
+      size_t k = 0;
+      if (v < 0) { num[k++] = '-'; v = -v; }
+      k += xa_fmt_dec(num + k, (uint64_t)v);
+      PUT(num, k);
+    }
+  }
+#undef PUT
+  if (cap) buf[n] = 0;
+  return n;
+}
 static void err_putn(const char *s, size_t n) { xa_os_write_err(s, n); }
 
 /* The value of word v[0..vn) in an ENUM's "w1|w2|..." list, or -1. */
@@ -147,10 +186,8 @@ static void print_help(void) {
     if (d->type == T_BOOL) err_puts(d->def ? "true" : "false");
     else if (d->type == T_STR) err_puts("none");
     else if (d->type == T_ENUM) {
-      const char *w = d->words;
-      for (long k = 0; k < d->def; k++) w = strchr(w, '|') + 1;
-      size_t n = 0;
-      while (w[n] && w[n] != '|') n++;
+      size_t n;
+      const char *w = enum_word(d->words, d->def, &n);
       err_putn(w, n);
     } else {
       put_long(num, d->def);

@@ -90,6 +90,9 @@ struct xa_option_ref {
   long lo, hi;
 };
 XA_HIDDEN bool xa_options_find(struct xa_options *o, const char *name, struct xa_option_ref *ref);
+/* The options in effect as XALLOC_CONF would give them ("key:value,..."),
+ * NUL-terminated in buf (cut to fit cap); its length. */
+XA_HIDDEN size_t xa_options_string(const struct xa_options *o, char *buf, size_t cap);
 
 #define XA_JUNK_ALLOC 0xa5
 #define XA_JUNK_FREE 0x5a

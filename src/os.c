@@ -24,6 +24,7 @@ size_t xa_os_page = 4096;
 unsigned xa_os_page_shift = 12;
 unsigned long xa_os_fail_maps;
 size_t xa_os_mapped_bytes;          /* updated atomically */
+size_t xa_os_mapped_peak;           /* its high-water mark */
 
 void xa_os_init(void) {
   unsigned long p = getauxval(AT_PAGESZ);
@@ -58,7 +59,12 @@ void *xa_os_map(size_t size, size_t align) {
       p = q;
     }
   }
-  if (p) __atomic_fetch_add(&xa_os_mapped_bytes, size, __ATOMIC_RELAXED);
+  if (p) {
+    size_t now = __atomic_add_fetch(&xa_os_mapped_bytes, size, __ATOMIC_RELAXED);
+    size_t peak = __atomic_load_n(&xa_os_mapped_peak, __ATOMIC_RELAXED);
+    while (now > peak && !__atomic_compare_exchange_n(&xa_os_mapped_peak, &peak, now, true,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+  }
   errno = saved;
   return p;
 }
@@ -155,6 +161,15 @@ size_t xa_os_resident(void) {
   const char *p = buf;
   while (*p && *p != ' ') p++;           /* skip size, read resident */
   return parse_num(p) * xa_os_page;
+}
+
+size_t xa_os_resident_peak(void) {
+  char buf[2048];
+  xa_os_read_file("/proc/self/status", buf, sizeof buf);
+  const char *p = strstr(buf, "\nVmHWM:");
+  if (!p) return 0;
+  for (p += sizeof "\nVmHWM:" - 1; *p == '\t'; p++) {}
+  return parse_num(p) << 10;
 }
 
 void xa_os_hugepage(void *p, size_t size, bool on) {

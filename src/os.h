@@ -50,6 +50,10 @@ XA_HIDDEN extern size_t xa_os_fresh_bytes;
 XA_INLINE void xa_os_count_fresh(size_t n) { __atomic_add_fetch(&xa_os_fresh_bytes, n, __ATOMIC_RELAXED); }
 XA_INLINE size_t xa_os_fresh(void) { return __atomic_load_n(&xa_os_fresh_bytes, __ATOMIC_RELAXED); }
 
+/* The most ever mapped through this layer. */
+XA_HIDDEN extern size_t xa_os_mapped_peak;
+/* The process's peak resident set size (VmHWM), 0 if unknown. */
+XA_HIDDEN size_t xa_os_resident_peak(void);
 /* Resident set size of the process in bytes (0 if unknown). */
 XA_HIDDEN size_t xa_os_resident(void);
 /* Bytes of the process's anonymous memory backed by transparent huge

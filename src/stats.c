@@ -83,6 +83,8 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->metadata = xa_base_allocated() + xa_tcache_mapped();
   t->mapped = xa_os_mapped();
   t->resident = xa_os_resident();
+  t->resident_peak = xa_os_resident_peak();
+  t->mapped_peak = __atomic_load_n(&xa_os_mapped_peak, __ATOMIC_RELAXED);
   t->anon_huge = xa_os_anon_huge();
   t->narenas = narenas;
   t->tcache_reclaimed = xa_tcache_reclaimed();
@@ -138,6 +140,11 @@ static void print_text(struct out *o) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
   puts_(o, "___ xalloc statistics (version " XALLOC_VERSION ") ___\n");
+  char opts[2048];
+  xa_options_string(&xa_opt, opts, sizeof opts);
+  puts_(o, "options: ");
+  puts_(o, opts);
+  puts_(o, "\n");
 #define XA_STAT_TEXT(name, doc) puts_(o, #name); for (size_t i = sizeof #name; i < 17; i++) puts_(o, " "); \
   putu_w(o, t.name, 16); puts_(o, "  "); puts_(o, doc); puts_(o, "\n");
   XA_STATS_TOTALS(XA_STAT_TEXT)
@@ -168,7 +175,16 @@ static void print_text(struct out *o) {
 static void print_json(struct out *o) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
-  puts_(o, "{\"xalloc\":{\"version\":\"" XALLOC_VERSION "\",\"totals\":{");
+  puts_(o, "{\"xalloc\":{\"version\":\"" XALLOC_VERSION "\",\"options\":\"");
+  char opts[2048];
+  xa_options_string(&xa_opt, opts, sizeof opts);
+  for (const char *p = opts; *p; p++) {      /* a JSON string: escape what must be */
+    char c[2] = {*p, 0};
+    if (*p == '"' || *p == '\\') puts_(o, "\\");
+    if ((unsigned char)*p < 0x20) c[0] = '?';
+    puts_(o, c);
+  }
+  puts_(o, "\",\"totals\":{");
   const char *sep = "";
 #define XA_STAT_JSON(name, doc) puts_(o, sep); puts_(o, "\"" #name "\":"); putu(o, t.name); sep = ",";
   XA_STATS_TOTALS(XA_STAT_JSON)

@@ -19,7 +19,9 @@
   X(muzzy,           "bytes of free pages perhaps resident: MADV_FREE'd (purge:free), or emptied partly purged slabs") \
   X(retained,        "bytes of wholly free chunks kept mapped for reuse") \
   X(mapped,          "bytes mapped from the OS (chunks, huge blocks, metadata)") \
+  X(mapped_peak,     "the most bytes ever mapped from the OS at once") \
   X(resident,        "resident set size of the whole process (from /proc/self/statm)") \
+  X(resident_peak,   "peak resident set size of the whole process, as the kernel keeps it (VmHWM)") \
   X(anon_huge,       "bytes of the process's anonymous memory on transparent huge pages (smaps_rollup)") \
   X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables)") \
   X(purged,          "bytes returned to the OS with madvise since start") \

@@ -48,6 +48,7 @@ static void test_ctl_names(void **state) {
   assert_int_equal(get("stats.narenas"), get("arenas.narenas"));
   /* every total, arena and class name reads */
   static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
+                                "stats.mapped_peak", "stats.resident_peak",
                                 "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
                                 "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.purged", "stats.purge_runs", "stats.lock_contended",
                                 "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",
@@ -224,9 +225,37 @@ static void test_stats_print_text_and_json(void **state) {
   assert_non_null(strstr(t.p, "allocated"));
   assert_non_null(strstr(t.p, "classes:"));
   assert_true(json_valid(j.p));
+  /* the options in effect head both reports, as XALLOC_CONF would give them */
+  const char *opts = strstr(t.p, "\noptions: narenas:");
+  assert_non_null(opts);
+  assert_non_null(strstr(opts, ",dirty_decay_ms:1000,"));
+  assert_non_null(strstr(opts, ",purge:dontneed,"));
+  assert_non_null(strstr(opts, ",tcache:true,"));
+  assert_non_null(strstr(j.p, "\"options\":\"narenas:"));
   free(t.p);
   free(j.p);
   free(keep);
+}
+
+/* Peaks: what was mapped at most, and the process's VmHWM, outlive a free. */
+static void test_peaks(void **state) {
+  (void)state;
+  uint64_t m0 = get("stats.mapped_peak");
+  assert_true(m0 >= get("stats.mapped"));
+  size_t n = 64u << 20;
+  char *p = malloc(n);
+  assert_non_null(p);
+  memset(p, 1, n);
+  uint64_t mapped_with = get("stats.mapped"), rss_with = get("stats.resident");
+  free(p);
+  xalloc_purge();
+  assert_true(get("stats.mapped_peak") >= mapped_with);
+  assert_true(get("stats.mapped_peak") >= m0 + n / 2 || m0 >= mapped_with);
+  /* VmHWM is the kernel's: it is at least the RSS when read, but the
+   * kernel may not have noted a peak that madvise gave back */
+  uint64_t rp = get("stats.resident_peak"), r = get("stats.resident");
+  assert_true(rp + (1u << 20) >= r);
+  assert_true(r < rss_with);
 }
 
 /* XALLOC_CONF=stats_print:true,stats_format:json prints parseable JSON at exit. */
@@ -490,6 +519,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_counters_consistent),
       cmocka_unit_test(test_stats_print_text_and_json),
       cmocka_unit_test(test_stats_print_at_exit),
+      cmocka_unit_test(test_peaks),
       cmocka_unit_test(test_options_take_effect),
       cmocka_unit_test(test_warning_one_write),
       cmocka_unit_test(test_mallopt),
