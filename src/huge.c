@@ -471,8 +471,17 @@ static void release_regions(bool keep_one) {
  * frees big blocks all the time keeps about what it uses at its peak
  * resident for reuse, whatever the sizes' order; the rest goes, oldest
  * first.  (Time decay returns all of them once the program stops.) */
+static size_t cache_cap = SIZE_MAX;     /* a memory limit's share (xa_huge_limit_cache) */
+
+void xa_huge_limit_cache(size_t bytes) { __atomic_store_n(&cache_cap, bytes, __ATOMIC_RELAXED); }
+
+size_t xa_huge_cache_budget(void) {
+  size_t budget = (size_t)xa_opt.huge_cache_bytes, cap = __atomic_load_n(&cache_cap, __ATOMIC_RELAXED);
+  return budget < cap ? budget : cap;
+}
+
 static void purge_over_budget(void) {
-  size_t budget = (size_t)xa_opt.huge_cache_bytes;
+  size_t budget = xa_huge_cache_budget();
   uint64_t window = xa_opt.dirty_decay_ms > 0 ? (uint64_t)xa_opt.dirty_decay_ms * 1000000u : 0;
   uint64_t now = xa_os_now();
   if (now - hwm_at > window) {

@@ -26,6 +26,11 @@ XA_HIDDEN void *xa_huge_realloc(void *p, size_t n);
  * (UINT64_MAX: all, and unmap every wholly free region); returns the
  * dirty bytes left. */
 XA_HIDDEN size_t xa_huge_cache_decay(uint64_t now);
+/* Keep the cache within bytes too (a memory limit's share: pressure.c);
+ * SIZE_MAX: huge_cache_bytes alone. */
+XA_HIDDEN void xa_huge_limit_cache(size_t bytes);
+/* The cache's budget in effect (beyond the live huge bytes' peak). */
+XA_HIDDEN size_t xa_huge_cache_budget(void);
 /* Live huge blocks, their bytes, and dirty (resident) free bytes. */
 XA_HIDDEN void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached);
 /* Bytes of address space the regions reserve. */

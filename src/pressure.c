@@ -8,6 +8,7 @@
 #include <string.h>
 
 #define MiB ((size_t)1 << 20)
+#define LIMIT_SHARE 16          /* of a memory limit, for each of the caches */
 
 size_t xa_pressure_check_at = SIZE_MAX;
 
@@ -49,6 +50,11 @@ static bool take_reading(uint64_t now) {
     } else if (urgent && m.headroom >= 2 * thr) {
       urgent = false;
     }
+    /* Caches scale with the limit: thread caches together and the huge
+     * cache each hold at most LIMIT_SHARE of it. */
+    uint64_t share = (m.max < m.high ? m.max : m.high) / LIMIT_SHARE;
+    xa_tcache_limit_total(share < SIZE_MAX ? (size_t)share : SIZE_MAX);
+    xa_huge_limit_cache(share < SIZE_MAX ? (size_t)share : SIZE_MAX);
     uint64_t slack = urgent ? thr / 4 : m.headroom - (m.headroom < thr ? m.headroom : thr);
     if (slack < MiB) slack = MiB;
     last = m;
@@ -57,6 +63,8 @@ static bool take_reading(uint64_t now) {
   } else {
     limited = false;
     urgent = false;
+    xa_tcache_limit_total(SIZE_MAX);
+    xa_huge_limit_cache(SIZE_MAX);
     __atomic_store_n(&xa_pressure_check_at, SIZE_MAX, __ATOMIC_RELAXED);
   }
   last_read_ns = now;

@@ -94,6 +94,8 @@ void xa_stats_totals(struct xa_stats_totals *t) {
 #define XA_PRESSURE_COPY(name) t->name = ps.name;
   XA_PRESSURE_STATS(XA_PRESSURE_COPY)
 #undef XA_PRESSURE_COPY
+  t->tcache_budget = xa_tcache_budget();      /* after the reading above: a limit shrinks them */
+  t->huge_budget = xa_huge_cache_budget();
 }
 
 /* ---- output ------------------------------------------------------------ */

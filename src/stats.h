@@ -28,6 +28,8 @@
   X(purge_runs,      "madvise calls made by purging") \
   X(lock_contended,  "arena lock acquisitions that had to wait") \
   X(tcache_reclaimed, "objects taken back from quiet threads' caches (purger, malloc_trim)") \
+  X(tcache_budget,   "bytes all thread caches may hold: tcache_total_bytes, or 1/16 of a memory limit if lower") \
+  X(huge_budget,     "bytes of freed huge-block pages kept: huge_cache_bytes, or 1/16 of a memory limit if lower") \
   X(narenas,         "arenas") \
   X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \
   X(cgroup_limit,    "tightest memory limit (memory.max, memory.limit_in_bytes) of the cgroup and its ancestors; 0 none") \

@@ -23,6 +23,14 @@ static unsigned tc_nrecycled;
 #define RECYCLE_KEEP 16
 static size_t tc_mapped;                        /* bytes of cache mappings */
 static unsigned tc_nlive;                       /* caches on the live list */
+static size_t tc_total_cap = SIZE_MAX;          /* a memory limit's share */
+
+void xa_tcache_limit_total(size_t bytes) { __atomic_store_n(&tc_total_cap, bytes, __ATOMIC_RELAXED); }
+
+size_t xa_tcache_budget(void) {
+  size_t total = (size_t)xa_opt.tcache_total_bytes, cap = __atomic_load_n(&tc_total_cap, __ATOMIC_RELAXED);
+  return total < cap ? total : cap;
+}
 static size_t tc_slots_total;                   /* slots per cache */
 
 /* A cache's slots: first a small area where every bin starts with
@@ -58,7 +66,7 @@ static uint32_t small_cap(unsigned c) {
 #define BUDGET_BINS 16
 static uint32_t bin_budget(unsigned c) {
   unsigned n = __atomic_load_n(&tc_nlive, __ATOMIC_RELAXED);
-  uint64_t share = (uint64_t)xa_opt.tcache_total_bytes / (n ? n : 1) / BUDGET_BINS;
+  uint64_t share = (uint64_t)xa_tcache_budget() / (n ? n : 1) / BUDGET_BINS;
   uint64_t objs = share / xa_classes[c].size;
   if (objs > xa_classes[c].tcache_cap) objs = xa_classes[c].tcache_cap;
   return objs ? (uint32_t)objs : 1;

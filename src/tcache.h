@@ -133,6 +133,11 @@ XA_HIDDEN void xa_tcache_request_flush(void);
  * the previous pass (a quiet thread; the purger's use).  An
  * owner found inside a call is skipped.  Returns the objects returned. */
 XA_HIDDEN size_t xa_tcache_reclaim(bool all);
+/* Hold all caches together within bytes too (a memory limit's share:
+ * pressure.c); SIZE_MAX: tcache_total_bytes alone. */
+XA_HIDDEN void xa_tcache_limit_total(size_t bytes);
+/* The budget in effect: the lower of the two. */
+XA_HIDDEN size_t xa_tcache_budget(void);
 /* Bytes of the caches' own mappings (live and recycled). */
 XA_HIDDEN size_t xa_tcache_mapped(void);
 /* Objects xa_tcache_reclaim took back, ever. */

@@ -48,7 +48,7 @@ static void test_ctl_names(void **state) {
   assert_int_equal(get("stats.narenas"), get("arenas.narenas"));
   /* every total, arena and class name reads */
   static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
-                                "stats.mapped_peak", "stats.resident_peak",
+                                "stats.mapped_peak", "stats.resident_peak", "stats.tcache_budget", "stats.huge_budget",
                                 "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
                                 "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.purged", "stats.purge_runs", "stats.lock_contended",
                                 "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",

@@ -887,10 +887,16 @@ static void test_realloc_in_place(void **state)
     assert_non_null(p);
     memset(p, 'c', n);
     n += 1024;
+    char *before = p;
     p = realloc(p, n);
     assert_non_null(p);
     size_t room = malloc_usable_size(p);
-    if (room < n + n / 4 || room > n + n / 2) fail_msg("grown to %zu bytes: usable %zu", n, room);
+    /* In place it takes the headroom if the free pages after it hold it,
+     * else just what it needs (which pages follow depends on what the
+     * purger did meanwhile); a block that moved always gets headroom. */
+    int exact = p == before && room < n + n / 4;
+    if (exact ? room < n || room > n + n / 8 + pg : room < n + n / 4 || room > n + n / 2)
+      fail_msg("grown to %zu bytes %s: usable %zu", n, p == before ? "in place" : "moved", room);
     for (size_t i = 0; i < n - 1024; i++) if (p[i] != 'c') fail_msg("byte %zu lost", i);
     for (size_t m = n + 1024; m <= room; m += 1024) {
         assert_ptr_equal(realloc(p, m), p);

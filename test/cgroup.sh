@@ -5,7 +5,8 @@
 #  (a) no limit: the cgroup is found, no limit reported, no urgent mode;
 #  (b) bench/oscillate (live memory swinging 3..40 MiB in a new size each
 #      cycle) finishes under a 128 MiB limit, where glibc also fits, and
-#      xalloc reports the limit it runs under;
+#      xalloc reports the limit it runs under and holds its thread caches
+#      and huge cache to 1/16 of it each;
 #  (c) urgent mode is entered as usage nears the limit and left once the
 #      memory is back: a program fills 80 MiB under a 128 MiB limit with
 #      cgroup_headroom_pct:40, frees it, and within 5 s xalloc_ctl says
@@ -88,8 +89,9 @@ json() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2" | head -1; }
 # (a)
 XALLOC_CONF=stats_print:true,stats_format:json run_in 0 "$W/oscillate" 1 0.1
 if [ $rc -eq 0 ] && [ "$(json cgroup_limit "$W/err.$n")" = 0 ] && [ "$(json pressure_entries "$W/err.$n")" = 0 ] &&
-   [ "$(json cgroup_version "$W/err.$n")" -ge 1 ]; then
-    ok "no limit: cgroup v$(json cgroup_version "$W/err.$n") found, no limit, no urgent mode"
+   [ "$(json cgroup_version "$W/err.$n")" -ge 1 ] && [ "$(json tcache_budget "$W/err.$n")" = $((32 << 20)) ] &&
+   [ "$(json huge_budget "$W/err.$n")" = $((16 << 20)) ]; then
+    ok "no limit: cgroup v$(json cgroup_version "$W/err.$n") found, no limit, no urgent mode, default cache budgets"
 else
     fail "no limit: rc $rc, $(grep -o '"cgroup_[a-z]*":[0-9]*' "$W/err.$n" | tr '\n' ' ')"
 fi
@@ -97,10 +99,11 @@ fi
 # (b)
 XALLOC_CONF=stats_print:true,stats_format:json run_in 128 "$W/oscillate" 1 1
 lim=$(json cgroup_limit "$W/err.$n")
-if [ $rc -eq 0 ] && [ "$lim" = $((128 << 20)) ]; then
-    ok "oscillate finished under 128 MiB (peak $((peak >> 20)) MiB, urgent mode entered $(json pressure_entries "$W/err.$n") times)"
+tb=$(json tcache_budget "$W/err.$n") hb=$(json huge_budget "$W/err.$n")
+if [ $rc -eq 0 ] && [ "$lim" = $((128 << 20)) ] && [ "$tb" = $((8 << 20)) ] && [ "$hb" = $((8 << 20)) ]; then
+    ok "oscillate finished under 128 MiB (peak $((peak >> 20)) MiB, urgent mode entered $(json pressure_entries "$W/err.$n") times; cache budgets 1/16 of the limit)"
 else
-    fail "oscillate under 128 MiB: rc $rc (137: OOM-killed), limit read $lim, peak $peak"
+    fail "oscillate under 128 MiB: rc $rc (137: OOM-killed), limit read $lim, peak $peak, budgets $tb $hb"
 fi
 
 # (c)
