@@ -170,7 +170,7 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
               "<system type=\"max\" size=\"%llu\"/>\n<aspace type=\"total\" size=\"%llu\"/>\n"
               "<aspace type=\"mprotect\" size=\"%llu\"/>\n</malloc>\n",
           (unsigned long long)t.dirty, (unsigned long long)t.huge_count, (unsigned long long)t.huge_allocated,
-          (unsigned long long)t.mapped, (unsigned long long)t.mapped, (unsigned long long)t.mapped,
+          (unsigned long long)t.mapped, (unsigned long long)t.mapped_peak, (unsigned long long)t.mapped,
           (unsigned long long)t.mapped);
   return 0;
 }

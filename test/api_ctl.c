@@ -256,6 +256,20 @@ static void test_peaks(void **state) {
   uint64_t rp = get("stats.resident_peak"), r = get("stats.resident");
   assert_true(rp + (1u << 20) >= r);
   assert_true(r < rss_with);
+  /* malloc_info's total "max" is the peak, as glibc's max_system_mem */
+  char *text = NULL;
+  size_t tn = 0;
+  FILE *f = open_memstream(&text, &tn);
+  assert_int_equal(malloc_info(0, f), 0);
+  fclose(f);
+  const char *tail = strstr(text, "<total type=\"mmap\"");
+  assert_non_null(tail);
+  const char *mx = strstr(tail, "<system type=\"max\" size=\"");
+  assert_non_null(mx);
+  unsigned long long max = strtoull(mx + strlen("<system type=\"max\" size=\""), NULL, 10);
+  assert_true(max >= mapped_with);
+  assert_true(max >= get("stats.mapped"));
+  free(text);
 }
 
 /* XALLOC_CONF=stats_print:true,stats_format:json prints parseable JSON at exit. */
