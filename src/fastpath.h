@@ -1,7 +1,10 @@
 /* The malloc and free fast paths.  Keep this file one screen long.
  *
  * malloc: size -> class (one table load), pop from the
- *   thread's bin.  One branch to the slow path, which it tail-calls.
+ *   thread's bin, counting the allocation down in the bin's countdown.
+ *   Two branches to the slow path, which it tail-calls: the bin is empty,
+ *   or the count reached 0 (every 2^20 allocations of a class, or the
+ *   heap profiler's next sample: xa_tcache_tick).
  *   Both paths hold the claim on the cache (tcache.h) while they use a
  *   bin, and compare with the bin's gates, which another thread closes
  *   while it reclaims an idle cache (xa_tcache_reclaim).  A new
@@ -33,7 +36,7 @@ XA_INLINE void *xa_malloc_fast(size_t n) {
     struct xa_tcache *tc = xa_tc;
     xa_tc_claim(tc);
     struct xa_tbin *b = xa_tbin_scaled(tc, xa_sizeclass_scaled(n));
-    if (likely((uintptr_t)b->top > (uintptr_t)b->pop_gate)) {
+    if (likely((uintptr_t)b->top > (uintptr_t)b->pop_gate) && likely(--b->countdown != 0)) {
       void *p = *--b->top;
       xa_tc_release(tc);
       *(uintptr_t *)p = 0;

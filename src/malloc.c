@@ -47,6 +47,9 @@ static void *alloc_small(size_t n) {
   unsigned cls = xa_sizeclass_of(n);
   struct xa_tcache *tc = xa_tcache_get();
   unsigned news = 0;
+  /* count the allocation (the fast path counts its own) */
+  if (tc) (void)xa_tcache_tick(tc, cls);
+  else xa_tcache_count_uncached(cls);
   void *p = tc ? xa_tcache_alloc_refill(tc, cls, &news) : small_uncached(cls);
   tell_purger(news);
   if (!p) return fail_nomem();

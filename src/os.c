@@ -257,7 +257,7 @@ const char *xa_os_getenv(const char *name) {
   return NULL;
 }
 
-void xa_os_write_fd(int fd, const char *s, size_t n) {
+bool xa_os_write_fd(int fd, const char *s, size_t n) {
   int saved = errno;
   while (n) {
     ssize_t w = write(fd, s, n);
@@ -265,6 +265,7 @@ void xa_os_write_fd(int fd, const char *s, size_t n) {
     s += w; n -= (size_t)w;
   }
   errno = saved;
+  return n == 0;
 }
 
 void xa_os_write_err(const char *s, size_t n) { xa_os_write_fd(2, s, n); }
@@ -304,6 +305,95 @@ int xa_os_open_append(const char *path) {
   int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
   errno = saved;
   return fd;
+}
+
+int xa_os_open_write(const char *path) {
+  int saved = errno;
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+  errno = saved;
+  return fd;
+}
+
+uint64_t xa_os_realtime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool xa_os_on_signal(int sig, void (*handler)(int)) {
+  int saved = errno;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  bool ok = sigaction(sig, &sa, NULL) == 0;
+  errno = saved;
+  return ok;
+}
+
+static uintptr_t parse_hex(const char **p) {
+  uintptr_t v = 0;
+  for (;; (*p)++) {
+    char c = **p;
+    unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+    if (d == 16) return v;
+    v = v << 4 | d;
+  }
+}
+
+/* "start-end perms offset dev inode   path" */
+static bool maps_line(char *l, struct xa_os_mapping *m) {
+  const char *p = l;
+  m->start = parse_hex(&p);
+  if (*p++ != '-') return false;
+  m->end = parse_hex(&p);
+  if (*p++ != ' ' || strlen(p) < 5) return false;
+  m->r = p[0] == 'r';
+  m->w = p[1] == 'w';
+  m->x = p[2] == 'x';
+  p += 5;
+  m->offset = parse_hex(&p);
+  for (int field = 0; field < 2; field++) {          /* dev, inode */
+    while (*p == ' ') p++;
+    while (*p && *p != ' ') p++;
+  }
+  while (*p == ' ') p++;
+  m->path = p;
+  return true;
+}
+
+bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg) {
+  char buf[4096];
+  int fd = xa_os_open_read("/proc/self/maps");
+  if (fd < 0) return false;
+  size_t have = 0;
+  bool go = true, cut = false;    /* cut: dropping the rest of a long line */
+  while (go) {
+    long n = xa_os_read(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0) break;
+    have += (size_t)n;
+    size_t start = 0;
+    for (size_t i = 0; i < have && go; i++) {
+      if (buf[i] != '\n') continue;
+      buf[i] = 0;
+      struct xa_os_mapping m;
+      if (!cut && maps_line(buf + start, &m)) go = fn(&m, arg);
+      cut = false;
+      start = i + 1;
+    }
+    if (start == 0 && have == sizeof buf - 1) {    /* a line longer than buf */
+      buf[have] = 0;
+      struct xa_os_mapping m;
+      if (!cut && maps_line(buf, &m)) go = fn(&m, arg);
+      cut = true;
+      start = have;
+    }
+    memmove(buf, buf + start, have - start);
+    have -= start;
+  }
+  xa_os_close(fd);
+  return true;
 }
 
 void xa_os_close(int fd) {

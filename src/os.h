@@ -91,7 +91,7 @@ XA_HIDDEN void xa_os_membarrier_forget(void);
 XA_HIDDEN const char *xa_os_getenv(const char *name);
 /* Write to stderr (or fd) with write(2); no stdio, no allocation. */
 XA_HIDDEN void xa_os_write_err(const char *s, size_t n);
-XA_HIDDEN void xa_os_write_fd(int fd, const char *s, size_t n);
+XA_HIDDEN bool xa_os_write_fd(int fd, const char *s, size_t n);   /* false: not all written */
 /* Keep a private close-on-exec duplicate of stderr (for reports at exit,
  * which programs that close stderr first would otherwise lose), and later
  * get a descriptor that still refers to that file: the duplicate, or fd 2,
@@ -100,6 +100,25 @@ XA_HIDDEN void xa_os_keep_stderr(void);
 XA_HIDDEN int xa_os_kept_stderr(void);
 /* Open path for appending (created 0644, close-on-exec); -1 on failure. */
 XA_HIDDEN int xa_os_open_append(const char *path);
+/* Create or truncate path for writing (0644, close-on-exec); -1 on failure. */
+XA_HIDDEN int xa_os_open_write(const char *path);
+/* Wall-clock time in nanoseconds since the epoch. */
+XA_HIDDEN uint64_t xa_os_realtime(void);
+/* Run handler on signal sig (SA_RESTART; the handler must be
+ * async-signal-safe); false if the kernel refused. */
+XA_HIDDEN bool xa_os_on_signal(int sig, void (*handler)(int));
+/* One line of /proc/self/maps: [start, end), the permissions, the offset
+ * in the file, and the path (NUL-terminated; "" for anonymous memory). */
+struct xa_os_mapping {
+  uintptr_t start, end, offset;
+  bool r, w, x;
+  const char *path;
+};
+/* Call fn on every mapping of the process in address order, until it
+ * returns false.  No allocation: the lines are read into a buffer on the
+ * stack (a path too long for it is cut).  false if the file cannot be
+ * read. */
+XA_HIDDEN bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg);
 XA_HIDDEN void xa_os_close(int fd);
 XA_HIDDEN int xa_os_pid(void);
 /* Files (cgroup and /proc): open for reading (close-on-exec; -1 on

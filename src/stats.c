@@ -41,17 +41,35 @@ void xa_stats_arena(unsigned i, struct xa_stats_arena *s) {
   arena_figures(&as, s);
 }
 
-void xa_stats_class(unsigned c, struct xa_stats_class *s) {
-  memset(s, 0, sizeof *s);
-  if (c >= XA_NSMALL) return;
-  s->size = xa_classes[c].size;
+void xa_stats_classes(struct xa_stats_class s[XA_NSMALL]) {
+  memset(s, 0, sizeof(struct xa_stats_class) * XA_NSMALL);
+  uint64_t nmalloc[XA_NSMALL], cached[XA_NSMALL];
+  xa_tcache_class_counts(nmalloc, cached);
   for (unsigned i = 0, n = xa_arena_count(); i < n; i++) {
     struct xa_arena_stats as;
     xa_arena_get_stats(xa_arenas[i], &as);
-    s->requests += as.bins[c].nrequests;
-    s->curobjs += as.bins[c].curobjs;
-    s->slabs += as.bins[c].nslabs;
+    for (unsigned c = 0; c < XA_NSMALL; c++) {
+      s[c].refills += as.bins[c].nrequests;
+      s[c].curobjs += as.bins[c].curobjs;
+      s[c].slabs += as.bins[c].nslabs;
+    }
   }
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    s[c].size = xa_classes[c].size;
+    s[c].nmalloc = nmalloc[c];
+    s[c].cached = cached[c] < s[c].curobjs ? cached[c] : s[c].curobjs;
+    s[c].live = s[c].curobjs - s[c].cached;
+    /* read at different moments: a frees figure never goes below 0 */
+    s[c].nfree = s[c].nmalloc > s[c].live ? s[c].nmalloc - s[c].live : 0;
+  }
+}
+
+void xa_stats_class(unsigned c, struct xa_stats_class *s) {
+  memset(s, 0, sizeof *s);
+  if (c >= XA_NSMALL) return;
+  struct xa_stats_class all[XA_NSMALL];
+  xa_stats_classes(all);
+  *s = all[c];
 }
 
 void xa_stats_totals(struct xa_stats_totals *t) {
@@ -162,12 +180,14 @@ static void print_text(struct out *o) {
     putu_w(o, s.lock_contended, 11);
     puts_(o, "\n");
   }
-  puts_(o, "classes:  size        requests         curobjs   slabs\n");
+  puts_(o, "classes:  size         nmalloc           nfree            live          cached         refills   slabs\n");
+  struct xa_stats_class cs[XA_NSMALL];
+  xa_stats_classes(cs);
   for (unsigned c = 0; c < XA_NSMALL; c++) {
-    struct xa_stats_class s;
-    xa_stats_class(c, &s);
-    if (!s.requests && !s.slabs) continue;
-    putu_w(o, s.size, 14); putu_w(o, s.requests, 16); putu_w(o, s.curobjs, 16); putu_w(o, s.slabs, 8);
+    const struct xa_stats_class *s = &cs[c];
+    if (!s->nmalloc && !s->refills && !s->slabs) continue;
+    putu_w(o, s->size, 14); putu_w(o, s->nmalloc, 16); putu_w(o, s->nfree, 16); putu_w(o, s->live, 16);
+    putu_w(o, s->cached, 16); putu_w(o, s->refills, 16); putu_w(o, s->slabs, 8);
     puts_(o, "\n");
   }
 }
@@ -200,9 +220,10 @@ static void print_json(struct out *o) {
     puts_(o, "}");
   }
   puts_(o, "],\"classes\":[");
+  struct xa_stats_class cs[XA_NSMALL];
+  xa_stats_classes(cs);
   for (unsigned c = 0; c < XA_NSMALL; c++) {
-    struct xa_stats_class s;
-    xa_stats_class(c, &s);
+    struct xa_stats_class s = cs[c];
     puts_(o, c ? ",{" : "{");
     sep = "";
     XA_STATS_CLASS(XA_STAT_JSON_S)

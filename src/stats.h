@@ -59,8 +59,12 @@
 
 #define XA_STATS_CLASS(X) \
   X(size,     "object size") \
-  X(requests, "objects handed to thread caches or callers") \
-  X(curobjs,  "objects out of slabs now") \
+  X(nmalloc,  "allocations (malloc, calloc, realloc, new, aligned ...) served from this class, ever") \
+  X(nfree,    "frees of this class's objects: nmalloc less the live ones") \
+  X(live,     "objects allocated and not freed: out of slabs, not in a thread cache") \
+  X(cached,   "free objects in thread caches") \
+  X(curobjs,  "objects out of slabs now: live and cached") \
+  X(refills,  "objects the arenas handed to thread caches (or to callers, without a cache), ever") \
   X(slabs,    "slabs now")
 
 struct xa_stats_totals {
@@ -73,8 +77,11 @@ struct xa_stats_class { XA_STATS_CLASS(XA_STAT_FIELD) };
 
 XA_HIDDEN void xa_stats_totals(struct xa_stats_totals *t);
 XA_HIDDEN void xa_stats_arena(unsigned i, struct xa_stats_arena *s);
-/* Class c summed over all arenas. */
+/* Class c summed over all arenas and thread caches; all classes at once.
+ * The counts of running threads' caches are racy reads: a figure may be
+ * a few allocations behind. */
 XA_HIDDEN void xa_stats_class(unsigned c, struct xa_stats_class *s);
+XA_HIDDEN void xa_stats_classes(struct xa_stats_class s[XA_NSMALL]);
 
 /* Print everything through cb (NULL: stderr); json selects the format. */
 XA_HIDDEN void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json);

@@ -4,6 +4,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "sample.h"
 #include "valgrind.h"
 #include <pthread.h>
 #include <string.h>
@@ -92,6 +93,70 @@ bool xa_tcache_init_global(void (*at_thread_exit)(void *tc)) {
 
 static struct xa_tcache *tc_cursor;              /* next cache the sweep checks */
 
+/* ---- allocation counts ------------------------------------------------ */
+
+uint64_t xa_tcache_sample_mean;
+static uint64_t tc_retired_nmalloc[XA_NSMALL];   /* of caches gone (tc_lock) */
+static uint64_t tc_uncached_nmalloc[XA_NSMALL];  /* atomic */
+
+static void period_start(struct xa_tcache *tc, unsigned c) {
+  uint64_t mean = xa_tcache_sample_mean;
+  uint32_t p = mean ? xa_sample_count(&tc->rng, mean, xa_classes[c].size) : XA_COUNT_PERIOD;
+  tc->period[c] = p;
+  tc->bins[c].countdown = p;
+}
+
+/* A cache's count of class c so far: racy for another thread's cache. */
+static uint64_t counted(const struct xa_tcache *tc, unsigned c) {
+  int64_t left = __atomic_load_n(&tc->bins[c].countdown, __ATOMIC_RELAXED);
+  uint32_t period = __atomic_load_n(&tc->period[c], __ATOMIC_RELAXED);
+  return __atomic_load_n(&tc->nmalloc[c], __ATOMIC_RELAXED) + (left >= 0 && left <= period ? period - left : 0);
+}
+
+static void counts_start(struct xa_tcache *tc) {
+  tc->rng = (xa_os_random() ^ (uintptr_t)tc) | 1;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    tc->nmalloc[c] = 0;
+    period_start(tc, c);
+  }
+}
+
+/* tc goes: its counts join those of caches gone.  Under tc_lock. */
+static void counts_retire(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    tc_retired_nmalloc[c] += counted(tc, c);
+    tc->nmalloc[c] = 0;
+    tc->period[c] = 0;
+    tc->bins[c].countdown = 0;
+  }
+}
+
+bool xa_tcache_tick(struct xa_tcache *tc, unsigned cls) {
+  struct xa_tbin *b = &tc->bins[cls];
+  /* countdown 0: the fast path counted this call and sent it here */
+  if (b->countdown > 0 && --b->countdown > 0) return false;
+  tc->nmalloc[cls] += tc->period[cls];
+  period_start(tc, cls);
+  return xa_tcache_sample_mean != 0;
+}
+
+void xa_tcache_count_uncached(unsigned cls) { __atomic_add_fetch(&tc_uncached_nmalloc[cls], 1, __ATOMIC_RELAXED); }
+
+void xa_tcache_class_counts(uint64_t nmalloc[XA_NSMALL], uint64_t cached[XA_NSMALL]) {
+  xa_lock(&tc_lock);
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    nmalloc[c] = tc_retired_nmalloc[c] + __atomic_load_n(&tc_uncached_nmalloc[c], __ATOMIC_RELAXED);
+    cached[c] = 0;
+  }
+  for (struct xa_tcache *tc = tc_live; tc; tc = tc->next)
+    for (unsigned c = 0; c < XA_NSMALL; c++) {
+      nmalloc[c] += counted(tc, c);
+      void **top = __atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED), **bottom = tc->bins[c].stack;
+      cached[c] += top > bottom ? (uint64_t)(top - bottom) : 0;
+    }
+  xa_unlock(&tc_lock);
+}
+
 static void tcache_unlink(struct xa_tcache *tc) {
   if (tc->prev) tc->prev->next = tc->next;
   else tc_live = tc->next;
@@ -120,6 +185,7 @@ static void bins_small(struct xa_tcache *tc);
 static void tcache_retire(struct xa_tcache *tc) {
   tcache_flush_bins(tc);
   xa_lock(&tc_lock);
+  counts_retire(tc);
   bool keep = tc_nrecycled < RECYCLE_KEEP;
   if (keep) tc_nrecycled++;          /* its place, taken now: threads exit together */
   else tc_mapped -= tcache_bytes();
@@ -176,7 +242,7 @@ static void gates_open(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     __atomic_store_n(&b->pop_gate, b->stack, __ATOMIC_RELAXED);
-    __atomic_store_n(&b->push_gate, b->end, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->push_gate, tc->end[c], __ATOMIC_RELAXED);
   }
 }
 
@@ -209,7 +275,7 @@ static void bins_small(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     tc->bins[c].stack = tc->bins[c].top = slot;
     slot += small_cap(c);
-    tc->bins[c].end = slot;
+    tc->end[c] = slot;
   }
   tc->grown = 0;
 }
@@ -222,16 +288,16 @@ static void bins_small(struct xa_tcache *tc) {
 static void bin_grow(struct xa_tcache *tc, unsigned c, uint32_t budget) {
   struct xa_tbin *b = &tc->bins[c];
   void **to = tc->slots + tc_full_off[c];
-  if (budget <= xa_tbin_cap(b)) return;
+  if (budget <= xa_tbin_cap(tc, c)) return;
   uint32_t n = xa_tbin_count(b);
   if (b->stack != to) memcpy(to, b->stack, n * sizeof(void *));
   xa_lock(&tc_lock);
   b->stack = to;
   b->top = to + n;
-  b->end = to + budget;
+  tc->end[c] = to + budget;
   if (!tc->gates_closed) {
     __atomic_store_n(&b->pop_gate, b->stack, __ATOMIC_RELAXED);
-    __atomic_store_n(&b->push_gate, b->end, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->push_gate, tc->end[c], __ATOMIC_RELAXED);
   }
   xa_unlock(&tc_lock);
   tc->grown = 1;
@@ -259,8 +325,9 @@ static struct xa_tcache *tcache_new(void) {
    * budget allows now. */
   for (unsigned c = 0; c < XA_NSMALL && !tc->grown; c++) {
     uint32_t budget = bin_budget(c), cap = small_cap(c);
-    tc->bins[c].end = tc->bins[c].stack + (budget < cap ? budget : cap);
+    tc->end[c] = tc->bins[c].stack + (budget < cap ? budget : cap);
   }
+  counts_start(tc);
   gates_open(tc);
   tc->entered = tc->left = tc->entered_seen = 0;
   tc->reclaim = tc->gates_closed = 0;
@@ -341,7 +408,7 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   if (!want) want = 1;
   uint32_t budget = bin_budget(cls);
   if (want > budget) want = budget;
-  if (want > xa_tbin_cap(b)) bin_grow(tc, cls, budget);
+  if (want > xa_tbin_cap(tc, cls)) bin_grow(tc, cls, budget);
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
   b->top = b->stack + got - 1;
@@ -372,16 +439,16 @@ static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *ne
   /* Only a full bin is a slow-path event: frees that merely came this way
    * (realloc's, or a marked object's) must not drive the GC, whose sweeps
    * would then flush every quiet bin again and again. */
-  if (b->top == b->end) {
+  if (b->top == tc->end[cls]) {
     if (++tc->events >= GC_PERIOD) *news |= tcache_gc(tc);
     if (unlikely(flush_requested(tc))) {
       tcache_flush_bins(tc);
       *news |= XA_TC_RETURNED;
     }
   }
-  if (b->top == b->end && xa_tbin_cap(b) < xa_classes[cls].tcache_cap) bin_grow(tc, cls, bin_budget(cls));
-  if (b->top == b->end) {
-    bin_flush(b, xa_tbin_cap(b) - xa_tbin_cap(b) / 2);
+  if (b->top == tc->end[cls] && xa_tbin_cap(tc, cls) < xa_classes[cls].tcache_cap) bin_grow(tc, cls, bin_budget(cls));
+  if (b->top == tc->end[cls]) {
+    bin_flush(b, xa_tbin_cap(tc, cls) - xa_tbin_cap(tc, cls) / 2);
     *news |= XA_TC_RETURNED;
   }
   *b->top++ = p;
@@ -402,7 +469,7 @@ void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   if (n == 0) { xa_tc_release(tc); return; }
   void *p = b->top[-1];
   if (n == 1) {                  /* refill above it */
-    unsigned want = xa_tbin_cap(b) / 2;
+    unsigned want = xa_tbin_cap(tc, cls) / 2;
     unsigned got = want > 1 ? xa_arena_refill(xa_arena_choose(), cls, b->stack + 1, want - 1) : 0;
     b->top = b->stack + 1 + got;
     tc->missed[cls] = 1;
@@ -456,6 +523,7 @@ void xa_tcache_postfork_child(void) {
     struct xa_tcache *next = tc->next;
     if (tc != xa_tc) {
       for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
+      counts_retire(tc);
       tc->left = tc->entered;         /* its owner may have been inside a call */
       tcache_unlink(tc);
       tcache_recycle(tc);

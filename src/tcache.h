@@ -18,12 +18,16 @@
 struct xa_tbin {
   void **top;           /* next free slot */
   void **pop_gate;      /* pops while top > pop_gate: stack, or closed (~0) */
-  void **push_gate;     /* pushes while top < push_gate: end, or closed (NULL) */
+  void **push_gate;     /* pushes while top < push_gate: the cache's end[]
+                           for the bin, or closed (NULL) */
   uint64_t divmagic;    /* the class's xa_class_divmagic, where free() finds
                            it with no extra address computation; 0 (never
                            divides) in the boot cache and the dummy bin */
   void **stack;         /* bottom */
-  void **end;           /* stack + capacity */
+  int64_t countdown;    /* allocations left in the counting period: the
+                           fast path decrements it and leaves at 0 for the
+                           slow path, which counts the period and starts
+                           the next (xa_tcache_tick) */
 };
 
 _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
@@ -43,7 +47,6 @@ XA_INLINE bool xa_freed_marked(const void *p) { return *(const xa_mark_word *)p 
 XA_INLINE void xa_freed_mark(void *p) { *(xa_mark_word *)p = XA_FREED_MARK; }
 
 XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
-XA_INLINE uint32_t xa_tbin_cap(const struct xa_tbin *b) { return (uint32_t)(b->end - b->stack); }
 
 struct xa_tcache {
   /* Fast-path part.  bins[XA_CLS_NONE] is a dummy that free() may index
@@ -64,6 +67,14 @@ struct xa_tcache {
   int32_t tid;                      /* owner's kernel thread id */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
   uint8_t slow_start[XA_NSMALL];    /* refill takes half the full bin >> this */
+  void **end[XA_NSMALL];            /* each bin's stack + capacity */
+  /* Allocations counted per class: nmalloc[c] in periods that ended, and
+   * period[c] - bins[c].countdown in the running one.  A period is
+   * XA_COUNT_PERIOD long, or, while the heap profiler samples, the draw of
+   * xa_sample_count: its last allocation is the sampled one. */
+  uint64_t nmalloc[XA_NSMALL];
+  uint32_t period[XA_NSMALL];
+  uint64_t rng;                     /* xa_sample_next's state */
   void *slots[];                    /* the bins' stacks: small area, then full-size */
 };
 
@@ -86,6 +97,10 @@ XA_INLINE void xa_tc_release(struct xa_tcache *tc) {
   /* the bin's stores must be visible before the call counts as left */
   __atomic_store_n(&tc->left, tc->left + 1, __ATOMIC_RELEASE);
 #endif
+}
+
+XA_INLINE uint32_t xa_tbin_cap(const struct xa_tcache *tc, unsigned c) {
+  return (uint32_t)(tc->end[c] - tc->bins[c].stack);
 }
 
 /* tc's bin of class cls_scaled / XA_BIN_SCALE. */
@@ -113,6 +128,18 @@ enum {
 XA_HIDDEN struct xa_tcache *xa_tcache_get(void);
 /* Refill bin cls (which is empty) and pop one object; NULL if OOM. */
 XA_HIDDEN void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news);
+/* Allocation counting (and heap-profile sampling) per class.  The slow
+ * path of an allocation of class cls by the owner of tc calls this: true
+ * when the counting period ended with this allocation, which is then to
+ * be sampled if xa_tcache_sample_mean (bytes; 0: no sampling) is set. */
+#define XA_COUNT_PERIOD (1u << 20)
+XA_HIDDEN extern uint64_t xa_tcache_sample_mean;
+XA_HIDDEN bool xa_tcache_tick(struct xa_tcache *tc, unsigned cls);
+/* The same for an allocation that used no cache (none, or caches off). */
+XA_HIDDEN void xa_tcache_count_uncached(unsigned cls);
+/* Per class: allocations ever counted, and objects sitting in caches now
+ * (racy reads of other threads' caches: statistics). */
+XA_HIDDEN void xa_tcache_class_counts(uint64_t nmalloc[XA_NSMALL], uint64_t cached[XA_NSMALL]);
 /* Cache small object p of class cls (the fast path could not: bin full, or
  * p carries the freed mark).  A full bin's older half is flushed first.
  * Returns false, caching nothing, if p is already free (double free). */

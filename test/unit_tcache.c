@@ -30,7 +30,7 @@ static void test_boot_cache_always_misses(void **state) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &xa_tcache_boot.bins[c];
     assert_true(b->top == b->stack);     /* pop misses */
-    assert_true(b->top == b->end);       /* push misses */
+    assert_true(b->top == xa_tcache_boot.end[c]);   /* push misses */
   }
 }
 
@@ -42,7 +42,7 @@ static void test_refill_and_flush_halves(void **state) {
   struct xa_tbin *b = &tc->bins[CLS];
   xa_tcache_flush_all();
   assert_int_equal(xa_tbin_count(b), 0);
-  uint32_t cap = xa_tbin_cap(b), full = xa_classes[CLS].tcache_cap;
+  uint32_t cap = xa_tbin_cap(tc, CLS), full = xa_classes[CLS].tcache_cap;
   assert_int_equal(cap, full < 16 ? full : 16);  /* a new cache's bins start small */
   unsigned slow = tc->slow_start[CLS];          /* test_refill_slow_start */
   news = 0;
@@ -50,18 +50,18 @@ static void test_refill_and_flush_halves(void **state) {
   assert_non_null(p);
   uint32_t want = (full / 2) >> slow;
   assert_int_equal(xa_tbin_count(b), want - 1);  /* a batch, one handed out */
-  assert_int_equal(xa_tbin_cap(b), want > cap ? full : cap);   /* grown if it had to */
+  assert_int_equal(xa_tbin_cap(tc, CLS), want > cap ? full : cap);   /* grown if it had to */
   assert_true(news & XA_TC_TOOK);                /* for the purger to watch */
   void *more[1024];
-  if (xa_tbin_cap(b) < full) {
+  if (xa_tbin_cap(tc, CLS) < full) {
     /* a full small bin grows to its full size instead of flushing */
     uint32_t fill = cap - xa_tbin_count(b) + 1;
     assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, fill), fill);
     for (uint32_t i = 0; i + 1 < fill; i++) *b->top++ = more[i];
-    assert_true(b->top == b->end);
+    assert_true(b->top == tc->end[CLS]);
     news = 0;
     assert_true(xa_tcache_free_flush(tc, CLS, more[fill - 1], &news));
-    assert_int_equal(xa_tbin_cap(b), full);
+    assert_int_equal(xa_tbin_cap(tc, CLS), full);
     assert_int_equal(xa_tbin_count(b), cap + 1);
     assert_false(news & XA_TC_RETURNED);
   }
@@ -70,7 +70,7 @@ static void test_refill_and_flush_halves(void **state) {
   uint32_t need = cap - xa_tbin_count(b);
   assert_int_equal(xa_arena_refill(xa_arena_choose(), CLS, more, need), need);
   for (uint32_t i = 0; i < need; i++) *b->top++ = more[i];
-  assert_true(b->top == b->end);
+  assert_true(b->top == tc->end[CLS]);
   news = 0;
   assert_true(xa_tcache_free_flush(tc, CLS, p, &news));
   assert_int_equal(xa_tbin_count(b), cap / 2 + 1);
@@ -285,7 +285,7 @@ static bool gates_closed(const struct xa_tcache *tc) {
 
 static bool gates_open(const struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++)
-    if (tc->bins[c].pop_gate != tc->bins[c].stack || tc->bins[c].push_gate != tc->bins[c].end) return false;
+    if (tc->bins[c].pop_gate != tc->bins[c].stack || tc->bins[c].push_gate != tc->end[c]) return false;
   return true;
 }
 
@@ -342,7 +342,7 @@ static void *many_body(void *arg) {
     for (int i = 0; i < 400; i++) v[i] = malloc(64);
     for (int i = 0; i < 400; i++) free(v[i]);
   }
-  *cap = xa_tbin_cap(&xa_tc->bins[CLS]);
+  *cap = xa_tbin_cap(xa_tc, CLS);
   pthread_barrier_wait(&many_bar);               /* main reads the mappings */
   pthread_barrier_wait(&many_bar);
   return NULL;
