@@ -17,9 +17,11 @@ WARN     := -Wall -Wextra -Wno-unused-parameter
 # Flags the fast path's instruction counts rely on (README, "How it works",
 # Fast path): hidden visibility and no semantic interposition (direct
 # calls), the initial-exec TLS model (the cache pointer is one load), no PLT.
+# Frame pointers: the heap profiler walks the stack through xalloc's own
+# frames (backtrace.h); the fast paths need no frame, so they keep none.
 LIBFLAGS := -std=gnu11 $(OPT) -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
             -fno-plt -fno-semantic-interposition -fno-builtin-malloc -fno-builtin-free \
-            -fno-stack-protector -pthread -Iinclude -Isrc -DXA_DEBUG=$(DEBUG) -DXA_STATS=$(STATS)
+            -fno-stack-protector -fno-omit-frame-pointer -pthread -Iinclude -Isrc -DXA_DEBUG=$(DEBUG) -DXA_STATS=$(STATS)
 CFLAGS_T := -std=gnu11 -O1 -g -pthread -Iinclude -Isrc $(WARN)
 
 # The compiler writes each object's header dependencies next to it (.d).
@@ -35,6 +37,17 @@ lib: lib/libxalloc.so lib/libxalloc.a
 build/obj/%.o: src/%.c | build/obj
 	$(CC) $(LIBFLAGS) $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
+# In the archive, all of xalloc's code is one section, xalloc_text, whose
+# bounds the linker provides (__start_xalloc_text, __stop_xalloc_text) in
+# the program that links it: the heap profiler's stack walk leaves out the
+# frames inside it (backtrace.c; the shared library finds its own code
+# from its ELF header instead, and exports no such symbols).
+OBJCOPY  ?= objcopy
+TEXT_SECTIONS := $(foreach s,.text .text.unlikely .text.hot .text.startup .text.exit,--rename-section $(s)=xalloc_text)
+AOBJS := $(patsubst build/obj/%.o,build/obj/a/%.o,$(OBJS))
+build/obj/a/%.o: build/obj/%.o | build/obj/a
+	$(OBJCOPY) $(TEXT_SECTIONS) $< $@
+
 lib/libxalloc.so.$(VERSION): $(OBJS)
 	@mkdir -p lib
 	$(CC) -shared -Wl,-soname,libxalloc.so.$(SOVER) -Wl,-z,nodelete -pthread $(LDFLAGS) -o $@ $(OBJS)
@@ -42,13 +55,13 @@ lib/libxalloc.so.$(SOVER): lib/libxalloc.so.$(VERSION)
 	ln -sf libxalloc.so.$(VERSION) $@
 lib/libxalloc.so: lib/libxalloc.so.$(SOVER)
 	ln -sf libxalloc.so.$(SOVER) $@
-lib/libxalloc.a: $(OBJS)
-	@mkdir -p lib; rm -f $@; ar rcs $@ $(OBJS)
+lib/libxalloc.a: $(AOBJS)
+	@mkdir -p lib; rm -f $@; ar rcs $@ $(AOBJS)
 
 print-version:
 	@echo $(VERSION)
 
-build/obj build/test:
+build/obj build/obj/a build/test:
 	mkdir -p $@
 
 # ---- tests -----------------------------------------------------------------
@@ -67,7 +80,7 @@ RPATH  := -Wl,-rpath,$(CURDIR)/lib
 TESTCC  = $(CC) $(CFLAGS_T) $(CPPFLAGS) -MMD -MP -MF $@.d
 
 build/test/unit_%: test/unit_%.c lib/libxalloc.a | build/test
-	$(TESTCC) -fno-builtin -o $@ $< lib/libxalloc.a -lcmocka
+	$(TESTCC) -fno-builtin -o $@ $< lib/libxalloc.a -lcmocka -lm
 build/test/api_%: test/api_%.c lib/libxalloc.so | build/test
 	$(TESTCC) -fno-builtin -o $@ $< -Llib $(RPATH) -lxalloc -lcmocka
 build/test/api_%.glibc: test/api_%.c | build/test

@@ -848,6 +848,68 @@ size_t xa_arena_decay_pending(void) {
 
 /* ---- statistics -------------------------------------------------------- */
 
+enum { PG_HEADER, PG_LARGE, PG_DIRTY, PG_MUZZY, PG_CLEAN, PG_PURGING, PG_SLAB };   /* PG_SLAB + class */
+
+/* What each page of chunk c holds, into kind[0..xa_chunk_npages).  Lock held. */
+static void chunk_picture(struct xa_chunk *c, uint8_t *kind) {
+  memset(kind, PG_HEADER, xa_chunk_npages);     /* header and guard pages */
+  for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+    struct xa_span *s = xa_chunk_span(c, p);
+    if (s->npages == 0 || p + s->npages > xa_chunk_end_page) break;
+    uint8_t k = s->state == XA_SPAN_SLAB ? (uint8_t)(PG_SLAB + s->cls)
+                : s->state == XA_SPAN_LARGE ? PG_LARGE
+                : s->state == XA_SPAN_PURGING ? PG_PURGING
+                : s->dirty == XA_PAGES_DIRTY ? PG_DIRTY
+                : s->dirty == XA_PAGES_MUZZY ? PG_MUZZY : PG_CLEAN;
+    memset(kind + p, k, s->npages);
+    p += s->npages;
+  }
+}
+
+void xa_arena_resident(struct xa_arena *a, struct xa_arena_resident *r) {
+  memset(r, 0, sizeof *r);
+  size_t per = sizeof(struct xa_chunk *) + xa_chunk_npages, bytes, n;
+  uint8_t *buf;
+  for (;;) {           /* map room for the picture, then take it under the lock */
+    size_t room = __atomic_load_n(&a->mapped, __ATOMIC_RELAXED) / XA_CHUNK_SIZE + 8;
+    bytes = XA_ALIGN_UP(room * per + xa_chunk_npages, xa_os_page);
+    buf = xa_os_map(bytes, xa_os_page);
+    if (!buf) return;
+    arena_lock(a);
+    n = 0;
+    for (struct xa_chunk *c = a->chunks; c; c = c->next) n++;
+    if (n <= room) break;
+    arena_unlock(a);
+    xa_os_unmap(buf, bytes);
+  }
+  struct xa_chunk **chunks = (struct xa_chunk **)buf;
+  uint8_t *kinds = buf + n * sizeof *chunks, *vec = kinds + n * xa_chunk_npages;
+  n = 0;
+  for (struct xa_chunk *c = a->chunks; c; c = c->next, n++) {
+    chunks[n] = c;
+    chunk_picture(c, kinds + n * xa_chunk_npages);
+  }
+  arena_unlock(a);
+  size_t pg = xa_os_page;
+  for (size_t i = 0; i < n; i++) {
+    if (!xa_os_resident_range(chunks[i], XA_CHUNK_SIZE, vec)) continue;
+    const uint8_t *k = kinds + i * xa_chunk_npages;
+    for (unsigned p = 0; p < xa_chunk_npages; p++) {
+      if (!(vec[p] & 1)) continue;
+      switch (k[p]) {
+      case PG_HEADER: r->header += pg; break;
+      case PG_LARGE: r->large += pg; break;
+      case PG_DIRTY: r->free_dirty += pg; break;
+      case PG_MUZZY: r->free_muzzy += pg; break;
+      case PG_CLEAN: r->free_clean += pg; break;
+      case PG_PURGING: r->purging += pg; break;
+      default: r->slab[k[p] - PG_SLAB] += pg; break;
+      }
+    }
+  }
+  xa_os_unmap(buf, bytes);
+}
+
 void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out) {
   arena_lock(a);
   out->mapped = a->mapped;

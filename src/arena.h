@@ -97,4 +97,15 @@ struct xa_arena_stats {
   } bins[XA_NSMALL];
 };
 XA_HIDDEN void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out);
+/* Arena a's resident bytes by what the pages hold: a picture of its spans
+ * is taken under the lock, then mincore runs outside it (a chunk unmapped
+ * meanwhile counts nothing).  For the explain report. */
+struct xa_arena_resident {
+  size_t header;                /* chunk headers: page info, span slots */
+  size_t slab[XA_NSMALL];       /* slabs, per class */
+  size_t large;                 /* live large blocks */
+  size_t free_dirty, free_muzzy, free_clean;   /* free spans by page state */
+  size_t purging;               /* free pages being purged just now */
+};
+XA_HIDDEN void xa_arena_resident(struct xa_arena *a, struct xa_arena_resident *r);
 #endif

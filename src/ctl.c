@@ -4,6 +4,7 @@
 #include "arena.h"
 #include "init.h"
 #include "options.h"
+#include "prof.h"
 #include "stats.h"
 #include "tcache.h"
 #include "xalloc.h"
@@ -83,11 +84,28 @@ XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *ne
     if (newp && newlen != sizeof(uint64_t)) return EINVAL;
     return read_u64(oldp, oldlenp, ++ctl_epoch);
   }
+  if (!strcmp(k, "stats.explain")) {   /* the explain report, to stderr */
+    if (oldp || oldlenp || newp) return EINVAL;
+    xa_stats_print(NULL, NULL, false, XA_REPORT_EXPLAIN);
+    return 0;
+  }
   if (!strcmp(k, "purge") || !strcmp(k, "thread.tcache.flush")) {
     if (oldp || newp) return EINVAL;
     if (k[0] == 'p') xalloc_purge();
     else xa_tcache_flush_all();
     return 0;
+  }
+  /* Heap profiles: newp points at the path (a const char *), or is NULL
+   * for PREFIX.<pid>.<seq>.heap.pb (.peak.heap.pb). */
+  if (!strcmp(k, "prof.dump") || !strcmp(k, "prof.dump_peak")) {
+    const char *path = NULL;
+    if (oldp || oldlenp) return EINVAL;
+    if (newp) {
+      if (newlen != sizeof path) return EINVAL;
+      memcpy(&path, newp, sizeof path);
+      if (!path || !path[0]) return EINVAL;
+    }
+    return xa_prof_dump(k[9] ? XA_PROF_PEAK : XA_PROF_LIVE, path, NULL, 0);
   }
   if (!strcmp(k, "arenas.narenas")) return newp ? EPERM : read_u64(oldp, oldlenp, xa_narenas);
   if (!strcmp(k, "arenas.nclasses")) return newp ? EPERM : read_u64(oldp, oldlenp, XA_NSMALL);
@@ -136,7 +154,11 @@ XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *ne
 
 XA_EXPORT void xalloc_stats_print(void (*write_cb)(void *, const char *), void *opaque, const char *opts) {
   if (!xa_init()) return;
-  xa_stats_print(write_cb, opaque, opts && strchr(opts, 'J'));
+  /* 'E': the explain report only; 'A': statistics and explain */
+  unsigned what = opts && strchr(opts, 'E') ? XA_REPORT_EXPLAIN
+                  : opts && strchr(opts, 'A') ? XA_REPORT_STATS | XA_REPORT_EXPLAIN
+                                              : XA_REPORT_STATS;
+  xa_stats_print(write_cb, opaque, opts && strchr(opts, 'J'), what);
 }
 
 /* glibc-style XML; statistics are read first, so fprintf may allocate. */

@@ -611,6 +611,36 @@ void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached) {
   xa_unlock(&huge_lock);
 }
 
+struct range { uintptr_t p; size_t size; };
+
+void xa_huge_resident(size_t *live, size_t *cached) {
+  *live = *cached = 0;
+  struct range *r;
+  size_t bytes, n, nlive;
+  for (;;) {
+    size_t room = __atomic_load_n(&tab_cap, __ATOMIC_RELAXED) + __atomic_load_n(&nfree, __ATOMIC_RELAXED) + 16;
+    bytes = XA_ALIGN_UP(room * sizeof *r, xa_os_page);
+    if (!(r = xa_os_map(bytes, xa_os_page))) return;
+    xa_lock(&huge_lock);
+    if (tab_cap + nfree <= room) break;
+    xa_unlock(&huge_lock);
+    xa_os_unmap(r, bytes);
+  }
+  n = 0;
+  for (size_t i = 0; i < tab_cap; i++)
+    if (tab[i].p > 1) r[n++] = (struct range){tab[i].p, tab[i].size};
+  nlive = n;
+  for (size_t i = 0; i < nfree; i++)
+    if (ext[i].state == EXT_DIRTY) r[n++] = (struct range){ext[i].start, ext[i].size};
+  xa_unlock(&huge_lock);
+  for (size_t i = 0; i < n; i++) {
+    size_t res = xa_os_resident_range((void *)r[i].p, r[i].size, NULL);
+    if (i < nlive) *live += res;
+    else *cached += res;
+  }
+  xa_os_unmap(r, bytes);
+}
+
 size_t xa_huge_reserved(void) {
   return __atomic_load_n(&region_bytes, __ATOMIC_RELAXED);
 }

@@ -33,6 +33,9 @@ XA_HIDDEN void xa_huge_limit_cache(size_t bytes);
 XA_HIDDEN size_t xa_huge_cache_budget(void);
 /* Live huge blocks, their bytes, and dirty (resident) free bytes. */
 XA_HIDDEN void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached);
+/* Resident bytes of live huge blocks and of the free extents kept dirty
+ * (mincore, outside the lock, over a list taken under it). */
+XA_HIDDEN void xa_huge_resident(size_t *live, size_t *cached);
 /* Bytes of address space the regions reserve. */
 XA_HIDDEN size_t xa_huge_reserved(void);
 

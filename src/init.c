@@ -20,6 +20,7 @@
 #include "options.h"
 #include "os.h"
 #include "pressure.h"
+#include "prof.h"
 #include "purge.h"
 #include "sizeclass.h"
 #include "stats.h"
@@ -43,6 +44,7 @@ static void prefork(void) {
   xa_tcache_prefork();
   xa_arena_prefork();
   xa_huge_prefork();
+  xa_prof_prefork();
   xa_lock(&xa_base_lock);
   xa_fork_owner = true;
 }
@@ -51,6 +53,7 @@ static void postfork_parent(void) {
   if (!xa_init_done) return;
   xa_fork_owner = false;
   xa_unlock(&xa_base_lock);
+  xa_prof_postfork_parent();
   xa_huge_postfork_parent();
   xa_arena_postfork_parent();
   xa_tcache_postfork_parent();
@@ -62,6 +65,7 @@ static void postfork_child(void) {
   if (!xa_init_done) return;
   xa_fork_owner = false;
   xa_lock_reinit(&xa_base_lock);
+  xa_prof_postfork_child();
   xa_huge_postfork_child();
   xa_arena_postfork_child();
   xa_tcache_postfork_child();
@@ -96,6 +100,7 @@ bool xa_init_slow(void) {
     xa_unlock(&init_lock);
     return false;
   }
+  xa_prof_init();
   __atomic_store_n(&xa_init_done, 1, __ATOMIC_RELEASE);
   xa_unlock(&init_lock);
   return true;
@@ -107,4 +112,5 @@ __attribute__((constructor)) static void init_at_load(void) {
   if (!xa_init()) return;
   pthread_atfork(prefork, postfork_parent, postfork_child);
   xa_stats_at_load();
+  xa_prof_at_load();
 }

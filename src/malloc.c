@@ -8,6 +8,7 @@
 #include "init.h"
 #include "options.h"
 #include "os.h"
+#include "prof.h"
 #include "purge.h"
 #include "stats.h"
 #include "valgrind.h"
@@ -43,13 +44,25 @@ static void tell_purger(unsigned news) {
   else if (news & XA_TC_TOOK) xa_purge_watch_caches();
 }
 
+static void *alloc_sampled(size_t n);
+
 static void *alloc_small(size_t n) {
   unsigned cls = xa_sizeclass_of(n);
   struct xa_tcache *tc = xa_tcache_get();
   unsigned news = 0;
-  /* count the allocation (the fast path counts its own) */
-  if (tc) (void)xa_tcache_tick(tc, cls);
-  else xa_tcache_count_uncached(cls);
+  /* Count the allocation (the fast path counts its own); the count
+   * picks the heap profiler's samples. */
+  bool sample;
+  if (tc) {
+    sample = xa_tcache_tick(tc, cls);
+  } else {
+    xa_tcache_count_uncached(cls);
+    sample = unlikely(xa_prof_on) && xa_prof_pick(xa_classes[cls].size);
+  }
+  if (unlikely(sample)) {
+    void *q = alloc_sampled(n);
+    if (q) return q;                   /* else: an unsampled object */
+  }
   void *p = tc ? xa_tcache_alloc_refill(tc, cls, &news) : small_uncached(cls);
   tell_purger(news);
   if (!p) return fail_nomem();
@@ -89,6 +102,18 @@ static size_t grow_size(size_t n) {
   return large_size(g < XA_HUGE_MIN ? g : n);
 }
 
+/* A small allocation the heap profiler samples: a block of whole pages
+ * of its own (prof.h says why), recorded with the caller's stack. */
+static XA_NOINLINE void *alloc_sampled(size_t n) {
+  void *p = xa_arena_alloc_large(xa_arena_choose(), large_size(n ? n : 1), xa_os_page);
+  if (!p) return NULL;
+  xa_prof_record(p, n);
+  if (unlikely(xa_opt.junk)) xa_valgrind_fill(p, XA_JUNK_ALLOC, n);
+  xa_valgrind_alloc(p, n, false);
+  xa_purge_safe_point();
+  return p;
+}
+
 /* Large or huge block of n bytes aligned to align (a power of two);
  * *zeroed tells whether it is known to read as zero. */
 static void *alloc_big(size_t n, size_t align, bool *zeroed) {
@@ -106,6 +131,7 @@ static void *alloc_big(size_t n, size_t align, bool *zeroed) {
     p = xa_huge_alloc(n, align, zeroed);
   }
   if (!p) return fail_nomem();
+  if (unlikely(xa_prof_on) && xa_prof_pick(n)) xa_prof_record(p, n);
   if (unlikely(xa_opt.junk)) {
     xa_valgrind_fill(p, XA_JUNK_ALLOC, n);
     *zeroed = false;
@@ -187,8 +213,15 @@ static void free_block(void *p, struct block b, const char *fn) {
     tell_purger(news);
     return;
   }
-  case K_LARGE: xa_arena_free_large(b.span); xa_purge_notify(); return;
-  case K_HUGE: if (xa_huge_free(p)) { xa_purge_notify(); return; } break;
+  case K_LARGE:
+    if (unlikely(xa_prof_on)) xa_prof_forget(p);
+    xa_arena_free_large(b.span);
+    xa_purge_notify();
+    return;
+  case K_HUGE:
+    if (unlikely(xa_prof_on)) xa_prof_forget(p);
+    if (xa_huge_free(p)) { xa_purge_notify(); return; }
+    break;
   default: break;
   }
   report_invalid(fn, p);   /* returns: call ignored */
@@ -320,6 +353,8 @@ XA_EXPORT void *realloc(void *p, size_t n) {
   }
   if (n > XA_REQUEST_MAX) return fail_nomem();
   if (unlikely(xa_on_valgrind)) return realloc_move(p, n, b);
+  /* A sampled block moves: the profile then holds the new size and stack. */
+  if (unlikely(xa_prof_on) && b.kind == K_LARGE && xa_prof_sampled(p, NULL)) return realloc_move(p, n, b);
   /* Stay in place when the block fits and would not waste over half. */
   if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
     /* a large block gives back the whole pages that are more than a
@@ -333,7 +368,11 @@ XA_EXPORT void *realloc(void *p, size_t n) {
       (xa_arena_resize_large(b.span, grow_size(n)) || xa_arena_resize_large(b.span, large_size(n))))
     return p;
   if (b.kind == K_HUGE && n >= XA_HUGE_MIN && !xa_opt.secure) {   /* secure: guard page */
+    /* for the profile, the old block goes (before its address can be
+     * reused) and the new one may be sampled */
+    if (unlikely(xa_prof_on)) xa_prof_forget(p);
     void *q = xa_huge_realloc(p, n);
+    if (q && unlikely(xa_prof_on) && xa_prof_pick(n)) xa_prof_record(q, n);
     return q ? q : fail_nomem();
   }
   return realloc_move(p, n, b);
@@ -383,12 +422,24 @@ XA_EXPORT size_t malloc_usable_size(void *p) {
   return b.usable;                     /* 0 when invalid */
 }
 
+/* A small block the heap profiler sampled is a large one (alloc_sampled):
+ * the size checks see it as the small block it stands for, of the class
+ * of the size it was asked with. */
+static struct block as_asked(const void *p, struct block b) {
+  size_t n;
+  if (likely(!xa_prof_on) || b.kind != K_LARGE || !xa_prof_sampled(p, &n) || n > XA_SMALL_MAX) return b;
+  unsigned c = xa_sizeclass_of(n);
+  struct block s = {K_SMALL, (int)c, NULL, xa_classes[c].size};
+  return s;
+}
+
 /* free_sized: the size malloc, calloc or realloc was given (checked:
  * made_for or realloc_left). */
 XA_EXPORT void free_sized(void *p, size_t size) {
   if (!p) return;
   struct block b = lookup(p);
-  if (b.kind != K_INVALID && !made_for(b, 0, size) && !realloc_left(b, size)) {
+  struct block asked = as_asked(p, b);
+  if (b.kind != K_INVALID && !made_for(asked, 0, size) && !realloc_left(asked, size)) {
     xa_error_pointer("free_sized", "size does not match block", p);
     return;                            /* abort_on_error:false: not freed */
   }
@@ -399,7 +450,8 @@ void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char 
   if (!p) return;
   struct block b = lookup(p);
   align = pow2_ceil(align);
-  if (b.kind != K_INVALID && !(aligned_for(p, b, align) && (!sized || made_for(b, align, size)))) {
+  struct block asked = as_asked(p, b);
+  if (b.kind != K_INVALID && !(aligned_for(p, asked, align) && (!sized || made_for(asked, align, size)))) {
     xa_error_pointer(fn, sized ? "size or alignment does not match block" : "alignment does not match block", p);
     return;
   }
@@ -474,7 +526,7 @@ XA_EXPORT int mallopt(int param, int value) {
 
 /* glibc prints its summary to stderr; xalloc prints its text statistics. */
 XA_EXPORT void malloc_stats(void) {
-  if (xa_init()) xa_stats_print(NULL, NULL, false);
+  if (xa_init()) xa_stats_print(NULL, NULL, false, XA_REPORT_STATS);
 }
 
 /* ---- glibc's internal names, so code that calls them reaches xalloc ---- */

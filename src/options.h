@@ -35,7 +35,13 @@
   X(psi,               ENUM, poll,  0, 0, 0, "under a memory limit, purge everything on memory stalls: poll the stall time, or a PSI trigger (holds a descriptor)") \
   X(stats_print,       BOOL, 0,     0, 1, 0, "print statistics to stderr at exit") \
   X(stats_format,      ENUM, text,  0, 0, 0, "format of stats_print") \
-  X(stats_file,        STR,  0,     0, 0, 0, "file that stats_print appends to instead of stderr (%p: process id)")
+  X(stats_report,      ENUM, stats, 0, 0, 0, "what stats_print prints: the statistics, the explain report (where the resident memory is), or all") \
+  X(stats_file,        STR,  0,     0, 0, 0, "file that stats_print appends to instead of stderr (%p: process id)") \
+  X(prof,              BOOL, 0,     0, 1, 0, "sampled heap profiling: pprof files of the live heap, its peak and the leaks at exit") \
+  X(prof_sample,       INT,  524288, 1, 1L << 40, 0, "with prof: mean bytes between sampled allocations (exponential intervals)") \
+  X(prof_prefix,       STR,  0,     0, 0, 0, "with prof: profiles go to PREFIX.<pid>.<seq>.heap.pb (empty: xalloc)") \
+  X(prof_dump_on_exit, BOOL, 0,     0, 1, 0, "with prof: at exit, write what is still allocated (PREFIX.<pid>.<seq>.leak.heap.pb) and a summary to stderr") \
+  X(prof_signal,       INT,  0,     0, 64, 0, "with prof: this signal (e.g. 12, SIGUSR2) writes a live-heap profile; 0 none")
 
 /* The words of each ENUM option in the order of their values, W(option,
  * word) each: XALLOC_CONF takes the word, and the code compares with the
@@ -43,6 +49,7 @@
 #define XA_OPT_WORDS_purge(W, o)        W(o, dontneed) W(o, free)
 #define XA_OPT_WORDS_thp(W, o)          W(o, default) W(o, always) W(o, never)
 #define XA_OPT_WORDS_stats_format(W, o) W(o, text) W(o, json)
+#define XA_OPT_WORDS_stats_report(W, o) W(o, stats) W(o, explain) W(o, all)
 #define XA_OPT_WORDS_cgroup(W, o)       W(o, auto) W(o, off)
 #define XA_OPT_WORDS_psi(W, o)          W(o, poll) W(o, trigger) W(o, off)
 

@@ -148,11 +148,47 @@ static size_t parse_num(const char *p) {
   return v;
 }
 
+/* The value in kB of field "\nName:" of text, in bytes; 0 if absent. */
+static size_t kb_field(const char *text, const char *field) {
+  const char *p = strstr(text, field);
+  return p ? parse_num(p + strlen(field)) << 10 : 0;
+}
+
 size_t xa_os_anon_huge(void) {
   char buf[2048];
   xa_os_read_file("/proc/self/smaps_rollup", buf, sizeof buf);
-  const char *p = strstr(buf, "\nAnonHugePages:");
-  return p ? parse_num(p + sizeof "\nAnonHugePages:" - 1) << 10 : 0;
+  return kb_field(buf, "\nAnonHugePages:");
+}
+
+bool xa_os_rollup(struct xa_os_rollup *r) {
+  char buf[2048];
+  memset(r, 0, sizeof *r);
+  if (!xa_os_read_file("/proc/self/smaps_rollup", buf, sizeof buf)) return false;
+  r->rss = kb_field(buf, "\nRss:");
+  r->anonymous = kb_field(buf, "\nAnonymous:");
+  r->lazyfree = kb_field(buf, "\nLazyFree:");
+  r->anon_huge = kb_field(buf, "\nAnonHugePages:");
+  r->shmem = kb_field(buf, "\nShmem:");
+  return r->rss != 0;
+}
+
+size_t xa_os_resident_range(void *p, size_t size, unsigned char *vec) {
+  int saved = errno;
+  unsigned char local[256];
+  size_t pages = size >> xa_os_page_shift, resident = 0;
+  for (size_t done = 0; done < pages;) {
+    size_t n = pages - done;
+    unsigned char *v = vec ? vec + done : local;
+    if (!vec && n > sizeof local) n = sizeof local;
+    if (mincore((char *)p + (done << xa_os_page_shift), n << xa_os_page_shift, v) != 0) {
+      resident = 0;
+      break;
+    }
+    for (size_t i = 0; i < n; i++) resident += v[i] & 1;
+    done += n;
+  }
+  errno = saved;
+  return resident << xa_os_page_shift;
 }
 
 size_t xa_os_resident(void) {
@@ -313,6 +349,8 @@ int xa_os_open_write(const char *path) {
   errno = saved;
   return fd;
 }
+
+uintptr_t xa_os_loader_base(void) { return (uintptr_t)getauxval(AT_BASE); }
 
 uint64_t xa_os_realtime(void) {
   struct timespec ts;

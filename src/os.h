@@ -59,6 +59,14 @@ XA_HIDDEN size_t xa_os_resident(void);
 /* Bytes of the process's anonymous memory backed by transparent huge
  * pages (AnonHugePages of /proc/self/smaps_rollup), 0 if unknown. */
 XA_HIDDEN size_t xa_os_anon_huge(void);
+/* The kernel's account of the process's memory (/proc/self/smaps_rollup),
+ * in bytes; false (all 0) if it cannot be read. */
+struct xa_os_rollup { size_t rss, anonymous, lazyfree, anon_huge, shmem; };
+XA_HIDDEN bool xa_os_rollup(struct xa_os_rollup *r);
+/* Resident bytes of [p, p+size) (page aligned; mincore), 0 if the range is
+ * not (wholly) mapped.  vec, when not NULL, receives one byte per page
+ * (bit 0: resident); it must hold size / page bytes. */
+XA_HIDDEN size_t xa_os_resident_range(void *p, size_t size, unsigned char *vec);
 /* A PSI trigger (see the kernel's psi.rst) on pressure file path with
  * spec ("some STALL_US WINDOW_US"): its descriptor, close-on-exec and
  * numbered XA_OS_FD_MIN or higher, or -1 if the kernel refuses it.  Then wait up to ns for it: 1 if it fired, 0 if the time
@@ -102,6 +110,9 @@ XA_HIDDEN int xa_os_kept_stderr(void);
 XA_HIDDEN int xa_os_open_append(const char *path);
 /* Create or truncate path for writing (0644, close-on-exec); -1 on failure. */
 XA_HIDDEN int xa_os_open_write(const char *path);
+/* Where the program interpreter (the dynamic loader) is loaded: its ELF
+ * header (AT_BASE); 0 in a static program. */
+XA_HIDDEN uintptr_t xa_os_loader_base(void);
 /* Wall-clock time in nanoseconds since the epoch. */
 XA_HIDDEN uint64_t xa_os_realtime(void);
 /* Run handler on signal sig (SA_RESTART; the handler must be

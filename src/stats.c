@@ -5,12 +5,15 @@
 #include "tcache.h"
 #include "arena.h"
 #include "base.h"
+#include "explain.h"
 #include "fmt.h"
 #include "huge.h"
 #include "options.h"
 #include "os.h"
 #include "pressure.h"
+#include "prof.h"
 #include "purge.h"
+#include "report.h"
 #include "xalloc.h"
 #include <stdlib.h>
 #include <string.h>
@@ -114,133 +117,118 @@ void xa_stats_totals(struct xa_stats_totals *t) {
 #undef XA_PRESSURE_COPY
   t->tcache_budget = xa_tcache_budget();      /* after the reading above: a limit shrinks them */
   t->huge_budget = xa_huge_cache_budget();
+  struct xa_prof_stats pf;
+  xa_prof_stats(&pf);
+  t->prof_samples = pf.samples;
+  t->prof_live = pf.live;
+  t->prof_live_bytes = pf.live_bytes;
+  t->prof_peak_bytes = pf.peak_bytes;
+  t->prof_stacks = pf.stacks;
+  t->prof_dumps = pf.dumps;
 }
 
 /* ---- output ------------------------------------------------------------ */
 
-struct out {
-  void (*cb)(void *, const char *);
-  void *opaque;
-  size_t n;
-  char buf[512];
-};
-
-static void flush(struct out *o) {
-  if (!o->n) return;
-  o->buf[o->n] = 0;
-  if (o->cb) o->cb(o->opaque, o->buf);
-  else xa_os_write_err(o->buf, o->n);
-  o->n = 0;
-}
-
-static void puts_(struct out *o, const char *s) {
-  while (*s) {
-    if (o->n == sizeof o->buf - 1) flush(o);
-    o->buf[o->n++] = *s++;
-  }
-}
-
-static void putu(struct out *o, uint64_t v) {
-  char num[24];
-  size_t k = xa_fmt_dec(num, v);
-  num[k] = 0;
-  puts_(o, num);
-}
-
-/* Right-aligned number in a column of width w. */
-static void putu_w(struct out *o, uint64_t v, size_t w) {
-  char num[24];
-  size_t k = xa_fmt_dec(num, v);
-  num[k] = 0;
-  for (size_t i = k; i < w; i++) puts_(o, " ");
-  puts_(o, num);
-}
-
-static void print_text(struct out *o) {
+static void print_text(struct xa_report *o) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
-  puts_(o, "___ xalloc statistics (version " XALLOC_VERSION ") ___\n");
+  xa_report_str(o, "___ xalloc statistics (version " XALLOC_VERSION ") ___\n");
   char opts[2048];
   xa_options_string(&xa_opt, opts, sizeof opts);
-  puts_(o, "options: ");
-  puts_(o, opts);
-  puts_(o, "\n");
-#define XA_STAT_TEXT(name, doc) puts_(o, #name); for (size_t i = sizeof #name; i < 17; i++) puts_(o, " "); \
-  putu_w(o, t.name, 16); puts_(o, "  "); puts_(o, doc); puts_(o, "\n");
+  xa_report_str(o, "options: ");
+  xa_report_str(o, opts);
+  xa_report_str(o, "\n");
+#define XA_STAT_TEXT(name, doc) xa_report_str(o, #name); for (size_t i = sizeof #name; i < 17; i++) xa_report_str(o, " "); \
+  xa_report_dec_w(o, t.name, 16); xa_report_str(o, "  "); xa_report_str(o, doc); xa_report_str(o, "\n");
   XA_STATS_TOTALS(XA_STAT_TEXT)
 #undef XA_STAT_TEXT
-  puts_(o, "arenas:  #          mapped     small_alloc     large_alloc          active           dirty           muzzy          purged  contended\n");
+  xa_report_str(o, "arenas:  #          mapped     small_alloc     large_alloc          active           dirty           muzzy          purged  contended\n");
   for (unsigned i = 0; i < t.narenas; i++) {
     struct xa_stats_arena s;
     xa_stats_arena(i, &s);
-    puts_(o, "      ");
-    putu_w(o, i, 4);
-    putu_w(o, s.mapped, 16); putu_w(o, s.small_allocated, 16); putu_w(o, s.large_allocated, 16);
-    putu_w(o, s.active, 16); putu_w(o, s.dirty, 16); putu_w(o, s.muzzy, 16); putu_w(o, s.purged, 16);
-    putu_w(o, s.lock_contended, 11);
-    puts_(o, "\n");
+    xa_report_str(o, "      ");
+    xa_report_dec_w(o, i, 4);
+    xa_report_dec_w(o, s.mapped, 16); xa_report_dec_w(o, s.small_allocated, 16); xa_report_dec_w(o, s.large_allocated, 16);
+    xa_report_dec_w(o, s.active, 16); xa_report_dec_w(o, s.dirty, 16); xa_report_dec_w(o, s.muzzy, 16); xa_report_dec_w(o, s.purged, 16);
+    xa_report_dec_w(o, s.lock_contended, 11);
+    xa_report_str(o, "\n");
   }
-  puts_(o, "classes:  size         nmalloc           nfree            live          cached         refills   slabs\n");
+  xa_report_str(o, "classes:  size         nmalloc           nfree            live          cached         refills   slabs\n");
   struct xa_stats_class cs[XA_NSMALL];
   xa_stats_classes(cs);
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     const struct xa_stats_class *s = &cs[c];
     if (!s->nmalloc && !s->refills && !s->slabs) continue;
-    putu_w(o, s->size, 14); putu_w(o, s->nmalloc, 16); putu_w(o, s->nfree, 16); putu_w(o, s->live, 16);
-    putu_w(o, s->cached, 16); putu_w(o, s->refills, 16); putu_w(o, s->slabs, 8);
-    puts_(o, "\n");
+    xa_report_dec_w(o, s->size, 14); xa_report_dec_w(o, s->nmalloc, 16); xa_report_dec_w(o, s->nfree, 16); xa_report_dec_w(o, s->live, 16);
+    xa_report_dec_w(o, s->cached, 16); xa_report_dec_w(o, s->refills, 16); xa_report_dec_w(o, s->slabs, 8);
+    xa_report_str(o, "\n");
   }
 }
 
-#define XA_STAT_JSON_S(name, doc) puts_(o, sep); puts_(o, "\"" #name "\":"); putu(o, s.name); sep = ",";
+#define XA_STAT_JSON_S(name, doc) xa_report_str(o, sep); xa_report_str(o, "\"" #name "\":"); xa_report_dec(o, s.name); sep = ",";
 
-static void print_json(struct out *o) {
+static void print_json(struct xa_report *o, bool explain) {
   struct xa_stats_totals t;
   xa_stats_totals(&t);
-  puts_(o, "{\"xalloc\":{\"version\":\"" XALLOC_VERSION "\",\"options\":\"");
+  xa_report_str(o, "{\"xalloc\":{\"version\":\"" XALLOC_VERSION "\",\"options\":\"");
   char opts[2048];
   xa_options_string(&xa_opt, opts, sizeof opts);
   for (const char *p = opts; *p; p++) {      /* a JSON string: escape what must be */
     char c[2] = {*p, 0};
-    if (*p == '"' || *p == '\\') puts_(o, "\\");
+    if (*p == '"' || *p == '\\') xa_report_str(o, "\\");
     if ((unsigned char)*p < 0x20) c[0] = '?';
-    puts_(o, c);
+    xa_report_str(o, c);
   }
-  puts_(o, "\",\"totals\":{");
+  xa_report_str(o, "\",\"totals\":{");
   const char *sep = "";
-#define XA_STAT_JSON(name, doc) puts_(o, sep); puts_(o, "\"" #name "\":"); putu(o, t.name); sep = ",";
+#define XA_STAT_JSON(name, doc) xa_report_str(o, sep); xa_report_str(o, "\"" #name "\":"); xa_report_dec(o, t.name); sep = ",";
   XA_STATS_TOTALS(XA_STAT_JSON)
-  puts_(o, "},\"arenas\":[");
+  xa_report_str(o, "},\"arenas\":[");
   for (unsigned i = 0; i < t.narenas; i++) {
     struct xa_stats_arena s;
     xa_stats_arena(i, &s);
-    puts_(o, i ? ",{" : "{");
+    xa_report_str(o, i ? ",{" : "{");
     sep = "";
     XA_STATS_ARENA(XA_STAT_JSON_S)
-    puts_(o, "}");
+    xa_report_str(o, "}");
   }
-  puts_(o, "],\"classes\":[");
+  xa_report_str(o, "],\"classes\":[");
   struct xa_stats_class cs[XA_NSMALL];
   xa_stats_classes(cs);
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_stats_class s = cs[c];
-    puts_(o, c ? ",{" : "{");
+    xa_report_str(o, c ? ",{" : "{");
     sep = "";
     XA_STATS_CLASS(XA_STAT_JSON_S)
-    puts_(o, "}");
+    xa_report_str(o, "}");
   }
-  puts_(o, "]}}\n");
+  xa_report_str(o, "]");
+  if (explain) {
+    struct xa_explain e;
+    xa_explain_gather(&e);
+    xa_report_str(o, ",\"explain\":");
+    xa_explain_print(o, &e, true);
+  }
+  xa_report_str(o, "}}\n");
 #undef XA_STAT_JSON
 }
 
-void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json) {
-  struct out o;
+void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json, unsigned what) {
+  struct xa_report o;
   o.cb = cb;
   o.opaque = opaque;
   o.n = 0;
-  if (json) print_json(&o);
-  else print_text(&o);
-  flush(&o);
+  if (what & XA_REPORT_STATS) {
+    if (json) print_json(&o, what & XA_REPORT_EXPLAIN);
+    else print_text(&o);
+  }
+  if (what & XA_REPORT_EXPLAIN && !(json && what & XA_REPORT_STATS)) {
+    struct xa_explain e;
+    xa_explain_gather(&e);
+    xa_explain_print(&o, &e, json);
+    if (json) xa_report_str(&o, "\n");
+  }
+  xa_report_flush(&o);
 }
 
 /* ---- at exit ----------------------------------------------------------- */
@@ -268,6 +256,9 @@ static void write_to_fd(void *fd, const char *s) { xa_os_write_fd((int)(intptr_t
 
 static void stats_at_exit(void) {
   bool json = xa_opt.stats_format == xa_opt_stats_format_json;
+  unsigned what = xa_opt.stats_report == xa_opt_stats_report_stats     ? XA_REPORT_STATS
+                  : xa_opt.stats_report == xa_opt_stats_report_explain ? XA_REPORT_EXPLAIN
+                                                                        : XA_REPORT_STATS | XA_REPORT_EXPLAIN;
   if (xa_opt.stats_file[0]) {
     char path[XA_OPT_STR_MAX + 32];
     int fd = expand_path(path, sizeof path, xa_opt.stats_file) ? xa_os_open_append(path) : -1;
@@ -276,12 +267,12 @@ static void stats_at_exit(void) {
       xa_os_write_err(msg, sizeof msg - 1);
       return;
     }
-    xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
+    xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json, what);
     xa_os_close(fd);
     return;
   }
   int fd = xa_os_kept_stderr();
-  if (fd >= 0) xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json);
+  if (fd >= 0) xa_stats_print(write_to_fd, (void *)(intptr_t)fd, json, what);
 }
 
 void xa_stats_at_load(void) {

@@ -43,7 +43,13 @@
   X(pressure_purges, "urgent purges: every free page, cache and retained chunk given back at once") \
   X(pressure_psi,    "memory stall watch: 1 PSI trigger, 2 polled stall time, 0 none (no limit seen yet, or psi:off)") \
   X(psi_events, "times the kernel reported memory pressure") \
-  X(purger_running,  "1 if the background purger thread runs")
+  X(purger_running,  "1 if the background purger thread runs") \
+  X(prof_samples,    "heap profiler (prof:true): allocations sampled, ever") \
+  X(prof_live,       "heap profiler: sampled blocks not yet freed") \
+  X(prof_live_bytes, "heap profiler: live bytes as the samples estimate them") \
+  X(prof_peak_bytes, "heap profiler: the most prof_live_bytes ever") \
+  X(prof_stacks,     "heap profiler: distinct call stacks seen") \
+  X(prof_dumps,      "heap profiler: profiles written")
 
 #define XA_STATS_ARENA(X) \
   X(mapped,          "bytes of chunks") \
@@ -83,8 +89,11 @@ XA_HIDDEN void xa_stats_arena(unsigned i, struct xa_stats_arena *s);
 XA_HIDDEN void xa_stats_class(unsigned c, struct xa_stats_class *s);
 XA_HIDDEN void xa_stats_classes(struct xa_stats_class s[XA_NSMALL]);
 
-/* Print everything through cb (NULL: stderr); json selects the format. */
-XA_HIDDEN void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json);
+/* Print through cb (NULL: stderr) the statistics and/or the explain report
+ * (explain.h; in JSON, a member "explain" of the statistics' object when
+ * both); json selects the format. */
+enum { XA_REPORT_STATS = 1, XA_REPORT_EXPLAIN = 2 };
+XA_HIDDEN void xa_stats_print(void (*cb)(void *, const char *), void *opaque, bool json, unsigned what);
 /* stats_print:true: arrange for the statistics to be printed at exit (to
  * stats_file, or to stderr, kept now in case the program closes it).
  * From the library's constructor only: atexit takes a lock that glibc

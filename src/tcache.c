@@ -603,3 +603,25 @@ size_t xa_tcache_reclaim(bool all) {
 uint64_t xa_tcache_reclaimed(void) { return __atomic_load_n(&tc_reclaimed, __ATOMIC_RELAXED); }
 
 size_t xa_tcache_mapped(void) { return __atomic_load_n(&tc_mapped, __ATOMIC_RELAXED); }
+
+size_t xa_tcache_resident(void) {
+  struct xa_tcache **list;
+  size_t bytes, n, res = 0;
+  for (;;) {           /* room for the list, mapped before the lock */
+    size_t room = __atomic_load_n(&tc_nlive, __ATOMIC_RELAXED) + RECYCLE_KEEP + 16;
+    bytes = XA_ALIGN_UP(room * sizeof *list, xa_os_page);
+    if (!(list = xa_os_map(bytes, xa_os_page))) return 0;
+    xa_lock(&tc_lock);
+    if (tc_nlive + tc_nrecycled <= room) break;
+    xa_unlock(&tc_lock);
+    xa_os_unmap(list, bytes);
+  }
+  n = 0;
+  for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) list[n++] = tc;
+  for (struct xa_tcache *tc = tc_recycled; tc; tc = tc->next) list[n++] = tc;
+  /* a cache unmapped after the lock is released reads as 0 */
+  xa_unlock(&tc_lock);
+  for (size_t i = 0; i < n; i++) res += xa_os_resident_range(list[i], tcache_bytes(), NULL);
+  xa_os_unmap(list, bytes);
+  return res;
+}

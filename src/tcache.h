@@ -165,8 +165,10 @@ XA_HIDDEN size_t xa_tcache_reclaim(bool all);
 XA_HIDDEN void xa_tcache_limit_total(size_t bytes);
 /* The budget in effect: the lower of the two. */
 XA_HIDDEN size_t xa_tcache_budget(void);
-/* Bytes of the caches' own mappings (live and recycled). */
+/* Bytes of the caches' own mappings (live and recycled), and how many of
+ * them are resident (mincore). */
 XA_HIDDEN size_t xa_tcache_mapped(void);
+XA_HIDDEN size_t xa_tcache_resident(void);
 /* Objects xa_tcache_reclaim took back, ever. */
 XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
 /* Does any other thread's cache hold objects? (racy: a hint) */

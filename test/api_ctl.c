@@ -56,7 +56,9 @@ static void test_ctl_names(void **state) {
                                 "stats.arenas.0.purged", "stats.arenas.0.lock_contended",
                                 "stats.arenas.0.large_requests", "stats.classes.0.nmalloc",
                                 "stats.classes.0.nfree", "stats.classes.0.live", "stats.classes.0.cached",
-                                "stats.classes.0.refills", "stats.classes.0.curobjs", "stats.classes.0.slabs"};
+                                "stats.classes.0.refills", "stats.classes.0.curobjs", "stats.classes.0.slabs",
+                                "stats.prof_samples", "stats.prof_live", "stats.prof_live_bytes",
+                                "stats.prof_peak_bytes", "stats.prof_stacks", "stats.prof_dumps"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) get(names[i]);
   /* the container: each cgroup.X is stats.cgroup_X; the values agree with
    * themselves (test/cgroup.sh checks them against real limits) */
@@ -111,6 +113,15 @@ static void test_ctl_errors(void **state) {
   const char *s;
   size_t sl = 4;
   assert_int_equal(xalloc_ctl("version", &s, &sl, NULL, 0), EINVAL);
+  /* heap profiles: off here (prof:false), so no file; bad arguments first */
+  const char *path = "/tmp/xalloc_api_ctl_never.heap.pb", *none = NULL;
+  assert_int_equal(xalloc_ctl("prof.dump", NULL, NULL, &path, sizeof path), ENOENT);
+  assert_int_equal(xalloc_ctl("prof.dump_peak", NULL, NULL, NULL, 0), ENOENT);
+  assert_int_equal(xalloc_ctl("prof.dump", &v, &len, NULL, 0), EINVAL);
+  assert_int_equal(xalloc_ctl("prof.dump", NULL, NULL, &path, 4), EINVAL);
+  assert_int_equal(xalloc_ctl("prof.dump", NULL, NULL, &none, sizeof none), EINVAL);
+  assert_int_equal(access(path, F_OK), -1);
+  assert_int_equal(get("stats.prof_samples") + get("stats.prof_live") + get("stats.prof_dumps"), 0);
 }
 
 static void test_ctl_options(void **state) {
@@ -191,8 +202,6 @@ static void test_counters_consistent(void **state) {
   assert_int_equal(get("stats.dirty"), 0);
 }
 
-static int run_conf(const char *conf, const char *mode, char *err, size_t errlen);
-
 /* Per-class counts are real counts of calls: 1,000,000 malloc(16) are
  * 1,000,000 allocations whether a cache served them or not, frees are
  * counted as the objects come back, and a thread's counts survive its
@@ -230,17 +239,9 @@ static void test_class_counts(void **state) {
   (void)state;
   assert_int_equal(check_class_counts(), 0);
   static char err[65536];
-  assert_int_equal(run_conf("junk:true", "counts", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("junk:true", "counts", err, sizeof err), 0);
 }
 
-struct buf { char *p; size_t n; };
-static void collect(void *opaque, const char *s) {
-  struct buf *b = opaque;
-  size_t k = strlen(s);
-  b->p = realloc(b->p, b->n + k + 1);
-  memcpy(b->p + b->n, s, k + 1);
-  b->n += k;
-}
 
 static int json_valid(const char *text) {
   char path[] = "/tmp/xalloc_json_XXXXXX";
@@ -262,9 +263,9 @@ static int json_valid(const char *text) {
 static void test_stats_print_text_and_json(void **state) {
   (void)state;
   void *keep = malloc(1000);
-  struct buf t = {0}, j = {0};
-  xalloc_stats_print(collect, &t, "");
-  xalloc_stats_print(collect, &j, "J");
+  struct tu_buf t = {0}, j = {0};
+  xalloc_stats_print(tu_collect, &t, "");
+  xalloc_stats_print(tu_collect, &j, "J");
   assert_non_null(strstr(t.p, "allocated"));
   assert_non_null(strstr(t.p, "classes:"));
   assert_true(json_valid(j.p));
@@ -441,28 +442,13 @@ static int child_opts2(void) {
   return nh ? 0 : 2;
 }
 
-static int run_conf(const char *conf, const char *mode, char *err, size_t errlen) {
-  char path[] = "/tmp/xalloc_err_XXXXXX";
-  int fd = mkstemp(path);
-  close(fd);
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "XALLOC_CONF=%s /proc/%d/exe %s 2>%s", conf, (int)getpid(), mode, path);
-  int rc = system(cmd);
-  FILE *f = fopen(path, "r");
-  size_t n = fread(err, 1, errlen - 1, f);
-  err[n] = 0;
-  fclose(f);
-  unlink(path);
-  return rc;
-}
-
 static void test_options_take_effect(void **state) {
   (void)state;
   static char err[65536];
-  assert_int_equal(run_conf("narenas:3,tcache:false,thp:always", "opts1", err, sizeof err), 0);
-  assert_int_equal(run_conf("tcache_bytes:0,thp:never", "opts2", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("narenas:3,tcache:false,thp:always", "opts1", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("tcache_bytes:0,thp:never", "opts2", err, sizeof err), 0);
   /* a bad entry warns once, names the option, and the rest still applies */
-  assert_int_equal(run_conf("narenas:3,bogus:1,tcache:false,thp:always", "opts1", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("narenas:3,bogus:1,tcache:false,thp:always", "opts1", err, sizeof err), 0);
   assert_non_null(strstr(err, "xalloc: XALLOC_CONF: unknown option 'bogus'"));
 }
 
@@ -543,13 +529,13 @@ static void test_mallopt(void **state) {
 static void test_junk_option(void **state) {
   (void)state;
   static char err[65536];
-  assert_int_equal(run_conf("junk:true", "junk", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("junk:true", "junk", err, sizeof err), 0);
 }
 
 static void test_abort_on_error_false(void **state) {
   (void)state;
   static char err[65536];
-  assert_int_equal(run_conf("abort_on_error:false", "noabort", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("abort_on_error:false", "noabort", err, sizeof err), 0);
   static const char *want[] = {"xalloc: free: invalid pointer 0x", "xalloc: free: double free 0x",
                                "xalloc: realloc: invalid pointer 0x", "xalloc: malloc_usable_size: invalid pointer 0x",
                                "xalloc: free_sized: size does not match block 0x"};

@@ -352,6 +352,34 @@ if grep -q '^  stats_print ' "$W/options.out"; then
             if [ "$(cat "$W/statsjconf.out")" = "$expect" ]; then ok "xalloc --stats=json: XALLOC_CONF=$expect"; else
                 fail "xalloc --stats=json: XALLOC_CONF='$(cat "$W/statsjconf.out")', want $expect"; fi
     fi
+    if grep -q '^  stats_report ' "$W/options.out"; then
+        expect=stats_print:true,stats_report:explain
+        wrap explainconf 0 "$X" --explain -- sh -c 'echo "$XALLOC_CONF"' &&
+            if [ "$(cat "$W/explainconf.out")" = "$expect" ]; then ok "xalloc --explain: XALLOC_CONF=$expect"; else
+                fail "xalloc --explain: XALLOC_CONF='$(cat "$W/explainconf.out")', want $expect"; fi
+        wrap explain 0 "$X" --explain -- sort "$W/sort.in" &&
+            if grep -q '^___ xalloc explain: where the resident memory is ___$' "$W/explain.err" &&
+                grep -q '^largest part an option could shrink: ' "$W/explain.err"; then
+                ok "xalloc --explain -- sort: the report at exit"
+            else
+                fail "xalloc --explain -- sort: no report on stderr:"
+                head -5 "$W/explain.err" | sed 's/^/    /'
+            fi
+    fi
+    if grep -q '^  prof_dump_on_exit ' "$W/options.out"; then
+        expect=prof:true,prof_dump_on_exit:true,prof_prefix:$W/wp
+        wrap profconf 0 "$X" --prof="$W/wp" -- sh -c 'echo "$XALLOC_CONF"' &&
+            if [ "$(cat "$W/profconf.out")" = "$expect" ]; then ok "xalloc --prof=PREFIX: XALLOC_CONF=$expect"; else
+                fail "xalloc --prof: XALLOC_CONF='$(cat "$W/profconf.out")', want $expect"; fi
+        wrap prof 0 "$X" --prof="$W/wp" -- sort "$W/sort.in" &&
+            if grep -q "^xalloc: prof: .*; profile $W/wp\.[0-9]*\.0\.leak\.heap\.pb$" "$W/prof.err" &&
+                [ -s "$(ls "$W"/wp.*.leak.heap.pb 2>/dev/null | head -1)" ]; then
+                ok "xalloc --prof -- sort: leak profile and summary at exit"
+            else
+                fail "xalloc --prof -- sort: no profile or summary:"
+                head -5 "$W/prof.err" | sed 's/^/    /'
+            fi
+    fi
     # python3 exits through exit() with stderr open (coreutils programs
     # close stderr in their own exit handler)
     if command -v python3 >/dev/null 2>&1; then

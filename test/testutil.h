@@ -428,4 +428,36 @@ static inline int tu_child_ok(const char *what, const tu_child *c)
     return 0;
 }
 
+
+/* A growing text buffer, and xalloc_stats_print's callback appending to it. */
+struct tu_buf { char *p; size_t n; };
+static inline void tu_collect(void *opaque, const char *s)
+{
+    struct tu_buf *b = opaque;
+    size_t k = strlen(s);
+    b->p = realloc(b->p, b->n + k + 1);
+    memcpy(b->p + b->n, s, k + 1);
+    b->n += k;
+}
+
+/* Run this program again as `/proc/<pid>/exe MODE` with XALLOC_CONF=conf,
+ * under a 60 s timeout; its stderr lands in err (NUL-terminated).  Returns
+ * system()'s status. */
+static inline int tu_run_conf(const char *conf, const char *mode, char *err, size_t errlen)
+{
+    char path[] = "/tmp/xalloc_err_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    close(fd);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "XALLOC_CONF=%s timeout 60 /proc/%d/exe %s 2>%s", conf, (int)getpid(), mode, path);
+    int rc = system(cmd);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(err, 1, errlen - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    unlink(path);
+    return rc;
+}
+
 #endif
