@@ -185,6 +185,7 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     c->next = a->chunks;
     a->chunks = c;
     a->mapped += XA_CHUNK_SIZE;
+    if (a->mapped > a->mapped_peak) a->mapped_peak = a->mapped;
     free_make(a, c, xa_chunk_first_page, usable_pages(), XA_PAGES_CLEAN);
   }
 }
@@ -305,6 +306,13 @@ struct xa_arena *xa_arena_choose(void) {
   return xa_arenas[xa_os_cpu() % xa_arena_used()];
 }
 
+/* Live large bytes change by delta (lock held): allocated and active alike. */
+static void large_change(struct xa_arena *a, int64_t delta) {
+  a->large_allocated += (size_t)delta;
+  xa_peak_add(&a->peak, XA_PEAK_ALLOCATED, delta);
+  xa_peak_add(&a->peak, XA_PEAK_ACTIVE, delta);
+}
+
 /* ---- slabs ----------------------------------------------------------- */
 
 static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
@@ -324,6 +332,7 @@ static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
   list_push(&a->bins[cls].nonfull, s);
   a->bins[cls].nslabs++;
   a->bins[cls].nempty++;
+  xa_peak_add(&a->peak, XA_PEAK_ACTIVE, (int64_t)ci->slab_pages << xa_os_page_shift);
   return s;
 }
 
@@ -390,6 +399,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
   }
   if (xa_config_stats) bin->nrequests += got;
   bin->curobjs += got;
+  xa_peak_add(&a->peak, XA_PEAK_ALLOCATED, (int64_t)got * xa_classes[cls].size);
   arena_unlock(a);
   return got;
 }
@@ -409,6 +419,7 @@ static void slab_release(struct xa_arena *a, struct xa_span *s, uint8_t st, stru
   list_remove(&bin->nonfull, s);
   if (s->dirty) lru_remove(&a->dirty_slabs, s);
   bin->nslabs--;
+  xa_peak_add(&a->peak, XA_PEAK_ACTIVE, -((int64_t)xa_classes[s->cls].slab_pages << xa_os_page_shift));
   /* Some of its pages were purged, some may be resident: muzzy, whose
    * reuse counts as fresh (free_take) and which decays again later. */
   if (st == XA_PAGES_DIRTY && s->purged) st = XA_PAGES_MUZZY;
@@ -424,6 +435,7 @@ static void slab_account(struct xa_arena *a, struct xa_span *s, uint32_t k, stru
   const struct xa_class_info *ci = &xa_classes[s->cls];
   struct xa_bin *bin = &a->bins[s->cls];
   bin->curobjs -= k;
+  xa_peak_add(&a->peak, XA_PEAK_ALLOCATED, -(int64_t)k * ci->size);
   if (unlikely(s->purging)) { s->nfree += k; return; }   /* the purger re-bins it */
   if (s->nfree == 0) list_push(&bin->nonfull, s);
   s->nfree += k;
@@ -579,7 +591,7 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
       if (d) { d->next = dead; dead = d; }
     }
   }
-  a->large_allocated += xa_span_bytes(s);
+  large_change(a, (int64_t)xa_span_bytes(s));
   if (xa_config_stats) a->large_nrequests++;
   arena_unlock(a);
   chunks_delete(dead);
@@ -607,7 +619,7 @@ bool xa_arena_was_freed(const void *p) {
 void xa_arena_free_large(struct xa_span *s) {
   struct xa_arena *a = xa_span_chunk(s)->arena;
   arena_lock(a);
-  a->large_allocated -= xa_span_bytes(s);
+  large_change(a, -(int64_t)xa_span_bytes(s));
   struct xa_chunk *d = span_release(a, s, XA_PAGES_DIRTY);
   arena_unlock(a);
   if (d) xa_chunk_delete(d);
@@ -621,7 +633,7 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
   bool ok = false;
   arena_lock(a);
   if (n < s->npages) {
-    a->large_allocated -= (size_t)(s->npages - n) << xa_os_page_shift;
+    large_change(a, -((int64_t)(s->npages - n) << xa_os_page_shift));
     span_release(a, span_split(s, n), XA_PAGES_DIRTY);   /* s stays allocated: chunk not empty */
     ok = true;
   } else if (n == s->npages) {
@@ -649,7 +661,7 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
       }
       s->npages = n;
       xa_chunk_mark_span(c, s);
-      a->large_allocated += (size_t)need << xa_os_page_shift;
+      large_change(a, (int64_t)need << xa_os_page_shift);
       ok = true;
     }
   }
@@ -914,6 +926,7 @@ void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out) {
   arena_lock(a);
   out->mapped = a->mapped;
   out->large_allocated = a->large_allocated;
+  out->mapped_peak = a->mapped_peak;
   out->large_nrequests = a->large_nrequests;
   out->dirty_pages = a->dirty_pages;
   out->muzzy_pages = a->muzzy_pages;

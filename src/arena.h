@@ -82,6 +82,7 @@ XA_HIDDEN size_t xa_arena_release_spares_all(void);
 /* One arena's counters, copied under its lock (statistics). */
 struct xa_arena_stats {
   size_t mapped;                /* bytes of chunks */
+  size_t mapped_peak;           /* the most bytes of chunks ever */
   size_t large_allocated;       /* bytes in live large spans */
   uint64_t large_nrequests;     /* large allocations served */
   size_t dirty_pages;           /* free pages that may be resident */

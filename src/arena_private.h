@@ -7,6 +7,7 @@
 #include "arena.h"
 #include "decay.h"
 #include "lock.h"
+#include "peak.h"
 
 /* Free spans are binned by length: exact for 1..64 pages, then by power
  * of two. */
@@ -36,6 +37,8 @@ struct xa_arena {
   struct xa_chunk *chunks;      /* every chunk of the arena */
   unsigned nspare;              /* wholly free chunks kept for reuse */
   size_t mapped;                /* bytes of chunks */
+  size_t mapped_peak;           /* the most mapped ever */
+  struct xa_peak_local peak;    /* allocated and active changes not yet counted globally */
   size_t large_allocated;       /* bytes in live large spans */
   uint64_t large_nrequests;
   size_t dirty_pages;           /* free pages that may be resident */

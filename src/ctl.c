@@ -184,7 +184,7 @@ XA_EXPORT int malloc_info(int options, FILE *fp) {
     fprintf(fp, "</sizes>\n<total type=\"dirty\" count=\"0\" size=\"%llu\"/>\n"
                 "<system type=\"current\" size=\"%llu\"/>\n<system type=\"max\" size=\"%llu\"/>\n"
                 "<aspace type=\"total\" size=\"%llu\"/>\n<aspace type=\"mprotect\" size=\"%llu\"/>\n</heap>\n",
-            (unsigned long long)s.dirty, (unsigned long long)s.mapped, (unsigned long long)s.mapped,
+            (unsigned long long)s.dirty, (unsigned long long)s.mapped, (unsigned long long)s.mapped_peak,
             (unsigned long long)s.mapped, (unsigned long long)s.mapped);
   }
   fprintf(fp, "<total type=\"fast\" count=\"0\" size=\"0\"/>\n<total type=\"rest\" count=\"0\" size=\"%llu\"/>\n"

@@ -24,6 +24,7 @@
 #include "lock.h"
 #include "options.h"
 #include "os.h"
+#include "peak.h"
 #include <string.h>
 
 #define XA_REGION_SIZE ((size_t)1 << 30)
@@ -123,6 +124,8 @@ static void insert_locked(const struct huge_ent *e) {
   tab_used++;
   huge_count++;
   huge_bytes += e->size;
+  xa_peak_add_global(XA_PEAK_ALLOCATED, (int64_t)e->size);
+  xa_peak_add_global(XA_PEAK_ACTIVE, (int64_t)e->size);
   if (huge_bytes > huge_hwm) {
     huge_hwm = huge_bytes;
     hwm_at = xa_os_now();
@@ -133,6 +136,8 @@ static void remove_locked(struct huge_ent *e) {
   e->p = 1;
   huge_count--;
   huge_bytes -= e->size;
+  xa_peak_add_global(XA_PEAK_ALLOCATED, -(int64_t)e->size);
+  xa_peak_add_global(XA_PEAK_ACTIVE, -(int64_t)e->size);
 }
 
 /* ---- free extents --------------------------------------------------------- */

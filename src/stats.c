@@ -10,6 +10,7 @@
 #include "huge.h"
 #include "options.h"
 #include "os.h"
+#include "peak.h"
 #include "pressure.h"
 #include "prof.h"
 #include "purge.h"
@@ -22,6 +23,7 @@
 static void arena_figures(const struct xa_arena_stats *as, struct xa_stats_arena *s) {
   memset(s, 0, sizeof *s);
   s->mapped = as->mapped;
+  s->mapped_peak = as->mapped_peak;
   s->large_allocated = as->large_allocated;
   s->active = as->large_allocated;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
@@ -101,6 +103,11 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->huge_cached = cached;
   t->active += bytes;
   t->allocated = t->small_allocated + t->large_allocated + t->huge_allocated;
+  /* the peaks lag by what the arenas have not passed on yet: never below now */
+  t->allocated_peak = xa_peak_max(XA_PEAK_ALLOCATED);
+  if (t->allocated_peak < t->allocated) t->allocated_peak = t->allocated;
+  t->active_peak = xa_peak_max(XA_PEAK_ACTIVE);
+  if (t->active_peak < t->active) t->active_peak = t->active;
   t->metadata = xa_base_allocated() + xa_tcache_mapped();
   t->mapped = xa_os_mapped();
   t->resident = xa_os_resident();

@@ -14,7 +14,9 @@
   X(huge_allocated,  "bytes of live huge blocks") \
   X(huge_count,      "live huge blocks") \
   X(huge_cached,     "bytes of freed huge-block pages still resident, kept for reuse") \
+  X(allocated_peak,  "the most bytes in live blocks (allocated) at once, to within 1 MiB per arena") \
   X(active,          "bytes of pages in slabs, large and huge blocks") \
+  X(active_peak,     "the most active bytes at once, to within 1 MiB per arena") \
   X(dirty,           "bytes of free pages not yet returned to the OS") \
   X(muzzy,           "bytes of free pages perhaps resident: MADV_FREE'd (purge:free), or emptied partly purged slabs") \
   X(retained,        "bytes of wholly free chunks kept mapped for reuse") \
@@ -53,6 +55,7 @@
 
 #define XA_STATS_ARENA(X) \
   X(mapped,          "bytes of chunks") \
+  X(mapped_peak,     "the most bytes of chunks ever") \
   X(small_allocated, "bytes of small objects out of slabs") \
   X(large_allocated, "bytes of live large blocks") \
   X(active,          "bytes of pages in slabs and large blocks") \

@@ -48,7 +48,7 @@ static void test_ctl_names(void **state) {
   assert_int_equal(get("stats.narenas"), get("arenas.narenas"));
   /* every total, arena and class name reads */
   static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
-                                "stats.mapped_peak", "stats.resident_peak", "stats.tcache_budget", "stats.huge_budget",
+                                "stats.mapped_peak", "stats.resident_peak", "stats.allocated_peak", "stats.active_peak", "stats.arenas.0.mapped_peak", "stats.tcache_budget", "stats.huge_budget",
                                 "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
                                 "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.purged", "stats.purge_runs", "stats.lock_contended",
                                 "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",
@@ -313,7 +313,31 @@ static void test_peaks(void **state) {
   unsigned long long max = strtoull(mx + strlen("<system type=\"max\" size=\""), NULL, 10);
   assert_true(max >= mapped_with);
   assert_true(max >= get("stats.mapped"));
+  /* each heap's "max" is its arena's most mapped ever */
+  const char *heap = strstr(text, "<heap nr=\"0\">");
+  assert_non_null(heap);
+  const char *hmax = strstr(heap, "<system type=\"max\" size=\"");
+  assert_non_null(hmax);
+  assert_true(strtoull(hmax + strlen("<system type=\"max\" size=\""), NULL, 10) >= get("stats.arenas.0.mapped"));
+  assert_int_equal(strtoull(hmax + strlen("<system type=\"max\" size=\""), NULL, 10), get("stats.arenas.0.mapped_peak"));
   free(text);
+  /* allocated and active peaks (to within 1 MiB per arena) outlive the
+   * blocks: a huge block is counted exactly, small objects in MiB steps */
+  uint64_t slack = get("arenas.narenas") << 20;
+  assert_true(get("stats.allocated_peak") >= n);
+  assert_true(get("stats.active_peak") >= n);
+  static void *small[160000];
+  uint64_t before = get("stats.allocated");
+  for (int i = 0; i < 160000; i++) small[i] = malloc(128);        /* 20 MiB */
+  uint64_t with = get("stats.allocated");
+  assert_true(with >= before + 160000 * 128);
+  for (int i = 0; i < 160000; i++) free(small[i]);
+  xalloc_ctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+  assert_true(get("stats.allocated") < with);
+  assert_true(get("stats.allocated_peak") + slack >= with);
+  assert_true(get("stats.active_peak") + slack >= with);
+  assert_true(get("stats.allocated_peak") >= get("stats.allocated"));
+  assert_true(get("stats.active_peak") >= get("stats.active"));
 }
 
 /* XALLOC_CONF=stats_print:true,stats_format:json prints parseable JSON at exit. */
