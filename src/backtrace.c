@@ -1,7 +1,9 @@
 /* Frame-pointer stack walks (backtrace.h). */
 #include "backtrace.h"
 #include "os.h"
+#include <dlfcn.h>
 #include <elf.h>
+#include <unwind.h>
 #include <link.h>
 #include <string.h>
 
@@ -80,7 +82,57 @@ static bool find_stack(const struct xa_os_mapping *m, void *arg) {
   return false;
 }
 
+/* libgcc's unwinder (prof_unwind:libgcc), found at load: it reads the
+ * unwind tables (.eh_frame), so it also walks code built without frame
+ * pointers.  It finds a frame's tables with _dl_find_object, which takes
+ * no lock in glibc 2.35 and later (GCC 12's libgcc uses it); it allocates
+ * nothing on this path.  A thread inside it is not walked again (a malloc
+ * it might make would sample with an empty stack). */
+static _Unwind_Reason_Code (*unwind_backtrace)(_Unwind_Trace_Fn, void *);
+static _Unwind_Ptr (*unwind_get_ip)(struct _Unwind_Context *);
+static __thread bool unwinding __attribute__((tls_model("initial-exec")));
+
+struct walk { uintptr_t *pcs; unsigned n, max; bool inside; };
+
+static _Unwind_Reason_Code unwind_step(struct _Unwind_Context *ctx, void *arg) {
+  struct walk *w = arg;
+  uintptr_t ip = (uintptr_t)unwind_get_ip(ctx);
+  if (ip < 4096) return _URC_END_OF_STACK;
+  if (w->inside && ip >= self_lo && ip < self_hi) return _URC_NO_REASON;
+  w->inside = false;
+  w->pcs[w->n++] = ip;
+  return w->n < w->max ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+bool xa_backtrace_use_unwinder(void) {
+  void *h = NULL;
+  void *bt = dlsym(RTLD_DEFAULT, "_Unwind_Backtrace"), *ip = dlsym(RTLD_DEFAULT, "_Unwind_GetIP");
+  if (!bt || !ip) {             /* a C program: libgcc_s is not loaded yet */
+    h = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
+    bt = h ? dlsym(h, "_Unwind_Backtrace") : NULL;
+    ip = h ? dlsym(h, "_Unwind_GetIP") : NULL;
+  }
+  if (!bt || !ip) return false;
+  unwind_get_ip = (_Unwind_Ptr (*)(struct _Unwind_Context *))ip;
+  /* a first walk here, at load: libgcc sets its tables up once (under
+   * pthread_once), not from inside a malloc */
+  uintptr_t pcs[4];
+  struct walk w = {pcs, 0, 4, false};
+  ((_Unwind_Reason_Code (*)(_Unwind_Trace_Fn, void *))bt)(unwind_step, &w);
+  __atomic_store_n(&unwind_backtrace, (_Unwind_Reason_Code (*)(_Unwind_Trace_Fn, void *))bt, __ATOMIC_RELEASE);
+  return true;
+}
+
 XA_NOINLINE unsigned xa_backtrace(uintptr_t *pcs, unsigned max) {
+  _Unwind_Reason_Code (*bt)(_Unwind_Trace_Fn, void *) = __atomic_load_n(&unwind_backtrace, __ATOMIC_ACQUIRE);
+  if (bt) {
+    if (unwinding) return 0;
+    unwinding = true;
+    struct walk w = {pcs, 0, max, self_hi != 0};
+    bt(unwind_step, &w);
+    unwinding = false;
+    return w.n;
+  }
   uintptr_t fp = (uintptr_t)__builtin_frame_address(0), sp = fp;
   if (sp < stack_lo || sp >= stack_hi) {
     struct find f = {sp, 0, 0};

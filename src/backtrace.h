@@ -13,7 +13,9 @@
  * right as far as the callers keep frame pointers, and the walk stops, or
  * at worst records a few addresses that name no caller, where they do
  * not.  Build with -fno-omit-frame-pointer (Fedora and Ubuntu 24.04 build
- * their packages so) for whole stacks. */
+ * their packages so) for whole stacks, or use libgcc's unwinder
+ * (prof_unwind:libgcc), which reads the unwind tables every binary keeps
+ * for C++ exceptions and debuggers, at several times the cost per frame. */
 #ifndef XA_BACKTRACE_H
 #define XA_BACKTRACE_H
 #include "internal.h"
@@ -30,6 +32,10 @@ XA_HIDDEN unsigned xa_backtrace(uintptr_t *pcs, unsigned max);
 /* Is pc in the dynamic loader's code?  (Blocks it allocates stay until
  * exit, as the C library's own: the leak report tells them apart.) */
 XA_HIDDEN bool xa_backtrace_in_loader(uintptr_t pc);
+/* Walk with libgcc's unwinder from now on (prof_unwind:libgcc): from the
+ * library's constructor only, as it may load libgcc_s.so.1.  False if
+ * the unwinder cannot be found (frame pointers stay in use). */
+XA_HIDDEN bool xa_backtrace_use_unwinder(void);
 /* Was xalloc's code found (xa_backtrace leaves its frames out)? */
 XA_HIDDEN bool xa_backtrace_skips_self(void);
 #endif

@@ -41,7 +41,8 @@
   X(prof_sample,       INT,  524288, 1, 1L << 40, 0, "with prof: mean bytes between sampled allocations (exponential intervals)") \
   X(prof_prefix,       STR,  0,     0, 0, 0, "with prof: profiles go to PREFIX.<pid>.<seq>.heap.pb (empty: xalloc)") \
   X(prof_dump_on_exit, BOOL, 0,     0, 1, 0, "with prof: at exit, write what is still allocated (PREFIX.<pid>.<seq>.leak.heap.pb) and a summary to stderr") \
-  X(prof_signal,       INT,  0,     0, 64, 0, "with prof: this signal (e.g. 12, SIGUSR2) writes a live-heap profile; 0 none")
+  X(prof_signal,       INT,  0,     0, 64, 0, "with prof: this signal (e.g. 12, SIGUSR2) writes a live-heap profile; 0 none") \
+  X(prof_unwind,       ENUM, fp,    0, 0, 0, "with prof: call stacks by frame pointers, or by libgcc's unwinder (whole stacks through code built without them)")
 
 /* The words of each ENUM option in the order of their values, W(option,
  * word) each: XALLOC_CONF takes the word, and the code compares with the
@@ -50,6 +51,7 @@
 #define XA_OPT_WORDS_thp(W, o)          W(o, default) W(o, always) W(o, never)
 #define XA_OPT_WORDS_stats_format(W, o) W(o, text) W(o, json)
 #define XA_OPT_WORDS_stats_report(W, o) W(o, stats) W(o, explain) W(o, all)
+#define XA_OPT_WORDS_prof_unwind(W, o)  W(o, fp) W(o, libgcc)
 #define XA_OPT_WORDS_cgroup(W, o)       W(o, auto) W(o, off)
 #define XA_OPT_WORDS_psi(W, o)          W(o, poll) W(o, trigger) W(o, off)
 

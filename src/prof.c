@@ -398,6 +398,10 @@ static void on_signal(int sig) {
 
 void xa_prof_at_load(void) {
   if (!xa_prof_on) return;
+  if (xa_opt.prof_unwind == xa_opt_prof_unwind_libgcc && !xa_backtrace_use_unwinder()) {
+    static const char msg[] = "xalloc: prof_unwind:libgcc: libgcc_s.so.1 not found; call stacks by frame pointers\n";
+    xa_os_write_err(msg, sizeof msg - 1);
+  }
   if (xa_opt.prof_signal) xa_os_on_signal((int)xa_opt.prof_signal, on_signal);
   if (xa_opt.prof_dump_on_exit) {
     xa_os_keep_stderr();

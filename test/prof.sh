@@ -12,6 +12,9 @@
 #  (c) prof_dump_on_exit: a planted leak of 12345 bytes is found, with its
 #      site, and a clean run reports nothing; (d) prof_signal writes a
 #      profile; (e) prof:false (the default) writes nothing and dumps fail;
+#  (g) prof_unwind:libgcc walks code built without frame pointers
+#      (-O2 -fomit-frame-pointer): each site's caller is in its stacks;
+#      with frame pointers the caller is checked too, in (a);
 #  (f) with nearly every block sampled (prof_sample:64), the misuse,
 #      differential, fork/thread life-cycle and thread stress suites pass:
 #      sampled blocks free, move and report misuse as any block does.
@@ -36,6 +39,9 @@ build() {   # name, link arguments
 build sites_preload
 build sites_shared -DLINKED -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lxalloc
 build sites_static -DLINKED "$XALLOC_A"
+# shellcheck disable=SC2086
+$CC -std=gnu11 -O2 -g -fomit-frame-pointer -fno-ipa-icf -no-pie -I"$SRC/include" -o "$W/sites_nofp" \
+    "$SRC/test/prof_sites.c" -DLINKED -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lxalloc -pthread -ldl || fail "build sites_nofp"
 
 have_pprof=0
 if command -v go >/dev/null 2>&1 && go tool pprof -h >/dev/null 2>&1; then
@@ -87,7 +93,7 @@ for how in preload shared static; do
     fi
     # (a)
     # shellcheck disable=SC2086
-    $CHECK "$out" "$bin" live $LIVE || fails=$((fails + 1))
+    $CHECK "$out" "$bin" live $LIVE --caller=fill || fails=$((fails + 1))
     # shellcheck disable=SC2086
     $CHECK "$out.peak" "$bin" peak $PEAK || fails=$((fails + 1))
     # (b)
@@ -140,6 +146,19 @@ if XALLOC_CONF=$CONF,prof_signal:12,prof_prefix:$W/sig timeout 60 "$bin" signal 
 else
     fail "signal: prof_sites signal failed: $(cat "$W/sig.err")"
 fi
+
+# (g)
+bin=$W/sites_nofp
+if XALLOC_CONF=$CONF,prof_unwind:libgcc timeout 60 "$bin" live "$W/nofp.heap.pb" 2>"$W/nofp.err"; then
+    if [ -s "$W/nofp.err" ]; then
+        fail "prof_unwind:libgcc: stderr: $(head -3 "$W/nofp.err")"
+    fi
+    # shellcheck disable=SC2086
+    $CHECK "$W/nofp.heap.pb" "$bin" live $LIVE --caller=fill || fails=$((fails + 1))
+else
+    fail "prof_unwind:libgcc: prof_sites live failed: $(tail -3 "$W/nofp.err")"
+fi
+bin=$W/sites_shared
 
 # (e) off by default
 rm -f "$W"/off.*

@@ -9,6 +9,8 @@
  *   prof_sites leak       leaves one block of 12345 bytes from site_leak
  *   prof_sites clean      frees everything it allocates
  *   prof_sites signal     holds 10 MB and raises SIGUSR2 (prof_signal:12)
+ * Every site is called from fill() (but site_leak), which test/prof.sh
+ * checks as each sample's second frame.
  * No stdio in leak and clean: its buffers would be blocks still allocated
  * at exit. */
 #include <dlfcn.h>
@@ -54,7 +56,7 @@ __attribute__((noinline)) static void *site_leak(size_t n) {
 
 static void *small[100000], *large[100], *zeroed[20000];
 
-static void fill(void) {
+__attribute__((noinline)) static void fill(void) {
   for (int i = 0; i < 100000; i++) small[i] = site_small(200);
   for (int i = 0; i < 100; i++) large[i] = site_large(100000);
   for (int i = 0; i < 20000; i++) zeroed[i] = site_calloc(1000);

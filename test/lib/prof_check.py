@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""prof_check.py PROFILE BINARY KIND [SITE=BYTES ...] [--tol F]
+"""prof_check.py PROFILE BINARY KIND [SITE=BYTES ...] [--tol F] [--caller NAME]
 
 Check a heap profile xalloc wrote for BINARY (a non-PIE test program
 built with frame pointers): the profile's structure for KIND (live, peak
@@ -7,7 +7,9 @@ or leak), BINARY's mapping and build ID, and the live bytes the samples
 attribute to each allocation site against the true ones, within the
 relative tolerance F (default 0.25).  The site of a sample is its
 innermost frame after pprof's pruning (drop_frames), named by addr2line.
-SITE=0 asks that nothing be attributed to SITE.  Prints one line per check;
+SITE=0 asks that nothing be attributed to SITE.  --caller NAME asks that
+the frame after each expected site be NAME (for at least 95% of its
+bytes): the stack goes on past the allocation's call site.  Prints one line per check;
 exit 0 if all passed."""
 import os
 import re
@@ -34,11 +36,13 @@ def build_id(binary):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--tol")]
-    tol = 0.25
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    tol, caller = 0.25, None
     for a in sys.argv[1:]:
         if a.startswith("--tol="):
             tol = float(a.split("=", 1)[1])
+        if a.startswith("--caller="):
+            caller = a.split("=", 1)[1]
     path, binary, kind = args[0], os.path.realpath(args[1]), args[2]
     want = dict((s.split("=")[0], int(s.split("=")[1])) for s in args[3:])
     with open(path, "rb") as fh:
@@ -73,7 +77,7 @@ def main():
         names = dict(zip(addrs, out[0::2]))
     drop = re.compile("^(" + p["drop_frames"] + ")$") if p["drop_frames"] else None
     col = types.index("inuse_space")
-    sites = {}
+    sites, called = {}, {}
     for s in p["samples"]:
         frames = [names.get(a, "?") if mi in ids else "<outside>" for a, mi in zip(s["addresses"], s["mappings"])]
         if drop:   # pprof: from the root, the first frame that matches goes, with all it called
@@ -83,6 +87,8 @@ def main():
                     break
         site = frames[0] if frames else "<none>"
         sites[site] = sites.get(site, 0) + s["value"][col]
+        if len(frames) > 1 and frames[1] == caller:
+            called[site] = called.get(site, 0) + s["value"][col]
     total = sum(sites.values())
     print("      sites: %s" % ", ".join("%s %d" % kv for kv in sorted(sites.items(), key=lambda kv: -kv[1])))
     for site, b in want.items():
@@ -91,6 +97,11 @@ def main():
             check(got == 0, "%s: nothing from %s (%d)" % (name, site, got))
         else:
             check(abs(got - b) <= tol * b, "%s: %s holds %d bytes, true %d (within %d%%)" % (name, site, got, b, tol * 100))
+    if caller:
+        for site, b in want.items():
+            if b:
+                check(called.get(site, 0) >= 0.95 * sites.get(site, 0),
+                      "%s: %s called from %s for %d of %d bytes" % (name, site, caller, called.get(site, 0), sites.get(site, 0)))
     if want and all(b for b in want.values()):
         other = total - sum(sites.get(s, 0) for s in want)
         check(other <= 0.05 * total, "%s: other sites hold %d of %d bytes" % (name, other, total))
