@@ -134,7 +134,10 @@ XA_NOINLINE unsigned xa_backtrace(uintptr_t *pcs, unsigned max) {
     return w.n;
   }
   uintptr_t fp = (uintptr_t)__builtin_frame_address(0), sp = fp;
-  if (sp < stack_lo || sp >= stack_hi) {
+  /* The range learnt may be stale: a coroutine's stack unmapped, and a
+   * smaller mapping made at the same place.  Its last page still mapped
+   * says it is not (one mincore). */
+  if (sp < stack_lo || sp >= stack_hi || !xa_os_is_mapped((const void *)(stack_hi - 1))) {
     struct find f = {sp, 0, 0};
     xa_os_maps(find_stack, &f);
     stack_lo = f.lo;

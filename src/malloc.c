@@ -320,8 +320,10 @@ XA_EXPORT void *calloc(size_t nmemb, size_t size) {
  * to the usable size: memcheck is told not to report that. */
 static void *realloc_move(void *p, size_t n, struct block b) {
   /* a block that grows into or within the large sizes gets headroom */
-  void *q = xa_malloc_fast(n > b.usable && n > XA_SMALL_MAX && n < XA_HUGE_MIN ? grow_size(n) : n);
+  bool headroom = n > b.usable && n > XA_SMALL_MAX && n < XA_HUGE_MIN;
+  void *q = xa_malloc_fast(headroom ? grow_size(n) : n);
   if (!q) return NULL;
+  if (headroom && unlikely(xa_prof_on)) xa_prof_asked(q, n);   /* the profile says n */
 #if XA_VALGRIND
   VALGRIND_DISABLE_ERROR_REPORTING;
 #endif
@@ -334,6 +336,14 @@ static void *realloc_move(void *p, size_t n, struct block b) {
   if (b.kind == K_SMALL && xa_tc_push_freed((size_t)b.cls, p)) return q;
   free_block(p, b, "realloc");
   return q;
+}
+
+/* A realloc that kept large block p (unsampled: sampled ones move) counts,
+ * for the heap profile, as a new allocation of n bytes: its sample is
+ * drawn at the new size, so a block grown in place is weighed as one. */
+static void *resized(void *p, struct block b, size_t n) {
+  if (unlikely(xa_prof_on) && b.kind == K_LARGE && xa_prof_pick(n)) xa_prof_record(p, n);
+  return p;
 }
 
 XA_EXPORT void *realloc(void *p, size_t n) {
@@ -361,18 +371,23 @@ XA_EXPORT void *realloc(void *p, size_t n) {
      * growing realloc leaves it (no lock taken otherwise) */
     if (b.kind == K_LARGE && n > XA_SMALL_MAX && b.usable > grow_size(n))
       xa_arena_resize_large(b.span, large_size(n));
-    return p;
+    return resized(p, b, n);
   }
   /* grow in place over free pages that follow: with headroom, else exactly */
   if (b.kind == K_LARGE && n > XA_SMALL_MAX && n < XA_HUGE_MIN &&
       (xa_arena_resize_large(b.span, grow_size(n)) || xa_arena_resize_large(b.span, large_size(n))))
-    return p;
+    return resized(p, b, n);
   if (b.kind == K_HUGE && n >= XA_HUGE_MIN && !xa_opt.secure) {   /* secure: guard page */
-    /* for the profile, the old block goes (before its address can be
-     * reused) and the new one may be sampled */
-    if (unlikely(xa_prof_on)) xa_prof_forget(p);
+    /* for the profile, the old block's sample goes before its address
+     * can be reused, and comes back if the call fails */
+    struct xa_prof_taken t = {NULL};
+    if (unlikely(xa_prof_on)) xa_prof_take(p, &t);
     void *q = xa_huge_realloc(p, n);
-    if (q && unlikely(xa_prof_on) && xa_prof_pick(n)) xa_prof_record(q, n);
+    if (unlikely(xa_prof_on)) {
+      if (q) xa_prof_drop(&t);
+      else xa_prof_put_back(&t);
+      if (q && xa_prof_pick(n)) xa_prof_record(q, n);
+    }
     return q ? q : fail_nomem();
   }
   return realloc_move(p, n, b);
@@ -439,7 +454,8 @@ XA_EXPORT void free_sized(void *p, size_t size) {
   if (!p) return;
   struct block b = lookup(p);
   struct block asked = as_asked(p, b);
-  if (b.kind != K_INVALID && !made_for(asked, 0, size) && !realloc_left(asked, size)) {
+  if (b.kind != K_INVALID && !made_for(asked, 0, size) && !realloc_left(asked, size) &&
+      !made_for(b, 0, size) && !realloc_left(b, size)) {
     xa_error_pointer("free_sized", "size does not match block", p);
     return;                            /* abort_on_error:false: not freed */
   }
@@ -451,7 +467,8 @@ void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char 
   struct block b = lookup(p);
   align = pow2_ceil(align);
   struct block asked = as_asked(p, b);
-  if (b.kind != K_INVALID && !(aligned_for(p, asked, align) && (!sized || made_for(asked, align, size)))) {
+  if (b.kind != K_INVALID && !(aligned_for(p, asked, align) && (!sized || made_for(asked, align, size))) &&
+      !(aligned_for(p, b, align) && (!sized || made_for(b, align, size)))) {
     xa_error_pointer(fn, sized ? "size or alignment does not match block" : "alignment does not match block", p);
     return;
   }

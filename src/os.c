@@ -20,6 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* open, read, write and close as plain system calls: the C library's are
+ * thread-cancellation points, and a pthread_cancel must not unwind out
+ * of malloc (the profiler and the cgroup reader use them there). */
+static int sys_open(const char *path, int flags, int mode) { return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode); }
+static ssize_t sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, fd, buf, n); }
+static ssize_t sys_write(int fd, const void *buf, size_t n) { return syscall(SYS_write, fd, buf, n); }
+static int sys_close(int fd) { return (int)syscall(SYS_close, fd); }
+
 size_t xa_os_page = 4096;
 unsigned xa_os_page_shift = 12;
 unsigned long xa_os_fail_maps;
@@ -131,10 +139,10 @@ size_t xa_os_fresh_bytes;
 size_t xa_os_read_file(const char *path, char *buf, size_t size) {
   int saved = errno;
   ssize_t n = -1;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
   if (fd >= 0) {
-    n = read(fd, buf, size - 1);
-    close(fd);
+    n = sys_read(fd, buf, size - 1);
+    sys_close(fd);
   }
   errno = saved;
   buf[n > 0 ? n : 0] = 0;
@@ -296,7 +304,7 @@ const char *xa_os_getenv(const char *name) {
 bool xa_os_write_fd(int fd, const char *s, size_t n) {
   int saved = errno;
   while (n) {
-    ssize_t w = write(fd, s, n);
+    ssize_t w = sys_write(fd, s, n);
     if (w <= 0) { if (w < 0 && errno == EINTR) continue; break; }
     s += w; n -= (size_t)w;
   }
@@ -338,14 +346,14 @@ int xa_os_kept_stderr(void) {
 
 int xa_os_open_append(const char *path) {
   int saved = errno;
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+  int fd = sys_open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
   errno = saved;
   return fd;
 }
 
 int xa_os_open_write(const char *path) {
   int saved = errno;
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
+  int fd = sys_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
   errno = saved;
   return fd;
 }
@@ -390,6 +398,7 @@ static bool maps_line(char *l, struct xa_os_mapping *m) {
   m->r = p[0] == 'r';
   m->w = p[1] == 'w';
   m->x = p[2] == 'x';
+  m->shared = p[3] == 's';
   p += 5;
   m->offset = parse_hex(&p);
   for (int field = 0; field < 2; field++) {          /* dev, inode */
@@ -436,8 +445,16 @@ bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg)
 
 void xa_os_close(int fd) {
   int saved = errno;
-  close(fd);
+  sys_close(fd);
   errno = saved;
+}
+
+bool xa_os_is_mapped(const void *page) {
+  int saved = errno;
+  unsigned char v;
+  bool ok = mincore((void *)((uintptr_t)page & ~(uintptr_t)(xa_os_page - 1)), 1, &v) == 0;
+  errno = saved;
+  return ok;
 }
 
 int xa_os_pid(void) { return (int)getpid(); }
@@ -481,7 +498,7 @@ void xa_os_sleep(uint64_t ns) {
 
 int xa_os_open_read(const char *path) {
   int saved = errno;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
   errno = saved;
   return fd;
 }
@@ -489,7 +506,7 @@ int xa_os_open_read(const char *path) {
 long xa_os_read(int fd, char *buf, size_t n) {
   int saved = errno;
   ssize_t got;
-  do got = read(fd, buf, n);
+  do got = sys_read(fd, buf, n);
   while (got < 0 && errno == EINTR);
   errno = saved;
   return (long)got;

@@ -67,6 +67,8 @@ XA_HIDDEN bool xa_os_rollup(struct xa_os_rollup *r);
  * not (wholly) mapped.  vec, when not NULL, receives one byte per page
  * (bit 0: resident); it must hold size / page bytes. */
 XA_HIDDEN size_t xa_os_resident_range(void *p, size_t size, unsigned char *vec);
+/* Is the page holding p mapped (whatever its protection)? */
+XA_HIDDEN bool xa_os_is_mapped(const void *p);
 /* A PSI trigger (see the kernel's psi.rst) on pressure file path with
  * spec ("some STALL_US WINDOW_US"): its descriptor, close-on-exec and
  * numbered XA_OS_FD_MIN or higher, or -1 if the kernel refuses it.  Then wait up to ns for it: 1 if it fired, 0 if the time
@@ -122,7 +124,7 @@ XA_HIDDEN bool xa_os_on_signal(int sig, void (*handler)(int));
  * in the file, and the path (NUL-terminated; "" for anonymous memory). */
 struct xa_os_mapping {
   uintptr_t start, end, offset;
-  bool r, w, x;
+  bool r, w, x, shared;
   const char *path;
 };
 /* Call fn on every mapping of the process in address order, until it

@@ -112,6 +112,7 @@ struct maps {
   /* the last mapping at offset 0: the ELF header of its file */
   uintptr_t elf_start, elf_end;
   uint32_t elf_path, elf_path_len, elf_build, elf_build_len;
+  bool elf_checked;          /* its build ID was looked for */
 };
 
 static uint32_t keep_string(struct maps *s, const char *p, size_t n, uint32_t *len) {
@@ -164,16 +165,18 @@ static size_t build_id(uintptr_t start, uintptr_t end, char *out) {
   return 0;
 }
 
+/* The header of a file is read only once an executable mapping of the
+ * same file follows (a loaded ELF object): other files mapped at offset 0
+ * (data, devices, shared memory, files truncated since) are never read. */
 static bool add_mapping(const struct xa_os_mapping *m, void *arg) {
   struct maps *s = arg;
   size_t plen = strlen(m->path);
-  if (m->offset == 0 && m->r && m->path[0] == '/') {
-    char hex[2 * BUILD_ID_MAX];
+  if (m->offset == 0 && m->r && !m->shared && m->path[0] == '/') {
     s->elf_start = m->start;
     s->elf_end = m->end;
     s->elf_path = keep_string(s, m->path, plen, &s->elf_path_len);
-    size_t hl = build_id(m->start, m->end, hex);
-    s->elf_build = keep_string(s, hex, hl, &s->elf_build_len);
+    s->elf_build_len = 0;
+    s->elf_checked = false;
   }
   if (!m->x || s->n == MAX_MAPPINGS) return true;
   struct mapping *x = &s->m[s->n++];
@@ -182,6 +185,12 @@ static bool add_mapping(const struct xa_os_mapping *m, void *arg) {
   x->offset = m->offset;
   bool same = s->elf_path_len == plen && !memcmp(s->space + s->elf_path, m->path, plen);
   if (same) {              /* the file whose header came before */
+    if (!s->elf_checked) {
+      char hex[2 * BUILD_ID_MAX];
+      size_t hl = m->shared ? 0 : build_id(s->elf_start, s->elf_end, hex);
+      s->elf_build = keep_string(s, hex, hl, &s->elf_build_len);
+      s->elf_checked = true;
+    }
     x->path = s->elf_path;
     x->path_len = s->elf_path_len;
     x->build = s->elf_build;

@@ -46,7 +46,8 @@ struct pstack {
 struct rec {
   struct rec *chain;
   uintptr_t ptr;
-  size_t size;
+  size_t size;          /* bytes asked for */
+  uint64_t unit;        /* bytes the sample was drawn on (its weight) */
   struct pstack *stack;
 };
 
@@ -162,6 +163,7 @@ void xa_prof_record(void *p, size_t n) {
   rec_spare = r->chain;
   r->ptr = (uintptr_t)p;
   r->size = n;
+  r->unit = unit_of(n);
   r->stack = s;
   size_t b = rec_bucket(r->ptr);
   r->chain = rec_tab[b];
@@ -190,27 +192,76 @@ bool xa_prof_sampled(const void *p, size_t *n) {
   return r != NULL;
 }
 
-void xa_prof_forget(const void *p) {
-  size_t b = rec_bucket((uintptr_t)p);
-  /* the block's owner frees it: its record, if any, was published
-   * before the program could have passed p to this thread */
-  if (!__atomic_load_n(&rec_tab[b], __ATOMIC_ACQUIRE)) return;
-  xa_lock(&prof_lock);
-  struct rec **at = &rec_tab[b];
+/* Unlink p's record and take its weight out of the totals; NULL if p has
+ * none.  Under prof_lock. */
+static struct rec *unlink_rec(const void *p) {
+  struct rec **at = &rec_tab[rec_bucket((uintptr_t)p)];
   while (*at && (*at)->ptr != (uintptr_t)p) at = &(*at)->chain;
   struct rec *r = *at;
-  if (r) {
-    __atomic_store_n(at, r->chain, __ATOMIC_RELEASE);
-    double w = xa_sample_weight(unit_of(r->size), mean), bytes = w * (double)r->size;
-    r->stack->live_objs -= w;
-    r->stack->live_bytes -= bytes;
-    live_total -= bytes;
-    nlive--;
-    r->chain = rec_spare;
-    rec_spare = r;
-  }
+  if (!r) return NULL;
+  __atomic_store_n(at, r->chain, __ATOMIC_RELEASE);
+  double w = xa_sample_weight(r->unit, mean), bytes = w * (double)r->size;
+  r->stack->live_objs -= w;
+  r->stack->live_bytes -= bytes;
+  live_total -= bytes;
+  nlive--;
+  return r;
+}
+
+bool xa_prof_take(const void *p, struct xa_prof_taken *t) {
+  /* the block's owner calls: its record, if any, was published before
+   * the program could have passed p to this thread */
+  t->rec = NULL;
+  if (!__atomic_load_n(&rec_tab[rec_bucket((uintptr_t)p)], __ATOMIC_ACQUIRE)) return false;
+  xa_lock(&prof_lock);
+  t->rec = unlink_rec(p);
   xa_unlock(&prof_lock);
   dump_if_pending();
+  return t->rec != NULL;
+}
+
+void xa_prof_put_back(const struct xa_prof_taken *t) {
+  struct rec *r = t->rec;
+  if (!r) return;
+  double w = xa_sample_weight(r->unit, mean), bytes = w * (double)r->size;
+  xa_lock(&prof_lock);
+  size_t b = rec_bucket(r->ptr);
+  r->chain = rec_tab[b];
+  __atomic_store_n(&rec_tab[b], r, __ATOMIC_RELEASE);
+  r->stack->live_objs += w;
+  r->stack->live_bytes += bytes;
+  live_total += bytes;
+  nlive++;
+  xa_unlock(&prof_lock);
+}
+
+void xa_prof_drop(const struct xa_prof_taken *t) {
+  struct rec *r = t->rec;
+  if (!r) return;
+  xa_lock(&prof_lock);
+  r->chain = rec_spare;
+  rec_spare = r;
+  xa_unlock(&prof_lock);
+}
+
+void xa_prof_asked(const void *p, size_t n) {
+  if (!__atomic_load_n(&rec_tab[rec_bucket((uintptr_t)p)], __ATOMIC_ACQUIRE)) return;
+  xa_lock(&prof_lock);
+  struct rec *r = rec_tab[rec_bucket((uintptr_t)p)];
+  while (r && r->ptr != (uintptr_t)p) r = r->chain;
+  if (r) {
+    double w = xa_sample_weight(r->unit, mean), d = w * ((double)n - (double)r->size);
+    r->stack->alloc_bytes += d;
+    r->stack->live_bytes += d;
+    live_total += d;
+    r->size = n;
+  }
+  xa_unlock(&prof_lock);
+}
+
+void xa_prof_forget(const void *p) {
+  struct xa_prof_taken t;
+  if (xa_prof_take(p, &t)) xa_prof_drop(&t);
 }
 
 /* ---- dumps --------------------------------------------------------------- */
@@ -346,7 +397,9 @@ static int dump(enum xa_prof_kind kind, const char *path, char *out, size_t cap,
 
 int xa_prof_dump(enum xa_prof_kind kind, const char *path, char *out, size_t cap) {
   struct dump_totals tot = {0};
-  return dump(kind, path, out, cap, &tot);
+  int rc = dump(kind, path, out, cap, &tot);
+  dump_if_pending();          /* a signal that came while the lock was held */
+  return rc;
 }
 
 /* ---- at exit, and on a signal ------------------------------------------ */
@@ -420,6 +473,7 @@ void xa_prof_stats(struct xa_prof_stats *st) {
   st->peak_bytes = (uint64_t)rounded(peak_max);
   st->stacks = nstacks;
   xa_unlock(&prof_lock);
+  dump_if_pending();
 }
 
 bool xa_prof_rounding(uint64_t *bytes) {
@@ -429,11 +483,10 @@ bool xa_prof_rounding(uint64_t *bytes) {
   xa_lock(&prof_lock);
   for (size_t b = 0; b < REC_BUCKETS; b++)
     for (struct rec *r = rec_tab[b]; r; r = r->chain)
-      if (r->size <= XA_SMALL_MAX) {
-        uint64_t unit = unit_of(r->size);
-        sum += xa_sample_weight(unit, mean) * (double)(unit - r->size);
-      }
+      if (r->size <= XA_SMALL_MAX && r->unit >= r->size)
+        sum += xa_sample_weight(r->unit, mean) * (double)(r->unit - r->size);
   xa_unlock(&prof_lock);
+  dump_if_pending();
   *bytes = (uint64_t)rounded(sum);
   return true;
 }

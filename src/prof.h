@@ -37,11 +37,22 @@ XA_HIDDEN void xa_prof_at_load(void);
 XA_HIDDEN bool xa_prof_pick(size_t n);
 /* Record sampled block p of n requested bytes with the caller's stack. */
 XA_HIDDEN void xa_prof_record(void *p, size_t n);
+/* Sampled or not, block p (just allocated for a request of more bytes:
+ * realloc's headroom) was asked for n bytes: its sample, if any, says n,
+ * keeping the weight it was drawn with. */
+XA_HIDDEN void xa_prof_asked(const void *p, size_t n);
 /* Is p a sampled block?  If so, *n (when not NULL) gets the size it was
  * asked with.  A lock-free miss for most blocks. */
 XA_HIDDEN bool xa_prof_sampled(const void *p, size_t *n);
 /* p is being freed (or moved): forget its sample, if it has one. */
 XA_HIDDEN void xa_prof_forget(const void *p);
+/* The same in two steps, for a realloc that may fail: take p's sample out
+ * (false: p has none), then either put it back (the call failed, p stays)
+ * or drop it. */
+struct xa_prof_taken { void *rec; };
+XA_HIDDEN bool xa_prof_take(const void *p, struct xa_prof_taken *t);
+XA_HIDDEN void xa_prof_put_back(const struct xa_prof_taken *t);
+XA_HIDDEN void xa_prof_drop(const struct xa_prof_taken *t);
 
 enum xa_prof_kind { XA_PROF_LIVE, XA_PROF_PEAK, XA_PROF_LEAK };
 /* Write a profile of kind to path, or (path NULL) to

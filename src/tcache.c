@@ -157,7 +157,10 @@ void xa_tcache_class_counts(uint64_t nmalloc[XA_NSMALL], uint64_t cached[XA_NSMA
   xa_unlock(&tc_lock);
 }
 
+/* Off the live list (tc_lock held); its counts join those of caches gone
+ * in the same step, so that no reader misses them in between. */
 static void tcache_unlink(struct xa_tcache *tc) {
+  counts_retire(tc);
   if (tc->prev) tc->prev->next = tc->next;
   else tc_live = tc->next;
   if (tc->next) tc->next->prev = tc->prev;
@@ -185,7 +188,6 @@ static void bins_small(struct xa_tcache *tc);
 static void tcache_retire(struct xa_tcache *tc) {
   tcache_flush_bins(tc);
   xa_lock(&tc_lock);
-  counts_retire(tc);
   bool keep = tc_nrecycled < RECYCLE_KEEP;
   if (keep) tc_nrecycled++;          /* its place, taken now: threads exit together */
   else tc_mapped -= tcache_bytes();
@@ -523,7 +525,6 @@ void xa_tcache_postfork_child(void) {
     struct xa_tcache *next = tc->next;
     if (tc != xa_tc) {
       for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
-      counts_retire(tc);
       tc->left = tc->entered;         /* its owner may have been inside a call */
       tcache_unlink(tc);
       tcache_recycle(tc);

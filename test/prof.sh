@@ -12,6 +12,10 @@
 #  (c) prof_dump_on_exit: a planted leak of 12345 bytes is found, with its
 #      site, and a clean run reports nothing; (d) prof_signal writes a
 #      profile; (e) prof:false (the default) writes nothing and dumps fail;
+#  (h) 100 blocks grown by realloc to 1 MiB (in place where the pages
+#      after them are free) are weighed at their final size, within 25%
+#      at the default prof_sample; (i) free_sized and free_aligned_sized
+#      take, for a sampled block, every size they take for any block;
 #  (g) prof_unwind:libgcc walks code built without frame pointers
 #      (-O2 -fomit-frame-pointer): each site's caller is in its stacks;
 #      with frame pointers the caller is checked too, in (a);
@@ -145,6 +149,21 @@ if XALLOC_CONF=$CONF,prof_signal:12,prof_prefix:$W/sig timeout 60 "$bin" signal 
     fi
 else
     fail "signal: prof_sites signal failed: $(cat "$W/sig.err")"
+fi
+
+# (h) blocks grown by realloc, in place where they can: each realloc
+# counts as a new allocation, so they are weighed at their final size
+bin=$W/sites_shared
+if XALLOC_CONF=prof:true timeout 60 "$bin" grow "$W/grow.heap.pb" 2>"$W/grow.err"; then
+    $CHECK "$W/grow.heap.pb" "$bin" live site_grow=104857600 || fails=$((fails + 1))
+else
+    fail "grow: prof_sites grow failed: $(tail -3 "$W/grow.err")"
+fi
+# (i) sized frees of sampled blocks accept what they accept for any block
+if XALLOC_CONF=prof:true,prof_sample:1 timeout 60 "$bin" sized 2>"$W/sized.err" && [ ! -s "$W/sized.err" ]; then
+    ok "sized: free_sized and free_aligned_sized of sampled blocks with every valid size"
+else
+    fail "sized: $(head -3 "$W/sized.err")"
 fi
 
 # (g)

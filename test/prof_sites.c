@@ -9,11 +9,16 @@
  *   prof_sites leak       leaves one block of 12345 bytes from site_leak
  *   prof_sites clean      frees everything it allocates
  *   prof_sites signal     holds 10 MB and raises SIGUSR2 (prof_signal:12)
+ *   prof_sites grow OUT   holds 100 blocks grown by realloc to 1 MiB each
+ *   prof_sites sized      frees sampled blocks with the sizes and
+ *                         alignments free_sized and free_aligned_sized
+ *                         accept for any block (run with prof_sample:1)
  * Every site is called from fill() (but site_leak), which test/prof.sh
  * checks as each sample's second frame.
  * No stdio in leak and clean: its buffers would be blocks still allocated
  * at exit. */
 #include <dlfcn.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +50,14 @@ __attribute__((noinline)) static void *site_large(size_t n) {
 }
 __attribute__((noinline)) static void *site_calloc(size_t n) {
   void *p = calloc(1, n);
+  sink = p;
+  return p;
+}
+/* grows a block by realloc, 32 KiB + 1 to 1 MiB: in place while the
+ * pages after it are free */
+__attribute__((noinline)) static void *site_grow(void) {
+  void *p = malloc(32769);
+  for (size_t n = 65536; p && n <= (1u << 20); n *= 2) p = realloc(p, n);
   sink = p;
   return p;
 }
@@ -97,6 +110,30 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "clean")) {
     fill();
     release();
+    return 0;
+  }
+  if (!strcmp(mode, "grow") && argc > 2) {
+    static void *g[100];
+    for (int i = 0; i < 100; i++) g[i] = site_grow();
+    const char *path = argv[2];
+    if (ctl("prof.dump", &path, sizeof path)) return 2;
+    for (int i = 0; i < 100; i++) free(g[i]);
+    return 0;
+  }
+  if (!strcmp(mode, "sized")) {
+#ifdef LINKED                                   /* glibc 2.36 has no free_sized */
+    void *p = malloc(10);
+    free_sized(p, malloc_usable_size(p));       /* the usable size, as for any block */
+    p = malloc(10);
+    free_sized(p, 10);
+    p = calloc(3, 5);
+    free_sized(p, 15);
+    p = aligned_alloc(64, 100);
+    free_aligned_sized(p, 64, 100);
+    p = malloc(100);
+    p = realloc(p, 20);
+    free_sized(p, 20);
+#endif
     return 0;
   }
   if (!strcmp(mode, "signal")) {
