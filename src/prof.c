@@ -476,6 +476,16 @@ void xa_prof_stats(struct xa_prof_stats *st) {
   dump_if_pending();
 }
 
+void xa_prof_live_small(uint64_t out[XA_NSMALL]) {
+  if (!xa_prof_on) return;
+  xa_lock(&prof_lock);
+  for (size_t b = 0; b < REC_BUCKETS; b++)
+    for (struct rec *r = rec_tab[b]; r; r = r->chain)
+      if (r->size <= XA_SMALL_MAX) out[xa_sizeclass_of(r->size)]++;
+  xa_unlock(&prof_lock);
+  dump_if_pending();
+}
+
 bool xa_prof_rounding(uint64_t *bytes) {
   *bytes = 0;
   if (!xa_prof_on) return false;

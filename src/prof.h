@@ -70,6 +70,10 @@ struct xa_prof_stats {
   uint64_t dumps;        /* profiles written */
 };
 XA_HIDDEN void xa_prof_stats(struct xa_prof_stats *s);
+/* Live sampled small blocks per size class, added to out[] (they are
+ * counted as allocations of their class, but live in pages of their
+ * own, outside the slabs' counts). */
+XA_HIDDEN void xa_prof_live_small(uint64_t out[XA_NSMALL]);
 /* Estimated bytes of the live small blocks lost to size-class rounding
  * (class size less the size asked for, from the samples); false when
  * prof is off. */

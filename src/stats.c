@@ -59,11 +59,13 @@ void xa_stats_classes(struct xa_stats_class s[XA_NSMALL]) {
       s[c].slabs += as.bins[c].nslabs;
     }
   }
+  uint64_t sampled[XA_NSMALL] = {0};
+  xa_prof_live_small(sampled);           /* live in pages of their own */
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     s[c].size = xa_classes[c].size;
     s[c].nmalloc = nmalloc[c];
     s[c].cached = cached[c] < s[c].curobjs ? cached[c] : s[c].curobjs;
-    s[c].live = s[c].curobjs - s[c].cached;
+    s[c].live = s[c].curobjs - s[c].cached + sampled[c];
     /* read at different moments: a frees figure never goes below 0 */
     s[c].nfree = s[c].nmalloc > s[c].live ? s[c].nmalloc - s[c].live : 0;
   }

@@ -70,7 +70,7 @@
   X(size,     "object size") \
   X(nmalloc,  "allocations (malloc, calloc, realloc, new, aligned ...) served from this class, ever") \
   X(nfree,    "frees of this class's objects: nmalloc less the live ones") \
-  X(live,     "objects allocated and not freed: out of slabs, not in a thread cache") \
+  X(live,     "objects allocated and not freed: out of slabs and not in a thread cache, or sampled by the heap profiler (pages of their own)") \
   X(cached,   "free objects in thread caches") \
   X(curobjs,  "objects out of slabs now: live and cached") \
   X(refills,  "objects the arenas handed to thread caches (or to callers, without a cache), ever") \
