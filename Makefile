@@ -122,6 +122,8 @@ check-memcheck: $(API)
 demo: lib
 	@echo "== python3 under xalloc"
 	LD_PRELOAD=$(CURDIR)/lib/libxalloc.so python3 -c "import ctypes; d = {i: str(i) * 5 for i in range(2000000)}; print('python3: dict of', len(d), 'entries built'); ctypes.CDLL(None).malloc_stats()"
+	@echo "== where that python3's memory is (xalloc_ctl stats.explain)"
+	LD_PRELOAD=$(CURDIR)/lib/libxalloc.so python3 -c "import ctypes; d = {i: str(i) * 5 for i in range(2000000)}; ctypes.CDLL(None).xalloc_ctl(b'stats.explain', None, None, None, 0)"
 	@echo "== sort of 2 million lines under xalloc"
 	@mkdir -p build; seq 2000000 | awk '{ print ($$1 * 7919) % 2000003 }' > build/demo.txt
 	LD_PRELOAD=$(CURDIR)/lib/libxalloc.so sort -n build/demo.txt | md5sum

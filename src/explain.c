@@ -117,7 +117,9 @@ static struct advice largest_avoidable(const struct xa_explain *e) {
        e->muzzy, xa_opt.purge == xa_opt_purge_free ? xa_opt.muzzy_decay_ms : xa_opt.dirty_decay_ms, " ms"},
       {"thread caches", "thread_caches", "tcache_bytes per class and thread, tcache_total_bytes for all threads",
        e->cached, xa_opt.tcache_total_bytes, " bytes (tcache_total_bytes)"},
-      {"huge-block cache", "huge_cache", "huge_cache_bytes", e->huge_cache, xa_opt.huge_cache_bytes, " bytes"},
+      {"huge-block cache", "huge_cache",
+       "huge_cache_bytes (kept beyond the live huge bytes' recent peak; all of it decays over dirty_decay_ms)",
+       e->huge_cache, xa_opt.huge_cache_bytes, " bytes"},
   };
   size_t best = 0;
   for (size_t i = 1; i < sizeof a / sizeof a[0]; i++)

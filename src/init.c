@@ -64,6 +64,7 @@ static void postfork_parent(void) {
 static void postfork_child(void) {
   if (!xa_init_done) return;
   xa_fork_owner = false;
+  xa_os_postfork_child();
   xa_lock_reinit(&xa_base_lock);
   xa_prof_postfork_child();
   xa_huge_postfork_child();

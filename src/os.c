@@ -23,10 +23,39 @@
 /* open, read, write and close as plain system calls: the C library's are
  * thread-cancellation points, and a pthread_cancel must not unwind out
  * of malloc (the profiler and the cgroup reader use them there). */
-static int sys_open(const char *path, int flags, int mode) { return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode); }
+/* The descriptors opened here are held for a moment (a /proc or cgroup
+ * file read, a report written).  A fork in that moment copies them into
+ * the child, where no thread of ours will close them and where they take
+ * numbers the program expects to be free (GLib's subprocess tests check
+ * this): each is noted while open, and the child closes those it got
+ * (xa_os_postfork_child). */
+#define TRANSIENT_MAX 16
+static int transient[TRANSIENT_MAX];     /* fd + 1; 0: free slot */
+
+static int sys_open(const char *path, int flags, int mode) {
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+  for (int i = 0; fd >= 0 && i < TRANSIENT_MAX; i++) {
+    int free_slot = 0;
+    if (__atomic_compare_exchange_n(&transient[i], &free_slot, fd + 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
+  }
+  return fd;
+}
 static ssize_t sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, fd, buf, n); }
 static ssize_t sys_write(int fd, const void *buf, size_t n) { return syscall(SYS_write, fd, buf, n); }
-static int sys_close(int fd) { return (int)syscall(SYS_close, fd); }
+static int sys_close(int fd) {
+  for (int i = 0; i < TRANSIENT_MAX; i++) {
+    int mine = fd + 1;
+    if (__atomic_compare_exchange_n(&transient[i], &mine, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
+  }
+  return (int)syscall(SYS_close, fd);
+}
+
+void xa_os_postfork_child(void) {
+  for (int i = 0; i < TRANSIENT_MAX; i++) {
+    int v = __atomic_exchange_n(&transient[i], 0, __ATOMIC_RELAXED);
+    if (v) syscall(SYS_close, v - 1);
+  }
+}
 
 size_t xa_os_page = 4096;
 unsigned xa_os_page_shift = 12;

@@ -108,6 +108,9 @@ XA_HIDDEN bool xa_os_write_fd(int fd, const char *s, size_t n);   /* false: not 
  * or -1 when neither does (the program reused the numbers). */
 XA_HIDDEN void xa_os_keep_stderr(void);
 XA_HIDDEN int xa_os_kept_stderr(void);
+/* In a fork child: close the descriptors another thread of the parent
+ * held open for a moment (a file being read) when it forked. */
+XA_HIDDEN void xa_os_postfork_child(void);
 /* Open path for appending (created 0644, close-on-exec); -1 on failure. */
 XA_HIDDEN int xa_os_open_append(const char *path);
 /* Create or truncate path for writing (0644, close-on-exec); -1 on failure. */
