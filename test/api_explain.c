@@ -148,20 +148,6 @@ static void test_parts_add_up(void **state) {
   for (int i = 0; i < N; i++) free(v[i]);
 }
 
-static int json_valid(const char *text, const char *check) {
-  char path[] = "/tmp/xalloc_explain_XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) return 0;
-  FILE *f = fdopen(fd, "w");
-  fputs(text, f);
-  fclose(f);
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "python3 -c 'import json; d=json.load(open(\"%s\")); %s'", path, check);
-  int rc = system(cmd);
-  unlink(path);
-  return rc == 0;
-}
-
 static void test_reports(void **state) {
   (void)state;
   void *keep = malloc(1000);
@@ -175,10 +161,10 @@ static void test_reports(void **state) {
                                 "largest part an option could shrink", "slabs by class"};
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
     if (!strstr(t.p, parts[i])) fail_msg("explain text lacks \"%s\":\n%s", parts[i], t.p);
-  assert_true(json_valid(j.p, "x=d[\"xalloc\"]; assert x[\"resident\"] == sum(x[k] for k in (\"live_small\",\"thread_caches\","
+  assert_true(tu_json_check(j.p, "x=d[\"xalloc\"]; assert x[\"resident\"] == sum(x[k] for k in (\"live_small\",\"thread_caches\","
                               "\"free_slots\",\"large\",\"huge\",\"dirty\",\"muzzy\",\"huge_cache\",\"purging\",\"metadata\")); "
                               "assert d[\"kernel\"][\"rss\"] > 0 and d[\"largest_avoidable\"][\"option\"]"));
-  assert_true(json_valid(a.p, "d=d[\"xalloc\"]; assert d[\"totals\"][\"mapped\"] > 0 and d[\"explain\"][\"xalloc\"][\"resident\"] > 0"));
+  assert_true(tu_json_check(a.p, "d=d[\"xalloc\"]; assert d[\"totals\"][\"mapped\"] > 0 and d[\"explain\"][\"xalloc\"][\"resident\"] > 0"));
   free(t.p);
   free(j.p);
   free(a.p);

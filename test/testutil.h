@@ -460,4 +460,22 @@ static inline int tu_run_conf(const char *conf, const char *mode, char *err, siz
     return rc;
 }
 
+
+/* Does text parse as JSON (python3) and pass the python expression
+ * `check` about it, bound to d? */
+static inline int tu_json_check(const char *text, const char *check)
+{
+    char path[] = "/tmp/xalloc_json_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return 0;
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "python3 -c 'import json; d=json.load(open(\"%s\")); %s'", path, check);
+    int rc = system(cmd);
+    unlink(path);
+    return rc == 0;
+}
+
 #endif
