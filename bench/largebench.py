@@ -3,6 +3,7 @@
 
   python3 bench/largebench.py [--runs 3] [--mimalloc3 PATH/libmimalloc.so.3]
                               [--malloc-large PATH/malloc-large] [--only a,b]
+                              [--xalloc-lib LABEL=PATH] [--xalloc-conf LABEL=CONF]
 
 Runs each workload under each allocator, interleaved (every round runs
 every cell once), and reports medians.  Workloads (bench/*.c, built by
@@ -64,6 +65,9 @@ def allocators(args):
     for v in args.xalloc_conf:            # LABEL=CONF: xalloc with XALLOC_CONF=CONF
         label, conf = v.split("=", 1)
         a.insert(1, (label, os.path.join(ROOT, "lib", "libxalloc.so") + "@" + conf))
+    for v in args.xalloc_lib:             # LABEL=PATH: another xalloc build (an A/B)
+        label, path = v.split("=", 1)
+        a.insert(1, (label, os.path.abspath(path)))
     for name, pat in PEERS:
         hits = sorted(glob.glob(pat))
         if hits:
@@ -109,6 +113,8 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--xalloc-conf", action="append", default=[],
                     help="LABEL=CONF: also xalloc with XALLOC_CONF=CONF (e.g. xalloc-thp=thp:always)")
+    ap.add_argument("--xalloc-lib", action="append", default=[],
+                    help="LABEL=PATH: also this libxalloc.so (e.g. an older build, for an A/B)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "largebench"))
     args = ap.parse_args()

@@ -148,8 +148,8 @@ static void print_text(struct xa_report *o, const struct xa_explain *e) {
   line(o, "  live small objects", e->live_small, whole, "slab bytes of objects allocated and not freed");
   line(o, "  thread caches", e->cached, whole, "free objects threads keep for their next mallocs");
   line(o, "  free slots in slabs", e->free_slots, whole, "slab pages holding neither: fragmentation inside slabs");
-  line(o, "  large blocks", e->large, whole, "live blocks of 32 KiB to 2 MiB");
-  line(o, "  huge blocks", e->huge, whole, "live blocks of 2 MiB and more");
+  line(o, "  large blocks", e->large, whole, "live blocks of 32 KiB to 256 KiB");
+  line(o, "  huge blocks", e->huge, whole, "live blocks of 256 KiB and more");
   line(o, "  dirty free pages", e->dirty + e->clean, whole, "freed, not yet returned (dirty_decay_ms)");
   line(o, "  muzzy free pages", e->muzzy, whole, "returned with MADV_FREE, still counted until the kernel takes them");
   line(o, "  huge-block cache", e->huge_cache, whole, "freed huge-block pages kept for reuse (huge_cache_bytes)");

@@ -1,19 +1,21 @@
-/* Huge blocks (>= XA_HUGE_MIN) are carved from regions: large reservations
- * of address space (XA_REGION_SIZE, or one block's size when bigger),
- * aligned to 2 MiB and mapped without a swap reservation, so untouched
- * parts cost nothing.  Free extents of the regions are kept in one array
- * sorted by address and merged with free neighbours in the same state:
+/* Huge blocks (>= XA_HUGE_MIN, 256 KiB) are carved from regions: large
+ * reservations of address space (XA_REGION_SIZE, or one block's size when
+ * bigger), aligned to 2 MiB and mapped without a swap reservation, so
+ * untouched parts cost nothing.  Free extents of the regions are indexed
+ * by address, size and age (extent.c) and merged with free neighbours in
+ * the same state:
  *
  *   dirty  freed, pages resident: reused first, with no page fault;
  *   clean  never touched, or purged with MADV_DONTNEED.
  *
- * A request takes the best-fitting dirty extent, else the best-fitting
- * clean one, else a run of adjacent extents of both states, else a new
+ * A request takes a good-fitting dirty extent, else a run that starts in a
+ * dirty extent, else a good-fitting clean one, else any run, else a new
  * region.  Dirty extents go back to the OS only by decay (oldest first,
- * after dirty_decay_ms) or past huge_cache_bytes of them; a program that
- * frees and allocates big blocks all the time keeps reusing the same
- * resident pages, an idle one is back to clean within the decay time.
- * Wholly free, clean regions are unmapped (one is kept for reuse).
+ * after dirty_decay_ms) or past huge_cache_bytes of them beyond the live
+ * bytes' recent peak; a program that frees and allocates big blocks all
+ * the time keeps reusing the same resident pages, an idle one is back to
+ * clean within the decay time.  Wholly free, clean regions are unmapped
+ * (one is kept for reuse).
  *
  * realloc grows a block in place over a free neighbour, or moves its pages
  * (mremap: no copy) into an extent elsewhere and restores the reservation
@@ -21,6 +23,7 @@
  * table.  In secure mode every block is its own mapping with a guard page
  * after it, unmapped when freed. */
 #include "huge.h"
+#include "extent.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
@@ -29,19 +32,8 @@
 
 #define XA_REGION_SIZE ((size_t)1 << 30)
 #define REGIONS_MAX 4096
-#define EXTENTS_MAX ((size_t)1 << 16)
-
-enum { EXT_CLEAN, EXT_DIRTY };
 
 struct region { uintptr_t base; size_t size; size_t free_bytes; };
-
-struct extent {
-  uintptr_t start;
-  size_t size;
-  uint64_t freed_at;    /* dirty: when it was last freed (decay order) */
-  uint32_t region;      /* index in regions[] */
-  uint32_t state;       /* EXT_CLEAN or EXT_DIRTY */
-};
 
 struct huge_ent {
   uintptr_t p;          /* block address; 0 empty, 1 deleted */
@@ -63,8 +55,7 @@ static uint64_t hwm_at;
 static struct region regions[REGIONS_MAX];
 static unsigned nregions;       /* slots used (a released one has size 0) */
 static size_t region_bytes;
-static struct extent *ext;      /* EXTENTS_MAX slots, mapped at first use */
-static size_t nfree;            /* extents in use */
+static struct xa_extents ix;    /* the free extents */
 static size_t dirty_bytes;
 
 /* ---- the table of live blocks ------------------------------------------- */
@@ -142,126 +133,86 @@ static void remove_locked(struct huge_ent *e) {
 
 /* ---- free extents --------------------------------------------------------- */
 
-/* Index of the first extent starting at or after addr. */
-static size_t ext_lower(uintptr_t addr) {
-  size_t lo = 0, hi = nfree;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (ext[mid].start < addr) lo = mid + 1;
-    else hi = mid;
+static void account(uint32_t r, uint32_t st, size_t size, long sign) {
+  regions[r].free_bytes += (size_t)sign * size;
+  if (st == XA_EXT_DIRTY) dirty_bytes += (size_t)sign * size;
+}
+
+/* At least a few spare extent records, mapping a segment (lock dropped)
+ * when short.  Lock held on entry and return.  A failure is not fatal:
+ * the operations that find no record cope (ext_free). */
+static void ext_room(void) {
+  while (!xa_ext_spare(&ix, 8)) {
+    xa_unlock(&huge_lock);
+    void *seg = xa_os_map(XA_EXT_SEGMENT_BYTES, xa_os_page);
+    xa_lock(&huge_lock);
+    if (!seg) return;
+    if (xa_ext_spare(&ix, 8) || !xa_ext_add_segment(&ix, seg)) {
+      xa_unlock(&huge_lock);
+      xa_os_unmap(seg, XA_EXT_SEGMENT_BYTES);
+      xa_lock(&huge_lock);
+      return;
+    }
   }
-  return lo;
-}
-
-static void ext_account(const struct extent *x, long sign) {
-  regions[x->region].free_bytes += (size_t)sign * x->size;
-  if (x->state == EXT_DIRTY) dirty_bytes += (size_t)sign * x->size;
-}
-
-static void ext_delete(size_t i) {
-  ext_account(&ext[i], -1);
-  memmove(&ext[i], &ext[i + 1], (nfree - i - 1) * sizeof *ext);
-  nfree--;
 }
 
 /* Free [start, start+size) of region r in state st, merged with free
- * neighbours of the same state.  False if the array is full (the caller
+ * neighbours in the same state.  False if no record was left (the caller
  * then gives the pages back another way).  Lock held. */
 static bool ext_free(uintptr_t start, size_t size, uint32_t r, uint32_t st, uint64_t now) {
-  size_t i = ext_lower(start);
-  uint64_t at = st == EXT_DIRTY ? now : 0;
-  if (i > 0) {
-    struct extent *l = &ext[i - 1];
-    if (l->region == r && l->state == st && l->start + l->size == start) {
-      ext_account(l, -1);
-      l->size += size;
-      if (at > l->freed_at) l->freed_at = at;
-      if (i < nfree && ext[i].region == r && ext[i].state == st && ext[i].start == start + size) {
-        l->size += ext[i].size;
-        if (ext[i].freed_at > l->freed_at) l->freed_at = ext[i].freed_at;
-        ext_delete(i);
-      }
-      ext_account(l, +1);
-      return true;
-    }
-  }
-  if (i < nfree && ext[i].region == r && ext[i].state == st && ext[i].start == start + size) {
-    ext_account(&ext[i], -1);
-    ext[i].start = start;
-    ext[i].size += size;
-    if (at > ext[i].freed_at) ext[i].freed_at = at;
-    ext_account(&ext[i], +1);
-    return true;
-  }
-  if (nfree == EXTENTS_MAX) return false;
-  memmove(&ext[i + 1], &ext[i], (nfree - i) * sizeof *ext);
-  nfree++;
-  ext[i] = (struct extent){start, size, at, r, st};
-  ext_account(&ext[i], +1);
+  if (!xa_ext_free(&ix, start, size, r, st, now)) return false;
+  account(r, st, size, +1);
   return true;
 }
 
-/* The bytes of [start, start+size) lost from the front of extent i; what
- * is left of it before and after stays free.  Lock held. */
-static void ext_take(size_t i, uintptr_t start, size_t size) {
-  struct extent x = ext[i];
-  ext_delete(i);
-  if (start > x.start) ext_free(x.start, start - x.start, x.region, x.state, x.freed_at);
-  uintptr_t end = start + size, xend = x.start + x.size;
-  if (xend > end) ext_free(end, xend - end, x.region, x.state, x.freed_at);   /* keeps its age */
-}
-
-static uintptr_t aligned_in(const struct extent *x, size_t align) {
-  return XA_ALIGN_UP(x->start, align);
-}
-
-static bool fits(const struct extent *x, size_t size, size_t align) {
-  uintptr_t s = aligned_in(x, align);
-  return s + size <= x->start + x->size && s >= x->start;
-}
-
-/* The best-fitting extent in state st for size bytes aligned to align, or
- * nfree if none. */
-static size_t best_fit(uint32_t st, size_t size, size_t align) {
-  size_t best = nfree;
-  for (size_t i = 0; i < nfree; i++)
-    if (ext[i].state == st && fits(&ext[i], size, align) && (best == nfree || ext[i].size < ext[best].size))
-      best = i;
-  return best;
+/* Take [start, start+size) out of free extent e.  Lock held. */
+static void ext_take(struct xa_ext *e, uintptr_t start, size_t size) {
+  uint32_t r = e->region, st = e->state;
+  uintptr_t eend = e->start + e->size;
+  account(r, st, size, -1);
+  /* without a record for the part after, that part leaves the index
+   * too: it stays reserved and out of use */
+  if (!xa_ext_take(&ix, e, start, size)) account(r, st, eend - start - size, -1);
 }
 
 /* A run of adjacent extents (any states, one region) holding size bytes
- * aligned to align, starting in a dirty extent if dirty_first: its first
- * index and the block's start, or false. */
-static bool run_fit(size_t size, size_t align, bool dirty_first, size_t *first, uintptr_t *at) {
-  for (size_t i = 0; i < nfree; i++) {
-    if (dirty_first && ext[i].state != EXT_DIRTY) continue;
-    uintptr_t s = aligned_in(&ext[i], align);
-    if (s >= ext[i].start + ext[i].size) continue;
-    uintptr_t end = ext[i].start + ext[i].size;
-    for (size_t j = i + 1; end < s + size && j < nfree && ext[j].region == ext[i].region && ext[j].start == end; j++)
-      end += ext[j].size;
-    if (end >= s + size) {
-      *first = i;
-      *at = s;
-      return true;
-    }
-  }
-  return false;
+ * aligned to align, starting at *at in extent first: from the newest
+ * dirty extents (a bounded number) if dirty_first, else from any. */
+#define RUN_SCAN 64
+static bool run_from(struct xa_ext *e, size_t size, size_t align, uintptr_t *at) {
+  uintptr_t s = XA_ALIGN_UP(e->start, align), end = e->start + e->size;
+  if (s >= end) return false;
+  for (struct xa_ext *n = xa_ext_from(&ix, end); end < s + size && n && n->region == e->region && n->start == end;
+       n = xa_ext_from(&ix, end))
+    end += n->size;
+  if (end < s + size) return false;
+  *at = s;
+  return true;
 }
 
-/* Carve [at, at+size) out of the run of extents from index first; returns
+static struct xa_ext *run_fit(size_t size, size_t align, bool dirty_first, uintptr_t *at) {
+  if (dirty_first) {
+    unsigned looked = 0;
+    for (struct xa_ext *e = xa_ext_newest(&ix); e && looked < RUN_SCAN; e = e->lru_prev, looked++)
+      if (run_from(e, size, align, at)) return e;
+    return NULL;
+  }
+  for (struct xa_ext *e = xa_ext_from(&ix, 0); e; e = xa_ext_from(&ix, e->start + e->size))
+    if (run_from(e, size, align, at)) return e;
+  return NULL;
+}
+
+/* Carve [at, at+size) out of the run of extents from first; returns
  * whether any of its pages were dirty (else it reads as zero).  Lock
  * held. */
-static bool run_take(size_t first, uintptr_t at, size_t size) {
+static bool run_take(struct xa_ext *first, uintptr_t at, size_t size) {
   uintptr_t end = at + size;
   bool dirty = false;
-  while (first < nfree && ext[first].start < end) {
-    struct extent x = ext[first];
-    uintptr_t lo = x.start > at ? x.start : at, hi = x.start + x.size < end ? x.start + x.size : end;
-    dirty |= x.state == EXT_DIRTY;
-    ext_take(first, lo, hi - lo);
-    first = ext_lower(hi);
+  for (struct xa_ext *e = first; e && e->start < end;) {
+    uintptr_t lo = e->start > at ? e->start : at, hi = e->start + e->size < end ? e->start + e->size : end;
+    dirty |= e->state == XA_EXT_DIRTY;
+    ext_take(e, lo, hi - lo);
+    e = xa_ext_from(&ix, hi);
   }
   return dirty;
 }
@@ -275,19 +226,6 @@ static bool region_new(size_t size, size_t align) {
   /* under an address-space limit, a region takes at most 1/16 of it */
   size_t limit = xa_os_as_limit(), region = limit / 16 < XA_REGION_SIZE ? XA_ALIGN_UP(limit / 16, XA_HUGE_ALIGN) : XA_REGION_SIZE;
   size_t rsize = want > region ? want : region;
-  if (!ext) {
-    xa_unlock(&huge_lock);
-    struct extent *e = xa_os_map(EXTENTS_MAX * sizeof *ext, xa_os_page);
-    xa_lock(&huge_lock);
-    if (!e) return false;
-    if (ext) {
-      xa_unlock(&huge_lock);
-      xa_os_unmap(e, EXTENTS_MAX * sizeof *ext);
-      xa_lock(&huge_lock);
-    } else {
-      ext = e;
-    }
-  }
   xa_unlock(&huge_lock);
   void *p = xa_os_map(rsize, ra);
   if (!p && rsize > want) {     /* address space short (ulimit -v): just the block */
@@ -300,7 +238,7 @@ static bool region_new(size_t size, size_t align) {
   if (!p) return false;
   unsigned r = 0;
   while (r < nregions && regions[r].size) r++;
-  if (r == REGIONS_MAX || !ext_free((uintptr_t)p, rsize, r, EXT_CLEAN, 0)) {
+  if (r == REGIONS_MAX || !ext_free((uintptr_t)p, rsize, r, XA_EXT_CLEAN, 0)) {
     xa_unlock(&huge_lock);
     xa_os_unmap(p, rsize);
     xa_lock(&huge_lock);
@@ -341,20 +279,21 @@ static void *own_alloc(size_t size, size_t align) {
  * (for_move), clean first: resident pages there would be thrown away.
  * Lock held; 0 if nothing fits. */
 static uintptr_t carve(size_t size, size_t align, bool for_move, bool *zeroed, uint32_t *region) {
-  size_t i = best_fit(for_move ? EXT_CLEAN : EXT_DIRTY, size, align), first;
-  uintptr_t at;
-  if (i == nfree && (for_move || !run_fit(size, align, true, &first, &at))) {
-    i = best_fit(for_move ? EXT_DIRTY : EXT_CLEAN, size, align);
-    if (i == nfree && !run_fit(size, align, false, &first, &at)) return 0;
+  ext_room();
+  struct xa_ext *e = xa_ext_fit(&ix, for_move ? XA_EXT_CLEAN : XA_EXT_DIRTY, size, align), *first = NULL;
+  uintptr_t at = 0;
+  if (!e && (for_move || !(first = run_fit(size, align, true, &at)))) {
+    e = xa_ext_fit(&ix, for_move ? XA_EXT_DIRTY : XA_EXT_CLEAN, size, align);
+    if (!e && !(first = run_fit(size, align, false, &at))) return 0;
   }
-  if (i < nfree) {
-    at = aligned_in(&ext[i], align);
-    *zeroed = ext[i].state == EXT_CLEAN;
-    *region = ext[i].region;
-    ext_take(i, at, size);
+  if (e) {
+    at = XA_ALIGN_UP(e->start, align);
+    *zeroed = e->state == XA_EXT_CLEAN;
+    *region = e->region;
+    ext_take(e, at, size);
     return at;
   }
-  *region = ext[first].region;
+  *region = first->region;
   *zeroed = !run_take(first, at, size);
   return at;
 }
@@ -382,7 +321,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
   }
   if (e.p) {
     if (!reserve_locked()) {           /* the lock was dropped: room again */
-      ext_free(e.p, size, e.region, *zeroed ? EXT_CLEAN : EXT_DIRTY, xa_os_now());
+      ext_free(e.p, size, e.region, *zeroed ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
       xa_unlock(&huge_lock);
       return NULL;
     }
@@ -415,8 +354,7 @@ size_t xa_huge_usable(const void *p) {
 
 bool xa_huge_is_cached(const void *p) {
   xa_lock(&huge_lock);
-  size_t i = ext ? ext_lower((uintptr_t)p + 1) : 0;
-  bool found = i > 0 && (uintptr_t)p - ext[i - 1].start < ext[i - 1].size;
+  bool found = xa_ext_containing(&ix, (uintptr_t)p) != NULL;
   xa_unlock(&huge_lock);
   return found;
 }
@@ -428,25 +366,21 @@ bool xa_huge_is_cached(const void *p) {
  * stays dirty).  The purged part leaves the array while madvise runs
  * (lock dropped) and comes back clean.  False if none qualified. */
 static bool purge_one(uint64_t now, uint64_t min_age, size_t max) {
-  size_t old = nfree;
-  for (size_t i = 0; i < nfree; i++)
-    if (ext[i].state == EXT_DIRTY && (old == nfree || ext[i].freed_at < ext[old].freed_at)) old = i;
-  if (old == nfree) return false;
-  if (now != UINT64_MAX && (now < ext[old].freed_at || now - ext[old].freed_at < min_age)) return false;
-  struct extent x = ext[old];
-  ext_delete(old);
-  size_t cut = x.size > max ? XA_ALIGN_UP(max, xa_os_page) : x.size;
-  if (cut < x.size) {
-    ext_free(x.start + cut, x.size - cut, x.region, EXT_DIRTY, x.freed_at);
-    x.size = cut;
-  }
-  regions[x.region].free_bytes += x.size;   /* still free, out of the array */
+  struct xa_ext *old = xa_ext_oldest(&ix);
+  if (!old) return false;
+  if (now != UINT64_MAX && (now < old->freed_at || now - old->freed_at < min_age)) return false;
+  uintptr_t start = old->start;
+  size_t cut = old->size > max ? XA_ALIGN_UP(max, xa_os_page) : old->size;
+  uint32_t r = old->region;
+  ext_take(old, start, cut);                /* the rest stays dirty, as old */
+  regions[r].free_bytes += cut;             /* still free, out of the index */
   xa_unlock(&huge_lock);
-  xa_os_purge((void *)x.start, x.size);
+  xa_os_purge((void *)start, cut);
   xa_lock(&huge_lock);
-  regions[x.region].free_bytes -= x.size;
-  /* with no free slot (EXTENTS_MAX in use) the range stays out of use */
-  (void)ext_free(x.start, x.size, x.region, EXT_CLEAN, 0);
+  regions[r].free_bytes -= cut;
+  ext_room();
+  /* with no record left the range stays out of use */
+  (void)ext_free(start, cut, r, XA_EXT_CLEAN, 0);
   return true;
 }
 
@@ -457,11 +391,11 @@ static void release_regions(bool keep_one) {
   for (uint32_t r = 0; r < nregions; r++) {
     struct region *g = &regions[r];
     if (!g->size || g->free_bytes != g->size) continue;
-    size_t i = ext_lower(g->base);
-    if (i >= nfree || ext[i].start != g->base || ext[i].size != g->size || ext[i].state != EXT_CLEAN) continue;
+    struct xa_ext *e = xa_ext_from(&ix, g->base);
+    if (!e || e->start != g->base || e->size != g->size || e->state != XA_EXT_CLEAN) continue;
     if (!kept) { kept = true; continue; }
     struct region dead = *g;
-    ext_delete(i);
+    ext_take(e, e->start, e->size);
     g->size = 0;
     g->free_bytes = 0;
     region_bytes -= dead.size;
@@ -500,7 +434,7 @@ static void purge_over_budget(void) {
 size_t xa_huge_cache_decay(uint64_t now) {
   uint64_t ttl = xa_opt.dirty_decay_ms < 0 ? UINT64_MAX : (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
   xa_lock(&huge_lock);
-  if (ext) {
+  {
     if (now == UINT64_MAX) {
       while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
     } else if (ttl != UINT64_MAX) {
@@ -530,7 +464,8 @@ bool xa_huge_free(void *p) {
     xa_os_unmap(p, e.size + guard_size());
     return true;
   }
-  if (!ext_free(e.p, e.size, e.region, EXT_DIRTY, xa_os_now())) {
+  ext_room();
+  if (!ext_free(e.p, e.size, e.region, XA_EXT_DIRTY, xa_os_now())) {
     /* no extent slot: give the pages back now and leave them reserved */
     xa_unlock(&huge_lock);
     xa_os_purge(p, e.size);
@@ -545,26 +480,28 @@ bool xa_huge_free(void *p) {
 /* Grow block e in place over the free extents right after it.  Lock held. */
 static bool grow_in_place(struct huge_ent *e, size_t size) {
   uintptr_t end = e->p + e->size, need = size - e->size;
-  size_t i = ext_lower(end);
-  if (i >= nfree || ext[i].start != end || ext[i].region != e->region) return false;
+  struct xa_ext *first = xa_ext_from(&ix, end);
   size_t have = 0;
-  for (size_t j = i; j < nfree && ext[j].region == e->region && ext[j].start == end + have && have < need; j++)
-    have += ext[j].size;
+  for (struct xa_ext *n = first; n && n->region == e->region && n->start == end + have && have < need;
+       n = xa_ext_from(&ix, end + have))
+    have += n->size;
   if (have < need) return false;
-  run_take(i, end, need);
+  run_take(first, end, need);
   e->size = size;
   return true;
 }
 
-/* Resize region block e (out of the table) to size bytes; returns the new
- * address or NULL (e unchanged).  Lock held on entry and return. */
-static void *resize(struct huge_ent *e, size_t size) {
+/* Resize region block e (out of the table) to size bytes, in place or
+ * (if may_move) elsewhere; returns the new address or NULL (e unchanged).  Lock held on entry and return. */
+static void *resize(struct huge_ent *e, size_t size, bool may_move) {
   if (size < e->size) {                       /* shrink: the tail is freed */
-    ext_free(e->p + size, e->size - size, e->region, EXT_DIRTY, xa_os_now());
+    ext_room();
+    ext_free(e->p + size, e->size - size, e->region, XA_EXT_DIRTY, xa_os_now());
     e->size = size;
     return (void *)e->p;
   }
   if (grow_in_place(e, size)) return (void *)e->p;
+  if (!may_move) return NULL;
   /* Move: a new place, the pages moved there by mremap (the rest of it
    * as it was), and the old range reserved again and freed as clean. */
   bool zeroed;
@@ -577,14 +514,15 @@ static void *resize(struct huge_ent *e, size_t size) {
   if (mv == XA_MOVE_FAILED) memcpy((void *)q, (void *)e->p, e->size);   /* the old stays dirty */
   xa_lock(&huge_lock);
   /* moved: the old range is mapped and clean; a hole stays out of use */
-  if (mv != XA_MOVE_HOLE) ext_free(e->p, e->size, e->region, mv == XA_MOVE_KEPT ? EXT_CLEAN : EXT_DIRTY, xa_os_now());
+  ext_room();
+  if (mv != XA_MOVE_HOLE) ext_free(e->p, e->size, e->region, mv == XA_MOVE_KEPT ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
   e->p = q;
   e->size = size;
   e->region = r;
   return (void *)q;
 }
 
-void *xa_huge_realloc(void *p, size_t n) {
+void *xa_huge_realloc(void *p, size_t n, bool may_move) {
   size_t size = XA_ALIGN_UP(n, xa_os_page);
   if (size < n) return NULL;
   xa_lock(&huge_lock);
@@ -601,7 +539,7 @@ void *xa_huge_realloc(void *p, size_t n) {
   /* Out of the table while the block changes; the freed slot guarantees
    * room to put it back. */
   remove_locked(f);
-  void *q = resize(&e, size);
+  void *q = resize(&e, size, may_move);
   insert_locked(&e);
   if (q) purge_over_budget();
   xa_unlock(&huge_lock);
@@ -623,11 +561,11 @@ void xa_huge_resident(size_t *live, size_t *cached) {
   struct range *r;
   size_t bytes, n, nlive;
   for (;;) {
-    size_t room = __atomic_load_n(&tab_cap, __ATOMIC_RELAXED) + __atomic_load_n(&nfree, __ATOMIC_RELAXED) + 16;
+    size_t room = __atomic_load_n(&tab_cap, __ATOMIC_RELAXED) + __atomic_load_n(&ix.count, __ATOMIC_RELAXED) + 16;
     bytes = XA_ALIGN_UP(room * sizeof *r, xa_os_page);
     if (!(r = xa_os_map(bytes, xa_os_page))) return;
     xa_lock(&huge_lock);
-    if (tab_cap + nfree <= room) break;
+    if (tab_cap + ix.count <= room) break;
     xa_unlock(&huge_lock);
     xa_os_unmap(r, bytes);
   }
@@ -635,8 +573,7 @@ void xa_huge_resident(size_t *live, size_t *cached) {
   for (size_t i = 0; i < tab_cap; i++)
     if (tab[i].p > 1) r[n++] = (struct range){tab[i].p, tab[i].size};
   nlive = n;
-  for (size_t i = 0; i < nfree; i++)
-    if (ext[i].state == EXT_DIRTY) r[n++] = (struct range){ext[i].start, ext[i].size};
+  for (struct xa_ext *e = xa_ext_oldest(&ix); e; e = e->lru_next) r[n++] = (struct range){e->start, e->size};
   xa_unlock(&huge_lock);
   for (size_t i = 0; i < n; i++) {
     size_t res = xa_os_resident_range((void *)r[i].p, r[i].size, NULL);

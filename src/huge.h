@@ -1,8 +1,8 @@
 /* Huge allocations (>= XA_HUGE_MIN): carved from 2 MiB-aligned regions of
  * reserved address space, with freed extents reused (resident pages
  * first) and merged, purged by decay; registered in an address-keyed hash
- * table.  realloc grows in place or moves pages with mremap, never bytes
- * (see huge.c). */
+ * table.  realloc grows in place or moves pages with mremap (see huge.c;
+ * malloc.c copies instead below XA_REMAP_MIN). */
 #ifndef XA_HUGE_H
 #define XA_HUGE_H
 #include "internal.h"
@@ -19,9 +19,9 @@ XA_HIDDEN bool xa_huge_is_cached(const void *p);
 /* Free p (its extent stays resident until decay); false if p is not a
  * live huge block. */
 XA_HIDDEN bool xa_huge_free(void *p);
-/* Resize huge block p (known live) to n >= XA_HUGE_MIN bytes; NULL on
- * failure, p intact. */
-XA_HIDDEN void *xa_huge_realloc(void *p, size_t n);
+/* Resize huge block p (known live) to n bytes (page multiple): in place,
+ * else (if may_move) by moving its pages; NULL on failure, p intact. */
+XA_HIDDEN void *xa_huge_realloc(void *p, size_t n, bool may_move);
 /* Purge free extents dirty for longer than the decay time at now
  * (UINT64_MAX: all, and unmap every wholly free region); returns the
  * dirty bytes left. */

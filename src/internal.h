@@ -47,7 +47,8 @@ static const bool xa_config_stats = XA_STATS;
  * pageinfo.cls_scaled): the thread cache's 48-byte bins are then found with
  * the x86 addressing mode's scale of 8, no shift (tcache.h). */
 #define XA_BIN_SCALE    6
-#define XA_HUGE_MIN     ((size_t)2 << 20)      /* >= this: own mapping */
+#define XA_HUGE_MIN     ((size_t)256 << 10)    /* >= this: carved from huge regions (huge.c) */
+#define XA_REMAP_MIN    ((size_t)2 << 20)      /* >= this: realloc moves pages (mremap), not bytes */
 #define XA_PAGE_MAX_SHIFT 16                   /* 64 KiB pages at most */
 #define XA_PAGE_MIN_SHIFT 12
 

@@ -43,9 +43,10 @@ static pthread_mutex_t purge_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t purge_cond = PTHREAD_COND_INITIALIZER;
 static int thread_state;        /* 0 none, 1 starting or running */
 int xa_purge_wanted;            /* the next allocation slow path starts it */
-/* With more than this mapped, memory may need returning while the program
- * sits idle: the thread is wanted even before anything is freed.  The
- * first chunk is every program's; SIZE_MAX once the thread runs. */
+/* With more than this in fresh pages handed out (xa_os_fresh: memory
+ * the program may sit on, not address space merely reserved), memory may
+ * need returning while the program sits idle: the thread is wanted even
+ * before anything is freed.  SIZE_MAX once the thread runs. */
 size_t xa_purge_map_trigger = 2 * XA_CHUNK_SIZE;
 static int thread_idle;         /* waiting on purge_cond */
 static uint64_t inline_next;    /* inline mode: time of the next pass */

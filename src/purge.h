@@ -32,7 +32,7 @@ XA_HIDDEN extern size_t xa_purge_map_trigger;
 XA_HIDDEN void xa_purge_start_wanted(void);
 XA_INLINE void xa_purge_safe_point(void) {
   if (unlikely(__atomic_load_n(&xa_purge_wanted, __ATOMIC_RELAXED) ||
-               xa_os_mapped() > __atomic_load_n(&xa_purge_map_trigger, __ATOMIC_RELAXED)))
+               xa_os_fresh() > __atomic_load_n(&xa_purge_map_trigger, __ATOMIC_RELAXED)))
     xa_purge_start_wanted();
   if (unlikely(xa_os_fresh() >= __atomic_load_n(&xa_pressure_check_at, __ATOMIC_RELAXED)))
     xa_pressure_check();   /* growth may have used up the cgroup's headroom */

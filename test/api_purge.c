@@ -179,7 +179,7 @@ static int mode_start_rules(void) {
 }
 
 /* Heap growth alone asks for it (memory a program may sit on while idle):
- * past 8 MiB mapped, no free needed. */
+ * past 8 MiB of new pages handed out, no free needed. */
 static int mode_start_on_growth(void) {
   static char *v[256];
   for (int i = 0; i < 256; i++) {

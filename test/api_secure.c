@@ -90,7 +90,7 @@ static void *opq(void *p)
  * peeking is safe here); a block allocated again starts clean too. */
 static int child_zero(void)
 {
-    static const size_t sizes[] = {16, 100, 1000, 30000, 100000, 1 << 20};
+    static const size_t sizes[] = {16, 100, 1000, 30000, 100000, 200000};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         size_t n = sizes[i];
         unsigned char *p = malloc(n);

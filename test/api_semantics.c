@@ -864,7 +864,8 @@ static void test_realloc_in_place(void **state)
     for (size_t i = 0; i < u / 2; i++) assert_int_equal(q[i], 'a');
     free(q);
 
-    /* large blocks (32 KiB .. 2 MiB) are page runs; sizes fit any page size */
+    /* big blocks (large from 32 KiB, huge from 256 KiB) are whole pages;
+     * sizes fit any page size */
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), big = 1 << 20, small = (big - big / 4 + pg - 1) / pg * pg;
     p = malloc(big);
     assert_non_null(p);
@@ -879,9 +880,10 @@ static void test_realloc_in_place(void **state)
     for (size_t i = 0; i < small - pg + 1; i++) if (p[i] != 'b') fail_msg("byte %zu lost", i);
     free(p);
 
-    /* a large block that grows gets a quarter of headroom: the next
-     * growth steps stay in place, and the sized free of the last size is
-     * accepted; a shrink far below gives the pages back */
+    /* a big block (here a huge one, from 256 KiB) that grows gets a
+     * quarter of headroom: the next growth steps stay in place, and the
+     * sized free of the last size is accepted; a shrink far below gives
+     * the pages back */
     size_t n = 256 << 10;
     p = malloc(n);
     assert_non_null(p);
