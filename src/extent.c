@@ -10,13 +10,18 @@
 
 /* ---- records ------------------------------------------------------------ */
 
+/* A new segment's records are handed out in order, from fresh_next, and
+ * only then from the free list: pages of records never used stay
+ * untouched (not resident). */
 bool xa_ext_add_segment(struct xa_extents *x, void *seg) {
   if (x->nsegments == XA_EXT_SEGMENTS) return false;
-  struct xa_ext *r = seg;
-  for (size_t i = 0; i < XA_EXT_SEGMENT; i++) {
-    r[i].right = x->spare;
-    x->spare = &r[i];
+  /* what is left of the previous segment's fresh records goes on the list */
+  for (; x->fresh_next < x->fresh_end; x->fresh_next++) {
+    x->fresh_next->right = x->spare;
+    x->spare = x->fresh_next;
   }
+  x->fresh_next = seg;
+  x->fresh_end = x->fresh_next + XA_EXT_SEGMENT;
   x->nspare += XA_EXT_SEGMENT;
   x->nsegments++;
   return true;
@@ -24,8 +29,9 @@ bool xa_ext_add_segment(struct xa_extents *x, void *seg) {
 
 static struct xa_ext *rec_new(struct xa_extents *x) {
   struct xa_ext *e = x->spare;
-  if (!e) return NULL;
-  x->spare = e->right;
+  if (e) x->spare = e->right;
+  else if (x->fresh_next < x->fresh_end) e = x->fresh_next++;
+  else return NULL;
   x->nspare--;
   x->count++;
   x->rng ^= x->rng << 13;               /* xorshift32: treap priorities */

@@ -39,8 +39,9 @@ struct xa_extents {
   struct xa_ext *bins[2][XA_EXT_NBINS];
   uint64_t nonempty[2][(XA_EXT_NBINS + 63) / 64];
   struct xa_ext *lru_head, *lru_tail;
-  struct xa_ext *spare;         /* unused records, linked by right */
-  size_t nspare, count, nsegments;
+  struct xa_ext *spare;         /* records freed, linked by right */
+  struct xa_ext *fresh_next, *fresh_end;   /* never used yet (untouched) */
+  size_t nspare, count, nsegments;   /* nspare: both kinds */
   uint32_t rng;
 };
 
