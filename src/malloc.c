@@ -91,8 +91,8 @@ static size_t large_size(size_t n) {
   return pages << xa_os_page_shift;
 }
 
-/* The bytes realloc gives a large or huge block that grows: a quarter more than
- * asked, rounded as large_size does.  A block grown a little at a time
+/* The bytes realloc gives a large or huge block that grows: a quarter
+ * more than asked, rounded as large_size does.  A block grown a little at a time
  * (a K/V tensor gaining a row per step) then moves, copying everything,
  * once per quarter of growth instead of once per eighth: half the bytes
  * copied.  The pages of the headroom stay untouched until written.  Not
@@ -399,7 +399,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
     if (b.kind == K_LARGE && n > XA_SMALL_MAX && b.usable > grow_size(n))
       xa_arena_resize_large(b.span, large_size(n));
     else if (b.kind == K_HUGE && n > XA_SMALL_MAX && b.usable > grow_size(n) && !xa_opt.secure &&
-             huge_resize(p, n, large_size(n), false))
+             huge_resize(p, n, huge_size(n), false))
       return p;
     return resized(p, b, n);
   }
@@ -411,7 +411,7 @@ XA_EXPORT void *realloc(void *p, size_t n) {
     /* below XA_REMAP_MIN in place only (else a copy into resident pages,
      * with headroom); from it up, pages move */
     void *q = huge_resize(p, n, n < XA_REMAP_MIN ? grow_size(n) : n, n >= XA_REMAP_MIN);
-    if (!q && n < XA_REMAP_MIN) q = huge_resize(p, n, large_size(n), false);
+    if (!q && n < XA_REMAP_MIN) q = huge_resize(p, n, huge_size(n), false);
     if (q || n >= XA_REMAP_MIN) return q ? q : fail_nomem();
   }
   return realloc_move(p, n, b);
