@@ -20,10 +20,12 @@
  * realloc grows a block in place over a free neighbour, or moves its pages
  * (mremap: no copy) into an extent elsewhere and restores the reservation
  * behind it.  Blocks are found by address in an open-addressing hash
- * table.  In secure mode every block is its own mapping with a guard page
+ * table, and their sizes also without a lock in the huge-block map
+ * (hugemap.h).  In secure mode every block is its own mapping with a guard page
  * after it, unmapped when freed. */
 #include "huge.h"
 #include "extent.h"
+#include "hugemap.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
@@ -115,6 +117,7 @@ static void insert_locked(const struct huge_ent *e) {
   tab_used++;
   huge_count++;
   huge_bytes += e->size;
+  xa_hugemap_set(e->p, e->size);
   xa_peak_add_global(XA_PEAK_ALLOCATED, (int64_t)e->size);
   xa_peak_add_global(XA_PEAK_ACTIVE, (int64_t)e->size);
   if (huge_bytes > huge_hwm) {
@@ -124,6 +127,7 @@ static void insert_locked(const struct huge_ent *e) {
 }
 
 static void remove_locked(struct huge_ent *e) {
+  xa_hugemap_set(e->p, 0);
   e->p = 1;
   huge_count--;
   huge_bytes -= e->size;
@@ -234,6 +238,7 @@ static bool region_new(size_t size, size_t align) {
   }
   if (p && xa_opt.thp == xa_opt_thp_always) xa_os_hugepage(p, rsize, true);
   else if (p && xa_opt.thp == xa_opt_thp_never) xa_os_hugepage(p, rsize, false);
+  if (p) (void)xa_hugemap_cover((uintptr_t)p, rsize);   /* else: the table alone */
   xa_lock(&huge_lock);
   if (!p) return false;
   unsigned r = 0;
@@ -345,6 +350,8 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
 }
 
 size_t xa_huge_usable(const void *p) {
+  size_t known = xa_hugemap_get((uintptr_t)p);      /* no lock (hugemap.h) */
+  if (known) return known;
   xa_lock(&huge_lock);
   struct huge_ent *e = find((uintptr_t)p);
   size_t s = e ? e->size : 0;
@@ -400,6 +407,7 @@ static void release_regions(bool keep_one) {
     g->free_bytes = 0;
     region_bytes -= dead.size;
     xa_unlock(&huge_lock);
+    xa_hugemap_forget(dead.base, dead.size);
     xa_os_unmap((void *)dead.base, dead.size);
     xa_lock(&huge_lock);
   }
