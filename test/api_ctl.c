@@ -132,7 +132,8 @@ static void test_ctl_options(void **state) {
   assert_int_equal(get("opt.tcache_bytes"), 65536);
   assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 1000);
   assert_int_equal(get("opt.background_thread"), 1);
-  assert_int_equal(get("opt.thp"), 0);
+  assert_int_equal(get("opt.thp"), 0);                    /* default */
+  assert_int_equal(get("opt.thp_min_bytes"), 8 << 20);
   assert_int_equal(get("opt.huge_cache_bytes"), 16 << 20);
   assert_int_equal(get("opt.stats_print"), 0);
   assert_int_equal(get("opt.abort_on_error"), 1);
@@ -454,11 +455,41 @@ static int child_opts2(void) {
   return nh ? 0 : 2;
 }
 
+#define TWO_MIB ((uintptr_t)2 << 20)
+static const void *huge_page_in(const void *p) { return (const void *)(((uintptr_t)p + TWO_MIB - 1) & ~(TWO_MIB - 1)); }
+
+/* Child under XALLOC_CONF=thp:auto,thp_min_bytes:4194304:
+ * blocks from 4 MiB ask for huge pages, smaller ones do not, and a block
+ * that grows past 4 MiB asks then. */
+static int child_thp_auto(void) {
+  char *small = malloc(1 << 20), *big = malloc(16 << 20), *r = malloc(3 << 20);
+  if (!small || !big || !r) return 1;
+  if (vmflag(small, "hg")) return 2;
+  if (!vmflag(huge_page_in(big), "hg")) return 3;
+  if (vmflag(huge_page_in(r), "hg") && (uintptr_t)huge_page_in(r) + TWO_MIB <= (uintptr_t)r + (3 << 20)) return 4;
+  r = realloc(r, 12 << 20);
+  if (!r || !vmflag(huge_page_in(r), "hg")) return 5;
+  free(small);
+  free(big);
+  free(r);
+  return 0;
+}
+
+/* Child under XALLOC_CONF=thp:auto,thp_min_bytes:1073741824: no block asks. */
+static int child_thp_none(void) {
+  char *big = malloc(16 << 20);
+  int hg = vmflag(huge_page_in(big), "hg");
+  free(big);
+  return hg ? 1 : 0;
+}
+
 static void test_options_take_effect(void **state) {
   (void)state;
   static char err[65536];
   assert_int_equal(tu_run_conf("narenas:3,tcache:false,thp:always", "opts1", err, sizeof err), 0);
   assert_int_equal(tu_run_conf("tcache_bytes:0,thp:never", "opts2", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("thp:auto,thp_min_bytes:4194304", "thpauto", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("thp:auto,thp_min_bytes:1073741824", "thpnone", err, sizeof err), 0);
   /* a bad entry warns once, names the option, and the rest still applies */
   assert_int_equal(tu_run_conf("narenas:3,bogus:1,tcache:false,thp:always", "opts1", err, sizeof err), 0);
   assert_non_null(strstr(err, "xalloc: XALLOC_CONF: unknown option 'bogus'"));
@@ -562,6 +593,8 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "noabort")) return child_no_abort();
   if (argc > 1 && !strcmp(argv[1], "counts")) return child_counts();
   if (argc > 1 && !strcmp(argv[1], "opts1")) return child_opts1();
+  if (argc > 1 && !strcmp(argv[1], "thpauto")) return child_thp_auto();
+  if (argc > 1 && !strcmp(argv[1], "thpnone")) return child_thp_none();
   if (argc > 1 && !strcmp(argv[1], "opts2")) return child_opts2();
   if (argc > 1 && !strcmp(argv[1], "quiet")) return 0;
 #endif

@@ -93,8 +93,11 @@ static void test_options_parse(void **state) {
   struct xa_option_ref r;
   assert_true(xa_options_find(&o, "thp", &r));
   assert_int_equal(r.lo, 0);
-  assert_int_equal(r.hi, xa_opt_thp_never);
+  assert_int_equal(r.hi, xa_opt_thp_auto);
   assert_false(r.writable);
+  assert_int_equal(xa_options_parse(&o, "thp:auto,thp_min_bytes:4194304", "test"), 0);
+  assert_int_equal(o.thp, xa_opt_thp_auto);
+  assert_int_equal(o.thp_min_bytes, 4 << 20);
   /* the rw column: what xalloc_ctl may write at run time */
   assert_true(xa_options_find(&o, "dirty_decay_ms", &r) && r.writable);
   assert_true(xa_options_find(&o, "huge_cache_bytes", &r) && r.writable);
