@@ -272,13 +272,15 @@ static size_t guard_size(void) { return xa_opt.secure ? xa_os_page : 0; }
  * while smaller ones, often written only in part, would pay for zeroing
  * whole huge pages.  Not the default: where the kernel compacts memory for
  * madvised ranges (defrag:madvise), writing fresh GiBs once (a weights
- * load) stalls in compaction.  The flag stays on the range after the
- * block is freed (clearing it would split the region into more
- * mappings, up to two per big block).  No lock held. */
+ * load) stalls in compaction.  The whole block is advised, partial huge
+ * pages included (the kernel backs only whole ones): a block must stay
+ * within one mapping, as mremap moves none across mappings.  The flag
+ * stays on the range after the block is freed (clearing it would split
+ * the region into more mappings).  One madvise per big allocation, and
+ * per growth or move of a big block.  No lock held. */
 static void thp_block(uintptr_t p, size_t size) {
   if (xa_opt.thp != xa_opt_thp_auto || size < (size_t)xa_opt.thp_min_bytes) return;
-  uintptr_t lo = XA_ALIGN_UP(p, XA_HUGE_ALIGN), hi = (p + size) & ~(uintptr_t)(XA_HUGE_ALIGN - 1);
-  if (hi > lo) xa_os_hugepage((void *)lo, hi - lo, true);
+  xa_os_hugepage((void *)p, size, true);
 }
 
 static void *own_alloc(size_t size, size_t align) {
@@ -563,14 +565,14 @@ void *xa_huge_realloc(void *p, size_t n, bool may_move) {
   /* Out of the table while the block changes; the freed slot guarantees
    * room to put it back. */
   remove_locked(f);
-  uintptr_t old_end = e.p + e.size;
+  uintptr_t old_p = e.p;
+  size_t old_size = e.size;
   void *q = resize(&e, size, may_move);
   insert_locked(&e);
   if (q) purge_over_budget();
   xa_unlock(&huge_lock);
-  /* a block grown or moved into 2 MiB pages it did not cover asks again
-   * (one madvise per new huge page at most, not per call) */
-  if (q && (e.p + e.size) / XA_HUGE_ALIGN != old_end / XA_HUGE_ALIGN) thp_block(e.p, e.size);
+  /* a block grown or moved asks again, so that it stays one mapping */
+  if (q && (e.p != old_p || e.size > old_size)) thp_block(e.p, e.size);
   return q;
 }
 

@@ -465,10 +465,13 @@ static int child_thp_auto(void) {
   char *small = malloc(1 << 20), *big = malloc(16 << 20), *r = malloc(3 << 20);
   if (!small || !big || !r) return 1;
   if (vmflag(small, "hg")) return 2;
-  if (!vmflag(huge_page_in(big), "hg")) return 3;
-  if (vmflag(huge_page_in(r), "hg") && (uintptr_t)huge_page_in(r) + TWO_MIB <= (uintptr_t)r + (3 << 20)) return 4;
+  if (!vmflag(big, "hg") || !vmflag(big + (16 << 20) - 1, "hg")) return 3;
+  for (size_t off = 0; off < (3 << 20); off += 64 << 10)
+    if (vmflag(r + off, "hg")) return 4;
   r = realloc(r, 12 << 20);
-  if (!r || !vmflag(huge_page_in(r), "hg")) return 5;
+  if (!r) return 5;
+  for (size_t off = 0; off < (12 << 20); off += 1 << 20)
+    if (!vmflag(r + off, "hg")) return 6;   /* the whole block: one mapping */
   free(small);
   free(big);
   free(r);
