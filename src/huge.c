@@ -19,7 +19,9 @@
  *
  * realloc grows a block in place over a free neighbour, or moves its pages
  * (mremap: no copy) into an extent elsewhere and restores the reservation
- * behind it.  Blocks are found by address in an open-addressing hash
+ * behind it.  Below XA_REMAP_MIN malloc.c asks for growth over resident
+ * pages only (XA_GROW_RESIDENT) and otherwise copies the block into a
+ * dirty extent.  Blocks are found by address in an open-addressing hash
  * table, and their sizes also without a lock in the huge-block map
  * (hugemap.h).  In secure mode every block is its own mapping with a guard page
  * after it, unmapped when freed. */
@@ -503,8 +505,23 @@ bool xa_huge_free(void *p) {
   return true;
 }
 
-/* Grow block e in place over the free extents right after it.  Lock held. */
-static bool grow_in_place(struct huge_ent *e, size_t size) {
+/* Bytes of clean extents in [at, at+size), a run of free extents from
+ * first.  Lock held. */
+static size_t run_clean_bytes(struct xa_ext *first, uintptr_t at, size_t size) {
+  uintptr_t end = at + size;
+  size_t clean = 0;
+  for (struct xa_ext *e = first; e && e->start < end; e = xa_ext_from(&ix, e->start + e->size))
+    if (e->state == XA_EXT_CLEAN) {
+      uintptr_t lo = e->start > at ? e->start : at, hi = e->start + e->size < end ? e->start + e->size : end;
+      clean += hi - lo;
+    }
+  return clean;
+}
+
+/* Grow block e in place over the free extents right after it.  With
+ * XA_GROW_RESIDENT, not over clean pages while a dirty extent could hold
+ * the whole grown block.  Lock held. */
+static bool grow_in_place(struct huge_ent *e, size_t size, enum xa_huge_grow how) {
   uintptr_t end = e->p + e->size, need = size - e->size;
   struct xa_ext *first = xa_ext_from(&ix, end);
   size_t have = 0;
@@ -512,22 +529,26 @@ static bool grow_in_place(struct huge_ent *e, size_t size) {
        n = xa_ext_from(&ix, end + have))
     have += n->size;
   if (have < need) return false;
+  if (how == XA_GROW_RESIDENT && run_clean_bytes(first, end, need) &&
+      xa_ext_fit(&ix, XA_EXT_DIRTY, size, xa_os_page))
+    return false;
   run_take(first, end, need);
   e->size = size;
   return true;
 }
 
 /* Resize region block e (out of the table) to size bytes, in place or
- * (if may_move) elsewhere; returns the new address or NULL (e unchanged).  Lock held on entry and return. */
-static void *resize(struct huge_ent *e, size_t size, bool may_move) {
+ * (XA_GROW_MOVE) elsewhere; returns the new address or NULL (e
+ * unchanged).  Lock held on entry and return. */
+static void *resize(struct huge_ent *e, size_t size, enum xa_huge_grow how) {
   if (size < e->size) {                       /* shrink: the tail is freed */
     ext_room();
     ext_free(e->p + size, e->size - size, e->region, XA_EXT_DIRTY, xa_os_now());
     e->size = size;
     return (void *)e->p;
   }
-  if (grow_in_place(e, size)) return (void *)e->p;
-  if (!may_move) return NULL;
+  if (grow_in_place(e, size, how)) return (void *)e->p;
+  if (how != XA_GROW_MOVE) return NULL;
   /* Move: a new place, the pages moved there by mremap (the rest of it
    * as it was), and the old range reserved again and freed as clean. */
   bool zeroed;
@@ -548,7 +569,7 @@ static void *resize(struct huge_ent *e, size_t size, bool may_move) {
   return (void *)q;
 }
 
-void *xa_huge_realloc(void *p, size_t n, bool may_move) {
+void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   size_t size = XA_ALIGN_UP(n, xa_os_page);
   if (size < n) return NULL;
   xa_lock(&huge_lock);
@@ -567,7 +588,7 @@ void *xa_huge_realloc(void *p, size_t n, bool may_move) {
   remove_locked(f);
   uintptr_t old_p = e.p;
   size_t old_size = e.size;
-  void *q = resize(&e, size, may_move);
+  void *q = resize(&e, size, how);
   insert_locked(&e);
   if (q) purge_over_budget();
   xa_unlock(&huge_lock);

@@ -19,9 +19,19 @@ XA_HIDDEN bool xa_huge_is_cached(const void *p);
 /* Free p (its extent stays resident until decay); false if p is not a
  * live huge block. */
 XA_HIDDEN bool xa_huge_free(void *p);
+/* How xa_huge_realloc may grow a block. */
+enum xa_huge_grow {
+  XA_GROW_IN_PLACE,   /* over any free pages right after it */
+  XA_GROW_RESIDENT,   /* the same, but not over clean pages while a dirty
+                         extent could hold the whole grown block: the
+                         caller copies the block there instead, which
+                         costs less than the page faults of fresh pages */
+  XA_GROW_MOVE,       /* in place, else by moving its pages (mremap) */
+};
 /* Resize huge block p (known live) to n bytes (page multiple): in place,
- * else (if may_move) by moving its pages; NULL on failure, p intact. */
-XA_HIDDEN void *xa_huge_realloc(void *p, size_t n, bool may_move);
+ * else (XA_GROW_MOVE) by moving its pages; NULL on failure, p intact.
+ * Shrinking always succeeds in place. */
+XA_HIDDEN void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how);
 /* Purge free extents dirty for longer than the decay time at now
  * (UINT64_MAX: all, and unmap every wholly free region); returns the
  * dirty bytes left. */

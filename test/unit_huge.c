@@ -2,7 +2,8 @@
  * freed extents reused without page faults (same size, merged neighbours,
  * a dirty extent continued into clean pages), realloc in place over a
  * free neighbour and by moving pages (no copy, no faults), also when the
- * kernel refuses the move; calloc of reused pages reads zero; decay and
+ * kernel refuses the move, and below 2 MiB by a copy into resident pages
+ * rather than growth into fresh ones; calloc of reused pages reads zero; decay and
  * malloc_trim return the pages and the regions. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -152,6 +153,65 @@ static void test_realloc_in_place_and_moved(void **state) {
   free(wall);
 }
 
+/* Below XA_REMAP_MIN a block grows in place over resident pages only:
+ * with fresh pages after it and a freed (resident) extent elsewhere that
+ * holds it grown, realloc copies it there; with no such extent, or with
+ * resident pages after it, it grows in place. */
+static void test_realloc_grows_into_resident_pages(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  char *d = malloc(2 * MiB);             /* to be freed: 2 resident MiB */
+  char *wall = malloc(512 * 1024);       /* keeps d's extent from a's */
+  char *a = malloc(1 * MiB);
+  assert_non_null(d);
+  assert_non_null(wall);
+  assert_non_null(a);
+  const size_t n = malloc_usable_size(a), grown = n + 64 * 1024;
+  memset(d, 1, 2 * MiB);
+  stamp(a, n, 11);
+  size_t dirty = huge_dirty();
+  free(d);
+  assert_true(huge_dirty() >= dirty + 2 * MiB);
+  long before = minor_faults();
+  char *b = realloc(a, grown);
+  long f = minor_faults() - before;
+  assert_non_null(b);
+  if (b == a) fail_msg("grew in place into fresh pages with 2 resident MiB free elsewhere");
+  check_stamp(b, n, 11);
+  before = minor_faults();
+  memset(b + n, 2, grown - n);           /* the new part is resident too */
+  f += minor_faults() - before;
+  if (f > 64) fail_msg("growing into resident pages took %ld faults", f);
+  free(b);
+  free(wall);
+
+  /* nothing resident anywhere: in place over the fresh pages */
+  xa_huge_cache_decay(UINT64_MAX);
+  a = malloc(1 * MiB);
+  assert_int_equal(malloc_usable_size(a), n);
+  stamp(a, n, 12);
+  char *c = realloc(a, grown);
+  assert_ptr_equal(c, a);
+  check_stamp(c, n, 12);
+
+  /* resident pages right after it: in place, though others are free too */
+  char *next = malloc(2 * MiB), *far = malloc(4 * MiB);
+  assert_non_null(next);
+  assert_non_null(far);
+  memset(next, 3, 2 * MiB);
+  memset(far, 3, 4 * MiB);
+  bool adjacent = next == c + malloc_usable_size(c);
+  free(next);
+  free(far);
+  if (adjacent) {
+    char *e = realloc(c, grown + 512 * 1024);
+    assert_ptr_equal(e, c);
+    check_stamp(e, n, 12);
+    c = e;
+  }
+  free(c);
+}
+
 static void test_move_refused_copies(void **state) {
   (void)state;
   char *a = malloc(6 * MiB), *wall = malloc(2 * MiB + 4096);
@@ -279,6 +339,7 @@ int main(void) {
       cmocka_unit_test(test_neighbours_merge),
       cmocka_unit_test(test_dirty_continued_into_clean),
       cmocka_unit_test(test_realloc_in_place_and_moved),
+      cmocka_unit_test(test_realloc_grows_into_resident_pages),
       cmocka_unit_test(test_move_refused_copies),
       cmocka_unit_test(test_calloc_of_reused_pages_reads_zero),
       cmocka_unit_test(test_trim_returns_everything),
