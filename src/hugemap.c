@@ -2,6 +2,7 @@
 #include "hugemap.h"
 
 uint32_t *xa_hugemap_top[XA_HUGEMAP_TOP];
+static size_t leaves_mapped;            /* bytes of leaves, counted as metadata */
 
 static size_t leaf_bytes(void) {
   return (((size_t)1 << XA_HUGEMAP_LEAF_SHIFT) >> xa_os_page_shift) * sizeof(uint32_t);
@@ -19,11 +20,17 @@ bool xa_hugemap_cover(uintptr_t base, size_t size) {
       ok = false;
       continue;
     }
+    /* A leaf is touched only where blocks start: no transparent huge page
+     * may back it whole (under the system setting "always" one could, once
+     * the leaf's mapping merged with a neighbour into 2 MiB). */
+    xa_os_hugepage(leaf, leaf_bytes(), false);
     uint32_t *none = NULL;
     /* another thread's region may share this GiB and have mapped it */
     if (!__atomic_compare_exchange_n(&xa_hugemap_top[g], &none, leaf, false, __ATOMIC_RELEASE,
                                      __ATOMIC_ACQUIRE))
       xa_os_unmap(leaf, leaf_bytes());
+    else
+      __atomic_add_fetch(&leaves_mapped, leaf_bytes(), __ATOMIC_RELAXED);
   }
   return ok;
 }
@@ -57,3 +64,5 @@ void xa_hugemap_forget(uintptr_t base, size_t size) {
     a = end;
   }
 }
+
+size_t xa_hugemap_mapped(void) { return __atomic_load_n(&leaves_mapped, __ATOMIC_RELAXED); }

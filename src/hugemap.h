@@ -37,6 +37,8 @@ XA_HIDDEN void xa_hugemap_set(uintptr_t p, size_t size);
  * where no block is live any more (a region being released, still
  * mapped so that nobody else is handed its addresses).  No lock held. */
 XA_HIDDEN void xa_hugemap_forget(uintptr_t base, size_t size);
+/* Bytes of leaves mapped (never unmapped): metadata in the statistics. */
+XA_HIDDEN size_t xa_hugemap_mapped(void);
 
 /* The size of the live huge block at p, or 0 if the map does not know it. */
 XA_INLINE size_t xa_hugemap_get(uintptr_t p) {

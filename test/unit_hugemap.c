@@ -1,6 +1,6 @@
 /* Unit tests of the huge-block map (src/hugemap.c): entries set, read and
- * cleared by address; leaves mapped on demand and shared by ranges in one
- * GiB; forget gives back only leaf pages wholly inside its range; and the
+ * cleared by address; leaves mapped on demand (counted, never on
+ * transparent huge pages) and shared by ranges in one GiB; forget gives back only leaf pages wholly inside its range; and the
  * map agrees with the allocator's huge blocks through malloc, realloc and
  * free. */
 #include <setjmp.h>
@@ -30,9 +30,32 @@ static uintptr_t reserve_gibs(void) {
   return XA_ALIGN_UP((uintptr_t)p, GIB);
 }
 
+/* Does /proc/self/smaps show the flag (e.g. "nh") on the mapping of a? */
+static bool vm_flag(uintptr_t a, const char *flag) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  assert_non_null(f);
+  char line[512];
+  bool inside = false, found = false;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      inside = a >= lo && a < hi;
+    } else if (inside && !strncmp(line, "VmFlags:", 8)) {
+      char want[8];
+      snprintf(want, sizeof want, " %s", flag);
+      for (char *q = strstr(line, want); q && !found; q = strstr(q + 1, want))
+        found = q[strlen(want)] == ' ' || q[strlen(want)] == '\n';
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
 static void test_set_get(void **state) {
   (void)state;
   assert_true(xa_init());
+  size_t leaves = xa_hugemap_mapped(), leaf_bytes = GIB / PG * sizeof(uint32_t);
   uintptr_t g = reserve_gibs();
   assert_int_equal(xa_hugemap_get(g), 0);              /* no leaf yet */
   xa_hugemap_set(g, 8 * PG);                           /* no leaf: ignored */
@@ -42,10 +65,14 @@ static void test_set_get(void **state) {
   assert_non_null(xa_hugemap_top[g >> 30]);
   assert_non_null(xa_hugemap_top[(g >> 30) + 1]);
   assert_null(xa_hugemap_top[(g >> 30) + 2]);
+  assert_int_equal(xa_hugemap_mapped(), leaves + 2 * leaf_bytes);   /* counted as metadata */
+  /* never backed by transparent huge pages */
+  assert_true(vm_flag((uintptr_t)xa_hugemap_top[g >> 30], "nh"));
   assert_true(xa_hugemap_cover(g, PG));                /* already there: kept */
   uint32_t *leaf = xa_hugemap_top[g >> 30];
   assert_true(xa_hugemap_cover(g + 5, 3 * GIB / 2));
   assert_ptr_equal(xa_hugemap_top[g >> 30], leaf);
+  assert_int_equal(xa_hugemap_mapped(), leaves + 2 * leaf_bytes);
 
   uintptr_t a = g + 3 * PG, b = g + GIB, c = g + GIB - PG;
   xa_hugemap_set(a, 5 * PG);
