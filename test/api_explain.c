@@ -183,7 +183,7 @@ static void test_advice(void **state) {
   size_t len = sizeof old;
   assert_int_equal(xalloc_ctl("opt.dirty_decay_ms", &old, &len, &never, sizeof never), 0);
   void *l[40];
-  for (int i = 0; i < 40; i++) { l[i] = malloc(500000); touch(l[i], 500000); }
+  for (int i = 0; i < 40; i++) { l[i] = malloc(200000); touch(l[i], 200000); }   /* large: arena pages */
   for (int i = 0; i < 40; i++) free(l[i]);
   struct tu_buf t = {0};
   xalloc_stats_print(tu_collect, &t, "E");
