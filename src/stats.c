@@ -119,6 +119,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->anon_huge = xa_os_anon_huge();
   t->narenas = narenas;
   t->tcache_reclaimed = xa_tcache_reclaimed();
+  t->tcache_active = xa_tcache_active();
   t->purger_running = xa_purge_thread_running();
   struct xa_pressure_stats ps;
   xa_pressure_stats(&ps);

@@ -31,6 +31,7 @@
   X(lock_contended,  "arena lock acquisitions that had to wait") \
   X(tcache_reclaimed, "objects taken back from quiet threads' caches (purger, malloc_trim)") \
   X(tcache_budget,   "bytes all thread caches may hold: tcache_total_bytes, or 1/16 of a memory limit if lower") \
+  X(tcache_active,   "thread caches sharing tcache_budget: live ones, less those emptied while their threads were quiet") \
   X(huge_budget,     "bytes of freed huge-block pages kept: huge_cache_bytes, or 1/16 of a memory limit if lower") \
   X(narenas,         "arenas") \
   X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \

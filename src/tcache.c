@@ -24,6 +24,7 @@ static unsigned tc_nrecycled;
 #define RECYCLE_KEEP 16
 static size_t tc_mapped;                        /* bytes of cache mappings */
 static unsigned tc_nlive;                       /* caches on the live list */
+static unsigned tc_nidle;                       /* of them, idle (tc->idle) */
 static size_t tc_total_cap = SIZE_MAX;          /* a memory limit's share */
 
 void xa_tcache_limit_total(size_t bytes) { __atomic_store_n(&tc_total_cap, bytes, __ATOMIC_RELAXED); }
@@ -58,15 +59,22 @@ static uint32_t small_cap(unsigned c) {
   return xa_classes[c].tcache_cap < SMALL_CAP ? xa_classes[c].tcache_cap : SMALL_CAP;
 }
 
-/* The global budget: tcache_total_bytes shared evenly by the live
- * caches, and a cache's share by BUDGET_BINS of its bins (few threads use
- * more classes than that at once).  A bin takes, and holds, at most its
- * share: with 16 threads the default leaves every bin its full size; with
- * 2000 a bin holds about 1 KiB, and memory no longer grows with the
- * thread count.  A racy read of the count: a hint. */
+/* The global budget: tcache_total_bytes shared evenly by the active
+ * caches (live, and not idle: a reclaim pass emptied an idle one, which
+ * takes a share again at its thread's next slow path), and a cache's
+ * share by BUDGET_BINS of its bins (few threads use more classes than that
+ * at once).  A bin takes at most its share, and gives back what is over
+ * it at the cache's next GC: with 16 threads the default leaves every bin
+ * its full size; with 2000 busy ones a bin holds about 1 KiB, and memory
+ * no longer grows with the thread count; with 2000 threads of which 4 are
+ * busy, those 4 get full-size bins.  Racy reads of the counts: a hint. */
 #define BUDGET_BINS 16
+static unsigned active_caches(void) {
+  unsigned live = __atomic_load_n(&tc_nlive, __ATOMIC_RELAXED), idle = __atomic_load_n(&tc_nidle, __ATOMIC_RELAXED);
+  return live > idle ? live - idle : 1;
+}
 static uint32_t bin_budget(unsigned c) {
-  unsigned n = __atomic_load_n(&tc_nlive, __ATOMIC_RELAXED);
+  unsigned n = active_caches();
   uint64_t share = (uint64_t)xa_tcache_budget() / (n ? n : 1) / BUDGET_BINS;
   uint64_t objs = share / xa_classes[c].size;
   if (objs > xa_classes[c].tcache_cap) objs = xa_classes[c].tcache_cap;
@@ -166,6 +174,8 @@ static void tcache_unlink(struct xa_tcache *tc) {
   if (tc->next) tc->next->prev = tc->prev;
   if (tc_cursor == tc) tc_cursor = tc->next;
   tc_nlive--;
+  if (tc->idle) tc_nidle--;
+  tc->idle = 0;
 }
 
 static void tcache_recycle(struct xa_tcache *tc) {
@@ -267,6 +277,10 @@ static void claim_slow(struct xa_tcache *tc) {
     xa_lock(&tc_lock);
     gates_open(tc);
     tc->gates_closed = 0;
+    if (tc->idle) {                   /* busy again: a share of the budget */
+      tc->idle = 0;
+      tc_nidle--;
+    }
     xa_unlock(&tc_lock);
   }
 }
@@ -332,7 +346,7 @@ static struct xa_tcache *tcache_new(void) {
   counts_start(tc);
   gates_open(tc);
   tc->entered = tc->left = tc->entered_seen = 0;
-  tc->reclaim = tc->gates_closed = 0;
+  tc->reclaim = tc->gates_closed = tc->idle = 0;
   tc->events = 0;
   tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
   tc->tid = xa_os_tid();
@@ -367,6 +381,22 @@ static void bin_flush(struct xa_tbin *b, uint32_t k) {
   memmove(b->stack, b->stack + k, xa_tbin_count(b) * sizeof(void *));
 }
 
+/* The owner, inside a slow path: bin c gives back what is over `budget`
+ * objects (more caches became active since it grew), on its full-size
+ * stack; never below its small-area size.  The end and gate change under
+ * tc_lock, as in bin_grow. */
+static void bin_shrink(struct xa_tcache *tc, unsigned c, uint32_t budget) {
+  struct xa_tbin *b = &tc->bins[c];
+  if (budget < small_cap(c)) budget = small_cap(c);
+  if (b->stack != tc->slots + tc_full_off[c] || xa_tbin_cap(tc, c) <= budget) return;
+  uint32_t n = xa_tbin_count(b);
+  if (n > budget) bin_flush(b, n - budget);
+  xa_lock(&tc_lock);
+  tc->end[c] = b->stack + budget;
+  if (!tc->gates_closed) __atomic_store_n(&b->push_gate, tc->end[c], __ATOMIC_RELAXED);
+  xa_unlock(&tc_lock);
+}
+
 /* Idle-bin GC: a bin that did not miss since the last sweep had objects
  * to spare all period; hand half of them back.  Returns the news for the
  * purger: the GC's period is also the inline purger's. */
@@ -379,6 +409,7 @@ static unsigned tcache_gc(struct xa_tcache *tc) {
       if (tc->slow_start[c] < tc_start_shift[c]) tc->slow_start[c]++;   /* quiet: start slower again */
     }
     tc->missed[c] = 0;
+    if (tc->grown) bin_shrink(tc, c, bin_budget(c));
   }
   return XA_TC_RETURNED;
 }
@@ -563,7 +594,10 @@ bool xa_tcache_others_hold(void) {
  * entered++ is visible when the reclaimer reads it (it backs off), or the
  * owner's gate reads come after that barrier and see the gates closed: it
  * takes the slow path, which waits for tc_lock (claim_slow).  An owner
- * never blocks a reclaimer, and the fast paths gain two plain stores. */
+ * never blocks a reclaimer, and the fast paths gain two plain stores.
+ * A cache emptied while its thread was quiet (all: false, or no call
+ * since the last pass) is marked idle: it leaves the budget's divisor
+ * (bin_budget) until claim_slow reopens its gates. */
 size_t xa_tcache_reclaim(bool all) {
   struct xa_tcache *self = xa_tc;
   size_t objs = 0;
@@ -575,8 +609,10 @@ size_t xa_tcache_reclaim(bool all) {
     uint32_t in = __atomic_load_n(&tc->entered, __ATOMIC_RELAXED);
     bool quiet = in == tc->entered_seen;  /* no call since the last pass */
     tc->entered_seen = in;
-    if ((!quiet && !all) || !tcache_holds(tc)) continue;
-    tc->reclaim = 1;
+    /* a quiet cache is also taken when empty, to become idle */
+    bool holds = tcache_holds(tc);
+    if (!(quiet && (holds || !tc->idle)) && !(all && holds)) continue;
+    tc->reclaim = quiet ? 2 : 1;
     if (!tc->gates_closed) {
       gates_close(tc);
       __atomic_store_n(&tc->gates_closed, 1, __ATOMIC_RELAXED);
@@ -592,6 +628,10 @@ size_t xa_tcache_reclaim(bool all) {
       if (fenced && __atomic_load_n(&tc->entered, __ATOMIC_ACQUIRE) == out) {
         for (unsigned c = 0; c < XA_NSMALL; c++) objs += xa_tbin_count(&tc->bins[c]);
         tcache_flush_bins(tc);
+        if (tc->reclaim == 2 && !tc->idle) {   /* quiet: its share goes to the busy */
+          tc->idle = 1;
+          tc_nidle++;
+        }
       }
       tc->reclaim = 0;                /* the gates stay closed: claim_slow */
     }
@@ -599,6 +639,13 @@ size_t xa_tcache_reclaim(bool all) {
   tc_reclaimed += objs;
   xa_unlock(&tc_lock);
   return objs;
+}
+
+unsigned xa_tcache_active(void) {
+  xa_lock(&tc_lock);
+  unsigned n = tc_nlive - tc_nidle;
+  xa_unlock(&tc_lock);
+  return n;
 }
 
 uint64_t xa_tcache_reclaimed(void) { return __atomic_load_n(&tc_reclaimed, __ATOMIC_RELAXED); }

@@ -61,6 +61,9 @@ struct xa_tcache {
                                        them (claim_slow), both under tc_lock */
   uint8_t reclaim;                  /* a candidate of the running reclaim pass */
   uint8_t grown;                    /* a bin moved to its full-size stack */
+  uint8_t idle;                     /* emptied by a reclaim pass while its
+                                       thread was quiet: takes no share of
+                                       the budget until its next slow path */
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* refills and full-bin flushes since last GC */
   uint32_t flush_gen;               /* last flush request seen (xa_tcache_request_flush) */
@@ -171,6 +174,8 @@ XA_HIDDEN size_t xa_tcache_mapped(void);
 XA_HIDDEN size_t xa_tcache_resident(void);
 /* Objects xa_tcache_reclaim took back, ever. */
 XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
+/* Caches that share the budget now: live and not idle (tcache.c). */
+XA_HIDDEN unsigned xa_tcache_active(void);
 /* Does any other thread's cache hold objects? (racy: a hint) */
 XA_HIDDEN bool xa_tcache_others_hold(void);
 /* Thread exit: return the cache's objects to the arenas and recycle the

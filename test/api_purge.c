@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <linux/membarrier.h>
@@ -561,6 +562,104 @@ static void test_purger_reclaims_quiet_threads_cache(void **state) {
 #endif
 }
 
+#ifndef XA_TEST_GLIBC
+/* Busy threads take the budget of quiet ones (a child mode, with a 1 MiB
+ * tcache_total_bytes and a 200 ms decay: caches reclaimed every 50 ms).
+ * 24 threads churn while the main thread counts the refills of a
+ * 512-object churn of its own: its 64 B bin holds 1 MiB / 25 / 16, about
+ * 40 objects.  Then the threads go quiet; once the purger has emptied
+ * their caches (stats.tcache_active back to 1 above what it was before
+ * them), the same churn fits the main thread's bin.  When they allocate
+ * again they count as active once more. */
+#define BUSY_THREADS 24
+static atomic_int busy_phase;             /* 0 churn, 1 quiet, 2 allocate once, 3 exit */
+static atomic_int busy_done;
+static void *busy_thread(void *arg) {
+  (void)arg;
+  void *p[16];
+  while (atomic_load(&busy_phase) == 0) {
+    for (int i = 0; i < 16; i++) p[i] = malloc(64);
+    for (int i = 0; i < 16; i++) free(p[i]);
+  }
+  while (atomic_load(&busy_phase) == 1) usleep(1000);
+  for (int i = 0; i < 16; i++) p[i] = malloc(64);
+  for (int i = 0; i < 16; i++) free(p[i]);
+  atomic_fetch_add(&busy_done, 1);
+  while (atomic_load(&busy_phase) == 2) usleep(1000);
+  return NULL;
+}
+
+static uint64_t churn_refills(unsigned cls) {
+  char name[64];
+  snprintf(name, sizeof name, "stats.classes.%u.refills", cls);
+  static void *p[512];
+  uint64_t before = ctl(name);
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < 512; i++) p[i] = malloc(64);
+    for (int i = 0; i < 512; i++) free(p[i]);
+  }
+  return ctl(name) - before;
+}
+
+static uint64_t class_cached(unsigned c) {
+  char name[64];
+  snprintf(name, sizeof name, "stats.classes.%u.cached", c);
+  return ctl(name);
+}
+
+static int mode_busy_idle(void) {
+  unsigned cls = class_of_size(64), big = class_of_size(256);
+  /* alone, the main thread's 256 B bin grows to hold 256 objects */
+  static void *q[256];
+  for (int i = 0; i < 256; i++) q[i] = malloc(256);
+  for (int i = 0; i < 256; i++) free(q[i]);
+  uint64_t cached_alone = class_cached(big);
+  uint64_t base = ctl("stats.tcache_active");
+  pthread_t t[BUSY_THREADS];
+  for (int i = 0; i < BUSY_THREADS; i++)
+    if (pthread_create(&t[i], NULL, busy_thread, NULL)) return 2;
+  for (double t1 = tu_now(); tu_now() < t1 + 0.1;) free(malloc(64));   /* busy too: not reclaimed */
+  uint64_t busy = ctl("stats.tcache_active");
+  /* its refills run the cache's GC, which gives back what is over the
+   * smaller share: the 256 B bin is back to its small-area 16 slots */
+  uint64_t refills_busy = churn_refills(cls);
+  for (int i = 0; i < 256; i++) q[i] = malloc(256);
+  for (int i = 0; i < 256; i++) free(q[i]);
+  uint64_t cached_shared = class_cached(big);
+  atomic_store(&busy_phase, 1);
+  double t0 = tu_now();
+  uint64_t active;
+  while ((active = ctl("stats.tcache_active")) > base && tu_now() < t0 + 10) usleep(20000);
+  double waited = tu_now() - t0;
+  uint64_t refills_quiet = churn_refills(cls);
+  atomic_store(&busy_phase, 2);
+  while (atomic_load(&busy_done) < BUSY_THREADS) usleep(1000);
+  uint64_t again = ctl("stats.tcache_active");
+  atomic_store(&busy_phase, 3);
+  for (int i = 0; i < BUSY_THREADS; i++) pthread_join(t[i], NULL);
+  fprintf(stderr, "active caches: %llu alone, %llu with %d busy threads, %llu after %.2f s quiet, %llu when they "
+          "allocate again; refills of 20 churns of 512 x 64 B: %llu beside busy threads, %llu beside quiet ones; "
+          "256 B objects cached: %llu alone, %llu beside busy threads\n",
+          (unsigned long long)base, (unsigned long long)busy, BUSY_THREADS, (unsigned long long)active, waited,
+          (unsigned long long)again, (unsigned long long)refills_busy, (unsigned long long)refills_quiet,
+          (unsigned long long)cached_alone, (unsigned long long)cached_shared);
+  if (busy < base + BUSY_THREADS || active > base) return 1;
+  if (cached_alone < 128 || cached_shared > 16) return 1;
+  if (again < base + BUSY_THREADS / 2) return 1;   /* a reclaim pass may already have seen a few quiet */
+  return refills_quiet * 4 < refills_busy ? 0 : 1;
+}
+#endif
+
+static void test_busy_threads_take_quiet_ones_budget(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  if (!reclaim_possible()) skip();
+  assert_int_equal(run_self("busy_idle", "tcache_total_bytes:1048576,dirty_decay_ms:200"), 0);
+#endif
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) {
     if (!strcmp(argv[1], "idle_return")) return mode_idle_return();
@@ -572,6 +671,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "muzzy")) return mode_muzzy();
     if (!strcmp(argv[1], "partly_purged")) return mode_partly_purged();
     if (!strcmp(argv[1], "noreclaim")) return mode_noreclaim();
+    if (!strcmp(argv[1], "busy_idle")) return mode_busy_idle();
     if (!strcmp(argv[1], "start_rules")) return mode_start_rules();
     if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
     if (!strcmp(argv[1], "start_in_child")) return mode_start_in_child();
@@ -586,6 +686,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_trim_flushes_other_threads_caches),
       cmocka_unit_test(test_purger_reclaims_quiet_threads_cache),
       cmocka_unit_test(test_reclaim_can_be_turned_off),
+      cmocka_unit_test(test_busy_threads_take_quiet_ones_budget),
       cmocka_unit_test(test_huge_realloc_no_copy),
       cmocka_unit_test(test_fork_child_purges),
       cmocka_unit_test(test_inline_purging_without_thread),
