@@ -570,7 +570,8 @@ static void test_purger_reclaims_quiet_threads_cache(void **state) {
  * 40 objects.  Then the threads go quiet; once the purger has emptied
  * their caches (stats.tcache_active back to 1 above what it was before
  * them), the same churn fits the main thread's bin.  When they allocate
- * again they count as active once more. */
+ * again they count as active once more.  And a bin grown while the main
+ * thread was alone gives back what is over its share. */
 #define BUSY_THREADS 24
 static atomic_int busy_phase;             /* 0 churn, 1 quiet, 2 allocate once, 3 exit */
 static atomic_int busy_done;
@@ -643,8 +644,12 @@ static int mode_busy_idle(void) {
           (unsigned long long)base, (unsigned long long)busy, BUSY_THREADS, (unsigned long long)active, waited,
           (unsigned long long)again, (unsigned long long)refills_busy, (unsigned long long)refills_quiet,
           (unsigned long long)cached_alone, (unsigned long long)cached_shared);
-  if (busy < base + BUSY_THREADS || active > base) return 1;
-  if (cached_alone < 128 || cached_shared > 16) return 1;
+  /* on a loaded machine a churning thread may miss a whole reclaim period
+   * and count as quiet: half of them active is enough here (then a 256 B
+   * share is at most 1 MiB / 13 / 16, 20 objects; without the GC's
+   * shrink the bin keeps over 100) */
+  if (busy < base + BUSY_THREADS / 2 || active > base) return 1;
+  if (cached_alone < 128 || cached_shared > 32) return 1;
   if (again < base + BUSY_THREADS / 2) return 1;   /* a reclaim pass may already have seen a few quiet */
   return refills_quiet * 4 < refills_busy ? 0 : 1;
 }
