@@ -10,6 +10,12 @@
  * again 2 s later (rss_after_kb; baseline_kb is before any thread).
  * MODE batches: 100 * SCALE batches of 50 short-lived threads doing the
  * same; peak_rss_kb is the peak over the run.
+ * MODE quiet: a few busy threads among many quiet ones.  THREADS threads
+ * each allocate and free 32 blocks of 64..112 B, then sleep; the main
+ * thread allocates and frees 512 such blocks 20000 * SCALE times at once
+ * (churn_first_s) and again 1.5 s later (churn_quiet_s), by when an
+ * allocator that notices quiet threads may have given their share of
+ * any thread-cache budget to the busy one.
  * Output, one "key value" per line. */
 #include "common.h"
 #include <stdbool.h>
@@ -61,6 +67,51 @@ static void spawn_batch(int n, int base_id, bool together) {
   free(args);
 }
 
+static pthread_mutex_t quiet_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t quiet_cond = PTHREAD_COND_INITIALIZER;
+static bool quiet_over;
+
+static void *quiet_worker(void *p) {
+  void *b[32];
+  for (int i = 0; i < 32; i++) b[i] = xmalloc_chk(64 + (size_t)(i & 3) * 16);
+  for (int i = 0; i < 32; i++) free(b[i]);
+  pthread_mutex_lock(&quiet_lock);
+  while (!quiet_over) pthread_cond_wait(&quiet_cond, &quiet_lock);
+  pthread_mutex_unlock(&quiet_lock);
+  return p;
+}
+
+static double churn(long rounds) {
+  static void *b[512];
+  double t0 = now_sec();
+  for (long r = 0; r < rounds; r++) {
+    for (int i = 0; i < 512; i++) b[i] = xmalloc_chk(64 + (size_t)(i & 3) * 16);
+    for (int i = 0; i < 512; i++) free(b[i]);
+  }
+  return now_sec() - t0;
+}
+
+static void run_quiet(int n, double scale) {
+  pthread_t *t = xmalloc_chk(sizeof *t * (size_t)n);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 128 * 1024);
+  for (int i = 0; i < n; i++)
+    if (pthread_create(&t[i], &attr, quiet_worker, NULL) != 0) bench_die(1, "pthread_create %d", i);
+  long rounds = (long)scaled(20000, scale, 1);
+  printf("churn_first_s %.3f\n", churn(rounds));
+  struct timespec ts = {1, 500000000};
+  nanosleep(&ts, NULL);
+  printf("churn_quiet_s %.3f\n", churn(rounds));
+  pthread_mutex_lock(&quiet_lock);
+  quiet_over = true;
+  pthread_cond_broadcast(&quiet_cond);
+  pthread_mutex_unlock(&quiet_lock);
+  for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+  pthread_attr_destroy(&attr);
+  free(t);
+}
+
 static void free_handed(size_t n) {
   for (size_t i = 0; i < n; i++) {
     free(handed[i]);
@@ -83,6 +134,9 @@ int main(int argc, char **argv) {
     pthread_barrier_init(&may_exit, NULL, (unsigned)threads + 1);
     spawn_batch(threads, 0, true);
     free_handed((size_t)threads * (PER_THREAD / 2));
+  } else if (strcmp(mode, "quiet") == 0) {
+    run_quiet(threads, scale);
+    handed = NULL;
   } else {
     nthreads = 0;
     int batches = (int)scaled(100, scale, 2);
