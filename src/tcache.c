@@ -595,8 +595,8 @@ bool xa_tcache_others_hold(void) {
  * owner's gate reads come after that barrier and see the gates closed: it
  * takes the slow path, which waits for tc_lock (claim_slow).  An owner
  * never blocks a reclaimer, and the fast paths gain two plain stores.
- * A cache emptied while its thread was quiet (all: false, or no call
- * since the last pass) is marked idle: it leaves the budget's divisor
+ * A cache emptied while its thread was quiet (no call since the last
+ * pass, whether or not the pass takes every cache) is marked idle: it leaves the budget's divisor
  * (bin_budget) until claim_slow reopens its gates. */
 size_t xa_tcache_reclaim(bool all) {
   struct xa_tcache *self = xa_tc;
