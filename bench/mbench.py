@@ -3,7 +3,8 @@
 
   python3 bench/mbench.py --mb BUILD_DIR --mb-src BENCH_SRC_DIR
                           [--mimalloc3 PATH/libmimalloc.so.3] [--runs 3]
-                          [--procs 2] [--only row,row] [--xalloc-conf LABEL=CONF]
+                          [--procs 2 | --procs-list 1,4,8,16] [--seconds 5]
+                          [--only row,row] [--xalloc-conf LABEL=CONF]
 
 mimalloc-bench (github.com/daanx/mimalloc-bench) is the suite the field
 quotes.  Neither its sources nor its binaries belong in this repository:
@@ -19,7 +20,15 @@ reported: wall time, peak RSS and minor faults (wait4 rusage, taken by
 build/bench/launch), and geomeans relative to mimalloc 2.0.  Allocators:
 xalloc (lib/libxalloc.so), glibc, the Debian jemalloc, tcmalloc and
 mimalloc 2.0 where installed, and mimalloc 3 when --mimalloc3 names its
-library (also built outside this repository).
+library (also built outside this repository).  BENCH_XALLOC, BENCH_JEMALLOC,
+BENCH_TCMALLOC and BENCH_MIMALLOC name other copies of the libraries (on a
+machine without the Debian packages).
+
+--procs-list runs the rows at each thread count in turn (one table per
+count, then a scaling table of xalloc against the best peer); --seconds
+sets how long larson and xmalloc-test run (bench.sh: 5), for machines lent
+for minutes: they report a rate, so a shorter run measures the same thing
+with more noise.
 """
 import argparse
 import glob
@@ -34,7 +43,7 @@ ROOT = R.ROOT
 
 
 def rows(args):
-    mb, src, n = args.mb, args.mb_src, str(args.procs)
+    mb, src, n, sec = args.mb, args.mb_src, str(args.procs), str(args.seconds)
     x = lambda name: os.path.join(mb, name)
     r = [
         ("cfrac", [x("cfrac"), "17545186520507317056371138836327483792789528"], None),
@@ -42,9 +51,9 @@ def rows(args):
         ("barnes", [x("barnes")], os.path.join(src, "barnes", "input")),
         ("alloc-test1", [x("alloc-test"), "1"], None),
         ("alloc-testN", [x("alloc-test"), n], None),
-        ("larsonN", [x("larson"), "5", "8", "1000", "5000", "100", "4141", n], None),
-        ("larsonN-sized", [x("larson-sized"), "5", "8", "1000", "5000", "100", "4141", n], None),
-        ("xmalloc-testN", [x("xmalloc-test"), "-w", n, "-t", "5", "-s", "64"], None),
+        ("larsonN", [x("larson"), sec, "8", "1000", "5000", "100", "4141", n], None),
+        ("larsonN-sized", [x("larson-sized"), sec, "8", "1000", "5000", "100", "4141", n], None),
+        ("xmalloc-testN", [x("xmalloc-test"), "-w", n, "-t", sec, "-s", "64"], None),
         ("cache-thrash1", [x("cache-thrash"), "1", "1000", "1", "2000000", n], None),
         ("cache-thrashN", [x("cache-thrash"), n, "1000", "1", "2000000", n], None),
         ("cache-scratch1", [x("cache-scratch"), "1", "1000", "1", "2000000", n], None),
@@ -84,7 +93,7 @@ def row_time(wname, res):
 
 
 def allocators(args):
-    lib = os.path.join(ROOT, "lib", "libxalloc.so")
+    lib = R.XALLOC_SO
     a = [R.Alloc("xalloc", lib)]
     for v in args.xalloc_conf:
         label, conf = v.split("=", 1)
@@ -94,6 +103,8 @@ def allocators(args):
     a.append(R.Alloc("glibc", None))
     for name, pats, _ in R.PEERS:
         hits = [h for p in pats for h in sorted(glob.glob(p))]
+        if os.environ.get("BENCH_%s" % name.upper()):
+            hits = [os.environ["BENCH_%s" % name.upper()]]
         if hits:
             a.append(R.Alloc(name, hits[0]))
         else:
@@ -103,26 +114,10 @@ def allocators(args):
     return a
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mb", required=True, help="mimalloc-bench build folder (binaries)")
-    ap.add_argument("--mb-src", required=True, help="mimalloc-bench bench/ source folder (inputs)")
-    ap.add_argument("--mimalloc3", default="")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--only", default="")
-    ap.add_argument("--xalloc-conf", action="append", default=[],
-                    help="LABEL=CONF: also xalloc with XALLOC_CONF=CONF")
-    ap.add_argument("--timeout", type=float, default=300)
-    ap.add_argument("--out", default=os.path.join(ROOT, "build", "mbench"))
-    args = ap.parse_args()
-    if not os.access(R.LAUNCH, os.X_OK):
-        sys.exit("mbench: %s is missing: run `make bench-progs` first" % R.LAUNCH)
-    os.makedirs(args.out, exist_ok=True)
-    ws, als = rows(args), allocators(args)
+def measure(args, ws, als, scratch):
+    """Every row under every allocator, args.runs rounds, interleaved.
+    Returns ({(row, allocator): [RunResult]}, [failure lines])."""
     cells, failed = {}, []
-    scratch = os.path.join(args.out, "cwd")   # rptest writes a file where it runs
-    os.makedirs(scratch, exist_ok=True)
     for rnd in range(args.runs):
         order = als[rnd % len(als):] + als[:rnd % len(als)]
         for wname, cmd, stdin in ws:
@@ -132,21 +127,30 @@ def main():
                     res.wall = row_time(wname, res)
                     if res.wall is None:
                         res.status, res.note = "FAIL", "no rate in the output"
+                tag = "%s/%s %d threads run %d" % (wname, al.name, args.procs, rnd)
                 if res.status != "OK":
-                    failed.append("%s/%s run %d: %s %s" % (wname, al.name, rnd, res.status, res.note))
+                    failed.append("%s: %s %s" % (tag, res.status, res.note))
                     print(failed[-1], file=sys.stderr, flush=True)
                     continue
                 cells.setdefault((wname, al.name), []).append(res)
-                print("%-15s %-10s run %d: %7.3f s %8.1f MB %8d faults" % (
-                    wname, al.name, rnd, res.wall, res.maxrss / 1024.0, res.faults),
-                    file=sys.stderr, flush=True)
+                print("%-40s %7.3f s %8.1f MB %8d faults" % (
+                    tag, res.wall, res.maxrss / 1024.0, res.faults), file=sys.stderr, flush=True)
+    return cells, failed
 
-    def med(wname, aname, key):
-        rs = cells.get((wname, aname))
-        return statistics.median(getattr(x, key) for x in rs) if rs else None
 
-    names = [a.name for a in als]
-    peers = [n for n in names if n not in ["xalloc"] + [v.split("=", 1)[0] for v in args.xalloc_conf]]
+def median_of(cells, wname, aname, key):
+    rs = cells.get((wname, aname))
+    return statistics.median(getattr(x, key) for x in rs) if rs else None
+
+
+def variants(args):
+    return ["xalloc"] + [v.split("=", 1)[0] for v in args.xalloc_conf]
+
+
+def table(args, ws, names, cells, failed):
+    """The markdown table of one thread count: medians and geomeans."""
+    med = lambda w, n, key: median_of(cells, w, n, key)
+    peers = [n for n in names if n not in variants(args)]
     lines = ["# mimalloc-bench rows, %d threads (median of %d interleaved runs)" % (args.procs, args.runs), "",
              "Time in seconds (for larson, rptest, xmalloc-test and glibc-thread, bench.sh's relative time "
              "from their rate) / peak RSS in MB / minor faults.  `xalloc/best`: xalloc's time over the best peer's.", ""]
@@ -165,7 +169,7 @@ def main():
     lines += ["", "Geomeans relative to mimalloc (2.0), over the rows every allocator finished:", "",
               "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     ok = [w for w, _, _ in ws if all(med(w, n, "wall") for n in names)]
-    for key, label, scale in [("wall", "time", 1), ("maxrss", "peak RSS", 1), ("faults", "faults", 1)]:
+    for key, label in [("wall", "time"), ("maxrss", "peak RSS"), ("faults", "faults")]:
         if "mimalloc" not in names or not ok:
             break
         vals = []
@@ -174,11 +178,70 @@ def main():
         lines.append("| %s | %s |" % (label, " | ".join(vals)))
     if failed:
         lines += ["", "Failed runs:", ""] + ["- " + f for f in failed]
-    md = "\n".join(lines) + "\n"
+    return lines
+
+
+def scaling_table(args, procs_list, row_names, names, per_procs):
+    """Rows x thread counts: xalloc's time, the best peer's, their ratio."""
+    peers = [n for n in names if n not in variants(args)]
+    lines = ["# Scaling: xalloc against the best peer at each thread count", "",
+             "Median time (s) of xalloc / the best peer (which) = ratio; below 1.00 xalloc is ahead.", "",
+             "| row | " + " | ".join("%d threads" % p for p in procs_list) + " |",
+             "|---|" + "---|" * len(procs_list)]
+    for wname in row_names:
+        cellv = []
+        for p in procs_list:
+            cells = per_procs[p]
+            xt = median_of(cells, wname, "xalloc", "wall")
+            pt = [(median_of(cells, wname, n, "wall"), n) for n in peers]
+            pt = [v for v in pt if v[0] is not None]
+            if xt is None or not pt:
+                cellv.append("-")
+                continue
+            bt, bn = min(pt)
+            cellv.append("%.3f / %.3f (%s) = %.2f" % (xt, bt, bn, xt / bt))
+        lines.append("| %s | %s |" % (wname, " | ".join(cellv)))
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mb", required=True, help="mimalloc-bench build folder (binaries)")
+    ap.add_argument("--mb-src", required=True, help="mimalloc-bench bench/ source folder (inputs)")
+    ap.add_argument("--mimalloc3", default="")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--procs-list", default="", help="thread counts, e.g. 1,4,8,16 (instead of --procs)")
+    ap.add_argument("--seconds", type=int, default=5, help="how long larson and xmalloc-test run")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--xalloc-conf", action="append", default=[],
+                    help="LABEL=CONF: also xalloc with XALLOC_CONF=CONF")
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "mbench"))
+    args = ap.parse_args()
+    if not os.access(R.LAUNCH, os.X_OK):
+        sys.exit("mbench: %s is missing: run `make bench-progs` first" % R.LAUNCH)
+    os.makedirs(args.out, exist_ok=True)
+    scratch = os.path.join(args.out, "cwd")   # rptest writes a file where it runs
+    os.makedirs(scratch, exist_ok=True)
+    procs_list = [int(p) for p in args.procs_list.split(",")] if args.procs_list else [args.procs]
+    als = allocators(args)
+    names = [a.name for a in als]
+    md, per_procs, xfailed = [], {}, False
+    for p in procs_list:
+        args.procs = p
+        ws = rows(args)
+        cells, failed = measure(args, ws, als, scratch)
+        xfailed = xfailed or any(f.split("/")[1].startswith(tuple(variants(args))) for f in failed)
+        md += table(args, ws, names, cells, failed) + [""]
+        per_procs[p] = cells
+    if len(procs_list) > 1:
+        md += scaling_table(args, procs_list, [w for w, _, _ in ws], names, per_procs) + [""]
+    text = "\n".join(md)
     with open(os.path.join(args.out, "mbench.md"), "w") as f:
-        f.write(md)
-    print(md)
-    return 1 if any(f.split("/")[1].startswith("xalloc") for f in failed) else 0
+        f.write(text)
+    print(text)
+    return 1 if xfailed else 0
 
 
 if __name__ == "__main__":
