@@ -61,6 +61,14 @@ static void lru_push(struct xa_lru *l, struct xa_span *s) {
   l->tail = s;
 }
 
+static void lru_push_front(struct xa_lru *l, struct xa_span *s) {
+  s->lru_prev = NULL;
+  s->lru_next = l->head;
+  if (l->head) l->head->lru_prev = s;
+  else l->tail = s;
+  l->head = s;
+}
+
 static void lru_remove(struct xa_lru *l, struct xa_span *s) {
   if (s->lru_prev) s->lru_prev->lru_next = s->lru_next;
   else l->head = s->lru_next;
@@ -145,6 +153,18 @@ static struct xa_span *free_find_dirty(struct xa_arena *a, uint32_t n) {
   return NULL;
 }
 
+/* Did no arena have n dirty pages left (a's count exact under its lock,
+ * the others' read racily)?  Then a clean span handed out is a refault that
+ * purging may have caused (os.h); pages of another arena left dirty mean
+ * the placement, not the purge, made it fresh. */
+static bool few_dirty_pages(const struct xa_arena *a, uint32_t n) {
+  size_t pages = a->dirty_pages;
+  unsigned narenas = xa_arena_count();
+  for (unsigned i = 0; i < narenas && pages < n; i++)
+    if (xa_arenas[i] != a) pages += __atomic_load_n(&xa_arenas[i]->dirty_pages, __ATOMIC_RELAXED);
+  return pages < n;
+}
+
 /* A free span of at least n pages, removed from its bin and trimmed to n
  * pages (the rest stays free): a dirty one if one is found cheaply, else
  * the first of the smallest fitting bin.  NULL if none. */
@@ -166,7 +186,10 @@ static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
   free_remove(a, s);
   if (s->npages > n) free_make(a, c, s->first + n, s->npages - n, s->dirty);
   s->npages = n;
-  if (s->dirty != XA_PAGES_DIRTY) xa_os_count_fresh((size_t)n << xa_os_page_shift);
+  if (s->dirty != XA_PAGES_DIRTY) {
+    xa_os_count_fresh((size_t)n << xa_os_page_shift);
+    if (few_dirty_pages(a, n)) xa_os_count_refault((size_t)n << xa_os_page_shift);
+  }
   return s;
 }
 
@@ -201,6 +224,7 @@ static void chunks_delete(struct xa_chunk *dead);
 static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint8_t dirty) {
   struct xa_chunk *c = xa_span_chunk(s);
   unsigned first = s->first, n = s->npages;
+  if (dirty == XA_PAGES_DIRTY) xa_decay_note(&a->decay, n);   /* freed now: young */
   if (s->state == XA_SPAN_SLAB) {
     /* The bitmap overlaps later pages' slots: zero it so no stale slot
      * looks like a span; and the pages stop being small-object pages. */
@@ -364,6 +388,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
     if (s->nfree == ci->nobjs) bin->nempty--;
     if (unlikely(s->purged)) {     /* its purged pages may be written again */
       xa_os_count_fresh((size_t)s->purged << xa_os_page_shift);
+      xa_os_count_refault((size_t)s->purged << xa_os_page_shift);
       s->purged = 0;
     }
     if (unlikely(xa_opt.secure)) {
@@ -695,6 +720,16 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
       continue;
     }
     free_remove(a, s);
+    size_t due = pages - done;
+    if (s->npages > due + XA_PURGE_MIN_PAGES) {
+      /* Purge only what is due, in whole XA_PURGE_MIN_PAGES: the rest of
+       * the span stays as it was, the oldest on the list. */
+      uint32_t cut = (uint32_t)((due + XA_PURGE_MIN_PAGES - 1) / XA_PURGE_MIN_PAGES * XA_PURGE_MIN_PAGES);
+      struct xa_span *rest = free_make(a, c, s->first + cut, s->npages - cut, s->dirty);
+      lru_remove(l, rest);
+      lru_push_front(l, rest);
+      s->npages = cut;
+    }
     s->state = XA_SPAN_PURGING;
     xa_chunk_mark_span(c, s);
     arena_unlock(a);
@@ -715,7 +750,9 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
   return done;
 }
 
-/* Dirty spans, oldest first, per the purge option. */
+/* Dirty spans, oldest first, per the purge option.  A span larger than
+ * what is due is split: the decay curve asks for a little of the newest
+ * pages each pass, which must not cost a whole chunk's free span. */
 static size_t purge_oldest(struct xa_arena *a, size_t pages) {
   return purge_list(a, &a->dirty_spans, pages, xa_opt.purge == xa_opt_purge_free, 0, 0);
 }
@@ -815,8 +852,9 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   size_t bytes = 0;
   if (a->dirty_pages) {             /* racy peek: skip the lock when clean */
     arena_lock(a);
-    if (unlikely(a->decay.decay_ms != xa_opt.dirty_decay_ms))   /* set by xalloc_ctl */
-      xa_decay_init(&a->decay, xa_opt.dirty_decay_ms, now);
+    int64_t ms = xa_decay_ms_now();
+    if (unlikely(a->decay.decay_ms != ms))   /* adapted (purge.h), or set by xalloc_ctl */
+      xa_decay_set_ms(&a->decay, ms, now);
     size_t limit = xa_decay_limit(&a->decay, now, a->dirty_pages);
     size_t pages = a->dirty_pages > limit ? purge_oldest(a, a->dirty_pages - limit) : 0;
     xa_decay_settle(&a->decay, a->dirty_pages);
@@ -824,7 +862,7 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
     bytes = pages << xa_os_page_shift;
   }
   if (a->dirty_slabs.head && xa_opt.dirty_decay_ms >= 0)
-    bytes += xa_arena_purge_slabs(a, now, (uint64_t)xa_opt.dirty_decay_ms * 1000000u);
+    bytes += xa_arena_purge_slabs(a, now, (uint64_t)xa_decay_ms_now() * 1000000u);
   if (a->muzzy_pages && muzzy_ms() >= 0) {     /* second stage */
     arena_lock(a);
     size_t pages = purge_list(a, &a->muzzy_spans, a->muzzy_pages, false, now,

@@ -15,6 +15,9 @@
 #define XA_FREE_BINS  (XA_FREE_EXACT + 16)
 /* Free spans a span request looks at for a dirty (resident) one. */
 #define XA_DIRTY_SCAN 16
+/* Decay purges free spans in runs of this many pages (256 KiB) at least:
+ * a larger span is split (few madvise calls, no whole span for a page). */
+#define XA_PURGE_MIN_PAGES 64
 
 struct xa_lru {
   struct xa_span *head, *tail;  /* oldest first */

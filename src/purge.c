@@ -73,17 +73,36 @@ static uint64_t reclaim_ns(void) {
   return ns < 50000000u ? 50000000u : ns;   /* at most 20 passes a second */
 }
 
+/* The regret of decay passes (decay.h), judged by whichever pass runs. */
+static struct xa_decay_adapt adapt;
+static int adapt_busy;
+
+/* purged: bytes the pass just purged by decay; urgent: a pass under memory
+ * pressure, which returns everything at the base decay time. */
+static void adapt_decay(uint64_t now, size_t purged, bool urgent) {
+  if (xa_opt.dirty_decay_ms <= 0) return;
+  if (__atomic_exchange_n(&adapt_busy, 1, __ATOMIC_ACQUIRE)) return;   /* another pass judges */
+  if (adapt.scale == 0 || urgent) xa_decay_adapt_init(&adapt, now, xa_os_refault());
+  unsigned scale = urgent ? 1 : xa_decay_adapt_update(&adapt, now, xa_os_refault(), purged, xa_opt.dirty_decay_ms);
+  __atomic_store_n(&xa_decay_scale, scale, __ATOMIC_RELAXED);
+  __atomic_store_n(&adapt_busy, 0, __ATOMIC_RELEASE);
+}
+
 size_t xa_purge_pass(uint64_t now) {
   if (xa_pressure_poll(now)) {       /* little headroom, or pressure: all back now */
     xa_pressure_purge();
+    adapt_decay(now, 0, true);
     return pending();
   }
   uint64_t next = __atomic_load_n(&reclaim_next, __ATOMIC_RELAXED);
   if (now >= next && __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false,
                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
     xa_tcache_reclaim(false);
+  size_t purged = xa_os_purged();
   xa_arena_decay_all(now);
+  purged = xa_os_purged() - purged;
   xa_huge_cache_decay(now);
+  adapt_decay(now, purged, false);
   return pending();
 }
 

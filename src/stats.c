@@ -5,6 +5,7 @@
 #include "tcache.h"
 #include "arena.h"
 #include "base.h"
+#include "decay.h"
 #include "explain.h"
 #include "fmt.h"
 #include "huge.h"
@@ -121,6 +122,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->tcache_reclaimed = xa_tcache_reclaimed();
   t->tcache_active = xa_tcache_active();
   t->purger_running = xa_purge_thread_running();
+  t->decay_scale = __atomic_load_n(&xa_decay_scale, __ATOMIC_RELAXED);
   struct xa_pressure_stats ps;
   xa_pressure_stats(&ps);
 #define XA_PRESSURE_COPY(name) t->name = ps.name;

@@ -28,6 +28,7 @@
   X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables)") \
   X(purged,          "bytes returned to the OS with madvise since start") \
   X(purge_runs,      "madvise calls made by purging") \
+  X(decay_scale,     "dirty_decay_ms is multiplied by this now (1-8): purged pages soon faulted back lengthen it") \
   X(lock_contended,  "arena lock acquisitions that had to wait") \
   X(tcache_reclaimed, "objects taken back from quiet threads' caches (purger, malloc_trim)") \
   X(tcache_budget,   "bytes all thread caches may hold: tcache_total_bytes, or 1/16 of a memory limit if lower") \

@@ -60,6 +60,7 @@ static void test_ctl_names(void **state) {
                                 "stats.prof_samples", "stats.prof_live", "stats.prof_live_bytes",
                                 "stats.prof_peak_bytes", "stats.prof_stacks", "stats.prof_dumps"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) get(names[i]);
+  assert_true(get("stats.decay_scale") >= 1 && get("stats.decay_scale") <= 8);
   /* the container: each cgroup.X is stats.cgroup_X; the values agree with
    * themselves (test/cgroup.sh checks them against real limits) */
   assert_true(get("stats.cgroup_version") <= 2);

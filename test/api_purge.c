@@ -289,7 +289,45 @@ static int mode_partly_purged(void) {
 }
 #endif
 
+#ifndef XA_TEST_GLIBC
+/* Bursts of work with pauses longer than the decay time: each pause
+ * returns the burst's pages and the next burst faults them in again.  The
+ * purger sees its purges come back and lengthens the decay time
+ * (stats.decay_scale); once the program stops, its memory still goes back,
+ * within the lengthened time. */
+static int mode_bursts(void) {
+  enum { N = 400, SIZE = 40000, BURSTS = 6 };   /* 16 MB of arena pages a burst */
+  static char *v[N];
+  unsigned scale = 1;
+  for (int b = 0; b < BURSTS; b++) {
+    for (int i = 0; i < N; i++) { v[i] = malloc(SIZE); if (!v[i]) return 2; memset(v[i], 1, SIZE); }
+    for (int i = 0; i < N; i++) free(v[i]);
+    usleep(400000);                              /* twice dirty_decay_ms */
+    scale = (unsigned)ctl("stats.decay_scale");
+  }
+  if (scale < 2) {
+    fprintf(stderr, "bursts: decay_scale still %u after %d bursts\n", scale, BURSTS);
+    return 1;
+  }
+  /* idle now: everything back within the decay time in force (x1.5 margin) */
+  double t0 = tu_now(), end = t0 + 0.2 * scale * 1.5 + 1.0;
+  while (tu_now() < end && ctl("stats.dirty")) usleep(20000);
+  fprintf(stderr, "bursts: decay_scale %u, dirty %llu after %.2f s idle\n", scale,
+          (unsigned long long)ctl("stats.dirty"), tu_now() - t0);
+  return ctl("stats.dirty") == 0 ? 0 : 3;
+}
+#endif
+
 /* ---- tests -------------------------------------------------------------- */
+
+static void test_decay_lengthens_for_bursts(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  assert_int_equal(run_self("bursts", "dirty_decay_ms:200"), 0);
+#endif
+}
 
 static void test_muzzy_stage(void **state) {
   (void)state;
@@ -677,6 +715,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "partly_purged")) return mode_partly_purged();
     if (!strcmp(argv[1], "noreclaim")) return mode_noreclaim();
     if (!strcmp(argv[1], "busy_idle")) return mode_busy_idle();
+    if (!strcmp(argv[1], "bursts")) return mode_bursts();
     if (!strcmp(argv[1], "start_rules")) return mode_start_rules();
     if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
     if (!strcmp(argv[1], "start_in_child")) return mode_start_in_child();
@@ -697,6 +736,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_inline_purging_without_thread),
       cmocka_unit_test(test_purger_does_not_block_exit),
       cmocka_unit_test(test_decay_never_until_trim),
+      cmocka_unit_test(test_decay_lengthens_for_bursts),
       cmocka_unit_test(test_muzzy_stage),
       cmocka_unit_test(test_partly_purged_slabs_decay),
 #ifndef XA_TEST_GLIBC
