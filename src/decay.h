@@ -52,16 +52,17 @@ XA_HIDDEN void xa_decay_set_ms(struct xa_decay *d, int64_t decay_ms, uint64_t no
  * the purger returns it during the pause, and the next burst faults the
  * same pages in again: both the madvise and the faults are wasted.  The
  * purger therefore watches what follows its purges.  Time is cut into
- * windows of one decay time.  Every page handed out fresh because no freed
- * resident page was left for it (xa_os_refault) while bytes purged by
- * decay are "owed" pays off that debt, oldest first: those are pages the
+ * windows of one decay time (arena pages only: huge blocks keep
+ * dirty_decay_ms).  Every page handed out fresh because no freed resident
+ * page was left for it (xa_os_refault) while bytes purged by decay are
+ * "owed" pays off that debt, oldest first: those are pages the
  * program would have reused had they not been purged.  As soon as a third
  * of a window's purged bytes has come back, the decay time grows
  * XA_DECAY_GROW-fold (up to XA_DECAY_SCALE_MAX times dirty_decay_ms):
  * quickly, because a program that pays faults for every pause pays them
- * from its first pauses on.  A window's purges are
- * last looked at XA_DECAY_REGRET_WINDOWS windows later: if less than a
- * tenth came back by then, the decay time halves (down to dirty_decay_ms).
+ * from its first pauses on.  A window's purges are last looked at
+ * XA_DECAY_REGRET_WINDOWS windows later: if less than a tenth came back by
+ * then, the decay time halves (down to dirty_decay_ms).
  * A program that stops returns its memory within the decay time in force,
  * and those last purges, which nothing follows, shorten it again. */
 #define XA_DECAY_SCALE_MAX 8u

@@ -155,19 +155,16 @@ void xa_os_purge(void *p, size_t size) {
   int saved = errno;
   madvise(p, size, MADV_DONTNEED);
   errno = saved;
-  __atomic_add_fetch(&xa_os_purged_bytes, size, __ATOMIC_RELAXED);
 }
 
 void xa_os_purge_lazy(void *p, size_t size) {
   int saved = errno;
   if (madvise(p, size, MADV_FREE) != 0) madvise(p, size, MADV_DONTNEED);   /* kernels before 4.5 */
   errno = saved;
-  __atomic_add_fetch(&xa_os_purged_bytes, size, __ATOMIC_RELAXED);
 }
 
 size_t xa_os_fresh_bytes;
 size_t xa_os_refault_bytes;
-size_t xa_os_purged_bytes;
 
 size_t xa_os_read_file(const char *path, char *buf, size_t size) {
   int saved = errno;

@@ -59,11 +59,6 @@ XA_HIDDEN extern size_t xa_os_refault_bytes;
 XA_INLINE void xa_os_count_refault(size_t n) { __atomic_add_fetch(&xa_os_refault_bytes, n, __ATOMIC_RELAXED); }
 XA_INLINE size_t xa_os_refault(void) { return __atomic_load_n(&xa_os_refault_bytes, __ATOMIC_RELAXED); }
 
-/* Bytes given back with xa_os_purge and xa_os_purge_lazy since start:
- * the purger compares them with the refaults that follow (decay.h). */
-XA_HIDDEN extern size_t xa_os_purged_bytes;
-XA_INLINE size_t xa_os_purged(void) { return __atomic_load_n(&xa_os_purged_bytes, __ATOMIC_RELAXED); }
-
 /* The most ever mapped through this layer. */
 XA_HIDDEN extern size_t xa_os_mapped_peak;
 /* The process's peak resident set size (VmHWM), 0 if unknown. */

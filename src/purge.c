@@ -98,9 +98,7 @@ size_t xa_purge_pass(uint64_t now) {
   if (now >= next && __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false,
                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
     xa_tcache_reclaim(false);
-  size_t purged = xa_os_purged();
-  xa_arena_decay_all(now);
-  purged = xa_os_purged() - purged;
+  size_t purged = xa_arena_decay_all(now);
   xa_huge_cache_decay(now);
   adapt_decay(now, purged, false);
   return pending();
