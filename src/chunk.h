@@ -96,9 +96,15 @@ XA_HIDDEN extern uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE];
 XA_INLINE bool xa_chunkmap_test(uintptr_t a) {
   /* A pointer above the mapped range is never ours (chunks there are
    * refused).  It must be rejected, not masked into range: free() would
-   * then read page info outside our chunks and index a bin with it. */
+   * then read page info outside our chunks and index a bin with it.
+   * A plain read, which the compiler folds into a compare with memory (an
+   * atomic load is not folded: one instruction more in free): a valid
+   * pointer's byte was set before the block was handed out, and that
+   * happened before this free; for a stray pointer the one-byte read
+   * races with a chunk being mapped or unmapped just as an atomic load
+   * would. */
   uintptr_t i = a >> XA_CHUNK_SHIFT;
-  return likely(i < XA_CHUNKMAP_SIZE) && __atomic_load_n(&xa_chunkmap[i], __ATOMIC_RELAXED) != 0;
+  return likely(i < XA_CHUNKMAP_SIZE) && xa_chunkmap[i] != 0;
 }
 XA_HIDDEN void xa_chunkmap_set(void *chunk, bool on);
 

@@ -44,7 +44,11 @@ _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by 
 #define XA_FREED_MARK ((uint16_t)0xf4a7)
 typedef uint16_t __attribute__((may_alias)) xa_mark_word;
 XA_INLINE bool xa_freed_marked(const void *p) { return *(const xa_mark_word *)p == XA_FREED_MARK; }
-XA_INLINE void xa_freed_mark(void *p) { *(xa_mark_word *)p = XA_FREED_MARK; }
+/* The mark is stored as 32 bits (the mark twice; every object has 16 bytes
+ * or more): one store of an immediate, where a 16-bit immediate store
+ * takes two instructions (gcc avoids the length-changing prefix). */
+typedef uint32_t __attribute__((may_alias)) xa_mark_store;
+XA_INLINE void xa_freed_mark(void *p) { *(xa_mark_store *)p = (uint32_t)XA_FREED_MARK * 0x10001u; }
 
 XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
 
