@@ -111,18 +111,13 @@ static inline void *new_nothrow(size_t n, size_t align, const nothrow_t *t, cons
 /* Like libstdc++: an alignment that is not a power of two is bad_alloc. */
 #define BAD_ALIGN(align) unlikely((align) == 0 || ((align) & ((align) - 1)))
 
-/* Sized delete: when n is exactly the size class of the small block p,
- * push p on the thread cache as free() would; anything else (large blocks,
- * a size from another class, invalid pointers) goes to free_sized, which
- * accepts what realloc may have left and reports a wrong size. */
+/* Sized delete: free()'s push when n is of the class of the small block
+ * p; anything else (large blocks, a size from another class, a full bin,
+ * invalid pointers) goes to free_sized's checking path, which accepts what
+ * realloc may have left and reports a wrong size. */
 static inline void delete_sized(void *p, size_t n) {
-  size_t cls = xa_small_class_of(p);
-  if (likely(cls != XA_CLS_NONE && n <= XA_SMALL_MAX && xa_sizeclass_of(n) == cls)) {
-    if (likely(xa_tc_push_freed(cls, p))) return;
-    xa_free_slow(p);
-    return;
-  }
-  free_sized(p, n);
+  if (likely(xa_free_sized_fast(p, n))) return;
+  xa_free_sized_checked(p, n);
 }
 
 /* Aligned delete: checked like free_aligned_sized; without a size, only

@@ -27,6 +27,8 @@
 
 XA_HIDDEN void *xa_malloc_slow(size_t n);
 XA_HIDDEN void xa_free_slow(void *p);
+/* free_sized's checking path (malloc.c): any block, any size. */
+XA_HIDDEN void xa_free_sized_checked(void *p, size_t size);
 /* free_aligned_sized's check and free; sized false: the size is unknown
  * (C++ aligned delete without one), only the alignment is checked. */
 XA_HIDDEN void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char *fn);
@@ -84,20 +86,39 @@ XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) {
   return ok;
 }
 
-/* xa_small_lookup inlined, with the class's divisibility constant read
- * from the bin (pageinfo.cls of a non-slab page indexes the dummy bin). */
+/* free()'s push of p, whose page info is *pi (p lies in one of our
+ * chunks): xa_small_lookup's object-start test with the class's
+ * divisibility constant read from the bin (pageinfo.cls of a non-slab page
+ * indexes the dummy bin, whose constant never divides), then the push.
+ * False: nothing was done. */
+XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) {
+  size_t cls_scaled = pi->cls_scaled;       /* read before the claim's barrier */
+  uint64_t off = (uint32_t)(uintptr_t)p - pi->start32;
+  struct xa_tcache *tc = xa_tc;
+  xa_tc_claim(tc);
+  struct xa_tbin *b = xa_tbin_scaled(tc, cls_scaled);
+  uint64_t magic = b->divmagic;
+  bool ok = likely(off * magic < magic) && likely(xa_tbin_push_freed(b, p));
+  xa_tc_release(tc);
+  return ok;
+}
+
 XA_INLINE void xa_free_fast(void *p) {
-  uintptr_t a = (uintptr_t)p;
-  if (likely(xa_chunkmap_test(a))) {
-    const struct xa_pageinfo *pi = xa_chunk_info(xa_chunk_of(p), p);
-    struct xa_tcache *tc = xa_tc;
-    xa_tc_claim(tc);
-    struct xa_tbin *b = xa_tbin_scaled(tc, pi->cls_scaled);
-    uint64_t magic = b->divmagic;
-    bool ok = likely((uint64_t)((uint32_t)a - pi->start32) * magic < magic) && likely(xa_tbin_push_freed(b, p));
-    xa_tc_release(tc);
-    if (likely(ok)) return;
-  }
+  if (likely(xa_chunkmap_test((uintptr_t)p)) && likely(xa_free_push(p, xa_chunk_info(xa_chunk_of(p), p)))) return;
   xa_free_slow(p);
+}
+
+/* A free that is told the size n (sized delete, free_sized): when n's
+ * class is the class of p's page, the same push as free(), and the size
+ * costs one table load and compare (the table holds scaled classes, as the
+ * page does; a non-slab page's never matches).  False: nothing was done,
+ * and the caller's checking path decides (a large block, a size from
+ * another class, a full bin, a bad pointer). */
+XA_INLINE bool xa_free_sized_fast(void *p, size_t n) {
+  if (likely(xa_chunkmap_test((uintptr_t)p)) && likely(n <= XA_SMALL_MAX)) {
+    const struct xa_pageinfo *pi = xa_chunk_info(xa_chunk_of(p), p);
+    return likely(xa_sizeclass_scaled(n) == pi->cls_scaled) && likely(xa_free_push(p, pi));
+  }
+  return false;
 }
 #endif

@@ -476,8 +476,9 @@ static struct block as_asked(const void *p, struct block b) {
 }
 
 /* free_sized: the size malloc, calloc or realloc was given (checked:
- * made_for or realloc_left). */
-XA_EXPORT void free_sized(void *p, size_t size) {
+ * made_for or realloc_left).  The fast path takes a small block freed with
+ * a size of its class; everything else is checked here. */
+void xa_free_sized_checked(void *p, size_t size) {
   if (!p) return;
   struct block b = lookup(p);
   struct block asked = as_asked(p, b);
@@ -487,6 +488,11 @@ XA_EXPORT void free_sized(void *p, size_t size) {
     return;                            /* abort_on_error:false: not freed */
   }
   free_block(p, b, "free_sized");
+}
+
+XA_EXPORT void free_sized(void *p, size_t size) {
+  if (likely(xa_free_sized_fast(p, size))) return;
+  xa_free_sized_checked(p, size);
 }
 
 void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char *fn) {

@@ -284,6 +284,26 @@ static void test_double_free_sized(void **s)
 #endif
 }
 
+/* An interior pointer of a small block, with a size of the block's class:
+ * the sized fast path must still test for an object's start. */
+#ifndef XA_TEST_GLIBC
+static int c_interior_free_sized(void *a)
+{
+    char *p = malloc(100);
+    TU_CHK(p != NULL);
+    set_expected(p + 16);
+    free_sized(opqp(p + 16), 100);
+    return 0;
+}
+#endif
+static void test_interior_free_sized(void **s)
+{
+    XALLOC_ONLY();
+#ifndef XA_TEST_GLIBC
+    expect_abort("free_sized(p + 16)", c_interior_free_sized, "free_sized", "invalid pointer");
+#endif
+}
+
 /* realloc to a new block frees the old one. */
 static int c_free_after_realloc_move(void *a)
 {
@@ -598,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_double_free_flushed),
         cmocka_unit_test(test_double_free_after_write),
         cmocka_unit_test(test_double_free_sized),
+        cmocka_unit_test(test_interior_free_sized),
         cmocka_unit_test(test_free_after_realloc_move),
         cmocka_unit_test(test_double_free_1m),
         cmocka_unit_test(test_double_free_16m),
