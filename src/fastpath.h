@@ -92,13 +92,11 @@ XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) {
  * indexes the dummy bin, whose constant never divides), then the push.
  * False: nothing was done. */
 XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) {
-  size_t cls_scaled = pi->cls_scaled;       /* read before the claim's barrier */
-  uint64_t off = (uint32_t)(uintptr_t)p - pi->start32;
   struct xa_tcache *tc = xa_tc;
   xa_tc_claim(tc);
-  struct xa_tbin *b = xa_tbin_scaled(tc, cls_scaled);
+  struct xa_tbin *b = xa_tbin_scaled(tc, pi->cls_scaled);
   uint64_t magic = b->divmagic;
-  bool ok = likely(off * magic < magic) && likely(xa_tbin_push_freed(b, p));
+  bool ok = likely((uint64_t)((uint32_t)(uintptr_t)p - pi->start32) * magic < magic) && likely(xa_tbin_push_freed(b, p));
   xa_tc_release(tc);
   return ok;
 }
