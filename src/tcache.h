@@ -1,6 +1,6 @@
 /* Thread caches: per thread, per small class, a bounded array stack of
  * object pointers.  The only thing written into a cached object is the
- * freed mark in its first two bytes (XA_FREED_MARK), which catches double
+ * freed mark in its first four bytes (XA_FREED_MARK twice), which catches double
  * frees.
  * The fast path (fastpath.h) pops and pushes; everything here is the slow
  * path: creating the cache on a thread's first call, batch refill and
@@ -32,8 +32,9 @@ struct xa_tbin {
 
 _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
 
-/* A cached free object's first two bytes hold this mark.  16 bits, read
- * and written as 16 bits: a program that stores a narrow field at the start
+/* A cached free object's first two bytes hold this mark (its first four
+ * bytes hold it twice: xa_freed_mark).  Read as 16 bits: a program that
+ * stores a narrow field at the start
  * of an object just before freeing it (a 16- or 32-bit reference count
  * decremented to zero) has that store forwarded to free()'s load, where an
  * 8-byte load would wait for it to reach the cache (a store-forwarding
