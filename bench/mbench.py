@@ -5,6 +5,7 @@
                           [--mimalloc3 PATH/libmimalloc.so.3] [--runs 3]
                           [--procs 2 | --procs-list 1,4,8,16] [--seconds 5]
                           [--only row,row] [--xalloc-conf LABEL=CONF]
+                          [--xalloc-lib LABEL=PATH] [--skip name,name]
 
 mimalloc-bench (github.com/daanx/mimalloc-bench) is the suite the field
 quotes.  Neither its sources nor its binaries belong in this repository:
@@ -22,7 +23,9 @@ xalloc (lib/libxalloc.so), glibc, the Debian jemalloc, tcmalloc and
 mimalloc 2.0 where installed, and mimalloc 3 when --mimalloc3 names its
 library (also built outside this repository).  BENCH_XALLOC, BENCH_JEMALLOC,
 BENCH_TCMALLOC and BENCH_MIMALLOC name other copies of the libraries (on a
-machine without the Debian packages).
+machine without the Debian packages).  --xalloc-lib adds another xalloc
+build under its own label (an interleaved A/B of two commits); --skip
+leaves allocators out.
 
 --procs-list runs the rows at each thread count in turn (one table per
 count, then a scaling table of xalloc against the best peer); --seconds
@@ -100,6 +103,9 @@ def allocators(args):
         al = R.Alloc(label, lib)
         al.conf = conf
         a.append(al)
+    for v in args.xalloc_lib:
+        label, path = v.split("=", 1)
+        a.append(R.Alloc(label, path))
     a.append(R.Alloc("glibc", None))
     for name, pats, _ in R.PEERS:
         hits = [h for p in pats for h in sorted(glob.glob(p))]
@@ -111,7 +117,8 @@ def allocators(args):
             print("note: %s not installed, skipped" % name, file=sys.stderr)
     if args.mimalloc3:
         a.append(R.Alloc("mimalloc3", args.mimalloc3))
-    return a
+    skip = set(x for x in args.skip.split(",") if x)
+    return [al for al in a if al.name not in skip]
 
 
 def measure(args, ws, als, scratch):
@@ -144,7 +151,7 @@ def median_of(cells, wname, aname, key):
 
 
 def variants(args):
-    return ["xalloc"] + [v.split("=", 1)[0] for v in args.xalloc_conf]
+    return ["xalloc"] + [v.split("=", 1)[0] for v in args.xalloc_conf + args.xalloc_lib]
 
 
 def table(args, ws, names, cells, failed):
@@ -216,6 +223,9 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--xalloc-conf", action="append", default=[],
                     help="LABEL=CONF: also xalloc with XALLOC_CONF=CONF")
+    ap.add_argument("--xalloc-lib", action="append", default=[],
+                    help="LABEL=PATH: also another xalloc build (e.g. the base of an A/B)")
+    ap.add_argument("--skip", default="", help="allocators left out, e.g. glibc,jemalloc")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "mbench"))
     args = ap.parse_args()
