@@ -50,7 +50,16 @@ static int sys_close(int fd) {
   return (int)syscall(SYS_close, fd);
 }
 
+/* The process id that xa_os_thread_alive asks the kernel about: read
+ * once, not per call (glibc no longer caches getpid, and new thread caches
+ * check other threads).  A fork child forgets it; a child made without
+ * fork() (a raw clone) still holds its parent's id, so there a thread of
+ * its own reads as gone: that verdict is checked against getpid() before
+ * it counts. */
+static int32_t alive_pid;
+
 void xa_os_postfork_child(void) {
+  __atomic_store_n(&alive_pid, 0, __ATOMIC_RELAXED);
   for (int i = 0; i < TRANSIENT_MAX; i++) {
     int v = __atomic_exchange_n(&transient[i], 0, __ATOMIC_RELAXED);
     if (v) syscall(SYS_close, v - 1);
@@ -284,7 +293,19 @@ int32_t xa_os_tid(void) { return (int32_t)syscall(SYS_gettid); }
 
 bool xa_os_thread_alive(int32_t tid) {
   int saved = errno;
-  bool alive = syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno != ESRCH;
+  int32_t pid = __atomic_load_n(&alive_pid, __ATOMIC_RELAXED);
+  if (!pid) {
+    pid = (int32_t)getpid();
+    __atomic_store_n(&alive_pid, pid, __ATOMIC_RELAXED);
+  }
+  bool alive = syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
+  if (!alive) {
+    int32_t now = (int32_t)getpid();
+    if (now != pid) {
+      __atomic_store_n(&alive_pid, now, __ATOMIC_RELAXED);
+      alive = syscall(SYS_tgkill, now, tid, 0) == 0 || errno != ESRCH;
+    }
+  }
   errno = saved;
   return alive;
 }

@@ -229,17 +229,31 @@ static bool tcache_is_live(const struct xa_tcache *tc) {
 /* glibc runs thread-specific data destructors for at most
  * PTHREAD_DESTRUCTOR_ITERATIONS rounds: a thread whose first allocation
  * comes in the last round gets a cache whose destructor never runs.  Each
- * new cache checks two live ones, and one whose thread is gone is flushed
- * and recycled.  A reused thread id only delays that; the check (a signal-0
- * tgkill) runs with no lock held. */
+ * new cache looks at up to four live ones and asks the kernel (a signal-0
+ * tgkill, with no lock held) about at most two: those whose thread made no
+ * call since the sweep last looked, since a thread that did is not gone
+ * for long enough to matter.  So programs that start and end threads all
+ * the time pay no system call here, while an orphan is found on the
+ * second look; it is then flushed and recycled.  A reused thread id only
+ * delays that.  With SWEEP_MIN_LIVE caches or fewer live there is no
+ * sweep at all: orphans are rare, and that few cost little. */
+#define SWEEP_MIN_LIVE 32
 static void tcache_sweep_orphans(void) {
-  for (int i = 0; i < 2; i++) {
+  if (__atomic_load_n(&tc_nlive, __ATOMIC_RELAXED) <= SWEEP_MIN_LIVE) return;
+  for (int looked = 0, asked = 0; looked < 4 && asked < 2; looked++) {
     xa_lock(&tc_lock);
     struct xa_tcache *tc = tc_cursor ? tc_cursor : tc_live;
     tc_cursor = tc ? tc->next : NULL;
-    int32_t tid = tc ? tc->tid : 0;
+    int32_t tid = 0;
+    if (tc) {
+      uint32_t e = __atomic_load_n(&tc->entered, __ATOMIC_RELAXED);
+      if (e == tc->sweep_seen) tid = tc->tid;
+      tc->sweep_seen = e;
+    }
     xa_unlock(&tc_lock);
-    if (!tid || xa_os_thread_alive(tid)) continue;
+    if (!tid) continue;
+    asked++;
+    if (xa_os_thread_alive(tid)) continue;
     xa_lock(&tc_lock);
     /* not retired meanwhile (then it may be unmapped, or reused) */
     bool orphan = tcache_is_live(tc) && tc->tid == tid;
@@ -345,7 +359,7 @@ static struct xa_tcache *tcache_new(void) {
   }
   counts_start(tc);
   gates_open(tc);
-  tc->entered = tc->left = tc->entered_seen = 0;
+  tc->entered = tc->left = tc->entered_seen = tc->sweep_seen = 0;
   tc->reclaim = tc->gates_closed = tc->idle = 0;
   tc->events = 0;
   tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);

@@ -62,6 +62,7 @@ struct xa_tcache {
    * handler's malloc).  Written by the owner only, read by reclaimers. */
   uint32_t entered, left;
   uint32_t entered_seen;            /* entered at the last reclaim pass */
+  uint32_t sweep_seen;              /* entered when the orphan sweep last looked (tcache.c) */
   uint8_t gates_closed;             /* by a reclaimer; only the owner reopens
                                        them (claim_slow), both under tc_lock */
   uint8_t reclaim;                  /* a candidate of the running reclaim pass */

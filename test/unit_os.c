@@ -2,12 +2,19 @@
  * file being read) when another thread forks is closed in the child, so
  * the child's lowest free descriptor numbers are what the program
  * expects (GLib's gsubprocess fd-conflation test failed once on a copy
- * of one); descriptors xalloc closed itself are not touched again. */
+ * of one); descriptors xalloc closed itself are not touched again.
+ * Thread liveness (the orphaned-cache sweep's question) is right for a
+ * live thread, a joined one, and in a child made by a raw fork system call,
+ * where no atfork handler told xalloc its process id changed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,9 +53,52 @@ static void test_fork_closes_transient_fds(void **state) {
   close(other);
 }
 
+static int32_t worker_tid;
+static pthread_mutex_t worker_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *worker(void *arg) {
+  (void)arg;
+  __atomic_store_n(&worker_tid, xa_os_tid(), __ATOMIC_RELEASE);
+  pthread_mutex_lock(&worker_mu);          /* held by the test until it has looked */
+  pthread_mutex_unlock(&worker_mu);
+  return NULL;
+}
+
+static void test_thread_alive(void **state) {
+  (void)state;
+  assert_true(xa_os_thread_alive(xa_os_tid()));
+  pthread_mutex_lock(&worker_mu);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, worker, NULL), 0);
+  while (!__atomic_load_n(&worker_tid, __ATOMIC_ACQUIRE)) sched_yield();
+  int32_t tid = worker_tid;
+  assert_true(xa_os_thread_alive(tid));
+  pthread_mutex_unlock(&worker_mu);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  /* Gone once the kernel has reaped it, which may come just after the
+   * join (the join wakes when the thread's id word is cleared, before the
+   * reaping); a reuse of the id meanwhile would need 2^15 or more thread
+   * creations.  Two seconds turn a wrong answer into a failure. */
+  int waited = 0;
+  while (xa_os_thread_alive(tid) && waited < 2000) {
+    usleep(1000);
+    waited++;
+  }
+  assert_false(xa_os_thread_alive(tid));
+  /* A raw fork: the child's only thread must read as alive although
+   * xalloc still holds the parent's process id. */
+  pid_t pid = (pid_t)syscall(SYS_fork);
+  if (pid == 0) _exit(xa_os_thread_alive(xa_os_tid()) ? 0 : 1);
+  assert_true(pid > 0);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_closes_transient_fds),
+      cmocka_unit_test(test_thread_alive),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
