@@ -375,13 +375,51 @@ static unsigned slab_random_slot(struct xa_arena *a, struct xa_span *s, unsigned
   return w * 64 + (unsigned)__builtin_ctzl(bits);
 }
 
+/* Arenas are per CPU, but which CPU frees what is up to the program: one
+ * arena can sit on megabytes of dirty (resident) pages that a thread now
+ * on another CPU could reuse, while its own arena faults in fresh ones
+ * (rptest: each phase's new threads find the last phase's pages in the
+ * other arena).  Called with a locked, before a takes n pages: another
+ * arena to take them from instead, if a has no dirty span of n pages and
+ * that one has plenty of dirty pages (its count read racily; at least
+ * XA_BORROW_MIN_PAGES and 4n, so that a span of n is likely among them);
+ * else NULL.  The slab or block then belongs to that arena: frees go back
+ * to it.  Arenas outside xa_arenas (the unit tests' own) keep to
+ * themselves. */
+static struct xa_arena *dirty_elsewhere(struct xa_arena *a, uint32_t n) {
+  unsigned narenas = xa_arena_used();     /* M_ARENA_MAX: no arena beyond it */
+  if (narenas < 2 || a->index >= narenas || xa_arenas[a->index] != a || free_find_dirty(a, n)) return NULL;
+  struct xa_arena *best = NULL;
+  size_t most = (size_t)n * 4 > XA_BORROW_MIN_PAGES ? (size_t)n * 4 : XA_BORROW_MIN_PAGES;
+  for (unsigned i = 0; i < narenas; i++) {
+    size_t d = __atomic_load_n(&xa_arenas[i]->dirty_pages, __ATOMIC_RELAXED);
+    if (xa_arenas[i] != a && d >= most) { most = d; best = xa_arenas[i]; }
+  }
+  return best;
+}
+
 unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned want) {
   const struct xa_class_info *ci = &xa_classes[cls];
   struct xa_bin *bin = &a->bins[cls];
   unsigned got = 0, nw = (ci->nobjs + 63) / 64;
+  bool may_move = true;
   arena_lock(a);
   while (got < want) {
     struct xa_span *s = bin->nonfull;
+    if (!s && may_move) {
+      /* a new slab is due: carve it where dirty pages wait (once; with
+       * objects in hand, return them and let the next refill move) */
+      struct xa_arena *o = dirty_elsewhere(a, ci->slab_pages);
+      may_move = false;
+      if (o && got) break;
+      if (o) {
+        arena_unlock(a);
+        a = o;
+        bin = &a->bins[cls];
+        arena_lock(a);
+        continue;
+      }
+    }
     if (!s && !(s = slab_new(a, cls))) break;
     char *base = xa_span_addr(s);
     unsigned before = got;
@@ -595,6 +633,12 @@ void *xa_arena_alloc_large(struct xa_arena *a, size_t size, size_t align) {
   if (np + extra > usable_pages()) return NULL;
   struct xa_chunk *dead = NULL;
   arena_lock(a);
+  struct xa_arena *o = dirty_elsewhere(a, (uint32_t)(np + extra));
+  if (o) {
+    arena_unlock(a);
+    a = o;
+    arena_lock(a);
+  }
   struct xa_span *s = span_grab(a, (uint32_t)(np + extra));
   if (!s) { arena_unlock(a); return NULL; }
   uint8_t st = s->dirty;         /* the trimmed ends go back in this state */

@@ -15,6 +15,13 @@
 #define XA_FREE_BINS  (XA_FREE_EXACT + 16)
 /* Free spans a span request looks at for a dirty (resident) one. */
 #define XA_DIRTY_SCAN 16
+/* Dirty pages another arena must hold, at least, before a span request
+ * is served from it rather than from fresh pages (dirty_elsewhere): a
+ * surplus (1 MiB), not the few pages any busy arena has.  With 32 pages,
+ * larson's two threads kept carving from one arena and contended for its
+ * lock (40% slower); with 256, a thread stops borrowing once the surplus
+ * is used up. */
+#define XA_BORROW_MIN_PAGES 256
 /* Decay purges free spans in runs of this many pages (256 KiB) at least:
  * a larger span is split (few madvise calls, no whole span for a page). */
 #define XA_PURGE_MIN_PAGES 64

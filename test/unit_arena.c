@@ -221,6 +221,51 @@ static void test_dirty_pages_reused_first(void **state) {
   assert_int_equal(free_span_count(a), 1);  /* all clean: one span again */
 }
 
+/* An arena about to take fresh pages while another holds plenty of dirty
+ * ones takes the other's instead: a large block and a new slab requested
+ * from arena Y, whose own dirty pages are gone, land on the dirty pages
+ * arena X was left with (per-CPU arenas: the threads that freed them may
+ * run elsewhere now).  A private arena never borrows (the tests above). */
+static void test_dirty_pages_borrowed_across_arenas(void **state) {
+  (void)state;
+  if (xa_arena_count() < 2) skip();
+  int64_t decay = xa_opt.dirty_decay_ms;
+  xa_opt.dirty_decay_ms = -1;              /* the purger leaves the dirty pages be */
+  size_t page = xa_os_page;
+  struct xa_arena *x = xa_arenas[0], *y = xa_arenas[1];
+  xa_arena_purge(x);
+  xa_arena_purge(y);
+  char *big[5];                            /* 320 dirty pages: over XA_BORROW_MIN_PAGES */
+  for (int i = 0; i < 5; i++) {
+    big[i] = xa_arena_alloc_large(x, 64 * page, page);
+    assert_non_null(big[i]);
+    assert_ptr_equal(xa_chunk_of(big[i])->arena, x);
+  }
+  for (int i = 0; i < 5; i++) xa_arena_free_large(xa_arena_large_span(big[i]));
+  assert_true(x->dirty_pages >= 320);
+  _Static_assert(XA_BORROW_MIN_PAGES <= 320, "the test frees enough");
+  assert_int_equal(y->dirty_pages, 0);
+  size_t before = x->dirty_pages;
+  char *blk = xa_arena_alloc_large(y, 8 * page, page);
+  assert_non_null(blk);
+  assert_ptr_equal(xa_chunk_of(blk)->arena, x);   /* not a fresh span of y's */
+  assert_int_equal(x->dirty_pages, before - 8);
+  /* a slab for a class y has none of: carved on x's dirty pages too */
+  unsigned cls = XA_NSMALL - 1;
+  if (y->bins[cls].nonfull) skip();
+  void *obj = NULL;
+  assert_int_equal(xa_arena_refill(y, cls, &obj, 1), 1);
+  assert_ptr_equal(xa_chunk_of(obj)->arena, x);
+  assert_int_equal(x->dirty_pages, before - 8 - xa_classes[cls].slab_pages);
+  check(x);
+  check(y);
+  xa_arena_flush(&obj, 1, "free");
+  xa_arena_free_large(xa_arena_large_span(blk));
+  xa_arena_purge(x);
+  check(x);
+  xa_opt.dirty_decay_ms = decay;
+}
+
 /* A chunk whose free pages are in two states is wholly free all the same:
  * it counts as a spare, decay unmaps it beyond XA_SPARE_CHUNKS, and
  * release_spares returns the rest. */
@@ -548,6 +593,7 @@ int main(void) {
       cmocka_unit_test(test_empty_slabs_kept_then_purged),
       cmocka_unit_test(test_large_alignment_and_coalesce),
       cmocka_unit_test(test_dirty_pages_reused_first),
+      cmocka_unit_test(test_dirty_pages_borrowed_across_arenas),
       cmocka_unit_test(test_whole_chunks_in_several_spans),
       cmocka_unit_test(test_grow_over_split_free_pages),
       cmocka_unit_test(test_large_resize_in_place),
