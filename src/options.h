@@ -17,7 +17,7 @@
 #define XA_OPTIONS(X) \
   X(narenas,           INT,  0,     0, 1024, 0, "arenas; 0 = one per CPU") \
   X(tcache,            BOOL, 1,     0, 1, 0, "per-thread caches of small objects") \
-  X(tcache_bytes,      INT,  65536, 0, 1 << 20, 0, "bytes cached per thread per size class (8..1024 objects)") \
+  X(tcache_bytes,      INT,  65536, 0, 1 << 20, 0, "bytes cached per thread per size class (8..1024 objects; up to 4x for a class of 1 KiB or more that a thread both allocates and frees in bursts)") \
   X(tcache_total_bytes, INT, 32 << 20, 1 << 20, 1L << 40, 0, "bytes all thread caches together may hold: each bin's share shrinks as threads multiply") \
   X(tcache_reclaim,    BOOL, 1,     0, 1, 0, "empty the caches of quiet threads from the purger and malloc_trim (uses membarrier)") \
   X(dirty_decay_ms,    INT,  1000,  -1, 3600000, 1, "ms over which freed pages decay to the OS; 0 = at once, -1 = never") \

@@ -23,6 +23,7 @@ struct xa_class_info {
   uint32_t slab_pages;  /* pages per slab */
   uint32_t nobjs;       /* objects per slab */
   uint32_t tcache_cap;  /* thread cache slots (xa_tcache_init_global) */
+  uint32_t tcache_max;  /* slots a boosted bin may have (tcache.c) */
   uint64_t recip;       /* ceil(2^40 / size): offset -> index by multiply */
   uint32_t page_objs;   /* free objects that may make a whole page free */
   uint32_t empty_keep;  /* empty slabs an arena's bin keeps (XA_EMPTY_SLAB_BYTES) */

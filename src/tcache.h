@@ -76,6 +76,8 @@ struct xa_tcache {
   int32_t tid;                      /* owner's kernel thread id */
   uint8_t missed[XA_NSMALL];        /* bin refilled since last GC */
   uint8_t slow_start[XA_NSMALL];    /* refill takes half the full bin >> this */
+  uint8_t boost[XA_NSMALL];         /* bin's capacity: tcache_cap << boost, at
+                                       most tcache_max (tcache.c) */
   void **end[XA_NSMALL];            /* each bin's stack + capacity */
   /* Allocations counted per class: nmalloc[c] in periods that ended, and
    * period[c] - bins[c].countdown in the running one.  A period is

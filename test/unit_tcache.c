@@ -379,6 +379,79 @@ static void test_many_threads_budget(void **state) {
   assert_true(m_after < m_alive / 4);
 }
 
+/* Boost: a bin of a class whose slabs hold few objects that runs empty
+ * and then overflows within one GC period doubles its capacity instead of
+ * flushing, twice at most; each GC period in which it does not run empty
+ * takes one doubling back.  Small classes never boost. */
+static unsigned boost_class(void) {
+  for (unsigned c = 0; c < XA_NSMALL; c++)
+    if (xa_classes[c].nobjs <= 8 && xa_classes[c].tcache_cap * 4 <= 1024) return c;
+  return XA_NSMALL;
+}
+
+/* Bin c of tc filled to its capacity with objects from the arena. */
+static void fill_bin(struct xa_tcache *tc, unsigned c) {
+  static void *more[1024];
+  struct xa_tbin *b = &tc->bins[c];
+  uint32_t need = (uint32_t)(tc->end[c] - b->top);
+  assert_int_equal(xa_arena_refill(xa_arena_choose(), c, more, need), need);
+  for (uint32_t i = 0; i < need; i++) *b->top++ = more[i];
+}
+
+static void *boost_body(void *arg) {
+  uint32_t *caps = arg;                          /* [0..5] overflows, [6..7] after GCs */
+  void *p0 = malloc(24);                         /* creates this thread's cache */
+  free(p0);
+  struct xa_tcache *tc = xa_tcache_get();
+  unsigned c = boost_class();
+  struct xa_tbin *b = &tc->bins[c];
+  void *p = xa_tcache_alloc_refill(tc, c, &news);   /* ran empty: a refill */
+  for (int k = 0; k < 6; k++) {
+    fill_bin(tc, c);
+    news = 0;
+    assert_true(xa_tcache_free_flush(tc, c, p, &news));
+    caps[k] = xa_tbin_cap(tc, c);
+    if (news & XA_TC_RETURNED) caps[k] |= 1u << 31;   /* flushed: no more room */
+    p = *--b->top;                               /* as malloc would */
+  }
+  xa_arena_flush(&p, 1, "free");
+  for (int g = 0; g < 2; g++) {                  /* quiet through a GC sweep each */
+    tc->missed[c] = 0;
+    for (int i = 0; i < 300; i++) {              /* drive the GC clock */
+      void *q = xa_tcache_alloc_refill(tc, 11, &news);
+      xa_tcache_free_flush(tc, 11, q, &news);
+      if (i == 0) tc->missed[c] = 0;
+    }
+    caps[6 + g] = xa_tbin_cap(tc, c);
+  }
+  xa_tcache_flush_all();
+  return NULL;
+}
+
+static void test_boost(void **state) {
+  (void)state;
+  unsigned c = boost_class();
+  assert_true(c < XA_NSMALL);
+  assert_true(xa_classes[c].size >= 1024);
+  uint32_t base = xa_classes[c].tcache_cap, max = xa_classes[c].tcache_max;
+  assert_int_equal(max, base * 4);
+  assert_int_equal(xa_classes[CLS].tcache_max, xa_classes[CLS].tcache_cap);   /* 64 B: never */
+  uint32_t caps[8];
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, boost_body, caps), 0);
+  pthread_join(t, NULL);
+  /* the bin reaches base (from its small area), then 2x and 4x, then flushes */
+  int k = 0;
+  while (k < 6 && caps[k] < base) k++;
+  assert_true(k < 4);
+  if (caps[k] == base) k++;                      /* grew to base without flushing */
+  assert_int_equal(caps[k], base * 2);
+  assert_int_equal(caps[k + 1], max);
+  assert_int_equal(caps[k + 2], max | 1u << 31);
+  assert_int_equal(caps[6], base * 2);           /* one quiet period: one step back */
+  assert_int_equal(caps[7], base);
+}
+
 int main(void) {
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
@@ -391,6 +464,7 @@ int main(void) {
       cmocka_unit_test(test_thread_exit_recycles),
       cmocka_unit_test(test_reclaim),
       cmocka_unit_test(test_many_threads_budget),
+      cmocka_unit_test(test_boost),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
