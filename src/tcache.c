@@ -70,7 +70,8 @@ static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_l
  * and up) are boosted: a small class's slab absorbs the round trips, and
  * boosting those too cost sh8bench 70% more peak RSS for no more speed.
  * On mimalloc-bench's rptest (8..16000 bytes, half freed by the other
- * thread) the boost halves the time and a third of the peak RSS. */
+ * thread) the boost halves the time and cuts peak RSS by 40% (2 CPUs,
+ * 5 runs: 0.655 -> 0.313 s relative time, 22.3 -> 13.1 MB). */
 #define BOOST_MAX 2
 #define BOOST_SLAB_OBJS 8
 
