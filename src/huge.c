@@ -24,8 +24,20 @@
  * dirty extent.  Blocks are found by address in an open-addressing hash
  * table, and their sizes also without a lock in the huge-block map
  * (hugemap.h).  In secure mode every block is its own mapping with a guard page
- * after it, unmapped when freed. */
+ * after it, unmapped when freed.
+ *
+ * All of this is sharded: one shard per arena (at most XA_HUGE_SHARDS),
+ * each with its own lock, regions, free extents and block table, and a
+ * block is allocated from the shard of the CPU that asks.  Two threads
+ * that grow tensors (allocate, copy, free, many times a second) then no
+ * longer pass one lock back and forth, and a block freed on a CPU is
+ * reused on that CPU while its lines are still in its cache.  A block
+ * goes back to the shard of its region, found in the huge-block map with
+ * its size.  Before a shard takes fresh pages for a block, it looks for
+ * resident pages in the other shards (trylock, no waiting), so memory
+ * freed on one CPU is not faulted in again next to it on another. */
 #include "huge.h"
+#include "arena.h"
 #include "extent.h"
 #include "hugemap.h"
 #include "lock.h"
@@ -35,32 +47,68 @@
 #include <string.h>
 
 #define XA_REGION_SIZE ((size_t)1 << 30)
-#define REGIONS_MAX 4096
+#define REGIONS_MAX 1024        /* per shard */
 
 struct region { uintptr_t base; size_t size; size_t free_bytes; };
 
 struct huge_ent {
   uintptr_t p;          /* block address; 0 empty, 1 deleted */
   size_t size;          /* bytes (page multiple) */
-  uint32_t region;      /* regions[] index, or NO_REGION: own mapping */
+  uint32_t region;      /* the shard's regions[] index, or NO_REGION: own mapping */
 };
 #define NO_REGION UINT32_MAX
 
-static xa_lock_t huge_lock = XA_LOCK_INIT;
-static struct huge_ent *tab;
-static size_t tab_cap;          /* power of two */
-static size_t tab_used;         /* live + deleted */
-static size_t huge_count, huge_bytes;
+struct huge_shard {
+  xa_lock_t lock;
+  struct huge_ent *tab;         /* live blocks by address */
+  size_t tab_cap;               /* power of two */
+  size_t tab_used;              /* live + deleted */
+  size_t count, bytes;          /* live blocks */
+  struct region regions[REGIONS_MAX];
+  unsigned nregions;            /* slots used (a released one has size 0) */
+  struct xa_extents ix;         /* the free extents */
+  size_t dirty_bytes;
+} __attribute__((aligned(64)));
+
+static struct huge_shard shards[XA_HUGE_SHARDS] = {[0 ... XA_HUGE_SHARDS - 1] = {.lock = XA_LOCK_INIT}};
+_Static_assert(XA_HUGE_SHARDS <= 1 << XA_HUGEMAP_SHARD_BITS, "the huge-block map names every shard");
+static unsigned nshards;        /* in use: fixed at the first huge call */
+
+/* Totals over the shards (each changed under its shard's lock). */
+static size_t all_bytes;        /* live huge bytes */
+static size_t all_dirty;        /* dirty free bytes */
+static size_t region_bytes;     /* address space reserved */
 /* The most bytes live in huge blocks lately: the high-water mark since
  * hwm_at, restarted from the current bytes once it is a decay time old. */
 static size_t huge_hwm;
 static uint64_t hwm_at;
 
-static struct region regions[REGIONS_MAX];
-static unsigned nregions;       /* slots used (a released one has size 0) */
-static size_t region_bytes;
-static struct xa_extents ix;    /* the free extents */
-static size_t dirty_bytes;
+static void total_add(size_t *t, size_t size, long sign) {
+  __atomic_add_fetch(t, (size_t)sign * size, __ATOMIC_RELAXED);
+}
+
+/* One shard per arena (the arenas follow the CPUs the process may use),
+ * one under an address-space limit: there every shard's region would
+ * take its share of the limit. */
+static XA_NOINLINE unsigned shard_count_first(void) {
+  unsigned n = xa_arena_count();
+  if (n > XA_HUGE_SHARDS) n = XA_HUGE_SHARDS;
+  if (!n || xa_os_as_limit() != SIZE_MAX) n = 1;
+  unsigned none = 0;
+  if (!__atomic_compare_exchange_n(&nshards, &none, n, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) n = none;
+  return n;
+}
+
+static unsigned shard_count(void) {
+  unsigned n = __atomic_load_n(&nshards, __ATOMIC_RELAXED);
+  return likely(n) ? n : shard_count_first();
+}
+
+/* The shard new blocks of the calling thread come from. */
+static struct huge_shard *shard_here(void) {
+  unsigned n = shard_count();
+  return &shards[n == 1 ? 0 : xa_os_cpu() % n];
+}
 
 /* ---- the table of live blocks ------------------------------------------- */
 
@@ -68,11 +116,11 @@ static size_t slot_of(uintptr_t p, size_t cap) {
   return (size_t)(((p >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
 }
 
-static struct huge_ent *find(uintptr_t p) {
-  if (!tab) return NULL;
-  for (size_t i = slot_of(p, tab_cap);; i = (i + 1) & (tab_cap - 1)) {
-    if (tab[i].p == p) return &tab[i];
-    if (tab[i].p == 0) return NULL;
+static struct huge_ent *find(struct huge_shard *s, uintptr_t p) {
+  if (!s->tab) return NULL;
+  for (size_t i = slot_of(p, s->tab_cap);; i = (i + 1) & (s->tab_cap - 1)) {
+    if (s->tab[i].p == p) return &s->tab[i];
+    if (s->tab[i].p == 0) return NULL;
   }
 }
 
@@ -84,79 +132,107 @@ static void put(struct huge_ent *t, size_t cap, const struct huge_ent *e) {
 
 /* Make room for one more entry, growing the table (mapped with the lock
  * dropped) when 3/4 full.  Lock held on entry and on return. */
-static bool reserve_locked(void) {
-  while ((tab_used + 1) * 4 > tab_cap * 3) {
-    size_t cap = tab_cap ? tab_cap * 2 : 1024;
-    xa_unlock(&huge_lock);
+static bool reserve_locked(struct huge_shard *s) {
+  while ((s->tab_used + 1) * 4 > s->tab_cap * 3) {
+    size_t cap = s->tab_cap ? s->tab_cap * 2 : 1024;
+    xa_unlock(&s->lock);
     struct huge_ent *nt = xa_os_map(cap * sizeof *nt, xa_os_page);
-    xa_lock(&huge_lock);
+    xa_lock(&s->lock);
     if (!nt) return false;
-    if (cap <= tab_cap) {                 /* another thread grew it */
-      xa_unlock(&huge_lock);
+    if (cap <= s->tab_cap) {              /* another thread grew it */
+      xa_unlock(&s->lock);
       xa_os_unmap(nt, cap * sizeof *nt);
-      xa_lock(&huge_lock);
+      xa_lock(&s->lock);
       continue;
     }
-    struct huge_ent *old = tab;
-    size_t old_cap = tab_cap;
+    struct huge_ent *old = s->tab;
+    size_t old_cap = s->tab_cap;
     for (size_t i = 0; i < old_cap; i++)
       if (old[i].p > 1) put(nt, cap, &old[i]);
-    tab = nt;
-    tab_cap = cap;
-    tab_used = huge_count;
+    s->tab = nt;
+    s->tab_cap = cap;
+    s->tab_used = s->count;
     if (old) {
-      xa_unlock(&huge_lock);
+      xa_unlock(&s->lock);
       xa_os_unmap(old, old_cap * sizeof *old);
-      xa_lock(&huge_lock);
+      xa_lock(&s->lock);
     }
   }
   return true;
 }
 
 /* Lock held; room reserved. */
-static void insert_locked(const struct huge_ent *e) {
-  put(tab, tab_cap, e);
-  tab_used++;
-  huge_count++;
-  huge_bytes += e->size;
-  xa_hugemap_set(e->p, e->size);
+static void insert_locked(struct huge_shard *s, const struct huge_ent *e) {
+  put(s->tab, s->tab_cap, e);
+  s->tab_used++;
+  s->count++;
+  s->bytes += e->size;
+  xa_hugemap_set(e->p, e->size, (unsigned)(s - shards));
   xa_peak_add_global(XA_PEAK_ALLOCATED, (int64_t)e->size);
   xa_peak_add_global(XA_PEAK_ACTIVE, (int64_t)e->size);
-  if (huge_bytes > huge_hwm) {
-    huge_hwm = huge_bytes;
-    hwm_at = xa_os_now();
+  size_t live = __atomic_add_fetch(&all_bytes, e->size, __ATOMIC_RELAXED);
+  if (live > __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED)) {
+    __atomic_store_n(&huge_hwm, live, __ATOMIC_RELAXED);
+    __atomic_store_n(&hwm_at, xa_os_now(), __ATOMIC_RELAXED);
   }
 }
 
-static void remove_locked(struct huge_ent *e) {
-  xa_hugemap_set(e->p, 0);
+static void remove_locked(struct huge_shard *s, struct huge_ent *e) {
+  xa_hugemap_set(e->p, 0, 0);
   e->p = 1;
-  huge_count--;
-  huge_bytes -= e->size;
+  s->count--;
+  s->bytes -= e->size;
+  total_add(&all_bytes, e->size, -1);
   xa_peak_add_global(XA_PEAK_ALLOCATED, -(int64_t)e->size);
   xa_peak_add_global(XA_PEAK_ACTIVE, -(int64_t)e->size);
 }
 
+/* The shard holding live block p, locked, with its entry in *f; NULL
+ * (nothing locked) if p is not a live huge block.  The huge-block map
+ * names the shard; blocks it does not know (their region's leaf could not
+ * be mapped, secure mode's own mappings, blocks of 1 TiB or more) are
+ * looked for in every shard. */
+static struct huge_shard *lock_block(uintptr_t p, struct huge_ent **f) {
+  unsigned id, n = shard_count();
+  if (xa_hugemap_lookup(p, &id) && id < n) {
+    struct huge_shard *s = &shards[id];
+    xa_lock(&s->lock);
+    if ((*f = find(s, p))) return s;
+    xa_unlock(&s->lock);
+  }
+  for (unsigned i = 0; i < n; i++) {
+    struct huge_shard *s = &shards[i];
+    xa_lock(&s->lock);
+    if ((*f = find(s, p))) return s;
+    xa_unlock(&s->lock);
+  }
+  return NULL;
+}
+
 /* ---- free extents --------------------------------------------------------- */
 
-static void account(uint32_t r, uint32_t st, size_t size, long sign) {
-  regions[r].free_bytes += (size_t)sign * size;
-  if (st == XA_EXT_DIRTY) dirty_bytes += (size_t)sign * size;
+static void account(struct huge_shard *s, uint32_t r, uint32_t st, size_t size, long sign) {
+  s->regions[r].free_bytes += (size_t)sign * size;
+  if (st == XA_EXT_DIRTY) {
+    /* read without the lock by carve_elsewhere */
+    __atomic_store_n(&s->dirty_bytes, s->dirty_bytes + (size_t)sign * size, __ATOMIC_RELAXED);
+    total_add(&all_dirty, size, sign);
+  }
 }
 
 /* At least a few spare extent records, mapping a segment (lock dropped)
  * when short.  Lock held on entry and return.  A failure is not fatal:
  * the operations that find no record cope (ext_free). */
-static void ext_room(void) {
-  while (!xa_ext_spare(&ix, 8)) {
-    xa_unlock(&huge_lock);
+static void ext_room(struct huge_shard *s) {
+  while (!xa_ext_spare(&s->ix, 8)) {
+    xa_unlock(&s->lock);
     void *seg = xa_os_map(XA_EXT_SEGMENT_BYTES, xa_os_page);
-    xa_lock(&huge_lock);
+    xa_lock(&s->lock);
     if (!seg) return;
-    if (xa_ext_spare(&ix, 8) || !xa_ext_add_segment(&ix, seg)) {
-      xa_unlock(&huge_lock);
+    if (xa_ext_spare(&s->ix, 8) || !xa_ext_add_segment(&s->ix, seg)) {
+      xa_unlock(&s->lock);
       xa_os_unmap(seg, XA_EXT_SEGMENT_BYTES);
-      xa_lock(&huge_lock);
+      xa_lock(&s->lock);
       return;
     }
   }
@@ -165,60 +241,60 @@ static void ext_room(void) {
 /* Free [start, start+size) of region r in state st, merged with free
  * neighbours in the same state.  False if no record was left (the caller
  * then gives the pages back another way).  Lock held. */
-static bool ext_free(uintptr_t start, size_t size, uint32_t r, uint32_t st, uint64_t now) {
-  if (!xa_ext_free(&ix, start, size, r, st, now)) return false;
-  account(r, st, size, +1);
+static bool ext_free(struct huge_shard *s, uintptr_t start, size_t size, uint32_t r, uint32_t st, uint64_t now) {
+  if (!xa_ext_free(&s->ix, start, size, r, st, now)) return false;
+  account(s, r, st, size, +1);
   return true;
 }
 
 /* Take [start, start+size) out of free extent e.  Lock held. */
-static void ext_take(struct xa_ext *e, uintptr_t start, size_t size) {
+static void ext_take(struct huge_shard *s, struct xa_ext *e, uintptr_t start, size_t size) {
   uint32_t r = e->region, st = e->state;
   uintptr_t eend = e->start + e->size;
-  account(r, st, size, -1);
+  account(s, r, st, size, -1);
   /* without a record for the part after, that part leaves the index
    * too: it stays reserved and out of use */
-  if (!xa_ext_take(&ix, e, start, size)) account(r, st, eend - start - size, -1);
+  if (!xa_ext_take(&s->ix, e, start, size)) account(s, r, st, eend - start - size, -1);
 }
 
 /* A run of adjacent extents (any states, one region) holding size bytes
  * aligned to align, starting at *at in extent first: from the newest
  * dirty extents (a bounded number) if dirty_first, else from any. */
 #define RUN_SCAN 64
-static bool run_from(struct xa_ext *e, size_t size, size_t align, uintptr_t *at) {
-  uintptr_t s = XA_ALIGN_UP(e->start, align), end = e->start + e->size;
-  if (s >= end) return false;
-  for (struct xa_ext *n = xa_ext_from(&ix, end); end < s + size && n && n->region == e->region && n->start == end;
-       n = xa_ext_from(&ix, end))
+static bool run_from(struct huge_shard *s, struct xa_ext *e, size_t size, size_t align, uintptr_t *at) {
+  uintptr_t a = XA_ALIGN_UP(e->start, align), end = e->start + e->size;
+  if (a >= end) return false;
+  for (struct xa_ext *n = xa_ext_from(&s->ix, end); end < a + size && n && n->region == e->region && n->start == end;
+       n = xa_ext_from(&s->ix, end))
     end += n->size;
-  if (end < s + size) return false;
-  *at = s;
+  if (end < a + size) return false;
+  *at = a;
   return true;
 }
 
-static struct xa_ext *run_fit(size_t size, size_t align, bool dirty_first, uintptr_t *at) {
+static struct xa_ext *run_fit(struct huge_shard *s, size_t size, size_t align, bool dirty_first, uintptr_t *at) {
   if (dirty_first) {
     unsigned looked = 0;
-    for (struct xa_ext *e = xa_ext_newest(&ix); e && looked < RUN_SCAN; e = e->lru_prev, looked++)
-      if (run_from(e, size, align, at)) return e;
+    for (struct xa_ext *e = xa_ext_newest(&s->ix); e && looked < RUN_SCAN; e = e->lru_prev, looked++)
+      if (run_from(s, e, size, align, at)) return e;
     return NULL;
   }
-  for (struct xa_ext *e = xa_ext_from(&ix, 0); e; e = xa_ext_from(&ix, e->start + e->size))
-    if (run_from(e, size, align, at)) return e;
+  for (struct xa_ext *e = xa_ext_from(&s->ix, 0); e; e = xa_ext_from(&s->ix, e->start + e->size))
+    if (run_from(s, e, size, align, at)) return e;
   return NULL;
 }
 
 /* Carve [at, at+size) out of the run of extents from first; returns
  * whether any of its pages were dirty (else it reads as zero).  Lock
  * held. */
-static bool run_take(struct xa_ext *first, uintptr_t at, size_t size) {
+static bool run_take(struct huge_shard *s, struct xa_ext *first, uintptr_t at, size_t size) {
   uintptr_t end = at + size;
   bool dirty = false;
   for (struct xa_ext *e = first; e && e->start < end;) {
     uintptr_t lo = e->start > at ? e->start : at, hi = e->start + e->size < end ? e->start + e->size : end;
     dirty |= e->state == XA_EXT_DIRTY;
-    ext_take(e, lo, hi - lo);
-    e = xa_ext_from(&ix, hi);
+    ext_take(s, e, lo, hi - lo);
+    e = xa_ext_from(&s->ix, hi);
   }
   return dirty;
 }
@@ -227,12 +303,12 @@ static bool run_take(struct xa_ext *first, uintptr_t at, size_t size) {
 
 /* A new region for a block of size bytes aligned to align, wholly free and
  * clean.  Lock held on entry and return; dropped around the mapping. */
-static bool region_new(size_t size, size_t align) {
+static bool region_new(struct huge_shard *s, size_t size, size_t align) {
   size_t want = XA_ALIGN_UP(size, XA_HUGE_ALIGN), ra = align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN;
   /* under an address-space limit, a region takes at most 1/16 of it */
   size_t limit = xa_os_as_limit(), region = limit / 16 < XA_REGION_SIZE ? XA_ALIGN_UP(limit / 16, XA_HUGE_ALIGN) : XA_REGION_SIZE;
   size_t rsize = want > region ? want : region;
-  xa_unlock(&huge_lock);
+  xa_unlock(&s->lock);
   void *p = xa_os_map(rsize, ra);
   if (!p && rsize > want) {     /* address space short (ulimit -v): just the block */
     rsize = want;
@@ -241,28 +317,28 @@ static bool region_new(size_t size, size_t align) {
   if (p && xa_opt.thp == xa_opt_thp_always) xa_os_hugepage(p, rsize, true);
   else if (p && xa_opt.thp == xa_opt_thp_never) xa_os_hugepage(p, rsize, false);
   if (p) (void)xa_hugemap_cover((uintptr_t)p, rsize);   /* else: the table alone */
-  xa_lock(&huge_lock);
+  xa_lock(&s->lock);
   if (!p) return false;
   unsigned r = 0;
-  while (r < nregions && regions[r].size) r++;
-  if (r == REGIONS_MAX || !ext_free((uintptr_t)p, rsize, r, XA_EXT_CLEAN, 0)) {
-    xa_unlock(&huge_lock);
+  while (r < s->nregions && s->regions[r].size) r++;
+  if (r == REGIONS_MAX || !ext_free(s, (uintptr_t)p, rsize, r, XA_EXT_CLEAN, 0)) {
+    xa_unlock(&s->lock);
     xa_os_unmap(p, rsize);
-    xa_lock(&huge_lock);
+    xa_lock(&s->lock);
     return false;
   }
-  if (r == nregions) nregions++;
-  regions[r].base = (uintptr_t)p;
-  regions[r].size = rsize;
-  regions[r].free_bytes = rsize;          /* ext_free counted it: reset */
-  region_bytes += rsize;
+  if (r == s->nregions) s->nregions++;
+  s->regions[r].base = (uintptr_t)p;
+  s->regions[r].size = rsize;
+  s->regions[r].free_bytes = rsize;       /* ext_free counted it: reset */
+  total_add(&region_bytes, rsize, +1);
   return true;
 }
 
 /* ---- allocation ------------------------------------------------------------ */
 
-static bool purge_one(uint64_t now, uint64_t min_age, size_t max);
-static void release_regions(bool keep_one);
+static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size_t max);
+static void release_regions(struct huge_shard *s, bool keep_one);
 
 /* Secure mode puts an inaccessible page after each huge block (and keeps
  * no cache: freed blocks are unmapped, so late accesses fault). */
@@ -296,30 +372,61 @@ static void *own_alloc(size_t size, size_t align) {
   return p;
 }
 
-/* Carve size bytes aligned to align from the regions.  For a new block,
- * resident pages first: the best-fitting dirty extent, else a run that
- * starts in a dirty extent (its clean part faults), else the best-fitting
- * clean extent, else any run.  For pages about to be moved in
- * (for_move), clean first: resident pages there would be thrown away.
- * Lock held; 0 if nothing fits. */
-static uintptr_t carve(size_t size, size_t align, bool for_move, bool *zeroed, uint32_t *region) {
-  ext_room();
-  struct xa_ext *e = xa_ext_fit(&ix, for_move ? XA_EXT_CLEAN : XA_EXT_DIRTY, size, align), *first = NULL;
+/* Where carve may take pages from. */
+enum carve_from {
+  CARVE_RESIDENT,       /* a good-fitting dirty extent, or a run that starts
+                           in a dirty extent (its clean part faults) */
+  CARVE_ANY,            /* resident pages first, then a good-fitting clean
+                           extent, then any run */
+  CARVE_FOR_MOVE,       /* for pages about to be moved in: clean first, as
+                           resident pages there would be thrown away */
+};
+
+/* Carve size bytes aligned to align from shard s's free extents.  Lock
+ * held; 0 if nothing fits. */
+static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum carve_from from, bool *zeroed,
+                       uint32_t *region) {
+  ext_room(s);
+  bool for_move = from == CARVE_FOR_MOVE;
+  struct xa_ext *e = xa_ext_fit(&s->ix, for_move ? XA_EXT_CLEAN : XA_EXT_DIRTY, size, align), *first = NULL;
   uintptr_t at = 0;
-  if (!e && (for_move || !(first = run_fit(size, align, true, &at)))) {
-    e = xa_ext_fit(&ix, for_move ? XA_EXT_DIRTY : XA_EXT_CLEAN, size, align);
-    if (!e && !(first = run_fit(size, align, false, &at))) return 0;
+  if (!e && (for_move || !(first = run_fit(s, size, align, true, &at)))) {
+    if (from == CARVE_RESIDENT) return 0;
+    e = xa_ext_fit(&s->ix, for_move ? XA_EXT_DIRTY : XA_EXT_CLEAN, size, align);
+    if (!e && !(first = run_fit(s, size, align, false, &at))) return 0;
   }
   if (e) {
     at = XA_ALIGN_UP(e->start, align);
     *zeroed = e->state == XA_EXT_CLEAN;
     *region = e->region;
-    ext_take(e, at, size);
+    ext_take(s, e, at, size);
     return at;
   }
   *region = first->region;
-  *zeroed = !run_take(first, at, size);
+  *zeroed = !run_take(s, first, at, size);
   return at;
+}
+
+/* Resident pages for block *e from another shard than `here`, whose lock
+ * is not held: each is tried without waiting.  On success the block is
+ * that shard's, entered in its table, and the shard is returned. */
+static struct huge_shard *carve_elsewhere(struct huge_shard *here, struct huge_ent *e, size_t align, bool *zeroed) {
+  unsigned n = shard_count();
+  for (unsigned i = 1; i < n; i++) {
+    struct huge_shard *s = &shards[((unsigned)(here - shards) + i) % n];
+    if (!__atomic_load_n(&s->dirty_bytes, __ATOMIC_RELAXED) || !xa_trylock(&s->lock)) continue;
+    if ((e->p = carve(s, e->size, align, CARVE_RESIDENT, zeroed, &e->region))) {
+      if (reserve_locked(s)) {
+        insert_locked(s, e);
+        xa_unlock(&s->lock);
+        return s;
+      }
+      ext_free(s, e->p, e->size, e->region, *zeroed ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
+      e->p = 0;
+    }
+    xa_unlock(&s->lock);
+  }
+  return NULL;
 }
 
 void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
@@ -327,43 +434,59 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
   if (size < n || size + XA_HUGE_ALIGN < size) return NULL;
   if (align < xa_os_page) align = xa_os_page;
   struct huge_ent e = {0, size, NO_REGION};
+  struct huge_shard *s = shard_here();
   *zeroed = true;
-  xa_lock(&huge_lock);
-  if (!reserve_locked()) {
-    xa_unlock(&huge_lock);
+  xa_lock(&s->lock);
+  if (!reserve_locked(s)) {
+    xa_unlock(&s->lock);
     return NULL;
   }
   if (!guard_size()) {
-    e.p = carve(size, align, false, zeroed, &e.region);
-    if (!e.p && region_new(size, align)) e.p = carve(size, align, false, zeroed, &e.region);
+    e.p = carve(s, size, align, CARVE_RESIDENT, zeroed, &e.region);
+    if (!e.p && shard_count() > 1) {
+      /* no resident pages here: another CPU's, before fresh ones */
+      xa_unlock(&s->lock);
+      if (carve_elsewhere(s, &e, align, zeroed)) {
+        if (*zeroed) xa_os_count_fresh(size);
+        thp_block(e.p, size);
+        return (void *)e.p;
+      }
+      xa_lock(&s->lock);
+      if (!reserve_locked(s)) {
+        xa_unlock(&s->lock);
+        return NULL;
+      }
+    }
+    if (!e.p) e.p = carve(s, size, align, CARVE_ANY, zeroed, &e.region);
+    if (!e.p && region_new(s, size, align)) e.p = carve(s, size, align, CARVE_ANY, zeroed, &e.region);
     if (!e.p) {
       /* address space short: give back every free region and try again */
-      while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
-      release_regions(false);
-      if (region_new(size, align)) e.p = carve(size, align, false, zeroed, &e.region);
+      while (purge_one(s, UINT64_MAX, 0, SIZE_MAX)) {}
+      release_regions(s, false);
+      if (region_new(s, size, align)) e.p = carve(s, size, align, CARVE_ANY, zeroed, &e.region);
     }
   }
   if (e.p) {
-    if (!reserve_locked()) {           /* the lock was dropped: room again */
-      ext_free(e.p, size, e.region, *zeroed ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
-      xa_unlock(&huge_lock);
+    if (!reserve_locked(s)) {           /* the lock was dropped: room again */
+      ext_free(s, e.p, size, e.region, *zeroed ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
+      xa_unlock(&s->lock);
       return NULL;
     }
-    insert_locked(&e);
-    xa_unlock(&huge_lock);
+    insert_locked(s, &e);
+    xa_unlock(&s->lock);
     if (*zeroed) xa_os_count_fresh(size);
     thp_block(e.p, size);
     return (void *)e.p;
   }
-  xa_unlock(&huge_lock);
+  xa_unlock(&s->lock);
   if (!guard_size()) return NULL;
   void *p = own_alloc(size, align);
   if (!p) return NULL;
   e.p = (uintptr_t)p;
-  xa_lock(&huge_lock);
-  bool ok = reserve_locked();
-  if (ok) insert_locked(&e);
-  xa_unlock(&huge_lock);
+  xa_lock(&s->lock);
+  bool ok = reserve_locked(s);
+  if (ok) insert_locked(s, &e);
+  xa_unlock(&s->lock);
   if (!ok) xa_os_unmap(p, size + guard_size());
   else xa_os_count_fresh(size);
   return ok ? p : NULL;
@@ -372,64 +495,68 @@ void *xa_huge_alloc(size_t n, size_t align, bool *zeroed) {
 size_t xa_huge_usable(const void *p) {
   size_t known = xa_hugemap_get((uintptr_t)p);      /* no lock (hugemap.h) */
   if (known) return known;
-  xa_lock(&huge_lock);
-  struct huge_ent *e = find((uintptr_t)p);
-  size_t s = e ? e->size : 0;
-  xa_unlock(&huge_lock);
-  return s;
+  struct huge_ent *e;
+  struct huge_shard *s = lock_block((uintptr_t)p, &e);
+  if (!s) return 0;
+  size_t size = e->size;
+  xa_unlock(&s->lock);
+  return size;
 }
 
 bool xa_huge_is_cached(const void *p) {
-  xa_lock(&huge_lock);
-  bool found = xa_ext_containing(&ix, (uintptr_t)p) != NULL;
-  xa_unlock(&huge_lock);
+  bool found = false;
+  for (unsigned i = 0, n = shard_count(); i < n && !found; i++) {
+    xa_lock(&shards[i].lock);
+    found = xa_ext_containing(&shards[i].ix, (uintptr_t)p) != NULL;
+    xa_unlock(&shards[i].lock);
+  }
   return found;
 }
 
 /* ---- purging ------------------------------------------------------------------ */
 
-/* Purge the oldest dirty extent, if it is older than min_age ns at now
- * (UINT64_MAX: any): at most max bytes of it, from its start (the rest
- * stays dirty).  The purged part leaves the array while madvise runs
+/* Purge shard s's oldest dirty extent, if it is older than min_age ns at
+ * now (UINT64_MAX: any): at most max bytes of it, from its start (the
+ * rest stays dirty).  The purged part leaves the index while madvise runs
  * (lock dropped) and comes back clean.  False if none qualified. */
-static bool purge_one(uint64_t now, uint64_t min_age, size_t max) {
-  struct xa_ext *old = xa_ext_oldest(&ix);
+static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size_t max) {
+  struct xa_ext *old = xa_ext_oldest(&s->ix);
   if (!old) return false;
   if (now != UINT64_MAX && (now < old->freed_at || now - old->freed_at < min_age)) return false;
   uintptr_t start = old->start;
   size_t cut = old->size > max ? XA_ALIGN_UP(max, xa_os_page) : old->size;
   uint32_t r = old->region;
-  ext_take(old, start, cut);                /* the rest stays dirty, as old */
-  regions[r].free_bytes += cut;             /* still free, out of the index */
-  xa_unlock(&huge_lock);
+  ext_take(s, old, start, cut);             /* the rest stays dirty, as old */
+  s->regions[r].free_bytes += cut;          /* still free, out of the index */
+  xa_unlock(&s->lock);
   xa_os_purge((void *)start, cut);
-  xa_lock(&huge_lock);
-  regions[r].free_bytes -= cut;
-  ext_room();
+  xa_lock(&s->lock);
+  s->regions[r].free_bytes -= cut;
+  ext_room(s);
   /* with no record left the range stays out of use */
-  (void)ext_free(start, cut, r, XA_EXT_CLEAN, 0);
+  (void)ext_free(s, start, cut, r, XA_EXT_CLEAN, 0);
   return true;
 }
 
-/* Unmap wholly free, clean regions, keeping one.  Lock held; dropped
- * around munmap. */
-static void release_regions(bool keep_one) {
+/* Unmap shard s's wholly free, clean regions, keeping one.  Lock held;
+ * dropped around munmap. */
+static void release_regions(struct huge_shard *s, bool keep_one) {
   bool kept = !keep_one;
-  for (uint32_t r = 0; r < nregions; r++) {
-    struct region *g = &regions[r];
+  for (uint32_t r = 0; r < s->nregions; r++) {
+    struct region *g = &s->regions[r];
     if (!g->size || g->free_bytes != g->size) continue;
-    struct xa_ext *e = xa_ext_from(&ix, g->base);
+    struct xa_ext *e = xa_ext_from(&s->ix, g->base);
     if (!e || e->start != g->base || e->size != g->size || e->state != XA_EXT_CLEAN) continue;
     if (!kept) { kept = true; continue; }
     struct region dead = *g;
-    ext_take(e, e->start, e->size);
+    ext_take(s, e, e->start, e->size);
     g->size = 0;
     g->free_bytes = 0;
-    region_bytes -= dead.size;
-    xa_unlock(&huge_lock);
+    total_add(&region_bytes, dead.size, -1);
+    xa_unlock(&s->lock);
     xa_hugemap_forget(dead.base, dead.size);
     xa_os_unmap((void *)dead.base, dead.size);
-    xa_lock(&huge_lock);
+    xa_lock(&s->lock);
   }
 }
 
@@ -437,7 +564,9 @@ static void release_regions(bool keep_one) {
  * huge blocks within the last decay time: a program that allocates and
  * frees big blocks all the time keeps about what it uses at its peak
  * resident for reuse, whatever the sizes' order; the rest goes, oldest
- * first.  (Time decay returns all of them once the program stops.) */
+ * first.  (Time decay returns all of them once the program stops.)  The
+ * totals are over all shards; the shard whose lock is held gives back its
+ * own oldest extents. */
 static size_t cache_cap = SIZE_MAX;     /* a memory limit's share (xa_huge_limit_cache) */
 
 void xa_huge_limit_cache(size_t bytes) { __atomic_store_n(&cache_cap, bytes, __ATOMIC_RELAXED); }
@@ -447,70 +576,68 @@ size_t xa_huge_cache_budget(void) {
   return budget < cap ? budget : cap;
 }
 
-static void purge_over_budget(void) {
+static void purge_over_budget(struct huge_shard *s) {
   size_t budget = xa_huge_cache_budget();
   uint64_t window = xa_opt.dirty_decay_ms > 0 ? (uint64_t)xa_opt.dirty_decay_ms * 1000000u : 0;
   uint64_t now = xa_os_now();
-  if (now - hwm_at > window) {
-    huge_hwm = huge_bytes;
-    hwm_at = now;
+  if (now - __atomic_load_n(&hwm_at, __ATOMIC_RELAXED) > window) {
+    __atomic_store_n(&huge_hwm, __atomic_load_n(&all_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+    __atomic_store_n(&hwm_at, now, __ATOMIC_RELAXED);
   }
-  if (budget) budget += huge_hwm;
-  while (dirty_bytes > budget && purge_one(UINT64_MAX, 0, dirty_bytes - budget)) {}
+  if (budget) budget += __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED);
+  size_t dirty;
+  while ((dirty = __atomic_load_n(&all_dirty, __ATOMIC_RELAXED)) > budget && purge_one(s, UINT64_MAX, 0, dirty - budget)) {}
 }
 
 size_t xa_huge_cache_decay(uint64_t now) {
   uint64_t ttl = xa_opt.dirty_decay_ms < 0 ? UINT64_MAX : (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
-  xa_lock(&huge_lock);
-  {
+  for (unsigned i = 0, n = shard_count(); i < n; i++) {
+    struct huge_shard *s = &shards[i];
+    xa_lock(&s->lock);
     if (now == UINT64_MAX) {
-      while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
+      while (purge_one(s, UINT64_MAX, 0, SIZE_MAX)) {}
     } else if (ttl != UINT64_MAX) {
-      while (purge_one(now, ttl, SIZE_MAX)) {}
+      while (purge_one(s, now, ttl, SIZE_MAX)) {}
     }
-    purge_over_budget();
-    release_regions(now != UINT64_MAX);
+    purge_over_budget(s);
+    release_regions(s, now != UINT64_MAX);
+    xa_unlock(&s->lock);
   }
-  size_t left = dirty_bytes;
-  xa_unlock(&huge_lock);
-  return left;
+  return __atomic_load_n(&all_dirty, __ATOMIC_RELAXED);
 }
 
 /* ---- free and realloc ------------------------------------------------------------- */
 
 bool xa_huge_free(void *p) {
-  xa_lock(&huge_lock);
-  struct huge_ent *f = find((uintptr_t)p);
-  if (!f) {
-    xa_unlock(&huge_lock);
-    return false;
-  }
+  struct huge_ent *f;
+  struct huge_shard *s = lock_block((uintptr_t)p, &f);
+  if (!s) return false;
   struct huge_ent e = *f;
-  remove_locked(f);
+  remove_locked(s, f);
   if (e.region == NO_REGION) {
-    xa_unlock(&huge_lock);
+    xa_unlock(&s->lock);
     xa_os_unmap(p, e.size + guard_size());
     return true;
   }
-  ext_room();
-  if (!ext_free(e.p, e.size, e.region, XA_EXT_DIRTY, xa_os_now())) {
+  ext_room(s);
+  if (!ext_free(s, e.p, e.size, e.region, XA_EXT_DIRTY, xa_os_now())) {
     /* no extent slot: give the pages back now and leave them reserved */
-    xa_unlock(&huge_lock);
+    xa_unlock(&s->lock);
     xa_os_purge(p, e.size);
     return true;
   }
-  if (xa_opt.dirty_decay_ms == 0 || xa_opt.huge_cache_bytes == 0) while (purge_one(UINT64_MAX, 0, SIZE_MAX)) {}
-  else purge_over_budget();
-  xa_unlock(&huge_lock);
+  if (xa_opt.dirty_decay_ms == 0 || xa_opt.huge_cache_bytes == 0) while (purge_one(s, UINT64_MAX, 0, SIZE_MAX)) {}
+  else purge_over_budget(s);
+  xa_unlock(&s->lock);
   return true;
 }
 
 /* Bytes of clean extents in [at, at+size), a run of free extents from
  * first.  Lock held. */
-static size_t run_clean_bytes(struct xa_ext *first, uintptr_t at, size_t size) {
+static size_t run_clean_bytes(struct huge_shard *s, struct xa_ext *first, uintptr_t at, size_t size) {
   uintptr_t end = at + size;
   size_t clean = 0;
-  for (struct xa_ext *e = first; e && e->start < end; e = xa_ext_from(&ix, e->start + e->size))
+  for (struct xa_ext *e = first; e && e->start < end; e = xa_ext_from(&s->ix, e->start + e->size))
     if (e->state == XA_EXT_CLEAN) {
       uintptr_t lo = e->start > at ? e->start : at, hi = e->start + e->size < end ? e->start + e->size : end;
       clean += hi - lo;
@@ -521,48 +648,48 @@ static size_t run_clean_bytes(struct xa_ext *first, uintptr_t at, size_t size) {
 /* Grow block e in place over the free extents right after it.  With
  * XA_GROW_RESIDENT, not over clean pages while a dirty extent could hold
  * the whole grown block.  Lock held. */
-static bool grow_in_place(struct huge_ent *e, size_t size, enum xa_huge_grow how) {
+static bool grow_in_place(struct huge_shard *s, struct huge_ent *e, size_t size, enum xa_huge_grow how) {
   uintptr_t end = e->p + e->size, need = size - e->size;
-  struct xa_ext *first = xa_ext_from(&ix, end);
+  struct xa_ext *first = xa_ext_from(&s->ix, end);
   size_t have = 0;
   for (struct xa_ext *n = first; n && n->region == e->region && n->start == end + have && have < need;
-       n = xa_ext_from(&ix, end + have))
+       n = xa_ext_from(&s->ix, end + have))
     have += n->size;
   if (have < need) return false;
-  if (how == XA_GROW_RESIDENT && run_clean_bytes(first, end, need) &&
-      xa_ext_fit(&ix, XA_EXT_DIRTY, size, xa_os_page))
+  if (how == XA_GROW_RESIDENT && run_clean_bytes(s, first, end, need) &&
+      xa_ext_fit(&s->ix, XA_EXT_DIRTY, size, xa_os_page))
     return false;
-  run_take(first, end, need);
+  run_take(s, first, end, need);
   e->size = size;
   return true;
 }
 
-/* Resize region block e (out of the table) to size bytes, in place or
- * (XA_GROW_MOVE) elsewhere; returns the new address or NULL (e
- * unchanged).  Lock held on entry and return. */
-static void *resize(struct huge_ent *e, size_t size, enum xa_huge_grow how) {
+/* Resize region block e of shard s (out of the table) to size bytes, in
+ * place or (XA_GROW_MOVE) elsewhere in the shard; returns the new address
+ * or NULL (e unchanged).  Lock held on entry and return. */
+static void *resize(struct huge_shard *s, struct huge_ent *e, size_t size, enum xa_huge_grow how) {
   if (size < e->size) {                       /* shrink: the tail is freed */
-    ext_room();
-    ext_free(e->p + size, e->size - size, e->region, XA_EXT_DIRTY, xa_os_now());
+    ext_room(s);
+    ext_free(s, e->p + size, e->size - size, e->region, XA_EXT_DIRTY, xa_os_now());
     e->size = size;
     return (void *)e->p;
   }
-  if (grow_in_place(e, size, how)) return (void *)e->p;
+  if (grow_in_place(s, e, size, how)) return (void *)e->p;
   if (how != XA_GROW_MOVE) return NULL;
   /* Move: a new place, the pages moved there by mremap (the rest of it
    * as it was), and the old range reserved again and freed as clean. */
   bool zeroed;
   uint32_t r;
-  uintptr_t q = carve(size, XA_HUGE_ALIGN, true, &zeroed, &r);
-  if (!q && region_new(size, XA_HUGE_ALIGN)) q = carve(size, XA_HUGE_ALIGN, true, &zeroed, &r);
+  uintptr_t q = carve(s, size, XA_HUGE_ALIGN, CARVE_FOR_MOVE, &zeroed, &r);
+  if (!q && region_new(s, size, XA_HUGE_ALIGN)) q = carve(s, size, XA_HUGE_ALIGN, CARVE_FOR_MOVE, &zeroed, &r);
   if (!q) return NULL;
-  xa_unlock(&huge_lock);
+  xa_unlock(&s->lock);
   int mv = xa_os_move_pages((void *)e->p, e->size, (void *)q);
   if (mv == XA_MOVE_FAILED) memcpy((void *)q, (void *)e->p, e->size);   /* the old stays dirty */
-  xa_lock(&huge_lock);
+  xa_lock(&s->lock);
   /* moved: the old range is mapped and clean; a hole stays out of use */
-  ext_room();
-  if (mv != XA_MOVE_HOLE) ext_free(e->p, e->size, e->region, mv == XA_MOVE_KEPT ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
+  ext_room(s);
+  if (mv != XA_MOVE_HOLE) ext_free(s, e->p, e->size, e->region, mv == XA_MOVE_KEPT ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
   e->p = q;
   e->size = size;
   e->region = r;
@@ -572,60 +699,64 @@ static void *resize(struct huge_ent *e, size_t size, enum xa_huge_grow how) {
 void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   size_t size = XA_ALIGN_UP(n, xa_os_page);
   if (size < n) return NULL;
-  xa_lock(&huge_lock);
-  struct huge_ent *f = find((uintptr_t)p);
-  if (!f || size == f->size) {
-    xa_unlock(&huge_lock);
-    return f ? p : NULL;
+  struct huge_ent *f;
+  struct huge_shard *s = lock_block((uintptr_t)p, &f);
+  if (!s || size == f->size) {
+    if (s) xa_unlock(&s->lock);
+    return s ? p : NULL;
   }
   struct huge_ent e = *f;
   if (e.region == NO_REGION) {               /* secure mode: never moved here */
-    xa_unlock(&huge_lock);
+    xa_unlock(&s->lock);
     return NULL;
   }
   /* Out of the table while the block changes; the freed slot guarantees
    * room to put it back. */
-  remove_locked(f);
+  remove_locked(s, f);
   uintptr_t old_p = e.p;
   size_t old_size = e.size;
-  void *q = resize(&e, size, how);
-  insert_locked(&e);
-  if (q) purge_over_budget();
-  xa_unlock(&huge_lock);
+  void *q = resize(s, &e, size, how);
+  insert_locked(s, &e);
+  if (q) purge_over_budget(s);
+  xa_unlock(&s->lock);
   /* a block grown or moved asks again, so that it stays one mapping */
   if (q && (e.p != old_p || e.size > old_size)) thp_block(e.p, e.size);
   return q;
 }
 
 void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached) {
-  xa_lock(&huge_lock);
-  *count = huge_count;
-  *bytes = huge_bytes;
-  *cached = dirty_bytes;
-  xa_unlock(&huge_lock);
+  *count = *bytes = *cached = 0;
+  for (unsigned i = 0, n = shard_count(); i < n; i++) {
+    struct huge_shard *s = &shards[i];
+    xa_lock(&s->lock);
+    *count += s->count;
+    *bytes += s->bytes;
+    *cached += s->dirty_bytes;
+    xa_unlock(&s->lock);
+  }
 }
 
 struct range { uintptr_t p; size_t size; };
 
-void xa_huge_resident(size_t *live, size_t *cached) {
-  *live = *cached = 0;
+/* Add the resident bytes of shard s's live blocks and dirty extents. */
+static void shard_resident(struct huge_shard *s, size_t *live, size_t *cached) {
   struct range *r;
   size_t bytes, n, nlive;
   for (;;) {
-    size_t room = __atomic_load_n(&tab_cap, __ATOMIC_RELAXED) + __atomic_load_n(&ix.count, __ATOMIC_RELAXED) + 16;
+    size_t room = __atomic_load_n(&s->tab_cap, __ATOMIC_RELAXED) + __atomic_load_n(&s->ix.count, __ATOMIC_RELAXED) + 16;
     bytes = XA_ALIGN_UP(room * sizeof *r, xa_os_page);
     if (!(r = xa_os_map(bytes, xa_os_page))) return;
-    xa_lock(&huge_lock);
-    if (tab_cap + ix.count <= room) break;
-    xa_unlock(&huge_lock);
+    xa_lock(&s->lock);
+    if (s->tab_cap + s->ix.count <= room) break;
+    xa_unlock(&s->lock);
     xa_os_unmap(r, bytes);
   }
   n = 0;
-  for (size_t i = 0; i < tab_cap; i++)
-    if (tab[i].p > 1) r[n++] = (struct range){tab[i].p, tab[i].size};
+  for (size_t i = 0; i < s->tab_cap; i++)
+    if (s->tab[i].p > 1) r[n++] = (struct range){s->tab[i].p, s->tab[i].size};
   nlive = n;
-  for (struct xa_ext *e = xa_ext_oldest(&ix); e; e = e->lru_next) r[n++] = (struct range){e->start, e->size};
-  xa_unlock(&huge_lock);
+  for (struct xa_ext *e = xa_ext_oldest(&s->ix); e; e = e->lru_next) r[n++] = (struct range){e->start, e->size};
+  xa_unlock(&s->lock);
   for (size_t i = 0; i < n; i++) {
     size_t res = xa_os_resident_range((void *)r[i].p, r[i].size, NULL);
     if (i < nlive) *live += res;
@@ -634,10 +765,22 @@ void xa_huge_resident(size_t *live, size_t *cached) {
   xa_os_unmap(r, bytes);
 }
 
+void xa_huge_resident(size_t *live, size_t *cached) {
+  *live = *cached = 0;
+  for (unsigned i = 0, n = shard_count(); i < n; i++) shard_resident(&shards[i], live, cached);
+}
+
 size_t xa_huge_reserved(void) {
   return __atomic_load_n(&region_bytes, __ATOMIC_RELAXED);
 }
 
-void xa_huge_prefork(void) { xa_lock(&huge_lock); }
-void xa_huge_postfork_parent(void) { xa_unlock(&huge_lock); }
-void xa_huge_postfork_child(void) { xa_lock_reinit(&huge_lock); }
+/* fork: every shard's lock, in order. */
+void xa_huge_prefork(void) {
+  for (unsigned i = 0, n = shard_count(); i < n; i++) xa_lock(&shards[i].lock);
+}
+void xa_huge_postfork_parent(void) {
+  for (unsigned i = 0, n = shard_count(); i < n; i++) xa_unlock(&shards[i].lock);
+}
+void xa_huge_postfork_child(void) {
+  for (unsigned i = 0, n = shard_count(); i < n; i++) xa_lock_reinit(&shards[i].lock);
+}

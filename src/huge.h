@@ -8,6 +8,8 @@
 #include "internal.h"
 
 #define XA_HUGE_ALIGN ((size_t)2 << 20)
+/* The most shards (huge.c): one per arena up to this. */
+#define XA_HUGE_SHARDS 16
 
 /* A block of at least n bytes aligned to align; *zeroed tells whether it
  * reads as zero (clean pages only).  NULL on failure. */

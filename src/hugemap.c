@@ -35,14 +35,14 @@ bool xa_hugemap_cover(uintptr_t base, size_t size) {
   return ok;
 }
 
-void xa_hugemap_set(uintptr_t p, size_t size) {
+void xa_hugemap_set(uintptr_t p, size_t size, unsigned shard) {
   size_t g = p >> XA_HUGEMAP_LEAF_SHIFT;
   if (g >= XA_HUGEMAP_TOP) return;
   uint32_t *leaf = __atomic_load_n(&xa_hugemap_top[g], __ATOMIC_ACQUIRE);
   if (!leaf) return;
   size_t pages = size >> xa_os_page_shift;
   /* too many pages for an entry: unknown here, the table answers */
-  uint32_t v = pages > UINT32_MAX ? 0 : (uint32_t)pages;
+  uint32_t v = !pages || pages >> (32 - XA_HUGEMAP_SHARD_BITS) ? 0 : (uint32_t)(pages << XA_HUGEMAP_SHARD_BITS) | shard;
   size_t off = p & (((size_t)1 << XA_HUGEMAP_LEAF_SHIFT) - 1);
   __atomic_store_n(&leaf[off >> xa_os_page_shift], v, __ATOMIC_RELAXED);
 }

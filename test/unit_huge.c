@@ -4,7 +4,12 @@
  * free neighbour and by moving pages (no copy, no faults), also when the
  * kernel refuses the move, and below 2 MiB by a copy into resident pages
  * rather than growth into fresh ones; calloc of reused pages reads zero; decay and
- * malloc_trim return the pages and the regions. */
+ * malloc_trim return the pages and the regions.  Blocks come from the
+ * shard of the CPU that asks and go back to their own shard from any
+ * thread; a shard without resident pages takes another shard's before
+ * fresh ones.  The tests run pinned to one CPU (one shard), except those
+ * about shards. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,11 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "arena.h"
 #include "huge.h"
+#include "hugemap.h"
 #include "init.h"
 #include "options.h"
 #include "os.h"
@@ -53,8 +61,29 @@ static size_t huge_dirty(void) {
   return cached;
 }
 
+static cpu_set_t all_cpus;              /* the affinity the process started with */
+
+/* Run the calling thread on CPU cpu only. */
+static void pin(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+}
+
+/* Run it on the first CPU the process may use. */
+static void pin_first(void) {
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &all_cpus)) {
+      pin(c);
+      return;
+    }
+}
+
 static int setup(void **state) {
   (void)state;
+  assert_int_equal(sched_getaffinity(0, sizeof all_cpus, &all_cpus), 0);
+  pin_first();                             /* one shard: deterministic reuse */
   assert_true(xa_init());
   xa_opt.dirty_decay_ms = -1;            /* no purging behind the tests' backs */
   xa_opt.huge_cache_bytes = 256 << 20;   /* and room for every freed block */
@@ -333,6 +362,129 @@ static void test_anon_huge_stat(void **state) {
   xa_opt.thp = xa_opt_thp_default;
 }
 
+/* The shard a live block belongs to. */
+static unsigned shard_of(const void *p) {
+  unsigned shard = 99;
+  assert_true(xa_hugemap_lookup((uintptr_t)p, &shard) != 0);
+  return shard;
+}
+
+/* Two CPUs that map to two shards, or skip. */
+static bool two_shards(int *a, int *b) {
+  int cpus[2], n = 0;
+  for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+    if (CPU_ISSET(c, &all_cpus)) cpus[n++] = c;
+  if (n < 2 || xa_arena_count() < 2 || (unsigned)cpus[0] % xa_arena_count() == (unsigned)cpus[1] % xa_arena_count())
+    return false;
+  *a = cpus[0];
+  *b = cpus[1];
+  return true;
+}
+
+static void test_shards(void **state) {
+  (void)state;
+  int ca = 0, cb = 0;
+  if (!two_shards(&ca, &cb)) {
+    print_message("fewer than two CPUs or arenas: one shard\n");
+    skip();
+  }
+  xa_huge_cache_decay(UINT64_MAX);
+  pin(ca);
+  char *p = malloc(8 * MiB);
+  stamp(p, 8 * MiB, 1);
+  pin(cb);
+  char *q = malloc(8 * MiB);
+  stamp(q, 8 * MiB, 2);
+  unsigned sa = shard_of(p), sb = shard_of(q);
+  assert_int_not_equal(sa, sb);            /* each CPU its own shard */
+  /* freed on the other CPU: back to its own shard, and reused from there
+   * by a CPU whose shard has no resident pages, without faults */
+  free(p);
+  assert_true(huge_dirty() >= 8 * MiB);
+  char *r = malloc(8 * MiB);
+  long f = faults_writing(r, 8 * MiB, 3);
+  if (r != p || f > 64) fail_msg("8 MiB freed on another CPU: %p (freed %p), %ld faults", (void *)r, (void *)p, f);
+  assert_int_equal(shard_of(r), sa);
+  pin(ca);
+  check_stamp(q, 8 * MiB, 2);
+  free(q);                                 /* from CPU a into shard b */
+  char *t = malloc(6 * MiB);
+  f = faults_writing(t, 6 * MiB, 4);
+  if (t != q || f > 64) fail_msg("6 MiB cut from a block of the other shard: %p (freed %p), %ld faults", (void *)t, (void *)q, f);
+  assert_int_equal(shard_of(t), sb);
+  /* realloc of another shard's block works in that shard */
+  t = realloc(t, 12 * MiB);
+  assert_non_null(t);
+  assert_int_equal(shard_of(t), sb);
+  assert_true(malloc_usable_size(t) >= 12 * MiB);
+  free(t);
+  free(r);
+  pin(ca);
+}
+
+/* Threads on every CPU allocate, stamp, swap and free huge blocks of
+ * assorted sizes: most frees go to another CPU's shard. */
+#define SWAP_THREADS 4
+#define SWAP_SLOTS 16
+static char *slots[SWAP_SLOTS];
+
+static void *swapper(void *arg) {
+  uint64_t x = (uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
+  for (int i = 0; i < 600; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t n = (256 << 10) + (x % (3 * MiB));
+    char *p = malloc(n);
+    if (!p) return "malloc failed";
+    uint64_t key = x | 1;
+    memcpy(p, &key, 8);
+    memcpy(p + n - 8, &key, 8);
+    memcpy(p + 8, &n, 8);
+    if (x & 1 << 20) {
+      size_t m = n + (x >> 40) % MiB;     /* grown by realloc too */
+      if (!(p = realloc(p, m))) return "realloc failed";
+      memcpy(p + m - 8, &key, 8);
+      memcpy(p + 8, &m, 8);
+      n = m;
+    }
+    char *old = __atomic_exchange_n(&slots[x % SWAP_SLOTS], p, __ATOMIC_ACQ_REL);
+    if (old) {
+      uint64_t k1, k2;
+      size_t m;
+      memcpy(&k1, old, 8);
+      memcpy(&m, old + 8, 8);
+      memcpy(&k2, old + m - 8, 8);
+      if (k1 != k2 || malloc_usable_size(old) < m) return "a block lost its contents";
+      free(old);
+    }
+  }
+  return NULL;
+}
+
+static void test_cross_thread_blocks(void **state) {
+  (void)state;
+  assert_int_equal(sched_setaffinity(0, sizeof all_cpus, &all_cpus), 0);   /* threads inherit it */
+  pthread_t t[SWAP_THREADS];
+  for (uintptr_t i = 0; i < SWAP_THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, swapper, (void *)i), 0);
+  const char *why = NULL;
+  for (int i = 0; i < SWAP_THREADS; i++) {
+    void *res;
+    assert_int_equal(pthread_join(t[i], &res), 0);
+    if (res) why = res;
+  }
+  for (int i = 0; i < SWAP_SLOTS; i++) {
+    free(slots[i]);
+    slots[i] = NULL;
+  }
+  if (why) fail_msg("%s", why);
+  size_t n, bytes, cached;
+  xa_huge_stats(&n, &bytes, &cached);
+  assert_int_equal(n, 0);                  /* every block found its shard */
+  xa_huge_cache_decay(UINT64_MAX);
+  xa_huge_stats(&n, &bytes, &cached);
+  assert_int_equal(cached, 0);
+  pin_first();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reuse_without_faults),
@@ -346,6 +498,8 @@ int main(void) {
       cmocka_unit_test(test_decay_purges_old_extents),
       cmocka_unit_test(test_dirty_budget),
       cmocka_unit_test(test_anon_huge_stat),
+      cmocka_unit_test(test_shards),
+      cmocka_unit_test(test_cross_thread_blocks),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }

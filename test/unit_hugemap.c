@@ -58,7 +58,7 @@ static void test_set_get(void **state) {
   size_t leaves = xa_hugemap_mapped(), leaf_bytes = GIB / PG * sizeof(uint32_t);
   uintptr_t g = reserve_gibs();
   assert_int_equal(xa_hugemap_get(g), 0);              /* no leaf yet */
-  xa_hugemap_set(g, 8 * PG);                           /* no leaf: ignored */
+  xa_hugemap_set(g, 8 * PG, 0);                        /* no leaf: ignored */
   assert_int_equal(xa_hugemap_get(g), 0);
   /* a range across the boundary of two GiB maps both leaves */
   assert_true(xa_hugemap_cover(g + GIB - 4 * PG, 8 * PG));
@@ -75,9 +75,9 @@ static void test_set_get(void **state) {
   assert_int_equal(xa_hugemap_mapped(), leaves + 2 * leaf_bytes);
 
   uintptr_t a = g + 3 * PG, b = g + GIB, c = g + GIB - PG;
-  xa_hugemap_set(a, 5 * PG);
-  xa_hugemap_set(b, GIB);
-  xa_hugemap_set(c, 256 * PG);
+  xa_hugemap_set(a, 5 * PG, 0);
+  xa_hugemap_set(b, GIB, 0);
+  xa_hugemap_set(c, 256 * PG, 0);
   assert_int_equal(xa_hugemap_get(a), 5 * PG);
   assert_int_equal(xa_hugemap_get(b), GIB);
   assert_int_equal(xa_hugemap_get(c), 256 * PG);
@@ -85,12 +85,30 @@ static void test_set_get(void **state) {
   assert_int_equal(xa_hugemap_get(a + 16), 0);         /* not page aligned */
   assert_int_equal(xa_hugemap_get(a - PG), 0);
   assert_int_equal(xa_hugemap_get((uintptr_t)1 << 62), 0);   /* past the address space */
-  xa_hugemap_set((uintptr_t)1 << 62, PG);              /* ignored, no crash */
-  xa_hugemap_set(a, 0);
+  xa_hugemap_set((uintptr_t)1 << 62, PG, 0);           /* ignored, no crash */
+  xa_hugemap_set(a, 0, 0);
   assert_int_equal(xa_hugemap_get(a), 0);
   assert_int_equal(xa_hugemap_get(c), 256 * PG);
-  xa_hugemap_set(b, 0);
-  xa_hugemap_set(c, 0);
+  /* the shard comes back with the size, every shard number */
+  unsigned shard = 99;
+  for (unsigned i = 0; i < 1u << XA_HUGEMAP_SHARD_BITS; i++) {
+    xa_hugemap_set(c, (i + 1) * 64 * PG, i);
+    assert_int_equal(xa_hugemap_lookup(c, &shard), (i + 1) * 64 * PG);
+    assert_int_equal(shard, i);
+  }
+  xa_hugemap_set(b, GIB, 15);
+  assert_int_equal(xa_hugemap_lookup(b, &shard), GIB);
+  assert_int_equal(shard, 15);
+  /* 2^28 pages (1 TiB) and more do not fit an entry: not known */
+  xa_hugemap_set(b, (size_t)1 << 40, 3);
+  assert_int_equal(xa_hugemap_get(b), 0);
+  xa_hugemap_set(b, ((size_t)1 << 40) - PG, 3);
+  assert_int_equal(xa_hugemap_lookup(b, &shard), ((size_t)1 << 40) - PG);
+  assert_int_equal(shard, 3);
+  xa_hugemap_set(b, 0, 0);
+  xa_hugemap_set(c, 0, 0);
+  assert_int_equal(xa_hugemap_get(b), 0);
+  assert_int_equal(xa_hugemap_get(c), 0);
 }
 
 static void test_forget(void **state) {
@@ -102,10 +120,10 @@ static void test_forget(void **state) {
   uintptr_t span = PG / sizeof(uint32_t) * PG;
   if (6 * span > GIB) skip();                          /* 64 KiB pages: one leaf page per GiB */
   uintptr_t lo = g + span + 7 * PG, hi = g + 5 * span + 3 * PG;
-  for (uintptr_t p = g; p < g + 6 * span; p += 64 * PG) xa_hugemap_set(p, PG);
+  for (uintptr_t p = g; p < g + 6 * span; p += 64 * PG) xa_hugemap_set(p, PG, 0);
   /* entries inside [lo, hi) must be clear before forget: clear them */
   for (uintptr_t p = g; p < g + 6 * span; p += 64 * PG)
-    if (p >= lo && p < hi) xa_hugemap_set(p, 0);
+    if (p >= lo && p < hi) xa_hugemap_set(p, 0, 0);
   xa_hugemap_forget(lo, hi - lo);
   /* the leaf pages wholly inside are given back; the partial ones stay
    * (checked before the entries are read: reading maps the zero page) */
@@ -120,10 +138,10 @@ static void test_forget(void **state) {
   for (uintptr_t p = g; p < g + 6 * span; p += 64 * PG)
     assert_int_equal(xa_hugemap_get(p), p >= lo && p < hi ? 0 : PG);
   /* a forget across two leaves */
-  xa_hugemap_set(g + GIB + span, PG);
+  xa_hugemap_set(g + GIB + span, PG, 0);
   xa_hugemap_forget(g + GIB - span, 2 * span);
   assert_int_equal(xa_hugemap_get(g + GIB + span), PG);
-  for (uintptr_t p = g; p < g + 2 * GIB; p += 64 * PG) xa_hugemap_set(p, 0);
+  for (uintptr_t p = g; p < g + 2 * GIB; p += 64 * PG) xa_hugemap_set(p, 0, 0);
 }
 
 /* The allocator keeps the map in step with its huge blocks. */
