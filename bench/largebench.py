@@ -4,6 +4,7 @@
   python3 bench/largebench.py [--runs 3] [--mimalloc3 PATH/libmimalloc.so.3]
                               [--malloc-large PATH/malloc-large] [--only a,b]
                               [--xalloc-lib LABEL=PATH] [--xalloc-conf LABEL=CONF]
+                              [--skip glibc,jemalloc,...]
 
 Runs each workload under each allocator, interleaved (every round runs
 every cell once), and reports medians.  Workloads (bench/*.c, built by
@@ -76,7 +77,8 @@ def allocators(args):
             print("note: %s not installed, skipped" % name, file=sys.stderr)
     if args.mimalloc3:
         a.append(("mimalloc3", args.mimalloc3))
-    return a
+    skip = set(args.skip.split(",")) if args.skip else set()
+    return [x for x in a if x[0] not in skip]
 
 
 def run_one(cmd, lib, timeout):
@@ -115,6 +117,8 @@ def main():
                     help="LABEL=CONF: also xalloc with XALLOC_CONF=CONF (e.g. xalloc-thp=thp:always)")
     ap.add_argument("--xalloc-lib", action="append", default=[],
                     help="LABEL=PATH: also this libxalloc.so (e.g. an older build, for an A/B)")
+    ap.add_argument("--skip", default="",
+                    help="allocators left out, comma-separated (e.g. glibc,jemalloc for a quick A/B)")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "largebench"))
     args = ap.parse_args()

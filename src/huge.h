@@ -12,8 +12,10 @@
 #define XA_HUGE_SHARDS 16
 
 /* A block of at least n bytes aligned to align; *zeroed tells whether it
- * reads as zero (clean pages only).  NULL on failure. */
-XA_HIDDEN void *xa_huge_alloc(size_t n, size_t align, bool *zeroed);
+ * reads as zero (clean pages only).  sparse: the block may be touched
+ * only here and there (calloc's), so it asks for no huge pages under
+ * thp:auto.  NULL on failure. */
+XA_HIDDEN void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed);
 /* Usable size of huge block p, or 0 if p is not the start of one. */
 XA_HIDDEN size_t xa_huge_usable(const void *p);
 /* Is p inside a free extent of the huge regions (a freed block)? */

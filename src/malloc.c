@@ -124,20 +124,21 @@ static XA_NOINLINE void *alloc_sampled(size_t n) {
 }
 
 /* Large or huge block of n bytes aligned to align (a power of two);
- * *zeroed tells whether it is known to read as zero. */
-static void *alloc_big(size_t n, size_t align, bool *zeroed) {
+ * *zeroed tells whether it is known to read as zero.  sparse: calloc's
+ * (xa_huge_alloc). */
+static void *alloc_big(size_t n, size_t align, bool sparse, bool *zeroed) {
   *zeroed = false;
   if (n > XA_REQUEST_MAX || align > XA_REQUEST_MAX / 2) return fail_nomem();
   void *p = NULL;
   if (n < XA_HUGE_MIN && align < XA_CHUNK_SIZE / 4)
     p = xa_arena_alloc_large(xa_arena_choose(), large_size(n), align);
-  if (!p) p = xa_huge_alloc(huge_size(n), align, zeroed);
+  if (!p) p = xa_huge_alloc(huge_size(n), align, sparse, zeroed);
   if (!p) {
     /* Memory may sit in caches and free pages: give it back and retry. */
     xa_tcache_flush_all();
     xa_arena_purge_all();
     xa_arena_release_spares_all();
-    p = xa_huge_alloc(huge_size(n), align, zeroed);
+    p = xa_huge_alloc(huge_size(n), align, sparse, zeroed);
   }
   if (!p) return fail_nomem();
   if (unlikely(xa_prof_on) && xa_prof_pick(n)) xa_prof_record(p, n);
@@ -154,7 +155,7 @@ XA_NOINLINE void *xa_malloc_slow(size_t n) {
   if (unlikely(!xa_init())) return fail_nomem();
   if (n <= XA_SMALL_MAX) return alloc_small(n);
   bool zeroed;
-  return alloc_big(n, xa_os_page, &zeroed);
+  return alloc_big(n, xa_os_page, false, &zeroed);
 }
 
 /* Kinds of block, as found by lookup(). */
@@ -263,7 +264,7 @@ static void *alloc_aligned(size_t align, size_t n) {
   if (c < XA_NSMALL) return xa_malloc_fast(xa_classes[c].size);
   if (n <= XA_SMALL_MAX) n = XA_SMALL_MAX + 1;   /* large from here on */
   bool zeroed;
-  return alloc_big(n, align, &zeroed);
+  return alloc_big(n, align, false, &zeroed);
 }
 
 /* ---- sized frees: is this the block the claimed request made? ---------- */
@@ -322,7 +323,7 @@ XA_EXPORT void *calloc(size_t nmemb, size_t size) {
   }
   if (unlikely(!xa_init())) return fail_nomem();
   bool zeroed;
-  void *p = alloc_big(n, xa_os_page, &zeroed);
+  void *p = alloc_big(n, xa_os_page, true, &zeroed);
   return p && !zeroed ? memset(p, 0, n) : p;     /* fresh mappings read as zero */
 }
 

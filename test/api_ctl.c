@@ -133,7 +133,7 @@ static void test_ctl_options(void **state) {
   assert_int_equal(get("opt.tcache_bytes"), 65536);
   assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 1000);
   assert_int_equal(get("opt.background_thread"), 1);
-  assert_int_equal(get("opt.thp"), 0);                    /* default */
+  assert_int_equal(get("opt.thp"), 3);                    /* auto */
   assert_int_equal(get("opt.thp_min_bytes"), 8 << 20);
   assert_int_equal(get("opt.huge_cache_bytes"), 16 << 20);
   assert_int_equal(get("opt.stats_print"), 0);
@@ -479,6 +479,29 @@ static int child_thp_auto(void) {
   return 0;
 }
 
+/* Child with XALLOC_CONF empty: thp:auto is the default, from 8 MiB;
+ * a calloc'd block is marked against huge pages (it may be touched
+ * sparsely), also where a freed malloc'd block had asked for them. */
+static int child_thp_default(void) {
+  char *small = malloc(4 << 20), *big = malloc(16 << 20);
+  if (!small || !big) return 1;
+  for (size_t off = 0; off < (4 << 20); off += 64 << 10)
+    if (vmflag(small + off, "hg")) return 2;
+  if (!vmflag(big, "hg") || !vmflag(big + (16 << 20) - 1, "hg")) return 3;
+  char *zeros = calloc(1, 16 << 20);
+  if (!zeros) return 4;
+  if (vmflag(zeros, "hg") || !vmflag(zeros, "nh") || !vmflag(zeros + (16 << 20) - 1, "nh")) return 5;
+  free(big);
+  char *z2 = calloc(16, 1 << 20);          /* likely big's pages again */
+  if (!z2) return 6;
+  for (size_t off = 0; off < (16 << 20); off += 1 << 20)
+    if (!vmflag(z2 + off, "nh")) return 7;
+  free(small);
+  free(zeros);
+  free(z2);
+  return 0;
+}
+
 /* Child under XALLOC_CONF=thp:auto,thp_min_bytes:1073741824: no block asks. */
 static int child_thp_none(void) {
   char *big = malloc(16 << 20);
@@ -494,6 +517,7 @@ static void test_options_take_effect(void **state) {
   assert_int_equal(tu_run_conf("tcache_bytes:0,thp:never", "opts2", err, sizeof err), 0);
   assert_int_equal(tu_run_conf("thp:auto,thp_min_bytes:4194304", "thpauto", err, sizeof err), 0);
   assert_int_equal(tu_run_conf("thp:auto,thp_min_bytes:1073741824", "thpnone", err, sizeof err), 0);
+  assert_int_equal(tu_run_conf("", "thpdefault", err, sizeof err), 0);
   /* a bad entry warns once, names the option, and the rest still applies */
   assert_int_equal(tu_run_conf("narenas:3,bogus:1,tcache:false,thp:always", "opts1", err, sizeof err), 0);
   assert_non_null(strstr(err, "xalloc: XALLOC_CONF: unknown option 'bogus'"));
@@ -599,6 +623,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "opts1")) return child_opts1();
   if (argc > 1 && !strcmp(argv[1], "thpauto")) return child_thp_auto();
   if (argc > 1 && !strcmp(argv[1], "thpnone")) return child_thp_none();
+  if (argc > 1 && !strcmp(argv[1], "thpdefault")) return child_thp_default();
   if (argc > 1 && !strcmp(argv[1], "opts2")) return child_opts2();
   if (argc > 1 && !strcmp(argv[1], "quiet")) return 0;
 #endif

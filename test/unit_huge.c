@@ -341,6 +341,7 @@ static void test_dirty_budget(void **state) {
 static void test_anon_huge_stat(void **state) {
   (void)state;
   malloc_trim(0);                        /* the next block makes a new region */
+  int thp = xa_opt.thp;
   xa_opt.thp = xa_opt_thp_always;
   char *a = malloc(64 * MiB);
   assert_non_null(a);
@@ -359,7 +360,7 @@ static void test_anon_huge_stat(void **state) {
   if (kb >= 0 && llabs((long long)v - kb * 1024LL) > (8 << 20))
     fail_msg("stats.anon_huge %llu, smaps_rollup %ld kB", (unsigned long long)v, kb);
   free(a);
-  xa_opt.thp = xa_opt_thp_default;
+  xa_opt.thp = thp;
 }
 
 /* The shard a live block belongs to. */
