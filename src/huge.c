@@ -778,6 +778,13 @@ void xa_huge_resident(size_t *live, size_t *cached) {
   for (unsigned i = 0, n = shard_count(); i < n; i++) shard_resident(&shards[i], live, cached);
 }
 
+void xa_huge_lock_stats(unsigned *count, uint64_t *contended) {
+  *count = shard_count();
+  *contended = 0;
+  for (unsigned i = 0; i < *count; i++)      /* counted by lock takers: read as they leave it */
+    *contended += __atomic_load_n(&shards[i].lock.contended, __ATOMIC_RELAXED);
+}
+
 size_t xa_huge_reserved(void) {
   return __atomic_load_n(&region_bytes, __ATOMIC_RELAXED);
 }

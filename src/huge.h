@@ -50,6 +50,9 @@ XA_HIDDEN void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached);
 /* Resident bytes of live huge blocks and of the free extents kept dirty
  * (mincore, outside the lock, over a list taken under it). */
 XA_HIDDEN void xa_huge_resident(size_t *live, size_t *cached);
+/* How many shards there are, and how often their locks made a caller
+ * wait, ever. */
+XA_HIDDEN void xa_huge_lock_stats(unsigned *count, uint64_t *contended);
 /* Bytes of address space the regions reserve. */
 XA_HIDDEN size_t xa_huge_reserved(void);
 

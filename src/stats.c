@@ -130,6 +130,11 @@ void xa_stats_totals(struct xa_stats_totals *t) {
 #undef XA_PRESSURE_COPY
   t->tcache_budget = xa_tcache_budget();      /* after the reading above: a limit shrinks them */
   t->huge_budget = xa_huge_cache_budget();
+  unsigned huge_shards;
+  uint64_t huge_contended;
+  xa_huge_lock_stats(&huge_shards, &huge_contended);
+  t->huge_shards = huge_shards;
+  t->huge_contended = huge_contended;
   struct xa_prof_stats pf;
   xa_prof_stats(&pf);
   t->prof_samples = pf.samples;

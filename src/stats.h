@@ -34,6 +34,8 @@
   X(tcache_budget,   "bytes all thread caches may hold: tcache_total_bytes, or 1/16 of a memory limit if lower") \
   X(tcache_active,   "thread caches sharing tcache_budget: live ones, less those emptied while their threads were quiet") \
   X(huge_budget,     "bytes of freed huge-block pages kept: huge_cache_bytes, or 1/16 of a memory limit if lower") \
+  X(huge_shards,     "shards of the huge blocks, each with its own lock: one per arena, at most 16") \
+  X(huge_contended,  "huge-shard lock acquisitions that had to wait") \
   X(narenas,         "arenas") \
   X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \
   X(cgroup_limit,    "tightest memory limit (memory.max, memory.limit_in_bytes) of the cgroup and its ancestors; 0 none") \

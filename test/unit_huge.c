@@ -20,6 +20,8 @@
 #include <malloc.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "testutil.h"
@@ -486,6 +488,60 @@ static void test_cross_thread_blocks(void **state) {
   pin_first();
 }
 
+/* A thread that allocates a huge block while every shard's lock is held
+ * elsewhere: its wait is counted (stats.huge_contended). */
+static int waiter_tid;
+static void *take_huge(void *arg) {
+  (void)arg;
+  __atomic_store_n(&waiter_tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+  void *p = malloc(MiB);
+  free(p);
+  return p ? NULL : "malloc failed";
+}
+
+/* Is thread tid asleep (in the kernel: waiting for the lock)? */
+static bool thread_sleeping(int tid) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+  FILE *f = fopen(path, "r");
+  if (!f) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *close = strrchr(buf, ')');
+  return close && close[1] == ' ' && close[2] == 'S';
+}
+
+static void test_lock_contention_counted(void **state) {
+  (void)state;
+  unsigned n;
+  uint64_t before, after, v = 0;
+  size_t len = sizeof v;
+  xa_huge_lock_stats(&n, &before);
+  unsigned arenas = xa_arena_count();
+  assert_int_equal(n, arenas < XA_HUGE_SHARDS ? arenas : XA_HUGE_SHARDS);
+  assert_int_equal(xalloc_ctl("stats.huge_shards", &v, &len, NULL, 0), 0);
+  assert_int_equal(v, n);
+  xa_huge_prefork();                       /* every shard's lock, held here */
+  pthread_t t;
+  __atomic_store_n(&waiter_tid, 0, __ATOMIC_RELAXED);
+  assert_int_equal(pthread_create(&t, NULL, take_huge, NULL), 0);
+  /* until it sleeps on a lock (10 s at most: then the count fails) */
+  for (int i = 0; i < 1000; i++) {
+    int tid = __atomic_load_n(&waiter_tid, __ATOMIC_ACQUIRE);
+    if (tid && thread_sleeping(tid)) break;
+    usleep(10000);
+  }
+  xa_huge_postfork_parent();
+  void *res;
+  assert_int_equal(pthread_join(t, &res), 0);
+  assert_null(res);
+  xa_huge_lock_stats(&n, &after);
+  assert_true(after > before);
+  assert_int_equal(xalloc_ctl("stats.huge_contended", &v, &len, NULL, 0), 0);
+  assert_true(v >= after);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reuse_without_faults),
@@ -501,6 +557,7 @@ int main(void) {
       cmocka_unit_test(test_anon_huge_stat),
       cmocka_unit_test(test_shards),
       cmocka_unit_test(test_cross_thread_blocks),
+      cmocka_unit_test(test_lock_contention_counted),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
