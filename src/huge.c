@@ -93,8 +93,9 @@ static void total_add(size_t *t, size_t size, long sign) {
  * take its share of the limit. */
 static XA_NOINLINE unsigned shard_count_first(void) {
   unsigned n = xa_arena_count();
+  if (!n) return 1;             /* before initialisation (statistics): not fixed yet */
   if (n > XA_HUGE_SHARDS) n = XA_HUGE_SHARDS;
-  if (!n || xa_os_as_limit() != SIZE_MAX) n = 1;
+  if (xa_os_as_limit() != SIZE_MAX) n = 1;
   unsigned none = 0;
   if (!__atomic_compare_exchange_n(&nshards, &none, n, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) n = none;
   return n;
