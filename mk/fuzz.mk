@@ -45,6 +45,10 @@ check-fuzz: $(FUZZ_DIR)/fuzz_ops
 	FUZZ_OPS_WRITE_SEEDS=$(FUZZ_DIR)/corpus $(FUZZ_DIR)/fuzz_ops
 	$(FUZZ_DIR)/fuzz_ops -max_len=4096 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus
+	@# again with meshing, the purger meshing every millisecond (the
+	@# debug build checks every arena at each unlock, meshed slabs included)
+	XALLOC_CONF=mesh:true,mesh_period_ms:1 $(FUZZ_DIR)/fuzz_ops -max_len=4096 -max_total_time=$(FUZZ_SECONDS) \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/mesh- $(FUZZ_DIR)/corpus
 
 # test/ops.h is shared with api_differential and unit_faults
 build/test/api_differential build/test/api_differential.glibc build/test/unit_faults: test/ops.h

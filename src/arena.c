@@ -4,6 +4,7 @@
 #include "arena_private.h"
 #include "base.h"
 #include "error.h"
+#include "mesh.h"
 #include "options.h"
 #include "valgrind.h"
 #include <string.h>
@@ -225,7 +226,7 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
   struct xa_chunk *c = xa_span_chunk(s);
   unsigned first = s->first, n = s->npages;
   if (dirty == XA_PAGES_DIRTY) xa_decay_note(&a->decay, n);   /* freed now: young */
-  if (s->state == XA_SPAN_SLAB) {
+  if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_MESHED) {
     /* The bitmap overlaps later pages' slots: zero it so no stale slot
      * looks like a span; and the pages stop being small-object pages. */
     memset(s->bitmap, 0, ((xa_classes[s->cls].nobjs + 63) / 64) * 8);
@@ -339,6 +340,14 @@ static void large_change(struct xa_arena *a, int64_t delta) {
 
 /* ---- slabs ----------------------------------------------------------- */
 
+/* Word w of the slots free in slab s and in every slab meshed onto its
+ * pages (mesh.h): the slots it may hand out. */
+static uint64_t slab_free_word(const struct xa_span *s, unsigned w) {
+  uint64_t bits = s->bitmap[w];
+  for (const struct xa_span *m = s->aliases; m; m = m->alias_next) bits &= m->bitmap[w];
+  return bits;
+}
+
 static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
   const struct xa_class_info *ci = &xa_classes[cls];
   struct xa_span *s = span_grab(a, ci->slab_pages);
@@ -349,6 +358,7 @@ static struct xa_span *slab_new(struct xa_arena *a, unsigned cls) {
   s->dirty = 0;
   s->purging = 0;
   s->purged = 0;
+  s->aliases = NULL;
   unsigned full = ci->nobjs / 64, rem = ci->nobjs % 64;
   for (unsigned w = 0; w < full; w++) s->bitmap[w] = ~(uint64_t)0;
   if (rem) s->bitmap[full] = ((uint64_t)1 << rem) - 1;
@@ -367,10 +377,10 @@ static unsigned slab_random_slot(struct xa_arena *a, struct xa_span *s, unsigned
   x ^= x << 13, x ^= x >> 7, x ^= x << 17;
   a->rng = x;
   unsigned nw = (nobjs + 63) / 64, r = (unsigned)(x % nobjs), w = r / 64;
-  uint64_t bits = s->bitmap[w] & (~(uint64_t)0 << (r & 63));
+  uint64_t bits = slab_free_word(s, w) & (~(uint64_t)0 << (r & 63));
   while (!bits) {
     w = w + 1 == nw ? 0 : w + 1;
-    bits = s->bitmap[w];
+    bits = slab_free_word(s, w);
   }
   return w * 64 + (unsigned)__builtin_ctzl(bits);
 }
@@ -439,7 +449,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
       /* Highest addresses first: the cache pops from the top of its stack,
        * so the caller receives ascending addresses. */
       for (unsigned w = nw; w-- > 0 && got < want;) {
-        uint64_t bits = s->bitmap[w];
+        uint64_t bits = slab_free_word(s, w), had = bits;
         if (bits == ~(uint64_t)0 && want - got >= 64) {
           /* A wholly free word (fresh slabs): 64 objects by stride, not
            * bit by bit -- 3 instructions an object instead of about 12. */
@@ -454,7 +464,7 @@ unsigned xa_arena_refill(struct xa_arena *a, unsigned cls, void **out, unsigned 
           bits &= ~((uint64_t)1 << b);
           out[got++] = base + (size_t)(w * 64 + b) * ci->size;
         }
-        s->bitmap[w] = bits;
+        s->bitmap[w] &= ~(had & ~bits);     /* taken: in the owner's bitmap */
       }
     }
     s->nfree -= got - before;
@@ -490,6 +500,27 @@ static void slab_release(struct xa_arena *a, struct xa_span *s, uint8_t st, stru
   if (d) { d->next = *dead; *dead = d; }
 }
 
+/* Slab s, listed in its bin with nfree free objects: released if it is
+ * an empty slab beyond the bin's keep (one with aliases waits for the
+ * purger to unmesh them), and on the dirty list once it may hold a whole
+ * free page, to decay (lock held). */
+static void slab_settle(struct xa_arena *a, struct xa_span *s, struct xa_chunk **dead, uint64_t now) {
+  const struct xa_class_info *ci = &xa_classes[s->cls];
+  struct xa_bin *bin = &a->bins[s->cls];
+  if (s->nfree == ci->nobjs) {
+    if (bin->nempty >= ci->empty_keep && !s->aliases) {
+      slab_release(a, s, XA_PAGES_DIRTY, dead);
+      return;
+    }
+    bin->nempty++;
+  }
+  if (!s->dirty && s->nfree >= ci->page_objs) {
+    s->dirty = 1;
+    s->dirtied_at = now;
+    lru_push(&a->dirty_slabs, s);
+  }
+}
+
 /* k objects of slab s were just marked free in its bitmap: update its
  * count, its place in the bin and the dirty list (lock held).  May release
  * the slab; a chunk to unmap is chained onto *dead. */
@@ -502,19 +533,19 @@ static void slab_account(struct xa_arena *a, struct xa_span *s, uint32_t k, stru
   if (unlikely(s->purging)) { s->nfree += k; return; }   /* the purger re-bins it */
   if (s->nfree == 0) list_push(&bin->nonfull, s);
   s->nfree += k;
-  if (s->nfree == ci->nobjs) {
-    if (bin->nempty >= ci->empty_keep) {
-      slab_release(a, s, XA_PAGES_DIRTY, dead);
-      return;
-    }
-    bin->nempty++;
+  slab_settle(a, s, dead, now);
+}
+
+/* The same for k objects freed through slab v's addresses: a meshed slab
+ * counts its own, and its owner the free slots they share. */
+static void slab_account_run(struct xa_arena *a, struct xa_span *v, uint32_t k, struct xa_chunk **dead,
+                             uint64_t now) {
+  if (v->state != XA_SPAN_MESHED) {
+    slab_account(a, v, k, dead, now);
+    return;
   }
-  if (!s->dirty && s->nfree >= ci->page_objs) {
-    /* May hold a whole free page now: let it decay. */
-    s->dirty = 1;
-    s->dirtied_at = now;
-    lru_push(&a->dirty_slabs, s);
-  }
+  v->nfree += k;
+  slab_account(a, v->owner, k, dead, now);
 }
 
 static void chunks_delete(struct xa_chunk *dead) {
@@ -551,14 +582,14 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
         idx++;
       } else {
         if (!s || (size_t)(p - base) >= bytes) {
-          if (s) slab_account(a, s, run, &dead, now);
+          if (s) slab_account_run(a, s, run, &dead, now);
           s = NULL;
           next = NULL;
           struct xa_chunk *c = xa_chunk_of(p);
           if (c->arena != a) { ptrs[keep++] = p; continue; }
           struct xa_pageinfo pi = *xa_chunk_info(c, p);
           struct xa_span *t = xa_chunk_span(c, pi.first);
-          if (unlikely(pi.cls >= XA_NSMALL || t->state != XA_SPAN_SLAB)) {
+          if (unlikely(pi.cls >= XA_NSMALL || (t->state != XA_SPAN_SLAB && t->state != XA_SPAN_MESHED))) {
             slab_misuse(a, fn, "invalid pointer (double free?)", p);
             continue;
           }
@@ -582,13 +613,13 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
       if (unlikely(secure)) xa_valgrind_fill(p, 0, size);
       continue;
     misuse:
-      slab_account(a, s, run, &dead, now);   /* the report drops the lock */
+      slab_account_run(a, s, run, &dead, now);   /* the report drops the lock */
       s = NULL;
       next = NULL;
       nobjs = 0;
       slab_misuse(a, fn, bad, p);
     }
-    if (s) slab_account(a, s, run, &dead, now);
+    if (s) slab_account_run(a, s, run, &dead, now);
     arena_unlock(a);
     n = keep;
   }
@@ -602,7 +633,7 @@ bool xa_arena_small_is_free(const void *p) {
   struct xa_pageinfo pi = *xa_chunk_info(c, p);
   struct xa_span *s = xa_chunk_span(c, pi.first);
   bool is_free = true;
-  if (pi.cls < XA_NSMALL && s->state == XA_SPAN_SLAB) {
+  if (pi.cls < XA_NSMALL && (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_MESHED)) {
     uint32_t idx = xa_sizeclass_index(pi.cls, (uint32_t)(uintptr_t)p - pi.start32);
     is_free = idx < xa_classes[pi.cls].nobjs && (s->bitmap[idx >> 6] >> (idx & 63) & 1);
   }
@@ -777,8 +808,8 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
     s->state = XA_SPAN_PURGING;
     xa_chunk_mark_span(c, s);
     arena_unlock(a);
-    if (lazy) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
-    else xa_os_purge(xa_span_addr(s), xa_span_bytes(s));
+    if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
+    else xa_mesh_purge(xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
     xa_chunk_purge_slots(c, s->first, s->npages);
     arena_lock(a);
     done += s->npages;
@@ -811,7 +842,7 @@ static unsigned slab_free_runs(const struct xa_span *s, struct page_run *run) {
     size_t lo = j * page / ci->size, hi = ((j + 1) * page - 1) / ci->size;
     if (hi >= ci->nobjs) hi = ci->nobjs - 1;
     bool free = true;
-    for (size_t i = lo; i <= hi && free && lo < ci->nobjs; i++) free = (s->bitmap[i >> 6] >> (i & 63)) & 1;
+    for (size_t i = lo; i <= hi && free && lo < ci->nobjs; i++) free = (slab_free_word(s, (unsigned)(i >> 6)) >> (i & 63)) & 1;
     if (!free) continue;
     if (nrun && run[nrun - 1].first + run[nrun - 1].n == j) run[nrun - 1].n++;
     else run[nrun++] = (struct page_run){j, 1};
@@ -845,13 +876,13 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
     arena_unlock(a);
     char *base = xa_span_addr(s);
     for (unsigned i = 0; i < nrun; i++) {
-      xa_os_purge(base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
+      xa_mesh_purge(base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
       pages += run[i].n;
     }
     arena_lock(a);
     s->purging = 0;
     a->purge_runs += nrun;
-    if (s->nfree == xa_classes[s->cls].nobjs && bin->nonfull) {
+    if (s->nfree == xa_classes[s->cls].nobjs && bin->nonfull && !s->aliases) {
       /* Empty and decayed: its pages go back to the free spans, unless it
        * is the bin's only slab; clean if the purge covered the whole slab
        * (it was empty then, and nothing is carved from it off the bin). */
@@ -940,9 +971,209 @@ size_t xa_arena_decay_pending(void) {
   return pages;
 }
 
+/* ---- meshing (mesh.h) ------------------------------------------------- */
+
+/* Bounds on a pass: slabs of a class looked at, meshes per class, and the
+ * slabs one physical copy may serve (each alias is a mapping of its own:
+ * the process's map count bounds them all). */
+#define MESH_CANDIDATES 32
+#define MESH_OWNERS     16
+#define MESH_WALK       1024
+#define MESH_PER_CLASS  16
+#define MESH_MAX_ALIASES 15
+#define MESH_MAX_WORDS  64          /* bitmap words: 4096 objects */
+
+/* Slab s, taken out of its bin for a mesh step, back in (lock held). */
+static void slab_rebin(struct xa_arena *a, struct xa_span *s, struct xa_chunk **dead, uint64_t now) {
+  s->purging = 0;
+  if (!s->nfree) return;
+  list_push(&a->bins[s->cls].nonfull, s);
+  slab_settle(a, s, dead, now);
+}
+
+/* Out of its bin for a mesh step (lock held): no refill hands out its
+ * slots meanwhile; frees only set bits and count (slab_account). */
+static void slab_unbin(struct xa_arena *a, struct xa_span *s) {
+  struct xa_bin *bin = &a->bins[s->cls];
+  if (s->nfree) list_remove(&bin->nonfull, s);
+  if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty--;
+  s->purging = 1;
+}
+
+/* Do the live objects of slab `from` (no aliases of its own) and of slab
+ * `to` and its aliases lie at different offsets? */
+static bool mesh_disjoint(const struct xa_span *from, const struct xa_span *to, unsigned nobjs) {
+  unsigned nw = (nobjs + 63) / 64;
+  for (unsigned w = 0; w < nw; w++) {
+    uint64_t valid = w + 1 < nw || nobjs % 64 == 0 ? ~(uint64_t)0 : ((uint64_t)1 << (nobjs % 64)) - 1;
+    if (~from->bitmap[w] & ~slab_free_word(to, w) & valid) return false;
+  }
+  return true;
+}
+
+static unsigned alias_count(const struct xa_span *s) {
+  unsigned n = 0;
+  for (const struct xa_span *m = s->aliases; m; m = m->alias_next) n++;
+  return n;
+}
+
+/* A pair of slabs of class cls to mesh: `from` moves onto `to`'s pages.
+ * From the first MESH_WALK slabs of the bin, those at most half full in
+ * file-backed chunks: up to MESH_CANDIDATES without aliases (the slabs
+ * that can move) and MESH_OWNERS that have some (and room for one more).
+ * Movers are tried against owners first, then against each other, the
+ * emptier of two moving (fewer bytes to copy). */
+static bool mesh_find(struct xa_arena *a, unsigned cls, struct xa_span **from, struct xa_span **to) {
+  const struct xa_class_info *ci = &xa_classes[cls];
+  struct xa_span *mover[MESH_CANDIDATES], *owner[MESH_OWNERS];
+  unsigned nm = 0, no = 0, walked = 0;
+  for (struct xa_span *s = a->bins[cls].nonfull; s && walked < MESH_WALK && nm < MESH_CANDIDATES; s = s->next, walked++) {
+    if (s->nfree == ci->nobjs || s->nfree * 2 < ci->nobjs || !xa_span_chunk(s)->meshable) continue;
+    if (!s->aliases) mover[nm++] = s;
+    else if (no < MESH_OWNERS && alias_count(s) < MESH_MAX_ALIASES) owner[no++] = s;
+  }
+  for (unsigned i = 0; i < nm; i++)
+    for (unsigned j = 0; j < no; j++)
+      if (mesh_disjoint(mover[i], owner[j], ci->nobjs)) {
+        *from = mover[i];
+        *to = owner[j];
+        return true;
+      }
+  for (unsigned i = 0; i < nm; i++)
+    for (unsigned j = i + 1; j < nm; j++) {
+      struct xa_span *f = mover[i], *t = mover[j];
+      if (f->nfree < t->nfree) { f = mover[j]; t = mover[i]; }
+      if (mesh_disjoint(f, t, ci->nobjs)) {
+        *from = f;
+        *to = t;
+        return true;
+      }
+    }
+  return false;
+}
+
+/* One mesh of class cls in arena a; false if no pair was found or a
+ * system call refused.  Bytes of physical pages freed added to *bytes. */
+static bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes) {
+  const struct xa_class_info *ci = &xa_classes[cls];
+  unsigned nw = (ci->nobjs + 63) / 64;
+  uint64_t live[MESH_MAX_WORDS];
+  struct xa_span *from, *to;
+  struct xa_chunk *dead = NULL;
+  if (!xa_mesh_room()) return false;
+  xa_mesh_step_lock();
+  arena_lock(a);
+  if (!mesh_find(a, cls, &from, &to)) {
+    arena_unlock(a);
+    xa_mesh_step_unlock();
+    return false;
+  }
+  slab_unbin(a, from);
+  slab_unbin(a, to);
+  /* Live now; frees from here on only make the copy larger than needed. */
+  for (unsigned w = 0; w < nw; w++) live[w] = ~from->bitmap[w];
+  if (ci->nobjs % 64) live[nw - 1] &= ((uint64_t)1 << (ci->nobjs % 64)) - 1;
+  arena_unlock(a);
+  size_t freed = 0;
+  bool ok = xa_mesh_move(xa_span_addr(from), xa_span_addr(to), xa_span_bytes(from), live, ci->nobjs, ci->size,
+                         &freed);
+  arena_lock(a);
+  uint64_t now = xa_os_now();
+  if (ok) {
+    if (from->dirty) lru_remove(&a->dirty_slabs, from);
+    from->dirty = 0;
+    from->purging = 0;
+    from->state = XA_SPAN_MESHED;
+    from->owner = to;
+    from->alias_next = to->aliases;
+    to->aliases = from;
+    to->nfree -= ci->nobjs - from->nfree;     /* its live objects are on to's pages now */
+    a->bins[cls].nslabs--;
+    a->meshed_slabs++;
+    xa_peak_add(&a->peak, XA_PEAK_ACTIVE, -(int64_t)xa_span_bytes(from));
+    *bytes += freed;
+  } else {
+    slab_rebin(a, from, &dead, now);
+  }
+  slab_rebin(a, to, &dead, now);
+  arena_unlock(a);
+  xa_mesh_step_unlock();
+  chunks_delete(dead);
+  return ok;
+}
+
+/* Give back their own pages to the aliases of one slab of class cls that
+ * have no live object left, and free them; false if there was none. */
+static bool unmesh_one(struct xa_arena *a, unsigned cls) {
+  const struct xa_class_info *ci = &xa_classes[cls];
+  struct xa_chunk *dead = NULL;
+  struct xa_span *gone[MESH_MAX_ALIASES];
+  bool back[MESH_MAX_ALIASES];
+  unsigned n = 0;
+  xa_mesh_step_lock();
+  arena_lock(a);
+  struct xa_span *s = a->bins[cls].nonfull;
+  for (unsigned walked = 0; s && !n && walked < MESH_WALK; s = s->next, walked++)
+    for (struct xa_span *m = s->aliases; m && n < MESH_MAX_ALIASES; m = m->alias_next)
+      if (m->nfree == ci->nobjs) gone[n++] = m;
+  if (!n) {
+    arena_unlock(a);
+    xa_mesh_step_unlock();
+    return false;
+  }
+  s = gone[0]->owner;
+  /* Out of the bin, the aliases still linked: nothing is carved from the
+   * slab meanwhile, and a stray free of an alias's address finds its bit
+   * free and is reported as a double free. */
+  slab_unbin(a, s);
+  arena_unlock(a);
+  for (unsigned i = 0; i < n; i++) back[i] = xa_mesh_restore(xa_span_addr(gone[i]), xa_span_bytes(gone[i]));
+  arena_lock(a);
+  for (unsigned i = 0; i < n; i++) {
+    if (!back[i]) continue;          /* still on s's pages: stays an alias */
+    struct xa_span *m = gone[i], **mp = &s->aliases;
+    while (*mp != m) mp = &(*mp)->alias_next;
+    *mp = m->alias_next;
+    m->owner = m->alias_next = NULL;
+    a->meshed_slabs--;
+    struct xa_chunk *d = span_release(a, m, XA_PAGES_CLEAN);    /* own (zero) pages */
+    if (d) { d->next = dead; dead = d; }
+  }
+  slab_rebin(a, s, &dead, xa_os_now());
+  arena_unlock(a);
+  xa_mesh_step_unlock();
+  chunks_delete(dead);
+  return true;
+}
+
+/* One round over the classes of arena a: up to MESH_PER_CLASS unmeshes
+ * and meshes each, until `deadline`.  Bytes freed added to *bytes; false
+ * if the round found nothing to do. */
+static bool mesh_round(struct xa_arena *a, uint64_t deadline, size_t *bytes) {
+  bool any = false;
+  for (unsigned cls = 0; cls < XA_NSMALL && xa_os_now() < deadline; cls++) {
+    if ((xa_classes[cls].nobjs + 63) / 64 > MESH_MAX_WORDS) continue;
+    for (unsigned i = 0; i < MESH_PER_CLASS && unmesh_one(a, cls); i++) any = true;
+    for (unsigned i = 0; i < MESH_PER_CLASS && mesh_one(a, cls, bytes); i++) any = true;
+  }
+  return any;
+}
+
+size_t xa_arena_mesh_all(uint64_t budget_ns) {
+  if (!xa_mesh_on) return 0;
+  uint64_t deadline = xa_os_now() + budget_ns;
+  size_t bytes = 0;
+  for (bool any = true; any && xa_os_now() < deadline;) {
+    any = false;
+    for (unsigned i = 0; i < xa_narenas; i++) any |= mesh_round(xa_arenas[i], deadline, &bytes);
+  }
+  return bytes;
+}
+
 /* ---- statistics -------------------------------------------------------- */
 
-enum { PG_HEADER, PG_LARGE, PG_DIRTY, PG_MUZZY, PG_CLEAN, PG_PURGING, PG_SLAB };   /* PG_SLAB + class */
+/* PG_MESHED: an alias's pages are its owner's, counted there. */
+enum { PG_HEADER, PG_LARGE, PG_DIRTY, PG_MUZZY, PG_CLEAN, PG_PURGING, PG_MESHED, PG_SLAB };   /* PG_SLAB + class */
 
 /* What each page of chunk c holds, into kind[0..xa_chunk_npages).  Lock held. */
 static void chunk_picture(struct xa_chunk *c, uint8_t *kind) {
@@ -953,6 +1184,7 @@ static void chunk_picture(struct xa_chunk *c, uint8_t *kind) {
     uint8_t k = s->state == XA_SPAN_SLAB ? (uint8_t)(PG_SLAB + s->cls)
                 : s->state == XA_SPAN_LARGE ? PG_LARGE
                 : s->state == XA_SPAN_PURGING ? PG_PURGING
+                : s->state == XA_SPAN_MESHED ? PG_MESHED
                 : s->dirty == XA_PAGES_DIRTY ? PG_DIRTY
                 : s->dirty == XA_PAGES_MUZZY ? PG_MUZZY : PG_CLEAN;
     memset(kind + p, k, s->npages);
@@ -997,6 +1229,7 @@ void xa_arena_resident(struct xa_arena *a, struct xa_arena_resident *r) {
       case PG_MUZZY: r->free_muzzy += pg; break;
       case PG_CLEAN: r->free_clean += pg; break;
       case PG_PURGING: r->purging += pg; break;
+      case PG_MESHED: break;
       default: r->slab[k[p] - PG_SLAB] += pg; break;
       }
     }
@@ -1026,13 +1259,46 @@ void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out) {
 
 /* ---- fork ------------------------------------------------------------ */
 
+/* With meshing, the chunks are a shared file: the parent write-protects
+ * their span pages before the fork and lifts it once the child has its own
+ * copy (mesh.h).  The headers are written under the arena locks only,
+ * which the forking thread holds throughout. */
+static void each_span_area(void (*fn)(void *p, size_t size)) {
+  for (unsigned i = 0; i < xa_narenas; i++)
+    for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next)
+      if (c->meshable)
+        fn((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),
+           (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift);
+}
+
 void xa_arena_prefork(void) {
   for (unsigned i = 0; i < xa_narenas; i++) xa_lock(&xa_arenas[i]->lock);
+  if (xa_mesh_on) each_span_area(xa_mesh_fork_protect);
 }
 void xa_arena_postfork_parent(void) {
+  if (xa_mesh_on) {
+    xa_mesh_fork_wait();
+    each_span_area(xa_mesh_fork_unprotect);
+  }
   for (unsigned i = 0; i < xa_narenas; i++) xa_unlock(&xa_arenas[i]->lock);
 }
+/* The child maps its copy of the file over each chunk (guards again), then
+ * each alias over its owner's pages, before anything else runs. */
 void xa_arena_postfork_child(void) {
+  if (xa_mesh_child_begin()) {
+    for (unsigned i = 0; i < xa_narenas; i++)
+      for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next) {
+        if (!c->meshable) continue;
+        xa_mesh_child_map(c, XA_CHUNK_SIZE, c);
+        xa_chunk_guard(c);
+        for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+          struct xa_span *s = xa_chunk_span(c, p);
+          if (s->state == XA_SPAN_MESHED) xa_mesh_child_map(xa_span_addr(s), xa_span_bytes(s), xa_span_addr(s->owner));
+          p += s->npages;
+        }
+      }
+    xa_mesh_child_done();
+  }
   for (unsigned i = 0; i < xa_narenas; i++) xa_lock_reinit(&xa_arenas[i]->lock);
 }
 
@@ -1045,6 +1311,7 @@ void xa_arena_postfork_child(void) {
 const char *xa_arena_check_locked(struct xa_arena *a) {
   size_t dirty = 0, muzzy = 0;
   unsigned spares = 0;
+  uint64_t meshed = 0, aliases = 0;     /* aliases reached from owners, and seen */
   for (struct xa_chunk *c = a->chunks; c; c = c->next) {
     if (c->arena != a) return "chunk owned by another arena";
     unsigned p = xa_chunk_first_page, free_pages = 0;
@@ -1064,11 +1331,13 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
         if (s->dirty == XA_PAGES_DIRTY) dirty += s->npages;
         if (s->dirty == XA_PAGES_MUZZY) muzzy += s->npages;
         prev_free = s->dirty;
-      } else if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE || s->state == XA_SPAN_PURGING) {
+      } else if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE || s->state == XA_SPAN_PURGING ||
+                 s->state == XA_SPAN_MESHED) {
+        bool slab = s->state == XA_SPAN_SLAB || s->state == XA_SPAN_MESHED;
         for (unsigned i = p; i < p + s->npages; i++) {
           struct xa_pageinfo *pi = xa_chunk_page_info(c, i);
           if (pi->first != p) return "allocated span page info wrong";
-          if (pi->cls != (s->state == XA_SPAN_SLAB ? s->cls : XA_CLS_NONE)) return "page class wrong";
+          if (pi->cls != (slab ? s->cls : XA_CLS_NONE)) return "page class wrong";
           if (pi->cls_scaled != pi->cls * XA_BIN_SCALE) return "page's scaled class wrong";
         }
         if (s->state == XA_SPAN_SLAB) {
@@ -1079,9 +1348,24 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
             if (!found) return "dirty slab missing from the dirty list";
           }
           if (s->npages != ci->slab_pages) return "slab length wrong";
+          unsigned nfree = 0, live = 0;
+          for (unsigned w = 0; w < (ci->nobjs + 63) / 64; w++) nfree += (unsigned)__builtin_popcountl(slab_free_word(s, w));
+          if (nfree != s->nfree) return "slab free count disagrees with bitmap";
+          for (struct xa_span *m = s->aliases; m; m = m->alias_next, meshed++) {
+            if (m->state != XA_SPAN_MESHED || m->owner != s || m->cls != s->cls) return "bad alias of a slab";
+            live += ci->nobjs - m->nfree;
+          }
+          for (unsigned w = 0; w < (ci->nobjs + 63) / 64; w++) live += (unsigned)__builtin_popcountl(~s->bitmap[w]);
+          if (ci->nobjs % 64) live -= 64 - ci->nobjs % 64;
+          if (live + nfree != ci->nobjs) return "meshed slabs' live objects overlap";
+        }
+        if (s->state == XA_SPAN_MESHED) {
+          const struct xa_class_info *ci = &xa_classes[s->cls];
           unsigned nfree = 0;
           for (unsigned w = 0; w < (ci->nobjs + 63) / 64; w++) nfree += (unsigned)__builtin_popcountl(s->bitmap[w]);
-          if (nfree != s->nfree) return "slab free count disagrees with bitmap";
+          if (nfree != s->nfree) return "meshed slab free count disagrees with its bitmap";
+          if (!s->owner || s->owner->state != XA_SPAN_SLAB) return "meshed slab without an owner slab";
+          aliases++;
         }
         prev_free = -1;
       } else {
@@ -1093,14 +1377,16 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
     if (free_pages == usable_pages()) spares++;   /* in one free span or several */
   }
   if (spares != a->nspare) return "spare chunk count wrong";
+  if (meshed != aliases || aliases != a->meshed_slabs) return "meshed slab count wrong";
   for (unsigned c = 0; c < XA_NSMALL; c++) {
-    unsigned empty = 0;
+    unsigned empty = 0, plain = 0;      /* plain: without aliases (those wait for the purger) */
     for (struct xa_span *s = a->bins[c].nonfull; s; s = s->next) {
       if (s->state != XA_SPAN_SLAB || s->cls != c || !s->nfree) return "bad slab on a bin's nonfull list";
       empty += s->nfree == xa_classes[c].nobjs;
+      plain += s->nfree == xa_classes[c].nobjs && !s->aliases;
     }
     if (empty != a->bins[c].nempty) return "bin's empty slab count wrong";
-    if (empty > xa_classes[c].empty_keep) return "bin keeps too many empty slabs";
+    if (plain > xa_classes[c].empty_keep) return "bin keeps too many empty slabs";
   }
   if (dirty != a->dirty_pages) return "arena dirty page count wrong";
   size_t lru_pages = 0;

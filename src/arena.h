@@ -59,6 +59,11 @@ XA_HIDDEN bool xa_arena_was_freed(const void *p);
  * returns bytes purged. */
 XA_HIDDEN size_t xa_arena_purge(struct xa_arena *a);
 XA_HIDDEN size_t xa_arena_purge_all(void);
+/* Meshing (mesh:true, mesh.h), in rounds over every arena and class until
+ * a round finds nothing or budget_ns have passed: give the aliases with no
+ * live object left their own pages back, then mesh pairs of sparse slabs.
+ * Bytes of physical pages freed. */
+XA_HIDDEN size_t xa_arena_mesh_all(uint64_t budget_ns);
 /* Purge what the decay curve says is overdue at time now (ns) in arena a /
  * in every arena; returns bytes purged.  A dirty_decay_ms changed at run
  * time (xalloc_ctl) restarts the curve here. */

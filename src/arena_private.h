@@ -59,6 +59,7 @@ struct xa_arena {
   struct xa_decay decay;        /* how many dirty pages may stay */
   uint64_t purged_pages;        /* pages returned to the OS */
   uint64_t purge_runs;          /* madvise calls */
+  uint64_t meshed_slabs;        /* MESHED slabs: on another slab's pages */
   uint64_t rng;                 /* secure mode: xorshift state for slot choice */
 };
 

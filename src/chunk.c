@@ -1,5 +1,6 @@
 /* Chunk geometry, the chunk map, and mapping/unmapping chunks. */
 #include "chunk.h"
+#include "mesh.h"
 #include "valgrind.h"
 
 unsigned xa_chunk_npages;
@@ -37,11 +38,16 @@ void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n) {
   if (n < 2) return;
   uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunk_span(c, first + 1), xa_os_page);
   uintptr_t hi = (uintptr_t)xa_chunk_span(c, first + n) & ~(uintptr_t)(xa_os_page - 1);
-  if (lo < hi) xa_os_purge((void *)lo, hi - lo);
+  if (lo < hi) xa_mesh_purge((void *)lo, hi - lo);
 }
 
 void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s) {
-  xa_chunk_mark_pages(c, s->first, s->npages, s->first, s->state == XA_SPAN_SLAB ? s->cls : XA_CLS_NONE);
+  xa_chunk_mark_pages(c, s->first, s->npages, s->first, s->state == XA_SPAN_SLAB || s->state == XA_SPAN_MESHED ? s->cls : XA_CLS_NONE);
+}
+
+void xa_chunk_guard(struct xa_chunk *c) {
+  xa_os_guard((char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift), xa_os_page);
+  xa_os_guard((char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift), xa_os_page);
 }
 
 struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
@@ -51,6 +57,8 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
     xa_os_unmap(c, XA_CHUNK_SIZE);
     return NULL;
   }
+  /* mesh:true: from the memfd, so its slabs can be meshed */
+  c->meshable = xa_mesh_back(c, XA_CHUNK_SIZE);
   c->arena = a;
   /* Every unit says "not a slab" (the free span made next only writes its
    * boundary pages): a fresh page's zero info would read as class 0. */
@@ -68,8 +76,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   g->npages = 1;
   g->state = XA_SPAN_HEADER;
   xa_chunk_mark_span(c, g);
-  xa_os_guard((char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift), xa_os_page);
-  xa_os_guard((char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift), xa_os_page);
+  xa_chunk_guard(c);
   xa_valgrind_noaccess((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),
                        (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift);
   xa_chunkmap_set(c, true);
@@ -78,5 +85,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
 
 void xa_chunk_delete(struct xa_chunk *c) {
   xa_chunkmap_set(c, false);
+  /* Out of the file first: once unmapped, the range may be a new chunk's. */
+  if (c->meshable) xa_mesh_forget(c, XA_CHUNK_SIZE);
   xa_os_unmap(c, XA_CHUNK_SIZE);
 }

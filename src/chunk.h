@@ -23,7 +23,10 @@ struct xa_arena;
 /* Span states. */
 /* PURGING: free pages out of the bins while madvise runs without the lock;
  * neither merged with nor accepted by free(). */
-enum { XA_SPAN_FREE = 0, XA_SPAN_SLAB = 1, XA_SPAN_LARGE = 2, XA_SPAN_HEADER = 3, XA_SPAN_PURGING = 4 };
+/* MESHED: a slab whose pages are another slab's (its owner's), mesh.h;
+ * it keeps its own bitmap, and its pages their class. */
+enum { XA_SPAN_FREE = 0, XA_SPAN_SLAB = 1, XA_SPAN_LARGE = 2, XA_SPAN_HEADER = 3, XA_SPAN_PURGING = 4,
+       XA_SPAN_MESHED = 5 };
 /* State of a free span's pages, ordered so a merge takes the maximum:
  * CLEAN (purged, read as zero), MUZZY (MADV_FREE'd: the kernel may take
  * them), DIRTY (resident). */
@@ -47,7 +50,10 @@ struct xa_pageinfo {
 
 /* Span descriptor: 64 bytes; a slab's bitmap follows it. */
 struct xa_span {
-  struct xa_span *next, *prev;  /* arena list: bin's non-full slabs or free spans */
+  union {
+    struct { struct xa_span *next, *prev; };  /* arena list: bin's non-full slabs or free spans */
+    struct { struct xa_span *alias_next, *owner; };  /* MESHED: the owner's next alias, the owner */
+  };
   struct xa_span *lru_next, *lru_prev;  /* arena's dirty list (oldest first) */
   uint32_t npages;              /* length of the span */
   uint32_t nfree;               /* slab: free objects; free span: 0 */
@@ -62,7 +68,7 @@ struct xa_span {
   uint8_t pad;
   uint64_t dirtied_at;          /* slab: when it became dirty; muzzy
                                    span: when it became muzzy (ns) */
-  uint64_t pad2;
+  struct xa_span *aliases;      /* slab: the MESHED slabs on its pages */
   uint64_t bitmap[];            /* slab: 1 = object free */
 };
 _Static_assert(sizeof(struct xa_span) == 64, "span header is 64 bytes");
@@ -72,7 +78,7 @@ struct xa_chunk {
   struct xa_arena *arena;       /* owner */
   struct xa_chunk *next;        /* arena's chunk list */
   uint32_t free_pages;          /* pages in free spans */
-  uint32_t pad;
+  uint32_t meshable;            /* backed by the mesh file (mesh.h) */
   /* span slots follow at xa_chunk_spans_off */
 };
 
@@ -137,6 +143,8 @@ XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n
  * hold nothing but them (with 4 KiB pages a purged chunk keeps 4 of its 19 header
  * pages resident instead of all).  Caller owns the span (PURGING). */
 XA_HIDDEN void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n);
+/* Make the chunk's two guard pages inaccessible (again). */
+XA_HIDDEN void xa_chunk_guard(struct xa_chunk *c);
 /* Set pageinfo of every page of span s (after its state changed). */
 XA_HIDDEN void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s);
 #endif

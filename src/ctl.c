@@ -89,6 +89,10 @@ XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *ne
     xa_stats_print(NULL, NULL, false, XA_REPORT_EXPLAIN);
     return 0;
   }
+  if (!strcmp(k, "mesh")) {          /* a meshing pass now (at most 1 s): bytes freed */
+    if (newp) return EINVAL;
+    return read_u64(oldp, oldlenp, xa_arena_mesh_all(1000000000));
+  }
   if (!strcmp(k, "purge") || !strcmp(k, "thread.tcache.flush")) {
     if (oldp || newp) return EINVAL;
     if (k[0] == 'p') xalloc_purge();

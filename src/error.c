@@ -38,3 +38,12 @@ void xa_error_assert(const char *what, const char *file, int line_no) {
   xa_os_write_err(line, n);
   xa_os_abort();
 }
+
+void xa_error_fatal(const char *what) {
+  char line[256];
+  size_t n = put(line, 0, sizeof line - 1, "xalloc: ");
+  n = put(line, n, sizeof line - 1, what);
+  line[n++] = '\n';
+  xa_os_write_err(line, n);
+  xa_os_abort();
+}

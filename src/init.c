@@ -17,6 +17,7 @@
 #include "chunk.h"
 #include "huge.h"
 #include "lock.h"
+#include "mesh.h"
 #include "options.h"
 #include "os.h"
 #include "pressure.h"
@@ -42,6 +43,7 @@ static void prefork(void) {
   xa_lock(&init_lock);
   xa_purge_prefork();
   xa_tcache_prefork();
+  xa_mesh_prefork();           /* before the arenas: a mesh step takes it first */
   xa_arena_prefork();
   xa_huge_prefork();
   xa_prof_prefork();
@@ -56,6 +58,7 @@ static void postfork_parent(void) {
   xa_prof_postfork_parent();
   xa_huge_postfork_parent();
   xa_arena_postfork_parent();
+  xa_mesh_postfork_parent();
   xa_tcache_postfork_parent();
   xa_purge_postfork_parent();
   xa_unlock(&init_lock);
@@ -65,10 +68,12 @@ static void postfork_child(void) {
   if (!xa_init_done) return;
   xa_fork_owner = false;
   xa_os_postfork_child();
+  /* First: with meshing the chunks are still the parent's until the
+   * child maps its own copy. */
+  xa_arena_postfork_child();
   xa_lock_reinit(&xa_base_lock);
   xa_prof_postfork_child();
   xa_huge_postfork_child();
-  xa_arena_postfork_child();
   xa_tcache_postfork_child();
   xa_purge_postfork_child();
   xa_lock_reinit(&init_lock);
@@ -92,6 +97,7 @@ bool xa_init_slow(void) {
   if (xa_on_valgrind) xa_opt.background_thread = 0;
   xa_sizeclass_init(xa_os_page);
   xa_chunk_init();
+  if (!xa_on_valgrind) xa_mesh_init();   /* valgrind knows no userfaultfd */
   /* One arena per CPU the process may use: the affinity mask, lowered to
    * the cgroup's CPU quota and cpuset (and the memory limit is read). */
   unsigned cpus = xa_pressure_init(xa_os_ncpus());

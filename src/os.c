@@ -609,3 +609,130 @@ void xa_os_abort(void) {
   raise(SIGABRT);
   _exit(127);
 }
+
+/* ---- memory that can be aliased (meshing, mesh.c) ---------------------- */
+
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+
+int xa_os_memfd(uint64_t size) {
+  int saved = errno;
+  int fd = (int)syscall(SYS_memfd_create, "xalloc-mesh", MFD_CLOEXEC);
+  if (fd >= 0 && syscall(SYS_ftruncate, fd, (off_t)size) != 0) {
+    syscall(SYS_close, fd);
+    fd = -1;
+  }
+  errno = saved;
+  return fd;
+}
+
+bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off) {
+  int saved = errno;
+  void *p = mmap(addr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
+  errno = saved;
+  return p == addr;
+}
+
+void xa_os_punch(int fd, uint64_t off, size_t size) {
+  int saved = errno;
+  syscall(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)size);
+  errno = saved;
+}
+
+void xa_os_purge_shared(void *p, size_t size) {
+  int saved = errno;
+  /* MADV_REMOVE frees a shared page's backing; on private memory (a
+   * chunk that could not be file-backed) it fails and DONTNEED does. */
+  if (madvise(p, size, MADV_REMOVE) != 0) madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+bool xa_os_copy_file(int from, int to, uint64_t size) {
+  int saved = errno;
+  bool ok = true;
+  /* Only the parts with data: the file is sparse (offsets are addresses). */
+  for (off_t at = 0; ok && (uint64_t)at < size;) {
+    off_t data = lseek(from, at, SEEK_DATA);
+    if (data < 0) break;                     /* ENXIO: no data after at */
+    off_t hole = lseek(from, data, SEEK_HOLE);
+    if (hole < 0) { ok = false; break; }
+    off_t in = data, out = data;
+    while (in < hole) {
+      ssize_t n = syscall(SYS_copy_file_range, from, &in, to, &out, (size_t)(hole - in), 0);
+      if (n <= 0) {       /* no copy_file_range here: through a buffer */
+        static char buf[1 << 16];
+        n = pread(from, buf, (size_t)(hole - in) < sizeof buf ? (size_t)(hole - in) : sizeof buf, in);
+        if (n <= 0 || pwrite(to, buf, (size_t)n, out) != n) { ok = false; break; }
+        in += n;
+        out += n;
+      }
+    }
+    at = hole;
+  }
+  errno = saved;
+  return ok;
+}
+
+int xa_os_wp_open(void) {
+  int saved = errno;
+  /* Kernel-mode faults must wait too (a read() into a block being meshed),
+   * so no UFFD_USER_MODE_ONLY: this needs the privilege to handle them
+   * (vm.unprivileged_userfaultfd=1, CAP_SYS_PTRACE or root). */
+  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (fd >= 0) {
+    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
+    if (ioctl(fd, UFFDIO_API, &api) != 0 || !(api.ioctls & ((uint64_t)1 << _UFFDIO_REGISTER))) {
+      syscall(SYS_close, fd);
+      fd = -1;
+    }
+  }
+  errno = saved;
+  return fd;
+}
+
+bool xa_os_wp_protect(int uffd, void *p, size_t size) {
+  int saved = errno;
+  struct uffdio_register reg = {.range = {(uintptr_t)p, size}, .mode = UFFDIO_REGISTER_MODE_WP};
+  bool ok = ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+  if (ok) {
+    struct uffdio_writeprotect wp = {.range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP};
+    ok = ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0;
+    if (!ok) ioctl(uffd, UFFDIO_UNREGISTER, &reg.range);
+  }
+  errno = saved;
+  return ok;
+}
+
+void xa_os_wp_release(int uffd, void *p, size_t size, bool mapped) {
+  int saved = errno;
+  struct uffdio_range r = {(uintptr_t)p, size};
+  if (mapped) {       /* still the protected mapping: lift it (wakes) */
+    struct uffdio_writeprotect wp = {.range = r, .mode = 0};
+    ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+    ioctl(uffd, UFFDIO_UNREGISTER, &r);
+  }
+  /* Writers that waited on the old mapping retry on whatever is there. */
+  ioctl(uffd, UFFDIO_WAKE, &r);
+  errno = saved;
+}
+
+bool xa_os_pipe(int fds[2]) {
+  int saved = errno;
+  bool ok = syscall(SYS_pipe2, fds, O_CLOEXEC) == 0;
+  errno = saved;
+  return ok;
+}
+
+void xa_os_pipe_signal(int fd) {
+  int saved = errno;
+  char c = 1;
+  while (sys_write(fd, &c, 1) < 0 && errno == EINTR) {}
+  errno = saved;
+}
+
+void xa_os_pipe_wait(int fd) {
+  int saved = errno;
+  char c;
+  while (sys_read(fd, &c, 1) < 0 && errno == EINTR) {}
+  errno = saved;
+}

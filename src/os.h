@@ -160,6 +160,31 @@ XA_HIDDEN size_t xa_os_read_file(const char *path, char *buf, size_t size);
 XA_HIDDEN bool xa_os_last_thread(void);
 XA_HIDDEN __attribute__((noreturn)) void xa_os_abort(void);
 
+/* Memory that can be aliased (meshing, mesh.c).  A memfd of `size` bytes
+ * (sparse; -1 on failure); a shared mapping of its [off, off+size) at addr
+ * (replacing what is there); a hole punched in it (the pages are freed);
+ * purging of pages of such a mapping (MADV_REMOVE; DONTNEED where the
+ * range turns out private); a copy of its data (holes stay holes) into
+ * another, false if a part could not be copied. */
+XA_HIDDEN int xa_os_memfd(uint64_t size);
+XA_HIDDEN bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off);
+XA_HIDDEN void xa_os_punch(int fd, uint64_t off, size_t size);
+XA_HIDDEN void xa_os_purge_shared(void *p, size_t size);
+XA_HIDDEN bool xa_os_copy_file(int from, int to, uint64_t size);
+/* Write protection by userfaultfd: a descriptor (-1 if the kernel or the
+ * process's privileges do not allow one); protect [p, p+size) so that a
+ * write to it, from user or kernel mode, waits (false: nothing changed);
+ * release: lift the protection if the range is still the protected mapping
+ * (mapped), and wake every writer waiting on it. */
+XA_HIDDEN int xa_os_wp_open(void);
+XA_HIDDEN bool xa_os_wp_protect(int uffd, void *p, size_t size);
+XA_HIDDEN void xa_os_wp_release(int uffd, void *p, size_t size, bool mapped);
+/* A close-on-exec pipe, one byte written to it, one byte (or the end)
+ * waited for: the fork handshake of meshing. */
+XA_HIDDEN bool xa_os_pipe(int fds[2]);
+XA_HIDDEN void xa_os_pipe_signal(int fd);
+XA_HIDDEN void xa_os_pipe_wait(int fd);
+
 /* Test hook: when non-zero, the next xa_os_fail_maps mappings fail. */
 XA_HIDDEN extern unsigned long xa_os_fail_maps;
 #endif

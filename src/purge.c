@@ -32,6 +32,7 @@
 #include "tcache.h"
 #include "huge.h"
 #include "lock.h"
+#include "mesh.h"
 #include "options.h"
 #include "os.h"
 #include "pressure.h"
@@ -58,11 +59,15 @@ static uint64_t reclaim_next;   /* time of the next cache reclaim */
 static int64_t pace_ms(void) { return xa_opt.dirty_decay_ms > 0 ? xa_opt.dirty_decay_ms : 1000; }
 static uint64_t epoch_ns(void) { return xa_decay_epoch_ns(pace_ms()); }
 
+/* Meshing (mesh:true): 1 while a later pass may mesh more (the last one
+ * meshed, or was not due yet): the purger then keeps its pace. */
+static int mesh_more;
+
 /* Work left for later passes (racy reads: a hint). */
 static size_t pending(void) {
   size_t n, bytes, cached;
   xa_huge_stats(&n, &bytes, &cached);
-  return xa_arena_decay_pending() + cached;
+  return xa_arena_decay_pending() + cached + (size_t)__atomic_load_n(&mesh_more, __ATOMIC_RELAXED);
 }
 
 /* Caches of quiet threads go back every quarter of the decay time: the
@@ -88,6 +93,30 @@ static void adapt_decay(uint64_t now, size_t purged, bool urgent) {
   __atomic_store_n(&adapt_busy, 0, __ATOMIC_RELEASE);
 }
 
+/* Meshing (mesh:true): a pass every mesh_period_ms at most, from whichever
+ * purge pass comes first after it is due. */
+static uint64_t mesh_next;
+static void mesh_pass(uint64_t now) {
+  /* The thread only: a step holds its lock across system calls, which
+   * an allocation's slow path (inline purging) must not wait for. */
+  if (!xa_mesh_on || !xa_purge_thread_running()) return;
+  uint64_t next = __atomic_load_n(&mesh_next, __ATOMIC_RELAXED);
+  if (now < next) {
+    __atomic_store_n(&mesh_more, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  if (!__atomic_compare_exchange_n(&mesh_next, &next, now + (uint64_t)xa_opt.mesh_period_ms * 1000000, false,
+                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    return;                          /* another thread runs this one */
+  /* At most a quarter of the period: meshing costs about 40 us a slab
+   * (protect, copy, remap, punch), and a heap of many sparse slabs takes
+   * several passes. */
+  uint64_t budget = (uint64_t)xa_opt.mesh_period_ms * 250000;
+  uint64_t before = __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED);
+  xa_arena_mesh_all(budget);
+  __atomic_store_n(&mesh_more, __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED) != before, __ATOMIC_RELAXED);
+}
+
 size_t xa_purge_pass(uint64_t now) {
   if (xa_pressure_poll(now)) {       /* little headroom, or pressure: all back now */
     xa_pressure_purge();
@@ -101,6 +130,7 @@ size_t xa_purge_pass(uint64_t now) {
   size_t purged = xa_arena_decay_all(now);
   xa_huge_cache_decay(now);
   adapt_decay(now, purged, false);
+  mesh_pass(now);
   return pending();
 }
 

@@ -10,6 +10,7 @@
 #include "fmt.h"
 #include "huge.h"
 #include "hugemap.h"
+#include "mesh.h"
 #include "options.h"
 #include "os.h"
 #include "peak.h"
@@ -134,6 +135,23 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   uint64_t huge_contended;
   xa_huge_lock_stats(&huge_shards, &huge_contended);
   t->huge_shards = huge_shards;
+  t->mesh_on = xa_mesh_on;
+  struct xa_mesh_stats ms;
+  __atomic_load(&xa_mesh_stats.meshes, &ms.meshes, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.pages, &ms.pages, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.bytes_copied, &ms.bytes_copied, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.ns, &ms.ns, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.unmeshes, &ms.unmeshes, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.failed, &ms.failed, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.fork_copies, &ms.fork_copies, __ATOMIC_RELAXED);
+  t->mesh_meshes = ms.meshes;
+  t->mesh_aliases = ms.meshes - ms.unmeshes;
+  t->mesh_reclaimed = ms.pages << xa_os_page_shift;
+  t->mesh_copied = ms.bytes_copied;
+  t->mesh_ns = ms.ns;
+  t->mesh_unmeshes = ms.unmeshes;
+  t->mesh_failed = ms.failed;
+  t->mesh_fork_copies = ms.fork_copies;
   t->huge_contended = huge_contended;
   struct xa_prof_stats pf;
   xa_prof_stats(&pf);

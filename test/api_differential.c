@@ -8,7 +8,9 @@
  * (c), (d) the same with large-heavy sizes (ops_size_large: mostly large
  *     and huge blocks, realloc growth in 64-byte steps), 1/4 of the ops;
  * (e) (c) and (d) again, 1/16 of the ops, in a child under each of
- *     XALLOC_CONF=secure:true and junk:true (xalloc only).
+ *     XALLOC_CONF=secure:true and junk:true (xalloc only);
+ * (f) (a) and (b), 1/4 of the ops, in a child under mesh:true while a
+ *     thread meshes without pause (xalloc only).
  *
  * Built against xalloc and against glibc like every api_* test; the glibc
  * run shows that the model asks nothing glibc does not do.
@@ -177,6 +179,48 @@ static void test_large_modes(void **state)
 #endif
 }
 
+#ifndef XA_TEST_GLIBC
+/* (f): (a) and (b) with meshing on and a thread that meshes without pause
+ * (xalloc_ctl "mesh") while the models run. */
+static atomic_int mesher_stop;
+static void *mesher(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&mesher_stop)) xalloc_ctl("mesh", NULL, NULL, NULL, 0);
+    return NULL;
+}
+
+static int run_meshing(void)
+{
+    if (!getenv("XALLOC_DIFF_OPS")) setenv("XALLOC_DIFF_OPS", "500000", 1);
+    pthread_t t;
+    pthread_create(&t, NULL, mesher, NULL);
+    const struct CMUnitTest small[] = {
+        cmocka_unit_test(test_single_thread),
+        cmocka_unit_test(test_threads),
+    };
+    int rc = cmocka_run_group_tests(small, NULL, NULL) ? 1 : 0;
+    atomic_store(&mesher_stop, 1);
+    pthread_join(t, NULL);
+    uint64_t meshes = 0;
+    size_t len = sizeof meshes;
+    xalloc_ctl("stats.mesh_meshes", &meshes, &len, NULL, 0);
+    print_message("meshes: %llu\n", (unsigned long long)meshes);
+    return rc;
+}
+#endif
+
+static void test_meshing(void **state)
+{
+    (void)state;
+#ifdef XA_TEST_GLIBC
+    skip();
+#else
+    if (tu_valgrind()) skip();
+    assert_int_equal(tu_run_self("mesh", "mesh:true,mesh_period_ms:1", 120), 0);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "large") == 0) {
@@ -187,12 +231,16 @@ int main(int argc, char **argv)
         };
         return cmocka_run_group_tests(large, NULL, NULL) ? 1 : 0;
     }
+#ifndef XA_TEST_GLIBC
+    if (argc > 1 && strcmp(argv[1], "mesh") == 0) return run_meshing();
+#endif
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_thread),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_single_thread_large),
         cmocka_unit_test(test_threads_large),
         cmocka_unit_test(test_large_modes),
+        cmocka_unit_test(test_meshing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
