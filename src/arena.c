@@ -991,12 +991,15 @@ static void slab_rebin(struct xa_arena *a, struct xa_span *s, struct xa_chunk **
   slab_settle(a, s, dead, now);
 }
 
-/* Out of its bin for a mesh step (lock held): no refill hands out its
- * slots meanwhile; frees only set bits and count (slab_account). */
+/* Out of its bin and off the dirty list for a mesh step (lock held): no
+ * refill hands out its slots and no decay purges its pages meanwhile;
+ * frees only set bits and count (slab_account). */
 static void slab_unbin(struct xa_arena *a, struct xa_span *s) {
   struct xa_bin *bin = &a->bins[s->cls];
   if (s->nfree) list_remove(&bin->nonfull, s);
   if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty--;
+  if (s->dirty) lru_remove(&a->dirty_slabs, s);
+  s->dirty = 0;
   s->purging = 1;
 }
 
@@ -1080,8 +1083,6 @@ static bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes) {
   arena_lock(a);
   uint64_t now = xa_os_now();
   if (ok) {
-    if (from->dirty) lru_remove(&a->dirty_slabs, from);
-    from->dirty = 0;
     from->purging = 0;
     from->state = XA_SPAN_MESHED;
     from->owner = to;
