@@ -1160,6 +1160,14 @@ static bool mesh_round(struct xa_arena *a, uint64_t deadline, size_t *bytes) {
   return any;
 }
 
+size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns) {
+  if (!xa_mesh_on) return 0;
+  uint64_t deadline = xa_os_now() + budget_ns;
+  size_t bytes = 0;
+  while (mesh_round(a, deadline, &bytes) && xa_os_now() < deadline) {}
+  return bytes;
+}
+
 size_t xa_arena_mesh_all(uint64_t budget_ns) {
   if (!xa_mesh_on) return 0;
   uint64_t deadline = xa_os_now() + budget_ns;

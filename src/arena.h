@@ -64,6 +64,8 @@ XA_HIDDEN size_t xa_arena_purge_all(void);
  * live object left their own pages back, then mesh pairs of sparse slabs.
  * Bytes of physical pages freed. */
 XA_HIDDEN size_t xa_arena_mesh_all(uint64_t budget_ns);
+/* The same for arena a alone. */
+XA_HIDDEN size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns);
 /* Purge what the decay curve says is overdue at time now (ns) in arena a /
  * in every arena; returns bytes purged.  A dirty_decay_ms changed at run
  * time (xalloc_ctl) restarts the curve here. */

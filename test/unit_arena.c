@@ -14,25 +14,10 @@
 #include <cmocka.h>
 
 #include "testutil.h"
-#include "arena_private.h"   /* white-box: reads the arena's fields */
-#include "base.h"
+#include "arena_testutil.h"
 #include "init.h"
 #include "fastpath.h"
 
-static struct xa_arena *new_arena(void) {
-  struct xa_arena *a = xa_base_alloc(sizeof *a);
-  assert_non_null(a);
-  xa_lock_reinit(&a->lock);
-  a->index = 999;
-  return a;
-}
-
-static void check(struct xa_arena *a) {
-  xa_lock(&a->lock);
-  const char *err = xa_arena_check_locked(a);
-  xa_unlock(&a->lock);
-  if (err) fail_msg("arena invariant: %s", err);
-}
 
 static size_t free_span_count(struct xa_arena *a) {
   size_t n = 0;

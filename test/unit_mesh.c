@@ -1,0 +1,199 @@
+/* Unit tests of meshing's choice and bookkeeping (src/arena.c, src/mesh.c)
+ * on a private arena, with mesh:true from this program's xalloc_conf:
+ * which slabs pair (never two whose live objects share an offset), what
+ * an owner then hands out (only slots free in all its slabs), frees
+ * through a meshed slab's addresses, the alias given its own pages back
+ * when it empties, and the arena invariants after every step.  Skipped
+ * where the kernel refuses userfaultfd write protection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "arena_testutil.h"
+#include "init.h"
+#include "fastpath.h"
+#include "mesh.h"
+
+const char *xalloc_conf = "mesh:true";
+
+
+static struct xa_span *span_of(void *p) {
+  struct xa_chunk *c = xa_chunk_of(p);
+  return xa_chunk_span(c, xa_chunk_info(c, p)->first);
+}
+
+#define NSLABS 3
+
+/* Three slabs of class cls, all their objects stamped; then all freed but
+ * the objects at the listed slot indices (-1 ends each list). */
+struct trio { unsigned cls, nobjs; size_t size; char *base[NSLABS]; void **obj; unsigned nobj; };
+
+static void make_trio(struct xa_arena *a, struct trio *t, const int keep[NSLABS][4]) {
+  t->cls = xa_sizeclass_of(64);
+  t->nobjs = xa_classes[t->cls].nobjs;
+  t->size = xa_classes[t->cls].size;
+  t->nobj = NSLABS * t->nobjs;
+  void **got = calloc(t->nobj, sizeof *got);
+  t->obj = calloc(t->nobj, sizeof *t->obj);
+  assert_int_equal(xa_arena_refill(a, t->cls, got, t->nobj), t->nobj);
+  /* three fresh slabs: number them by address, objects by slot */
+  unsigned ns = 0;
+  for (unsigned i = 0; i < t->nobj; i++) {
+    char *b = xa_span_addr(span_of(got[i]));
+    bool seen = false;
+    for (unsigned k = 0; k < ns; k++) seen |= t->base[k] == b;
+    if (!seen) { assert_true(ns < NSLABS); t->base[ns++] = b; }
+  }
+  assert_int_equal(ns, NSLABS);
+  for (unsigned x = 0; x < ns; x++)
+    for (unsigned y = x + 1; y < ns; y++)
+      if (t->base[y] < t->base[x]) { char *tmp = t->base[x]; t->base[x] = t->base[y]; t->base[y] = tmp; }
+  for (unsigned i = 0; i < t->nobj; i++) {
+    char *b = xa_span_addr(span_of(got[i]));
+    unsigned sl = 0;
+    while (t->base[sl] != b) sl++;
+    t->obj[sl * t->nobjs + (unsigned)(((char *)got[i] - b) / t->size)] = got[i];
+  }
+  free(got);
+  void **drop = calloc(t->nobj, sizeof *drop);
+  unsigned ndrop = 0;
+  for (unsigned i = 0; i < t->nobj; i++) {
+    unsigned sl = i / t->nobjs, slot = i % t->nobjs;
+    assert_non_null(t->obj[i]);
+    tu_fill(t->obj[i], t->size, i);
+    bool kept = false;
+    for (int k = 0; k < 4 && keep[sl][k] >= 0; k++) kept |= (unsigned)keep[sl][k] == slot;
+    if (kept) continue;
+    drop[ndrop++] = t->obj[i];
+    t->obj[i] = NULL;
+  }
+  xa_arena_flush(drop, ndrop, "test");
+  free(drop);
+  check(a);
+}
+
+static void check_trio(struct trio *t) {
+  for (unsigned i = 0; i < t->nobj; i++)
+    if (t->obj[i] && !tu_check(t->obj[i], t->size, i)) fail_msg("object %u changed", i);
+}
+
+static void skip_without_mesh(void) {
+  if (!xa_mesh_on) skip();
+}
+
+/* Slabs 0 and 1 share a live offset (5): never meshed together.  Slab 2
+ * (offset 1) is disjoint from both: exactly one mesh, which moves a slab
+ * onto another's pages; the objects keep their bytes. */
+static void test_pairs_only_disjoint_slabs(void **state) {
+  (void)state;
+  skip_without_mesh();
+  struct xa_arena *a = new_arena();
+  static const int keep[NSLABS][4] = {{0, 5, -1}, {5, -1}, {1, -1}};
+  struct trio t;
+  make_trio(a, &t, keep);
+  uint64_t before = xa_mesh_stats.meshes;
+  xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(xa_mesh_stats.meshes - before, 1);
+  assert_int_equal(a->meshed_slabs, 1);
+  struct xa_span *s0 = span_of(t.base[0]), *s1 = span_of(t.base[1]), *s2 = span_of(t.base[2]);
+  assert_int_equal(s2->state == XA_SPAN_MESHED || s0->state == XA_SPAN_MESHED || s1->state == XA_SPAN_MESHED, 1);
+  /* 0 and 1 never in one group */
+  assert_false(s0->state == XA_SPAN_MESHED && s0->owner == s1);
+  assert_false(s1->state == XA_SPAN_MESHED && s1->owner == s0);
+  check_trio(&t);
+  /* a meshed slab's pages are its owner's: a write through one address
+   * reads back through the other */
+  struct xa_span *m = s0->state == XA_SPAN_MESHED ? s0 : s1->state == XA_SPAN_MESHED ? s1 : s2;
+  char *mp = xa_span_addr(m), *op = xa_span_addr(m->owner);
+  unsigned slot = m == s2 ? 1 : 5;      /* a live slot of the moved slab */
+  ((char *)mp)[(size_t)slot * t.size] ^= 0x7f;
+  assert_int_equal(op[(size_t)slot * t.size], mp[(size_t)slot * t.size]);
+  ((char *)mp)[(size_t)slot * t.size] ^= 0x7f;
+  for (unsigned i = 0; i < t.nobj; i++)
+    if (t.obj[i]) xa_arena_flush(&t.obj[i], 1, "test");
+  xa_arena_mesh(a, 1000000000);            /* the emptied alias goes */
+  check(a);
+  assert_int_equal(a->meshed_slabs, 0);
+  free(t.obj);
+}
+
+/* An owner hands out only slots free in every slab on its pages; a free
+ * through the meshed slab's address clears that slab's bit; once the
+ * meshed slab is empty it is unmeshed and its pages read as zero. */
+static void test_owner_and_alias_bookkeeping(void **state) {
+  (void)state;
+  skip_without_mesh();
+  struct xa_arena *a = new_arena();
+  /* the top slots: a refill takes the highest free slots first */
+  static const int keep[NSLABS][4] = {{255, 253, -1}, {254, 252, -1}, {252, 253, 254, 255}};
+  struct trio t;
+  assert_int_equal(xa_classes[xa_sizeclass_of(64)].nobjs, 256);   /* a 16 KiB slab */
+  make_trio(a, &t, keep);
+  xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(a->meshed_slabs, 1);      /* slabs 0 and 1, disjoint */
+  struct xa_span *s0 = span_of(t.base[0]), *s1 = span_of(t.base[1]);
+  struct xa_span *alias = s0->state == XA_SPAN_MESHED ? s0 : s1, *owner = alias->owner;
+  assert_true(owner == s0 || owner == s1);
+  assert_int_equal(owner->nfree, t.nobjs - 4);
+  /* everything the owner has left: never slots 252..255 */
+  void **v = calloc(2 * t.nobjs, sizeof *v);    /* the owner's and slab 2's free slots */
+  unsigned got = 0;
+  while (owner->nfree && got < 2 * t.nobjs) {
+    unsigned n = xa_arena_refill(a, t.cls, v + got, 1);
+    if (!n) break;
+    got += n;
+  }
+  unsigned from_owner = 0;
+  for (unsigned i = 0; i < got; i++) {
+    if (span_of(v[i]) != owner) continue;
+    from_owner++;
+    size_t slot = (size_t)((char *)v[i] - xa_span_addr(owner)) / t.size;
+    assert_true(slot < 252);
+  }
+  assert_int_equal(from_owner, t.nobjs - 4);
+  check_trio(&t);
+  xa_arena_flush(v, got, "test");
+  check(a);
+  /* the alias's two objects, freed through its own addresses */
+  unsigned first = alias == s0 ? 0 : t.nobjs;
+  unsigned live[2] = {first + (alias == s0 ? 255u : 254u), first + (alias == s0 ? 253u : 252u)};
+  xa_arena_flush(&t.obj[live[0]], 1, "test");
+  assert_int_equal(alias->nfree, t.nobjs - 1);
+  assert_true(xa_arena_small_is_free(t.obj[live[0]]));
+  assert_false(xa_arena_small_is_free(t.obj[live[1]]));
+  check(a);
+  xa_arena_flush(&t.obj[live[1]], 1, "test");
+  t.obj[live[0]] = t.obj[live[1]] = NULL;
+  uint64_t unmeshes = xa_mesh_stats.unmeshes;
+  xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(xa_mesh_stats.unmeshes - unmeshes, 1);
+  assert_int_equal(a->meshed_slabs, 0);
+  /* its own pages again: zero where the owner's objects are */
+  char *ap = t.base[alias == s0 ? 0 : 1];
+  assert_int_equal(span_of(ap)->state, XA_SPAN_FREE);
+  assert_true(tu_is_zero(ap + 252 * t.size, 4 * t.size));
+  check_trio(&t);
+  for (unsigned i = 0; i < t.nobj; i++)
+    if (t.obj[i]) xa_arena_flush(&t.obj[i], 1, "test");
+  check(a);
+  free(v);
+  free(t.obj);
+}
+
+int main(void) {
+  if (!xa_init()) return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pairs_only_disjoint_slabs),
+      cmocka_unit_test(test_owner_and_alias_bookkeeping),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
