@@ -978,8 +978,9 @@ size_t xa_arena_decay_pending(void) {
  * the process's map count bounds them all). */
 #define MESH_CANDIDATES 32
 #define MESH_OWNERS     16
-#define MESH_WALK       1024
-#define MESH_PER_CLASS  16
+#define MESH_WALK       256
+#define MESH_WINDOWS    8
+#define MESH_PER_CLASS  64
 #define MESH_MAX_ALIASES 15
 #define MESH_MAX_WORDS  64          /* bitmap words: 4096 objects */
 
@@ -1020,6 +1021,49 @@ static unsigned alias_count(const struct xa_span *s) {
   return n;
 }
 
+/* A listed slab of class cls holding objects but at most half full, in a
+ * file-backed chunk: one that meshing may move or move another onto. */
+static bool mesh_sparse(const struct xa_span *s, unsigned cls) {
+  const struct xa_class_info *ci = &xa_classes[cls];
+  return s->state == XA_SPAN_SLAB && s->cls == cls && !s->purging && s->nfree && s->nfree < ci->nobjs &&
+         s->nfree * 2 >= ci->nobjs && xa_span_chunk(s)->meshable;
+}
+
+/* Can slab t take slab s's objects (sparse both, room for an alias)? */
+static bool mesh_target_ok(const struct xa_span *t, const struct xa_span *s) {
+  return t != s && mesh_sparse(t, s->cls) && alias_count(t) < MESH_MAX_ALIASES;
+}
+
+/* The span right after (dir 1) or before (dir -1) s in its chunk, or
+ * NULL at the chunk's end. */
+static struct xa_span *span_beside(const struct xa_span *s, int dir) {
+  struct xa_chunk *c = xa_span_chunk(s);
+  if (dir > 0) return s->first + s->npages < xa_chunk_end_page ? xa_chunk_span(c, s->first + s->npages) : NULL;
+  return s->first > xa_chunk_first_page ? xa_chunk_span(c, xa_chunk_page_info(c, s->first - 1)->first) : NULL;
+}
+
+/* The slab whose pages, taken by s, would continue a neighbour's mapping:
+ * if the slab just before s is meshed onto owner o, the slab right after
+ * o (and the other way round).  Its alias then extends that mapping
+ * instead of adding one (file offsets and addresses both run on). */
+static struct xa_span *mesh_next_to_neighbour(const struct xa_span *s) {
+  struct xa_chunk *c = xa_span_chunk(s);
+  for (int side = 0; side < 2; side++) {
+    unsigned p = side ? s->first + s->npages : s->first - 1u;
+    if (p < xa_chunk_first_page || p >= xa_chunk_end_page) continue;
+    struct xa_span *n = xa_chunk_span(c, xa_chunk_page_info(c, p)->first);
+    if (n->state != XA_SPAN_MESHED || n->cls != s->cls) continue;
+    struct xa_span *o = n->owner;
+    struct xa_chunk *oc = xa_span_chunk(o);
+    unsigned q = side ? o->first - s->npages : o->first + o->npages;
+    if (side && o->first < xa_chunk_first_page + s->npages) continue;
+    if (q < xa_chunk_first_page || q + s->npages > xa_chunk_end_page) continue;
+    struct xa_span *t = xa_chunk_span(oc, xa_chunk_page_info(oc, q)->first);
+    if (t->first == q && mesh_target_ok(t, s)) return t;
+  }
+  return NULL;
+}
+
 /* A pair of slabs of class cls to mesh: `from` moves onto `to`'s pages.
  * From the first MESH_WALK slabs of the bin, those at most half full in
  * file-backed chunks: up to MESH_CANDIDATES without aliases (the slabs
@@ -1028,12 +1072,29 @@ static unsigned alias_count(const struct xa_span *s) {
  * emptier of two moving (fewer bytes to copy). */
 static bool mesh_find(struct xa_arena *a, unsigned cls, struct xa_span **from, struct xa_span **to) {
   const struct xa_class_info *ci = &xa_classes[cls];
+  struct xa_bin *bin = &a->bins[cls];
   struct xa_span *mover[MESH_CANDIDATES], *owner[MESH_OWNERS];
   unsigned nm = 0, no = 0, walked = 0;
-  for (struct xa_span *s = a->bins[cls].nonfull; s && walked < MESH_WALK && nm < MESH_CANDIDATES; s = s->next, walked++) {
-    if (s->nfree == ci->nobjs || s->nfree * 2 < ci->nobjs || !xa_span_chunk(s)->meshable) continue;
-    if (!s->aliases) mover[nm++] = s;
-    else if (no < MESH_OWNERS && alias_count(s) < MESH_MAX_ALIASES) owner[no++] = s;
+  /* Owners from the head of the list, where a slab meshed onto goes
+   * back; movers from where the last look stopped (if that slab is still
+   * listed), so that fruitless windows are not looked at again and again. */
+  struct xa_span *s = bin->nonfull;
+  for (; s && walked < MESH_WALK && no < MESH_OWNERS; walked++, s = s->next)
+    if (s->aliases && mesh_sparse(s, cls) && alias_count(s) < MESH_MAX_ALIASES) owner[no++] = s;
+  s = bin->mesh_cursor;
+  if (!s || s->state != XA_SPAN_SLAB || s->cls != cls || !s->nfree || s->purging) s = bin->nonfull;
+  for (walked = 0; walked < MESH_WALK && nm < MESH_CANDIDATES; walked++, s = s->next) {
+    if (!s && !(s = bin->nonfull)) break;         /* wrap to the head */
+    if (!s->aliases && mesh_sparse(s, cls)) mover[nm++] = s;
+  }
+  bin->mesh_cursor = s;
+  for (unsigned i = 0; i < nm; i++) {
+    struct xa_span *t = mesh_next_to_neighbour(mover[i]);
+    if (t && mesh_disjoint(mover[i], t, ci->nobjs)) {
+      *from = mover[i];
+      *to = t;
+      return true;
+    }
   }
   for (unsigned i = 0; i < nm; i++)
     for (unsigned j = 0; j < no; j++)
@@ -1042,8 +1103,13 @@ static bool mesh_find(struct xa_arena *a, unsigned cls, struct xa_span **from, s
         *to = owner[j];
         return true;
       }
+  /* Two movers half the window apart first: the bin lists slabs roughly
+   * in address order (as they first got a free slot), and a pair of
+   * neighbours would leave no room for a run (mesh_run_next). */
   for (unsigned i = 0; i < nm; i++)
-    for (unsigned j = i + 1; j < nm; j++) {
+    for (unsigned k = 0; k + 1 < nm; k++) {
+      unsigned j = (i + nm / 2 + k) % nm;
+      if (j == i) continue;
       struct xa_span *f = mover[i], *t = mover[j];
       if (f->nfree < t->nfree) { f = mover[j]; t = mover[i]; }
       if (mesh_disjoint(f, t, ci->nobjs)) {
@@ -1055,9 +1121,30 @@ static bool mesh_find(struct xa_arena *a, unsigned cls, struct xa_span **from, s
   return false;
 }
 
+/* A run of meshes: the last pair meshed (moved, target), NULL if none. */
+struct mesh_run { struct xa_span *from, *to; };
+
+/* The pair beside run's last pair, on either side, if it can mesh. */
+static bool mesh_run_next(const struct mesh_run *run, unsigned cls, struct xa_span **from, struct xa_span **to) {
+  if (!run->from) return false;
+  for (int dir = -1; dir <= 1; dir += 2) {
+    struct xa_span *f = span_beside(run->from, dir), *t = span_beside(run->to, dir);
+    if (f && t && mesh_sparse(f, cls) && !f->aliases && mesh_target_ok(t, f) &&
+        mesh_disjoint(f, t, xa_classes[cls].nobjs)) {
+      *from = f;
+      *to = t;
+      return true;
+    }
+  }
+  return false;
+}
+
 /* One mesh of class cls in arena a; false if no pair was found or a
- * system call refused.  Bytes of physical pages freed added to *bytes. */
-static bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes) {
+ * system call refused.  Bytes of physical pages freed added to *bytes.
+ * Slabs that lie one after the other are meshed onto slabs that do too
+ * where they can (*run), so that their aliases make one mapping: the map
+ * count, not the memory, is what bounds meshing on a large sparse heap. */
+static bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes, struct mesh_run *run) {
   const struct xa_class_info *ci = &xa_classes[cls];
   unsigned nw = (ci->nobjs + 63) / 64;
   uint64_t live[MESH_MAX_WORDS];
@@ -1066,7 +1153,11 @@ static bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes) {
   if (!xa_mesh_room()) return false;
   xa_mesh_step_lock();
   arena_lock(a);
-  if (!mesh_find(a, cls, &from, &to)) {
+  /* The run goes on if the slabs beside the last pair can pair too: the
+   * new alias then continues the last one's mapping. */
+  bool go_on = mesh_run_next(run, cls, &from, &to);
+  run->from = run->to = NULL;
+  if (!go_on && !mesh_find(a, cls, &from, &to)) {
     arena_unlock(a);
     xa_mesh_step_unlock();
     return false;
@@ -1093,6 +1184,8 @@ static bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes) {
     a->meshed_slabs++;
     xa_peak_add(&a->peak, XA_PEAK_ACTIVE, -(int64_t)xa_span_bytes(from));
     *bytes += freed;
+    run->from = from;
+    run->to = to;
   } else {
     slab_rebin(a, from, &dead, now);
   }
@@ -1153,15 +1246,44 @@ static bool unmesh_one(struct xa_arena *a, unsigned cls) {
 static bool mesh_round(struct xa_arena *a, uint64_t deadline, size_t *bytes) {
   bool any = false;
   for (unsigned cls = 0; cls < XA_NSMALL && xa_os_now() < deadline; cls++) {
+    struct xa_bin *bin = &a->bins[cls];
     if ((xa_classes[cls].nobjs + 63) / 64 > MESH_MAX_WORDS) continue;
     for (unsigned i = 0; i < MESH_PER_CLASS && unmesh_one(a, cls); i++) any = true;
-    for (unsigned i = 0; i < MESH_PER_CLASS && mesh_one(a, cls, bytes); i++) any = true;
+    /* Worth a look (racy reads, a hint): two slabs or more, on average
+     * at most half full; and not a class whose last looks found nothing,
+     * which waits 1, 2, 4 ... up to 32 passes. */
+    uint64_t slabs = __atomic_load_n(&bin->nslabs, __ATOMIC_RELAXED);
+    uint64_t objs = __atomic_load_n(&bin->curobjs, __ATOMIC_RELAXED);
+    if (slabs < 2 || objs * 2 > slabs * xa_classes[cls].nobjs) continue;
+    if (bin->mesh_wait) {
+      bin->mesh_wait--;
+      if (bin->mesh_backoff < 32) xa_mesh_later = true;    /* look again soon */
+      continue;
+    }
+    /* Each fruitless look moves the window on (mesh_find's cursor): a
+     * class is given up for this pass after MESH_WINDOWS of them. */
+    unsigned done = 0, windows = 0;
+    struct mesh_run run = {NULL, NULL};
+    while (done < MESH_PER_CLASS && windows < MESH_WINDOWS) {
+      if (mesh_one(a, cls, bytes, &run)) done++;
+      else windows++;
+    }
+    if (done) {
+      any = true;
+      bin->mesh_backoff = 0;
+    } else {
+      bin->mesh_wait = bin->mesh_backoff;
+      bin->mesh_backoff = bin->mesh_backoff ? (uint8_t)(bin->mesh_backoff * 2 > 32 ? 32 : bin->mesh_backoff * 2) : 1;
+    }
   }
   return any;
 }
 
+bool xa_mesh_later;
+
 size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns) {
   if (!xa_mesh_on) return 0;
+  xa_mesh_pass_begin();
   uint64_t deadline = xa_os_now() + budget_ns;
   size_t bytes = 0;
   while (mesh_round(a, deadline, &bytes) && xa_os_now() < deadline) {}
@@ -1170,6 +1292,7 @@ size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns) {
 
 size_t xa_arena_mesh_all(uint64_t budget_ns) {
   if (!xa_mesh_on) return 0;
+  xa_mesh_pass_begin();
   uint64_t deadline = xa_os_now() + budget_ns;
   size_t bytes = 0;
   for (bool any = true; any && xa_os_now() < deadline;) {

@@ -64,6 +64,9 @@ XA_HIDDEN size_t xa_arena_purge_all(void);
  * live object left their own pages back, then mesh pairs of sparse slabs.
  * Bytes of physical pages freed. */
 XA_HIDDEN size_t xa_arena_mesh_all(uint64_t budget_ns);
+/* Set by a pass that skipped a class it should look at again soon (it
+ * found nothing lately, but has not given up): the purger keeps its pace. */
+XA_HIDDEN extern bool xa_mesh_later;
 /* The same for arena a alone. */
 XA_HIDDEN size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns);
 /* Purge what the decay curve says is overdue at time now (ns) in arena a /

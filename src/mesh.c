@@ -18,16 +18,34 @@ static xa_lock_t step_lock = XA_LOCK_INIT;
 
 static void count(uint64_t *c, uint64_t n) { __atomic_fetch_add(c, n, __ATOMIC_RELAXED); }
 
-/* Each alias is a mapping of its own, and splits its chunk's in up to
- * three: aliases are kept under a quarter of the process's map count limit
- * (vm.max_map_count, 65530 by default), the rest left to the program. */
-static uint64_t alias_cap = 16000;
+/* Each alias is a mapping of its own unless it continues its neighbour's
+ * (the next slab of the neighbour's owner), and splits the chunk's
+ * mapping: meshing stops while the process holds half of vm.max_map_count
+ * (65530 by default) mappings, leaving the rest to the program.  The maps
+ * are counted (/proc/self/maps) at the start of a pass once the aliases
+ * alone could take an eighth of the limit; each mesh of the pass then
+ * counts as two. */
+static uint64_t map_limit = 65530;
+static int64_t meshes_left;
 
-bool xa_mesh_room(void) {
-  uint64_t meshes = __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED);
-  uint64_t unmeshes = __atomic_load_n(&xa_mesh_stats.unmeshes, __ATOMIC_RELAXED);
-  return meshes - unmeshes < alias_cap;
+static bool count_map(const struct xa_os_mapping *m, void *arg) {
+  (void)m;
+  ++*(size_t *)arg;
+  return true;
 }
+
+void xa_mesh_pass_begin(void) {
+  uint64_t aliases = __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED) -
+                     __atomic_load_n(&xa_mesh_stats.unmeshes, __ATOMIC_RELAXED);
+  int64_t left = INT64_MAX / 2;
+  if (2 * aliases >= map_limit / 8) {
+    size_t maps = 0;
+    left = xa_os_maps(count_map, &maps) && maps < map_limit / 2 ? (int64_t)(map_limit / 2 - maps) / 2 : 0;
+  }
+  __atomic_store_n(&meshes_left, left, __ATOMIC_RELAXED);
+}
+
+bool xa_mesh_room(void) { return __atomic_load_n(&meshes_left, __ATOMIC_RELAXED) > 0; }
 
 void xa_mesh_init(void) {
   if (!xa_opt.mesh || xa_mesh_on) return;
@@ -35,7 +53,7 @@ void xa_mesh_init(void) {
   if (xa_os_read_file("/proc/sys/vm/max_map_count", buf, sizeof buf)) {
     uint64_t n = 0;
     for (const char *p = buf; *p >= '0' && *p <= '9'; p++) n = n * 10 + (uint64_t)(*p - '0');
-    if (n) alias_cap = n / 4;
+    if (n) map_limit = n;
   }
   int fd = xa_os_memfd(FILE_SIZE), wp = fd >= 0 ? xa_os_wp_open() : -1;
   if (wp < 0) {            /* no protection, no meshing: chunks stay private */
@@ -91,6 +109,7 @@ bool xa_mesh_move(char *from, char *to, size_t bytes, const uint64_t *live, unsi
     return false;
   }
   xa_os_punch(mesh_fd, (uintptr_t)from, bytes);
+  __atomic_fetch_sub(&meshes_left, 1, __ATOMIC_RELAXED);
   count(&xa_mesh_stats.meshes, 1);
   count(&xa_mesh_stats.pages, resident >> xa_os_page_shift);
   *freed = resident;

@@ -52,8 +52,9 @@ XA_HIDDEN void xa_mesh_purge(void *p, size_t size);
  * nothing changed. */
 XA_HIDDEN bool xa_mesh_move(char *from, char *to, size_t bytes, const uint64_t *live, unsigned nobjs,
                             size_t objsize, size_t *freed);
-/* May another slab be meshed?  Aliases are mappings: their number is
- * bounded by the process's map count limit. */
+/* Aliases are mappings, bounded by the process's map count limit: at the
+ * start of a meshing pass, how many meshes it may do; may another one? */
+XA_HIDDEN void xa_mesh_pass_begin(void);
 XA_HIDDEN bool xa_mesh_room(void);
 /* Give an alias [p, p+bytes) its own (empty, zero) pages back. */
 XA_HIDDEN bool xa_mesh_restore(void *p, size_t bytes);
