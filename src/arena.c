@@ -809,7 +809,7 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
     xa_chunk_mark_span(c, s);
     arena_unlock(a);
     if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
-    else xa_mesh_purge(xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
+    else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
     xa_chunk_purge_slots(c, s->first, s->npages);
     arena_lock(a);
     done += s->npages;
@@ -818,7 +818,7 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
     /* Back into the bins, merged with neighbours in the same state.  A
      * chunk whose free parts were dirty at different times is whole again
      * only now: beyond the spares, unmap it. */
-    struct xa_chunk *d = span_release(a, s, lazy ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
+    struct xa_chunk *d = span_release(a, s, lazy && !c->meshable ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
     if (!d && c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) d = chunk_unlink_free(a, c);
     if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
   }
@@ -876,7 +876,8 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
     arena_unlock(a);
     char *base = xa_span_addr(s);
     for (unsigned i = 0; i < nrun; i++) {
-      xa_mesh_purge(base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
+      xa_mesh_purge(xa_span_chunk(s)->meshable, base + ((size_t)run[i].first << xa_os_page_shift),
+                    (size_t)run[i].n << xa_os_page_shift);
       pages += run[i].n;
     }
     arena_lock(a);
@@ -1076,18 +1077,23 @@ static bool mesh_find(struct xa_arena *a, unsigned cls, struct xa_span **from, s
   struct xa_span *mover[MESH_CANDIDATES], *owner[MESH_OWNERS];
   unsigned nm = 0, no = 0, walked = 0;
   /* Owners from the head of the list, where a slab meshed onto goes
-   * back; movers from where the last look stopped (if that slab is still
-   * listed), so that fruitless windows are not looked at again and again. */
+   * back; movers from where the last look stopped (a count of slabs from
+   * the head: no pointer that could go stale), so that fruitless windows
+   * are not looked at again and again. */
   struct xa_span *s = bin->nonfull;
   for (; s && walked < MESH_WALK && no < MESH_OWNERS; walked++, s = s->next)
     if (s->aliases && mesh_sparse(s, cls) && alias_count(s) < MESH_MAX_ALIASES) owner[no++] = s;
-  s = bin->mesh_cursor;
-  if (!s || s->state != XA_SPAN_SLAB || s->cls != cls || !s->nfree || s->purging) s = bin->nonfull;
+  uint32_t skip = bin->mesh_skip;
+  for (s = bin->nonfull; s && skip; s = s->next) skip--;
+  if (!s) bin->mesh_skip = 0, s = bin->nonfull;   /* the list got shorter: from the head */
   for (walked = 0; walked < MESH_WALK && nm < MESH_CANDIDATES; walked++, s = s->next) {
-    if (!s && !(s = bin->nonfull)) break;         /* wrap to the head */
+    if (!s) {                                     /* wrap to the head */
+      bin->mesh_skip = 0;
+      if (!(s = bin->nonfull)) break;
+    }
     if (!s->aliases && mesh_sparse(s, cls)) mover[nm++] = s;
   }
-  bin->mesh_cursor = s;
+  bin->mesh_skip += walked;
   for (unsigned i = 0; i < nm; i++) {
     struct xa_span *t = mesh_next_to_neighbour(mover[i]);
     if (t && mesh_disjoint(mover[i], t, ci->nobjs)) {
@@ -1237,7 +1243,9 @@ static bool unmesh_one(struct xa_arena *a, unsigned cls) {
   arena_unlock(a);
   xa_mesh_step_unlock();
   chunks_delete(dead);
-  return true;
+  bool any = false;
+  for (unsigned i = 0; i < n; i++) any |= back[i];
+  return any;                        /* all refused: not again this round */
 }
 
 /* One round over the classes of arena a: up to MESH_PER_CLASS unmeshes
@@ -1291,7 +1299,10 @@ size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns) {
 }
 
 size_t xa_arena_mesh_all(uint64_t budget_ns) {
-  if (!xa_mesh_on) return 0;
+  /* One pass at a time (the purger's, xalloc_ctl's): a pass keeps hints
+   * (struct mesh_run, the movers' windows) that only it may change. */
+  static int busy;
+  if (!xa_mesh_on || __atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE)) return 0;
   xa_mesh_pass_begin();
   uint64_t deadline = xa_os_now() + budget_ns;
   size_t bytes = 0;
@@ -1299,6 +1310,7 @@ size_t xa_arena_mesh_all(uint64_t budget_ns) {
     any = false;
     for (unsigned i = 0; i < xa_narenas; i++) any |= mesh_round(xa_arenas[i], deadline, &bytes);
   }
+  __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
   return bytes;
 }
 
@@ -1391,38 +1403,33 @@ void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out) {
 
 /* ---- fork ------------------------------------------------------------ */
 
-/* With meshing, the chunks are a shared file: the parent write-protects
- * their span pages before the fork and lifts it once the child has its own
- * copy (mesh.h).  The headers are written under the arena locks only,
- * which the forking thread holds throughout. */
+/* With meshing, the chunks' span pages are a shared file (mesh.h): in its
+ * prepare handler the parent copies the file for the child, its writers
+ * held off only during the copy; the child maps its copy over its span
+ * pages, then each alias over its owner's pages, before anything else of
+ * ours runs.  The headers are private memory, copied by fork itself. */
 static void each_span_area(void (*fn)(void *p, size_t size)) {
   for (unsigned i = 0; i < xa_narenas; i++)
     for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next)
-      if (c->meshable)
-        fn((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),
-           (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift);
+      if (c->meshable) fn(xa_chunk_span_area(c), xa_chunk_span_bytes());
 }
 
 void xa_arena_prefork(void) {
   for (unsigned i = 0; i < xa_narenas; i++) xa_lock(&xa_arenas[i]->lock);
-  if (xa_mesh_on) each_span_area(xa_mesh_fork_protect);
+  if (!xa_mesh_on) return;
+  each_span_area(xa_mesh_fork_protect);
+  xa_mesh_fork_copy();
+  each_span_area(xa_mesh_fork_unprotect);
 }
 void xa_arena_postfork_parent(void) {
-  if (xa_mesh_on) {
-    xa_mesh_fork_wait();
-    each_span_area(xa_mesh_fork_unprotect);
-  }
   for (unsigned i = 0; i < xa_narenas; i++) xa_unlock(&xa_arenas[i]->lock);
 }
-/* The child maps its copy of the file over each chunk (guards again), then
- * each alias over its owner's pages, before anything else runs. */
 void xa_arena_postfork_child(void) {
   if (xa_mesh_child_begin()) {
+    each_span_area(xa_mesh_child_map_own);
     for (unsigned i = 0; i < xa_narenas; i++)
       for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next) {
         if (!c->meshable) continue;
-        xa_mesh_child_map(c, XA_CHUNK_SIZE, c);
-        xa_chunk_guard(c);
         for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
           struct xa_span *s = xa_chunk_span(c, p);
           if (s->state == XA_SPAN_MESHED) xa_mesh_child_map(xa_span_addr(s), xa_span_bytes(s), xa_span_addr(s->owner));

@@ -36,8 +36,8 @@ struct xa_bin {
   uint64_t nslabs;              /* slabs of this class in the arena */
   uint64_t nrequests;           /* objects handed out (refills) */
   uint64_t curobjs;             /* objects out of slabs (caches + user) */
-  struct xa_span *mesh_cursor;  /* where meshing's last look stopped (may
-                                   have left the list since: checked) */
+  uint32_t mesh_skip;           /* meshing's last look stopped this many
+                                   slabs from the head of nonfull */
   uint8_t mesh_wait;            /* meshing passes to skip this class for */
   uint8_t mesh_backoff;         /* passes it skips after the next fruitless one */
 };

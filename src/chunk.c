@@ -38,7 +38,7 @@ void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n) {
   if (n < 2) return;
   uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunk_span(c, first + 1), xa_os_page);
   uintptr_t hi = (uintptr_t)xa_chunk_span(c, first + n) & ~(uintptr_t)(xa_os_page - 1);
-  if (lo < hi) xa_mesh_purge((void *)lo, hi - lo);
+  if (lo < hi) xa_mesh_purge(c->meshable, (void *)lo, hi - lo);
 }
 
 void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s) {
@@ -57,8 +57,9 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
     xa_os_unmap(c, XA_CHUNK_SIZE);
     return NULL;
   }
-  /* mesh:true: from the memfd, so its slabs can be meshed */
-  c->meshable = xa_mesh_back(c, XA_CHUNK_SIZE);
+  /* mesh:true: the span pages from the memfd, so its slabs can be
+   * meshed (the header stays private: fork copies it exactly) */
+  c->meshable = xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes());
   c->arena = a;
   /* Every unit says "not a slab" (the free span made next only writes its
    * boundary pages): a fresh page's zero info would read as class 0. */

@@ -143,6 +143,9 @@ XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n
  * hold nothing but them (with 4 KiB pages a purged chunk keeps 4 of its 19 header
  * pages resident instead of all).  Caller owns the span (PURGING). */
 XA_HIDDEN void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n);
+/* The span area of chunk c (pages [first_page, end_page)) and its size. */
+XA_INLINE char *xa_chunk_span_area(struct xa_chunk *c) { return (char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift); }
+XA_INLINE size_t xa_chunk_span_bytes(void) { return (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift; }
 /* Make the chunk's two guard pages inaccessible (again). */
 XA_HIDDEN void xa_chunk_guard(struct xa_chunk *c);
 /* Set pageinfo of every page of span s (after its state changed). */

@@ -10,8 +10,7 @@ bool xa_mesh_on;
 struct xa_mesh_stats xa_mesh_stats;
 static int mesh_fd = -1;        /* the memfd: offset = address */
 static int wp_fd = -1;          /* the userfaultfd */
-static int fork_pipe[2] = {-1, -1};
-static bool fork_copy_ok;       /* prefork protected every chunk */
+static bool fork_copy_ok = true;   /* this fork's protect calls all took */
 static xa_lock_t step_lock = XA_LOCK_INIT;
 
 #define FILE_SIZE ((uint64_t)1 << XA_VA_BITS)
@@ -45,10 +44,12 @@ void xa_mesh_pass_begin(void) {
   __atomic_store_n(&meshes_left, left, __ATOMIC_RELAXED);
 }
 
-bool xa_mesh_room(void) { return __atomic_load_n(&meshes_left, __ATOMIC_RELAXED) > 0; }
+bool xa_mesh_room(void) { return wp_fd >= 0 && __atomic_load_n(&meshes_left, __ATOMIC_RELAXED) > 0; }
 
 void xa_mesh_init(void) {
-  if (!xa_opt.mesh || xa_mesh_on) return;
+  /* The file is as large as the address space: under a file size limit
+   * (ulimit -f) its ftruncate would raise SIGXFSZ. */
+  if (!xa_opt.mesh || xa_mesh_on || !xa_os_fsize_unlimited()) return;
   char buf[32];
   if (xa_os_read_file("/proc/sys/vm/max_map_count", buf, sizeof buf)) {
     uint64_t n = 0;
@@ -70,11 +71,11 @@ bool xa_mesh_back(void *c, size_t size) {
 }
 
 void xa_mesh_forget(void *c, size_t size) {
-  if (xa_mesh_on) xa_os_punch(mesh_fd, (uintptr_t)c, size);
+  if (mesh_fd >= 0) xa_os_punch(mesh_fd, (uintptr_t)c, size);
 }
 
-void xa_mesh_purge(void *p, size_t size) {
-  if (xa_mesh_on) xa_os_purge_shared(p, size);
+void xa_mesh_purge(bool shared, void *p, size_t size) {
+  if (shared) xa_os_purge_shared(p, size);
   else xa_os_purge(p, size);
 }
 
@@ -130,34 +131,40 @@ bool xa_mesh_restore(void *p, size_t bytes) {
 
 /* ---- fork ------------------------------------------------------------ */
 
+/* The child's copy of the file, made by the parent before the fork. */
+static int child_fd = -1;
+
 void xa_mesh_prefork(void) {
-  if (!xa_mesh_on) return;
-  xa_lock(&step_lock);
-  fork_copy_ok = xa_os_pipe(fork_pipe);
+  if (xa_mesh_on) xa_lock(&step_lock);
 }
 
 void xa_mesh_fork_protect(void *p, size_t size) {
-  if (xa_mesh_on && fork_copy_ok && !xa_os_wp_protect(wp_fd, p, size)) fork_copy_ok = false;
+  if (!xa_os_wp_protect(wp_fd, p, size)) fork_copy_ok = false;
 }
 
-void xa_mesh_fork_wait(void) {
-  if (!xa_mesh_on || fork_pipe[0] < 0) return;
-  xa_os_close(fork_pipe[1]);      /* the end is seen if the child dies */
-  xa_os_pipe_wait(fork_pipe[0]);
-  xa_os_close(fork_pipe[0]);
-  fork_pipe[0] = fork_pipe[1] = -1;
+/* Between protect and unprotect: every writer of the span pages waits, so
+ * the copy is the heap of one moment.  Only the forking thread runs our
+ * code meanwhile, and it needs no lock that a waiting writer could hold:
+ * the protection is lifted before this prepare handler returns, so no
+ * lock the C library or the program takes later in fork (stdio's list
+ * lock, other prepare handlers' mutexes) can be held by a waiting writer. */
+void xa_mesh_fork_copy(void) {
+  child_fd = fork_copy_ok ? xa_os_memfd(FILE_SIZE) : -1;
+  if (child_fd >= 0 && !xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE)) {
+    xa_os_close(child_fd);
+    child_fd = -1;
+  }
+  fork_copy_ok = true;
 }
 
-void xa_mesh_fork_unprotect(void *p, size_t size) {
-  if (xa_mesh_on) xa_os_wp_release(wp_fd, p, size, true);
-}
+void xa_mesh_fork_unprotect(void *p, size_t size) { xa_os_wp_release(wp_fd, p, size, true); }
 
 void xa_mesh_postfork_parent(void) {
-  if (xa_mesh_on) xa_unlock(&step_lock);
+  if (!xa_mesh_on) return;
+  xa_os_close(child_fd);
+  child_fd = -1;
+  xa_unlock(&step_lock);
 }
-
-/* The child's new file: mapped chunk by chunk by xa_mesh_child_map. */
-static int child_fd = -1;
 
 bool xa_mesh_child_begin(void) {
   if (!xa_mesh_on) return false;
@@ -165,33 +172,29 @@ bool xa_mesh_child_begin(void) {
   /* The parent's userfaultfd acts on the parent's memory: a new one. */
   xa_os_close(wp_fd);
   wp_fd = xa_os_wp_open();
-  child_fd = xa_os_memfd(FILE_SIZE);
-  if (child_fd >= 0 && !xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE)) {
-    xa_os_close(child_fd);
-    child_fd = -1;
-  }
   if (child_fd < 0) {
-    /* Without a copy the child would write the parent's memory: there is
-     * no safe way on. */
-    xa_error_fatal("mesh: a fork child could not copy the heap");
+    /* Without its own copy the child would write the parent's memory:
+     * there is no safe way on. */
+    xa_error_fatal("mesh: a fork child could not get its own copy of the heap");
   }
   return true;
 }
 
-void xa_mesh_child_map(void *p, size_t size, const void *backing) {
-  if (!xa_os_map_file(p, size, child_fd, (uintptr_t)backing))
+static void child_map(void *p, size_t size, uint64_t off) {
+  if (!xa_os_map_file(p, size, child_fd, off))
     xa_error_fatal("mesh: a fork child could not map its copy of the heap");
 }
 
+void xa_mesh_child_map_own(void *p, size_t size) { child_map(p, size, (uintptr_t)p); }
+
+void xa_mesh_child_map(void *p, size_t size, const void *backing) { child_map(p, size, (uintptr_t)backing); }
+
 void xa_mesh_child_done(void) {
-  if (!xa_mesh_on) return;
   xa_os_close(mesh_fd);
   mesh_fd = child_fd;
   child_fd = -1;
-  if (fork_pipe[1] >= 0) xa_os_pipe_signal(fork_pipe[1]);
-  xa_os_close(fork_pipe[0]);
-  xa_os_close(fork_pipe[1]);
-  fork_pipe[0] = fork_pipe[1] = -1;
   count(&xa_mesh_stats.fork_copies, 1);
-  if (wp_fd < 0) xa_mesh_on = false;    /* new chunks stay private */
+  /* Without a userfaultfd of its own the child meshes no more
+   * (xa_mesh_room), but its chunks are still the file's: it goes on
+   * unmeshing and purging them as such. */
 }

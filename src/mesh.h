@@ -12,11 +12,16 @@
  * a bitmap per virtual slab, so frees and their checks stay per address.
  *
  * Fork: shared mappings stay shared in a child, so the child must get a
- * copy of the file.  Before fork every chunk is write-protected (writers in
- * the parent wait), the child copies the file's data into a new memfd and
- * maps its chunks (and aliases) from it, then tells the parent through a
- * pipe, which lifts the protection.  The copy holds the heap as it was at
- * the fork. */
+ * copy of the file.  In xalloc's prepare handler the parent write-protects
+ * every chunk's span pages (its writers wait), copies the file's data
+ * into a new memfd and lifts the protection; the child maps its chunks
+ * (and aliases) from that copy first thing in its handler.  The child's
+ * heap is the parent's at the copy: writes made between xalloc's prepare
+ * handler and the fork (by prepare handlers that run after it, or by other
+ * threads) are not in it, and what runs in the child before xalloc's
+ * child handler (the C library's reset of stdio locks, child handlers
+ * registered before xalloc's) writes the parent's pages.  Chunk headers
+ * are private memory, which fork copies exactly. */
 #ifndef XA_MESH_H
 #define XA_MESH_H
 #include "internal.h"
@@ -44,8 +49,8 @@ XA_HIDDEN void xa_mesh_init(void);
  * file. */
 XA_HIDDEN bool xa_mesh_back(void *c, size_t size);
 XA_HIDDEN void xa_mesh_forget(void *c, size_t size);
-/* Purge pages of a chunk (file-backed or not). */
-XA_HIDDEN void xa_mesh_purge(void *p, size_t size);
+/* Purge pages of a chunk, file-backed (shared) or not. */
+XA_HIDDEN void xa_mesh_purge(bool shared, void *p, size_t size);
 /* Move the live objects of slab `from` (bitmap `live`, 1 = live, nobjs
  * objects of objsize bytes) into slab `to` and map to's pages at from;
  * *freed: bytes of physical pages that went.  No lock held.  false:
@@ -65,17 +70,18 @@ XA_HIDDEN bool xa_mesh_restore(void *p, size_t bytes);
 XA_HIDDEN void xa_mesh_step_lock(void);
 XA_HIDDEN void xa_mesh_step_unlock(void);
 
-/* Fork, called from the arena's handlers with every arena locked:
- * parent before fork (prefork: the step lock and the pipe, then protect
- * each chunk), parent after (wait for the child, unprotect each chunk,
- * done), child (begin: copy the file; map each chunk, then each alias at
- * its owner's pages; done). */
+/* Fork, called from the arena's handlers with every arena locked.
+ * Parent before fork: prefork (the step lock), protect each chunk's span
+ * pages, copy the file for the child, unprotect each.  Parent after:
+ * postfork_parent.  Child: begin, map each chunk's span pages from its
+ * copy (map_own), then each alias at its owner's pages, done. */
 XA_HIDDEN void xa_mesh_prefork(void);
 XA_HIDDEN void xa_mesh_fork_protect(void *p, size_t size);
-XA_HIDDEN void xa_mesh_fork_wait(void);
+XA_HIDDEN void xa_mesh_fork_copy(void);
 XA_HIDDEN void xa_mesh_fork_unprotect(void *p, size_t size);
 XA_HIDDEN void xa_mesh_postfork_parent(void);
 XA_HIDDEN bool xa_mesh_child_begin(void);
+XA_HIDDEN void xa_mesh_child_map_own(void *p, size_t size);
 XA_HIDDEN void xa_mesh_child_map(void *p, size_t size, const void *backing);
 XA_HIDDEN void xa_mesh_child_done(void);
 #endif

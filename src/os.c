@@ -615,6 +615,14 @@ void xa_os_abort(void) {
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 
+bool xa_os_fsize_unlimited(void) {
+  struct rlimit r;
+  int saved = errno;
+  bool ok = getrlimit(RLIMIT_FSIZE, &r) == 0 && r.rlim_cur == RLIM_INFINITY;
+  errno = saved;
+  return ok;
+}
+
 int xa_os_memfd(uint64_t size) {
   int saved = errno;
   int fd = (int)syscall(SYS_memfd_create, "xalloc-mesh", MFD_CLOEXEC);
@@ -713,26 +721,5 @@ void xa_os_wp_release(int uffd, void *p, size_t size, bool mapped) {
   }
   /* Writers that waited on the old mapping retry on whatever is there. */
   ioctl(uffd, UFFDIO_WAKE, &r);
-  errno = saved;
-}
-
-bool xa_os_pipe(int fds[2]) {
-  int saved = errno;
-  bool ok = syscall(SYS_pipe2, fds, O_CLOEXEC) == 0;
-  errno = saved;
-  return ok;
-}
-
-void xa_os_pipe_signal(int fd) {
-  int saved = errno;
-  char c = 1;
-  while (sys_write(fd, &c, 1) < 0 && errno == EINTR) {}
-  errno = saved;
-}
-
-void xa_os_pipe_wait(int fd) {
-  int saved = errno;
-  char c;
-  while (sys_read(fd, &c, 1) < 0 && errno == EINTR) {}
   errno = saved;
 }

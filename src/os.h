@@ -167,6 +167,8 @@ XA_HIDDEN __attribute__((noreturn)) void xa_os_abort(void);
  * range turns out private); a copy of its data (holes stay holes) into
  * another, false if a part could not be copied. */
 XA_HIDDEN int xa_os_memfd(uint64_t size);
+/* No file size limit (RLIMIT_FSIZE)? */
+XA_HIDDEN bool xa_os_fsize_unlimited(void);
 XA_HIDDEN bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off);
 XA_HIDDEN void xa_os_punch(int fd, uint64_t off, size_t size);
 XA_HIDDEN void xa_os_purge_shared(void *p, size_t size);
@@ -179,11 +181,6 @@ XA_HIDDEN bool xa_os_copy_file(int from, int to, uint64_t size);
 XA_HIDDEN int xa_os_wp_open(void);
 XA_HIDDEN bool xa_os_wp_protect(int uffd, void *p, size_t size);
 XA_HIDDEN void xa_os_wp_release(int uffd, void *p, size_t size, bool mapped);
-/* A close-on-exec pipe, one byte written to it, one byte (or the end)
- * waited for: the fork handshake of meshing. */
-XA_HIDDEN bool xa_os_pipe(int fds[2]);
-XA_HIDDEN void xa_os_pipe_signal(int fd);
-XA_HIDDEN void xa_os_pipe_wait(int fd);
 
 /* Test hook: when non-zero, the next xa_os_fail_maps mappings fail. */
 XA_HIDDEN extern unsigned long xa_os_fail_maps;

@@ -8,8 +8,8 @@
  *  - stress: 8 threads write, check, free and allocate objects while the
  *    main thread meshes as often as it can: no write is lost;
  *  - fork: a child sees every object as it was at the fork, and neither
- *    process sees the other's writes afterwards, with a thread writing and
- *    another meshing in the parent during the forks;
+ *    process sees the other's writes afterwards, with a thread writing,
+ *    another meshing and a third in stdio in the parent during the forks;
  *  - double free through a meshed slab's address is still reported;
  *  - secure:true and junk:true with mesh:true.
  * A kernel or sandbox without userfaultfd's write protection leaves meshing
@@ -189,14 +189,27 @@ static void *mesher(void *arg) {
   return NULL;
 }
 
+/* stdio in a loop: fopen and fclose write heap FILEs while holding the C
+ * library's list lock, which fork takes after the prepare handlers; a
+ * writer held off across that point would hang the fork. */
+static void *stdio_loop(void *arg) {
+  (void)arg;
+  while (!atomic_load_explicit(&writer_stop, memory_order_relaxed)) {
+    FILE *f = fopen("/dev/null", "w");
+    if (f) { fprintf(f, "%d", 1); fclose(f); }
+  }
+  return NULL;
+}
+
 static int mode_fork(void) {
   if (!stat_u64("stats.mesh_on")) return SKIPPED;
   size_t n = BASIC_N;
   void **v = sparse_heap(n, BASIC_SIZE, 32, 3);
   writer_obj = malloc(sizeof *writer_obj);
-  pthread_t w, m;
+  pthread_t w, m, io;
   pthread_create(&w, NULL, parent_writer, NULL);
   pthread_create(&m, NULL, mesher, NULL);
+  pthread_create(&io, NULL, stdio_loop, NULL);
   int pipefd[2];
   for (int round = 0; round < 5; round++) {
     if (pipe(pipefd) != 0) return 2;
@@ -240,6 +253,7 @@ static int mode_fork(void) {
   atomic_store(&mesher_stop, 1);
   pthread_join(w, NULL);
   pthread_join(m, NULL);
+  pthread_join(io, NULL);
   uint64_t meshes = stat_u64("stats.mesh_meshes");
   fprintf(stderr, "fork: 5 forks, %llu meshes meanwhile\n", (unsigned long long)meshes);
   return bad_objects(v, n, BASIC_SIZE) ? 8 : meshes < 100 ? 9 : 0;
