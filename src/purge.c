@@ -96,10 +96,11 @@ static void adapt_decay(uint64_t now, size_t purged, bool urgent) {
 /* Meshing (mesh:true): a pass every mesh_period_ms at most, from whichever
  * purge pass comes first after it is due. */
 static uint64_t mesh_next;
+static __thread bool in_purger;    /* set by the purger thread for itself */
 static void mesh_pass(uint64_t now) {
   /* The thread only: a step holds its lock across system calls, which
    * an allocation's slow path (inline purging) must not wait for. */
-  if (!xa_mesh_on || !xa_purge_thread_running()) return;
+  if (!xa_mesh_on || !in_purger) return;
   uint64_t next = __atomic_load_n(&mesh_next, __ATOMIC_RELAXED);
   if (now < next) {
     __atomic_store_n(&mesh_more, 1, __ATOMIC_RELAXED);
@@ -167,6 +168,7 @@ static bool program_gone(uint64_t now, uint64_t *next_check) {
 static void *purger_main(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "xalloc-purge");   /* for top -H, /proc/PID/task/TID/comm */
+  in_purger = true;
   uint64_t next_check = 0;
   for (;;) {
     uint64_t now = xa_os_now();

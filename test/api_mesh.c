@@ -285,7 +285,8 @@ static void run_mode(const char *mode, const char *conf) {
 }
 
 static void test_mesh_frees_pages(void **state) { (void)state; run_mode("basic", "mesh:true"); }
-static void test_mesh_loses_no_write(void **state) { (void)state; run_mode("stress", "mesh:true,mesh_period_ms:1"); }
+/* decay short: the purger's slab purges run beside the mesh steps too */
+static void test_mesh_loses_no_write(void **state) { (void)state; run_mode("stress", "mesh:true,mesh_period_ms:1,dirty_decay_ms:50"); }
 static void test_mesh_fork_private(void **state) { (void)state; run_mode("fork", "mesh:true"); }
 static void test_mesh_secure(void **state) { (void)state; run_mode("basic", "mesh:true,secure:true"); }
 static void test_mesh_junk(void **state) { (void)state; run_mode("basic", "mesh:true,junk:true"); }
