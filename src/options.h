@@ -31,7 +31,7 @@
   X(junk,              BOOL, 0,     0, 1, 0, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \
   X(secure,            BOOL, 0,     0, 1, 0, "hardened mode: no thread caches, random slot order, zero on free, guarded huge blocks") \
   X(mesh,              BOOL, 0,     0, 1, 0, "meshing: the purger merges slabs of one size whose live objects do not overlap onto one physical copy (needs userfaultfd; chunks become a shared memfd)") \
-  X(mesh_period_ms,    INT,  100,   1, 3600000, 1, "with mesh: ms between meshing passes") \
+  X(mesh_period_ms,    INT,  100,   1, 3600000, 1, "with mesh: ms between meshing passes (each at most 1/8 of it, 1/2 while the heap did not grow)") \
   X(cgroup,            ENUM, auto,  0, 0, 0, "read the process's cgroup: arenas follow its CPU quota and cpuset, purging turns urgent near its memory limit") \
   X(cgroup_headroom_pct, INT, 10,   1, 50, 1, "urgent purging while less than this % of the memory limit (memory.max or memory.high) is left") \
   X(cgroup_poll_ms,    INT,  100,   10, 10000, 1, "ms between the purger's readings of the cgroup's memory usage") \
