@@ -1477,7 +1477,7 @@ const char *xa_arena_check_locked(struct xa_arena *a) {
           struct xa_pageinfo *pi = xa_chunk_page_info(c, i);
           if (pi->first != p) return "allocated span page info wrong";
           if (pi->cls != (slab ? s->cls : XA_CLS_NONE)) return "page class wrong";
-          if (pi->cls_scaled != pi->cls * XA_BIN_SCALE) return "page's scaled class wrong";
+          if (pi->cls_scaled != (slab ? xa_class_scale(s->cls) : 0)) return "page's scaled class wrong";
         }
         if (s->state == XA_SPAN_SLAB) {
           const struct xa_class_info *ci = &xa_classes[s->cls];

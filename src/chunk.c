@@ -1,6 +1,7 @@
 /* Chunk geometry, the chunk map, and mapping/unmapping chunks. */
 #include "chunk.h"
 #include "mesh.h"
+#include "sizeclass.h"
 #include "valgrind.h"
 
 unsigned xa_chunk_npages;
@@ -11,7 +12,32 @@ size_t xa_chunk_spans_off;
 
 uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE];
 
+struct xa_pageinfo *xa_pagemap;
+size_t xa_pagemap_units;
+
+/* The largest page map the kernel grants, in steps of 8x down from one
+ * that covers the whole user address space, kept if it covers itself:
+ * the kernel hands out addresses near its own (top-down from the same
+ * base), so a map that cannot see its own address would see no chunk. */
+static void pagemap_init(void) {
+  size_t limit = xa_os_as_limit();
+  for (unsigned bits = XA_VA_BITS; bits >= 32; bits -= 3) {
+    size_t units = (size_t)1 << (bits - XA_UNIT_SHIFT), bytes = units * sizeof(struct xa_pageinfo);
+    if (limit != SIZE_MAX && bytes > limit / 16) continue;
+    struct xa_pageinfo *m = xa_os_reserve(bytes);
+    if (!m) continue;
+    if (((uintptr_t)m + bytes) >> XA_UNIT_SHIFT <= units) {
+      xa_pagemap = m;
+      xa_pagemap_units = units;
+      return;
+    }
+    xa_os_release(m, bytes);
+    return;   /* a smaller one would lie lower still */
+  }
+}
+
 void xa_chunk_init(void) {
+  pagemap_init();
   unsigned ps = xa_os_page_shift;
   xa_chunk_npages = (unsigned)(XA_CHUNK_SIZE >> ps);
   /* A slab needs nobjs/8 <= npages*pagesize/128 bitmap bytes (16-byte
@@ -30,8 +56,8 @@ void xa_chunkmap_set(void *chunk, bool on) {
 void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls) {
   unsigned us = xa_os_page_shift - XA_UNIT_SHIFT;
   struct xa_pageinfo v = {(uint32_t)((uintptr_t)c + ((uintptr_t)first << xa_os_page_shift)), (uint16_t)first, cls,
-                          (uint8_t)(cls * XA_BIN_SCALE)};
-  for (size_t u = (size_t)page << us, end = (size_t)(page + n) << us; u < end; u++) c->units[u] = v;
+                          (uint8_t)(cls == XA_CLS_NONE ? 0 : xa_class_scale(cls))};
+  for (size_t u = (size_t)page << us, end = (size_t)(page + n) << us; u < end; u++) c->info[u] = v;
 }
 
 void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n) {
@@ -61,6 +87,8 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
    * meshed (the header stays private: fork copies it exactly) */
   c->meshable = xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes());
   c->arena = a;
+  size_t u0 = (uintptr_t)c >> XA_UNIT_SHIFT;
+  c->info = u0 + XA_CHUNK_UNITS <= xa_pagemap_units ? &xa_pagemap[u0] : c->units;
   /* Every unit says "not a slab" (the free span made next only writes its
    * boundary pages): a fresh page's zero info would read as class 0. */
   xa_chunk_mark_pages(c, 0, xa_chunk_npages, 0, XA_CLS_NONE);
@@ -86,6 +114,9 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
 
 void xa_chunk_delete(struct xa_chunk *c) {
   xa_chunkmap_set(c, false);
+  /* The page map's entries read as zero again ("not ours") before the
+   * range can be anyone else's. */
+  if (c->info != c->units) xa_os_zero(c->info, XA_CHUNK_UNITS * sizeof(struct xa_pageinfo));
   /* Out of the file first: once unmapped, the range may be a new chunk's. */
   if (c->meshable) xa_mesh_forget(c, XA_CHUNK_SIZE);
   xa_os_unmap(c, XA_CHUNK_SIZE);

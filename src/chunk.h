@@ -1,8 +1,10 @@
 /* Chunks, spans and the chunk map.
  *
  * A chunk is XA_CHUNK_SIZE bytes aligned to its size.  Its first pages hold
- * the header (followed by a guard page; the chunk's last page is one too): struct xa_chunk with one xa_pageinfo per 4 KiB unit (what
- * free() needs, 8 bytes), then one span descriptor slot per page.
+ * the header (followed by a guard page; the chunk's last page is one too):
+ * struct xa_chunk, then one span descriptor slot per page.  What free()
+ * needs of a 4 KiB unit, its xa_pageinfo (8 bytes), lives in the page map
+ * below, or in the header where the page map does not reach.
  * The rest of the chunk is carved into spans: runs of pages that are free,
  * a slab of one size class, or one large allocation.  A span's descriptor
  * lives in the slot of its first page; a slab uses the slots of its other
@@ -11,8 +13,25 @@
  *
  * The chunk map is one byte per chunk-aligned address range in the whole
  * user address space (32 MiB of lazily touched bss on x86_64, 64 MiB where
- * user space has 48 bits): free() tests the byte
- * before it dereferences anything, so foreign pointers are caught. */
+ * user space has 48 bits): the slow paths test the byte before they
+ * dereference anything, so foreign pointers are caught.
+ *
+ * The page map is one xa_pageinfo per 4 KiB unit of the whole user address
+ * space, indexed by address >> 12: a reservation of 256 GiB (x86_64) that
+ * the kernel backs only where chunks write it (8 KiB per chunk, the same
+ * as the header table it replaces) and that costs no commit charge
+ * (MAP_NORESERVE) nor core-file space (MADV_DONTDUMP).  free()'s fast path
+ * reads p's entry after one range test, with no chunk-map test: an entry
+ * that was never written, or was cleared when its chunk went, reads as
+ * zero, whose scaled class 0 picks the thread cache's dummy bin, which
+ * accepts nothing.  So a foreign pointer costs free() nothing extra and
+ * is still caught by the slow path; nothing is read from p's memory
+ * before its entry says p starts an object of a slab.  Where the kernel
+ * refuses the whole reservation (an address-space limit: a map of at most
+ * 1/16 of it is tried; valgrind's smaller address space) a smaller map is
+ * kept only if it covers the addresses the kernel hands out (its own);
+ * chunks it does not cover keep their page info in their header, and
+ * frees of their objects take the slow path. */
 #ifndef XA_CHUNK_H
 #define XA_CHUNK_H
 #include "internal.h"
@@ -45,7 +64,8 @@ struct xa_pageinfo {
                            (uint32_t)p - start32 is p's offset in it */
   uint16_t first;       /* page index of that first page */
   uint8_t cls;          /* small class of the slab, or XA_CLS_NONE */
-  uint8_t cls_scaled;   /* cls * XA_BIN_SCALE (sizeclass.h): free()'s bin */
+  uint8_t cls_scaled;   /* xa_class_scale(cls) (sizeclass.h): free()'s bin;
+                           0 (the dummy bin) if not a slab */
 };
 
 /* Span descriptor: 64 bytes; a slab's bitmap follows it. */
@@ -74,7 +94,10 @@ struct xa_span {
 _Static_assert(sizeof(struct xa_span) == 64, "span header is 64 bytes");
 
 struct xa_chunk {
-  struct xa_pageinfo units[XA_CHUNK_UNITS];  /* first: the fast path's table */
+  struct xa_pageinfo units[XA_CHUNK_UNITS];  /* page info where the page map
+                                                does not reach (else untouched) */
+  struct xa_pageinfo *info;     /* this chunk's page info: its part of the
+                                   page map, or units */
   struct xa_arena *arena;       /* owner */
   struct xa_chunk *next;        /* arena's chunk list */
   uint32_t free_pages;          /* pages in free spans */
@@ -114,14 +137,19 @@ XA_INLINE bool xa_chunkmap_test(uintptr_t a) {
 }
 XA_HIDDEN void xa_chunkmap_set(void *chunk, bool on);
 
+/* The page map (above): xa_pagemap_units entries from address 0; none if
+ * no map could be reserved. */
+XA_HIDDEN extern struct xa_pageinfo *xa_pagemap;
+XA_HIDDEN extern size_t xa_pagemap_units;
+
 XA_INLINE struct xa_chunk *xa_chunk_of(const void *p) {
   return (struct xa_chunk *)((uintptr_t)p & ~(uintptr_t)XA_CHUNK_MASK);
 }
 XA_INLINE struct xa_pageinfo *xa_chunk_info(struct xa_chunk *c, const void *p) {
-  return &c->units[((uintptr_t)p & XA_CHUNK_MASK) >> XA_UNIT_SHIFT];
+  return &c->info[((uintptr_t)p & XA_CHUNK_MASK) >> XA_UNIT_SHIFT];
 }
 XA_INLINE struct xa_pageinfo *xa_chunk_page_info(struct xa_chunk *c, unsigned page) {
-  return &c->units[(size_t)page << (xa_os_page_shift - XA_UNIT_SHIFT)];
+  return &c->info[(size_t)page << (xa_os_page_shift - XA_UNIT_SHIFT)];
 }
 XA_INLINE struct xa_span *xa_chunk_span(struct xa_chunk *c, unsigned page) {
   return (struct xa_span *)((char *)c + xa_chunk_spans_off + ((size_t)page << xa_span_stride_shift));

@@ -11,14 +11,16 @@
  *   thread's xa_tc points at the boot cache, whose bins are empty, so its
  *   first call lands in the slow path: no "initialised?" test here.
  *   The popped object's first word is cleared (it held the freed mark).
- * free: the chunk map byte says p lies in one of our chunks (nothing is read
- *   from p's chunk before that); the 4 KiB unit's info gives the slab's class
- *   and start; a multiply by a class constant checks p is the start of an
- *   object; the first two bytes of p must not hold the freed mark already;
- *   mark p and push it onto the bin.  Anything else goes to the slow path
- *   (large/huge blocks, invalid pointers, full bins, NULL, and a marked
- *   object: a double free, or user data that happens to match, which the
- *   slow path tells apart by looking for p in the cache). */
+ * free: p's 4 KiB unit's entry in the page map (chunk.h; one range test)
+ *   gives the slab's scaled class and start, or 0, the dummy bin, for
+ *   anything that is not a slab of ours; a multiply by the bin's class
+ *   constant checks p is the start of an object (the dummy's never
+ *   divides; nothing is read from p before this); the first two bytes of
+ *   p must not hold the freed mark already; mark p and push it onto the
+ *   bin.  Anything else goes to the slow path (large/huge blocks, invalid
+ *   pointers, full bins, NULL, chunks the page map does not cover, and a
+ *   marked object: a double free, or user data that happens to match,
+ *   which the slow path tells apart by looking for p in the cache). */
 #ifndef XA_FASTPATH_H
 #define XA_FASTPATH_H
 #include "chunk.h"
@@ -86,23 +88,30 @@ XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) {
   return ok;
 }
 
-/* free()'s push of p, whose page info is *pi (p lies in one of our
- * chunks): xa_small_lookup's object-start test with the class's
- * divisibility constant read from the bin (pageinfo.cls of a non-slab page
- * indexes the dummy bin, whose constant never divides), then the push.
- * False: nothing was done. */
+/* free()'s push of p, whose page-map entry is *pi: xa_small_lookup's
+ * object-start test with the class's divisibility constant read from the
+ * bin (the scaled class 0 of anything but a slab indexes the dummy bin,
+ * whose constant never divides), then the push.  False: nothing was
+ * done. */
 XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) {
+  /* read before the claim: the entry is no part of the cache */
+  uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - pi->start32);
+  size_t cls_scaled = pi->cls_scaled;
   struct xa_tcache *tc = xa_tc;
   xa_tc_claim(tc);
-  struct xa_tbin *b = xa_tbin_scaled(tc, pi->cls_scaled);
+  struct xa_tbin *b = xa_tbin_scaled(tc, cls_scaled);
   uint64_t magic = b->divmagic;
-  bool ok = likely((uint64_t)((uint32_t)(uintptr_t)p - pi->start32) * magic < magic) && likely(xa_tbin_push_freed(b, p));
+  bool ok = likely(off * magic < magic) && likely(xa_tbin_push_freed(b, p));
   xa_tc_release(tc);
   return ok;
 }
 
+/* p's 4 KiB unit in the page map: < xa_pagemap_units if the map has it. */
+XA_INLINE uintptr_t xa_pagemap_unit(const void *p) { return (uintptr_t)p >> XA_UNIT_SHIFT; }
+
 XA_INLINE void xa_free_fast(void *p) {
-  if (likely(xa_chunkmap_test((uintptr_t)p)) && likely(xa_free_push(p, xa_chunk_info(xa_chunk_of(p), p)))) return;
+  uintptr_t u = xa_pagemap_unit(p);
+  if (likely(u < xa_pagemap_units) && likely(xa_free_push(p, &xa_pagemap[u]))) return;
   xa_free_slow(p);
 }
 
@@ -113,10 +122,8 @@ XA_INLINE void xa_free_fast(void *p) {
  * and the caller's checking path decides (a large block, a size from
  * another class, a full bin, a bad pointer). */
 XA_INLINE bool xa_free_sized_fast(void *p, size_t n) {
-  if (likely(xa_chunkmap_test((uintptr_t)p)) && likely(n <= XA_SMALL_MAX)) {
-    const struct xa_pageinfo *pi = xa_chunk_info(xa_chunk_of(p), p);
-    return likely(xa_sizeclass_scaled(n) == pi->cls_scaled) && likely(xa_free_push(p, pi));
-  }
-  return false;
+  uintptr_t u = xa_pagemap_unit(p);
+  return likely(u < xa_pagemap_units) && likely(n <= XA_SMALL_MAX) &&
+         likely(xa_sizeclass_scaled(n) == xa_pagemap[u].cls_scaled) && likely(xa_free_push(p, &xa_pagemap[u]));
 }
 #endif

@@ -43,9 +43,12 @@ static const bool xa_config_stats = XA_STATS;
 #define XA_SMALL_MAX    ((size_t)32768)       /* largest small class */
 #define XA_LOOKUP_MAX   XA_SMALL_MAX           /* size -> class is one table load */
 #define XA_NSMALL       40                     /* number of small classes */
-/* The fast paths' class numbers come scaled by this (size lookup table,
- * pageinfo.cls_scaled): the thread cache's 48-byte bins are then found with
- * the x86 addressing mode's scale of 8, no shift (tcache.h). */
+/* The fast paths' class numbers come scaled by this and shifted by one,
+ * (class + 1) * XA_BIN_SCALE (size lookup table, pageinfo.cls_scaled): the
+ * thread cache's 48-byte bins, which follow a dummy bin at offset 0, are
+ * then found with the x86 addressing mode's scale of 8, no shift, and a
+ * page that holds no slab says 0, as the page map's untouched entries do
+ * (tcache.h, chunk.h). */
 #define XA_BIN_SCALE    6
 #define XA_HUGE_MIN     ((size_t)256 << 10)    /* >= this: carved from huge regions (huge.c) */
 #define XA_REMAP_MIN    ((size_t)2 << 20)      /* >= this: realloc moves pages (mremap), not bytes */

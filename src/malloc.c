@@ -242,7 +242,12 @@ static void free_checked(void *p, const char *fn) {
   free_block(p, lookup(p), fn);
 }
 
-XA_NOINLINE void xa_free_slow(void *p) { free_checked(p, "free"); }
+XA_NOINLINE void xa_free_slow(void *p) {
+  /* A chunk the page map does not reach (chunk.h) keeps its page info in
+   * its header: the same push, found through the chunk map. */
+  if (xa_chunkmap_test((uintptr_t)p) && xa_free_push(p, xa_chunk_info(xa_chunk_of(p), p))) return;
+  free_checked(p, "free");
+}
 
 /* ---- aligned allocation ---------------------------------------------- */
 

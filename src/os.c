@@ -122,6 +122,31 @@ void xa_os_unmap(void *p, size_t size) {
   errno = saved;
 }
 
+void *xa_os_reserve(size_t size) {
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p != MAP_FAILED) madvise(p, size, MADV_DONTDUMP);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void xa_os_release(void *p, size_t size) {
+  int saved = errno;
+  munmap(p, size);
+  errno = saved;
+}
+
+void xa_os_zero(void *p, size_t size) {
+  uintptr_t lo = XA_ALIGN_UP((uintptr_t)p, xa_os_page), hi = ((uintptr_t)p + size) & ~(uintptr_t)(xa_os_page - 1);
+  if (lo >= hi) {
+    __builtin_memset(p, 0, size);
+    return;
+  }
+  __builtin_memset(p, 0, lo - (uintptr_t)p);
+  xa_os_purge((void *)lo, hi - lo);
+  __builtin_memset((void *)hi, 0, (uintptr_t)p + size - hi);
+}
+
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
 #endif

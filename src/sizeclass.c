@@ -49,5 +49,5 @@ void xa_sizeclass_init(size_t page) {
     ci->empty_keep = slab_bytes >= XA_EMPTY_SLAB_BYTES ? 1 : (uint32_t)(XA_EMPTY_SLAB_BYTES / slab_bytes);
   }
   for (size_t i = 0; i <= XA_LOOKUP_MAX / 16; i++)
-    xa_class_lookup[i] = (uint8_t)(xa_sizeclass_compute(i * 16) * XA_BIN_SCALE);
+    xa_class_lookup[i] = (uint8_t)xa_class_scale(xa_sizeclass_compute(i * 16));
 }

@@ -52,11 +52,12 @@ XA_INLINE unsigned xa_sizeclass_compute(size_t n) {
   return xa_sizeclass_of_big(n);
 }
 
-/* The lookup table holds class * XA_BIN_SCALE (internal.h). */
+/* The lookup table holds (class + 1) * XA_BIN_SCALE (internal.h). */
 _Static_assert(XA_NSMALL * XA_BIN_SCALE < 256, "scaled class fits a byte");
+XA_INLINE unsigned xa_class_scale(unsigned cls) { return (cls + 1) * XA_BIN_SCALE; }
 /* The fast mapping; n must be <= XA_SMALL_MAX. */
 XA_INLINE unsigned xa_sizeclass_scaled(size_t n) { return xa_class_lookup[(n + 15) >> 4]; }
-XA_INLINE unsigned xa_sizeclass_of(size_t n) { return xa_sizeclass_scaled(n) / XA_BIN_SCALE; }
+XA_INLINE unsigned xa_sizeclass_of(size_t n) { return xa_sizeclass_scaled(n) / XA_BIN_SCALE - 1; }
 
 /* Is byte offset off (< 2^32) a multiple of class c's size? */
 XA_INLINE bool xa_sizeclass_divides(size_t c, uint32_t off) {

@@ -54,9 +54,12 @@ XA_INLINE void xa_freed_mark(void *p) { *(xa_mark_store *)p = (uint32_t)XA_FREED
 XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
 
 struct xa_tcache {
-  /* Fast-path part.  bins[XA_CLS_NONE] is a dummy that free() may index
-   * with a non-slab page's class: divmagic 0, so it takes nothing. */
-  struct xa_tbin bins[XA_NSMALL + 1];
+  /* Fast-path part.  none is a dummy that free() indexes with the scaled
+   * class 0 of a page that holds no slab (or of an address that is not
+   * ours: the page map's untouched entries): divmagic 0, so it takes
+   * nothing.  bins[c] then sits at xa_class_scale(c) * 8. */
+  struct xa_tbin none;
+  struct xa_tbin bins[XA_NSMALL];
   /* The owner's calls that used the bins: begun and ended, ever.  They
    * differ while a call is in progress (nested ones count: a signal
    * handler's malloc).  Written by the owner only, read by reclaimers. */
@@ -114,10 +117,12 @@ XA_INLINE uint32_t xa_tbin_cap(const struct xa_tcache *tc, unsigned c) {
   return (uint32_t)(tc->end[c] - tc->bins[c].stack);
 }
 
-/* tc's bin of class cls_scaled / XA_BIN_SCALE. */
+/* tc's bin of scaled class cls_scaled (xa_class_scale; 0: the dummy). */
 XA_INLINE struct xa_tbin *xa_tbin_scaled(struct xa_tcache *tc, size_t cls_scaled) {
-  return (struct xa_tbin *)((char *)tc->bins + cls_scaled * 8);
+  return (struct xa_tbin *)((char *)tc + cls_scaled * 8);
 }
+_Static_assert(__builtin_offsetof(struct xa_tcache, bins) == sizeof(struct xa_tbin),
+               "the dummy bin comes first, then bins[c] at xa_class_scale(c) * 8");
 
 /* Every thread starts on the boot cache, whose bins always miss. */
 XA_HIDDEN extern struct xa_tcache xa_tcache_boot;

@@ -53,8 +53,28 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_int_equal(xa_small_class_of(g2), XA_CLS_NONE);
   assert_null(xa_arena_large_span(g1));
   assert_null(xa_arena_large_span(g2));
+  /* the page info lives in the page map, which reads as zero again (not
+   * ours) once the chunk is gone */
+  struct xa_pageinfo *info = &xa_pagemap[(uintptr_t)c >> XA_UNIT_SHIFT];
+  assert_ptr_equal(c->info, info);
+  assert_int_equal(info[XA_CHUNK_UNITS - 1].cls, XA_CLS_NONE);
   xa_chunk_delete(c);
   assert_false(xa_chunkmap_test((uintptr_t)c));
+  for (unsigned u = 0; u < XA_CHUNK_UNITS; u++) {
+    assert_int_equal(info[u].start32, 0);
+    assert_int_equal(info[u].cls, 0);
+    assert_int_equal(info[u].cls_scaled, 0);
+  }
+  /* where the map does not reach, the header holds the page info */
+  size_t units = xa_pagemap_units;
+  xa_pagemap_units = 0;
+  c = xa_chunk_new(NULL);
+  xa_pagemap_units = units;
+  assert_non_null(c);
+  assert_ptr_equal(c->info, c->units);
+  assert_int_equal(xa_chunk_info(c, (char *)c + 100)->cls, XA_CLS_NONE);
+  assert_int_equal(info[0].cls, 0);
+  xa_chunk_delete(c);
   /* foreign addresses */
   int local;
   assert_false(xa_chunkmap_test((uintptr_t)&local));

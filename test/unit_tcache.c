@@ -116,6 +116,42 @@ static void test_fast_paths(void **state) {
   xa_free_fast(p);
 }
 
+/* free() finds p's class and slab start in the page map; anything not a
+ * slab of ours reads scaled class 0 there (the dummy bin, which takes
+ * nothing), and a free beyond the map's reach takes the slow path, which
+ * caches the object all the same. */
+static void test_free_through_page_map(void **state) {
+  (void)state;
+  assert_true(xa_pagemap_units > 0);   /* this machine grants the reservation */
+  void *p = xa_malloc_fast(64);
+  uintptr_t u = xa_pagemap_unit(p);
+  assert_true(u < xa_pagemap_units);
+  assert_int_equal(xa_pagemap[u].cls_scaled, xa_class_scale(CLS));
+  assert_int_equal(xa_pagemap[u].cls, CLS);
+  struct xa_chunk *c = xa_chunk_of(p);
+  assert_ptr_equal(c->info, &xa_pagemap[(uintptr_t)c >> XA_UNIT_SHIFT]);
+  assert_int_equal(xa_pagemap[xa_pagemap_unit(c)].cls_scaled, 0);   /* header */
+  static char in_data[64] __attribute__((aligned(64)));
+  int local;
+  struct xa_tbin *b = &xa_tc->bins[CLS];
+  uint32_t n = xa_tbin_count(b);
+  assert_int_equal(xa_pagemap[xa_pagemap_unit(in_data)].cls_scaled, 0);
+  assert_int_equal(xa_pagemap[xa_pagemap_unit(&local)].cls_scaled, 0);
+  assert_false(xa_free_push(in_data, &xa_pagemap[xa_pagemap_unit(in_data)]));
+  assert_false(xa_free_push(&local, &xa_pagemap[xa_pagemap_unit(&local)]));
+  assert_int_equal(xa_tbin_count(b), n);
+  /* a map that does not reach p: the slow path caches it */
+  size_t units = xa_pagemap_units;
+  xa_pagemap_units = 0;
+  xa_free_fast(p);
+  xa_pagemap_units = units;
+  assert_int_equal(xa_tbin_count(b), n + 1);
+  assert_ptr_equal(b->top[-1], p);
+  assert_ptr_equal(xa_malloc_fast(64), p);
+  xa_free_fast(p);
+  assert_int_equal(xa_tbin_count(b), n + 1);
+}
+
 /* Empty every bin, then refill bin CLS; returns its object count. */
 static uint32_t fill_one_bin(struct xa_tcache *tc) {
   xa_tcache_flush_all();
@@ -458,6 +494,7 @@ int main(void) {
       cmocka_unit_test(test_boot_cache_always_misses),
       cmocka_unit_test(test_refill_and_flush_halves),
       cmocka_unit_test(test_fast_paths),
+      cmocka_unit_test(test_free_through_page_map),
       cmocka_unit_test(test_idle_gc),
     cmocka_unit_test(test_sized_frees_do_not_drive_gc),
     cmocka_unit_test(test_refill_slow_start),
