@@ -14,6 +14,10 @@ uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE];
 
 struct xa_pageinfo *xa_pagemap;
 size_t xa_pagemap_units;
+static size_t pagemap_written;   /* atomic */
+#define PAGEMAP_CHUNK_BYTES (XA_CHUNK_UNITS * sizeof(struct xa_pageinfo))
+
+size_t xa_pagemap_written(void) { return __atomic_load_n(&pagemap_written, __ATOMIC_RELAXED); }
 
 /* The largest page map the kernel grants, in steps of 8x down from one
  * that covers the whole user address space, kept if it covers itself:
@@ -89,6 +93,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   c->arena = a;
   size_t u0 = (uintptr_t)c >> XA_UNIT_SHIFT;
   c->info = u0 + XA_CHUNK_UNITS <= xa_pagemap_units ? &xa_pagemap[u0] : c->units;
+  if (c->info != c->units) __atomic_add_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
   /* Every unit says "not a slab" (the free span made next only writes its
    * boundary pages): a fresh page's zero info would read as class 0. */
   xa_chunk_mark_pages(c, 0, xa_chunk_npages, 0, XA_CLS_NONE);
@@ -116,7 +121,10 @@ void xa_chunk_delete(struct xa_chunk *c) {
   xa_chunkmap_set(c, false);
   /* The page map's entries read as zero again ("not ours") before the
    * range can be anyone else's. */
-  if (c->info != c->units) xa_os_zero(c->info, XA_CHUNK_UNITS * sizeof(struct xa_pageinfo));
+  if (c->info != c->units) {
+    xa_os_zero(c->info, PAGEMAP_CHUNK_BYTES);
+    __atomic_sub_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
+  }
   /* Out of the file first: once unmapped, the range may be a new chunk's. */
   if (c->meshable) xa_mesh_forget(c, XA_CHUNK_SIZE);
   xa_os_unmap(c, XA_CHUNK_SIZE);

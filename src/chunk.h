@@ -141,6 +141,9 @@ XA_HIDDEN void xa_chunkmap_set(void *chunk, bool on);
  * no map could be reserved. */
 XA_HIDDEN extern struct xa_pageinfo *xa_pagemap;
 XA_HIDDEN extern size_t xa_pagemap_units;
+/* Bytes of the page map that chunks have written (and so made resident):
+ * metadata in the statistics. */
+XA_HIDDEN size_t xa_pagemap_written(void);
 
 XA_INLINE struct xa_chunk *xa_chunk_of(const void *p) {
   return (struct xa_chunk *)((uintptr_t)p & ~(uintptr_t)XA_CHUNK_MASK);

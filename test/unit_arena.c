@@ -32,7 +32,9 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_true(hdr <= (size_t)xa_chunk_first_page << xa_os_page_shift);
   assert_true(xa_chunk_spans_off >= sizeof(struct xa_chunk));
   assert_int_equal((size_t)xa_chunk_npages << xa_os_page_shift, XA_CHUNK_SIZE);
+  size_t written = xa_pagemap_written();
   struct xa_chunk *c = xa_chunk_new(NULL);
+  assert_int_equal(xa_pagemap_written(), written + XA_CHUNK_UNITS * sizeof(struct xa_pageinfo));
   assert_non_null(c);
   assert_int_equal((uintptr_t)c & XA_CHUNK_MASK, 0);
   assert_true(xa_chunkmap_test((uintptr_t)c));
@@ -59,6 +61,7 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_ptr_equal(c->info, info);
   assert_int_equal(info[XA_CHUNK_UNITS - 1].cls, XA_CLS_NONE);
   xa_chunk_delete(c);
+  assert_int_equal(xa_pagemap_written(), written);
   assert_false(xa_chunkmap_test((uintptr_t)c));
   for (unsigned u = 0; u < XA_CHUNK_UNITS; u++) {
     assert_int_equal(info[u].start32, 0);
@@ -74,7 +77,9 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_ptr_equal(c->info, c->units);
   assert_int_equal(xa_chunk_info(c, (char *)c + 100)->cls, XA_CLS_NONE);
   assert_int_equal(info[0].cls, 0);
+  assert_int_equal(xa_pagemap_written(), written);
   xa_chunk_delete(c);
+  assert_int_equal(xa_pagemap_written(), written);
   /* foreign addresses */
   int local;
   assert_false(xa_chunkmap_test((uintptr_t)&local));
