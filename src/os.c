@@ -125,7 +125,12 @@ void xa_os_unmap(void *p, size_t size) {
 void *xa_os_reserve(size_t size) {
   int saved = errno;
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p != MAP_FAILED) madvise(p, size, MADV_DONTDUMP);
+  if (p != MAP_FAILED) {
+    madvise(p, size, MADV_DONTDUMP);
+    /* with THP "always", one written entry would otherwise make 2 MiB
+     * of the table resident */
+    madvise(p, size, MADV_NOHUGEPAGE);
+  }
   errno = saved;
   return p == MAP_FAILED ? NULL : p;
 }

@@ -16,9 +16,9 @@ XA_HIDDEN void *xa_os_map(size_t size, size_t align);
 /* Unmap [p, p+size), both page aligned. */
 XA_HIDDEN void xa_os_unmap(void *p, size_t size);
 /* Reserve size bytes (page multiple) for a table that is mostly never
- * touched: read-write and zero, backed only where written, with no commit
- * charge and left out of core dumps; not counted as mapped heap.  NULL on
- * failure. */
+ * touched: read-write and zero, backed only where written (by small pages
+ * only), with no commit charge and left out of core dumps; not counted as
+ * mapped heap.  NULL on failure. */
 XA_HIDDEN void *xa_os_reserve(size_t size);
 XA_HIDDEN void xa_os_release(void *p, size_t size);
 /* Make [p, p+size) of such a table read as zero again, giving back its

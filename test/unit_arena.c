@@ -86,6 +86,41 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_false(xa_chunkmap_test(0));
 }
 
+/* The VmFlags line of the mapping that starts at a (/proc/self/smaps). */
+static const char *vmflags_of(uintptr_t a) {
+  static char flags[256];
+  char line[512];
+  bool in = false;
+  FILE *f = fopen("/proc/self/smaps", "r");
+  flags[0] = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) in = lo == a;
+    else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+      snprintf(flags, sizeof flags, "%s", line + 8);
+      break;
+    }
+  }
+  if (f) fclose(f);
+  return flags;
+}
+
+/* The page map is one mapping that reads as zero where unwritten, stays
+ * out of core dumps, and is never backed by huge pages (one written entry
+ * would make 2 MiB resident). */
+static void test_page_map_mapping(void **state) {
+  (void)state;
+  assert_non_null(xa_pagemap);
+  assert_true(xa_pagemap_units << XA_UNIT_SHIFT >= (uintptr_t)xa_pagemap);   /* covers itself */
+  const char *flags = vmflags_of((uintptr_t)xa_pagemap);
+  print_message("page map: %zu entries at %p; VmFlags:%s", xa_pagemap_units, (void *)xa_pagemap, flags);
+  assert_non_null(strstr(flags, " dd"));
+  assert_non_null(strstr(flags, " nh"));
+  assert_non_null(strstr(flags, " nr"));   /* no commit charge */
+  int local;
+  assert_int_equal(xa_pagemap[(uintptr_t)&local >> XA_UNIT_SHIFT].cls_scaled, 0);
+}
+
 static void test_refill_flush_roundtrip(void **state) {
   (void)state;
   struct xa_arena *a = new_arena();
@@ -599,6 +634,7 @@ int main(void) {
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chunk_geometry_and_map),
+      cmocka_unit_test(test_page_map_mapping),
       cmocka_unit_test(test_refill_flush_roundtrip),
       cmocka_unit_test(test_empty_slabs_kept_then_purged),
       cmocka_unit_test(test_large_alignment_and_coalesce),
