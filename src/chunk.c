@@ -20,24 +20,52 @@ static size_t pagemap_written;   /* atomic */
 size_t xa_pagemap_written(void) { return __atomic_load_n(&pagemap_written, __ATOMIC_RELAXED); }
 
 /* The largest page map the kernel grants, in steps of 8x down from one
- * that covers the whole user address space, kept if it covers itself:
- * the kernel hands out addresses near its own (top-down from the same
- * base), so a map that cannot see its own address would see no chunk. */
+ * that covers the user address space (as high as the stack lies, at most
+ * XA_VA_BITS), kept if it covers itself: the kernel hands out addresses
+ * near its own (top-down from the same base), so a map that cannot see
+ * its own address would see no chunk.  The fast path reads
+ * xa_pagemap_units before xa_pagemap (a compare, then a load after the
+ * branch; x86 keeps loads in order, and other targets read it with
+ * acquire), so the map is published first. */
 static void pagemap_init(void) {
   size_t limit = xa_os_as_limit();
-  for (unsigned bits = XA_VA_BITS; bits >= 32; bits -= 3) {
+  uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+  unsigned top = 64u - (unsigned)__builtin_clzl(here | 1);
+  for (unsigned bits = top < XA_VA_BITS ? top : XA_VA_BITS; bits >= 32; bits -= 3) {
     size_t units = (size_t)1 << (bits - XA_UNIT_SHIFT), bytes = units * sizeof(struct xa_pageinfo);
     if (limit != SIZE_MAX && bytes > limit / 16) continue;
     struct xa_pageinfo *m = xa_os_reserve(bytes);
     if (!m) continue;
     if (((uintptr_t)m + bytes) >> XA_UNIT_SHIFT <= units) {
       xa_pagemap = m;
-      xa_pagemap_units = units;
+      __atomic_store_n(&xa_pagemap_units, units, __ATOMIC_RELEASE);
       return;
     }
     xa_os_release(m, bytes);
     return;   /* a smaller one would lie lower still */
   }
+}
+
+/* Chunk c's part of the page map, made writable; NULL if the map does not
+ * reach c or the kernel refused.  Where a page holds several chunks'
+ * parts (pages over 8 KiB), the page stays writable for good. */
+static struct xa_pageinfo *pagemap_take(struct xa_chunk *c) {
+  size_t u0 = (uintptr_t)c >> XA_UNIT_SHIFT;
+  if (u0 + XA_CHUNK_UNITS > xa_pagemap_units) return NULL;
+  struct xa_pageinfo *info = &xa_pagemap[u0];
+  uintptr_t lo = (uintptr_t)info & ~(uintptr_t)(xa_os_page - 1);
+  uintptr_t hi = XA_ALIGN_UP((uintptr_t)info + PAGEMAP_CHUNK_BYTES, xa_os_page);
+  if (!xa_os_table_write((void *)lo, hi - lo, true)) return NULL;
+  __atomic_add_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
+  return info;
+}
+
+/* The part goes back to reading zero ("not ours") before the chunk's
+ * range can be anyone else's. */
+static void pagemap_give_back(struct xa_pageinfo *info) {
+  if (xa_os_page > PAGEMAP_CHUNK_BYTES || !xa_os_table_write(info, PAGEMAP_CHUNK_BYTES, false))
+    __builtin_memset(info, 0, PAGEMAP_CHUNK_BYTES);
+  __atomic_sub_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
 }
 
 void xa_chunk_init(void) {
@@ -91,9 +119,8 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
    * meshed (the header stays private: fork copies it exactly) */
   c->meshable = xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes());
   c->arena = a;
-  size_t u0 = (uintptr_t)c >> XA_UNIT_SHIFT;
-  c->info = u0 + XA_CHUNK_UNITS <= xa_pagemap_units ? &xa_pagemap[u0] : c->units;
-  if (c->info != c->units) __atomic_add_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
+  struct xa_pageinfo *mapped = pagemap_take(c);
+  c->info = mapped ? mapped : c->units;
   /* Every unit says "not a slab" (the free span made next only writes its
    * boundary pages): a fresh page's zero info would read as class 0. */
   xa_chunk_mark_pages(c, 0, xa_chunk_npages, 0, XA_CLS_NONE);
@@ -119,12 +146,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
 
 void xa_chunk_delete(struct xa_chunk *c) {
   xa_chunkmap_set(c, false);
-  /* The page map's entries read as zero again ("not ours") before the
-   * range can be anyone else's. */
-  if (c->info != c->units) {
-    xa_os_zero(c->info, PAGEMAP_CHUNK_BYTES);
-    __atomic_sub_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
-  }
+  if (c->info != c->units) pagemap_give_back(c->info);
   /* Out of the file first: once unmapped, the range may be a new chunk's. */
   if (c->meshable) xa_mesh_forget(c, XA_CHUNK_SIZE);
   xa_os_unmap(c, XA_CHUNK_SIZE);

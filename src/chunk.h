@@ -171,7 +171,7 @@ XA_HIDDEN void xa_chunk_delete(struct xa_chunk *c);
 XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls);
 /* Free span [first, first+n) is being purged: only its first slot is a
  * descriptor, the others are never read, so return the header pages that
- * hold nothing but them (with 4 KiB pages a purged chunk keeps 4 of its 19 header
+ * hold nothing but them (with 4 KiB pages a purged chunk keeps at most 4 of its 19 header
  * pages resident instead of all).  Caller owns the span (PURGING). */
 XA_HIDDEN void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n);
 /* The span area of chunk c (pages [first_page, end_page)) and its size. */

@@ -106,12 +106,22 @@ XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) {
   return ok;
 }
 
-/* p's 4 KiB unit in the page map: < xa_pagemap_units if the map has it. */
+/* p's 4 KiB unit in the page map: < xa_pagemap_limit() if the map has it. */
 XA_INLINE uintptr_t xa_pagemap_unit(const void *p) { return (uintptr_t)p >> XA_UNIT_SHIFT; }
+/* The map's size, read before the map (chunk.c: published after it).  On
+ * x86 a plain read, which the compiler folds into the compare (loads stay
+ * in order there, and the map's load follows the branch). */
+XA_INLINE size_t xa_pagemap_limit(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return xa_pagemap_units;
+#else
+  return __atomic_load_n(&xa_pagemap_units, __ATOMIC_ACQUIRE);
+#endif
+}
 
 XA_INLINE void xa_free_fast(void *p) {
   uintptr_t u = xa_pagemap_unit(p);
-  if (likely(u < xa_pagemap_units) && likely(xa_free_push(p, &xa_pagemap[u]))) return;
+  if (likely(u < xa_pagemap_limit()) && likely(xa_free_push(p, &xa_pagemap[u]))) return;
   xa_free_slow(p);
 }
 
@@ -123,7 +133,7 @@ XA_INLINE void xa_free_fast(void *p) {
  * another class, a full bin, a bad pointer). */
 XA_INLINE bool xa_free_sized_fast(void *p, size_t n) {
   uintptr_t u = xa_pagemap_unit(p);
-  return likely(u < xa_pagemap_units) && likely(n <= XA_SMALL_MAX) &&
+  return likely(u < xa_pagemap_limit()) && likely(n <= XA_SMALL_MAX) &&
          likely(xa_sizeclass_scaled(n) == xa_pagemap[u].cls_scaled) && likely(xa_free_push(p, &xa_pagemap[u]));
 }
 #endif

@@ -124,32 +124,36 @@ void xa_os_unmap(void *p, size_t size) {
 
 void *xa_os_reserve(size_t size) {
   int saved = errno;
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p != MAP_FAILED) {
     madvise(p, size, MADV_DONTDUMP);
-    /* with THP "always", one written entry would otherwise make 2 MiB
-     * of the table resident */
-    madvise(p, size, MADV_NOHUGEPAGE);
+    /* Reads map the huge zero page.  A written part is a separate
+     * mapping (xa_os_table_write) of whole 8 KiB steps, which a huge page
+     * backs only where a whole aligned 2 MiB of it is writable, i.e.
+     * written: no resident page is wasted. */
+    madvise(p, size, MADV_HUGEPAGE);
   }
   errno = saved;
   return p == MAP_FAILED ? NULL : p;
+}
+
+bool xa_os_table_write(void *p, size_t size, bool on) {
+  int saved = errno;
+  bool ok;
+  if (on) {
+    ok = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+  } else {
+    madvise(p, size, MADV_DONTNEED);
+    ok = mprotect(p, size, PROT_READ) == 0;
+  }
+  errno = saved;
+  return ok;
 }
 
 void xa_os_release(void *p, size_t size) {
   int saved = errno;
   munmap(p, size);
   errno = saved;
-}
-
-void xa_os_zero(void *p, size_t size) {
-  uintptr_t lo = XA_ALIGN_UP((uintptr_t)p, xa_os_page), hi = ((uintptr_t)p + size) & ~(uintptr_t)(xa_os_page - 1);
-  if (lo >= hi) {
-    __builtin_memset(p, 0, size);
-    return;
-  }
-  __builtin_memset(p, 0, lo - (uintptr_t)p);
-  xa_os_purge((void *)lo, hi - lo);
-  __builtin_memset((void *)hi, 0, (uintptr_t)p + size - hi);
 }
 
 #ifndef MREMAP_DONTUNMAP

@@ -16,14 +16,17 @@ XA_HIDDEN void *xa_os_map(size_t size, size_t align);
 /* Unmap [p, p+size), both page aligned. */
 XA_HIDDEN void xa_os_unmap(void *p, size_t size);
 /* Reserve size bytes (page multiple) for a table that is mostly never
- * touched: read-write and zero, backed only where written (by small pages
- * only), with no commit charge and left out of core dumps; not counted as
- * mapped heap.  NULL on failure. */
+ * touched: read-only zero pages (a read faults in the shared zero page,
+ * a huge one where the kernel can: even mlockall then costs page tables
+ * of 8 bytes per 2 MiB), so no commit charge in any overcommit mode and
+ * nothing copied by fork; left out of core dumps; not counted as mapped
+ * heap.  NULL on failure. */
 XA_HIDDEN void *xa_os_reserve(size_t size);
 XA_HIDDEN void xa_os_release(void *p, size_t size);
-/* Make [p, p+size) of such a table read as zero again, giving back its
- * whole pages. */
-XA_HIDDEN void xa_os_zero(void *p, size_t size);
+/* Make [p, p+size) of such a table (page aligned) writable, or read-only
+ * and zero again (its pages given back).  false: the kernel refused
+ * (commit limit, mappings), nothing changed. */
+XA_HIDDEN bool xa_os_table_write(void *p, size_t size, bool on);
 /* Move the pages of [from, from+size) to [to, to+size) (a mapping of
  * ours): page tables move, no byte is copied.  XA_MOVE_KEPT: from stays
  * mapped and reads as zero; XA_MOVE_HOLE: moved, but from could not be

@@ -30,7 +30,7 @@ struct xa_tbin {
                            the next (xa_tcache_tick) */
 };
 
-_Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by class * XA_BIN_SCALE * 8");
+_Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by xa_class_scale(class) * 8");
 
 /* A cached free object's first two bytes hold this mark (its first four
  * bytes hold it twice: xa_freed_mark).  Read as 16 bits: a program that
