@@ -1298,13 +1298,20 @@ size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns) {
   return bytes;
 }
 
-size_t xa_arena_mesh_all(uint64_t budget_ns) {
+size_t xa_arena_mesh_all(uint64_t budget_ns, bool wait) {
   /* One pass at a time (the purger's, xalloc_ctl's): a pass keeps hints
-   * (struct mesh_run, the movers' windows) that only it may change. */
+   * (struct mesh_run, the movers' windows) that only it may change.  A
+   * caller that waits (xalloc_ctl) sleeps while another pass runs, within
+   * its budget: returning 0 at once would say "nothing to mesh" while the
+   * purger's pass, at its own pace, is only part way. */
   static int busy;
-  if (!xa_mesh_on || __atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE)) return 0;
-  xa_mesh_pass_begin();
+  if (!xa_mesh_on) return 0;
   uint64_t deadline = xa_os_now() + budget_ns;
+  while (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE)) {
+    if (!wait || xa_os_now() >= deadline) return 0;
+    xa_os_sleep(1000000);
+  }
+  xa_mesh_pass_begin();
   size_t bytes = 0;
   for (bool any = true; any && xa_os_now() < deadline;) {
     any = false;

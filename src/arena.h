@@ -62,8 +62,9 @@ XA_HIDDEN size_t xa_arena_purge_all(void);
 /* Meshing (mesh:true, mesh.h), in rounds over every arena and class until
  * a round finds nothing or budget_ns have passed: give the aliases with no
  * live object left their own pages back, then mesh pairs of sparse slabs.
- * Bytes of physical pages freed. */
-XA_HIDDEN size_t xa_arena_mesh_all(uint64_t budget_ns);
+ * Bytes of physical pages freed.  One pass at a time: while another
+ * runs, 0 at once, or (wait) after it, within the budget. */
+XA_HIDDEN size_t xa_arena_mesh_all(uint64_t budget_ns, bool wait);
 /* Set by a pass that skipped a class it should look at again soon (it
  * found nothing lately, but has not given up): the purger keeps its pace. */
 XA_HIDDEN extern bool xa_mesh_later;

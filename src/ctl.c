@@ -91,7 +91,7 @@ XA_EXPORT int xalloc_ctl(const char *name, void *oldp, size_t *oldlenp, void *ne
   }
   if (!strcmp(k, "mesh")) {          /* a meshing pass now (at most 1 s): bytes freed */
     if (newp) return EINVAL;
-    return read_u64(oldp, oldlenp, xa_arena_mesh_all(1000000000));
+    return read_u64(oldp, oldlenp, xa_arena_mesh_all(1000000000, true));
   }
   if (!strcmp(k, "purge") || !strcmp(k, "thread.tcache.flush")) {
     if (oldp || newp) return EINVAL;

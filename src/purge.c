@@ -128,7 +128,7 @@ static void mesh_pass(uint64_t now) {
   uint64_t budget = (uint64_t)xa_opt.mesh_period_ms * (grown ? 125000 : 500000);
   uint64_t before = __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED);
   xa_mesh_later = false;
-  xa_arena_mesh_all(budget);
+  xa_arena_mesh_all(budget, false);
   bool more = xa_mesh_later || __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED) != before;
   __atomic_store_n(&mesh_more, more, __ATOMIC_RELAXED);
 }

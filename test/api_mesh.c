@@ -307,18 +307,12 @@ static void run_mode(const char *mode, const char *conf) {
 #endif
 }
 
-/* The basic mode measures what meshing frees, so decay stays out of its
- * way: when the purger's decay purges the sparse slabs while the mode
- * meshes them (the default 1 s elapses mid-run on a loaded machine),
- * meshing stalls after a few hundred steps (seen in 5 of 10 runs under
- * a concurrent make check, 0 of 10 with the decay at 10 s; issue 19). */
-#define BASIC_CONF "mesh:true,dirty_decay_ms:10000"
-static void test_mesh_frees_pages(void **state) { (void)state; run_mode("basic", BASIC_CONF); }
+static void test_mesh_frees_pages(void **state) { (void)state; run_mode("basic", "mesh:true"); }
 /* decay short: the purger's slab purges run beside the mesh steps too */
 static void test_mesh_loses_no_write(void **state) { (void)state; run_mode("stress", "mesh:true,mesh_period_ms:1,dirty_decay_ms:50"); }
 static void test_mesh_fork_private(void **state) { (void)state; run_mode("fork", "mesh:true"); }
-static void test_mesh_secure(void **state) { (void)state; run_mode("basic", BASIC_CONF ",secure:true"); }
-static void test_mesh_junk(void **state) { (void)state; run_mode("basic", BASIC_CONF ",junk:true"); }
+static void test_mesh_secure(void **state) { (void)state; run_mode("basic", "mesh:true,secure:true"); }
+static void test_mesh_junk(void **state) { (void)state; run_mode("basic", "mesh:true,junk:true"); }
 static void test_mesh_stress_secure(void **state) { (void)state; run_mode("stress", "mesh:true,secure:true"); }
 
 static void test_mesh_double_free_reported(void **state) {
