@@ -1,4 +1,4 @@
-/* Chunks, spans and the chunk map.
+/* Chunks, spans, the chunk map and the page map.
  *
  * A chunk is XA_CHUNK_SIZE bytes aligned to its size.  Its first pages hold
  * the header (followed by a guard page; the chunk's last page is one too):
@@ -17,10 +17,10 @@
  * dereference anything, so foreign pointers are caught.
  *
  * The page map is one xa_pageinfo per 4 KiB unit of the whole user address
- * space, indexed by address >> 12: a reservation of 256 GiB (x86_64) that
- * the kernel backs only where chunks write it (8 KiB per chunk, the same
- * as the header table it replaces) and that costs no commit charge
- * (MAP_NORESERVE) nor core-file space (MADV_DONTDUMP).  free()'s fast path
+ * space, indexed by address >> 12: a read-only reservation of 256 GiB
+ * (x86_64, xa_os_reserve: no commit charge, not copied by fork, out of
+ * core files) of which each chunk's part (8 KiB, the same as the header
+ * table it replaces) is writable while the chunk lives.  free()'s fast path
  * reads p's entry after one range test, with no chunk-map test: an entry
  * that was never written, or was cleared when its chunk went, reads as
  * zero, whose scaled class 0 picks the thread cache's dummy bin, which
@@ -30,8 +30,9 @@
  * refuses the whole reservation (an address-space limit: a map of at most
  * 1/16 of it is tried; valgrind's smaller address space) a smaller map is
  * kept only if it covers the addresses the kernel hands out (its own);
- * chunks it does not cover keep their page info in their header, and
- * frees of their objects take the slow path. */
+ * chunks it does not cover (or whose part the kernel would not make
+ * writable) keep their page info in their header, and frees of their
+ * objects take the slow path, which finds it through the chunk map. */
 #ifndef XA_CHUNK_H
 #define XA_CHUNK_H
 #include "internal.h"
