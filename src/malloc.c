@@ -244,8 +244,13 @@ static void free_checked(void *p, const char *fn) {
 
 XA_NOINLINE void xa_free_slow(void *p) {
   /* A chunk the page map does not reach (chunk.h) keeps its page info in
-   * its header: the same push, found through the chunk map. */
-  if (xa_chunkmap_test((uintptr_t)p) && xa_free_push(p, xa_chunk_info(xa_chunk_of(p), p))) return;
+   * its header: the same push, found through the chunk map.  Only where
+   * the map had no slab record for p: else the fast path's push already
+   * failed (full bin, freed mark) and would fail again. */
+  uintptr_t u = xa_pagemap_unit(p);
+  if ((u >= xa_pagemap_limit() || xa_pagemap[u].cls_scaled == 0) && xa_chunkmap_test((uintptr_t)p) &&
+      xa_free_push(p, xa_chunk_info(xa_chunk_of(p), p)))
+    return;
   free_checked(p, "free");
 }
 
