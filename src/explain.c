@@ -139,6 +139,7 @@ static void print_text(struct xa_report *o, const struct xa_explain *e) {
     line(o, "  Shmem", e->k.shmem, rss, "shared memory");
     line(o, "LazyFree", e->k.lazyfree, rss, "MADV_FREE'd pages the kernel has not taken yet");
     line(o, "AnonHugePages", e->k.anon_huge, rss, "anonymous memory on transparent huge pages");
+    line(o, "Pss", e->k.pss, rss, "Rss with each page divided among its mappings: a meshed page counts once");
   } else {
     xa_report_str(o, "the kernel's account: /proc/self/smaps_rollup cannot be read\n");
   }
@@ -217,6 +218,7 @@ static void print_json(struct xa_report *o, const struct xa_explain *e) {
     json_num(o, &sep, "shmem", e->k.shmem);
     json_num(o, &sep, "lazyfree", e->k.lazyfree);
     json_num(o, &sep, "anon_huge", e->k.anon_huge);
+    json_num(o, &sep, "pss", e->k.pss);
   }
   sep = "";
   xa_report_str(o, "},\"xalloc\":{");

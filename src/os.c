@@ -235,10 +235,11 @@ static size_t kb_field(const char *text, const char *field) {
   return p ? parse_num(p + strlen(field)) << 10 : 0;
 }
 
-size_t xa_os_anon_huge(void) {
+void xa_os_huge_and_pss(size_t *anon_huge, size_t *pss) {
   char buf[2048];
-  xa_os_read_file("/proc/self/smaps_rollup", buf, sizeof buf);
-  return kb_field(buf, "\nAnonHugePages:");
+  xa_os_read_file("/proc/self/smaps_rollup", buf, sizeof buf);   /* "" if it cannot */
+  *anon_huge = kb_field(buf, "\nAnonHugePages:");
+  *pss = kb_field(buf, "\nPss:");
 }
 
 bool xa_os_rollup(struct xa_os_rollup *r) {
@@ -246,6 +247,7 @@ bool xa_os_rollup(struct xa_os_rollup *r) {
   memset(r, 0, sizeof *r);
   if (!xa_os_read_file("/proc/self/smaps_rollup", buf, sizeof buf)) return false;
   r->rss = kb_field(buf, "\nRss:");
+  r->pss = kb_field(buf, "\nPss:");
   r->anonymous = kb_field(buf, "\nAnonymous:");
   r->lazyfree = kb_field(buf, "\nLazyFree:");
   r->anon_huge = kb_field(buf, "\nAnonHugePages:");

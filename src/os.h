@@ -77,12 +77,14 @@ XA_HIDDEN extern size_t xa_os_mapped_peak;
 XA_HIDDEN size_t xa_os_resident_peak(void);
 /* Resident set size of the process in bytes (0 if unknown). */
 XA_HIDDEN size_t xa_os_resident(void);
-/* Bytes of the process's anonymous memory backed by transparent huge
- * pages (AnonHugePages of /proc/self/smaps_rollup), 0 if unknown. */
-XA_HIDDEN size_t xa_os_anon_huge(void);
+/* From one read of /proc/self/smaps_rollup, in bytes (0 each if unknown):
+ * the process's anonymous memory on transparent huge pages
+ * (AnonHugePages), and its proportional set size (Pss), which counts a
+ * page mapped at two addresses once where Rss counts it twice. */
+XA_HIDDEN void xa_os_huge_and_pss(size_t *anon_huge, size_t *pss);
 /* The kernel's account of the process's memory (/proc/self/smaps_rollup),
  * in bytes; false (all 0) if it cannot be read. */
-struct xa_os_rollup { size_t rss, anonymous, lazyfree, anon_huge, shmem; };
+struct xa_os_rollup { size_t rss, pss, anonymous, lazyfree, anon_huge, shmem; };
 XA_HIDDEN bool xa_os_rollup(struct xa_os_rollup *r);
 /* Resident bytes of [p, p+size) (page aligned; mincore), 0 if the range is
  * not (wholly) mapped.  vec, when not NULL, receives one byte per page

@@ -118,7 +118,10 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->resident = xa_os_resident();
   t->resident_peak = xa_os_resident_peak();
   t->mapped_peak = __atomic_load_n(&xa_os_mapped_peak, __ATOMIC_RELAXED);
-  t->anon_huge = xa_os_anon_huge();
+  size_t anon_huge, pss;
+  xa_os_huge_and_pss(&anon_huge, &pss);
+  t->anon_huge = anon_huge;
+  t->pss = pss;
   t->narenas = narenas;
   t->tcache_reclaimed = xa_tcache_reclaimed();
   t->tcache_active = xa_tcache_active();

@@ -25,6 +25,7 @@
   X(resident,        "resident set size of the whole process (from /proc/self/statm)") \
   X(resident_peak,   "peak resident set size of the whole process, as the kernel keeps it (VmHWM)") \
   X(anon_huge,       "bytes of the process's anonymous memory on transparent huge pages (smaps_rollup)") \
+  X(pss,             "proportional set size of the process (smaps_rollup Pss): a page mapped at two addresses, as meshing's aliases are, counts once") \
   X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables)") \
   X(purged,          "bytes returned to the OS with madvise since start") \
   X(purge_runs,      "madvise calls made by purging") \

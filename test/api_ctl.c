@@ -45,12 +45,14 @@ static void test_ctl_names(void **state) {
   assert_int_equal(get("stats.classes.39.size"), 32768);
   assert_true(get("stats.mapped") > 0);
   assert_true(get("stats.metadata") > 0);
+  /* Pss: at most the Rss (statm, read a moment apart), never 0 */
+  assert_true(get("stats.pss") > 0 && get("stats.pss") <= get("stats.resident") + ((uint64_t)1 << 20));
   assert_int_equal(get("stats.narenas"), get("arenas.narenas"));
   /* every total, arena and class name reads */
   static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
                                 "stats.mapped_peak", "stats.resident_peak", "stats.allocated_peak", "stats.active_peak", "stats.arenas.0.mapped_peak", "stats.tcache_budget", "stats.huge_budget",
                                 "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
-                                "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.purged", "stats.purge_runs", "stats.lock_contended",
+                                "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.pss", "stats.purged", "stats.purge_runs", "stats.lock_contended",
                                 "stats.huge_shards", "stats.huge_contended",
                                 "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",
                                 "stats.arenas.0.dirty", "stats.arenas.0.muzzy", "stats.arenas.0.retained",
