@@ -148,6 +148,6 @@ void xa_chunk_delete(struct xa_chunk *c) {
   xa_chunkmap_set(c, false);
   if (c->info != c->units) pagemap_give_back(c->info);
   /* Out of the file first: once unmapped, the range may be a new chunk's. */
-  if (c->meshable) xa_mesh_forget(c, XA_CHUNK_SIZE);
+  if (c->meshable) xa_mesh_forget(xa_chunk_span_area(c), xa_chunk_span_bytes());
   xa_os_unmap(c, XA_CHUNK_SIZE);
 }

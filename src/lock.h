@@ -24,6 +24,11 @@ XA_INLINE void xa_lock(xa_lock_t *l) {
     l->contended++;
   }
 }
+/* l if it is free now; false (nothing held) if another thread has it. */
+XA_INLINE bool xa_trylock(xa_lock_t *l) {
+  if (unlikely(xa_fork_owner)) return true;
+  return pthread_mutex_trylock(&l->m) == 0;
+}
 XA_INLINE void xa_unlock(xa_lock_t *l) {
   if (unlikely(xa_fork_owner)) return;
   pthread_mutex_unlock(&l->m);

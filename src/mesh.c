@@ -9,7 +9,11 @@
 bool xa_mesh_on;
 struct xa_mesh_stats xa_mesh_stats;
 static int mesh_fd = -1;        /* the memfd: offset = address */
+static struct xa_os_fd_id mesh_id;   /* its identity, to know it again */
 static int wp_fd = -1;          /* the userfaultfd */
+static struct xa_os_fd_id wp_id;
+static bool mesh_lost;          /* the program closed mesh_fd, and it could not be reopened */
+static bool fork_protected;     /* this fork's prefork protects the chunks (meshing not lost) */
 static bool fork_copy_ok = true;   /* this fork's protect calls all took */
 static xa_lock_t step_lock = XA_LOCK_INIT;
 
@@ -33,7 +37,12 @@ static bool count_map(const struct xa_os_mapping *m, void *arg) {
   return true;
 }
 
+static bool fds_check(void);
+
 void xa_mesh_pass_begin(void) {
+  xa_mesh_step_lock();
+  fds_check();
+  xa_mesh_step_unlock();
   uint64_t aliases = __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED) -
                      __atomic_load_n(&xa_mesh_stats.unmeshes, __ATOMIC_RELAXED);
   int64_t left = INT64_MAX / 2;
@@ -44,7 +53,84 @@ void xa_mesh_pass_begin(void) {
   __atomic_store_n(&meshes_left, left, __ATOMIC_RELAXED);
 }
 
-bool xa_mesh_room(void) { return wp_fd >= 0 && __atomic_load_n(&meshes_left, __ATOMIC_RELAXED) > 0; }
+bool xa_mesh_running(void) {
+  return xa_mesh_on && !__atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && __atomic_load_n(&wp_fd, __ATOMIC_RELAXED) >= 0;
+}
+
+bool xa_mesh_room(void) {
+  return !__atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && __atomic_load_n(&wp_fd, __ATOMIC_RELAXED) >= 0 &&
+         __atomic_load_n(&meshes_left, __ATOMIC_RELAXED) > 0;
+}
+
+/* ---- our descriptors ---------------------------------------------------
+ * Both live at XA_OS_FD_MIN or above, but the program may still close
+ * them (a daemon closes every descriptor above stderr) and open its own
+ * files on their numbers: every use would then act on the program's file
+ * (map it into the heap, punch holes in it, copy it for a fork child).
+ * So each step, each pass and each fork first check both (fstat: device
+ * and inode), and new chunks and chunks going check the file.  A lost
+ * file is reopened from one of its mappings (/proc/self/map_files); a
+ * lost userfaultfd is made anew (a step registers its range and
+ * unregisters it, so none outlives a step).  The old numbers are the
+ * program's now: never closed or used again.  Where the file cannot be
+ * reopened (no CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), meshing stops for
+ * good: new chunks are private, aliases emptied get zero pages (shared
+ * anonymous memory, which MADV_REMOVE frees as it frees the file's), and
+ * a fork child, which could not get its own copy, stops with a message (as
+ * it does where the parent's protection failed).  A malloc that makes a
+ * chunk reopens only if the step lock is free (it never waits for it). */
+static int reopened;
+static bool reopen_denied;
+
+static bool reopen_from(const struct xa_os_mapping *m, void *arg) {
+  (void)arg;
+  if (!m->shared || !m->path || !strstr(m->path, "xalloc-mesh")) return true;
+  int fd = xa_os_reopen_mapped(m->start, m->end, &reopen_denied);
+  if (fd >= 0 && xa_os_fd_is(fd, &mesh_id)) {
+    reopened = fd;
+    return false;
+  }
+  if (fd >= 0) xa_os_close(fd);
+  return !reopen_denied;        /* without the privilege, no other will do */
+}
+
+static void open_wp(void) {
+  int wp = xa_os_wp_open();
+  if (wp >= 0 && !xa_os_fd_id(wp, &wp_id)) {
+    xa_os_close(wp);
+    wp = -1;
+  }
+  __atomic_store_n(&wp_fd, wp, __ATOMIC_RELAXED);
+}
+
+/* Both descriptors ours (reopened if need be)?  Step lock held (or the
+ * only thread). */
+static bool fds_check(void) {
+  if (mesh_lost) return false;
+  if (!xa_os_fd_is(mesh_fd, &mesh_id)) {
+    reopened = -1;
+    reopen_denied = false;
+    xa_os_maps(reopen_from, NULL);
+    if (reopened < 0) {
+      __atomic_store_n(&mesh_lost, true, __ATOMIC_RELAXED);
+      return false;
+    }
+    __atomic_store_n(&mesh_fd, reopened, __ATOMIC_RELAXED);
+    count(&xa_mesh_stats.reopens, 1);
+  }
+  if (wp_fd >= 0 && !xa_os_fd_is(wp_fd, &wp_id)) {
+    open_wp();
+    if (wp_fd >= 0) count(&xa_mesh_stats.reopens, 1);
+  }
+  return wp_fd >= 0;
+}
+
+/* mesh_fd if it is still the file, else -1 (no lock needed: a check that
+ * raced with a reopen fails, and its caller does without the file). */
+static int file_fd(void) {
+  int fd = __atomic_load_n(&mesh_fd, __ATOMIC_RELAXED);
+  return !__atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && xa_os_fd_is(fd, &mesh_id) ? fd : -1;
+}
 
 void xa_mesh_init(void) {
   /* The file is as large as the address space: under a file size limit
@@ -56,22 +142,35 @@ void xa_mesh_init(void) {
     for (const char *p = buf; *p >= '0' && *p <= '9'; p++) n = n * 10 + (uint64_t)(*p - '0');
     if (n) map_limit = n;
   }
-  int fd = xa_os_memfd(FILE_SIZE), wp = fd >= 0 ? xa_os_wp_open() : -1;
-  if (wp < 0) {            /* no protection, no meshing: chunks stay private */
-    xa_os_close(fd);
+  int fd = xa_os_memfd(FILE_SIZE);
+  if (fd >= 0 && xa_os_fd_id(fd, &mesh_id)) open_wp();
+  if (wp_fd < 0) {         /* no protection, no meshing: chunks stay private */
+    if (fd >= 0) xa_os_close(fd);
     return;
   }
   mesh_fd = fd;
-  wp_fd = wp;
   xa_mesh_on = true;
 }
 
 bool xa_mesh_back(void *c, size_t size) {
-  return xa_mesh_on && xa_os_map_file(c, size, mesh_fd, (uintptr_t)c);
+  if (!xa_mesh_on) return false;
+  int fd = file_fd();
+  /* Lost: reopened here if no step runs (a malloc never waits for one),
+   * else this chunk stays private. */
+  if (fd < 0 && !__atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && xa_trylock(&step_lock)) {
+    fds_check();
+    xa_unlock(&step_lock);
+    fd = file_fd();
+  }
+  return fd >= 0 && xa_os_map_file(c, size, fd, (uintptr_t)c);
 }
 
 void xa_mesh_forget(void *c, size_t size) {
-  if (mesh_fd >= 0) xa_os_punch(mesh_fd, (uintptr_t)c, size);
+  int fd = file_fd();
+  /* Without the file, through the mapping (the chunk is wholly free: no
+   * alias of another slab's pages lies in it). */
+  if (fd >= 0) xa_os_punch(fd, (uintptr_t)c, size);
+  else xa_os_purge_shared(c, size);
 }
 
 void xa_mesh_purge(bool shared, void *p, size_t size) {
@@ -88,7 +187,9 @@ bool xa_mesh_move(char *from, char *to, size_t bytes, const uint64_t *live, unsi
   /* What the punch will free: from's pages in the file now (those its
    * slab purged are holes already; mincore sees the file's pages). */
   size_t resident = xa_os_resident_range(from, bytes, NULL);
-  if (!xa_os_wp_protect(wp_fd, from, bytes)) {
+  if (!fds_check()) return false;      /* step lock held */
+  int fd = mesh_fd, wp = wp_fd;
+  if (!xa_os_wp_protect(wp, from, bytes)) {
     count(&xa_mesh_stats.failed, 1);
     return false;
   }
@@ -103,13 +204,13 @@ bool xa_mesh_move(char *from, char *to, size_t bytes, const uint64_t *live, unsi
       copied += objsize;
     }
   }
-  bool ok = xa_os_map_file(from, bytes, mesh_fd, (uintptr_t)to);
-  xa_os_wp_release(wp_fd, from, bytes, !ok);
+  bool ok = xa_os_map_file(from, bytes, fd, (uintptr_t)to);
+  xa_os_wp_release(wp, from, bytes, !ok);
   if (!ok) {
     count(&xa_mesh_stats.failed, 1);
     return false;
   }
-  xa_os_punch(mesh_fd, (uintptr_t)from, bytes);
+  xa_os_punch(fd, (uintptr_t)from, bytes);
   __atomic_fetch_sub(&meshes_left, 1, __ATOMIC_RELAXED);
   count(&xa_mesh_stats.meshes, 1);
   count(&xa_mesh_stats.pages, resident >> xa_os_page_shift);
@@ -120,8 +221,12 @@ bool xa_mesh_move(char *from, char *to, size_t bytes, const uint64_t *live, unsi
 }
 
 bool xa_mesh_restore(void *p, size_t bytes) {
-  /* Its own offset was punched when it was meshed: it reads as zero. */
-  if (!xa_os_map_file(p, bytes, mesh_fd, (uintptr_t)p)) {
+  /* Its own offset was punched when it was meshed: it reads as zero.
+   * Without the file, private zero pages do (purging falls back to
+   * MADV_DONTNEED on them). */
+  fds_check();                         /* step lock held */
+  int fd = file_fd();
+  if (fd >= 0 ? !xa_os_map_file(p, bytes, fd, (uintptr_t)p) : !xa_os_map_zero_shared(p, bytes)) {
     count(&xa_mesh_stats.failed, 1);
     return false;
   }
@@ -135,11 +240,15 @@ bool xa_mesh_restore(void *p, size_t bytes) {
 static int child_fd = -1;
 
 void xa_mesh_prefork(void) {
-  if (xa_mesh_on) xa_lock(&step_lock);
+  if (!xa_mesh_on) return;
+  xa_lock(&step_lock);
+  /* no file to copy, or no protection: the child stops */
+  fork_protected = fds_check();
+  if (!fork_protected) fork_copy_ok = false;
 }
 
 void xa_mesh_fork_protect(void *p, size_t size) {
-  if (!xa_os_wp_protect(wp_fd, p, size)) fork_copy_ok = false;
+  if (fork_protected && !xa_os_wp_protect(wp_fd, p, size)) fork_copy_ok = false;
 }
 
 /* Between protect and unprotect: every writer of the span pages waits, so
@@ -150,14 +259,16 @@ void xa_mesh_fork_protect(void *p, size_t size) {
  * lock, other prepare handlers' mutexes) can be held by a waiting writer. */
 void xa_mesh_fork_copy(void) {
   child_fd = fork_copy_ok ? xa_os_memfd(FILE_SIZE) : -1;
-  if (child_fd >= 0 && !xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE)) {
+  if (child_fd >= 0 && !xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE)) {   /* checked in prefork */
     xa_os_close(child_fd);
     child_fd = -1;
   }
   fork_copy_ok = true;
 }
 
-void xa_mesh_fork_unprotect(void *p, size_t size) { xa_os_wp_release(wp_fd, p, size, true); }
+void xa_mesh_fork_unprotect(void *p, size_t size) {
+  if (fork_protected) xa_os_wp_release(wp_fd, p, size, true);
+}
 
 void xa_mesh_postfork_parent(void) {
   if (!xa_mesh_on) return;
@@ -169,9 +280,10 @@ void xa_mesh_postfork_parent(void) {
 bool xa_mesh_child_begin(void) {
   if (!xa_mesh_on) return false;
   xa_lock_reinit(&step_lock);
-  /* The parent's userfaultfd acts on the parent's memory: a new one. */
-  xa_os_close(wp_fd);
-  wp_fd = xa_os_wp_open();
+  /* The parent's userfaultfd acts on the parent's memory: a new one (the
+   * old number is closed only if it is still the userfaultfd). */
+  if (xa_os_fd_is(wp_fd, &wp_id)) xa_os_close(wp_fd);
+  open_wp();
   if (child_fd < 0) {
     /* Without its own copy the child would write the parent's memory:
      * there is no safe way on. */
@@ -190,8 +302,9 @@ void xa_mesh_child_map_own(void *p, size_t size) { child_map(p, size, (uintptr_t
 void xa_mesh_child_map(void *p, size_t size, const void *backing) { child_map(p, size, (uintptr_t)backing); }
 
 void xa_mesh_child_done(void) {
-  xa_os_close(mesh_fd);
+  if (xa_os_fd_is(mesh_fd, &mesh_id)) xa_os_close(mesh_fd);
   mesh_fd = child_fd;
+  xa_os_fd_id(mesh_fd, &mesh_id);
   child_fd = -1;
   count(&xa_mesh_stats.fork_copies, 1);
   /* Without a userfaultfd of its own the child meshes no more

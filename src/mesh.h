@@ -39,8 +39,12 @@ struct xa_mesh_stats {
   uint64_t unmeshes;      /* aliases given their own pages back */
   uint64_t failed;        /* meshes a system call refused */
   uint64_t fork_copies;   /* forks whose child copied the file */
+  uint64_t reopens;       /* descriptors found closed by the program and opened again */
 };
 XA_HIDDEN extern struct xa_mesh_stats xa_mesh_stats;   /* updated atomically */
+/* Meshing is on and can go on: false once the program closed the file's
+ * descriptor and it could not be reopened (mesh.c). */
+XA_HIDDEN bool xa_mesh_running(void);
 
 /* At initialisation, with mesh:true: open the file and the protection. */
 XA_HIDDEN void xa_mesh_init(void);

@@ -553,15 +553,67 @@ int xa_os_psi_trigger(const char *path, const char *spec) {
     close(fd);
     fd = -1;
   }
-  if (fd >= 0 && fd < XA_OS_FD_MIN) {
-    /* Out of the program's way: open() hands out the lowest free number,
-     * and programs (and test suites) expect their own numbering. */
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, XA_OS_FD_MIN);
-    close(fd);
+  fd = xa_os_fd_high(fd);
+  errno = saved;
+  return fd;
+}
+
+int xa_os_fd_high(int fd) {
+  if (fd < 0 || fd >= XA_OS_FD_MIN) return fd;
+  /* Out of the program's way: open() hands out the lowest free number,
+   * and programs (and test suites) expect their own numbering. */
+  int saved = errno;
+  int high = fcntl(fd, F_DUPFD_CLOEXEC, XA_OS_FD_MIN);
+  if (high >= 0) {
+    sys_close(fd);
     fd = high;
   }
   errno = saved;
   return fd;
+}
+
+bool xa_os_fd_id(int fd, struct xa_os_fd_id *id) {
+  int saved = errno;
+  struct stat st;
+  bool ok = fd >= 0 && fstat(fd, &st) == 0;
+  if (ok) {
+    id->dev = (uint64_t)st.st_dev;
+    id->ino = (uint64_t)st.st_ino;
+  }
+  errno = saved;
+  return ok;
+}
+
+bool xa_os_fd_is(int fd, const struct xa_os_fd_id *id) {
+  if (fd < 0) return false;
+  int saved = errno;
+  struct stat st;
+  bool is = fstat(fd, &st) == 0 ? (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino : errno != EBADF;
+  errno = saved;
+  return is;
+}
+
+int xa_os_reopen_mapped(uintptr_t start, uintptr_t end, bool *denied) {
+  char path[64] = "/proc/self/map_files/", hex[20];
+  size_t at = 21, n = xa_fmt_hex(hex, start);
+  memcpy(path + at, hex + 2, n - 2);        /* without the "0x" */
+  at += n - 2;
+  path[at++] = '-';
+  n = xa_fmt_hex(hex, end);
+  memcpy(path + at, hex + 2, n - 2);
+  path[at + n - 2] = 0;
+  int saved = errno;
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDWR | O_CLOEXEC, 0);   /* kept: not transient */
+  *denied = fd < 0 && (errno == EPERM || errno == EACCES);
+  errno = saved;
+  return xa_os_fd_high(fd);
+}
+
+bool xa_os_map_zero_shared(void *p, size_t size) {
+  int saved = errno;
+  void *q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  errno = saved;
+  return q == p;
 }
 
 int xa_os_wait_pri(int fd, uint64_t ns) {
@@ -667,7 +719,7 @@ int xa_os_memfd(uint64_t size) {
     fd = -1;
   }
   errno = saved;
-  return fd;
+  return xa_os_fd_high(fd);
 }
 
 bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off) {
@@ -697,7 +749,10 @@ bool xa_os_copy_file(int from, int to, uint64_t size) {
   /* Only the parts with data: the file is sparse (offsets are addresses). */
   for (off_t at = 0; ok && (uint64_t)at < size;) {
     off_t data = lseek(from, at, SEEK_DATA);
-    if (data < 0) break;                     /* ENXIO: no data after at */
+    if (data < 0) {
+      ok = errno == ENXIO;                   /* no data after at; else not a file we can read */
+      break;
+    }
     off_t hole = lseek(from, data, SEEK_HOLE);
     if (hole < 0) { ok = false; break; }
     off_t in = data, out = data;
@@ -731,7 +786,7 @@ int xa_os_wp_open(void) {
     }
   }
   errno = saved;
-  return fd;
+  return xa_os_fd_high(fd);
 }
 
 bool xa_os_wp_protect(int uffd, void *p, size_t size) {

@@ -181,6 +181,27 @@ XA_HIDDEN __attribute__((noreturn)) void xa_os_abort(void);
  * range turns out private); a copy of its data (holes stay holes) into
  * another, false if a part could not be copied. */
 XA_HIDDEN int xa_os_memfd(uint64_t size);
+/* Descriptors of xalloc's own, which the program may close (a daemon
+ * closes every descriptor above stderr) and reopen on the same numbers:
+ * fd_high moves fd (close-on-exec) to XA_OS_FD_MIN or above, away from the
+ * low numbers programs expect to find free (the old number is closed;
+ * fd itself where it cannot move); fd_id takes a file's identity (device
+ * and inode; a userfaultfd has an inode of its own since Linux 5.12) and
+ * fd_is compares fd's with it (true where fstat fails for another reason
+ * than a closed descriptor: it cannot tell, and the descriptor is kept);
+ * reopen_mapped opens, read-write and numbered high, the file mapped at
+ * [start, end) (/proc/self/map_files: CAP_SYS_ADMIN or
+ * CAP_CHECKPOINT_RESTORE), -1 if it cannot (*denied: for want of the
+ * privilege). */
+struct xa_os_fd_id { uint64_t dev, ino; };
+XA_HIDDEN int xa_os_fd_high(int fd);
+XA_HIDDEN bool xa_os_fd_id(int fd, struct xa_os_fd_id *id);
+XA_HIDDEN bool xa_os_fd_is(int fd, const struct xa_os_fd_id *id);
+XA_HIDDEN int xa_os_reopen_mapped(uintptr_t start, uintptr_t end, bool *denied);
+/* Fresh zero pages over [p, p+size) (MAP_FIXED), shared anonymous memory
+ * so that MADV_REMOVE frees them as it frees a file's; false if the
+ * kernel refused (the range is unchanged). */
+XA_HIDDEN bool xa_os_map_zero_shared(void *p, size_t size);
 /* No file size limit (RLIMIT_FSIZE)? */
 XA_HIDDEN bool xa_os_fsize_unlimited(void);
 XA_HIDDEN bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off);

@@ -23,6 +23,7 @@ static uint64_t entries, purges;
 enum { PSI_OFF, PSI_TRIGGER, PSI_POLLED };
 static int psi_mode;
 static int psi_fd = -1;
+static struct xa_os_fd_id psi_id;   /* to close it in a fork child only if still ours */
 static bool psi_opened;
 static uint64_t psi_events;
 static bool psi_fired;                   /* reported; the next poll purges */
@@ -151,6 +152,10 @@ static void watch_open(void) {
    * processes triggers only over whole 2 s windows get that. */
   psi_fd = xa_os_psi_trigger(f, "some 100000 1000000");
   if (psi_fd < 0) psi_fd = xa_os_psi_trigger(f, "some 200000 2000000");
+  if (psi_fd >= 0 && !xa_os_fd_id(psi_fd, &psi_id)) {
+    xa_os_close(psi_fd);
+    psi_fd = -1;
+  }
   psi_mode = psi_fd >= 0 ? PSI_TRIGGER : PSI_POLLED;
 }
 
@@ -190,7 +195,7 @@ bool xa_pressure_poll(uint64_t now) {
 void xa_pressure_postfork_child(void) {
   /* The descriptor is the parent's trigger: the child's purger, when it
    * starts, opens its own. */
-  if (psi_fd >= 0) xa_os_close(psi_fd);
+  if (xa_os_fd_is(psi_fd, &psi_id)) xa_os_close(psi_fd);   /* not a number the program reused */
   psi_fd = -1;
   psi_mode = PSI_OFF;
   psi_opened = false;

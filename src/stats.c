@@ -138,7 +138,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   uint64_t huge_contended;
   xa_huge_lock_stats(&huge_shards, &huge_contended);
   t->huge_shards = huge_shards;
-  t->mesh_on = xa_mesh_on;
+  t->mesh_on = xa_mesh_running();
   struct xa_mesh_stats ms;
   __atomic_load(&xa_mesh_stats.meshes, &ms.meshes, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.pages, &ms.pages, __ATOMIC_RELAXED);
@@ -147,6 +147,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   __atomic_load(&xa_mesh_stats.unmeshes, &ms.unmeshes, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.failed, &ms.failed, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.fork_copies, &ms.fork_copies, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.reopens, &ms.reopens, __ATOMIC_RELAXED);
   t->mesh_meshes = ms.meshes;
   t->mesh_aliases = ms.meshes - ms.unmeshes;
   t->mesh_reclaimed = ms.pages << xa_os_page_shift;
@@ -155,6 +156,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->mesh_unmeshes = ms.unmeshes;
   t->mesh_failed = ms.failed;
   t->mesh_fork_copies = ms.fork_copies;
+  t->mesh_reopens = ms.reopens;
   t->huge_contended = huge_contended;
   struct xa_prof_stats pf;
   xa_prof_stats(&pf);

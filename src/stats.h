@@ -37,7 +37,7 @@
   X(huge_budget,     "bytes of freed huge-block pages kept: huge_cache_bytes, or 1/16 of a memory limit if lower") \
   X(huge_shards,     "shards of the huge blocks, each with its own lock: one per arena, at most 16") \
   X(huge_contended,  "huge-shard lock acquisitions that had to wait") \
-  X(mesh_on,         "1 if meshing runs (mesh:true, and the kernel allowed a memfd and userfaultfd write protection)") \
+  X(mesh_on,         "1 if meshing runs (mesh:true, and the kernel allowed a memfd and userfaultfd write protection; 0 again if the program closed the file's descriptor and it could not be reopened)") \
   X(mesh_meshes,     "slabs meshed onto another slab's pages, ever") \
   X(mesh_aliases,    "slabs on another slab's pages now") \
   X(mesh_reclaimed,  "bytes of physical pages meshing has freed, ever (the moved slabs' resident pages)") \
@@ -46,6 +46,7 @@
   X(mesh_unmeshes,   "meshed slabs given their own pages back when their last object went") \
   X(mesh_failed,     "mesh steps a system call refused (nothing changed)") \
   X(mesh_fork_copies, "fork children that copied the meshable heap") \
+  X(mesh_reopens,    "meshing's descriptors (its file, its userfaultfd) found closed or replaced by the program, and opened again") \
   X(narenas,         "arenas") \
   X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \
   X(cgroup_limit,    "tightest memory limit (memory.max, memory.limit_in_bytes) of the cgroup and its ancestors; 0 none") \

@@ -24,6 +24,13 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -303,6 +310,156 @@ static int mode_double_free(void) {
   fprintf(stderr, "double_free: %zu objects of meshed slabs freed twice\n", twice);
   return twice == 16 ? 0 : 2;
 }
+
+/* Meshing's descriptors, closed by the program and their numbers reused:
+ * the daemon pattern (close everything above stderr), then a file of the
+ * program's on every number up to 511.  Meshing must neither use that
+ * file (map it into the heap, punch it, copy it for a fork child) nor
+ * close it.  With the privilege to reopen its file (/proc/self/map_files)
+ * meshing goes on and a fork child gets its copy ("descriptors"); without
+ * it ("descriptors-lost": run without CAP_SYS_ADMIN and
+ * CAP_CHECKPOINT_RESTORE) meshing stops, emptied aliases still get zero
+ * pages, and a fork child stops with a message. */
+static int our_low_descriptors(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && (e = readdir(d));) {
+    char path[64], link[128];
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t len = readlink(path, link, sizeof link - 1);
+    if (len <= 0) continue;
+    link[len] = 0;
+    n += atoi(e->d_name) < 256 && (strstr(link, "xalloc-mesh") || strstr(link, "userfaultfd"));
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+/* Can this process open /proc/self/map_files entries (the mapping of
+ * meshing's file)? */
+static bool map_files_open(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  bool ok = false;
+  while (f && !ok && fgets(line, sizeof line, f)) {
+    if (!strstr(line, "xalloc-mesh")) continue;
+    char path[96];
+    snprintf(path, sizeof path, "/proc/self/map_files/%.*s", (int)strcspn(line, " "), line);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ok = fd >= 0;
+    if (fd >= 0) close(fd);
+    break;
+  }
+  if (f) fclose(f);
+  return ok;
+}
+
+/* Open descriptors above stderr that are not the program's file: only
+ * meshing's two (a leak, such as a new userfaultfd per check, shows here),
+ * and -1 if one of the program's numbers (3..511) no longer is its file. */
+static int others(ino_t victim) {
+  for (int fd = 3; fd < 512; fd++) {
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_ino != victim) return -1;
+  }
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && (e = readdir(d));) {
+    int fd = atoi(e->d_name);
+    struct stat sb;
+    if (fd > 2 && fd != dirfd(d) && fstat(fd, &sb) == 0) n += sb.st_ino != victim;
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+static int mode_descriptors(bool lost) {
+  struct rlimit nofile;
+  if (!stat_u64("stats.mesh_on") || getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < 1024) return SKIPPED;
+  if (our_low_descriptors()) return 1;         /* numbered high, out of the program's way */
+  void **v = sparse_heap(BASIC_N / 2, BASIC_SIZE, 64, 3);
+  if (!v) return 1;
+  for (int i = 0; i < 50; i++) mesh_now();
+  uint64_t before = stat_u64("stats.mesh_meshes");
+  if (!before) return 2;
+  /* reopening needs the privilege: the "lost" run is one without it */
+  if (map_files_open() == lost) return SKIPPED;
+  /* a look at the file from outside: how much of it stays allocated */
+  int file = -1;
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && file < 0 && (e = readdir(d));) {
+    char p[64], link[128];
+    snprintf(p, sizeof p, "/proc/self/fd/%s", e->d_name);
+    ssize_t len = readlink(p, link, sizeof link - 1);
+    if (len > 0 && (link[len] = 0, strstr(link, "xalloc-mesh"))) file = fcntl(atoi(e->d_name), F_DUPFD_CLOEXEC, 600);
+  }
+  if (d) closedir(d);
+  if (file < 0) return 1;
+  syscall(SYS_close_range, 3, 511, 0);
+  char path[] = "/tmp/xalloc_victim_XXXXXX";
+  int victim = mkstemp(path);
+  static const char text[] = "the program's own file\n";
+  if (victim < 0 || write(victim, text, sizeof text - 1) != (ssize_t)sizeof text - 1) return 1;
+  unlink(path);
+  for (int fd = 3; fd < 512; fd++)
+    if (fd != victim) dup2(victim, fd);
+  struct stat vs;
+  fstat(victim, &vs);
+  /* a second heap: new chunks, and more to mesh */
+  void **w = sparse_heap(BASIC_N / 2, 80, 64, 4);
+  if (!w) return 1;
+  for (int i = 0; i < 50; i++) mesh_now();
+  uint64_t after = stat_u64("stats.mesh_meshes"), reopens = stat_u64("stats.mesh_reopens"),
+           on = stat_u64("stats.mesh_on");
+  size_t bad = bad_objects(v, BASIC_N / 2, BASIC_SIZE) + bad_objects(w, BASIC_N / 2, 80);
+  fprintf(stderr, "descriptors%s: meshes %llu -> %llu, %llu reopened, mesh_on %llu, %zu bad\n", lost ? "-lost" : "",
+          (unsigned long long)before, (unsigned long long)after, (unsigned long long)reopens,
+          (unsigned long long)on, bad);
+  if (bad) return 3;
+  if (lost ? on != 0 || after != before : on != 1 || reopens < 1 || after <= before) return 4;
+  int mine = others(vs.st_ino);
+  if (mine < 0 || mine > 3) return 9;      /* meshing's two, and `file` */
+  pid_t pid = fork();
+  if (pid == 0) {
+    size_t b = bad_objects(v, BASIC_N / 2, BASIC_SIZE);
+    for (size_t i = 0; i < BASIC_N / 2; i++)
+      if (v[i]) memset(v[i], 0x77, BASIC_SIZE);
+    int n = others(vs.st_ino);
+    _exit(b ? 1 : n < 0 || n > 3 ? 2 : 0);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  /* without the file the child cannot have its copy: it stops (abort) */
+  if (lost ? !(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT) : !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) return 5;
+  if (bad_objects(v, BASIC_N / 2, BASIC_SIZE)) return 6;     /* the child's writes stayed its own */
+  for (size_t i = 0; i < BASIC_N / 2; i++) free(v[i]), free(w[i]);
+  for (int i = 0; i < 1000 && stat_u64("stats.mesh_aliases"); i++) mesh_now();
+  if (stat_u64("stats.mesh_aliases")) return 7;
+  /* all free: purging leaves no shared page behind (the aliases' zero
+   * pages without the file included) */
+  xalloc_ctl("purge", NULL, NULL, NULL, 0);
+  struct stat fs;
+  if (fstat(file, &fs) != 0) return 1;
+  fprintf(stderr, "descriptors%s: the file holds %lld KiB once all is free\n", lost ? "-lost" : "",
+          (long long)fs.st_blocks / 2);
+  if (fs.st_blocks / 2 > 2048) return 10;
+  close(file);
+  mine = others(vs.st_ino);
+  if (mine < 0 || mine > 2) return 9;
+  char back[64] = {0};
+  struct stat sb;
+  if (fstat(victim, &sb) != 0 || sb.st_size != (off_t)sizeof text - 1 || pread(victim, back, sizeof back - 1, 0) < 0 ||
+      strcmp(back, text))
+    return 8;
+  return 0;
+}
+
+/* Run without the capabilities that open /proc/self/map_files (root's
+ * bounding set loses them; CAP_SYS_PTRACE, which userfaultfd needs, stays). */
+static void drop_reopen_caps(void) {
+  if (prctl(PR_CAPBSET_DROP, 21 /* CAP_SYS_ADMIN */, 0, 0, 0) != 0) _exit(SKIPPED);
+  prctl(PR_CAPBSET_DROP, 40 /* CAP_CHECKPOINT_RESTORE (Linux 5.9) */, 0, 0, 0);
+}
 #endif
 
 static void run_mode(const char *mode, const char *conf) {
@@ -317,6 +474,17 @@ static void run_mode(const char *mode, const char *conf) {
 }
 
 static void test_mesh_frees_pages(void **state) { (void)state; run_mode("basic", "mesh:true"); }
+static void test_mesh_descriptors_reopened(void **state) { (void)state; run_mode("descriptors", "mesh:true"); }
+static void test_mesh_descriptors_lost(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  int rc = tu_run_self_with("descriptors-lost", "mesh:true", 120, drop_reopen_caps);
+  if (rc == SKIPPED) skip();
+  assert_int_equal(rc, 0);
+#endif
+}
 /* decay short: the purger's slab purges run beside the mesh steps too */
 static void test_mesh_loses_no_write(void **state) { (void)state; run_mode("stress", "mesh:true,mesh_period_ms:1,dirty_decay_ms:50"); }
 static void test_mesh_fork_private(void **state) { (void)state; run_mode("fork", "mesh:true"); }
@@ -359,6 +527,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "stress")) return mode_stress();
     if (!strcmp(argv[1], "fork")) return mode_fork();
     if (!strcmp(argv[1], "double_free")) return mode_double_free();
+    if (!strcmp(argv[1], "descriptors")) return mode_descriptors(false);
+    if (!strcmp(argv[1], "descriptors-lost")) return mode_descriptors(true);
     return 99;
   }
 #else
@@ -373,6 +543,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mesh_secure),
       cmocka_unit_test(test_mesh_junk),
       cmocka_unit_test(test_mesh_stress_secure),
+      cmocka_unit_test(test_mesh_descriptors_reopened),
+      cmocka_unit_test(test_mesh_descriptors_lost),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -306,12 +306,20 @@ static inline double tu_now(void)
  * unset); returns the exit status (or 128+signal).  A hang is killed from
  * here after timeout_s (a deadlocked child may block every signal, so its
  * own alarm() is not enough), reported, and returned as 124. */
+static inline int tu_run_self_with(const char *mode, const char *conf, int timeout_s, void (*before_exec)(void));
 static inline int tu_run_self(const char *mode, const char *conf, int timeout_s)
+{
+    return tu_run_self_with(mode, conf, timeout_s, NULL);
+}
+
+/* The same, with before_exec (if not NULL) run in the child first. */
+static inline int tu_run_self_with(const char *mode, const char *conf, int timeout_s, void (*before_exec)(void))
 {
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
+        if (before_exec) before_exec();
         if (conf) setenv("XALLOC_CONF", conf, 1);
         else unsetenv("XALLOC_CONF");
         execl("/proc/self/exe", "self", mode, (char *)NULL);
