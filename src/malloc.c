@@ -40,6 +40,7 @@ static void *small_uncached(unsigned cls) {
 /* Pass on what a thread-cache slow path did (tcache.h: the cache does not
  * call the purger itself).  Waking the purger covers watching the caches. */
 static void tell_purger(unsigned news) {
+  if (news & XA_TC_SQUEEZED) xa_purge_reclaim_soon();
   if (news & XA_TC_RETURNED) xa_purge_notify();
   else if (news & XA_TC_TOOK) xa_purge_watch_caches();
 }

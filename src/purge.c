@@ -265,6 +265,30 @@ static void purge_tick(void) {
   xa_purge_pass(now);
 }
 
+#define QUICK_RECLAIM_NS 50000000u
+/* A crowd: more caches than this share the budget.  A handful of busy
+ * threads whose big classes get small shares start no reclaim: a pass
+ * would find none quiet, and its lock and walk cost them (glibc-thread and
+ * sh8bench 7-10% slower without this floor). */
+#define CROWD_CACHES 64
+static uint64_t quick_next;     /* no squeezed reclaim before this */
+static int quick_left;          /* passes the running episode may still make without progress */
+
+void xa_purge_reclaim_soon(void) {
+  if (!__atomic_load_n(&quick_left, __ATOMIC_RELAXED) && xa_tcache_sharing() <= CROWD_CACHES) return;
+  uint64_t now = xa_os_now(), next = __atomic_load_n(&quick_next, __ATOMIC_RELAXED);
+  if (now < next || !__atomic_compare_exchange_n(&quick_next, &next, now + QUICK_RECLAIM_NS, false, __ATOMIC_RELAXED,
+                                                 __ATOMIC_RELAXED))
+    return;                  /* too soon, or another thread looks */
+  /* An episode goes on while passes empty caches: the first look only
+   * notes each cache's calls, so two passes without progress end it. */
+  unsigned before = xa_tcache_sharing();
+  int left = __atomic_load_n(&quick_left, __ATOMIC_RELAXED);
+  xa_tcache_reclaim(false);
+  left = xa_tcache_sharing() < before ? 2 : left ? left - 1 : 1;
+  __atomic_store_n(&quick_left, left, __ATOMIC_RELAXED);
+}
+
 void xa_purge_watch_caches(void) {
   __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* our bin's objects before idle's read */
   if (__atomic_load_n(&thread_idle, __ATOMIC_RELAXED)) xa_purge_notify();

@@ -21,6 +21,12 @@ XA_HIDDEN void xa_purge_notify(void);
  * nothing to do, so that it reclaims the cache once the thread goes quiet
  * (xa_tcache_reclaim).  A cheap check; a lost wake-up only delays that. */
 XA_HIDDEN void xa_purge_watch_caches(void);
+/* A thread's refill was cut short by its share of tcache_budget: caches of
+ * threads gone quiet may hold the rest.  The squeezed thread then runs a
+ * reclaim pass itself, at most every QUICK_RECLAIM_NS (each pass takes
+ * the caches that made no call since the one before), instead of waiting
+ * for the purger's, a quarter of dirty_decay_ms apart. */
+XA_HIDDEN void xa_purge_reclaim_soon(void);
 /* Ask for the background thread: one store, from any path, any lock held.
  * The thread is created later, at a safe point. */
 XA_HIDDEN void xa_purge_want(void);

@@ -486,7 +486,10 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   if (tc->slow_start[cls]) tc->slow_start[cls]--;
   if (!want) want = 1;
   uint32_t budget = bin_budget(tc, cls);
-  if (want > budget) want = budget;
+  if (want > budget) {
+    want = budget;
+    *news |= XA_TC_SQUEEZED;
+  }
   if (want > xa_tbin_cap(tc, cls)) bin_grow(tc, cls, budget);
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
@@ -691,6 +694,8 @@ size_t xa_tcache_reclaim(bool all) {
   xa_unlock(&tc_lock);
   return objs;
 }
+
+unsigned xa_tcache_sharing(void) { return active_caches(); }
 
 unsigned xa_tcache_active(void) {
   xa_lock(&tc_lock);

@@ -136,6 +136,9 @@ enum {
                            may have become dirty, and the GC's period passed */
   XA_TC_TOOK = 2,       /* the cache took objects from the arenas: the purger
                            reclaims them should the thread go quiet */
+  XA_TC_SQUEEZED = 4,   /* a refill got less than the bin's capacity because
+                           many caches share the budget: quiet ones among
+                           them should be found soon (xa_purge_reclaim_soon) */
 };
 
 /* The calling thread's cache, created on first use; NULL once the thread
@@ -185,6 +188,9 @@ XA_HIDDEN size_t xa_tcache_budget(void);
  * them are resident (mincore). */
 XA_HIDDEN size_t xa_tcache_mapped(void);
 XA_HIDDEN size_t xa_tcache_resident(void);
+/* The caches sharing tcache_budget now (a racy read; stats.tcache_active
+ * takes the lock). */
+XA_HIDDEN unsigned xa_tcache_sharing(void);
 /* Objects xa_tcache_reclaim took back, ever. */
 XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
 /* Caches that share the budget now: live and not idle (tcache.c). */

@@ -691,7 +691,57 @@ static int mode_busy_idle(void) {
   if (again < base + BUSY_THREADS / 2) return 1;   /* a reclaim pass may already have seen a few quiet */
   return refills_quiet * 4 < refills_busy ? 0 : 1;
 }
+
+/* A thread whose refills its share cuts short, among a crowd of caches
+ * (more than 64), reclaims the quiet ones itself (XA_TC_SQUEEZED) rather
+ * than waiting for the purger's passes: here a quarter of a 60 s decay
+ * apart, so only the squeezed thread's own passes can empty the 100 quiet
+ * caches within the 5 s this waits (a guard, 3 passes take 0.1 s). */
+#define CROWD 100
+static atomic_int crowd_ready, crowd_over;
+static void *crowd_thread(void *arg) {
+  (void)arg;
+  void *p[8];
+  for (int i = 0; i < 8; i++) p[i] = malloc(64);
+  for (int i = 0; i < 8; i++) free(p[i]);
+  atomic_fetch_add(&crowd_ready, 1);
+  while (!atomic_load(&crowd_over)) usleep(2000);
+  return NULL;
+}
+
+static int mode_squeezed(void) {
+  unsigned cls = class_of_size(64);
+  uint64_t base = ctl("stats.tcache_active");
+  pthread_t t[CROWD];
+  for (int i = 0; i < CROWD; i++)
+    if (pthread_create(&t[i], NULL, crowd_thread, NULL)) return 2;
+  while (atomic_load(&crowd_ready) < CROWD) usleep(1000);
+  uint64_t crowd = ctl("stats.tcache_active");
+  uint64_t refills_crowd = churn_refills(cls);
+  double t0 = tu_now();
+  uint64_t active;
+  while ((active = ctl("stats.tcache_active")) > base + 1 && tu_now() < t0 + 5) churn_refills(cls);
+  double took = tu_now() - t0;
+  uint64_t refills_alone = churn_refills(cls);
+  atomic_store(&crowd_over, 1);
+  for (int i = 0; i < CROWD; i++) pthread_join(t[i], NULL);
+  fprintf(stderr, "squeezed: %llu active caches with the crowd, %llu after %.2f s of churns; refills of 20 churns: "
+          "%llu in the crowd, %llu once it is idle\n", (unsigned long long)crowd, (unsigned long long)active, took,
+          (unsigned long long)refills_crowd, (unsigned long long)refills_alone);
+  if (crowd < base + CROWD / 2 || active > base + 1) return 1;
+  return refills_alone * 4 < refills_crowd ? 0 : 1;
+}
 #endif
+
+static void test_squeezed_thread_reclaims_quiet_caches(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  if (!reclaim_possible()) skip();
+  assert_int_equal(run_self("squeezed", "tcache_total_bytes:1048576,dirty_decay_ms:60000"), 0);
+#endif
+}
 
 static void test_busy_threads_take_quiet_ones_budget(void **state) {
   (void)state;
@@ -706,6 +756,9 @@ static void test_busy_threads_take_quiet_ones_budget(void **state) {
 int main(int argc, char **argv) {
   if (argc > 1) {
     if (!strcmp(argv[1], "idle_return")) return mode_idle_return();
+#ifndef XA_TEST_GLIBC
+    if (!strcmp(argv[1], "squeezed")) return mode_squeezed();
+#endif
     if (!strcmp(argv[1], "idle_return_nocache")) return mode_idle_return_nocache();
     if (!strcmp(argv[1], "inline")) return mode_inline();
     if (!strcmp(argv[1], "exit")) return mode_exit();
@@ -731,6 +784,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_purger_reclaims_quiet_threads_cache),
       cmocka_unit_test(test_reclaim_can_be_turned_off),
       cmocka_unit_test(test_busy_threads_take_quiet_ones_budget),
+      cmocka_unit_test(test_squeezed_thread_reclaims_quiet_caches),
       cmocka_unit_test(test_huge_realloc_no_copy),
       cmocka_unit_test(test_fork_child_purges),
       cmocka_unit_test(test_inline_purging_without_thread),
