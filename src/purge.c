@@ -133,6 +133,19 @@ static void mesh_pass(uint64_t now) {
   __atomic_store_n(&mesh_more, more, __ATOMIC_RELAXED);
 }
 
+#define QUICK_RECLAIM_NS 50000000u
+/* A crowd: more caches than this share the budget.  A handful of busy
+ * threads whose big classes get small shares start no reclaim: a pass
+ * would find none quiet, and its lock and walk cost them (glibc-thread and
+ * sh8bench 7-10% slower without this floor). */
+#define CROWD_CACHES 64
+/* Passes of both kinds share one notion of "quiet" (no call since the
+ * last pass, tcache.c), so they keep apart: none comes within
+ * QUICK_RECLAIM_NS of another, and a squeezed pass puts the purger's next
+ * one a whole period away. */
+static uint64_t quick_next;     /* no reclaim pass of either kind before this */
+static int quick_left;          /* passes the running episode may still make without progress */
+
 size_t xa_purge_pass(uint64_t now) {
   if (xa_pressure_poll(now)) {       /* little headroom, or pressure: all back now */
     xa_pressure_purge();
@@ -140,9 +153,12 @@ size_t xa_purge_pass(uint64_t now) {
     return pending();
   }
   uint64_t next = __atomic_load_n(&reclaim_next, __ATOMIC_RELAXED);
-  if (now >= next && __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false,
-                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+  if (now >= next && now >= __atomic_load_n(&quick_next, __ATOMIC_RELAXED) &&
+      __atomic_compare_exchange_n(&reclaim_next, &next, now + reclaim_ns(), false, __ATOMIC_RELAXED,
+                                  __ATOMIC_RELAXED)) {
+    __atomic_store_n(&quick_next, now + QUICK_RECLAIM_NS, __ATOMIC_RELAXED);   /* one schedule: see below */
     xa_tcache_reclaim(false);
+  }
   size_t purged = xa_arena_decay_all(now);
   xa_huge_cache_decay(now);
   adapt_decay(now, purged, false);
@@ -265,16 +281,8 @@ static void purge_tick(void) {
   xa_purge_pass(now);
 }
 
-#define QUICK_RECLAIM_NS 50000000u
-/* A crowd: more caches than this share the budget.  A handful of busy
- * threads whose big classes get small shares start no reclaim: a pass
- * would find none quiet, and its lock and walk cost them (glibc-thread and
- * sh8bench 7-10% slower without this floor). */
-#define CROWD_CACHES 64
-static uint64_t quick_next;     /* no squeezed reclaim before this */
-static int quick_left;          /* passes the running episode may still make without progress */
-
 void xa_purge_reclaim_soon(void) {
+  if (unlikely(xa_fork_owner) || !xa_tcache_reclaim_on()) return;     /* inside fork; no reclaims */
   if (!__atomic_load_n(&quick_left, __ATOMIC_RELAXED) && xa_tcache_sharing() <= CROWD_CACHES) return;
   uint64_t now = xa_os_now(), next = __atomic_load_n(&quick_next, __ATOMIC_RELAXED);
   if (now < next || !__atomic_compare_exchange_n(&quick_next, &next, now + QUICK_RECLAIM_NS, false, __ATOMIC_RELAXED,
@@ -284,6 +292,7 @@ void xa_purge_reclaim_soon(void) {
    * notes each cache's calls, so two passes without progress end it. */
   unsigned before = xa_tcache_sharing();
   int left = __atomic_load_n(&quick_left, __ATOMIC_RELAXED);
+  __atomic_store_n(&reclaim_next, now + reclaim_ns(), __ATOMIC_RELAXED);
   xa_tcache_reclaim(false);
   left = xa_tcache_sharing() < before ? 2 : left ? left - 1 : 1;
   __atomic_store_n(&quick_left, left, __ATOMIC_RELAXED);

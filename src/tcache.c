@@ -664,7 +664,7 @@ size_t xa_tcache_reclaim(bool all) {
     bool quiet = in == tc->entered_seen;  /* no call since the last pass */
     tc->entered_seen = in;
     /* a quiet cache is also taken when empty, to become idle */
-    bool holds = tcache_holds(tc);
+    bool holds = (quiet || all) && tcache_holds(tc);   /* only then does it matter */
     if (!(quiet && (holds || !tc->idle)) && !(all && holds)) continue;
     tc->reclaim = quiet ? 2 : 1;
     if (!tc->gates_closed) {
@@ -696,6 +696,10 @@ size_t xa_tcache_reclaim(bool all) {
 }
 
 unsigned xa_tcache_sharing(void) { return active_caches(); }
+
+bool xa_tcache_reclaim_on(void) {
+  return xa_opt.tcache_reclaim && !__atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED);
+}
 
 unsigned xa_tcache_active(void) {
   xa_lock(&tc_lock);

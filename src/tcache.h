@@ -191,6 +191,8 @@ XA_HIDDEN size_t xa_tcache_resident(void);
 /* The caches sharing tcache_budget now (a racy read; stats.tcache_active
  * takes the lock). */
 XA_HIDDEN unsigned xa_tcache_sharing(void);
+/* Can caches be reclaimed (tcache_reclaim, and membarrier was allowed)? */
+XA_HIDDEN bool xa_tcache_reclaim_on(void);
 /* Objects xa_tcache_reclaim took back, ever. */
 XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
 /* Caches that share the budget now: live and not idle (tcache.c). */
