@@ -60,8 +60,13 @@ static void test_chunk_geometry_and_map(void **state) {
   struct xa_pageinfo *info = c->info;
   assert_ptr_equal(info, xa_pagemap_units ? &xa_pagemap[(uintptr_t)c >> XA_UNIT_SHIFT] : c->units);
   assert_int_equal(info[XA_CHUNK_UNITS - 1].cls, XA_CLS_NONE);
+  /* The counter is read right around each call: the checks in between
+   * (tu_perms_at's fopen) allocate, and an allocation after the thread
+   * moved to another CPU makes that arena's first chunk (seen once, in a
+   * make check on the loaded 2-CPU VM). */
+  written = xa_pagemap_written();
   xa_chunk_delete(c);
-  assert_int_equal(xa_pagemap_written(), written);
+  assert_int_equal(xa_pagemap_written(), written - (xa_pagemap_units ? XA_CHUNK_UNITS * sizeof(struct xa_pageinfo) : 0));
   assert_false(xa_chunkmap_test((uintptr_t)c));
   for (unsigned u = 0; xa_pagemap_units && u < XA_CHUNK_UNITS; u++) {
     assert_int_equal(info[u].start32, 0);
@@ -70,6 +75,7 @@ static void test_chunk_geometry_and_map(void **state) {
   }
   /* where the map does not reach, the header holds the page info */
   size_t units = xa_pagemap_units;
+  written = xa_pagemap_written();
   xa_pagemap_units = 0;
   c = xa_chunk_new(NULL);
   xa_pagemap_units = units;
@@ -78,6 +84,7 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_int_equal(xa_chunk_info(c, (char *)c + 100)->cls, XA_CLS_NONE);
   if (units) assert_int_equal(info[0].cls, 0);   /* the map's old part: still zero */
   assert_int_equal(xa_pagemap_written(), written);
+  written = xa_pagemap_written();
   xa_chunk_delete(c);
   assert_int_equal(xa_pagemap_written(), written);
   /* foreign addresses */
