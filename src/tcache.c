@@ -628,10 +628,14 @@ static bool tcache_holds(struct xa_tcache *tc) {
   return false;
 }
 
+bool xa_tcache_reclaim_on(void) {
+  return xa_opt.tcache_reclaim && !__atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED);
+}
+
 bool xa_tcache_others_hold(void) {
   struct xa_tcache *self = xa_tc;
   bool any = false;
-  if (!xa_opt.tcache_reclaim || __atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return false;
+  if (!xa_tcache_reclaim_on()) return false;
   xa_lock(&tc_lock);
   for (struct xa_tcache *tc = tc_live; tc && !any; tc = tc->next) any = tc != self && tcache_holds(tc);
   xa_unlock(&tc_lock);
@@ -656,7 +660,7 @@ size_t xa_tcache_reclaim(bool all) {
   struct xa_tcache *self = xa_tc;
   size_t objs = 0;
   unsigned n = 0;
-  if (!xa_opt.tcache_reclaim || __atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED)) return 0;
+  if (!xa_tcache_reclaim_on()) return 0;
   xa_lock(&tc_lock);
   for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) {
     if (tc == self) continue;
@@ -697,9 +701,6 @@ size_t xa_tcache_reclaim(bool all) {
 
 unsigned xa_tcache_sharing(void) { return active_caches(); }
 
-bool xa_tcache_reclaim_on(void) {
-  return xa_opt.tcache_reclaim && !__atomic_load_n(&tc_reclaim_off, __ATOMIC_RELAXED);
-}
 
 unsigned xa_tcache_active(void) {
   xa_lock(&tc_lock);
