@@ -1421,11 +1421,26 @@ static void each_span_area(void (*fn)(void *p, size_t size)) {
       if (c->meshable) fn(xa_chunk_span_area(c), xa_chunk_span_bytes());
 }
 
+/* The same for each span in use (a slab that is no alias, or a large
+ * block): where the file's data lies (free spans' pages are garbage or
+ * zero, and an alias's are its owner's). */
+static void each_span_in_use(void (*fn)(void *p, size_t size)) {
+  for (unsigned i = 0; i < xa_narenas; i++)
+    for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next) {
+      if (!c->meshable) continue;
+      for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+        struct xa_span *s = xa_chunk_span(c, p);
+        if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE) fn(xa_span_addr(s), xa_span_bytes(s));
+        p += s->npages;
+      }
+    }
+}
+
 void xa_arena_prefork(void) {
   for (unsigned i = 0; i < xa_narenas; i++) xa_lock(&xa_arenas[i]->lock);
   if (!xa_mesh_on) return;
   each_span_area(xa_mesh_fork_protect);
-  xa_mesh_fork_copy();
+  xa_mesh_fork_copy(each_span_in_use);
   each_span_area(xa_mesh_fork_unprotect);
 }
 void xa_arena_postfork_parent(void) {

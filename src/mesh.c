@@ -76,8 +76,8 @@ bool xa_mesh_room(void) {
  * reopened (no CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), meshing stops for
  * good: new chunks are private, aliases emptied get zero pages (shared
  * anonymous memory, which MADV_REMOVE frees as it frees the file's), and
- * a fork child, which could not get its own copy, stops with a message (as
- * it does where the parent's protection failed).  A malloc that makes a
+ * a fork child's copy is made from the mapped memory instead of the file
+ * (see fork, below).  A malloc that makes a
  * chunk reopens only if the step lock is free (it never waits for it). */
 static int reopened;
 static bool reopen_denied;
@@ -103,6 +103,16 @@ static void open_wp(void) {
   __atomic_store_n(&wp_fd, wp, __ATOMIC_RELAXED);
 }
 
+/* The userfaultfd ours (made anew if need be)?  Step lock held (or the
+ * only thread). */
+static bool wp_check(void) {
+  if (wp_fd >= 0 && !xa_os_fd_is(wp_fd, &wp_id)) {
+    open_wp();
+    if (wp_fd >= 0) count(&xa_mesh_stats.reopens, 1);
+  }
+  return wp_fd >= 0;
+}
+
 /* Both descriptors ours (reopened if need be)?  Step lock held (or the
  * only thread). */
 static bool fds_check(void) {
@@ -118,11 +128,7 @@ static bool fds_check(void) {
     __atomic_store_n(&mesh_fd, reopened, __ATOMIC_RELAXED);
     count(&xa_mesh_stats.reopens, 1);
   }
-  if (wp_fd >= 0 && !xa_os_fd_is(wp_fd, &wp_id)) {
-    open_wp();
-    if (wp_fd >= 0) count(&xa_mesh_stats.reopens, 1);
-  }
-  return wp_fd >= 0;
+  return wp_check();
 }
 
 /* mesh_fd if it is still the file, else -1 (no lock needed: a check that
@@ -238,17 +244,56 @@ bool xa_mesh_restore(void *p, size_t bytes) {
 
 /* The child's copy of the file, made by the parent before the fork. */
 static int child_fd = -1;
+/* This fork's copy comes from the mapped memory (the file is lost), and
+ * takes the pages that read as not resident too (swap is on). */
+static bool fork_from_memory, fork_swap;
+static bool copy_ok;
 
 void xa_mesh_prefork(void) {
   if (!xa_mesh_on) return;
   xa_lock(&step_lock);
-  /* no file to copy, or no protection: the child stops */
   fork_protected = fds_check();
+  /* Without the file (lost, and no privilege to reopen it), the copy
+   * comes from the memory that maps it, held still by the userfaultfd as
+   * the file would be.  Without protection the child stops. */
+  fork_from_memory = !fork_protected && __atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && wp_check();
+  if (fork_from_memory) {
+    fork_protected = true;
+    fork_swap = xa_os_swap_on();
+  }
   if (!fork_protected) fork_copy_ok = false;
 }
 
 void xa_mesh_fork_protect(void *p, size_t size) {
   if (fork_protected && !xa_os_wp_protect(wp_fd, p, size)) fork_copy_ok = false;
+}
+
+/* A span in use, copied from the memory into the child's file at its own
+ * offset: the pages mincore finds resident, or with swap on every page
+ * (one in swap reads as not resident; a hole then reads as zero, and
+ * costs the parent a page of its lost file).  Other pages are the file's
+ * holes, which the copy keeps: they read as zero in both. */
+static void copy_from_memory(void *p, size_t size) {
+  unsigned char vec[256];
+  size_t step = sizeof vec << xa_os_page_shift;
+  for (size_t done = 0; copy_ok && done < size; done += step) {
+    char *at = (char *)p + done;
+    size_t n = size - done < step ? size - done : step, pages = n >> xa_os_page_shift;
+    if (fork_swap) {
+      copy_ok = xa_os_write_at(child_fd, at, n, (uintptr_t)at);
+      continue;
+    }
+    xa_os_resident_range(at, n, vec);
+    for (size_t i = 0; copy_ok && i < pages;) {
+      size_t j = i;
+      while (j < pages && (vec[j] & 1)) j++;
+      if (j > i) {
+        char *run = at + (i << xa_os_page_shift);
+        copy_ok = xa_os_write_at(child_fd, run, (j - i) << xa_os_page_shift, (uintptr_t)run);
+      }
+      i = j + 1;
+    }
+  }
 }
 
 /* Between protect and unprotect: every writer of the span pages waits, so
@@ -257,11 +302,16 @@ void xa_mesh_fork_protect(void *p, size_t size) {
  * the protection is lifted before this prepare handler returns, so no
  * lock the C library or the program takes later in fork (stdio's list
  * lock, other prepare handlers' mutexes) can be held by a waiting writer. */
-void xa_mesh_fork_copy(void) {
+void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size))) {
   child_fd = fork_copy_ok ? xa_os_memfd(FILE_SIZE) : -1;
-  if (child_fd >= 0 && !xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE)) {   /* checked in prefork */
-    xa_os_close(child_fd);
-    child_fd = -1;
+  if (child_fd >= 0) {
+    copy_ok = true;
+    if (fork_from_memory) each_span_in_use(copy_from_memory);
+    else copy_ok = xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE);   /* checked in prefork */
+    if (!copy_ok) {
+      xa_os_close(child_fd);
+      child_fd = -1;
+    }
   }
   fork_copy_ok = true;
 }
@@ -306,6 +356,9 @@ void xa_mesh_child_done(void) {
   mesh_fd = child_fd;
   xa_os_fd_id(mesh_fd, &mesh_id);
   child_fd = -1;
+  /* The copy is the child's own file, which it holds: a parent that had
+   * lost its file has a child that has not. */
+  __atomic_store_n(&mesh_lost, false, __ATOMIC_RELAXED);
   count(&xa_mesh_stats.fork_copies, 1);
   /* Without a userfaultfd of its own the child meshes no more
    * (xa_mesh_room), but its chunks are still the file's: it goes on

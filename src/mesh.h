@@ -78,10 +78,13 @@ XA_HIDDEN void xa_mesh_step_unlock(void);
  * Parent before fork: prefork (the step lock), protect each chunk's span
  * pages, copy the file for the child, unprotect each.  Parent after:
  * postfork_parent.  Child: begin, map each chunk's span pages from its
- * copy (map_own), then each alias at its owner's pages, done. */
+ * copy (map_own), then each alias at its owner's pages, done.  Where the
+ * program closed the file and it could not be reopened, the copy is made
+ * from the memory of the spans in use (slabs that are no alias, large
+ * blocks), on each of which fork_copy's argument calls its function. */
 XA_HIDDEN void xa_mesh_prefork(void);
 XA_HIDDEN void xa_mesh_fork_protect(void *p, size_t size);
-XA_HIDDEN void xa_mesh_fork_copy(void);
+XA_HIDDEN void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size)));
 XA_HIDDEN void xa_mesh_fork_unprotect(void *p, size_t size);
 XA_HIDDEN void xa_mesh_postfork_parent(void);
 XA_HIDDEN bool xa_mesh_child_begin(void);

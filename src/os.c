@@ -264,6 +264,7 @@ size_t xa_os_resident_range(void *p, size_t size, unsigned char *vec) {
     unsigned char *v = vec ? vec + done : local;
     if (!vec && n > sizeof local) n = sizeof local;
     if (mincore((char *)p + (done << xa_os_page_shift), n << xa_os_page_shift, v) != 0) {
+      if (vec) memset(vec + done, 1, pages - done);
       resident = 0;
       break;
     }
@@ -770,6 +771,29 @@ bool xa_os_copy_file(int from, int to, uint64_t size) {
   }
   errno = saved;
   return ok;
+}
+
+bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off) {
+  int saved = errno;
+  const char *at = p;
+  while (size) {
+    ssize_t n = pwrite(fd, at, size, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    at += n;
+    off += (uint64_t)n;
+    size -= (size_t)n;
+  }
+  errno = saved;
+  return size == 0;
+}
+
+bool xa_os_swap_on(void) {
+  char buf[256];
+  /* a header line, then one line per swap area */
+  if (!xa_os_read_file("/proc/swaps", buf, sizeof buf)) return true;
+  const char *nl = strchr(buf, '\n');
+  return !nl || nl[1] != 0;
 }
 
 int xa_os_wp_open(void) {

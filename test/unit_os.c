@@ -5,7 +5,9 @@
  * of one); descriptors xalloc closed itself are not touched again.
  * Thread liveness (the orphaned-cache sweep's question) is right for a
  * live thread, a joined one, and in a child made by a raw fork system call,
- * where no atfork handler told xalloc its process id changed. */
+ * where no atfork handler told xalloc its process id changed.  Writing
+ * at an offset (a fork child's copy of meshing's file, made from memory)
+ * and the swap question that copy asks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +17,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -95,10 +99,44 @@ static void test_thread_alive(void **state) {
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* write_at: every byte lands at the offset asked, across more than one
+ * page, and a descriptor that cannot be written reports it. */
+static void test_write_at(void **state) {
+  (void)state;
+  char path[] = "/tmp/xalloc_unit_os_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  unlink(path);
+  static char buf[3 * 4096 + 123], back[sizeof buf];
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (char)(i * 7 + 1);
+  assert_true(xa_os_write_at(fd, buf, sizeof buf, 1 << 20));
+  assert_int_equal(pread(fd, back, sizeof back, 1 << 20), (ssize_t)sizeof back);
+  assert_memory_equal(buf, back, sizeof buf);
+  assert_int_equal(lseek(fd, 0, SEEK_END), (1 << 20) + (off_t)sizeof buf);
+  int ro = open("/dev/null", O_RDONLY);
+  assert_true(ro >= 0);
+  assert_false(xa_os_write_at(ro, buf, 16, 0));
+  close(ro);
+  close(fd);
+}
+
+/* swap_on agrees with /proc/swaps: on if it lists an area (or cannot be
+ * read). */
+static void test_swap_on(void **state) {
+  (void)state;
+  FILE *f = fopen("/proc/swaps", "r");
+  int lines = 0;
+  for (int c; f && (c = fgetc(f)) != EOF;) lines += c == '\n';
+  if (f) fclose(f);
+  assert_int_equal(xa_os_swap_on(), !f || lines > 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_closes_transient_fds),
       cmocka_unit_test(test_thread_alive),
+      cmocka_unit_test(test_write_at),
+      cmocka_unit_test(test_swap_on),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
