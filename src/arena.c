@@ -1298,16 +1298,20 @@ size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns) {
   return bytes;
 }
 
+/* One meshing pass at a time (the purger's, xalloc_ctl's): a pass keeps
+ * hints (struct mesh_run, the movers' windows) that only it may change.
+ * A fork child starts with none running (xa_arena_postfork_child), even
+ * where the fork came while another thread's pass waited for the step
+ * lock. */
+static int mesh_busy;
+
 size_t xa_arena_mesh_all(uint64_t budget_ns, bool wait) {
-  /* One pass at a time (the purger's, xalloc_ctl's): a pass keeps hints
-   * (struct mesh_run, the movers' windows) that only it may change.  A
-   * caller that waits (xalloc_ctl) sleeps while another pass runs, within
-   * its budget: returning 0 at once would say "nothing to mesh" while the
-   * purger's pass, at its own pace, is only part way. */
-  static int busy;
+  /* A caller that waits (xalloc_ctl) sleeps while another pass runs,
+   * within its budget: returning 0 at once would say "nothing to mesh"
+   * while the purger's pass, at its own pace, is only part way. */
   if (!xa_mesh_on) return 0;
   uint64_t deadline = xa_os_now() + budget_ns;
-  while (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE)) {
+  while (__atomic_exchange_n(&mesh_busy, 1, __ATOMIC_ACQUIRE)) {
     if (!wait || xa_os_now() >= deadline) return 0;
     xa_os_sleep(1000000);
   }
@@ -1317,7 +1321,7 @@ size_t xa_arena_mesh_all(uint64_t budget_ns, bool wait) {
     any = false;
     for (unsigned i = 0; i < xa_narenas; i++) any |= mesh_round(xa_arenas[i], deadline, &bytes);
   }
-  __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&mesh_busy, 0, __ATOMIC_RELEASE);
   return bytes;
 }
 
@@ -1447,6 +1451,7 @@ void xa_arena_postfork_parent(void) {
   for (unsigned i = 0; i < xa_narenas; i++) xa_unlock(&xa_arenas[i]->lock);
 }
 void xa_arena_postfork_child(void) {
+  mesh_busy = 0;
   if (xa_mesh_child_begin()) {
     each_span_area(xa_mesh_child_map_own);
     for (unsigned i = 0; i < xa_narenas; i++)

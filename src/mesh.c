@@ -13,7 +13,7 @@ static struct xa_os_fd_id mesh_id;   /* its identity, to know it again */
 static int wp_fd = -1;          /* the userfaultfd */
 static struct xa_os_fd_id wp_id;
 static bool mesh_lost;          /* the program closed mesh_fd, and it could not be reopened */
-static bool fork_protected;     /* this fork's prefork protects the chunks (meshing not lost) */
+static bool fork_protected;     /* this fork's prefork protects the chunks */
 static bool fork_copy_ok = true;   /* this fork's protect calls all took */
 static xa_lock_t step_lock = XA_LOCK_INIT;
 
@@ -244,9 +244,10 @@ bool xa_mesh_restore(void *p, size_t bytes) {
 
 /* The child's copy of the file, made by the parent before the fork. */
 static int child_fd = -1;
-/* This fork's copy comes from the mapped memory (the file is lost), and
- * takes the pages that read as not resident too (swap is on). */
-static bool fork_from_memory, fork_swap;
+/* This fork's copy comes from the mapped memory (the file is lost),
+ * read through /proc/self/mem (copy_from_memory). */
+static bool fork_from_memory;
+static int self_mem = -1;
 static bool copy_ok;
 
 void xa_mesh_prefork(void) {
@@ -257,10 +258,7 @@ void xa_mesh_prefork(void) {
    * comes from the memory that maps it, held still by the userfaultfd as
    * the file would be.  Without protection the child stops. */
   fork_from_memory = !fork_protected && __atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && wp_check();
-  if (fork_from_memory) {
-    fork_protected = true;
-    fork_swap = xa_os_swap_on();
-  }
+  if (fork_from_memory) fork_protected = true;
   if (!fork_protected) fork_copy_ok = false;
 }
 
@@ -269,29 +267,46 @@ void xa_mesh_fork_protect(void *p, size_t size) {
 }
 
 /* A span in use, copied from the memory into the child's file at its own
- * offset: the pages mincore finds resident, or with swap on every page
- * (one in swap reads as not resident; a hole then reads as zero, and
- * costs the parent a page of its lost file).  Other pages are the file's
- * holes, which the copy keeps: they read as zero in both. */
+ * offset, 256 KiB at a time through /proc/self/mem (which also reads pages
+ * the program made inaccessible, as the file would).  Pages that read as
+ * zero stay holes in the copy: zero there too.  Reading a page of the
+ * file that mincore did not find resident (a hole: a purged slab page, an
+ * untouched part of a large block; or a page out in swap, which reads as
+ * not resident too) gives it a page in the parent's file: where it reads
+ * as zero, the parent's is given back (the protection keeps writers off
+ * it meanwhile), so the parent keeps its holes. */
+#define COPY_PIECE ((size_t)1 << 18)
+static char copy_buf[COPY_PIECE];
+
+static bool is_zero(const char *p, size_t n) {
+  const uint64_t *w = (const uint64_t *)p;
+  for (size_t i = 0; i < n / 8; i++)
+    if (w[i]) return false;
+  return true;
+}
+
 static void copy_from_memory(void *p, size_t size) {
-  unsigned char vec[256];
-  size_t step = sizeof vec << xa_os_page_shift;
-  for (size_t done = 0; copy_ok && done < size; done += step) {
+  unsigned char vec[COPY_PIECE / 4096];
+  size_t page = xa_os_page;
+  if (page > COPY_PIECE) copy_ok = false;
+  for (size_t done = 0; copy_ok && done < size; done += COPY_PIECE) {
     char *at = (char *)p + done;
-    size_t n = size - done < step ? size - done : step, pages = n >> xa_os_page_shift;
-    if (fork_swap) {
-      copy_ok = xa_os_write_at(child_fd, at, n, (uintptr_t)at);
-      continue;
-    }
+    size_t n = size - done < COPY_PIECE ? size - done : COPY_PIECE, pages = n / page;
     xa_os_resident_range(at, n, vec);
+    if (!xa_os_read_at(self_mem, copy_buf, n, (uintptr_t)at)) {
+      copy_ok = false;
+      break;
+    }
     for (size_t i = 0; copy_ok && i < pages;) {
-      size_t j = i;
-      while (j < pages && (vec[j] & 1)) j++;
-      if (j > i) {
-        char *run = at + (i << xa_os_page_shift);
-        copy_ok = xa_os_write_at(child_fd, run, (j - i) << xa_os_page_shift, (uintptr_t)run);
-      }
-      i = j + 1;
+      bool zero = is_zero(copy_buf + i * page, page);
+      size_t j = i + 1;
+      while (j < pages && is_zero(copy_buf + j * page, page) == zero) j++;
+      if (!zero)
+        copy_ok = xa_os_write_at(child_fd, copy_buf + i * page, (j - i) * page, (uintptr_t)(at + i * page));
+      else
+        for (size_t k = i; k < j; k++)
+          if (!(vec[k] & 1)) xa_os_purge_shared(at + k * page, page);
+      i = j;
     }
   }
 }
@@ -306,8 +321,15 @@ void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size)
   child_fd = fork_copy_ok ? xa_os_memfd(FILE_SIZE) : -1;
   if (child_fd >= 0) {
     copy_ok = true;
-    if (fork_from_memory) each_span_in_use(copy_from_memory);
-    else copy_ok = xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE);   /* checked in prefork */
+    if (fork_from_memory) {
+      self_mem = xa_os_open_read("/proc/self/mem");
+      copy_ok = self_mem >= 0;
+      if (copy_ok) each_span_in_use(copy_from_memory);
+      if (self_mem >= 0) xa_os_close(self_mem);
+      self_mem = -1;
+    } else {
+      copy_ok = xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE);   /* checked in prefork */
+    }
     if (!copy_ok) {
       xa_os_close(child_fd);
       child_fd = -1;

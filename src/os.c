@@ -773,14 +773,14 @@ bool xa_os_copy_file(int from, int to, uint64_t size) {
   return ok;
 }
 
-bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off) {
+/* All of [p, p+size) written to fd at off, or read from it into p. */
+static bool transfer_at(int fd, char *p, size_t size, uint64_t off, bool write) {
   int saved = errno;
-  const char *at = p;
   while (size) {
-    ssize_t n = pwrite(fd, at, size, (off_t)off);
+    ssize_t n = write ? pwrite(fd, p, size, (off_t)off) : pread(fd, p, size, (off_t)off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    at += n;
+    p += n;
     off += (uint64_t)n;
     size -= (size_t)n;
   }
@@ -788,13 +788,11 @@ bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off) {
   return size == 0;
 }
 
-bool xa_os_swap_on(void) {
-  char buf[256];
-  /* a header line, then one line per swap area */
-  if (!xa_os_read_file("/proc/swaps", buf, sizeof buf)) return true;
-  const char *nl = strchr(buf, '\n');
-  return !nl || nl[1] != 0;
+bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off) {
+  return transfer_at(fd, (char *)(uintptr_t)p, size, off, true);
 }
+
+bool xa_os_read_at(int fd, void *p, size_t size, uint64_t off) { return transfer_at(fd, p, size, off, false); }
 
 int xa_os_wp_open(void) {
   int saved = errno;

@@ -88,8 +88,9 @@ struct xa_os_rollup { size_t rss, pss, anonymous, lazyfree, anon_huge, shmem; };
 XA_HIDDEN bool xa_os_rollup(struct xa_os_rollup *r);
 /* Resident bytes of [p, p+size) (page aligned; mincore), 0 if the range is
  * not (wholly) mapped.  vec, when not NULL, receives one byte per page
- * (bit 0: resident); it must hold size / page bytes.  Where mincore fails,
- * vec reads all resident (a copy of what is resident copies all). */
+ * (bit 0: resident); it must hold size / page bytes.  Where mincore fails
+ * the result is 0 and vec reads all resident (the safe answer for a
+ * caller that gives back the pages it finds not resident). */
 XA_HIDDEN size_t xa_os_resident_range(void *p, size_t size, unsigned char *vec);
 /* Is the page holding p mapped (whatever its protection)? */
 XA_HIDDEN bool xa_os_is_mapped(const void *p);
@@ -209,11 +210,10 @@ XA_HIDDEN bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off);
 XA_HIDDEN void xa_os_punch(int fd, uint64_t off, size_t size);
 XA_HIDDEN void xa_os_purge_shared(void *p, size_t size);
 XA_HIDDEN bool xa_os_copy_file(int from, int to, uint64_t size);
-/* Write [p, p+size) to fd at offset off; false if a part was not written. */
+/* Write [p, p+size) to fd at offset off, or read size bytes at offset off
+ * of fd into p; false if a part was not written or read. */
 XA_HIDDEN bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off);
-/* May pages be out in swap (a swap area is on, or /proc/swaps cannot
- * tell)?  A page there reads as not resident to mincore. */
-XA_HIDDEN bool xa_os_swap_on(void);
+XA_HIDDEN bool xa_os_read_at(int fd, void *p, size_t size, uint64_t off);
 /* Write protection by userfaultfd: a descriptor (-1 if the kernel or the
  * process's privileges do not allow one); protect [p, p+size) so that a
  * write to it, from user or kernel mode, waits (false: nothing changed);
