@@ -244,10 +244,8 @@ bool xa_mesh_restore(void *p, size_t bytes) {
 
 /* The child's copy of the file, made by the parent before the fork. */
 static int child_fd = -1;
-/* This fork's copy comes from the mapped memory (the file is lost),
- * read through /proc/self/mem (copy_from_memory). */
+/* This fork's copy comes from the mapped memory (the file is lost). */
 static bool fork_from_memory;
-static int self_mem = -1;
 static bool copy_ok;
 
 void xa_mesh_prefork(void) {
@@ -267,19 +265,18 @@ void xa_mesh_fork_protect(void *p, size_t size) {
 }
 
 /* A span in use, copied from the memory into the child's file at its own
- * offset, 256 KiB at a time through /proc/self/mem (which also reads pages
- * the program made inaccessible, as the file would).  Pages that read as
+ * offset, 256 KiB at a time (xa_os_read_self: a page the program made
+ * inaccessible is read too, as the file would be).  Pages that read as
  * zero stay holes in the copy: zero there too.  Reading a page of the
  * file that mincore did not find resident (a hole: a purged slab page, an
  * untouched part of a large block; or a page out in swap, which reads as
- * not resident too) gives it a page in the parent's file: where it reads
- * as zero, the parent's is given back (the protection keeps writers off
- * it meanwhile), so the parent keeps its holes. */
+ * not resident too) gives it a page in the parent's file: runs of those
+ * that read as zero are given back (the protection keeps writers off them
+ * meanwhile), so the parent keeps its holes. */
 #define COPY_PIECE ((size_t)1 << 18)
-static char copy_buf[COPY_PIECE];
+static uint64_t *copy_buf;      /* COPY_PIECE bytes, mapped for the copy */
 
-static bool is_zero(const char *p, size_t n) {
-  const uint64_t *w = (const uint64_t *)p;
+static bool is_zero(const uint64_t *w, size_t n) {
   for (size_t i = 0; i < n / 8; i++)
     if (w[i]) return false;
   return true;
@@ -287,25 +284,29 @@ static bool is_zero(const char *p, size_t n) {
 
 static void copy_from_memory(void *p, size_t size) {
   unsigned char vec[COPY_PIECE / 4096];
-  size_t page = xa_os_page;
-  if (page > COPY_PIECE) copy_ok = false;
+  size_t page = xa_os_page, words = page / 8;
   for (size_t done = 0; copy_ok && done < size; done += COPY_PIECE) {
     char *at = (char *)p + done;
     size_t n = size - done < COPY_PIECE ? size - done : COPY_PIECE, pages = n / page;
     xa_os_resident_range(at, n, vec);
-    if (!xa_os_read_at(self_mem, copy_buf, n, (uintptr_t)at)) {
+    if (!xa_os_read_self(copy_buf, at, n)) {
       copy_ok = false;
       break;
     }
     for (size_t i = 0; copy_ok && i < pages;) {
-      bool zero = is_zero(copy_buf + i * page, page);
+      bool zero = is_zero(copy_buf + i * words, page);
       size_t j = i + 1;
-      while (j < pages && is_zero(copy_buf + j * page, page) == zero) j++;
-      if (!zero)
-        copy_ok = xa_os_write_at(child_fd, copy_buf + i * page, (j - i) * page, (uintptr_t)(at + i * page));
-      else
-        for (size_t k = i; k < j; k++)
-          if (!(vec[k] & 1)) xa_os_purge_shared(at + k * page, page);
+      while (j < pages && is_zero(copy_buf + j * words, page) == zero) j++;
+      if (!zero) {
+        copy_ok = xa_os_write_at(child_fd, copy_buf + i * words, (j - i) * page, (uintptr_t)(at + i * page));
+      } else {
+        for (size_t k = i; k < j;) {          /* runs of holes filled in */
+          size_t e = k;
+          while (e < j && !(vec[e] & 1)) e++;
+          if (e > k) xa_os_purge_shared(at + k * page, (e - k) * page);
+          k = e > k ? e : k + 1;
+        }
+      }
       i = j;
     }
   }
@@ -322,11 +323,11 @@ void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size)
   if (child_fd >= 0) {
     copy_ok = true;
     if (fork_from_memory) {
-      self_mem = xa_os_open_read("/proc/self/mem");
-      copy_ok = self_mem >= 0;
+      copy_buf = xa_os_map(COPY_PIECE, xa_os_page);
+      copy_ok = copy_buf && xa_os_page <= COPY_PIECE;
       if (copy_ok) each_span_in_use(copy_from_memory);
-      if (self_mem >= 0) xa_os_close(self_mem);
-      self_mem = -1;
+      if (copy_buf) xa_os_unmap(copy_buf, COPY_PIECE);
+      copy_buf = NULL;
     } else {
       copy_ok = xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE);   /* checked in prefork */
     }

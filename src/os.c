@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <linux/membarrier.h>
 #include <time.h>
 #include <unistd.h>
@@ -793,6 +794,27 @@ bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off) {
 }
 
 bool xa_os_read_at(int fd, void *p, size_t size, uint64_t off) { return transfer_at(fd, p, size, off, false); }
+
+bool xa_os_read_self(void *dst, const void *src, size_t size) {
+  int saved = errno;
+  bool ok = true;
+  /* A page at a time where the whole fails: process_vm_readv stops at
+   * the first page it cannot read (inaccessible: PROT_NONE). */
+  struct iovec to = {dst, size}, from = {(void *)(uintptr_t)src, size};
+  if (process_vm_readv(getpid(), &to, 1, &from, 1, 0) != (ssize_t)size) {
+    int mem = -1;
+    for (size_t done = 0; ok && done < size; done += xa_os_page) {
+      size_t n = size - done < xa_os_page ? size - done : xa_os_page;
+      struct iovec t = {(char *)dst + done, n}, f = {(char *)(uintptr_t)src + done, n};
+      if (process_vm_readv(getpid(), &t, 1, &f, 1, 0) == (ssize_t)n) continue;
+      if (mem < 0) mem = xa_os_open_read("/proc/self/mem");
+      ok = mem >= 0 && xa_os_read_at(mem, (char *)dst + done, n, (uintptr_t)src + done);
+    }
+    if (mem >= 0) xa_os_close(mem);
+  }
+  errno = saved;
+  return ok;
+}
 
 int xa_os_wp_open(void) {
   int saved = errno;

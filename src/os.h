@@ -214,6 +214,12 @@ XA_HIDDEN bool xa_os_copy_file(int from, int to, uint64_t size);
  * of fd into p; false if a part was not written or read. */
 XA_HIDDEN bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off);
 XA_HIDDEN bool xa_os_read_at(int fd, void *p, size_t size, uint64_t off);
+/* Copy size bytes of this process's memory at src to dst through the
+ * kernel (process_vm_readv): a page that cannot be read fails the call
+ * instead of faulting; a page the program made inaccessible is read
+ * through /proc/self/mem where the process may open it.  False if a part
+ * could not be read. */
+XA_HIDDEN bool xa_os_read_self(void *dst, const void *src, size_t size);
 /* Write protection by userfaultfd: a descriptor (-1 if the kernel or the
  * process's privileges do not allow one); protect [p, p+size) so that a
  * write to it, from user or kernel mode, waits (false: nothing changed);

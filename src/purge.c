@@ -338,4 +338,5 @@ void xa_purge_postfork_child(void) {
   thread_state = 0;
   thread_idle = 0;
   reclaim_next = 0;
+  adapt_busy = 0;       /* a fork that came during the purger's judgement */
 }

@@ -381,9 +381,9 @@ static int mode_descriptors(bool lost) {
   if (our_low_descriptors()) return 1;         /* numbered high, out of the program's way */
   /* a large block in a file-backed chunk, one page of which the program
    * makes inaccessible around the fork (a guard page) */
-  enum { BIG = 64 << 10 };
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE), BIG = 64 << 10 > 4 * pg ? 64 << 10 : 4 * pg;
   unsigned char *big = NULL;
-  if (posix_memalign((void **)&big, 4096, BIG) != 0) return 1;
+  if (posix_memalign((void **)&big, pg, BIG) != 0) return 1;
   for (size_t k = 0; k < BIG; k++) big[k] = (unsigned char)(k * 13 + 5);
   void **v = sparse_heap(BASIC_N / 2, BASIC_SIZE, 64, 3);
   if (!v) return 1;
@@ -432,10 +432,10 @@ static int mode_descriptors(bool lost) {
   xalloc_ctl("purge", NULL, NULL, NULL, 0);
   struct stat f0;
   if (fstat(file, &f0) != 0) return 1;
-  if (mprotect(big + 4096, 4096, PROT_NONE) != 0) return 1;
+  if (mprotect(big + pg, pg, PROT_NONE) != 0) return 1;
   pid_t pid = fork();
   if (pid == 0) {
-    if (mprotect(big + 4096, 4096, PROT_READ | PROT_WRITE) != 0) _exit(6);
+    if (mprotect(big + pg, pg, PROT_READ | PROT_WRITE) != 0) _exit(6);
     for (size_t k = 0; k < BIG; k++)
       if (big[k] != (unsigned char)(k * 13 + 5)) _exit(7);
     memset(big, 0, BIG);
@@ -463,7 +463,7 @@ static int mode_descriptors(bool lost) {
   }
   int st;
   waitpid(pid, &st, 0);
-  if (mprotect(big + 4096, 4096, PROT_READ | PROT_WRITE) != 0) return 1;
+  if (mprotect(big + pg, pg, PROT_READ | PROT_WRITE) != 0) return 1;
   for (size_t k = 0; k < BIG; k++)
     if (big[k] != (unsigned char)(k * 13 + 5)) return 12;   /* the child's writes stayed its own */
   free(big);

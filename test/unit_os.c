@@ -6,8 +6,8 @@
  * Thread liveness (the orphaned-cache sweep's question) is right for a
  * live thread, a joined one, and in a child made by a raw fork system call,
  * where no atfork handler told xalloc its process id changed.  Writing
- * and reading at an offset (a fork child's copy of meshing's file, made
- * from memory). */
+ * and reading at an offset, and reading the process's own memory (a fork
+ * child's copy of meshing's file, made from memory). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,11 +125,33 @@ static void test_write_read_at(void **state) {
   close(fd);
 }
 
+/* read_self: this process's memory, including a page it made
+ * inaccessible (read through /proc/self/mem); an unmapped page fails. */
+static void test_read_self(void **state) {
+  (void)state;
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  unsigned char *m = mmap(NULL, 3 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(m != MAP_FAILED);
+  for (size_t i = 0; i < 3 * pg; i++) m[i] = (unsigned char)(i * 11 + 3);
+  static unsigned char back[3 * 65536];
+  assert_true(xa_os_read_self(back, m, 3 * pg));
+  assert_memory_equal(back, m, 3 * pg);
+  assert_int_equal(mprotect(m + pg, pg, PROT_NONE), 0);
+  memset(back, 0, sizeof back);
+  assert_true(xa_os_read_self(back, m, 3 * pg));
+  assert_int_equal(mprotect(m + pg, pg, PROT_READ), 0);
+  assert_memory_equal(back, m, 3 * pg);
+  assert_int_equal(munmap(m + 2 * pg, pg), 0);
+  assert_false(xa_os_read_self(back, m, 3 * pg));
+  munmap(m, 2 * pg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_closes_transient_fds),
       cmocka_unit_test(test_thread_alive),
       cmocka_unit_test(test_write_read_at),
+      cmocka_unit_test(test_read_self),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
