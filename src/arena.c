@@ -1443,22 +1443,28 @@ static void each_span_in_use(void (*fn)(void *p, size_t size)) {
 /* Is the forking thread's stack a block of a file-backed chunk (a
  * coroutine's stack from malloc)?  Then fork cannot work with meshing:
  * the write protection would stop the thread at its next push, and after
- * the fork parent and child would run on one shared stack. */
-static bool stack_in_shared_heap(void) {
+ * the fork parent and child would run on one shared stack.  Asked before
+ * the prepare handler takes any lock, each arena's only while its chunks
+ * are looked at, so that the stop holds none (a SIGABRT handler may
+ * allocate). */
+void xa_arena_fork_check(void) {
+  if (!xa_mesh_on) return;
   uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-  for (unsigned i = 0; i < xa_narenas; i++)
-    for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next) {
+  bool shared = false;
+  for (unsigned i = 0; i < xa_narenas && !shared; i++) {
+    xa_lock(&xa_arenas[i]->lock);
+    for (struct xa_chunk *c = xa_arenas[i]->chunks; c && !shared; c = c->next) {
       uintptr_t lo = (uintptr_t)xa_chunk_span_area(c);
-      if (c->meshable && sp >= lo && sp < lo + xa_chunk_span_bytes()) return true;
+      shared = c->meshable && sp >= lo && sp < lo + xa_chunk_span_bytes();
     }
-  return false;
+    xa_unlock(&xa_arenas[i]->lock);
+  }
+  if (shared) xa_error_fatal("mesh: fork from a thread whose stack is a heap block is not supported with mesh:true");
 }
 
 void xa_arena_prefork(void) {
   for (unsigned i = 0; i < xa_narenas; i++) xa_lock(&xa_arenas[i]->lock);
   if (!xa_mesh_on) return;
-  if (stack_in_shared_heap())
-    xa_error_fatal("mesh: fork from a thread whose stack is a heap block is not supported with mesh:true");
   each_span_area(xa_mesh_fork_protect);
   xa_mesh_fork_copy(each_span_in_use);
   each_span_area(xa_mesh_fork_unprotect);

@@ -81,6 +81,10 @@ XA_HIDDEN size_t xa_arena_decay_all(uint64_t now);
 XA_HIDDEN size_t xa_arena_decay_pending(void);
 
 /* Fork: take every arena lock in index order / release / reinitialise. */
+/* Before fork's prepare handlers take their locks: with meshing, a fork
+ * from a thread whose stack is a block of a file-backed chunk stops the
+ * process with a message (it cannot work: arena.c). */
+XA_HIDDEN void xa_arena_fork_check(void);
 XA_HIDDEN void xa_arena_prefork(void);
 XA_HIDDEN void xa_arena_postfork_parent(void);
 XA_HIDDEN void xa_arena_postfork_child(void);

@@ -40,6 +40,7 @@ static xa_lock_t init_lock = XA_LOCK_INIT;
  * application's handlers in between may allocate (see xa_fork_owner). */
 static void prefork(void) {
   if (!xa_init_done) return;
+  xa_arena_fork_check();       /* stops the process, with no lock held, where fork cannot work */
   xa_lock(&init_lock);
   xa_purge_prefork();
   xa_tcache_prefork();
