@@ -1425,19 +1425,36 @@ static void each_span_area(void (*fn)(void *p, size_t size)) {
       if (c->meshable) fn(xa_chunk_span_area(c), xa_chunk_span_bytes());
 }
 
-/* The same for each span in use (a slab that is no alias, or a large
- * block): where the file's data lies (free spans' pages are garbage or
- * zero, and an alias's are its owner's). */
-static void each_span_in_use(void (*fn)(void *p, size_t size)) {
+/* fn(s, arg) for every span of the meshable chunks. */
+static void each_meshable_span(void (*fn)(struct xa_span *s, void *arg), void *arg) {
   for (unsigned i = 0; i < xa_narenas; i++)
     for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next) {
       if (!c->meshable) continue;
       for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
         struct xa_span *s = xa_chunk_span(c, p);
-        if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE) fn(xa_span_addr(s), xa_span_bytes(s));
         p += s->npages;
+        fn(s, arg);
       }
     }
+}
+
+/* fn(p, size), as each_span_area calls it, for each span in use (a slab
+ * that is no alias, or a large block): where the file's data lies (free
+ * spans' pages are garbage or zero, and an alias's are its owner's). */
+struct area_fn { void (*fn)(void *p, size_t size); };
+static void span_in_use(struct xa_span *s, void *arg) {
+  if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE)
+    ((struct area_fn *)arg)->fn(xa_span_addr(s), xa_span_bytes(s));
+}
+static void each_span_in_use(void (*fn)(void *p, size_t size)) {
+  struct area_fn f = {fn};
+  each_meshable_span(span_in_use, &f);
+}
+
+/* The child maps an alias at its owner's pages of the copy. */
+static void alias_map(struct xa_span *s, void *arg) {
+  (void)arg;
+  if (s->state == XA_SPAN_MESHED) xa_mesh_child_map(xa_span_addr(s), xa_span_bytes(s), xa_span_addr(s->owner));
 }
 
 /* Is the forking thread's stack a block of a file-backed chunk (a
@@ -1476,15 +1493,7 @@ void xa_arena_postfork_child(void) {
   mesh_busy = 0;
   if (xa_mesh_child_begin()) {
     each_span_area(xa_mesh_child_map_own);
-    for (unsigned i = 0; i < xa_narenas; i++)
-      for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next) {
-        if (!c->meshable) continue;
-        for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
-          struct xa_span *s = xa_chunk_span(c, p);
-          if (s->state == XA_SPAN_MESHED) xa_mesh_child_map(xa_span_addr(s), xa_span_bytes(s), xa_span_addr(s->owner));
-          p += s->npages;
-        }
-      }
+    each_meshable_span(alias_map, NULL);
     xa_mesh_child_done();
   }
   for (unsigned i = 0; i < xa_narenas; i++) xa_lock_reinit(&xa_arenas[i]->lock);
