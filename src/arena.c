@@ -80,6 +80,20 @@ static void lru_remove(struct xa_lru *l, struct xa_span *s) {
 /* Pages of a chunk that spans may use (between its guard pages). */
 static unsigned usable_pages(void) { return xa_chunk_end_page - xa_chunk_first_page; }
 
+/* Note span s as under madvise while the lock is dropped (f on the
+ * caller's stack), and take the note back once it is held again. */
+static void inflight_add(struct xa_arena *a, struct xa_inflight *f, struct xa_span *s) {
+  f->span = s;
+  f->owner = xa_thread_self();
+  f->next = a->inflight;
+  a->inflight = f;
+}
+
+static void inflight_remove(struct xa_arena *a, struct xa_inflight *f) {
+  for (struct xa_inflight **pp = &a->inflight; *pp; pp = &(*pp)->next)
+    if (*pp == f) { *pp = f->next; return; }
+}
+
 static unsigned free_bin(uint32_t npages) {
   if (npages <= XA_FREE_EXACT) return npages - 1;
   return XA_FREE_EXACT + (unsigned)(63 - __builtin_clzl(npages)) - 6;
@@ -807,11 +821,14 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
     }
     s->state = XA_SPAN_PURGING;
     xa_chunk_mark_span(c, s);
+    struct xa_inflight f;
+    inflight_add(a, &f, s);
     arena_unlock(a);
     if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
     else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
     xa_chunk_purge_slots(c, s->first, s->npages);
     arena_lock(a);
+    inflight_remove(a, &f);
     done += s->npages;
     a->purged_pages += s->npages;
     a->purge_runs++;
@@ -873,6 +890,8 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
     if (s->nfree) list_remove(&bin->nonfull, s);
     if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty--;
     s->purging = 1;
+    struct xa_inflight f;
+    inflight_add(a, &f, s);
     arena_unlock(a);
     char *base = xa_span_addr(s);
     for (unsigned i = 0; i < nrun; i++) {
@@ -881,6 +900,7 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
       pages += run[i].n;
     }
     arena_lock(a);
+    inflight_remove(a, &f);
     s->purging = 0;
     a->purge_runs += nrun;
     if (s->nfree == xa_classes[s->cls].nobjs && bin->nonfull && !s->aliases) {
@@ -1489,6 +1509,36 @@ void xa_arena_prefork(void) {
 void xa_arena_postfork_parent(void) {
   for (unsigned i = 0; i < xa_narenas; i++) xa_unlock(&xa_arenas[i]->lock);
 }
+/* In a fork child: the purges that were under madvise when the parent
+ * forked have no thread to finish them here, except the forking thread's
+ * own (a fork from a signal handler), which it finishes as it returns.
+ * In this copy their pages went back wholly, in part or not at all: free
+ * spans come back muzzy (perhaps resident), slabs back into their bins;
+ * else both would stay out of use for the child's life. */
+static void inflight_finish(struct xa_arena *a) {
+  struct xa_chunk *dead = NULL;
+  uint64_t now = xa_os_now();
+  struct xa_inflight *mine = NULL;
+  for (struct xa_inflight *f = a->inflight, *next; f; f = next) {
+    next = f->next;
+    struct xa_span *s = f->span;
+    if (f->owner == xa_thread_self()) {
+      f->next = mine;
+      mine = f;
+      continue;
+    }
+    if (s->state == XA_SPAN_PURGING) {
+      struct xa_chunk *c = xa_span_chunk(s), *d = span_release(a, s, XA_PAGES_MUZZY);
+      if (!d && c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) d = chunk_unlink_free(a, c);
+      if (d) { d->next = dead; dead = d; }
+    } else {
+      slab_rebin(a, s, &dead, now);
+    }
+  }
+  a->inflight = mine;
+  chunks_delete(dead);
+}
+
 void xa_arena_postfork_child(void) {
   mesh_busy = 0;
   if (xa_mesh_child_begin()) {
@@ -1496,7 +1546,10 @@ void xa_arena_postfork_child(void) {
     each_meshable_span(alias_map, NULL);
     xa_mesh_child_done();
   }
-  for (unsigned i = 0; i < xa_narenas; i++) xa_lock_reinit(&xa_arenas[i]->lock);
+  for (unsigned i = 0; i < xa_narenas; i++) {
+    xa_lock_reinit(&xa_arenas[i]->lock);
+    inflight_finish(xa_arenas[i]);
+  }
 }
 
 /* ---- invariant walker (tests and XA_DEBUG builds) ---------------------- */

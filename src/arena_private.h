@@ -26,6 +26,16 @@
  * a larger span is split (few madvise calls, no whole span for a page). */
 #define XA_PURGE_MIN_PAGES 64
 
+/* A span or slab whose pages are under madvise, with the arena's lock
+ * dropped.  The node lives on the purging thread's stack: a fork child has
+ * a copy of that stack but, unless that thread forked, not the thread, and
+ * finishes the purge's bookkeeping from the list (xa_arena_postfork_child). */
+struct xa_inflight {
+  struct xa_span *span;
+  const void *owner;            /* xa_thread_self() of the purging thread */
+  struct xa_inflight *next;
+};
+
 struct xa_lru {
   struct xa_span *head, *tail;  /* oldest first */
 };
@@ -64,6 +74,7 @@ struct xa_arena {
   uint64_t purged_pages;        /* pages returned to the OS */
   uint64_t purge_runs;          /* madvise calls */
   uint64_t meshed_slabs;        /* MESHED slabs: on another slab's pages */
+  struct xa_inflight *inflight; /* purges running with the lock dropped */
   uint64_t rng;                 /* secure mode: xorshift state for slot choice */
 };
 

@@ -59,8 +59,21 @@ struct huge_ent {
 };
 #define NO_REGION UINT32_MAX
 
+/* A free range under madvise with its shard's lock dropped, out of the
+ * index meanwhile.  On the purging thread's stack: a fork child, which has
+ * the stack but (unless that thread forked) not the thread, puts the range
+ * back (xa_huge_postfork_child). */
+struct huge_inflight {
+  uintptr_t start;
+  size_t size;
+  uint32_t region;
+  const void *owner;            /* xa_thread_self() of the purging thread */
+  struct huge_inflight *next;
+};
+
 struct huge_shard {
   xa_lock_t lock;
+  struct huge_inflight *inflight;
   struct huge_ent *tab;         /* live blocks by address */
   size_t tab_cap;               /* power of two */
   size_t tab_used;              /* live + deleted */
@@ -537,9 +550,13 @@ static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size
   uint32_t r = old->region;
   ext_take(s, old, start, cut);             /* the rest stays dirty, as old */
   s->regions[r].free_bytes += cut;          /* still free, out of the index */
+  struct huge_inflight f = {start, cut, r, xa_thread_self(), s->inflight};
+  s->inflight = &f;
   xa_unlock(&s->lock);
   xa_os_purge((void *)start, cut);
   xa_lock(&s->lock);
+  for (struct huge_inflight **pp = &s->inflight; *pp; pp = &(*pp)->next)
+    if (*pp == &f) { *pp = f.next; break; }
   s->regions[r].free_bytes -= cut;
   ext_room(s);
   /* with no record left the range stays out of use */
@@ -798,5 +815,27 @@ void xa_huge_postfork_parent(void) {
   for (unsigned i = 0, n = shard_count(); i < n; i++) xa_unlock(&shards[i].lock);
 }
 void xa_huge_postfork_child(void) {
-  for (unsigned i = 0, n = shard_count(); i < n; i++) xa_lock_reinit(&shards[i].lock);
+  for (unsigned i = 0, n = shard_count(); i < n; i++) {
+    struct huge_shard *s = &shards[i];
+    xa_lock_reinit(&s->lock);
+    /* Ranges other threads were purging, wholly, in part or not at all
+     * in this copy: dirty again (decay purges them), else out of use for
+     * good.  The forking thread's own (a fork from a signal handler) it
+     * finishes itself as it returns. */
+    xa_lock(&s->lock);
+    struct huge_inflight *mine = NULL;
+    for (struct huge_inflight *f = s->inflight, *next; f; f = next) {
+      next = f->next;
+      if (f->owner == xa_thread_self()) {
+        f->next = mine;
+        mine = f;
+        continue;
+      }
+      s->regions[f->region].free_bytes -= f->size;
+      ext_room(s);
+      (void)ext_free(s, f->start, f->size, f->region, XA_EXT_DIRTY, xa_os_now());
+    }
+    s->inflight = mine;
+    xa_unlock(&s->lock);
+  }
 }

@@ -17,6 +17,10 @@ typedef struct {
  * run inside that window) may allocate, so its lock calls are no-ops. */
 XA_HIDDEN extern __thread bool xa_fork_owner __attribute__((tls_model("initial-exec")));
 
+/* An address of the calling thread's own (its TLS): the same in a fork
+ * child for the thread that forked, whose other threads are gone. */
+XA_INLINE const void *xa_thread_self(void) { return &xa_fork_owner; }
+
 XA_INLINE void xa_lock(xa_lock_t *l) {
   if (unlikely(xa_fork_owner)) return;
   if (unlikely(pthread_mutex_trylock(&l->m) != 0)) {

@@ -17,6 +17,7 @@
 #include "arena_testutil.h"
 #include "init.h"
 #include "fastpath.h"
+#include "fork_window.h"
 
 
 static size_t free_span_count(struct xa_arena *a) {
@@ -646,6 +647,144 @@ static void test_os_failure_injection(void **state) {
   check(a);
 }
 
+/* ---- a fork while a purge runs with the lock dropped ------------------ */
+
+static const char *fw_block;      /* the child's view: a page being purged */
+static struct xa_arena *fw_arena; /* in this arena */
+static struct xa_span *fw_slab;   /* and the slab it lies in (slab test) */
+
+/* The span of chunk c holding page index page, walking the chunk's spans
+ * (a merged free span's interior pages keep stale page info); 1 if a span
+ * on the way is still PURGING. */
+static int span_walk(struct xa_chunk *c, unsigned page, struct xa_span **at) {
+  *at = NULL;
+  for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+    struct xa_span *s = xa_chunk_span(c, p);
+    if (s->state == XA_SPAN_PURGING) return 1;
+    if (p <= page && page < p + s->npages) *at = s;
+    p += s->npages;
+  }
+  return 0;
+}
+
+/* In the child: the span whose pages the parent was purging is free
+ * again, nothing is left under purge, the arena is consistent. */
+static int child_span_back(void) {
+  struct xa_arena *a = fw_arena;
+  struct xa_chunk *c = xa_chunk_of(fw_block);
+  struct xa_span *s;
+  int bad = 0;
+  xa_lock(&a->lock);
+  if (span_walk(c, (unsigned)((uintptr_t)(fw_block - (char *)c) >> xa_os_page_shift), &s)) bad = 1;
+  else if (!s || s->state != XA_SPAN_FREE) bad = 2;
+  else if (xa_arena_check_locked(a)) bad = 3;
+  else if (a->inflight) bad = 4;
+  xa_unlock(&a->lock);
+  return bad;
+}
+
+/* In the child: the slab whose free pages the parent was purging is back
+ * in its bin, where refills find it. */
+static int child_slab_back(void) {
+  struct xa_arena *a = fw_arena;
+  int bad = 0;
+  xa_lock(&a->lock);
+  if (fw_slab->purging) bad = 1;
+  else {
+    bad = 2;
+    for (struct xa_span *s = a->bins[fw_slab->cls].nonfull; s; s = s->next)
+      if (s == fw_slab) bad = 0;
+  }
+  if (!bad && xa_arena_check_locked(a)) bad = 3;
+  if (!bad && a->inflight) bad = 4;
+  xa_unlock(&a->lock);
+  return bad;
+}
+
+/* A dirty free span of 64 pages in a real arena (the fork handlers know
+ * only those); its arena in fw_arena, a page in its middle in fw_block. */
+static void dirty_span(void) {
+  char *p = xa_arena_alloc_large(xa_arenas[0], 64 * xa_os_page, 0);
+  assert_non_null(p);
+  memset(p, 1, 64 * xa_os_page);
+  fw_arena = xa_chunk_of(p)->arena;          /* may have moved to dirty pages elsewhere */
+  xa_arena_free_large(xa_arena_large_span(p));
+  fw_block = p + 32 * xa_os_page;
+}
+
+/* A fork while a free span's pages are under madvise.  From another
+ * thread: the child, where no thread finishes that purge, gets the span
+ * back as free pages (else it stays PURGING, out of use for the child's
+ * life).  From the purging thread itself (as from a signal handler inside
+ * madvise): that thread lives on in the child and finishes its purge
+ * there, so the child's handlers leave it alone (finished twice, the
+ * span's pages would count free twice).  The purger thread is kept out of
+ * the way (decay off). */
+static void fork_while_purging_span(enum fw_mode mode) {
+  int64_t decay = xa_opt.dirty_decay_ms;
+  xa_opt.dirty_decay_ms = -1;
+  dirty_span();
+  fw_arm(fw_block, child_span_back, mode);
+  xa_arena_purge(fw_arena);
+  fw_child_exit();
+  fw_expect_child_ok();
+  check(fw_arena);
+  xa_opt.dirty_decay_ms = decay;
+}
+
+static void test_fork_while_purging_span(void **state) {
+  (void)state;
+  fork_while_purging_span(FW_OTHER_THREAD);
+}
+
+static void test_fork_from_purging_thread(void **state) {
+  (void)state;
+  fork_while_purging_span(FW_THIS_THREAD);
+}
+
+/* The same for a slab whose whole free pages are under madvise: the child
+ * puts it back in its bin (else it stays out of every list). */
+static void test_fork_while_purging_slab(void **state) {
+  (void)state;
+  int64_t decay = xa_opt.dirty_decay_ms;
+  xa_opt.dirty_decay_ms = -1;
+  unsigned cls = xa_sizeclass_of(64);
+  const struct xa_class_info *ci = &xa_classes[cls];
+  assert_true(ci->slab_pages >= 2);
+  unsigned want = ci->nobjs * 3;
+  void **v = calloc(want, sizeof *v);
+  assert_non_null(v);
+  assert_int_equal(xa_arena_refill(xa_arenas[0], cls, v, want), want);
+  /* keep the first object of a slab all of whose objects this test holds */
+  unsigned keep = want;
+  for (unsigned i = 0; i < want && keep == want; i++) {
+    struct xa_chunk *c = xa_chunk_of(v[i]);
+    struct xa_span *s = xa_chunk_span(c, xa_chunk_info(c, v[i])->first);
+    char *lo = xa_span_addr(s), *hi = lo + xa_span_bytes(s);
+    unsigned mine = 0;
+    for (unsigned j = 0; j < want; j++) mine += (char *)v[j] >= lo && (char *)v[j] < hi;
+    if (mine == ci->nobjs && (char *)v[i] == lo) {
+      keep = i;
+      fw_slab = s;
+      fw_arena = c->arena;
+    }
+  }
+  assert_true(keep < want);
+  void *kept = v[keep];
+  v[keep] = v[want - 1];
+  xa_arena_flush(v, want - 1, "test");
+  /* its last page holds no live object: purged, and the fork comes then */
+  fw_block = xa_span_addr(fw_slab) + xa_span_bytes(fw_slab) - xa_os_page;
+  fw_arm(fw_block, child_slab_back, FW_OTHER_THREAD);
+  xa_arena_purge_slabs(fw_arena, 0, 0);
+  fw_expect_child_ok();
+  check(fw_arena);
+  xa_arena_flush(&kept, 1, "test");
+  check(fw_arena);
+  free(v);
+  xa_opt.dirty_decay_ms = decay;
+}
+
 int main(void) {
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
@@ -665,6 +804,9 @@ int main(void) {
     cmocka_unit_test(test_flush_in_address_order),
       cmocka_unit_test(test_overflow_hits_guard),
       cmocka_unit_test(test_os_failure_injection),
+      cmocka_unit_test(test_fork_while_purging_span),
+      cmocka_unit_test(test_fork_while_purging_slab),
+      cmocka_unit_test(test_fork_from_purging_thread),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@
 #include "arena.h"
 #include "huge.h"
 #include "hugemap.h"
+#include "fork_window.h"
 #include "init.h"
 #include "options.h"
 #include "os.h"
@@ -542,6 +543,67 @@ static void test_lock_contention_counted(void **state) {
   assert_true(v >= after);
 }
 
+/* A fork from another thread while an extent's pages are under madvise
+ * (its shard's lock dropped, the range out of the index): the child, where
+ * no thread finishes that purge, gets the range back as a free extent, the
+ * next block of its size is carved from it, and once that is freed and
+ * trimmed no region is left (the region's free bytes add up).  Without
+ * the child's step the range stays out of use, and its region for good. */
+static char *fw_huge;
+static int child_extent_back(void) {
+  if (!xa_huge_is_cached(fw_huge)) return 1;
+  char *b = malloc(16 * MiB);
+  if (b != fw_huge) return 2;              /* the previous tests left no other free range */
+  free(b);
+  malloc_trim(0);
+  if (xa_huge_reserved() != 0) return 3;
+  return 0;
+}
+
+/* The child of a fork from the purging thread, after that purge: every
+ * region goes back, and goes back again after a new block (the region's
+ * free bytes add up). */
+static int child_regions_go(void) {
+  malloc_trim(0);
+  if (xa_huge_reserved() != 0) return 1;
+  char *b = malloc(16 * MiB);
+  if (!b) return 2;
+  memset(b, 2, 16 * MiB);
+  free(b);
+  malloc_trim(0);
+  if (xa_huge_reserved() != 0) return 3;
+  return 0;
+}
+
+static void fork_while_purging(enum fw_mode mode) {
+  char *a = malloc(16 * MiB);
+  assert_non_null(a);
+  memset(a, 1, 16 * MiB);
+  free(a);
+  assert_true(xa_huge_is_cached(a));
+  fw_huge = a;
+  fw_arm(a, mode == FW_OTHER_THREAD ? child_extent_back : child_regions_go, mode);
+  xa_huge_cache_decay(UINT64_MAX);         /* purge every extent now */
+  fw_child_exit();
+  fw_expect_child_ok();
+  assert_int_equal(huge_dirty(), 0);
+  malloc_trim(0);
+  assert_int_equal(xa_huge_reserved(), 0);
+}
+
+static void test_fork_while_purging(void **state) {
+  (void)state;
+  fork_while_purging(FW_OTHER_THREAD);
+}
+
+/* A fork from the purging thread itself (a signal handler's): it finishes
+ * its purge in the child, and the child's handlers leave that range to it
+ * (put back twice, the region's free bytes would be counted twice). */
+static void test_fork_from_purging_thread(void **state) {
+  (void)state;
+  fork_while_purging(FW_THIS_THREAD);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reuse_without_faults),
@@ -552,6 +614,8 @@ int main(void) {
       cmocka_unit_test(test_move_refused_copies),
       cmocka_unit_test(test_calloc_of_reused_pages_reads_zero),
       cmocka_unit_test(test_trim_returns_everything),
+      cmocka_unit_test(test_fork_while_purging),
+      cmocka_unit_test(test_fork_from_purging_thread),
       cmocka_unit_test(test_decay_purges_old_extents),
       cmocka_unit_test(test_dirty_budget),
       cmocka_unit_test(test_anon_huge_stat),
