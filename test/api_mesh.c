@@ -14,6 +14,7 @@
  *  - secure:true and junk:true with mesh:true.
  * A kernel or sandbox without userfaultfd's write protection leaves meshing
  * off (stats.mesh_on 0): the scenarios that need it are skipped. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -376,12 +378,13 @@ static int others(ino_t victim) {
   return n;
 }
 
-/* others(), asked again for up to half a second while the count is above
+/* others(), asked again for up to five seconds while the count is above
  * max: the purger holds a /proc file open for a moment now and then (a
- * transient descriptor, numbered above the program's here). */
+ * transient descriptor, numbered above the program's here), a moment that
+ * lasts longer on a loaded machine (half a second was seen too short). */
 static int others_within(ino_t victim, int max) {
   int n = others(victim);
-  for (int i = 0; i < 50 && n > max; i++) {
+  for (int i = 0; i < 500 && n > max; i++) {
     usleep(10000);
     n = others(victim);
   }
@@ -392,6 +395,14 @@ static int mode_descriptors(bool lost) {
   struct rlimit nofile;
   if (!stat_u64("stats.mesh_on") || getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < 1024) return SKIPPED;
   if (our_low_descriptors()) return 1;         /* numbered high, out of the program's way */
+  /* One CPU, so one arena: the second heap below fills the first heap's
+   * (file-backed) chunks where they have room, which the fork child's
+   * meshing needs; from another CPU it went all to new private chunks,
+   * and the child had nothing to mesh (seen on a loaded machine). */
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  if (sched_setaffinity(0, sizeof one, &one) != 0) return 1;
   /* a large block in a file-backed chunk, one page of which the program
    * makes inaccessible around the fork (a guard page) */
   size_t pg = (size_t)sysconf(_SC_PAGESIZE), BIG = 64 << 10 > 4 * pg ? 64 << 10 : 4 * pg;
