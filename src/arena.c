@@ -1539,11 +1539,49 @@ static void inflight_finish(struct xa_arena *a) {
   chunks_delete(dead);
 }
 
+/* The child maps its copy of the span pages read-write as a whole, and
+ * aliases over them.  Ranges the program had given other access (a guard
+ * page of a stack it allocated with posix_memalign, a read-only table)
+ * get it back: their list is read from the child's own /proc/self/maps
+ * before the remap (a fork's copy of the parent's mappings) into pages
+ * mapped for the purpose, and applied after it.  Where /proc cannot be
+ * read the span pages stay read-write. */
+struct prot_range { uintptr_t lo, hi; bool r, w, x; };
+struct prot_list { struct prot_range *v; size_t n, cap; };
+
+static bool prot_note(const struct xa_os_mapping *m, void *arg) {
+  struct prot_list *l = arg;
+  if ((m->r && m->w && !m->x) || !xa_chunkmap_test(m->start)) return true;
+  struct xa_chunk *c = xa_chunk_of((void *)m->start);
+  uintptr_t lo = (uintptr_t)xa_chunk_span_area(c), hi = lo + xa_chunk_span_bytes();
+  if (!c->meshable || m->start < lo || m->end > hi) return true;     /* only the remapped pages */
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : xa_os_page / sizeof *l->v;
+    struct prot_range *v = xa_os_map(cap * sizeof *v, xa_os_page);
+    if (!v) return false;
+    if (l->n) memcpy(v, l->v, l->n * sizeof *v);
+    if (l->v) xa_os_unmap(l->v, l->cap * sizeof *v);
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (struct prot_range){m->start, m->end, m->r, m->w, m->x};
+  return true;
+}
+
+static void prot_restore(struct prot_list *l) {
+  for (size_t i = 0; i < l->n; i++)
+    xa_os_protect((void *)l->v[i].lo, l->v[i].hi - l->v[i].lo, l->v[i].r, l->v[i].w, l->v[i].x);
+  if (l->v) xa_os_unmap(l->v, l->cap * sizeof *l->v);
+}
+
 void xa_arena_postfork_child(void) {
   mesh_busy = 0;
   if (xa_mesh_child_begin()) {
+    struct prot_list prot = {NULL, 0, 0};
+    xa_os_maps(prot_note, &prot);
     each_span_area(xa_mesh_child_map_own);
     each_meshable_span(alias_map, NULL);
+    prot_restore(&prot);
     xa_mesh_child_done();
   }
   for (unsigned i = 0; i < xa_narenas; i++) {

@@ -306,6 +306,13 @@ bool xa_os_guard(void *p, size_t size) {
   return ok;
 }
 
+bool xa_os_protect(void *p, size_t size, bool r, bool w, bool x) {
+  int saved = errno;
+  bool ok = mprotect(p, size, (r ? PROT_READ : 0) | (w ? PROT_WRITE : 0) | (x ? PROT_EXEC : 0)) == 0;
+  errno = saved;
+  return ok;
+}
+
 /* 0: not tried, 1: registered, -1: unavailable */
 static int membarrier_state;
 

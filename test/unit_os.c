@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "testutil.h"
 #include "os.h"
 
 static void test_fork_closes_transient_fds(void **state) {
@@ -146,12 +147,32 @@ static void test_read_self(void **state) {
   munmap(m, 2 * pg);
 }
 
+/* xa_os_protect sets exactly the access asked for, page by page. */
+static void test_protect(void **state) {
+  (void)state;
+  size_t pg = xa_os_page;
+  char *p = xa_os_map(3 * pg, pg);
+  assert_non_null(p);
+  assert_true(xa_os_protect(p + pg, pg, true, false, false));
+  assert_string_equal(tu_perms_at((uintptr_t)p + pg), "r--p");
+  assert_string_equal(tu_perms_at((uintptr_t)p), "rw-p");
+  assert_string_equal(tu_perms_at((uintptr_t)p + 2 * pg), "rw-p");
+  assert_true(xa_os_protect(p + pg, pg, false, false, false));
+  assert_string_equal(tu_perms_at((uintptr_t)p + pg), "---p");
+  assert_true(xa_os_protect(p + pg, pg, true, true, false));
+  assert_string_equal(tu_perms_at((uintptr_t)p + pg), "rw-p");
+  p[pg] = 1;
+  assert_false(xa_os_protect(p + 1, pg, true, true, false));   /* not page aligned: refused */
+  xa_os_unmap(p, 3 * pg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_closes_transient_fds),
       cmocka_unit_test(test_thread_alive),
       cmocka_unit_test(test_write_read_at),
       cmocka_unit_test(test_read_self),
+      cmocka_unit_test(test_protect),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
