@@ -1543,11 +1543,16 @@ static void inflight_finish(struct xa_arena *a) {
  * aliases over them.  Ranges the program had given other access (a guard
  * page of a stack it allocated with posix_memalign, a read-only table)
  * get it back: their list is read from the child's own /proc/self/maps
- * before the remap (a fork's copy of the parent's mappings) into pages
- * mapped for the purpose, and applied after it.  Where /proc cannot be
- * read the span pages stay read-write. */
+ * before the remap (a fork's copy of the parent's mappings) and applied
+ * after it.  The list starts in a static array (fork copies it: no mmap
+ * in the usual child) and moves to mapped pages when it outgrows that.
+ * Where /proc cannot be read, or those pages cannot be mapped, the ranges
+ * not noted stay read-write in the child.  Only the access comes back:
+ * protection keys and madvise settings on heap pages do not. */
 struct prot_range { uintptr_t lo, hi; bool r, w, x; };
 struct prot_list { struct prot_range *v; size_t n, cap; };
+#define PROT_STATIC 128
+static struct prot_range prot_static[PROT_STATIC];
 
 static bool prot_note(const struct xa_os_mapping *m, void *arg) {
   struct prot_list *l = arg;
@@ -1556,11 +1561,11 @@ static bool prot_note(const struct xa_os_mapping *m, void *arg) {
   uintptr_t lo = (uintptr_t)xa_chunk_span_area(c), hi = lo + xa_chunk_span_bytes();
   if (!c->meshable || m->start < lo || m->end > hi) return true;     /* only the remapped pages */
   if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : xa_os_page / sizeof *l->v;
+    size_t cap = l->cap * 2;
     struct prot_range *v = xa_os_map(cap * sizeof *v, xa_os_page);
     if (!v) return false;
-    if (l->n) memcpy(v, l->v, l->n * sizeof *v);
-    if (l->v) xa_os_unmap(l->v, l->cap * sizeof *v);
+    memcpy(v, l->v, l->n * sizeof *v);
+    if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *v);
     l->v = v;
     l->cap = cap;
   }
@@ -1568,16 +1573,18 @@ static bool prot_note(const struct xa_os_mapping *m, void *arg) {
   return true;
 }
 
+/* A refusal leaves the range read-write: the child has no more mappings
+ * than the parent had, so the kernel's mapping limit is not the reason. */
 static void prot_restore(struct prot_list *l) {
   for (size_t i = 0; i < l->n; i++)
     xa_os_protect((void *)l->v[i].lo, l->v[i].hi - l->v[i].lo, l->v[i].r, l->v[i].w, l->v[i].x);
-  if (l->v) xa_os_unmap(l->v, l->cap * sizeof *l->v);
+  if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *l->v);
 }
 
 void xa_arena_postfork_child(void) {
   mesh_busy = 0;
   if (xa_mesh_child_begin()) {
-    struct prot_list prot = {NULL, 0, 0};
+    struct prot_list prot = {prot_static, 0, PROT_STATIC};
     xa_os_maps(prot_note, &prot);
     each_span_area(xa_mesh_child_map_own);
     each_meshable_span(alias_map, NULL);

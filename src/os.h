@@ -47,7 +47,8 @@ XA_HIDDEN void xa_os_hugepage(void *p, size_t size, bool on);
 /* Make [p, p+size) (page aligned) inaccessible: a guard.  false if the
  * kernel refused (e.g. out of memory mappings); nothing else changes. */
 XA_HIDDEN bool xa_os_guard(void *p, size_t size);
-/* Give [p, p+size) the access r/w/x (mprotect): false if refused. */
+/* Give [p, p+size) (page aligned) the access r/w/x (mprotect): false if
+ * refused. */
 XA_HIDDEN bool xa_os_protect(void *p, size_t size, bool r, bool w, bool x);
 /* 64 unpredictable bits (a seed for hardened mode's slot choice). */
 XA_HIDDEN uint64_t xa_os_random(void);

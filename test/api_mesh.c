@@ -451,6 +451,16 @@ static int mode_descriptors(bool lost) {
   if (lost ? on != 0 || after != before : on != 1 || reopens < 1 || after <= before) return 4;
   int mine = others_within(vs.st_ino, 3);
   if (mine < 0 || mine > 3) return 9;      /* meshing's two, and `file` */
+  /* read-only pages around the fork, more than the child's list holds
+   * before it grows: every other page of ten large blocks of 32 pages */
+  enum { RO_BLOCKS = 10, RO_PAGES = 32 };
+  unsigned char *ro[RO_BLOCKS];
+  for (int b = 0; b < RO_BLOCKS; b++) {
+    if (posix_memalign((void **)&ro[b], pg, RO_PAGES * pg) != 0) return 1;
+    memset(ro[b], b, RO_PAGES * pg);
+    for (int i = 0; i < RO_PAGES; i += 2)
+      if (mprotect(ro[b] + i * pg, pg, PROT_READ) != 0) return 1;
+  }
   /* Purged free pages inside slabs are holes in the file: a copy made
    * from the memory reads them, and must give them back. */
   xalloc_ctl("purge", NULL, NULL, NULL, 0);
@@ -459,8 +469,14 @@ static int mode_descriptors(bool lost) {
   if (mprotect(big + pg, pg, PROT_NONE) != 0) return 1;
   pid_t pid = fork();
   if (pid == 0) {
-    /* the child's copy keeps the program's protection of that page */
-    if (strncmp(tu_perms_at((uintptr_t)(big + pg)), "---", 3)) _exit(8);
+    /* the child's copy keeps the program's protection of that page, and
+     * of that page only */
+    if (strncmp(tu_perms_at((uintptr_t)(big + pg)), "---", 3) || strncmp(tu_perms_at((uintptr_t)big), "rw-", 3) ||
+        strncmp(tu_perms_at((uintptr_t)(big + 2 * pg)), "rw-", 3))
+      _exit(8);
+    for (int b = 0; b < RO_BLOCKS; b++)
+      for (int i = 0; i < RO_PAGES; i++)
+        if (strncmp(tu_perms_at((uintptr_t)(ro[b] + i * pg)), i % 2 ? "rw-" : "r--", 3)) _exit(8);
     if (mprotect(big + pg, pg, PROT_READ | PROT_WRITE) != 0) _exit(6);
     for (size_t k = 0; k < BIG; k++)
       if (big[k] != (unsigned char)(k * 13 + 5)) _exit(7);
@@ -490,6 +506,10 @@ static int mode_descriptors(bool lost) {
   int st;
   waitpid(pid, &st, 0);
   if (mprotect(big + pg, pg, PROT_READ | PROT_WRITE) != 0) return 1;
+  for (int b = 0; b < RO_BLOCKS; b++) {
+    if (mprotect(ro[b], RO_PAGES * pg, PROT_READ | PROT_WRITE) != 0) return 1;
+    free(ro[b]);
+  }
   for (size_t k = 0; k < BIG; k++)
     if (big[k] != (unsigned char)(k * 13 + 5)) return 12;   /* the child's writes stayed its own */
   free(big);

@@ -162,7 +162,9 @@ static void test_protect(void **state) {
   assert_true(xa_os_protect(p + pg, pg, true, true, false));
   assert_string_equal(tu_perms_at((uintptr_t)p + pg), "rw-p");
   p[pg] = 1;
+  errno = 42;
   assert_false(xa_os_protect(p + 1, pg, true, true, false));   /* not page aligned: refused */
+  assert_int_equal(errno, 42);                                 /* and errno kept */
   xa_os_unmap(p, 3 * pg);
 }
 
