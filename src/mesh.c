@@ -319,7 +319,15 @@ static void copy_from_memory(void *p, size_t size) {
  * lock the C library or the program takes later in fork (stdio's list
  * lock, other prepare handlers' mutexes) can be held by a waiting writer. */
 void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size))) {
-  child_fd = fork_copy_ok ? xa_os_memfd(FILE_SIZE) : -1;
+  /* The copy's file is as large as the address space: under a file size
+   * limit the program set since start, its writes would end the parent
+   * with SIGXFSZ.  A soft limit is lifted for the copy (the program's
+   * other threads' file writes are not held to it for that moment
+   * either); under a hard one there is no copy, and the child stops with
+   * a message. */
+  uint64_t fsize;
+  bool room = xa_os_fsize_lift(&fsize);
+  child_fd = fork_copy_ok && room ? xa_os_memfd(FILE_SIZE) : -1;
   if (child_fd >= 0) {
     copy_ok = true;
     if (fork_from_memory) {
@@ -336,6 +344,7 @@ void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size)
       child_fd = -1;
     }
   }
+  xa_os_fsize_put_back(fsize);
   fork_copy_ok = true;
 }
 

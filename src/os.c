@@ -720,6 +720,29 @@ bool xa_os_fsize_unlimited(void) {
   return ok;
 }
 
+bool xa_os_fsize_lift(uint64_t *soft) {
+  struct rlimit r;
+  int saved = errno;
+  *soft = RLIM_INFINITY;
+  bool ok = getrlimit(RLIMIT_FSIZE, &r) == 0;
+  if (ok && r.rlim_cur != RLIM_INFINITY) {
+    ok = r.rlim_max == RLIM_INFINITY;
+    struct rlimit lifted = {RLIM_INFINITY, RLIM_INFINITY};
+    if (ok) ok = setrlimit(RLIMIT_FSIZE, &lifted) == 0;
+    if (ok) *soft = r.rlim_cur;
+  }
+  errno = saved;
+  return ok;
+}
+
+void xa_os_fsize_put_back(uint64_t soft) {
+  if (soft == RLIM_INFINITY) return;
+  int saved = errno;
+  struct rlimit r = {soft, RLIM_INFINITY};
+  setrlimit(RLIMIT_FSIZE, &r);
+  errno = saved;
+}
+
 int xa_os_memfd(uint64_t size) {
   int saved = errno;
   int fd = (int)syscall(SYS_memfd_create, "xalloc-mesh", MFD_CLOEXEC);

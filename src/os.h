@@ -209,6 +209,12 @@ XA_HIDDEN int xa_os_reopen_mapped(uintptr_t start, uintptr_t end, bool *denied);
 XA_HIDDEN bool xa_os_map_zero_shared(void *p, size_t size);
 /* No file size limit (RLIMIT_FSIZE)? */
 XA_HIDDEN bool xa_os_fsize_unlimited(void);
+/* A soft file size limit (a write at an address-sized offset under it
+ * raises SIGXFSZ, which ends the process) lifted to an unlimited hard
+ * limit for a moment: false, nothing changed, if the hard limit is set
+ * too.  *soft gets what xa_os_fsize_put_back restores. */
+XA_HIDDEN bool xa_os_fsize_lift(uint64_t *soft);
+XA_HIDDEN void xa_os_fsize_put_back(uint64_t soft);
 XA_HIDDEN bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off);
 XA_HIDDEN void xa_os_punch(int fd, uint64_t off, size_t size);
 XA_HIDDEN void xa_os_purge_shared(void *p, size_t size);

@@ -573,6 +573,39 @@ static int coro_fork(void *arg) {
   swapcontext(&coro_main, &coro_ctx);
   return 2;                        /* the fork went through */
 }
+/* A file size limit the program sets after start (ulimit -f): the fork
+ * copy's file is as large as the address space.  A soft limit is lifted
+ * for the copy and put back, and the child has its heap; under a hard one
+ * the parent lives on and its child stops with the message. */
+static int fork_under_hard_limit(void *arg) {
+  (void)arg;
+  struct rlimit hard = {1 << 20, 1 << 20};
+  if (setrlimit(RLIMIT_FSIZE, &hard) != 0) return 1;
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);              /* not reached: xalloc's handler stops it */
+  int st;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid) return 1;
+  return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT ? 0 : 2;
+}
+
+static int mode_fsize(void) {
+  if (!stat_u64("stats.mesh_on")) return SKIPPED;
+  void **v = sparse_heap(BASIC_N / 8, BASIC_SIZE, 64, 5);
+  if (!v) return 1;
+  struct rlimit soft = {1 << 20, RLIM_INFINITY}, now;
+  if (setrlimit(RLIMIT_FSIZE, &soft) != 0) return 1;
+  pid_t pid = fork();
+  if (pid == 0) _exit(bad_objects(v, BASIC_N / 8, BASIC_SIZE) ? 1 : 0);
+  int st;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return 2;
+  if (getrlimit(RLIMIT_FSIZE, &now) != 0 || now.rlim_cur != soft.rlim_cur || now.rlim_max != RLIM_INFINITY) return 3;
+  static tu_child res;
+  tu_run_child(&res, fork_under_hard_limit, NULL, 1, 60);
+  fprintf(stderr, "fsize: soft limit: the child checked its heap; hard limit: exited %d code %d: %s", res.exited,
+          res.code, res.err);
+  return res.exited && res.code == 0 && strstr(res.err, "could not get its own copy of the heap") ? 0 : 4;
+}
+
 static int mode_stack_fork(void) {
   if (!stat_u64("stats.mesh_on")) return SKIPPED;
   static tu_child res;
@@ -598,6 +631,7 @@ static void run_mode(const char *mode, const char *conf) {
 
 static void test_mesh_frees_pages(void **state) { (void)state; run_mode("basic", "mesh:true"); }
 static void test_mesh_stack_fork_stops(void **state) { (void)state; run_mode("stack-fork", "mesh:true"); }
+static void test_mesh_fork_under_fsize_limit(void **state) { (void)state; run_mode("fsize", "mesh:true"); }
 static void test_mesh_descriptors_reopened(void **state) { (void)state; run_mode("descriptors", "mesh:true"); }
 static void test_mesh_descriptors_lost(void **state) {
   (void)state;
@@ -654,6 +688,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "descriptors")) return mode_descriptors(false);
     if (!strcmp(argv[1], "descriptors-lost")) return mode_descriptors(true);
     if (!strcmp(argv[1], "stack-fork")) return mode_stack_fork();
+    if (!strcmp(argv[1], "fsize")) return mode_fsize();
     return 99;
   }
 #else
@@ -671,6 +706,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mesh_descriptors_reopened),
       cmocka_unit_test(test_mesh_descriptors_lost),
       cmocka_unit_test(test_mesh_stack_fork_stops),
+      cmocka_unit_test(test_mesh_fork_under_fsize_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,32 @@ static void test_protect(void **state) {
   xa_os_unmap(p, 3 * pg);
 }
 
+/* xa_os_fsize_lift lifts a soft file size limit and puts it back; a
+ * hard one stays.  In a child: the limits are the process's. */
+static int fsize_child(void) {
+  struct rlimit soft = {1 << 20, RLIM_INFINITY}, hard = {1 << 20, 1 << 20}, r;
+  uint64_t saved;
+  if (setrlimit(RLIMIT_FSIZE, &soft) != 0) return 1;
+  if (!xa_os_fsize_lift(&saved) || saved != 1 << 20) return 2;
+  if (getrlimit(RLIMIT_FSIZE, &r) != 0 || r.rlim_cur != RLIM_INFINITY || !xa_os_fsize_unlimited()) return 3;
+  xa_os_fsize_put_back(saved);
+  if (getrlimit(RLIMIT_FSIZE, &r) != 0 || r.rlim_cur != 1 << 20 || r.rlim_max != RLIM_INFINITY) return 4;
+  if (setrlimit(RLIMIT_FSIZE, &hard) != 0) return 1;
+  if (xa_os_fsize_lift(&saved)) return 5;
+  if (getrlimit(RLIMIT_FSIZE, &r) != 0 || r.rlim_cur != 1 << 20 || r.rlim_max != 1 << 20) return 6;
+  return 0;
+}
+
+static void test_fsize_lift(void **state) {
+  (void)state;
+  pid_t pid = fork();
+  if (pid == 0) _exit(fsize_child());
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_closes_transient_fds),
@@ -175,6 +202,7 @@ int main(void) {
       cmocka_unit_test(test_write_read_at),
       cmocka_unit_test(test_read_self),
       cmocka_unit_test(test_protect),
+      cmocka_unit_test(test_fsize_lift),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
