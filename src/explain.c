@@ -127,6 +127,11 @@ static struct advice largest_avoidable(const struct xa_explain *e) {
   return a[best];
 }
 
+/* The kernel's anonymous and shared memory that is not xalloc's: xalloc's
+ * pages are anonymous, or shared where meshing backs its chunks with a
+ * memfd (mesh:true). */
+static uint64_t outside_anon(const struct xa_explain *e) { return sub(e->k.anonymous + e->k.shmem, e->resident); }
+
 static void print_text(struct xa_report *o, const struct xa_explain *e) {
   uint64_t rss = e->k.rss;
   xa_report_str(o, "___ xalloc explain: where the resident memory is ___\n");
@@ -136,7 +141,7 @@ static void print_text(struct xa_report *o, const struct xa_explain *e) {
     line(o, "Rss", rss, rss, "resident set of the process");
     line(o, "  Anonymous", e->k.anonymous, rss, "anonymous memory: heaps, stacks, xalloc's mappings");
     line(o, "  file-backed", file, rss, "code and mapped files (Rss - Anonymous - Shmem)");
-    line(o, "  Shmem", e->k.shmem, rss, "shared memory");
+    line(o, "  Shmem", e->k.shmem, rss, "shared memory (RssShmem): with mesh:true, xalloc's chunks");
     line(o, "LazyFree", e->k.lazyfree, rss, "MADV_FREE'd pages the kernel has not taken yet");
     line(o, "AnonHugePages", e->k.anon_huge, rss, "anonymous memory on transparent huge pages");
     line(o, "Pss", e->k.pss, rss, "Rss with each page divided among its mappings: a meshed page counts once");
@@ -163,9 +168,9 @@ static void print_text(struct xa_report *o, const struct xa_explain *e) {
   }
   if (e->kernel_known) {
     xa_report_str(o, "outside xalloc:\n");
-    line(o, "anonymous", sub(e->k.anonymous, e->resident), rss,
-         "stacks, other mmaps, data of loaded objects (Anonymous - xalloc's resident)");
-    line(o, "file-backed and Shmem", sub(rss, e->k.anonymous), rss, "code, mapped files, shared memory");
+    line(o, "anonymous and Shmem", outside_anon(e), rss,
+         "stacks, other mmaps, data of loaded objects (Anonymous + Shmem - xalloc's resident)");
+    line(o, "file-backed", sub(sub(rss, e->k.anonymous), e->k.shmem), rss, "code and mapped files");
   }
   struct advice a = largest_avoidable(e);
   xa_report_str(o, "largest part an option could shrink: ");
@@ -238,8 +243,8 @@ static void print_json(struct xa_report *o, const struct xa_explain *e) {
   sep = "";
   xa_report_str(o, "},\"outside\":{");
   if (e->kernel_known) {
-    json_num(o, &sep, "anonymous", sub(e->k.anonymous, e->resident));
-    json_num(o, &sep, "file_and_shmem", sub(e->k.rss, e->k.anonymous));
+    json_num(o, &sep, "anonymous_and_shmem", outside_anon(e));
+    json_num(o, &sep, "file", sub(sub(e->k.rss, e->k.anonymous), e->k.shmem));
   }
   struct advice a = largest_avoidable(e);
   xa_report_str(o, "},\"largest_avoidable\":{\"part\":\"");

@@ -225,7 +225,7 @@ size_t xa_os_read_file(const char *path, char *buf, size_t size) {
 
 static size_t parse_num(const char *p) {
   size_t v = 0;
-  while (*p == ' ') p++;
+  while (*p == ' ' || *p == '\t') p++;     /* status pads with a tab, the rollup with spaces */
   while (*p >= '0' && *p <= '9') v = v * 10 + (size_t)(*p++ - '0');
   return v;
 }
@@ -252,7 +252,10 @@ bool xa_os_rollup(struct xa_os_rollup *r) {
   r->anonymous = kb_field(buf, "\nAnonymous:");
   r->lazyfree = kb_field(buf, "\nLazyFree:");
   r->anon_huge = kb_field(buf, "\nAnonHugePages:");
-  r->shmem = kb_field(buf, "\nShmem:");
+  /* The rollup has shared memory only in proportion (Pss_Shmem); the
+   * resident count beside Rss and Anonymous is status's RssShmem. */
+  char status[4096];
+  if (xa_os_read_file("/proc/self/status", status, sizeof status)) r->shmem = kb_field(status, "\nRssShmem:");
   return r->rss != 0;
 }
 

@@ -85,8 +85,9 @@ XA_HIDDEN size_t xa_os_resident(void);
  * (AnonHugePages), and its proportional set size (Pss), which counts a
  * page mapped at two addresses once where Rss counts it twice. */
 XA_HIDDEN void xa_os_huge_and_pss(size_t *anon_huge, size_t *pss);
-/* The kernel's account of the process's memory (/proc/self/smaps_rollup),
- * in bytes; false (all 0) if it cannot be read. */
+/* The kernel's account of the process's memory (/proc/self/smaps_rollup;
+ * shmem, resident shared memory, from /proc/self/status's RssShmem), in
+ * bytes; false (all 0) if the rollup cannot be read. */
 struct xa_os_rollup { size_t rss, pss, anonymous, lazyfree, anon_huge, shmem; };
 XA_HIDDEN bool xa_os_rollup(struct xa_os_rollup *r);
 /* Resident bytes of [p, p+size) (page aligned; mincore), 0 if the range is

@@ -4,7 +4,9 @@
  * blocks, freed and purged; threads holding cached objects) each part
  * follows what the test holds within 2%, and xalloc's resident total plus
  * what lay outside xalloc before the workload (stacks, the program's data)
- * matches /proc/self/smaps_rollup's Anonymous within 2% of Rss.  Also: the
+ * matches the kernel's Anonymous (/proc/self/smaps_rollup) plus its
+ * RssShmem (/proc/self/status: meshing's chunks are a memfd's pages) within
+ * 2% of Rss, and shared memory the test writes is seen as such.  Also: the
  * text report names every part and the largest avoidable one; the JSON
  * parses (python3), alone and inside the statistics; stats.explain and
  * stats_report:explain at exit print it.  xalloc-only: skipped in the
@@ -19,6 +21,7 @@
 #include <pthread.h>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <sys/mman.h>
 #include <errno.h>
 #include <malloc.h>
 #include <cmocka.h>
@@ -28,7 +31,7 @@
 #include "xalloc.h"
 
 
-struct figures { uint64_t rss, anonymous, resident, live_small, thread_caches, free_slots, large, huge, dirty, huge_cache; };
+struct figures { uint64_t rss, anonymous, shmem, resident, live_small, thread_caches, free_slots, large, huge, dirty, huge_cache; };
 
 static uint64_t field(const char *json, const char *section, const char *name) {
   const char *s = strstr(json, section);
@@ -45,6 +48,7 @@ static struct figures measure(void) {
   struct figures f;
   f.rss = field(b.p, "\"kernel\"", "rss");
   f.anonymous = field(b.p, "\"kernel\"", "anonymous");
+  f.shmem = field(b.p, "\"kernel\"", "shmem");
   f.resident = field(b.p, "\"xalloc\"", "resident");
   f.live_small = field(b.p, "\"xalloc\"", "live_small");
   f.thread_caches = field(b.p, "\"xalloc\"", "thread_caches");
@@ -57,17 +61,19 @@ static struct figures measure(void) {
   return f;
 }
 
-static uint64_t outside0;     /* anonymous memory outside xalloc before the workloads */
+/* Anonymous and shared memory outside xalloc before the workloads.  (With
+ * mesh:true xalloc's chunks are shared memory, a memfd's pages.) */
+static uint64_t outside0;
 
 static void check_adds_up(const struct figures *f, const char *when) {
-  uint64_t expect = f->resident + outside0;
-  uint64_t diff = expect > f->anonymous ? expect - f->anonymous : f->anonymous - expect;
+  uint64_t expect = f->resident + outside0, kernel = f->anonymous + f->shmem;
+  uint64_t diff = expect > kernel ? expect - kernel : kernel - expect;
   uint64_t tol = f->rss / 50 > (1u << 20) ? f->rss / 50 : (1u << 20);
-  print_message("explain %s: Rss %lu, Anonymous %lu, xalloc resident %lu + outside %lu (differ by %lu)\n", when,
-                (unsigned long)f->rss, (unsigned long)f->anonymous, (unsigned long)f->resident,
-                (unsigned long)outside0, (unsigned long)diff);
-  if (diff > tol) fail_msg("%s: xalloc's resident + outside = %lu, Anonymous %lu: off by more than %lu", when,
-                           (unsigned long)expect, (unsigned long)f->anonymous, (unsigned long)tol);
+  print_message("explain %s: Rss %lu, Anonymous %lu, Shmem %lu, xalloc resident %lu + outside %lu (differ by %lu)\n",
+                when, (unsigned long)f->rss, (unsigned long)f->anonymous, (unsigned long)f->shmem,
+                (unsigned long)f->resident, (unsigned long)outside0, (unsigned long)diff);
+  if (diff > tol) fail_msg("%s: xalloc's resident + outside = %lu, Anonymous + Shmem %lu: off by more than %lu", when,
+                           (unsigned long)expect, (unsigned long)kernel, (unsigned long)tol);
 }
 
 static void near(uint64_t got, uint64_t want, const char *what) {
@@ -96,7 +102,7 @@ static void test_parts_add_up(void **state) {
   memset(v, 0, sizeof v);        /* the test's own memory: outside xalloc, resident from now on */
   xalloc_purge();
   struct figures f = measure();
-  outside0 = f.anonymous > f.resident ? f.anonymous - f.resident : 0;
+  outside0 = f.anonymous + f.shmem > f.resident ? f.anonymous + f.shmem - f.resident : 0;
   /* small objects, then half of them freed at random */
   for (int i = 0; i < N; i++) { v[i] = malloc(100); touch(v[i], 100); }   /* class 112 */
   f = measure();
@@ -146,6 +152,28 @@ static void test_parts_add_up(void **state) {
   for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
   pthread_barrier_destroy(&bar);
   for (int i = 0; i < N; i++) free(v[i]);
+}
+
+/* Shared memory is the kernel's resident count (RssShmem), outside xalloc
+ * unless it is xalloc's: 4 MiB of the test's own, written, are seen as
+ * such, and the parts still add up. */
+static void test_shmem(void **state) {
+  (void)state;
+  size_t n = 4u << 20;
+  char *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  assert_true(m != MAP_FAILED);
+  struct figures f0 = measure();
+  touch(m, n);
+  struct figures f = measure();
+  if (f.shmem < f0.shmem + n - (256u << 10))
+    fail_msg("Shmem %lu after writing %zu bytes of shared memory (before: %lu)", (unsigned long)f.shmem, n,
+             (unsigned long)f0.shmem);
+  struct tu_buf b = {0};
+  xalloc_stats_print(tu_collect, &b, "EJ");
+  uint64_t out = field(b.p, "\"outside\"", "anonymous_and_shmem");
+  free(b.p);
+  if (out < n) fail_msg("outside xalloc: %lu bytes of anonymous and shared memory, the test holds %zu", (unsigned long)out, n);
+  munmap(m, n);
 }
 
 static void test_reports(void **state) {
@@ -212,6 +240,7 @@ int main(int argc, char **argv) {
 #ifndef XA_TEST_GLIBC
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parts_add_up),
+      cmocka_unit_test(test_shmem),
       cmocka_unit_test(test_reports),
       cmocka_unit_test(test_advice),
       cmocka_unit_test(test_at_exit),

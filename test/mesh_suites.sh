@@ -1,20 +1,23 @@
 #!/bin/sh
-# mesh_units.sh: the unit suites again, with XALLOC_CONF=mesh:true.
+# mesh_suites.sh: the unit suites and the explain suite again, with
+# XALLOC_CONF=mesh:true.
 #  With meshing on, every chunk's span area is a shared mapping of
 #  meshing's memfd instead of private memory, and fork, purge and unmap
 #  take other paths (mesh.c).  The unit suites drive the arenas, the huge
-#  blocks, the thread caches and the purger directly, so they run once more
+#  blocks, the thread caches and the purger directly, and api_explain
+#  checks xalloc's account of its memory against the kernel's (where the
+#  memfd's pages are shared memory, not anonymous), so they run once more
 #  in that mode: each must pass as it does with meshing off.  Where meshing
 #  cannot start (no memfd or userfaultfd) the run is the same as without
 #  it, and the script says so.
-#  The suites are the ones make check built ($BUILD/unit_*); each gets a
-#  time limit, so a hang fails instead of stopping the run.
+#  The suites are the ones make check built ($BUILD/unit_*, api_explain);
+#  each gets a time limit, so a hang fails instead of stopping the run.
 . "$SRC/test/lib/common.sh"
-tu_setup mesh_units
+tu_setup mesh_suites
 
 limit=${XALLOC_TEST_TIMEOUT:-300}
 found=0
-for t in "$BUILD"/unit_*; do
+for t in "$BUILD"/unit_* "$BUILD"/api_explain; do
     case $t in *.d|*.log) continue ;; esac
     [ -x "$t" ] || continue
     found=$((found + 1))
@@ -31,7 +34,7 @@ for t in "$BUILD"/unit_*; do
         grep -e '^\[  FAILED  \]' -e '^\[  ERROR   \]' -e '^\[   LINE   \]' "$log" | head -6
     fi
 done
-[ "$found" -gt 0 ] || fail "no unit suite found in $BUILD (make check builds them first)"
+[ "$found" -gt 1 ] || fail "the suites are not in $BUILD (make check builds them first)"
 
 # Was meshing on at all?  A one-line program linked with the archive asks.
 cat >"$W/on.c" <<'EOF'
