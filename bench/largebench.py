@@ -78,7 +78,13 @@ def allocators(args):
     if args.mimalloc3:
         a.append(("mimalloc3", args.mimalloc3))
     skip = set(args.skip.split(",")) if args.skip else set()
-    return [x for x in a if x[0] not in skip]
+    a = [x for x in a if x[0] not in skip]
+    labels = [x[0] for x in a]
+    twice = sorted({l for l in labels if labels.count(l) > 1})
+    if twice:     # results are kept by label: two columns would mix their runs
+        sys.exit("largebench: label%s used twice: %s (--xalloc-lib and --xalloc-conf need labels of their own)"
+                 % ("s" if len(twice) > 1 else "", ", ".join(twice)))
+    return a
 
 
 def run_one(cmd, lib, timeout):
