@@ -101,7 +101,7 @@ check-unit: $(UNIT)
 	@$(RUNTESTS) $(UNIT)
 check-api: $(API) $(APIG) $(STRESS)
 	@$(RUNTESTS) $(API) $(STRESS) $(APIG)
-check-preload: lib
+check-preload: lib $(UNIT) build/test/api_explain
 	@$(RUNTESTS) $(SCRIPTS)
 # The benchmark suite's quick mode must run and report every workload for
 # xalloc (times are never checked; missing peers are skipped).
