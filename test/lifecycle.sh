@@ -9,7 +9,8 @@
 #
 # Each scenario runs once built against plain glibc (the control: it must
 # pass, or the test itself is wrong), then linked with -lxalloc under
-# XALLOC_CONF= "" (defaults), secure:true, junk:true and tcache:false.  Every
+# XALLOC_CONF= "" (defaults), secure:true, junk:true, tcache:false and
+# mesh:true (meshing: chunks are a shared memfd, fork copies them).  Every
 # run is killed after a per-scenario limit (timeout -s KILL): a hang is a
 # failure, reported as such.  The program's own watchdog (alarm) reports a
 # hang earlier, with the stage it was in, where a signal can still be
@@ -21,7 +22,7 @@
 #   LIFECYCLE_REPEAT=N   run the whole matrix N times (default 1)
 #   LIFECYCLE_ONLY="a b" only these scenarios (spaces or commas)
 #   LIFECYCLE_MODES="…"  only these modes (default: glibc defaults
-#                        secure:true junk:true tcache:false)
+#                        secure:true junk:true tcache:false mesh:true)
 # Exit 0 = all passed.
 
 set -u
@@ -30,7 +31,20 @@ tu_setup lifecycle
 
 SCENARIOS="create_join main_pthread_exit fork_child_join fork_nonmain spawn cancel dlopen threads_2000
 threads_100k exit_busy first_in_tls_dtor first_in_atfork first_in_signal"
-MODES=${LIFECYCLE_MODES:-"glibc defaults secure:true junk:true tcache:false"}
+MODES=${LIFECYCLE_MODES:-"glibc defaults secure:true junk:true tcache:false mesh:true"}
+
+# Known to fail, not run (a skip says so): with mesh:true the child's heap
+# is the copy xalloc's prepare handler made, and writes other threads make
+# between that copy and the fork itself are missing from it (README,
+# Meshing; issue 19).  These two fork while background threads hand
+# blocks over through a global array.
+known_failure() {
+    case "$1:$2" in
+    fork_child_join:mesh:true | fork_nonmain:mesh:true)
+        echo "skip: $1 [$2]: known limit (issue 19): the fork copy misses writes that race the fork" ;;
+    *) return 1 ;;
+    esac
+}
 ONLY=$(echo "${LIFECYCLE_ONLY:-}" | tr ',' ' ')
 REPEAT=${LIFECYCLE_REPEAT:-1}
 
@@ -136,7 +150,7 @@ while [ $n -lt "$REPEAT" ]; do
             case " $ONLY " in *" $s "*) ;; *) continue ;; esac
         fi
         for mode in $MODES; do
-            run_one "$s" "$mode"
+            known_failure "$s" "$mode" || run_one "$s" "$mode"
         done
     done
 done
