@@ -1434,15 +1434,22 @@ void xa_arena_get_stats(struct xa_arena *a, struct xa_arena_stats *out) {
 
 /* ---- fork ------------------------------------------------------------ */
 
-/* With meshing, the chunks' span pages are a shared file (mesh.h): in its
- * prepare handler the parent copies the file for the child, its writers
- * held off only during the copy; the child maps its copy over its span
- * pages, then each alias over its owner's pages, before anything else of
- * ours runs.  The headers are private memory, copied by fork itself. */
+/* With meshing, the chunks' span pages are a shared file, which goes
+ * copy-on-write across the fork and which each side then copies into a
+ * file of its own (mesh.h).  The headers are private memory, copied by
+ * fork itself. */
 static void each_span_area(void (*fn)(void *p, size_t size)) {
   for (unsigned i = 0; i < xa_narenas; i++)
     for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next)
       if (c->meshable) fn(xa_chunk_span_area(c), xa_chunk_span_bytes());
+}
+
+static bool each_span_area_ok(bool (*fn)(void *p, size_t size)) {
+  bool ok = true;
+  for (unsigned i = 0; i < xa_narenas; i++)
+    for (struct xa_chunk *c = xa_arenas[i]->chunks; c; c = c->next)
+      if (c->meshable) ok &= fn(xa_chunk_span_area(c), xa_chunk_span_bytes());
+  return ok;
 }
 
 /* fn(s, arg) for every span of the meshable chunks. */
@@ -1458,23 +1465,85 @@ static void each_meshable_span(void (*fn)(struct xa_span *s, void *arg), void *a
     }
 }
 
-/* fn(p, size), as each_span_area calls it, for each span in use (a slab
- * that is no alias, or a large block): where the file's data lies (free
- * spans' pages are garbage or zero, and an alias's are its owner's). */
-struct area_fn { void (*fn)(void *p, size_t size); };
+/* fn(p, size) on the pages of each span in use that may hold data: a
+ * large block whole, a slab that is no alias but its pages where no
+ * object of it or of its aliases lies (those become zero pages, which
+ * also suits a purge under way on them).  Free spans' pages are garbage
+ * or zero, and an alias's are its owner's. */
+struct area_fn {
+  void (*fn)(void *p, size_t size);
+  char *p;                      /* the run so far: spans side by side make one call */
+  size_t size;
+};
+static void area_add(struct area_fn *f, char *p, size_t size) {
+  if (f->size && f->p + f->size == p) {
+    f->size += size;
+    return;
+  }
+  if (f->size) f->fn(f->p, f->size);
+  f->p = p;
+  f->size = size;
+}
 static void span_in_use(struct xa_span *s, void *arg) {
-  if (s->state == XA_SPAN_SLAB || s->state == XA_SPAN_LARGE)
-    ((struct area_fn *)arg)->fn(xa_span_addr(s), xa_span_bytes(s));
+  struct area_fn *f = arg;
+  char *base = xa_span_addr(s);
+  if (s->state == XA_SPAN_LARGE) area_add(f, base, xa_span_bytes(s));
+  if (s->state != XA_SPAN_SLAB) return;
+  struct page_run run[64];
+  unsigned nrun = slab_free_runs(s, run);
+  uint32_t at = 0;
+  for (unsigned i = 0; i <= nrun; i++) {
+    uint32_t end = i < nrun ? run[i].first : s->npages;
+    if (end > at) area_add(f, base + ((size_t)at << xa_os_page_shift), (size_t)(end - at) << xa_os_page_shift);
+    if (i < nrun) at = run[i].first + run[i].n;
+  }
 }
 static void each_span_in_use(void (*fn)(void *p, size_t size)) {
-  struct area_fn f = {fn};
+  struct area_fn f = {fn, NULL, 0};
   each_meshable_span(span_in_use, &f);
+  if (f.size) fn(f.p, f.size);
 }
 
-/* The child maps an alias at its owner's pages of the copy. */
-static void alias_map(struct xa_span *s, void *arg) {
+/* fn(p, size, off) on each run of span pages that maps the file at
+ * consecutive offsets: an alias at its owner's pages, every other span at
+ * its own address. */
+struct map_run {
+  void (*fn)(void *p, size_t size, uint64_t off);
+  char *p;
+  size_t size;
+  uint64_t off;
+};
+static void map_run_flush(struct map_run *r) {
+  if (r->size) r->fn(r->p, r->size, r->off);
+  r->size = 0;
+}
+static void map_run_add(struct xa_span *s, void *arg) {
+  struct map_run *r = arg;
+  char *p = xa_span_addr(s);
+  size_t size = xa_span_bytes(s);
+  uint64_t off = (uintptr_t)(s->state == XA_SPAN_MESHED ? xa_span_addr(s->owner) : p);
+  if (r->size && r->p + r->size == p && r->off + r->size == off) {
+    r->size += size;
+    return;
+  }
+  map_run_flush(r);
+  *r = (struct map_run){r->fn, p, size, off};
+}
+static void each_map_run(void (*fn)(void *p, size_t size, uint64_t off)) {
+  struct map_run r = {fn, NULL, 0, 0};
+  each_meshable_span(map_run_add, &r);
+  map_run_flush(&r);
+}
+
+static void alias_slots(struct xa_span *s, void *arg) {
   (void)arg;
-  if (s->state == XA_SPAN_MESHED) xa_mesh_child_map(xa_span_addr(s), xa_span_bytes(s), xa_span_addr(s->owner));
+  if (s->state != XA_SPAN_MESHED) return;
+  const struct xa_class_info *ci = &xa_classes[s->cls];
+  unsigned nw = (ci->nobjs + 63) / 64;
+  uint64_t live[MESH_MAX_WORDS];
+  for (unsigned w = 0; w < nw; w++) live[w] = ~s->bitmap[w];
+  if (ci->nobjs % 64) live[nw - 1] &= ((uint64_t)1 << (ci->nobjs % 64)) - 1;
+  xa_mesh_rebase_slots(xa_span_addr(s), xa_span_addr(s->owner), live, ci->nobjs, ci->size);
 }
 
 /* Is the forking thread's stack a block of a file-backed chunk (a
@@ -1499,16 +1568,6 @@ void xa_arena_fork_check(void) {
   if (shared) xa_error_fatal("mesh: fork from a thread whose stack is a heap block is not supported with mesh:true");
 }
 
-void xa_arena_prefork(void) {
-  for (unsigned i = 0; i < xa_narenas; i++) xa_lock(&xa_arenas[i]->lock);
-  if (!xa_mesh_on) return;
-  each_span_area(xa_mesh_fork_protect);
-  xa_mesh_fork_copy(each_span_in_use);
-  each_span_area(xa_mesh_fork_unprotect);
-}
-void xa_arena_postfork_parent(void) {
-  for (unsigned i = 0; i < xa_narenas; i++) xa_unlock(&xa_arenas[i]->lock);
-}
 /* In a fork child: the purges that were under madvise when the parent
  * forked have no thread to finish them here, except the forking thread's
  * own (a fork from a signal handler), which it finishes as it returns.
@@ -1581,16 +1640,56 @@ static void prot_restore(struct prot_list *l) {
   if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *l->v);
 }
 
+/* Each side, after the fork, copies its view of the heap into a file of
+ * its own and maps that (mesh.h); the parent's writers wait meanwhile. */
+static void heap_rebase(bool child) {
+  if (!child) each_span_area(xa_mesh_rebase_populate);
+  if (!child && !each_span_area_ok(xa_mesh_fork_protect))
+    xa_error_fatal("mesh: the heap could not be held still after fork");
+  xa_mesh_rebase_begin(child);
+  each_span_in_use(xa_mesh_rebase_span);
+  each_meshable_span(alias_slots, NULL);
+  struct prot_list prot = {prot_static, 0, PROT_STATIC};
+  xa_os_maps(prot_note, &prot);
+  each_map_run(xa_mesh_rebase_map);
+  prot_restore(&prot);
+  if (!child) each_span_area(xa_mesh_fork_wake);
+  xa_mesh_rebase_done(child);
+}
+
+static bool map_private_ok;
+static void map_private(void *p, size_t size, uint64_t off) { map_private_ok &= xa_mesh_fork_map_private(p, size, off); }
+
+/* The heap goes copy-on-write for the fork (mesh.h).  Where the file was
+ * lost, its copy is made from the memory first, writers held still. */
+static void heap_to_private(void) {
+  if (!xa_mesh_fork_ready()) return;         /* the child stops */
+  bool frozen = xa_mesh_fork_frozen();
+  if (frozen && !(each_span_area_ok(xa_mesh_fork_protect) && xa_mesh_fork_make_source(each_span_in_use))) {
+    each_span_area(xa_mesh_fork_thaw);
+    return;
+  }
+  struct prot_list prot = {prot_static, 0, PROT_STATIC};
+  xa_os_maps(prot_note, &prot);
+  map_private_ok = true;
+  each_map_run(map_private);
+  prot_restore(&prot);
+  xa_mesh_fork_went(map_private_ok);
+}
+
+void xa_arena_prefork(void) {
+  for (unsigned i = 0; i < xa_narenas; i++) xa_lock(&xa_arenas[i]->lock);
+  if (xa_mesh_on) heap_to_private();
+}
+
+void xa_arena_postfork_parent(void) {
+  if (xa_mesh_on && xa_mesh_fork_rebase()) heap_rebase(false);
+  for (unsigned i = 0; i < xa_narenas; i++) xa_unlock(&xa_arenas[i]->lock);
+}
+
 void xa_arena_postfork_child(void) {
   mesh_busy = 0;
-  if (xa_mesh_child_begin()) {
-    struct prot_list prot = {prot_static, 0, PROT_STATIC};
-    xa_os_maps(prot_note, &prot);
-    each_span_area(xa_mesh_child_map_own);
-    each_meshable_span(alias_map, NULL);
-    prot_restore(&prot);
-    xa_mesh_child_done();
-  }
+  if (xa_mesh_child_begin()) heap_rebase(true);
   for (unsigned i = 0; i < xa_narenas; i++) {
     xa_lock_reinit(&xa_arenas[i]->lock);
     inflight_finish(xa_arenas[i]);

@@ -13,9 +13,28 @@ static struct xa_os_fd_id mesh_id;   /* its identity, to know it again */
 static int wp_fd = -1;          /* the userfaultfd */
 static struct xa_os_fd_id wp_id;
 static bool mesh_lost;          /* the program closed mesh_fd, and it could not be reopened */
-static bool fork_protected;     /* this fork's prefork protects the chunks */
-static bool fork_copy_ok = true;   /* this fork's protect calls all took */
 static xa_lock_t step_lock = XA_LOCK_INIT;
+static bool forking;            /* the heap copy-on-write for a fork: from prefork to the
+                                   parent's postfork, and in the child until its handler */
+/* While the heap is copy-on-write, chunks unmapped leave their pages in
+ * the source, and so do pages purged (MADV_DONTNEED on a copy-on-write
+ * view drops only the view's own pages): the child, if it takes the
+ * source, punches the ranges dropped before the fork (the list as fork
+ * copied it) and in its own handlers before xalloc's, else they would
+ * stay resident in its file as free pages that count as given back.  A
+ * slot claimed but not yet filled at the fork, or too many, and the child
+ * copies instead. */
+#define DROPPED_MAX 32
+static struct dropped { uintptr_t p; size_t size; bool set; } dropped[DROPPED_MAX];
+static unsigned ndropped;
+
+static void drop(void *p, size_t size) {
+  unsigned i = __atomic_fetch_add(&ndropped, 1, __ATOMIC_RELAXED);
+  if (i >= DROPPED_MAX) return;
+  dropped[i].p = (uintptr_t)p;
+  dropped[i].size = size;
+  __atomic_store_n(&dropped[i].set, true, __ATOMIC_RELEASE);
+}
 
 #define FILE_SIZE ((uint64_t)1 << XA_VA_BITS)
 
@@ -138,6 +157,17 @@ static int file_fd(void) {
   return !__atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && xa_os_fd_is(fd, &mesh_id) ? fd : -1;
 }
 
+/* Fork holds a copy-on-write mapping of the file still (mesh.h): a
+ * kernel that protects shared file pages but not those (before Linux
+ * 5.19) gets no meshing. */
+static bool private_wp_works(int fd) {
+  void *p = xa_os_map(xa_os_page, xa_os_page);
+  bool ok = p && xa_os_map_file_private(p, xa_os_page, fd, 0) && xa_os_wp_protect(wp_fd, p, xa_os_page);
+  if (ok) xa_os_wp_release(wp_fd, p, xa_os_page, true);
+  if (p) xa_os_unmap(p, xa_os_page);
+  return ok;
+}
+
 void xa_mesh_init(void) {
   /* The file is as large as the address space: under a file size limit
    * (ulimit -f) its ftruncate would raise SIGXFSZ. */
@@ -150,6 +180,10 @@ void xa_mesh_init(void) {
   }
   int fd = xa_os_memfd(FILE_SIZE);
   if (fd >= 0 && xa_os_fd_id(fd, &mesh_id)) open_wp();
+  if (wp_fd >= 0 && !private_wp_works(fd)) {
+    xa_os_close(wp_fd);
+    wp_fd = -1;
+  }
   if (wp_fd < 0) {         /* no protection, no meshing: chunks stay private */
     if (fd >= 0) xa_os_close(fd);
     return;
@@ -159,7 +193,10 @@ void xa_mesh_init(void) {
 }
 
 bool xa_mesh_back(void *c, size_t size) {
-  if (!xa_mesh_on) return false;
+  /* A chunk made while a fork is under way (by a prepare or parent
+   * handler of the program's) stays private: the heap is copy-on-write
+   * until both sides have their own file. */
+  if (!xa_mesh_on || __atomic_load_n(&forking, __ATOMIC_RELAXED)) return false;
   int fd = file_fd();
   /* Lost: reopened here if no step runs (a malloc never waits for one),
    * else this chunk stays private. */
@@ -172,6 +209,12 @@ bool xa_mesh_back(void *c, size_t size) {
 }
 
 void xa_mesh_forget(void *c, size_t size) {
+  /* While a fork is under way its pages stay in the source file, which
+   * the child may be copying from (dropped). */
+  if (__atomic_load_n(&forking, __ATOMIC_RELAXED)) {
+    drop(c, size);
+    return;
+  }
   int fd = file_fd();
   /* Without the file, through the mapping (the chunk is wholly free: no
    * alias of another slab's pages lies in it). */
@@ -180,6 +223,8 @@ void xa_mesh_forget(void *c, size_t size) {
 }
 
 void xa_mesh_purge(bool shared, void *p, size_t size) {
+  /* On a copy-on-write view the pages stay in the source: dropped. */
+  if (shared && __atomic_load_n(&forking, __ATOMIC_RELAXED)) drop(p, size);
   if (shared) xa_os_purge_shared(p, size);
   else xa_os_purge(p, size);
 }
@@ -242,39 +287,93 @@ bool xa_mesh_restore(void *p, size_t bytes) {
 
 /* ---- fork ------------------------------------------------------------ */
 
-/* The child's copy of the file, made by the parent before the fork. */
-static int child_fd = -1;
-/* This fork's copy comes from the mapped memory (the file is lost). */
-static bool fork_from_memory;
-static bool copy_ok;
+/* The fork's files: the one the heap maps copy-on-write across the fork
+ * (the mesh file; where that was lost, one made from the memory), and the
+ * parent's next one, made before the fork so that the parent has it
+ * whatever happens after. */
+static int source_fd = -1, next_fd = -1;
+static struct xa_os_fd_id source_id, next_id;
+static bool fork_private;       /* the whole heap went copy-on-write */
+static bool fork_rebase;        /* some of it may have: the parent takes a file of its own */
+static bool fork_frozen;        /* its writers wait (protected) meanwhile */
+
+static void close_ours(int *fd, const struct xa_os_fd_id *id) {
+  if (*fd >= 0 && xa_os_fd_is(*fd, id)) xa_os_close(*fd);
+  *fd = -1;
+}
+
+/* A new file for the heap (as large as the address space), under a file
+ * size limit the program set since start lifted for a moment (its other
+ * threads' writes are not held to it for that moment either); -1 under a
+ * hard one. */
+static int new_file(struct xa_os_fd_id *id) {
+  uint64_t fsize;
+  if (!xa_os_fsize_lift(&fsize)) return -1;
+  int fd = xa_os_memfd(FILE_SIZE);
+  xa_os_fsize_put_back(fsize);
+  if (fd >= 0 && !xa_os_fd_id(fd, id)) {
+    xa_os_close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
+static bool fork_ready;         /* prefork found the files */
+/* The parent sets it (shared memory, and a futex) once it no longer reads
+ * the source: the child may then take the source as its own file instead
+ * of copying it. */
+static int *source_free;
+static uint64_t data_lo, data_hi;     /* [lo, hi): the source has data there (source_holes) */
+
+static bool prefork_files(void) {
+  fork_private = fork_rebase = fork_frozen = false;
+  data_lo = data_hi = 0;
+  memset(dropped, 0, sizeof dropped);
+  ndropped = 0;
+  source_fd = -1;
+  next_fd = new_file(&next_id);
+  if (next_fd < 0) return false;             /* the child stops (child_begin) */
+  if (fds_check()) {
+    source_fd = mesh_fd;
+    source_id = mesh_id;
+    return true;
+  }
+  /* The file lost, and no privilege to reopen it: the source is made from
+   * the memory that maps it, held still by the userfaultfd meanwhile. */
+  if (!__atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) || !wp_check()) {
+    close_ours(&next_fd, &next_id);
+    return false;
+  }
+  source_fd = new_file(&source_id);
+  fork_frozen = source_fd >= 0;
+  if (source_fd < 0) close_ours(&next_fd, &next_id);
+  return source_fd >= 0;
+}
 
 void xa_mesh_prefork(void) {
   if (!xa_mesh_on) return;
   xa_lock(&step_lock);
-  fork_protected = fds_check();
-  /* Without the file (lost, and no privilege to reopen it), the copy
-   * comes from the memory that maps it, held still by the userfaultfd as
-   * the file would be.  Without protection the child stops. */
-  fork_from_memory = !fork_protected && __atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && wp_check();
-  if (fork_from_memory) fork_protected = true;
-  if (!fork_protected) fork_copy_ok = false;
+  fork_ready = prefork_files();
 }
 
-void xa_mesh_fork_protect(void *p, size_t size) {
-  if (fork_protected && !xa_os_wp_protect(wp_fd, p, size)) fork_copy_ok = false;
-}
+bool xa_mesh_fork_ready(void) { return fork_ready; }
+bool xa_mesh_fork_frozen(void) { return fork_frozen; }
 
-/* A span in use, copied from the memory into the child's file at its own
- * offset, 256 KiB at a time (xa_os_read_self: a page the program made
- * inaccessible is read too, as the file would be).  Pages that read as
- * zero stay holes in the copy: zero there too.  Reading a page of the
- * file that mincore did not find resident (a hole: a purged slab page, an
- * untouched part of a large block; or a page out in swap, which reads as
- * not resident too) gives it a page in the parent's file: runs of those
- * that read as zero are given back (the protection keeps writers off them
- * meanwhile), so the parent keeps its holes. */
+bool xa_mesh_fork_protect(void *p, size_t size) { return xa_os_wp_protect(wp_fd, p, size); }
+void xa_mesh_fork_thaw(void *p, size_t size) { xa_os_wp_release(wp_fd, p, size, true); }
+void xa_mesh_fork_wake(void *p, size_t size) { xa_os_wp_release(wp_fd, p, size, false); }
+
+/* Copies from the memory into a file, COPY_PIECE bytes at a time.
+ * Through the buffer (xa_os_read_self) a page the program made
+ * inaccessible is read too, as the file would be, and pages that read as
+ * zero stay holes in the copy.  Reading a page that has no backing (a
+ * hole of the file: a purged slab page, an untouched part of a large
+ * block) gives it one in the mapped file, which is given back after the
+ * read (copy_view, copy_lost say which pages). */
 #define COPY_PIECE ((size_t)1 << 18)
-static uint64_t *copy_buf;      /* COPY_PIECE bytes, mapped for the copy */
+static uint64_t *copy_buf;      /* COPY_PIECE bytes, mapped for a copy */
+static int copy_to = -1;        /* the file copied into */
+static bool copy_ok;
 
 static bool is_zero(const uint64_t *w, size_t n) {
   for (size_t i = 0; i < n / 8; i++)
@@ -282,117 +381,310 @@ static bool is_zero(const uint64_t *w, size_t n) {
   return true;
 }
 
-static void copy_from_memory(void *p, size_t size) {
-  unsigned char vec[COPY_PIECE / 4096];
-  size_t page = xa_os_page, words = page / 8;
+static bool copy_begin(int to) {
+  copy_to = to;
+  copy_buf = xa_os_map(COPY_PIECE, xa_os_page);
+  copy_ok = copy_buf && xa_os_page <= COPY_PIECE;
+  return copy_ok;
+}
+
+static void copy_end(void) {
+  if (copy_buf) xa_os_unmap(copy_buf, COPY_PIECE);
+  copy_buf = NULL;
+  copy_to = -1;
+}
+
+/* [at, at+n) through the buffer: its runs of non-zero pages written;
+ * where the memory maps the lost file (lost), the zero pages mincore did
+ * not find resident (vec) are given back. */
+static void copy_scan(char *at, size_t n, const unsigned char *vec, bool lost) {
+  size_t page = xa_os_page, words = page / 8, pages = n / page;
+  if (!xa_os_read_self(copy_buf, at, n)) {
+    copy_ok = false;
+    return;
+  }
+  for (size_t i = 0; copy_ok && i < pages;) {
+    bool zero = is_zero(copy_buf + i * words, page);
+    size_t j = i + 1;
+    while (j < pages && is_zero(copy_buf + j * words, page) == zero) j++;
+    if (!zero) copy_ok = xa_os_write_at(copy_to, copy_buf + i * words, (j - i) * page, (uintptr_t)(at + i * page));
+    for (size_t k = i; lost && zero && k < j;) {
+      size_t e = k;
+      while (e < j && !(vec[e] & 1)) e++;
+      if (e > k) xa_os_purge_shared(at + k * page, (e - k) * page);
+      k = e > k ? e : k + 1;
+    }
+    i = j;
+  }
+}
+
+/* xa_os_file_holes on the source, with the last run of data found kept:
+ * spans come in address order, and a search for the next hole scans the
+ * whole run of data before it. */
+static bool source_holes(char *at, size_t n, unsigned char *vec) {
+  uint64_t lo = (uintptr_t)at, hi = lo + n, data_end;
+  if (lo >= data_lo && hi <= data_hi) {
+    memset(vec, 0, n >> xa_os_page_shift);
+    return true;
+  }
+  if (!xa_os_file_holes(source_fd, lo, n, vec, &data_end)) return false;
+  if (data_end) {
+    size_t first = n >> xa_os_page_shift;
+    while (first && !vec[first - 1]) first--;
+    data_lo = lo + ((uint64_t)first << xa_os_page_shift);
+    data_hi = data_end;
+  }
+  return true;
+}
+
+/* Where the memory is a copy-on-write view of the source, the pages this
+ * process wrote since are its private pages, in memory or in swap
+ * (/proc/self/pagemap); the others read as the source.  Once the
+ * userfaultfd holds a range, pages not mapped then carry its marks, which
+ * look like pages in swap: those are copied too (they read as the
+ * source). */
+#define PM_PRESENT ((uint64_t)1 << 63)
+#define PM_SWAP ((uint64_t)1 << 62)
+#define PM_FILE ((uint64_t)1 << 61)
+static int pagemap_fd = -1;
+
+static bool pm_mine(uint64_t e) { return (e & (PM_PRESENT | PM_SWAP)) && !(e & PM_FILE); }
+
+/* The pages of [p, p+size) this process wrote since the heap went
+ * copy-on-write, from the memory into copy_to at their own offsets;
+ * false if pagemap could not say (copy_ok says whether the writes went). */
+static bool copy_mine(char *p, size_t size) {
+  uint64_t pm[COPY_PIECE / 4096];
+  size_t page = xa_os_page;
   for (size_t done = 0; copy_ok && done < size; done += COPY_PIECE) {
-    char *at = (char *)p + done;
+    char *at = p + done;
     size_t n = size - done < COPY_PIECE ? size - done : COPY_PIECE, pages = n / page;
-    xa_os_resident_range(at, n, vec);
-    if (!xa_os_read_self(copy_buf, at, n)) {
-      copy_ok = false;
-      break;
+    if (!xa_os_read_at(pagemap_fd, pm, pages * 8, ((uintptr_t)at >> xa_os_page_shift) * 8)) return false;
+    for (size_t i = 0; copy_ok && i < pages;) {
+      bool mine = pm_mine(pm[i]);
+      size_t j = i + 1;
+      while (j < pages && pm_mine(pm[j]) == mine) j++;
+      char *q = at + i * page;
+      size_t len = (j - i) * page;
+      /* through the buffer if the program made a page inaccessible */
+      if (mine && !xa_os_write_at(copy_to, q, len, (uintptr_t)q))
+        copy_ok = xa_os_read_self(copy_buf, q, len) && xa_os_write_at(copy_to, copy_buf, len, (uintptr_t)q);
+      i = j;
+    }
+  }
+  return true;
+}
+
+/* From a copy-on-write view of the source: where the source has data,
+ * the source's pages copied file to file, then the pages written since
+ * over them; where it has holes, through the buffer, so that only what
+ * was written since lands in the copy, and the holes the read filled in
+ * are given back (either process may have filled them in; neither has
+ * written them, so they are still holes to both).  Without pagemap,
+ * the data straight from the memory. */
+static void copy_view(char *p, size_t size) {
+  unsigned char vec[COPY_PIECE / 4096];
+  size_t page = xa_os_page;
+  bool holes = xa_os_fd_is(source_fd, &source_id);
+  for (size_t done = 0; copy_ok && done < size; done += COPY_PIECE) {
+    char *at = p + done;
+    size_t n = size - done < COPY_PIECE ? size - done : COPY_PIECE, pages = n / page;
+    holes = holes && source_holes(at, n, vec);
+    if (!holes) {
+      copy_scan(at, n, NULL, false);
+      continue;
     }
     for (size_t i = 0; copy_ok && i < pages;) {
-      bool zero = is_zero(copy_buf + i * words, page);
       size_t j = i + 1;
-      while (j < pages && is_zero(copy_buf + j * words, page) == zero) j++;
-      if (!zero) {
-        copy_ok = xa_os_write_at(child_fd, copy_buf + i * words, (j - i) * page, (uintptr_t)(at + i * page));
-      } else {
-        for (size_t k = i; k < j;) {          /* runs of holes filled in */
-          size_t e = k;
-          while (e < j && !(vec[e] & 1)) e++;
-          if (e > k) xa_os_purge_shared(at + k * page, (e - k) * page);
-          k = e > k ? e : k + 1;
-        }
+      while (j < pages && vec[j] == vec[i]) j++;
+      char *q = at + i * page;
+      size_t len = (j - i) * page;
+      if (vec[i]) {
+        copy_scan(q, len, NULL, false);
+        xa_os_punch(source_fd, (uintptr_t)q, len);
+      } else if (!(pagemap_fd >= 0 && xa_os_copy_range(source_fd, copy_to, (uintptr_t)q, len) && copy_mine(q, len)) &&
+                 !xa_os_write_at(copy_to, q, len, (uintptr_t)q)) {    /* fails on an inaccessible page */
+        copy_scan(q, len, NULL, false);
       }
       i = j;
     }
   }
 }
 
-/* Between protect and unprotect: every writer of the span pages waits, so
- * the copy is the heap of one moment.  Only the forking thread runs our
- * code meanwhile, and it needs no lock that a waiting writer could hold:
- * the protection is lifted before this prepare handler returns, so no
- * lock the C library or the program takes later in fork (stdio's list
- * lock, other prepare handlers' mutexes) can be held by a waiting writer. */
-void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size))) {
-  /* The copy's file is as large as the address space: under a file size
-   * limit the program set since start, its writes would end the parent
-   * with SIGXFSZ.  A soft limit is lifted for the copy (the program's
-   * other threads' file writes are not held to it for that moment
-   * either); under a hard one there is no copy, and the child stops with
-   * a message. */
-  uint64_t fsize;
-  bool room = xa_os_fsize_lift(&fsize);
-  child_fd = fork_copy_ok && room ? xa_os_memfd(FILE_SIZE) : -1;
-  if (child_fd >= 0) {
-    copy_ok = true;
-    if (fork_from_memory) {
-      copy_buf = xa_os_map(COPY_PIECE, xa_os_page);
-      copy_ok = copy_buf && xa_os_page <= COPY_PIECE;
-      if (copy_ok) each_span_in_use(copy_from_memory);
-      if (copy_buf) xa_os_unmap(copy_buf, COPY_PIECE);
-      copy_buf = NULL;
-    } else {
-      copy_ok = xa_os_copy_file(mesh_fd, child_fd, FILE_SIZE);   /* checked in prefork */
-    }
-    if (!copy_ok) {
-      xa_os_close(child_fd);
-      child_fd = -1;
-    }
+/* From the memory that maps the lost file itself: the zero pages mincore
+ * did not find resident are given back (holes, or pages out in swap,
+ * which read as not resident too; the protection keeps writers off them
+ * meanwhile). */
+static void copy_lost(void *p, size_t size) {
+  unsigned char vec[COPY_PIECE / 4096];
+  for (size_t done = 0; copy_ok && done < size; done += COPY_PIECE) {
+    char *at = (char *)p + done;
+    size_t n = size - done < COPY_PIECE ? size - done : COPY_PIECE;
+    xa_os_resident_range(at, n, vec);
+    copy_scan(at, n, vec, true);
   }
-  xa_os_fsize_put_back(fsize);
-  fork_copy_ok = true;
 }
 
-void xa_mesh_fork_unprotect(void *p, size_t size) {
-  if (fork_protected) xa_os_wp_release(wp_fd, p, size, true);
+bool xa_mesh_fork_make_source(void (*each_span_in_use)(void (*fn)(void *p, size_t size))) {
+  uint64_t fsize;
+  bool room = xa_os_fsize_lift(&fsize);
+  if (room && copy_begin(source_fd)) each_span_in_use(copy_lost);
+  bool ok = room && copy_ok;
+  copy_end();
+  if (room) xa_os_fsize_put_back(fsize);
+  return ok;
+}
+
+bool xa_mesh_fork_map_private(void *p, size_t size, uint64_t off) {
+  bool ok = xa_os_map_file_private(p, size, source_fd, off);
+  /* a frozen run is thawed as it goes private (a run that did not stays
+   * the lost file's mapping: lifted, not just woken) */
+  if (fork_frozen) xa_os_wp_release(wp_fd, p, size, !ok);
+  return ok;
+}
+
+/* Where only some runs went copy-on-write (a refused mmap) the child
+ * stops, and the parent still takes a file of its own. */
+void xa_mesh_fork_went(bool ok) {
+  fork_private = ok;
+  fork_rebase = true;
+  source_free = ok ? xa_os_map_shared_word() : NULL;
+  __atomic_store_n(&forking, true, __ATOMIC_RELAXED);
+}
+
+bool xa_mesh_fork_rebase(void) { return fork_rebase; }
+
+/* ---- after the fork: each side copies the heap into a file of its own,
+ * the parent with its writers held still, the child alone. */
+static int rebase_fd = -1;
+static uint64_t rebase_fsize;
+static bool rebase_room;
+
+/* The child takes the source once the parent is done with it (it waits
+ * up to TAKE_WAIT_NS for that): it writes the pages it wrote since the
+ * heap went copy-on-write into the source (copy_mine) and maps that,
+ * instead of copying all. */
+#define TAKE_WAIT_NS 2000000000ull
+static bool taking;
+
+static bool take_source(void) {
+  int *w = source_free;
+  source_free = NULL;
+  bool done = w && xa_opt.mesh_fork == xa_opt_mesh_fork_take && xa_os_wait_shared(w, 0, TAKE_WAIT_NS);
+  if (w) xa_os_unmap(w, xa_os_page);
+  if (!done || ndropped > DROPPED_MAX || !xa_os_fd_is(source_fd, &source_id)) return false;
+  for (unsigned i = 0; i < ndropped; i++)
+    if (!dropped[i].set) return false;
+  if (pagemap_fd < 0) return false;
+  for (unsigned i = 0; i < ndropped; i++) xa_os_punch(source_fd, dropped[i].p, dropped[i].size);
+  return true;
+}
+
+void xa_mesh_rebase_begin(bool child) {
+  struct xa_os_fd_id id;
+  pagemap_fd = xa_os_open_read("/proc/self/pagemap");
+  taking = child && take_source();
+  rebase_fd = taking ? source_fd : child ? new_file(&id) : next_fd;
+  if (rebase_fd < 0) xa_error_fatal("mesh: a fork child could not get its own copy of the heap");
+  rebase_room = xa_os_fsize_lift(&rebase_fsize);
+  if (!copy_begin(rebase_fd)) xa_error_fatal("mesh: no memory to copy the heap after fork");
+}
+
+void xa_mesh_rebase_span(void *p, size_t size) {
+  if (!taking) copy_view(p, size);
+  else if (!copy_mine(p, size)) copy_ok = false;
+}
+
+/* The view's pages where the source has data, mapped before the copy in
+ * batches: once the userfaultfd holds the range, every first touch is a
+ * fault of its own. */
+void xa_mesh_rebase_populate(void *p, size_t size) {
+  unsigned char vec[COPY_PIECE / 4096];
+  size_t page = xa_os_page;
+  for (size_t done = 0; done < size; done += COPY_PIECE) {
+    char *at = (char *)p + done;
+    size_t n = size - done < COPY_PIECE ? size - done : COPY_PIECE, pages = n / page;
+    if (!source_holes(at, n, vec)) return;
+    for (size_t i = 0; i < pages;) {
+      size_t j = i + 1;
+      while (j < pages && vec[j] == vec[i]) j++;
+      if (!vec[i]) xa_os_populate_read(at + i * page, (j - i) * page);
+      i = j;
+    }
+  }
+}
+
+void xa_mesh_rebase_slots(const char *alias, const char *owner, const uint64_t *live, unsigned nobjs, size_t size) {
+  for (unsigned i = 0; copy_ok && i < nobjs;) {
+    if (!((live[i / 64] >> (i % 64)) & 1)) {
+      i++;
+      continue;
+    }
+    unsigned j = i + 1;
+    while (j < nobjs && ((live[j / 64] >> (j % 64)) & 1) && (size_t)(j + 1 - i) * size <= COPY_PIECE) j++;
+    size_t n = (size_t)(j - i) * size;
+    copy_ok = xa_os_read_self(copy_buf, alias + (size_t)i * size, n) &&
+              xa_os_write_at(rebase_fd, copy_buf, n, (uintptr_t)owner + (size_t)i * size);
+    i = j;
+  }
+}
+
+static const char *const rebase_fail = "mesh: the heap could not be copied after fork";
+
+void xa_mesh_rebase_map(void *p, size_t size, uint64_t off) {
+  if (!copy_ok) xa_error_fatal(rebase_fail);
+  if (!xa_os_map_file(p, size, rebase_fd, off)) xa_error_fatal("mesh: the heap could not be mapped after fork");
+}
+
+/* The side's own file from here on (a parent that had lost its file has
+ * one again). */
+void xa_mesh_rebase_done(bool child) {
+  if (!copy_ok) xa_error_fatal(rebase_fail);
+  copy_end();
+  if (rebase_room) xa_os_fsize_put_back(rebase_fsize);
+  if (pagemap_fd >= 0) xa_os_close(pagemap_fd);
+  pagemap_fd = -1;
+  if (taking) source_fd = -1;              /* mesh_fd from here on */
+  close_ours(&source_fd, &source_id);     /* the mesh file itself, unless it was lost */
+  if (child) close_ours(&next_fd, &next_id);       /* the parent's */
+  mesh_fd = rebase_fd;
+  xa_os_fd_id(mesh_fd, &mesh_id);
+  rebase_fd = -1;
+  next_fd = -1;
+  __atomic_store_n(&mesh_lost, false, __ATOMIC_RELAXED);
+  if (child) count(taking ? &xa_mesh_stats.fork_takes : &xa_mesh_stats.fork_copies, 1);
+  taking = false;
+  /* The parent no longer maps or reads the source: the child may take it. */
+  if (!child && source_free) {
+    __atomic_store_n(source_free, 1, __ATOMIC_RELEASE);
+    xa_os_wake_shared(source_free);
+  }
 }
 
 void xa_mesh_postfork_parent(void) {
   if (!xa_mesh_on) return;
-  xa_os_close(child_fd);
-  child_fd = -1;
+  if (source_free) xa_os_unmap(source_free, xa_os_page);
+  source_free = NULL;
+  if (!fork_rebase) {              /* nothing was changed: the child stops */
+    close_ours(&next_fd, &next_id);
+    if (source_fd != mesh_fd) close_ours(&source_fd, &source_id);   /* one made from the memory */
+    source_fd = -1;
+  }
+  fork_private = fork_rebase = fork_frozen = false;
+  __atomic_store_n(&forking, false, __ATOMIC_RELAXED);
   xa_unlock(&step_lock);
 }
 
 bool xa_mesh_child_begin(void) {
   if (!xa_mesh_on) return false;
   xa_lock_reinit(&step_lock);
+  /* Without its own copy the child would write the parent's memory:
+   * there is no safe way on. */
+  if (!fork_private) xa_error_fatal("mesh: a fork child could not get its own copy of the heap");
+  __atomic_store_n(&forking, false, __ATOMIC_RELAXED);
   /* The parent's userfaultfd acts on the parent's memory: a new one (the
    * old number is closed only if it is still the userfaultfd). */
   if (xa_os_fd_is(wp_fd, &wp_id)) xa_os_close(wp_fd);
   open_wp();
-  if (child_fd < 0) {
-    /* Without its own copy the child would write the parent's memory:
-     * there is no safe way on. */
-    xa_error_fatal("mesh: a fork child could not get its own copy of the heap");
-  }
   return true;
-}
-
-static void child_map(void *p, size_t size, uint64_t off) {
-  if (!xa_os_map_file(p, size, child_fd, off))
-    xa_error_fatal("mesh: a fork child could not map its copy of the heap");
-}
-
-void xa_mesh_child_map_own(void *p, size_t size) { child_map(p, size, (uintptr_t)p); }
-
-void xa_mesh_child_map(void *p, size_t size, const void *backing) { child_map(p, size, (uintptr_t)backing); }
-
-void xa_mesh_child_done(void) {
-  if (xa_os_fd_is(mesh_fd, &mesh_id)) xa_os_close(mesh_fd);
-  mesh_fd = child_fd;
-  xa_os_fd_id(mesh_fd, &mesh_id);
-  child_fd = -1;
-  /* The copy is the child's own file, which it holds: a parent that had
-   * lost its file has a child that has not. */
-  __atomic_store_n(&mesh_lost, false, __ATOMIC_RELAXED);
-  count(&xa_mesh_stats.fork_copies, 1);
-  /* Without a userfaultfd of its own the child meshes no more
-   * (xa_mesh_room), but its chunks are still the file's: it goes on
-   * unmeshing and purging them as such. */
 }

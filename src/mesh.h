@@ -11,17 +11,24 @@
  * Both virtual slabs then read and write one physical copy; the arena keeps
  * a bitmap per virtual slab, so frees and their checks stay per address.
  *
- * Fork: shared mappings stay shared in a child, so the child must get a
- * copy of the file.  In xalloc's prepare handler the parent write-protects
- * every chunk's span pages (its writers wait), copies the file's data
- * into a new memfd and lifts the protection; the child maps its chunks
- * (and aliases) from that copy first thing in its handler.  The child's
- * heap is the parent's at the copy: writes made between xalloc's prepare
- * handler and the fork (by prepare handlers that run after it, or by other
- * threads) are not in it, and what runs in the child before xalloc's
- * child handler (the C library's reset of stdio locks, child handlers
- * registered before xalloc's) writes the parent's pages.  Chunk headers
- * are private memory, which fork copies exactly. */
+ * Fork: shared mappings stay shared in a child, and the child must see
+ * the heap exactly as it was at the fork system call: writes by other
+ * threads and by the prepare handlers that run after xalloc's included,
+ * none of the parent's after.  Only the kernel's copy-on-write of private
+ * memory cuts at that instant, so xalloc's prepare handler maps every
+ * chunk's span pages copy-on-write (MAP_PRIVATE) from the same file at
+ * the same offsets: one mmap per run, which swaps the mapping under the
+ * kernel's lock, so no write is lost and nobody waits.  The fork then
+ * copies the heap as it copies any private memory.  After it each side
+ * copies its view (the file, and the pages it wrote since) into a file of
+ * its own and maps that shared again: the parent with its writers held
+ * still by the userfaultfd (it holds no lock of the C library's by then),
+ * the child alone; aliases' live objects are copied onto their owners'
+ * pages of the new file, since either side may have written an alias and
+ * its owner apart.  The old file is no one's afterwards.  While the heap
+ * is copy-on-write, chunks made are private and chunks unmapped leave
+ * their pages in the file.  Chunk headers are private memory, which fork
+ * copies exactly. */
 #ifndef XA_MESH_H
 #define XA_MESH_H
 #include "internal.h"
@@ -38,7 +45,8 @@ struct xa_mesh_stats {
   uint64_t ns;            /* time spent meshing (copy, remap, punch) */
   uint64_t unmeshes;      /* aliases given their own pages back */
   uint64_t failed;        /* meshes a system call refused */
-  uint64_t fork_copies;   /* forks whose child copied the file */
+  uint64_t fork_copies;   /* forks whose child copied the heap */
+  uint64_t fork_takes;    /* forks whose child took the file the parent left */
   uint64_t reopens;       /* descriptors found closed by the program and opened again */
 };
 XA_HIDDEN extern struct xa_mesh_stats xa_mesh_stats;   /* updated atomically */
@@ -74,21 +82,38 @@ XA_HIDDEN bool xa_mesh_restore(void *p, size_t bytes);
 XA_HIDDEN void xa_mesh_step_lock(void);
 XA_HIDDEN void xa_mesh_step_unlock(void);
 
-/* Fork, called from the arena's handlers with every arena locked.
- * Parent before fork: prefork (the step lock), protect each chunk's span
- * pages, copy the file for the child, unprotect each.  Parent after:
- * postfork_parent.  Child: begin, map each chunk's span pages from its
- * copy (map_own), then each alias at its owner's pages, done.  Where the
- * program closed the file and it could not be reopened, the copy is made
- * from the memory of the spans in use (slabs that are no alias, large
- * blocks), on each of which fork_copy's argument calls its function. */
+/* Fork, called from the arena's handlers with every arena locked (see
+ * the top of this file).  Before: prefork (the step lock, the files);
+ * if fork_ready, the heap goes copy-on-write: fork_map_private on each
+ * run of span pages that maps the file at consecutive offsets, then
+ * fork_went.  Where the file was lost (fork_frozen) the copy-on-write
+ * source is made from the memory first: fork_protect each chunk's span
+ * pages, fork_make_source (on each span in use), then the runs go
+ * private, each thawed as it goes (fork_thaw all if the source failed).
+ * After, in the parent if fork_rebase: rebase_populate and fork_protect
+ * each chunk's span pages, rebase_begin, rebase_span on each span in use (its pages that
+ * may hold live objects), rebase_slots for each alias's live objects,
+ * rebase_map on each run, fork_wake each chunk's span pages,
+ * rebase_done; then postfork_parent.  In the child: if child_begin, the
+ * same without protect and wake.  The span pages' access is the arena's
+ * to put back after each remap. */
 XA_HIDDEN void xa_mesh_prefork(void);
-XA_HIDDEN void xa_mesh_fork_protect(void *p, size_t size);
-XA_HIDDEN void xa_mesh_fork_copy(void (*each_span_in_use)(void (*fn)(void *p, size_t size)));
-XA_HIDDEN void xa_mesh_fork_unprotect(void *p, size_t size);
+XA_HIDDEN bool xa_mesh_fork_ready(void);
+XA_HIDDEN bool xa_mesh_fork_frozen(void);
+XA_HIDDEN bool xa_mesh_fork_protect(void *p, size_t size);
+XA_HIDDEN void xa_mesh_fork_thaw(void *p, size_t size);
+XA_HIDDEN void xa_mesh_fork_wake(void *p, size_t size);
+XA_HIDDEN bool xa_mesh_fork_make_source(void (*each_span_in_use)(void (*fn)(void *p, size_t size)));
+XA_HIDDEN bool xa_mesh_fork_map_private(void *p, size_t size, uint64_t off);
+XA_HIDDEN void xa_mesh_fork_went(bool ok);
+XA_HIDDEN bool xa_mesh_fork_rebase(void);
+XA_HIDDEN void xa_mesh_rebase_begin(bool child);
+XA_HIDDEN void xa_mesh_rebase_populate(void *p, size_t size);
+XA_HIDDEN void xa_mesh_rebase_span(void *p, size_t size);
+XA_HIDDEN void xa_mesh_rebase_slots(const char *alias, const char *owner, const uint64_t *live, unsigned nobjs,
+                                    size_t size);
+XA_HIDDEN void xa_mesh_rebase_map(void *p, size_t size, uint64_t off);
+XA_HIDDEN void xa_mesh_rebase_done(bool child);
 XA_HIDDEN void xa_mesh_postfork_parent(void);
 XA_HIDDEN bool xa_mesh_child_begin(void);
-XA_HIDDEN void xa_mesh_child_map_own(void *p, size_t size);
-XA_HIDDEN void xa_mesh_child_map(void *p, size_t size, const void *backing);
-XA_HIDDEN void xa_mesh_child_done(void);
 #endif

@@ -32,6 +32,7 @@
   X(secure,            BOOL, 0,     0, 1, 0, "hardened mode: no thread caches, random slot order, zero on free, guarded huge blocks") \
   X(mesh,              BOOL, 0,     0, 1, 0, "meshing: the purger merges slabs of one size whose live objects do not overlap onto one physical copy (needs userfaultfd; chunks become a shared memfd)") \
   X(mesh_period_ms,    INT,  100,   1, 3600000, 1, "with mesh: ms between meshing passes (each at most 1/8 of it, 1/2 while the heap did not grow)") \
+  X(mesh_fork,         ENUM, take,  0, 0, 0, "with mesh: how a fork child gets a heap file of its own: take the one the parent leaves once the parent has copied its heap (waits up to 2 s, else copies), or copy at once") \
   X(cgroup,            ENUM, auto,  0, 0, 0, "read the process's cgroup: arenas follow its CPU quota and cpuset, purging turns urgent near its memory limit") \
   X(cgroup_headroom_pct, INT, 10,   1, 50, 1, "urgent purging while less than this % of the memory limit (memory.max or memory.high) is left") \
   X(cgroup_poll_ms,    INT,  100,   10, 10000, 1, "ms between the purger's readings of the cgroup's memory usage") \
@@ -57,6 +58,7 @@
 #define XA_OPT_WORDS_prof_unwind(W, o)  W(o, fp) W(o, libgcc)
 #define XA_OPT_WORDS_cgroup(W, o)       W(o, auto) W(o, off)
 #define XA_OPT_WORDS_psi(W, o)          W(o, poll) W(o, trigger) W(o, off)
+#define XA_OPT_WORDS_mesh_fork(W, o)    W(o, take) W(o, copy)
 
 #define XA_OPT_ENUMERATOR(o, word) xa_opt_##o##_##word,
 #define XA_OPT_ENUM_BOOL(name)

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <time.h>
 #include <unistd.h>
@@ -764,6 +765,70 @@ bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off) {
   return p == addr;
 }
 
+bool xa_os_map_file_private(void *addr, size_t size, int fd, uint64_t off) {
+  int saved = errno;
+  /* MAP_NORESERVE: only the pages written meanwhile are new memory */
+  void *p = mmap(addr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)off);
+  errno = saved;
+  return p == addr;
+}
+
+bool xa_os_file_holes(int fd, uint64_t off, size_t size, unsigned char *vec, uint64_t *data_end) {
+  int saved = errno;
+  size_t pages = size >> xa_os_page_shift;
+  uint64_t end = off + size;
+  bool ok = true;
+  memset(vec, 0, pages);
+  *data_end = 0;
+  for (uint64_t at = off; at < end;) {
+    off_t d = lseek(fd, (off_t)at, SEEK_DATA);   /* positions come back; the file's own is not used */
+    if ((d < 0 && errno != ENXIO) || (d >= 0 && (uint64_t)d < at)) { ok = false; break; }
+    uint64_t data = d < 0 || (uint64_t)d > end ? end : (uint64_t)d;
+    for (uint64_t q = at; q < data; q += xa_os_page) vec[(q - off) >> xa_os_page_shift] = 1;
+    if (data >= end) break;
+    off_t h = lseek(fd, (off_t)data, SEEK_HOLE);
+    if (h < 0 || (uint64_t)h <= data) { ok = false; break; }     /* no progress: not a file that can say */
+    if ((uint64_t)h >= end) *data_end = (uint64_t)h;
+    at = ((uint64_t)h + xa_os_page - 1) & ~(uint64_t)(xa_os_page - 1);
+  }
+  if (!ok) memset(vec, 0, pages);
+  errno = saved;
+  return ok;
+}
+
+int *xa_os_map_shared_word(void) {
+  int saved = errno;
+  void *p = mmap(NULL, xa_os_page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* Shared futexes (no FUTEX_PRIVATE_FLAG): the word is in two processes. */
+bool xa_os_wait_shared(int *w, int val, uint64_t ns) {
+  int saved = errno;
+  uint64_t end = xa_os_now() + ns;
+  while (__atomic_load_n(w, __ATOMIC_ACQUIRE) == val) {
+    uint64_t now = xa_os_now();
+    if (now >= end) break;
+    struct timespec ts = {(time_t)((end - now) / 1000000000u), (long)((end - now) % 1000000000u)};
+    syscall(SYS_futex, w, FUTEX_WAIT, val, &ts, NULL, 0);
+  }
+  errno = saved;
+  return __atomic_load_n(w, __ATOMIC_ACQUIRE) != val;
+}
+
+void xa_os_wake_shared(int *w) {
+  int saved = errno;
+  syscall(SYS_futex, w, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+  errno = saved;
+}
+
+void xa_os_populate_read(void *p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_POPULATE_READ);
+  errno = saved;
+}
+
 void xa_os_punch(int fd, uint64_t off, size_t size) {
   int saved = errno;
   syscall(SYS_fallocate, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)size);
@@ -778,30 +843,19 @@ void xa_os_purge_shared(void *p, size_t size) {
   errno = saved;
 }
 
-bool xa_os_copy_file(int from, int to, uint64_t size) {
+bool xa_os_copy_range(int from, int to, uint64_t off, uint64_t size) {
   int saved = errno;
   bool ok = true;
-  /* Only the parts with data: the file is sparse (offsets are addresses). */
-  for (off_t at = 0; ok && (uint64_t)at < size;) {
-    off_t data = lseek(from, at, SEEK_DATA);
-    if (data < 0) {
-      ok = errno == ENXIO;                   /* no data after at; else not a file we can read */
-      break;
+  off_t in = (off_t)off, out = (off_t)off, end = (off_t)(off + size);
+  while (ok && in < end) {
+    ssize_t n = syscall(SYS_copy_file_range, from, &in, to, &out, (size_t)(end - in), 0);
+    if (n <= 0) {       /* no copy_file_range here: through a buffer */
+      static char buf[1 << 16];
+      n = pread(from, buf, (size_t)(end - in) < sizeof buf ? (size_t)(end - in) : sizeof buf, in);
+      if (n <= 0 || pwrite(to, buf, (size_t)n, out) != n) ok = false;
+      in += n;
+      out += n;
     }
-    off_t hole = lseek(from, data, SEEK_HOLE);
-    if (hole < 0) { ok = false; break; }
-    off_t in = data, out = data;
-    while (in < hole) {
-      ssize_t n = syscall(SYS_copy_file_range, from, &in, to, &out, (size_t)(hole - in), 0);
-      if (n <= 0) {       /* no copy_file_range here: through a buffer */
-        static char buf[1 << 16];
-        n = pread(from, buf, (size_t)(hole - in) < sizeof buf ? (size_t)(hole - in) : sizeof buf, in);
-        if (n <= 0 || pwrite(to, buf, (size_t)n, out) != n) { ok = false; break; }
-        in += n;
-        out += n;
-      }
-    }
-    at = hole;
   }
   errno = saved;
   return ok;

@@ -217,9 +217,27 @@ XA_HIDDEN bool xa_os_fsize_unlimited(void);
 XA_HIDDEN bool xa_os_fsize_lift(uint64_t *soft);
 XA_HIDDEN void xa_os_fsize_put_back(uint64_t soft);
 XA_HIDDEN bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off);
+/* The same pages of fd mapped copy-on-write (MAP_PRIVATE): reads see the
+ * file, writes stay this process's, and fork copies them as it copies
+ * any private memory. */
+XA_HIDDEN bool xa_os_map_file_private(void *addr, size_t size, int fd, uint64_t off);
+/* vec[i] = 1 where page i of [off, off+size) of fd is a hole (no data),
+ * else 0; false if the file cannot say (vec then all 0).  *data_end:
+ * where the data that the range ends in ends (0 if it ends in a hole). */
+XA_HIDDEN bool xa_os_file_holes(int fd, uint64_t off, size_t size, unsigned char *vec, uint64_t *data_end);
+/* A word another process can wait on: a page of shared anonymous memory,
+ * which a fork child shares with its parent (NULL if refused); waiting
+ * while *w == val, at most ns (false if that ran out), and waking all. */
+XA_HIDDEN int *xa_os_map_shared_word(void);
+XA_HIDDEN bool xa_os_wait_shared(int *w, int val, uint64_t ns);
+XA_HIDDEN void xa_os_wake_shared(int *w);
+/* Map the pages of [p, p+size) readable now, in one call (a hint: errors
+ * are ignored). */
+XA_HIDDEN void xa_os_populate_read(void *p, size_t size);
 XA_HIDDEN void xa_os_punch(int fd, uint64_t off, size_t size);
 XA_HIDDEN void xa_os_purge_shared(void *p, size_t size);
-XA_HIDDEN bool xa_os_copy_file(int from, int to, uint64_t size);
+/* [off, off+size) of file from into file to at the same offset. */
+XA_HIDDEN bool xa_os_copy_range(int from, int to, uint64_t off, uint64_t size);
 /* Write [p, p+size) to fd at offset off, or read size bytes at offset off
  * of fd into p; false if a part was not written or read. */
 XA_HIDDEN bool xa_os_write_at(int fd, const void *p, size_t size, uint64_t off);

@@ -147,6 +147,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   __atomic_load(&xa_mesh_stats.unmeshes, &ms.unmeshes, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.failed, &ms.failed, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.fork_copies, &ms.fork_copies, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.fork_takes, &ms.fork_takes, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.reopens, &ms.reopens, __ATOMIC_RELAXED);
   t->mesh_meshes = ms.meshes;
   t->mesh_aliases = ms.meshes - ms.unmeshes;
@@ -156,6 +157,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->mesh_unmeshes = ms.unmeshes;
   t->mesh_failed = ms.failed;
   t->mesh_fork_copies = ms.fork_copies;
+  t->mesh_fork_takes = ms.fork_takes;
   t->mesh_reopens = ms.reopens;
   t->huge_contended = huge_contended;
   struct xa_prof_stats pf;

@@ -46,6 +46,7 @@
   X(mesh_unmeshes,   "meshed slabs given their own pages back when their last object went") \
   X(mesh_failed,     "mesh steps a system call refused (nothing changed)") \
   X(mesh_fork_copies, "fork children that copied the meshable heap") \
+  X(mesh_fork_takes, "fork children that took the heap file their parent left (mesh_fork:take)") \
   X(mesh_reopens,    "meshing's descriptors (its file, its userfaultfd) found closed or replaced by the program, and opened again") \
   X(narenas,         "arenas") \
   X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \

@@ -221,15 +221,37 @@ static void *stdio_loop(void *arg) {
   return NULL;
 }
 
+/* Allocates, fills and publishes blocks without pause: a child forked
+ * meanwhile that sees a block published sees it filled, since the fill
+ * came before the publishing store (a heap copy made before the fork
+ * itself would miss fills that came after it). */
+#define PUB_WORDS 8
+static _Atomic(uint64_t *) published;
+static void *publisher(void *arg) {
+  (void)arg;
+  uint64_t *old = NULL;
+  for (uint64_t n = 1; !atomic_load_explicit(&writer_stop, memory_order_relaxed); n++) {
+    uint64_t *p = malloc(PUB_WORDS * sizeof *p);
+    for (int k = 0; k < PUB_WORDS; k++) p[k] = n;
+    atomic_store_explicit(&published, p, memory_order_release);
+    free(old);
+    old = p;
+  }
+  return NULL;
+}
+
 static int mode_fork(void) {
   if (!stat_u64("stats.mesh_on")) return SKIPPED;
   size_t n = BASIC_N;
   void **v = sparse_heap(n, BASIC_SIZE, 32, 3);
   writer_obj = malloc(sizeof *writer_obj);
-  pthread_t w, m, io;
+  pthread_t w, m, io, pub;
   pthread_create(&w, NULL, parent_writer, NULL);
   pthread_create(&m, NULL, mesher, NULL);
   pthread_create(&io, NULL, stdio_loop, NULL);
+  pthread_create(&pub, NULL, publisher, NULL);
+  bool copy = strstr(getenv("XALLOC_CONF") ? getenv("XALLOC_CONF") : "", "mesh_fork:copy") != NULL;
+  int takes = 0;
   int pipefd[2];
   for (int round = 0; round < 5; round++) {
     if (pipe(pipefd) != 0) return 2;
@@ -242,10 +264,19 @@ static int mode_fork(void) {
       size_t bad = bad_objects(v, n, BASIC_SIZE);
       for (int k = 1; k < 7; k++) bad += writer_obj->w[k] > writer_obj->w[k - 1];
       bad += writer_obj->w[0] - writer_obj->w[6] > 1;
+      uint64_t *pb = atomic_load_explicit(&published, memory_order_acquire);
+      for (int k = 0; pb && k < PUB_WORDS; k++)
+        if (pb[k] != pb[0] || !pb[0]) {
+          fprintf(stderr, "fork round %d: the child sees a published block unfilled (word %d: %#llx, word 0: %#llx)\n",
+                  round, k, (unsigned long long)pb[k], (unsigned long long)pb[0]);
+          bad++;
+          break;
+        }
+      /* how the child got its file: took the parent's, or copied */
+      char c = stat_u64("stats.mesh_fork_takes") ? 'T' : stat_u64("stats.mesh_fork_copies") ? 'C' : '?';
       /* Our writes stay ours: overwrite everything, tell the parent. */
       for (size_t i = 0; i < n; i++)
         if (v[i]) memset(v[i], 0xee, BASIC_SIZE);
-      char c = 1;
       if (write(pipefd[1], &c, 1) != 1) _exit(5);
       /* The parent now rewrites its objects: they must not reach us. */
       usleep(100000);
@@ -259,6 +290,11 @@ static int mode_fork(void) {
     char c;
     if (read(pipefd[0], &c, 1) != 1) return 6;
     close(pipefd[0]);
+    if (c == '?' || (copy && c == 'T')) {
+      fprintf(stderr, "fork round %d: the child's file: %c\n", round, c);
+      return 10;
+    }
+    takes += c == 'T';
     size_t bad = bad_objects(v, n, BASIC_SIZE);
     for (size_t i = 0; i < n; i++)
       if (v[i]) tu_fill(v[i], BASIC_SIZE, i);  /* the same values: writes the child must not see */
@@ -274,9 +310,12 @@ static int mode_fork(void) {
   pthread_join(w, NULL);
   pthread_join(m, NULL);
   pthread_join(io, NULL);
+  pthread_join(pub, NULL);
   uint64_t meshes = stat_u64("stats.mesh_meshes");
-  fprintf(stderr, "fork: 5 forks, %llu meshes meanwhile\n", (unsigned long long)meshes);
-  return bad_objects(v, n, BASIC_SIZE) ? 8 : meshes < 100 ? 9 : 0;
+  fprintf(stderr, "fork: 5 forks, %llu meshes meanwhile, %d children took the parent's file\n",
+          (unsigned long long)meshes, takes);
+  /* a child waits up to 2 s for its parent's copy, a few MiB here */
+  return bad_objects(v, n, BASIC_SIZE) ? 8 : meshes < 100 ? 9 : !copy && takes == 0 ? 11 : 0;
 }
 
 /* A double free through a meshed slab's address: reported. */
@@ -391,6 +430,24 @@ static int others_within(ino_t victim, int max) {
   return n;
 }
 
+/* A descriptor of ours (numbered 600 or above) for meshing's file, one
+ * whose inode is not `not` (0: any). */
+static int mesh_file_dup(ino_t not) {
+  int file = -1;
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && file < 0 && (e = readdir(d));) {
+    char p[64], link[128];
+    struct stat st;
+    snprintf(p, sizeof p, "/proc/self/fd/%s", e->d_name);
+    ssize_t len = readlink(p, link, sizeof link - 1);
+    if (len > 0 && (link[len] = 0, strstr(link, "xalloc-mesh")) && fstat(atoi(e->d_name), &st) == 0 &&
+        st.st_ino != not)
+      file = fcntl(atoi(e->d_name), F_DUPFD_CLOEXEC, 600);
+  }
+  if (d) closedir(d);
+  return file;
+}
+
 static int mode_descriptors(bool lost) {
   struct rlimit nofile;
   if (!stat_u64("stats.mesh_on") || getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur < 1024) return SKIPPED;
@@ -417,15 +474,7 @@ static int mode_descriptors(bool lost) {
   /* reopening needs the privilege: the "lost" run is one without it */
   if (map_files_open() == lost) return SKIPPED;
   /* a look at the file from outside: how much of it stays allocated */
-  int file = -1;
-  DIR *d = opendir("/proc/self/fd");
-  for (struct dirent *e; d && file < 0 && (e = readdir(d));) {
-    char p[64], link[128];
-    snprintf(p, sizeof p, "/proc/self/fd/%s", e->d_name);
-    ssize_t len = readlink(p, link, sizeof link - 1);
-    if (len > 0 && (link[len] = 0, strstr(link, "xalloc-mesh"))) file = fcntl(atoi(e->d_name), F_DUPFD_CLOEXEC, 600);
-  }
-  if (d) closedir(d);
+  int file = mesh_file_dup(0);
   if (file < 0) return 1;
   syscall(SYS_close_range, 3, 511, 0);
   char path[] = "/tmp/xalloc_victim_XXXXXX";
@@ -513,15 +562,30 @@ static int mode_descriptors(bool lost) {
   for (size_t k = 0; k < BIG; k++)
     if (big[k] != (unsigned char)(k * 13 + 5)) return 12;   /* the child's writes stayed its own */
   free(big);
-  struct stat f1;
-  if (fstat(file, &f1) != 0) return 1;
-  fprintf(stderr, "descriptors%s: the parent's file holds %lld KiB before the fork, %lld KiB after\n",
-          lost ? "-lost" : "", (long long)f0.st_blocks / 2, (long long)f1.st_blocks / 2);
+  /* After the fork the parent has a file of its own, a copy of its heap;
+   * the one before holds no more than it did (the copies read its holes,
+   * and gave them back) and is no one's now. */
+  struct stat f1, n1;
+  int now = mesh_file_dup(f0.st_ino);
+  if (fstat(file, &f1) != 0 || now < 0 || fstat(now, &n1) != 0) return 1;
+  close(file);
+  file = now;
+  fprintf(stderr, "descriptors%s: the parent's file holds %lld KiB before the fork; after it, %lld KiB, and its new "
+          "file %lld KiB\n", lost ? "-lost" : "", (long long)f0.st_blocks / 2, (long long)f1.st_blocks / 2,
+          (long long)n1.st_blocks / 2);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     fprintf(stderr, "descriptors%s: the fork child ended with status %#x\n", lost ? "-lost" : "", st);
     return 5;
   }
-  if (f1.st_blocks > f0.st_blocks + 128) return 11;   /* 64 KiB of slack */
+  if (f1.st_blocks > f0.st_blocks + 128 || n1.st_blocks > f0.st_blocks + 128) return 11;   /* 64 KiB of slack */
+  /* the new file is the parent's own: one that had lost its file meshes again */
+  uint64_t m0 = stat_u64("stats.mesh_meshes");
+  for (size_t i = 1; i < BASIC_N / 2; i += 2) free(w[i]), w[i] = NULL;
+  for (int i = 0; i < 50; i++) mesh_now();
+  fprintf(stderr, "descriptors%s: the parent meshes %llu -> %llu after the fork, mesh_on %llu\n", lost ? "-lost" : "",
+          (unsigned long long)m0, (unsigned long long)stat_u64("stats.mesh_meshes"),
+          (unsigned long long)stat_u64("stats.mesh_on"));
+  if (stat_u64("stats.mesh_on") != 1 || stat_u64("stats.mesh_meshes") <= m0) return 13;
   if (bad_objects(v, BASIC_N / 2, BASIC_SIZE)) return 6;     /* the child's writes stayed its own */
   for (size_t i = 0; i < BASIC_N / 2; i++) free(v[i]), free(w[i]);
   for (int i = 0; i < 1000 && stat_u64("stats.mesh_aliases"); i++) mesh_now();
@@ -646,6 +710,7 @@ static void test_mesh_descriptors_lost(void **state) {
 /* decay short: the purger's slab purges run beside the mesh steps too */
 static void test_mesh_loses_no_write(void **state) { (void)state; run_mode("stress", "mesh:true,mesh_period_ms:1,dirty_decay_ms:50"); }
 static void test_mesh_fork_private(void **state) { (void)state; run_mode("fork", "mesh:true"); }
+static void test_mesh_fork_private_copy(void **state) { (void)state; run_mode("fork", "mesh:true,mesh_fork:copy"); }
 static void test_mesh_secure(void **state) { (void)state; run_mode("basic", "mesh:true,secure:true"); }
 static void test_mesh_junk(void **state) { (void)state; run_mode("basic", "mesh:true,junk:true"); }
 static void test_mesh_stress_secure(void **state) { (void)state; run_mode("stress", "mesh:true,secure:true"); }
@@ -699,6 +764,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_mesh_frees_pages),
       cmocka_unit_test(test_mesh_loses_no_write),
       cmocka_unit_test(test_mesh_fork_private),
+      cmocka_unit_test(test_mesh_fork_private_copy),
       cmocka_unit_test(test_mesh_double_free_reported),
       cmocka_unit_test(test_mesh_secure),
       cmocka_unit_test(test_mesh_junk),

@@ -10,7 +10,7 @@
 # Each scenario runs once built against plain glibc (the control: it must
 # pass, or the test itself is wrong), then linked with -lxalloc under
 # XALLOC_CONF= "" (defaults), secure:true, junk:true, tcache:false and
-# mesh:true (meshing: chunks are a shared memfd, fork copies them).  Every
+# mesh:true (meshing: chunks are a shared memfd, copy-on-write across a fork).  Every
 # run is killed after a per-scenario limit (timeout -s KILL): a hang is a
 # failure, reported as such.  The program's own watchdog (alarm) reports a
 # hang earlier, with the stage it was in, where a signal can still be
@@ -33,18 +33,6 @@ SCENARIOS="create_join main_pthread_exit fork_child_join fork_nonmain spawn canc
 threads_100k exit_busy first_in_tls_dtor first_in_atfork first_in_signal"
 MODES=${LIFECYCLE_MODES:-"glibc defaults secure:true junk:true tcache:false mesh:true"}
 
-# Known to fail, not run (a skip says so): with mesh:true the child's heap
-# is the copy xalloc's prepare handler made, and writes other threads make
-# between that copy and the fork itself are missing from it (README,
-# Meshing; issue 19).  These two fork while background threads hand
-# blocks over through a global array.
-known_failure() {
-    case "$1:$2" in
-    fork_child_join:mesh:true | fork_nonmain:mesh:true)
-        echo "skip: $1 [$2]: known limit (issue 19): the fork copy misses writes that race the fork" ;;
-    *) return 1 ;;
-    esac
-}
 ONLY=$(echo "${LIFECYCLE_ONLY:-}" | tr ',' ' ')
 REPEAT=${LIFECYCLE_REPEAT:-1}
 
@@ -150,7 +138,7 @@ while [ $n -lt "$REPEAT" ]; do
             case " $ONLY " in *" $s "*) ;; *) continue ;; esac
         fi
         for mode in $MODES; do
-            known_failure "$s" "$mode" || run_one "$s" "$mode"
+            run_one "$s" "$mode"
         done
     done
 done

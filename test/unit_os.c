@@ -195,6 +195,87 @@ static void test_fsize_lift(void **state) {
   assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* The file operations fork's heap copies are made of: file_holes finds
+ * a sparse file's holes page by page and how far the data at the end
+ * goes; copy_range copies exactly the range asked; a private mapping of
+ * the file reads it and keeps its writes, and populate_read maps it. */
+static void test_file_holes_copy_private(void **state) {
+  (void)state;
+  size_t pg = xa_os_page;
+  int fd = (int)syscall(SYS_memfd_create, "unit_os", 0), to = (int)syscall(SYS_memfd_create, "unit_os_to", 0);
+  assert_true(fd >= 0 && to >= 0);
+  assert_int_equal(ftruncate(fd, 64 * pg), 0);
+  assert_int_equal(ftruncate(to, 64 * pg), 0);
+  /* data on pages 2-3 and 6-9 */
+  static char page[65536];
+  for (int i = 0; i < 10; i++) {
+    if (i < 2 || (i > 3 && i < 6)) continue;
+    memset(page, 'a' + i, pg);
+    assert_true(xa_os_write_at(fd, page, pg, (uint64_t)i * pg));
+  }
+  unsigned char vec[16];
+  uint64_t end;
+  assert_true(xa_os_file_holes(fd, 0, 8 * pg, vec, &end));
+  unsigned char want[8] = {1, 1, 0, 0, 1, 1, 0, 0};
+  assert_memory_equal(vec, want, 8);
+  assert_int_equal(end, 10 * pg);               /* the data at the end runs on to page 10 */
+  assert_true(xa_os_file_holes(fd, 0, 4 * pg, vec, &end));
+  assert_int_equal(end, 4 * pg);                /* pages 2-3 end at page 4 */
+  assert_true(xa_os_file_holes(fd, 10 * pg, 4 * pg, vec, &end));
+  for (int i = 0; i < 4; i++) assert_int_equal(vec[i], 1);
+  assert_int_equal(end, 0);                     /* ends in a hole */
+  int ro = open("/dev/null", O_RDONLY);
+  memset(vec, 7, sizeof vec);
+  assert_false(xa_os_file_holes(ro, 0, 4 * pg, vec, &end));
+  for (int i = 0; i < 4; i++) assert_int_equal(vec[i], 0);
+  close(ro);
+
+  /* copy_range: pages 6-7 only */
+  assert_true(xa_os_copy_range(fd, to, 6 * pg, 2 * pg));
+  assert_true(xa_os_file_holes(to, 0, 16 * pg, vec, &end));
+  for (int i = 0; i < 16; i++) assert_int_equal(vec[i], i == 6 || i == 7 ? 0 : 1);
+  static char back[65536];
+  assert_true(xa_os_read_at(to, back, pg, 7 * pg));
+  memset(page, 'a' + 7, pg);
+  assert_memory_equal(back, page, pg);
+
+  /* a private mapping: reads the file, writes stay in the memory */
+  char *m = xa_os_map(4 * pg, pg);
+  assert_non_null(m);
+  assert_true(xa_os_map_file_private(m, 4 * pg, fd, 6 * pg));
+  xa_os_populate_read(m, 4 * pg);
+  assert_int_equal(m[0], 'a' + 6);
+  assert_int_equal(m[3 * pg], 'a' + 9);
+  m[0] = 'Z';
+  assert_true(xa_os_read_at(fd, back, 1, 6 * pg));
+  assert_int_equal(back[0], 'a' + 6);
+  assert_true(xa_os_map_file(m, 4 * pg, fd, 6 * pg));     /* shared again: the file's bytes */
+  assert_int_equal(m[0], 'a' + 6);
+  xa_os_unmap(m, 4 * pg);
+  close(fd);
+  close(to);
+}
+
+/* A shared word: a fork child waits on it until the parent sets it and
+ * wakes it; a wait on a word no one sets runs out and says so. */
+static void test_shared_word(void **state) {
+  (void)state;
+  int *w = xa_os_map_shared_word();
+  assert_non_null(w);
+  assert_false(xa_os_wait_shared(w, 0, 20 * 1000000ull));
+  pid_t pid = fork();
+  if (pid == 0) _exit(xa_os_wait_shared(w, 0, 30 * 1000000000ull) && *w == 5 ? 0 : 1);
+  usleep(50000);
+  __atomic_store_n(w, 5, __ATOMIC_RELEASE);
+  xa_os_wake_shared(w);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_true(xa_os_wait_shared(w, 0, 0));     /* set: no wait */
+  xa_os_unmap(w, xa_os_page);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_closes_transient_fds),
@@ -203,6 +284,8 @@ int main(void) {
       cmocka_unit_test(test_read_self),
       cmocka_unit_test(test_protect),
       cmocka_unit_test(test_fsize_lift),
+      cmocka_unit_test(test_file_holes_copy_private),
+      cmocka_unit_test(test_shared_word),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
