@@ -7,6 +7,8 @@
 #include "mesh.h"
 #include "options.h"
 #include "valgrind.h"
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 
 struct xa_arena **xa_arenas;
@@ -220,6 +222,14 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     if (!c && xa_arena_release_spares_all()) c = xa_chunk_new(a);   /* address space short */
     arena_lock(a);
     if (!c) return NULL;
+    if (c->meshable && !xa_mesh_gen_current(c->mesh_gen)) {
+      /* A fork went by while it was made: it maps a file that is no
+       * longer ours (mesh.h).  Empty still, it goes, and another is made. */
+      arena_unlock(a);
+      xa_chunk_delete(c);
+      arena_lock(a);
+      continue;
+    }
     c->next = a->chunks;
     a->chunks = c;
     a->mapped += XA_CHUNK_SIZE;
@@ -1598,16 +1608,18 @@ static void inflight_finish(struct xa_arena *a) {
   chunks_delete(dead);
 }
 
-/* The child maps its copy of the span pages read-write as a whole, and
- * aliases over them.  Ranges the program had given other access (a guard
- * page of a stack it allocated with posix_memalign, a read-only table)
- * get it back: their list is read from the child's own /proc/self/maps
- * before the remap (a fork's copy of the parent's mappings) and applied
- * after it.  The list starts in a static array (fork copies it: no mmap
- * in the usual child) and moves to mapped pages when it outgrows that.
- * Where /proc cannot be read, or those pages cannot be mapped, the ranges
- * not noted stay read-write in the child.  Only the access comes back:
- * protection keys and madvise settings on heap pages do not. */
+/* Each remap of the span pages around a fork (to copy-on-write before
+ * it, to a file of each side's own after it) maps them read-write as a
+ * whole, and aliases over them.  Ranges the program had given other
+ * access (a guard page of a stack it allocated with posix_memalign, a
+ * read-only table) get it back: their list is read from /proc/self/maps
+ * just before the remap and applied after it (in the parent another
+ * thread's mprotect in between is undone; the forking thread holds every
+ * arena, so none of ours runs).  The list starts in a static array (no
+ * mmap in the usual fork) and moves to mapped pages when it outgrows
+ * that.  Where /proc cannot be read, or those pages cannot be mapped, the
+ * ranges not noted stay read-write.  Only the access comes back:
+ * protection keys, mlock and madvise settings on heap pages do not. */
 struct prot_range { uintptr_t lo, hi; bool r, w, x; };
 struct prot_list { struct prot_range *v; size_t n, cap; };
 #define PROT_STATIC 128
@@ -1632,20 +1644,31 @@ static bool prot_note(const struct xa_os_mapping *m, void *arg) {
   return true;
 }
 
-/* A refusal leaves the range read-write: the child has no more mappings
- * than the parent had, so the kernel's mapping limit is not the reason. */
+/* A refusal leaves the range read-write: the remap made no more mappings
+ * than there were, so the kernel's mapping limit is not the reason. */
 static void prot_restore(struct prot_list *l) {
   for (size_t i = 0; i < l->n; i++)
     xa_os_protect((void *)l->v[i].lo, l->v[i].hi - l->v[i].lo, l->v[i].r, l->v[i].w, l->v[i].x);
   if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *l->v);
 }
 
+/* While the heap is held still, a signal handler on the forking thread
+ * that wrote to it would wait for this thread itself: signals wait too. */
+static void signals_block(sigset_t *old) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
 /* Each side, after the fork, copies its view of the heap into a file of
  * its own and maps that (mesh.h); the parent's writers wait meanwhile. */
 static void heap_rebase(bool child) {
-  if (!child) each_span_area(xa_mesh_rebase_populate);
-  if (!child && !each_span_area_ok(xa_mesh_fork_protect))
-    xa_error_fatal("mesh: the heap could not be held still after fork");
+  sigset_t old;
+  if (!child) {
+    signals_block(&old);
+    each_span_area(xa_mesh_rebase_populate);
+    if (!each_span_area_ok(xa_mesh_fork_protect)) xa_error_fatal("mesh: the heap could not be held still after fork");
+  }
   xa_mesh_rebase_begin(child);
   each_span_in_use(xa_mesh_rebase_span);
   each_meshable_span(alias_slots, NULL);
@@ -1655,6 +1678,7 @@ static void heap_rebase(bool child) {
   prot_restore(&prot);
   if (!child) each_span_area(xa_mesh_fork_wake);
   xa_mesh_rebase_done(child);
+  if (!child) pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static bool map_private_ok;
@@ -1665,15 +1689,21 @@ static void map_private(void *p, size_t size, uint64_t off) { map_private_ok &= 
 static void heap_to_private(void) {
   if (!xa_mesh_fork_ready()) return;         /* the child stops */
   bool frozen = xa_mesh_fork_frozen();
-  if (frozen && !(each_span_area_ok(xa_mesh_fork_protect) && xa_mesh_fork_make_source(each_span_in_use))) {
-    each_span_area(xa_mesh_fork_thaw);
-    return;
+  sigset_t old;
+  if (frozen) {
+    signals_block(&old);
+    if (!(each_span_area_ok(xa_mesh_fork_protect) && xa_mesh_fork_make_source(each_span_in_use))) {
+      each_span_area(xa_mesh_fork_thaw);
+      pthread_sigmask(SIG_SETMASK, &old, NULL);
+      return;
+    }
   }
   struct prot_list prot = {prot_static, 0, PROT_STATIC};
   xa_os_maps(prot_note, &prot);
   map_private_ok = true;
   each_map_run(map_private);
   prot_restore(&prot);
+  if (frozen) pthread_sigmask(SIG_SETMASK, &old, NULL);
   xa_mesh_fork_went(map_private_ok);
 }
 

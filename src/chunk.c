@@ -96,7 +96,7 @@ void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n) {
   if (n < 2) return;
   uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunk_span(c, first + 1), xa_os_page);
   uintptr_t hi = (uintptr_t)xa_chunk_span(c, first + n) & ~(uintptr_t)(xa_os_page - 1);
-  if (lo < hi) xa_mesh_purge(c->meshable, (void *)lo, hi - lo);
+  if (lo < hi) xa_mesh_purge(false, (void *)lo, hi - lo);     /* the header: private memory */
 }
 
 void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s) {
@@ -117,7 +117,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   }
   /* mesh:true: the span pages from the memfd, so its slabs can be
    * meshed (the header stays private: fork copies it exactly) */
-  c->meshable = xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes());
+  c->meshable = xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes(), &c->mesh_gen);
   c->arena = a;
   struct xa_pageinfo *mapped = pagemap_take(c);
   c->info = mapped ? mapped : c->units;

@@ -103,6 +103,7 @@ struct xa_chunk {
   struct xa_chunk *next;        /* arena's chunk list */
   uint32_t free_pages;          /* pages in free spans */
   uint32_t meshable;            /* backed by the mesh file (mesh.h) */
+  uint32_t mesh_gen;            /* the file's generation it maps (xa_mesh_gen) */
   /* span slots follow at xa_chunk_spans_off */
 };
 

@@ -69,8 +69,8 @@ static void postfork_child(void) {
   if (!xa_init_done) return;
   xa_fork_owner = false;
   xa_os_postfork_child();
-  /* First: with meshing the chunks are still the parent's until the
-   * child maps its own copy. */
+  /* First: with meshing the chunks are a copy-on-write view of a file
+   * until the child has a file of its own. */
   xa_arena_postfork_child();
   xa_lock_reinit(&xa_base_lock);
   xa_prof_postfork_child();

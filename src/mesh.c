@@ -94,9 +94,9 @@ bool xa_mesh_room(void) {
  * program's now: never closed or used again.  Where the file cannot be
  * reopened (no CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), meshing stops for
  * good: new chunks are private, aliases emptied get zero pages (shared
- * anonymous memory, which MADV_REMOVE frees as it frees the file's), and
- * a fork child's copy is made from the mapped memory instead of the file
- * (see fork, below).  A malloc that makes a
+ * anonymous memory, which MADV_REMOVE frees as it frees the file's), until
+ * a fork: its copy-on-write source is made from the mapped memory, and
+ * both sides then have a file again (see fork, below).  A malloc that makes a
  * chunk reopens only if the step lock is free (it never waits for it). */
 static int reopened;
 static bool reopen_denied;
@@ -192,7 +192,10 @@ void xa_mesh_init(void) {
   xa_mesh_on = true;
 }
 
-bool xa_mesh_back(void *c, size_t size) {
+static uint32_t mesh_gen;       /* + 1 each time mesh_fd becomes another file */
+
+bool xa_mesh_back(void *c, size_t size, uint32_t *gen) {
+  *gen = __atomic_load_n(&mesh_gen, __ATOMIC_ACQUIRE);
   /* A chunk made while a fork is under way (by a prepare or parent
    * handler of the program's) stays private: the heap is copy-on-write
    * until both sides have their own file. */
@@ -207,6 +210,8 @@ bool xa_mesh_back(void *c, size_t size) {
   }
   return fd >= 0 && xa_os_map_file(c, size, fd, (uintptr_t)c);
 }
+
+bool xa_mesh_gen_current(uint32_t gen) { return gen == __atomic_load_n(&mesh_gen, __ATOMIC_ACQUIRE); }
 
 void xa_mesh_forget(void *c, size_t size) {
   /* While a fork is under way its pages stay in the source file, which
@@ -359,7 +364,9 @@ void xa_mesh_prefork(void) {
 bool xa_mesh_fork_ready(void) { return fork_ready; }
 bool xa_mesh_fork_frozen(void) { return fork_frozen; }
 
-bool xa_mesh_fork_protect(void *p, size_t size) { return xa_os_wp_protect(wp_fd, p, size); }
+/* The userfaultfd checked first: the program may have closed it since
+ * prefork looked (it is made anew then). */
+bool xa_mesh_fork_protect(void *p, size_t size) { return wp_check() && xa_os_wp_protect(wp_fd, p, size); }
 void xa_mesh_fork_thaw(void *p, size_t size) { xa_os_wp_release(wp_fd, p, size, true); }
 void xa_mesh_fork_wake(void *p, size_t size) { xa_os_wp_release(wp_fd, p, size, false); }
 
@@ -419,8 +426,8 @@ static void copy_scan(char *at, size_t n, const unsigned char *vec, bool lost) {
 }
 
 /* xa_os_file_holes on the source, with the last run of data found kept:
- * spans come in address order, and a search for the next hole scans the
- * whole run of data before it. */
+ * the runs of a chunk come in address order, and a search for the next
+ * hole scans the whole run of data before it. */
 static bool source_holes(char *at, size_t n, unsigned char *vec) {
   uint64_t lo = (uintptr_t)at, hi = lo + n, data_end;
   if (lo >= data_lo && hi <= data_hi) {
@@ -570,14 +577,13 @@ static bool taking;
 static bool take_source(void) {
   int *w = source_free;
   source_free = NULL;
-  bool done = w && xa_opt.mesh_fork == xa_opt_mesh_fork_take && xa_os_wait_shared(w, 0, TAKE_WAIT_NS);
+  bool can = w && xa_opt.mesh_fork == xa_opt_mesh_fork_take && pagemap_fd >= 0 && ndropped <= DROPPED_MAX &&
+             xa_os_fd_is(source_fd, &source_id);
+  for (unsigned i = 0; can && i < ndropped; i++) can = dropped[i].set;
+  bool done = can && xa_os_wait_shared(w, 0, TAKE_WAIT_NS);
   if (w) xa_os_unmap(w, xa_os_page);
-  if (!done || ndropped > DROPPED_MAX || !xa_os_fd_is(source_fd, &source_id)) return false;
-  for (unsigned i = 0; i < ndropped; i++)
-    if (!dropped[i].set) return false;
-  if (pagemap_fd < 0) return false;
-  for (unsigned i = 0; i < ndropped; i++) xa_os_punch(source_fd, dropped[i].p, dropped[i].size);
-  return true;
+  for (unsigned i = 0; done && i < ndropped; i++) xa_os_punch(source_fd, dropped[i].p, dropped[i].size);
+  return done;
 }
 
 void xa_mesh_rebase_begin(bool child) {
@@ -649,11 +655,15 @@ void xa_mesh_rebase_done(bool child) {
   if (child) close_ours(&next_fd, &next_id);       /* the parent's */
   mesh_fd = rebase_fd;
   xa_os_fd_id(mesh_fd, &mesh_id);
+  __atomic_fetch_add(&mesh_gen, 1, __ATOMIC_RELEASE);
   rebase_fd = -1;
   next_fd = -1;
   __atomic_store_n(&mesh_lost, false, __ATOMIC_RELAXED);
   if (child) count(taking ? &xa_mesh_stats.fork_takes : &xa_mesh_stats.fork_copies, 1);
   taking = false;
+  /* From here chunks made are meshable and chunks unmapped are punched out
+   * of the new file (the arenas are still locked: none is half made). */
+  __atomic_store_n(&forking, false, __ATOMIC_RELAXED);
   /* The parent no longer maps or reads the source: the child may take it. */
   if (!child && source_free) {
     __atomic_store_n(source_free, 1, __ATOMIC_RELEASE);

@@ -59,7 +59,13 @@ XA_HIDDEN void xa_mesh_init(void);
 /* A fresh chunk [c, c+size) becomes file-backed (false: it stays private
  * and is never meshed).  Before a chunk is unmapped: its pages leave the
  * file. */
-XA_HIDDEN bool xa_mesh_back(void *c, size_t size);
+XA_HIDDEN bool xa_mesh_back(void *c, size_t size, uint32_t *gen);
+/* The file changes at each fork (each side gets one of its own): a chunk
+ * made while a fork went by maps the old one, and must map the new one
+ * (while it is still empty) before it is linked.  Is gen (from
+ * xa_mesh_back) still the file's?  Asked with the arena lock held: a fork
+ * holds them all. */
+XA_HIDDEN bool xa_mesh_gen_current(uint32_t gen);
 XA_HIDDEN void xa_mesh_forget(void *c, size_t size);
 /* Purge pages of a chunk, file-backed (shared) or not. */
 XA_HIDDEN void xa_mesh_purge(bool shared, void *p, size_t size);
@@ -95,7 +101,7 @@ XA_HIDDEN void xa_mesh_step_unlock(void);
  * may hold live objects), rebase_slots for each alias's live objects,
  * rebase_map on each run, fork_wake each chunk's span pages,
  * rebase_done; then postfork_parent.  In the child: if child_begin, the
- * same without protect and wake.  The span pages' access is the arena's
+ * same without populate, protect and wake.  The span pages' access is the arena's
  * to put back after each remap. */
 XA_HIDDEN void xa_mesh_prefork(void);
 XA_HIDDEN bool xa_mesh_fork_ready(void);

@@ -767,7 +767,8 @@ bool xa_os_map_file(void *addr, size_t size, int fd, uint64_t off) {
 
 bool xa_os_map_file_private(void *addr, size_t size, int fd, uint64_t off) {
   int saved = errno;
-  /* MAP_NORESERVE: only the pages written meanwhile are new memory */
+  /* MAP_NORESERVE: only the pages written meanwhile are new memory (but
+   * under vm.overcommit_memory=2 the whole range is charged) */
   void *p = mmap(addr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)off);
   errno = saved;
   return p == addr;
@@ -852,7 +853,10 @@ bool xa_os_copy_range(int from, int to, uint64_t off, uint64_t size) {
     if (n <= 0) {       /* no copy_file_range here: through a buffer */
       static char buf[1 << 16];
       n = pread(from, buf, (size_t)(end - in) < sizeof buf ? (size_t)(end - in) : sizeof buf, in);
-      if (n <= 0 || pwrite(to, buf, (size_t)n, out) != n) ok = false;
+      if (n <= 0 || pwrite(to, buf, (size_t)n, out) != n) {
+        ok = false;
+        break;
+      }
       in += n;
       out += n;
     }

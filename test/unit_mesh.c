@@ -3,9 +3,12 @@
  * which slabs pair (never two whose live objects share an offset), what
  * an owner then hands out (only slots free in all its slabs), frees
  * through a meshed slab's addresses, the alias given its own pages back
- * when it empties, and the arena invariants after every step; and fork
- * handlers of the program's that run while the heap is copy-on-write.
- * Skipped where the kernel refuses userfaultfd write protection. */
+ * when it empties, and the arena invariants after every step; and fork:
+ * handlers of the program's that run while the heap is copy-on-write (a
+ * block freed and purged there is given back; an alias and its owner
+ * written apart keep both writes), and the file generation that tells a
+ * chunk made during a fork to go.  Skipped where the kernel refuses
+ * userfaultfd write protection. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -208,15 +211,29 @@ static void test_owner_and_alias_bookkeeping(void **state) {
 #define HANDLER_BIG (96 << 10)      /* a large block: carved from a chunk */
 static void *handler_block;
 static uint64_t handler_takes = UINT64_MAX;   /* fork_takes as the child's handler saw it */
+/* An alias's object and its owner's, written by the handlers (each side
+ * its own values): the two pages may then differ on both sides, and each
+ * side's file must get both objects. */
+static volatile uint64_t *alias_obj, *owner_obj;
+enum { PARENT_ALIAS = 0xa1a1, PARENT_OWNER = 0xa2a2, CHILD_ALIAS = 0xb1b1, CHILD_OWNER = 0xb2b2 };
 static void handler_parent(void) {
+  if (alias_obj) {
+    *alias_obj = PARENT_ALIAS;
+    *owner_obj = PARENT_OWNER;
+  }
   if (!handler_block) return;
   free(handler_block);
   malloc_trim(0);
 }
 static void handler_child(void) {
-  if (!handler_block) return;
   handler_takes = xa_mesh_stats.fork_takes;
-  handler_parent();
+  if (alias_obj) {
+    *alias_obj = CHILD_ALIAS;
+    *owner_obj = CHILD_OWNER;
+  }
+  if (!handler_block) return;
+  free(handler_block);
+  malloc_trim(0);
 }
 __attribute__((constructor(101))) static void register_handlers(void) {
   pthread_atfork(NULL, handler_parent, handler_child);
@@ -230,11 +247,17 @@ static long resident_pages(void *p, size_t size) {
   return n;
 }
 
+/* The child's handler ran before xalloc's, which counts the take after
+ * it: else the test would not test the window. */
+static bool child_handler_in_window(void) { return handler_takes + 1 == xa_mesh_stats.fork_takes; }
+
 static void test_fork_handlers_in_window(void **state) {
   (void)state;
   skip_without_mesh();
-  /* one CPU, so one arena: the chunk stays (another block lives in it) */
-  cpu_set_t one;
+  /* one CPU: the same arena each time, and its chunk stays (another block
+   * lives in it) */
+  cpu_set_t one, was_set;
+  assert_int_equal(sched_getaffinity(0, sizeof was_set, &was_set), 0);
   CPU_ZERO(&one);
   CPU_SET(sched_getcpu(), &one);
   assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
@@ -248,8 +271,7 @@ static void test_fork_handlers_in_window(void **state) {
     assert_true(pid >= 0);
     if (pid == 0) {
       long n = resident_pages(was, HANDLER_BIG);
-      /* the handler ran before xalloc's, which counts the take after it */
-      bool in_window = handler_takes + 1 == xa_mesh_stats.fork_takes;
+      bool in_window = child_handler_in_window();
       if (n || !in_window)
         fprintf(stderr, "round %d: child: %ld pages of the purged block resident; handler in the window: %d\n", round,
                 n, in_window);
@@ -263,6 +285,95 @@ static void test_fork_handlers_in_window(void **state) {
     assert_int_equal(WEXITSTATUS(st), 0);
   }
   free(keep);
+  assert_int_equal(sched_setaffinity(0, sizeof was_set, &was_set), 0);
+}
+
+/* Sparse slabs of 64-byte objects in the process's arenas, meshed: the
+ * kept objects of every other slab lie at slots 0, 16, ..., of the
+ * others at 8, 24, ..., so pairs are disjoint.  Points alias_obj and
+ * owner_obj at a kept object of an alias and one of its owner. */
+static void **mesh_some(size_t n) {
+  void **v = malloc(n * sizeof *v);
+  assert_non_null(v);
+  for (size_t i = 0; i < n; i++) v[i] = malloc(64);
+  size_t size = xa_classes[xa_sizeclass_of(64)].size;
+  for (size_t i = 0; i < n; i++) {
+    struct xa_span *s = span_of(v[i]);
+    size_t slot = (size_t)((char *)v[i] - xa_span_addr(s)) / size;
+    size_t slab = (uintptr_t)xa_span_addr(s) / xa_span_bytes(s);
+    if (slot % 16 != (slab % 2) * 8) free(v[i]), v[i] = NULL;
+  }
+  xa_tcache_flush_all();
+  for (int k = 0; k < 10; k++) xa_arena_mesh_all(1000000000, true);
+  for (size_t i = 0; i < n && !owner_obj; i++) {
+    if (!v[i] || span_of(v[i])->state != XA_SPAN_MESHED) continue;
+    for (size_t j = 0; j < n && !owner_obj; j++)
+      if (v[j] && span_of(v[j]) == span_of(v[i])->owner) {
+        alias_obj = v[i];
+        owner_obj = v[j];
+      }
+  }
+  return v;
+}
+
+/* An alias and its owner, each written by the handlers on both sides of
+ * a fork while the heap is copy-on-write: the alias's page and its
+ * owner's then differ on both sides, and each side's file must hold both
+ * objects as that side wrote them (the owner's page copied whole carries
+ * the alias's slot as it was).  With mesh_fork:take the child writes into
+ * the file it takes; mesh_fork:copy runs in api_mesh's fork test. */
+static void test_fork_alias_and_owner_in_window(void **state) {
+  (void)state;
+  skip_without_mesh();
+  void **v = mesh_some(16384);
+  if (!owner_obj) fail_msg("no meshed pair with live objects on both sides");
+  *alias_obj = 1;
+  *owner_obj = 2;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    bool ok = *alias_obj == CHILD_ALIAS && *owner_obj == CHILD_OWNER && child_handler_in_window();
+    if (!ok)
+      fprintf(stderr, "child: alias %#llx owner %#llx, handler in the window %d\n", (unsigned long long)*alias_obj,
+              (unsigned long long)*owner_obj, child_handler_in_window());
+    _exit(ok ? 0 : 3);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  uint64_t a = *alias_obj, o = *owner_obj;
+  alias_obj = owner_obj = NULL;
+  assert_int_equal(a, PARENT_ALIAS);
+  assert_int_equal(o, PARENT_OWNER);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  for (size_t i = 0; i < 16384; i++) free(v[i]);
+  free(v);
+}
+
+/* A chunk being made while a fork goes by maps the file of before the
+ * fork, which is no longer the process's after it: its generation says
+ * so (the arena then drops it before linking it), on both sides; one
+ * made after the fork is current. */
+static void test_fork_changes_file_generation(void **state) {
+  (void)state;
+  skip_without_mesh();
+  struct xa_chunk *c = xa_chunk_new(xa_arenas[0]);
+  assert_non_null(c);
+  assert_true(c->meshable);
+  assert_true(xa_mesh_gen_current(c->mesh_gen));
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) _exit(xa_mesh_gen_current(c->mesh_gen) ? 3 : 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_false(xa_mesh_gen_current(c->mesh_gen));
+  xa_chunk_delete(c);
+  c = xa_chunk_new(xa_arenas[0]);
+  assert_non_null(c);
+  assert_true(c->meshable && xa_mesh_gen_current(c->mesh_gen));
+  xa_chunk_delete(c);
 }
 
 int main(void) {
@@ -271,6 +382,8 @@ int main(void) {
       cmocka_unit_test(test_pairs_only_disjoint_slabs),
       cmocka_unit_test(test_owner_and_alias_bookkeeping),
       cmocka_unit_test(test_fork_handlers_in_window),
+      cmocka_unit_test(test_fork_alias_and_owner_in_window),
+      cmocka_unit_test(test_fork_changes_file_generation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
