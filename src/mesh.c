@@ -653,7 +653,10 @@ void xa_mesh_rebase_done(bool child) {
   if (taking) source_fd = -1;              /* mesh_fd from here on */
   close_ours(&source_fd, &source_id);     /* the mesh file itself, unless it was lost */
   if (child) close_ours(&next_fd, &next_id);       /* the parent's */
-  mesh_fd = rebase_fd;
+  /* Threads making chunks (arena lock dropped) read these meanwhile: a
+   * new descriptor with the old identity fails their check (that chunk
+   * stays private), and the generation, read first, goes up last. */
+  __atomic_store_n(&mesh_fd, rebase_fd, __ATOMIC_RELAXED);
   xa_os_fd_id(mesh_fd, &mesh_id);
   __atomic_fetch_add(&mesh_gen, 1, __ATOMIC_RELEASE);
   rebase_fd = -1;
