@@ -7,7 +7,9 @@
  * handing every second one to the main thread; when all have allocated,
  * the RSS is taken (rss_alive_kb).  Then each frees its own half and
  * exits, the main thread frees the handed half, and the RSS is taken
- * again 2 s later (rss_after_kb; baseline_kb is before any thread).
+ * again 2 s later (rss_after_kb; baseline_kb is before any thread; the
+ * _anon_ figures count anonymous memory only, without the code pages the
+ * run has touched since the baseline).
  * MODE batches: 100 * SCALE batches of 50 short-lived threads doing the
  * same; peak_rss_kb is the peak over the run.
  * MODE quiet: a few busy threads among many quiet ones.  THREADS threads
@@ -125,7 +127,8 @@ int main(int argc, char **argv) {
   if (threads < 1 || threads > 100000) bench_die(BENCH_EXIT_USAGE, "bad thread count");
   double scale = arg_scale(argc, argv, 1.0);
   const char *mode = argc > 3 ? argv[3] : "alive";
-  printf("baseline_kb %ld\n", rss_kb_now());
+  long base_anon = proc_status_kb("RssAnon");
+  printf("baseline_kb %ld\nbaseline_anon_kb %ld\n", rss_kb_now(), base_anon);
   double t0 = now_sec();
   if (strcmp(mode, "alive") == 0) {
     nthreads = threads;
@@ -150,6 +153,7 @@ int main(int argc, char **argv) {
   double secs = now_sec() - t0;
   struct timespec ts = {2, 0};
   nanosleep(&ts, NULL);
-  printf("rss_after_kb %ld\npeak_rss_kb %ld\nseconds %.3f\n", rss_kb_now(), proc_status_kb("VmHWM"), secs);
+  printf("rss_after_kb %ld\nrss_after_anon_kb %ld\npeak_rss_kb %ld\nseconds %.3f\n", rss_kb_now(),
+         proc_status_kb("RssAnon"), proc_status_kb("VmHWM"), secs);
   return 0;
 }

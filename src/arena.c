@@ -200,6 +200,7 @@ static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
   }
   if (!s) return NULL;
   struct xa_chunk *c = xa_span_chunk(s);
+  a->spare_takes += c->free_pages == usable_pages();
   free_remove(a, s);
   if (s->npages > n) free_make(a, c, s->first + n, s->npages - n, s->dirty);
   s->npages = n;
@@ -246,7 +247,8 @@ static void chunks_delete(struct xa_chunk *dead);
  * merged span's state must be true of all its pages, or dirty accounting
  * and reuse of resident pages go wrong).  Returns a chunk that became
  * wholly free and must be unmapped by the caller after unlocking, or NULL. */
-static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint8_t dirty) {
+static struct xa_chunk *span_release_into(struct xa_arena *a, struct xa_span *s, uint8_t dirty,
+                                          struct xa_span **merged) {
   struct xa_chunk *c = xa_span_chunk(s);
   unsigned first = s->first, n = s->npages;
   if (dirty == XA_PAGES_DIRTY) xa_decay_note(&a->decay, n);   /* freed now: young */
@@ -274,10 +276,16 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
       rs->npages = 0;
     }
   }
-  free_make(a, c, first, n, dirty);
+  struct xa_span *f = free_make(a, c, first, n, dirty);
+  if (merged) *merged = f;
   if (c->free_pages != usable_pages() || a->nspare <= XA_SPARE_CHUNKS_MAX) return NULL;
   /* Too many wholly free chunks: hand this one back to the OS. */
+  if (merged) *merged = NULL;
   return chunk_unlink_free(a, c);
+}
+
+static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint8_t dirty) {
+  return span_release_into(a, s, dirty, NULL);
 }
 
 /* Take wholly free chunk c (in one free span or several, in different page
@@ -295,6 +303,14 @@ static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c
     if (*pp == c) { *pp = c->next; break; }
   a->mapped -= XA_CHUNK_SIZE;
   return c;
+}
+
+/* Chunk c after pages of it went back to the bins: wholly free beyond the
+ * spares, it is unlinked and returned for the caller to unmap after
+ * unlocking; else NULL. */
+static struct xa_chunk *spare_or_dead(struct xa_arena *a, struct xa_chunk *c) {
+  if (c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) return chunk_unlink_free(a, c);
+  return NULL;
 }
 
 size_t xa_arena_release_spares(struct xa_arena *a) {
@@ -511,7 +527,7 @@ static XA_NOINLINE XA_COLD void slab_misuse(struct xa_arena *a, const char *fn, 
 
 /* Give the pages of empty slab s back to the arena, in page state st
  * (lock held). */
-static void slab_release(struct xa_arena *a, struct xa_span *s, uint8_t st, struct xa_chunk **dead) {
+static struct xa_span *slab_release(struct xa_arena *a, struct xa_span *s, uint8_t st, struct xa_chunk **dead) {
   struct xa_bin *bin = &a->bins[s->cls];
   list_remove(&bin->nonfull, s);
   if (s->dirty) lru_remove(&a->dirty_slabs, s);
@@ -520,8 +536,10 @@ static void slab_release(struct xa_arena *a, struct xa_span *s, uint8_t st, stru
   /* Some of its pages were purged, some may be resident: muzzy, whose
    * reuse counts as fresh (free_take) and which decays again later. */
   if (st == XA_PAGES_DIRTY && s->purged) st = XA_PAGES_MUZZY;
-  struct xa_chunk *d = span_release(a, s, st);
+  struct xa_span *f;
+  struct xa_chunk *d = span_release_into(a, s, st, &f);
   if (d) { d->next = *dead; *dead = d; }
+  return f;
 }
 
 /* Slab s, listed in its bin with nfree free objects: released if it is
@@ -846,7 +864,7 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
      * chunk whose free parts were dirty at different times is whole again
      * only now: beyond the spares, unmap it. */
     struct xa_chunk *d = span_release(a, s, lazy && !c->meshable ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
-    if (!d && c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) d = chunk_unlink_free(a, c);
+    if (!d) d = spare_or_dead(a, c);
     if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
   }
   return done;
@@ -857,6 +875,30 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
  * pages each pass, which must not cost a whole chunk's free span. */
 static size_t purge_oldest(struct xa_arena *a, size_t pages) {
   return purge_list(a, &a->dirty_spans, pages, xa_opt.purge == xa_opt_purge_free, 0, 0);
+}
+
+/* Clean free span f (binned) leaves the bins while the header pages that
+ * hold only its interior slots, which no one reads, go back (the lock
+ * dropped around madvise); then it is binned again, merged.  Returns its
+ * chunk if that is wholly free beyond the spares now (unlinked: the caller
+ * unmaps it after unlocking).  So a chunk emptied by the purger keeps only
+ * its first header pages resident, as one purged from the dirty list does. */
+static struct xa_chunk *span_purge_slots(struct xa_arena *a, struct xa_span *f) {
+  struct xa_chunk *c = xa_span_chunk(f);
+  if (xa_chunk_slots_purgeable(c, f->first, f->npages)) {
+    free_remove(a, f);
+    f->state = XA_SPAN_PURGING;
+    xa_chunk_mark_span(c, f);
+    struct xa_inflight fl;
+    inflight_add(a, &fl, f);
+    arena_unlock(a);
+    xa_chunk_purge_slots(c, f->first, f->npages);
+    arena_lock(a);
+    inflight_remove(a, &fl);
+    struct xa_chunk *d = span_release(a, f, XA_PAGES_CLEAN);
+    if (d) return d;
+  }
+  return spare_or_dead(a, c);
 }
 
 /* Runs of whole free pages in slab s: [run[i].first, +run[i].n) pages. */
@@ -913,13 +955,18 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
     inflight_remove(a, &f);
     s->purging = 0;
     a->purge_runs += nrun;
-    if (s->nfree == xa_classes[s->cls].nobjs && bin->nonfull && !s->aliases) {
-      /* Empty and decayed: its pages go back to the free spans, unless it
-       * is the bin's only slab; clean if the purge covered the whole slab
-       * (it was empty then, and nothing is carved from it off the bin). */
+    if (s->nfree == xa_classes[s->cls].nobjs && !s->aliases) {
+      /* Empty and decayed: its pages go back to the free spans (the bin's
+       * last slab too: kept, it would pin its chunk and the chunk's
+       * header); clean if the purge covered the whole slab (it was empty
+       * then, and nothing is carved from it off the bin). */
       bool whole = nrun == 1 && run[0].n == s->npages;
       list_push(&bin->nonfull, s);
-      slab_release(a, s, whole ? XA_PAGES_CLEAN : XA_PAGES_MUZZY, &dead);
+      struct xa_span *f = slab_release(a, s, whole ? XA_PAGES_CLEAN : XA_PAGES_MUZZY, &dead);
+      struct xa_chunk *c = xa_span_chunk(s), *d = NULL;
+      if (f && f->dirty == XA_PAGES_CLEAN) d = span_purge_slots(a, f);
+      else if (f) d = spare_or_dead(a, c);
+      if (d) { d->next = dead; dead = d; }
     } else if (s->nfree) {
       list_push(&bin->nonfull, s);
       if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty++;
@@ -954,6 +1001,31 @@ static int64_t muzzy_ms(void) {
   return xa_opt.purge == xa_opt_purge_free ? xa_opt.muzzy_decay_ms : xa_opt.dirty_decay_ms;
 }
 
+/* Spare chunks save a program that frees and allocates chunks' worth
+ * in turn an mmap and munmap each time; purged, they hold only their
+ * headers' first pages and their part of the page map.  Once none has
+ * been taken for half the decay time, they all go back (an idle program
+ * keeps no chunk it does not use). */
+static size_t spares_decay(struct xa_arena *a, uint64_t now) {
+  if (!__atomic_load_n(&a->nspare, __ATOMIC_RELAXED) && !__atomic_load_n(&a->spare_seen_at, __ATOMIC_RELAXED))
+    return 0;                        /* racy peek: no lock when there is nothing to watch */
+  arena_lock(a);
+  bool due = false;
+  uint64_t seen = 0;                 /* what spare_seen_at becomes */
+  if (!a->nspare || xa_opt.dirty_decay_ms < 0) {
+  } else if (!a->spare_seen_at || a->spare_takes != a->spare_takes_seen) {
+    a->spare_takes_seen = a->spare_takes;
+    seen = now;
+  } else if (now - a->spare_seen_at >= (uint64_t)xa_decay_ms_now() * 500000u) {
+    due = true;
+  } else {
+    seen = a->spare_seen_at;
+  }
+  __atomic_store_n(&a->spare_seen_at, seen, __ATOMIC_RELAXED);
+  arena_unlock(a);
+  return due ? xa_arena_release_spares(a) : 0;
+}
+
 size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   size_t bytes = 0;
   if (a->dirty_pages) {             /* racy peek: skip the lock when clean */
@@ -969,6 +1041,7 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   }
   if (a->dirty_slabs.head && xa_opt.dirty_decay_ms >= 0)
     bytes += xa_arena_purge_slabs(a, now, (uint64_t)xa_decay_ms_now() * 1000000u);
+  bytes += spares_decay(a, now);
   if (a->muzzy_pages && muzzy_ms() >= 0) {     /* second stage */
     arena_lock(a);
     size_t pages = purge_list(a, &a->muzzy_spans, a->muzzy_pages, false, now,
@@ -998,6 +1071,7 @@ size_t xa_arena_decay_pending(void) {
     pages += __atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED);
     if (muzzy_ms() >= 0) pages += __atomic_load_n(&a->muzzy_pages, __ATOMIC_RELAXED);
     pages += __atomic_load_n(&a->dirty_slabs.head, __ATOMIC_RELAXED) != NULL;
+    pages += __atomic_load_n(&a->nspare, __ATOMIC_RELAXED) != 0;     /* spares_decay */
   }
   return pages;
 }
@@ -1598,7 +1672,7 @@ static void inflight_finish(struct xa_arena *a) {
     }
     if (s->state == XA_SPAN_PURGING) {
       struct xa_chunk *c = xa_span_chunk(s), *d = span_release(a, s, XA_PAGES_MUZZY);
-      if (!d && c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) d = chunk_unlink_free(a, c);
+      if (!d) d = spare_or_dead(a, c);
       if (d) { d->next = dead; dead = d; }
     } else {
       slab_rebin(a, s, &dead, now);

@@ -60,6 +60,9 @@ struct xa_arena {
   uint64_t free_nonempty[2];    /* bit i: free_spans[i] is not empty */
   struct xa_chunk *chunks;      /* every chunk of the arena */
   unsigned nspare;              /* wholly free chunks kept for reuse */
+  uint64_t spare_takes;         /* spares taken back into use, ever */
+  uint64_t spare_takes_seen;    /* spare_takes at spare_seen_at */
+  uint64_t spare_seen_at;       /* since when spares lie unused (0: none) */
   size_t mapped;                /* bytes of chunks */
   size_t mapped_peak;           /* the most mapped ever */
   struct xa_peak_local peak;    /* allocated and active changes not yet counted globally */

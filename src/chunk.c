@@ -92,10 +92,24 @@ void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned
   for (size_t u = (size_t)page << us, end = (size_t)(page + n) << us; u < end; u++) c->info[u] = v;
 }
 
-void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n) {
+/* The header pages that hold only interior slots of span [first,
+ * first+n): [*lo, *hi), empty when the span covers no whole slot page. */
+static void slot_pages(struct xa_chunk *c, unsigned first, unsigned n, uintptr_t *lo, uintptr_t *hi) {
+  *lo = *hi = 0;
   if (n < 2) return;
-  uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunk_span(c, first + 1), xa_os_page);
-  uintptr_t hi = (uintptr_t)xa_chunk_span(c, first + n) & ~(uintptr_t)(xa_os_page - 1);
+  *lo = XA_ALIGN_UP((uintptr_t)xa_chunk_span(c, first + 1), xa_os_page);
+  *hi = (uintptr_t)xa_chunk_span(c, first + n) & ~(uintptr_t)(xa_os_page - 1);
+}
+
+bool xa_chunk_slots_purgeable(struct xa_chunk *c, unsigned first, unsigned n) {
+  uintptr_t lo, hi;
+  slot_pages(c, first, n, &lo, &hi);
+  return lo < hi;
+}
+
+void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n) {
+  uintptr_t lo, hi;
+  slot_pages(c, first, n, &lo, &hi);
   if (lo < hi) xa_mesh_purge(false, (void *)lo, hi - lo);     /* the header: private memory */
 }
 

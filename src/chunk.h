@@ -176,6 +176,9 @@ XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n
  * hold nothing but them (with 4 KiB pages a purged chunk keeps at most 4 of its 19 header
  * pages resident instead of all).  Caller owns the span (PURGING). */
 XA_HIDDEN void xa_chunk_purge_slots(struct xa_chunk *c, unsigned first, unsigned n);
+/* Whether a span [first, first+n) covers a whole header page of slots
+ * (xa_chunk_purge_slots would give one back). */
+XA_HIDDEN bool xa_chunk_slots_purgeable(struct xa_chunk *c, unsigned first, unsigned n);
 /* The span area of chunk c (pages [first_page, end_page)) and its size. */
 XA_INLINE char *xa_chunk_span_area(struct xa_chunk *c) { return (char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift); }
 XA_INLINE size_t xa_chunk_span_bytes(void) { return (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift; }

@@ -536,6 +536,7 @@ XA_EXPORT int xalloc_purge(void) {
   xa_huge_cache_decay(UINT64_MAX);
   size_t released = xa_arena_purge_all();
   released += xa_arena_release_spares_all();
+  released += xa_tcache_trim_recycled(0, 0);
   return released > 0 || cached > 0 || reclaimed > 0;
 }
 

@@ -641,6 +641,8 @@ int xa_os_wait_pri(int fd, uint64_t ns) {
   return (p.revents & POLLPRI) ? 1 : -1;
 }
 
+void xa_os_yield(void) { syscall(SYS_sched_yield); }
+
 void xa_os_sleep(uint64_t ns) {
   int saved = errno;
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};

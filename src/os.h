@@ -105,6 +105,11 @@ XA_HIDDEN bool xa_os_is_mapped(const void *p);
 #define XA_OS_FD_MIN 256
 XA_HIDDEN int xa_os_psi_trigger(const char *path, const char *spec);
 XA_HIDDEN int xa_os_wait_pri(int fd, uint64_t ns);
+/* Give up the CPU once (sched_yield as a raw system call: no
+ * cancellation point, for waits inside malloc and free). */
+XA_HIDDEN void xa_os_yield(void);
+/* Sleep ns (nanosleep: a cancellation point, for the purger and
+ * xalloc_ctl only). */
 XA_HIDDEN void xa_os_sleep(uint64_t ns);
 /* Monotonic clock in nanoseconds. */
 XA_HIDDEN uint64_t xa_os_now(void);

@@ -100,6 +100,7 @@ void xa_pressure_purge(void) {
   xa_huge_cache_decay(UINT64_MAX);
   xa_arena_purge_all();
   xa_arena_release_spares_all();
+  xa_tcache_trim_recycled(0, 0);
   __atomic_add_fetch(&purges, 1, __ATOMIC_RELAXED);
 }
 

@@ -67,7 +67,8 @@ static int mesh_more;
 static size_t pending(void) {
   size_t n, bytes, cached;
   xa_huge_stats(&n, &bytes, &cached);
-  return xa_arena_decay_pending() + cached + (size_t)__atomic_load_n(&mesh_more, __ATOMIC_RELAXED);
+  return xa_arena_decay_pending() + cached + (size_t)__atomic_load_n(&mesh_more, __ATOMIC_RELAXED) +
+         xa_tcache_recycled_any();
 }
 
 /* Caches of quiet threads go back every quarter of the decay time: the
@@ -161,6 +162,7 @@ size_t xa_purge_pass(uint64_t now) {
   }
   size_t purged = xa_arena_decay_all(now);
   xa_huge_cache_decay(now);
+  if (xa_opt.dirty_decay_ms >= 0) xa_tcache_trim_recycled(now, (uint64_t)xa_decay_ms_now() * 500000u);
   adapt_decay(now, purged, false);
   mesh_pass(now);
   return pending();

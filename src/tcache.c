@@ -220,10 +220,22 @@ static size_t tcache_bytes(void) {
 static void tcache_flush_bins(struct xa_tcache *tc);
 static void bins_small(struct xa_tcache *tc);
 
+/* The pages of tc's full-size stacks (every bin on the small area, or
+ * none of them in use) go back to the kernel. */
+static void stacks_purge(struct xa_tcache *tc) {
+  uintptr_t lo = XA_ALIGN_UP((uintptr_t)(tc->slots + tc_small_total), xa_os_page);
+  uintptr_t hi = (uintptr_t)(tc->slots + tc_slots_total) & ~(uintptr_t)(xa_os_page - 1);
+  if (lo < hi) xa_os_purge((void *)lo, hi - lo);
+}
+
 /* Cache tc, already off the live list (so no reclaimer works on it), goes
  * back: its objects to the arenas, the cache to the recycled list, or,
  * with RECYCLE_KEEP there already, to the kernel. */
 static void tcache_retire(struct xa_tcache *tc) {
+  /* A reclaimer may still be purging its stacks (tc off the live list
+   * after that reclaimer let go of tc_lock): wait for it, a single
+   * madvise, before the cache is unmapped or handed on. */
+  while (__atomic_load_n(&tc->stacks_purging, __ATOMIC_ACQUIRE)) xa_os_yield();
   tcache_flush_bins(tc);
   xa_lock(&tc_lock);
   bool keep = tc_nrecycled < RECYCLE_KEEP;
@@ -238,14 +250,45 @@ static void tcache_retire(struct xa_tcache *tc) {
     /* The full-size stacks go back to the kernel; the next thread to
      * take this cache starts small again. */
     bins_small(tc);
-    uintptr_t lo = XA_ALIGN_UP((uintptr_t)(tc->slots + tc_small_total), xa_os_page);
-    uintptr_t hi = (uintptr_t)(tc->slots + tc_slots_total) & ~(uintptr_t)(xa_os_page - 1);
-    if (lo < hi) xa_os_purge((void *)lo, hi - lo);
+    stacks_purge(tc);
   }
   xa_lock(&tc_lock);
   tcache_recycle(tc);
   xa_unlock(&tc_lock);
 }
+
+/* Recycled caches spare a program that makes threads in turn an mmap
+ * and the first page faults per thread.  Once none has been taken for
+ * idle_ns, those on the list go back to the kernel (a place reserved by
+ * a cache being retired stays counted: it joins the list after). */
+static uint64_t tc_recycle_takes, tc_takes_seen, tc_recycled_seen_at;   /* tc_lock */
+
+size_t xa_tcache_trim_recycled(uint64_t now, uint64_t idle_ns) {
+  if (!__atomic_load_n(&tc_recycled, __ATOMIC_RELAXED)) return 0;    /* racy peek: none */
+  struct xa_tcache *gone = NULL;
+  size_t n = 0;
+  xa_lock(&tc_lock);
+  if (idle_ns && (!tc_recycled_seen_at || tc_recycle_takes != tc_takes_seen)) {
+    tc_takes_seen = tc_recycle_takes;
+    tc_recycled_seen_at = now;
+  } else if (!idle_ns || now - tc_recycled_seen_at >= idle_ns) {
+    gone = tc_recycled;
+    tc_recycled = NULL;
+    for (struct xa_tcache *tc = gone; tc; tc = tc->next) n++;
+    tc_nrecycled -= (unsigned)n;
+    tc_mapped -= n * tcache_bytes();
+    tc_recycled_seen_at = 0;
+  }
+  xa_unlock(&tc_lock);
+  while (gone) {
+    struct xa_tcache *next = gone->next;
+    xa_os_unmap(gone, tcache_bytes());
+    gone = next;
+  }
+  return n * tcache_bytes();
+}
+
+bool xa_tcache_recycled_any(void) { return __atomic_load_n(&tc_recycled, __ATOMIC_RELAXED) != NULL; }
 
 /* Is tc on the live list?  (Compares pointers only: tc may be unmapped.) */
 static bool tcache_is_live(const struct xa_tcache *tc) {
@@ -347,6 +390,9 @@ static void bin_grow(struct xa_tcache *tc, unsigned c, uint32_t budget) {
   struct xa_tbin *b = &tc->bins[c];
   void **to = tc->slots + tc_full_off[c];
   if (budget <= xa_tbin_cap(tc, c)) return;
+  /* Its stacks are being purged (an idle thread's, xa_tcache_reclaim):
+   * the bin stays small until that is done. */
+  if (unlikely(__atomic_load_n(&tc->stacks_purging, __ATOMIC_ACQUIRE))) return;
   uint32_t n = xa_tbin_count(b);
   if (b->stack != to) memcpy(to, b->stack, n * sizeof(void *));
   xa_lock(&tc_lock);
@@ -368,6 +414,7 @@ static struct xa_tcache *tcache_new(void) {
   if (tc) {
     tc_recycled = tc->next;
     tc_nrecycled--;
+    tc_recycle_takes++;
   }
   xa_unlock(&tc_lock);
   if (!tc) {
@@ -608,6 +655,7 @@ void xa_tcache_postfork_child(void) {
   struct xa_tcache *tc = tc_live;
   while (tc) {
     struct xa_tcache *next = tc->next;
+    tc->stacks_purging = 0;           /* its purger is not in the child */
     if (tc != xa_tc) {
       for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
       tc->left = tc->entered;         /* its owner may have been inside a call */
@@ -658,6 +706,7 @@ bool xa_tcache_others_hold(void) {
  * (bin_budget) until claim_slow reopens its gates. */
 size_t xa_tcache_reclaim(bool all) {
   struct xa_tcache *self = xa_tc;
+  struct xa_tcache *shrunk = NULL;    /* idle caches whose stacks go back */
   size_t objs = 0;
   unsigned n = 0;
   if (!xa_tcache_reclaim_on()) return 0;
@@ -689,6 +738,17 @@ size_t xa_tcache_reclaim(bool all) {
         if (tc->reclaim == 2 && !tc->idle) {   /* quiet: its share goes to the busy */
           tc->idle = 1;
           tc_nidle++;
+          if (tc->grown) {
+            /* And its full-size stacks, empty now, go back to the kernel
+             * after the pass: every bin moves to the small area (its
+             * owner, out of any call, finds the new stacks when it
+             * reopens the gates under tc_lock), and none moves back
+             * until the purge is over (bin_grow). */
+            bins_small(tc);
+            __atomic_store_n(&tc->stacks_purging, 1, __ATOMIC_RELAXED);
+            tc->purge_next = shrunk;
+            shrunk = tc;
+          }
         }
       }
       tc->reclaim = 0;                /* the gates stay closed: claim_slow */
@@ -696,6 +756,12 @@ size_t xa_tcache_reclaim(bool all) {
   }
   tc_reclaimed += objs;
   xa_unlock(&tc_lock);
+  while (shrunk) {        /* each waits for its purge only to grow or retire */
+    struct xa_tcache *tc = shrunk;
+    shrunk = tc->purge_next;
+    stacks_purge(tc);
+    __atomic_store_n(&tc->stacks_purging, 0, __ATOMIC_RELEASE);
+  }
   return objs;
 }
 

@@ -73,6 +73,9 @@ struct xa_tcache {
   uint8_t idle;                     /* emptied by a reclaim pass while its
                                        thread was quiet: takes no share of
                                        the budget until its next slow path */
+  uint8_t stacks_purging;           /* a reclaimer gives the full-size stacks
+                                       back (atomic): no bin moves there */
+  struct xa_tcache *purge_next;     /* the reclaimer's list of them */
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* refills and full-bin flushes since last GC */
   uint32_t flush_gen;               /* last flush request seen (xa_tcache_request_flush) */
@@ -195,6 +198,12 @@ XA_HIDDEN unsigned xa_tcache_sharing(void);
 XA_HIDDEN bool xa_tcache_reclaim_on(void);
 /* Objects xa_tcache_reclaim took back, ever. */
 XA_HIDDEN uint64_t xa_tcache_reclaimed(void);
+/* Unmap the recycled caches (of exited threads, kept for new ones) once
+ * none has been taken for idle_ns, the purger's use; 0: now.  The first
+ * call that finds some only notes the time.  Returns the bytes unmapped. */
+XA_HIDDEN size_t xa_tcache_trim_recycled(uint64_t now, uint64_t idle_ns);
+/* Are any recycled caches kept?  (racy: a hint) */
+XA_HIDDEN bool xa_tcache_recycled_any(void);
 /* Caches that share the budget now: live and not idle (tcache.c). */
 XA_HIDDEN unsigned xa_tcache_active(void);
 /* Does any other thread's cache hold objects? (racy: a hint) */

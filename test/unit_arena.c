@@ -169,8 +169,7 @@ static void test_refill_flush_roundtrip(void **state) {
 
 /* A bin keeps empty slabs up to XA_EMPTY_SLAB_BYTES (at least one), so a
  * class emptied and refilled in batches does not carve slabs over and over;
- * the kept ones are reused first, and purging gives back all but the bin's
- * last slab. */
+ * the kept ones are reused first, and purging gives them all back. */
 static void test_empty_slabs_kept_then_purged(void **state) {
   (void)state;
   struct xa_arena *a = new_arena();
@@ -196,15 +195,15 @@ static void test_empty_slabs_kept_then_purged(void **state) {
     assert_int_equal(a->bins[cls].nempty, 0);
     check(a);
     xa_arena_flush(v, again, "test");
-    /* purging releases decayed empty slabs, except the bin's last one, as
+    /* purging releases decayed empty slabs, the bin's last one too, as
      * clean pages: purged once (kept slabs, plus the two slabs released
      * dirty by the first flush), not again as dirty spans */
     uint64_t purged = a->purged_pages;
     xa_arena_purge(a);
     check(a);
     assert_int_equal(a->purged_pages - purged, (uint64_t)(keep + 2) * ci->slab_pages);
-    assert_int_equal(a->bins[cls].nslabs, 1);
-    assert_int_equal(a->bins[cls].nempty, 1);
+    assert_int_equal(a->bins[cls].nslabs, 0);
+    assert_int_equal(a->bins[cls].nempty, 0);
     free(v);
   }
 }
@@ -461,6 +460,50 @@ static unsigned resident_pages(const void *p, size_t pages) {
   unsigned n = 0;
   for (size_t i = 0; i < pages; i++) n += v[i] & 1;
   return n;
+}
+
+/* Slabs emptied and purged leave their chunk wholly free, with only the
+ * first header pages resident (the slabs' bitmaps lived in the others); a
+ * spare chunk that no allocation takes goes back to the kernel after half
+ * the decay time, counted from the first decay pass that sees it. */
+static void test_emptied_slabs_free_chunk_and_spares_decay(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  unsigned cls = 0;                    /* 16-byte objects: bitmaps over many slot pages */
+  unsigned want = xa_classes[cls].nobjs * ((xa_chunk_end_page - xa_chunk_first_page) / 2 / xa_classes[cls].slab_pages);
+  /* not malloc: a huge block would leave the huge allocator address space
+   * that the fault injection test below must not find */
+  size_t vbytes = want * sizeof(void *);
+  void **v = mmap(NULL, vbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(v != MAP_FAILED);
+  assert_int_equal(xa_arena_refill(a, cls, v, want), want);
+  struct xa_chunk *c = xa_chunk_of(v[0]);
+  assert_ptr_equal(xa_chunk_of(v[want - 1]), c);
+  size_t hdr = xa_chunk_first_page - 1;
+  assert_true(resident_pages(c, hdr) > 5);
+  xa_arena_flush(v, want, "test");
+  xa_arena_purge(a);
+  check(a);
+  assert_int_equal(a->bins[cls].nslabs, 0);
+  assert_int_equal(a->nspare, 1);
+  assert_true(resident_pages(c, hdr) <= 5);
+  /* kept while passes see it taken; then half the decay time unused */
+  uint64_t now = xa_os_now(), half = (uint64_t)xa_decay_ms_now() * 500000u;
+  assert_int_equal(xa_arena_decay(a, now), 0);          /* first sight */
+  assert_int_equal(xa_arena_decay(a, now + half - 1), 0);
+  assert_int_equal(a->nspare, 1);
+  void *p = xa_arena_alloc_large(a, 64 << 10, xa_os_page);   /* a spare taken */
+  assert_ptr_equal(xa_chunk_of(p), c);
+  assert_int_equal(xa_arena_decay(a, now + half), 0);   /* none spare now */
+  xa_arena_free_large(xa_arena_large_span(p));
+  xa_arena_purge(a);
+  assert_int_equal(a->nspare, 1);
+  assert_int_equal(xa_arena_decay(a, now + 2 * half), 0);
+  assert_int_equal(xa_arena_decay(a, now + 3 * half), XA_CHUNK_SIZE);
+  check(a);
+  assert_int_equal(a->nspare, 0);
+  assert_int_equal(a->mapped, 0);
+  munmap(v, vbytes);
 }
 
 /* Purging a wholly free chunk also returns the header pages that hold only
@@ -795,6 +838,7 @@ int main(void) {
       cmocka_unit_test(test_page_map_mapping),
       cmocka_unit_test(test_refill_flush_roundtrip),
       cmocka_unit_test(test_empty_slabs_kept_then_purged),
+      cmocka_unit_test(test_emptied_slabs_free_chunk_and_spares_decay),
       cmocka_unit_test(test_large_alignment_and_coalesce),
       cmocka_unit_test(test_dirty_pages_reused_first),
       cmocka_unit_test(test_dirty_pages_borrowed_across_arenas),

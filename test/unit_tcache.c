@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "arena.h"
@@ -361,6 +363,89 @@ static void test_reclaim(void **state) {
   }
 }
 
+/* An idle thread's cache gives its full-size stacks back: a thread grows
+ * bin CLS, then waits outside any call while the main thread's reclaim
+ * passes find it quiet; its bins move to the small area and the stack
+ * pages leave memory.  Its next calls grow the bin again.  Caches of
+ * exited threads kept for reuse go back once none was taken for the
+ * given idle time, or at once. */
+struct idle_case {
+  pthread_barrier_t bar;
+  struct xa_tcache *tc;
+  void **full;           /* bin CLS's full-size stack, grown */
+  uint32_t cap;          /* its capacity then */
+  bool grown_again;
+};
+
+static void churn(unsigned rounds) {
+  void *v[600];
+  for (unsigned r = 0; r < rounds; r++) {
+    for (int i = 0; i < 600; i++) v[i] = malloc(64);
+    for (int i = 0; i < 600; i++) free(v[i]);
+  }
+}
+
+static void *idle_body(void *arg) {
+  struct idle_case *ic = arg;
+  churn(8);
+  ic->tc = xa_tc;
+  ic->full = ic->tc->bins[CLS].stack;
+  ic->cap = xa_tbin_cap(ic->tc, CLS);
+  pthread_barrier_wait(&ic->bar);             /* 1: grown, quiet from now */
+  pthread_barrier_wait(&ic->bar);             /* 2: main reclaimed */
+  churn(8);
+  ic->grown_again = ic->tc->grown;
+  return NULL;
+}
+
+static void test_idle_cache_gives_stacks_back(void **state) {
+  (void)state;
+  if (!xa_tcache_reclaim_on()) skip();       /* no membarrier here */
+  struct idle_case ic;
+  pthread_barrier_init(&ic.bar, NULL, 2);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, idle_body, &ic), 0);
+  pthread_barrier_wait(&ic.bar);
+  assert_true(ic.tc->grown);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  char *p = (char *)(((uintptr_t)ic.full + page - 1) & ~(uintptr_t)(page - 1));
+  assert_true(p + page <= (char *)(ic.full + ic.cap));   /* a whole page of that stack */
+  unsigned char res = 0;
+  assert_int_equal(mincore(p, page, &res), 0);
+  assert_true(res & 1);                       /* written by the churn */
+  xa_tcache_reclaim(false);                   /* notes what the thread did */
+  xa_tcache_reclaim(false);                   /* finds it quiet: idle */
+  assert_true(ic.tc->idle);
+  assert_false(ic.tc->grown);
+  assert_false(ic.tc->stacks_purging);
+  assert_true(xa_tbin_cap(ic.tc, CLS) < ic.cap);
+  assert_int_equal(mincore(p, page, &res), 0);
+  assert_false(res & 1);
+  pthread_barrier_wait(&ic.bar);
+  pthread_join(t, NULL);
+  pthread_barrier_destroy(&ic.bar);
+  assert_true(ic.grown_again);
+  /* the exited thread's cache is kept for reuse, until it idles out */
+  size_t mapped = xa_tcache_mapped();
+  assert_true(xa_tcache_recycled_any());
+  uint64_t now = 1000000000u;
+  assert_int_equal(xa_tcache_trim_recycled(now, 500), 0);         /* first sight */
+  assert_int_equal(xa_tcache_trim_recycled(now + 499, 500), 0);
+  size_t gone = xa_tcache_trim_recycled(now + 500, 500);
+  assert_true(gone > 0);
+  assert_int_equal(xa_tcache_mapped(), mapped - gone);
+  assert_false(xa_tcache_recycled_any());
+  pthread_barrier_init(&ic.bar, NULL, 2);
+  assert_int_equal(pthread_create(&t, NULL, idle_body, &ic), 0);   /* a new cache, mapped anew */
+  pthread_barrier_wait(&ic.bar);
+  pthread_barrier_wait(&ic.bar);
+  pthread_join(t, NULL);
+  pthread_barrier_destroy(&ic.bar);
+  assert_true(xa_tcache_recycled_any());
+  assert_true(xa_tcache_trim_recycled(0, 0) > 0);                 /* at once */
+  assert_false(xa_tcache_recycled_any());
+}
+
 /* Many threads at once: each bin's capacity and refills stay within its
  * share of tcache_total_bytes (32 MiB by default) split over the live
  * caches; and once they exit, all but a few of their caches are unmapped
@@ -500,6 +585,7 @@ int main(void) {
     cmocka_unit_test(test_refill_slow_start),
       cmocka_unit_test(test_thread_exit_recycles),
       cmocka_unit_test(test_reclaim),
+      cmocka_unit_test(test_idle_cache_gives_stacks_back),
       cmocka_unit_test(test_many_threads_budget),
       cmocka_unit_test(test_boost),
   };
