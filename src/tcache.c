@@ -537,7 +537,11 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
     want = budget;
     *news |= XA_TC_SQUEEZED;
   }
-  if (want > xa_tbin_cap(tc, cls)) bin_grow(tc, cls, budget);
+  if (want > xa_tbin_cap(tc, cls)) {
+    bin_grow(tc, cls, budget);
+    /* It may stay small: its stacks are being purged (bin_grow). */
+    if (want > xa_tbin_cap(tc, cls)) want = xa_tbin_cap(tc, cls);
+  }
   unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
   if (!got) return NULL;
   b->top = b->stack + got - 1;

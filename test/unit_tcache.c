@@ -446,6 +446,39 @@ static void test_idle_cache_gives_stacks_back(void **state) {
   assert_false(xa_tcache_recycled_any());
 }
 
+/* While a reclaimer purges a cache's full-size stacks, its bins cannot
+ * grow: a refill then takes no more than the small area holds (more would
+ * run into the next bin's stack). */
+static void *purging_body(void *arg) {
+  bool *ok = arg;
+  free(malloc(64));
+  struct xa_tcache *tc = xa_tc;
+  __atomic_store_n(&tc->stacks_purging, 1, __ATOMIC_RELEASE);   /* as a reclaimer does */
+  void *v[600];
+  *ok = true;
+  for (unsigned r = 0; r < 4; r++) {
+    for (int i = 0; i < 600; i++) {
+      v[i] = malloc(64);
+      *ok &= v[i] != NULL && xa_tbin_count(&tc->bins[CLS]) <= xa_tbin_cap(tc, CLS);
+    }
+    for (int i = 0; i < 600; i++) free(v[i]);
+  }
+  *ok &= !tc->grown;
+  __atomic_store_n(&tc->stacks_purging, 0, __ATOMIC_RELEASE);
+  churn(2);
+  *ok &= tc->grown;                  /* and grows once the purge is over */
+  return NULL;
+}
+
+static void test_no_growth_while_stacks_purge(void **state) {
+  (void)state;
+  bool ok = false;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, purging_body, &ok), 0);
+  pthread_join(t, NULL);
+  assert_true(ok);
+}
+
 /* Many threads at once: each bin's capacity and refills stay within its
  * share of tcache_total_bytes (32 MiB by default) split over the live
  * caches; and once they exit, all but a few of their caches are unmapped
@@ -586,6 +619,7 @@ int main(void) {
       cmocka_unit_test(test_thread_exit_recycles),
       cmocka_unit_test(test_reclaim),
       cmocka_unit_test(test_idle_cache_gives_stacks_back),
+      cmocka_unit_test(test_no_growth_while_stacks_purge),
       cmocka_unit_test(test_many_threads_budget),
       cmocka_unit_test(test_boost),
   };
