@@ -884,7 +884,8 @@ static size_t purge_oldest(struct xa_arena *a, size_t pages) {
  * unmaps it after unlocking).  So a chunk emptied by the purger keeps only
  * its first header pages resident, as one purged from the dirty list does. */
 static struct xa_chunk *span_purge_slots(struct xa_arena *a, struct xa_span *f) {
-  struct xa_chunk *c = xa_span_chunk(f);
+  struct xa_chunk *c = xa_span_chunk(f), *d = spare_or_dead(a, c);
+  if (d) return d;                  /* unmapped whole: no header purge first */
   if (xa_chunk_slots_purgeable(c, f->first, f->npages)) {
     free_remove(a, f);
     f->state = XA_SPAN_PURGING;
@@ -895,8 +896,7 @@ static struct xa_chunk *span_purge_slots(struct xa_arena *a, struct xa_span *f) 
     xa_chunk_purge_slots(c, f->first, f->npages);
     arena_lock(a);
     inflight_remove(a, &fl);
-    struct xa_chunk *d = span_release(a, f, XA_PAGES_CLEAN);
-    if (d) return d;
+    if ((d = span_release(a, f, XA_PAGES_CLEAN))) return d;
   }
   return spare_or_dead(a, c);
 }
@@ -1041,7 +1041,7 @@ size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {
   }
   if (a->dirty_slabs.head && xa_opt.dirty_decay_ms >= 0)
     bytes += xa_arena_purge_slabs(a, now, (uint64_t)xa_decay_ms_now() * 1000000u);
-  bytes += spares_decay(a, now);
+  spares_decay(a, now);      /* not decay's purge: its pages were counted when purged */
   if (a->muzzy_pages && muzzy_ms() >= 0) {     /* second stage */
     arena_lock(a);
     size_t pages = purge_list(a, &a->muzzy_spans, a->muzzy_pages, false, now,

@@ -370,6 +370,14 @@ static void claim_slow(struct xa_tcache *tc) {
   }
 }
 
+/* Bins on the small area hold no more than the budget allows now. */
+static void bins_budget(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    uint32_t budget = bin_budget(tc, c), cap = small_cap(c);
+    tc->end[c] = tc->bins[c].stack + (budget < cap ? budget : cap);
+  }
+}
+
 /* Every bin (empty) back on the small area. */
 static void bins_small(struct xa_tcache *tc) {
   void **slot = tc->slots;
@@ -429,10 +437,7 @@ static struct xa_tcache *tcache_new(void) {
   /* A new cache's bins (on the small area, empty) hold no more than the
    * budget allows now. */
   memset(tc->boost, 0, sizeof tc->boost);
-  for (unsigned c = 0; c < XA_NSMALL && !tc->grown; c++) {
-    uint32_t budget = bin_budget(tc, c), cap = small_cap(c);
-    tc->end[c] = tc->bins[c].stack + (budget < cap ? budget : cap);
-  }
+  if (!tc->grown) bins_budget(tc);
   counts_start(tc);
   gates_open(tc);
   tc->entered = tc->left = tc->entered_seen = tc->sweep_seen = 0;
@@ -659,7 +664,10 @@ void xa_tcache_postfork_child(void) {
   struct xa_tcache *tc = tc_live;
   while (tc) {
     struct xa_tcache *next = tc->next;
-    tc->stacks_purging = 0;           /* its purger is not in the child */
+    /* A purge another thread was doing does not happen here; one the
+     * forking thread does (a fork from a signal handler that interrupted
+     * its reclaim pass) goes on after the handler, and clears the flag. */
+    if (tc->stacks_purger != xa_thread_self()) tc->stacks_purging = 0;
     if (tc != xa_tc) {
       for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
       tc->left = tc->entered;         /* its owner may have been inside a call */
@@ -749,6 +757,8 @@ size_t xa_tcache_reclaim(bool all) {
              * reopens the gates under tc_lock), and none moves back
              * until the purge is over (bin_grow). */
             bins_small(tc);
+            bins_budget(tc);
+            tc->stacks_purger = xa_thread_self();
             __atomic_store_n(&tc->stacks_purging, 1, __ATOMIC_RELAXED);
             tc->purge_next = shrunk;
             shrunk = tc;

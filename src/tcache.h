@@ -76,6 +76,7 @@ struct xa_tcache {
   uint8_t stacks_purging;           /* a reclaimer gives the full-size stacks
                                        back (atomic): no bin moves there */
   struct xa_tcache *purge_next;     /* the reclaimer's list of them */
+  const void *stacks_purger;        /* its xa_thread_self() */
   struct xa_tcache *next, *prev;    /* all live caches */
   uint32_t events;                  /* refills and full-bin flushes since last GC */
   uint32_t flush_gen;               /* last flush request seen (xa_tcache_request_flush) */

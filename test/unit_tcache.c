@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -19,6 +20,7 @@
 #include "arena.h"
 #include "fastpath.h"
 #include "init.h"
+#include "options.h"
 #include "tcache.h"
 #include "xalloc.h"
 
@@ -398,6 +400,12 @@ static void *idle_body(void *arg) {
   return NULL;
 }
 
+static void *exit_body(void *arg) {
+  (void)arg;
+  free(malloc(64));
+  return NULL;
+}
+
 static void test_idle_cache_gives_stacks_back(void **state) {
   (void)state;
   if (!xa_tcache_reclaim_on()) skip();       /* no membarrier here */
@@ -415,6 +423,8 @@ static void test_idle_cache_gives_stacks_back(void **state) {
   assert_true(res & 1);                       /* written by the churn */
   xa_tcache_reclaim(false);                   /* notes what the thread did */
   xa_tcache_reclaim(false);                   /* finds it quiet: idle */
+  /* (or the purger's pass did, and may be purging still) */
+  while (__atomic_load_n(&ic.tc->stacks_purging, __ATOMIC_ACQUIRE)) sched_yield();
   assert_true(ic.tc->idle);
   assert_false(ic.tc->grown);
   assert_false(ic.tc->stacks_purging);
@@ -425,25 +435,36 @@ static void test_idle_cache_gives_stacks_back(void **state) {
   pthread_join(t, NULL);
   pthread_barrier_destroy(&ic.bar);
   assert_true(ic.grown_again);
-  /* the exited thread's cache is kept for reuse, until it idles out */
-  size_t mapped = xa_tcache_mapped();
+  /* An exited thread's cache is kept for reuse until it idles out.  The
+   * purger's passes trim too: with dirty_decay_ms -1 they leave it to
+   * the test. */
+  int64_t decay = xa_opt.dirty_decay_ms;
+  xa_opt.dirty_decay_ms = -1;
+  xa_tcache_trim_recycled(0, 0);              /* none kept, no time noted */
+  assert_false(xa_tcache_recycled_any());
+  assert_int_equal(pthread_create(&t, NULL, exit_body, NULL), 0);
+  pthread_join(t, NULL);
   assert_true(xa_tcache_recycled_any());
-  uint64_t now = 1000000000u;
+  size_t mapped = xa_tcache_mapped();
+  uint64_t now = xa_os_now();
   assert_int_equal(xa_tcache_trim_recycled(now, 500), 0);         /* first sight */
   assert_int_equal(xa_tcache_trim_recycled(now + 499, 500), 0);
   size_t gone = xa_tcache_trim_recycled(now + 500, 500);
   assert_true(gone > 0);
   assert_int_equal(xa_tcache_mapped(), mapped - gone);
   assert_false(xa_tcache_recycled_any());
-  pthread_barrier_init(&ic.bar, NULL, 2);
-  assert_int_equal(pthread_create(&t, NULL, idle_body, &ic), 0);   /* a new cache, mapped anew */
-  pthread_barrier_wait(&ic.bar);
-  pthread_barrier_wait(&ic.bar);
+  /* a cache taken meanwhile starts the time anew */
+  assert_int_equal(pthread_create(&t, NULL, exit_body, NULL), 0);
   pthread_join(t, NULL);
-  pthread_barrier_destroy(&ic.bar);
+  now = xa_os_now();
+  assert_int_equal(xa_tcache_trim_recycled(now, 500), 0);         /* first sight */
+  assert_int_equal(pthread_create(&t, NULL, exit_body, NULL), 0);  /* takes it, gives it back */
+  pthread_join(t, NULL);
+  assert_int_equal(xa_tcache_trim_recycled(now + 1000, 500), 0);  /* sees the take */
   assert_true(xa_tcache_recycled_any());
   assert_true(xa_tcache_trim_recycled(0, 0) > 0);                 /* at once */
   assert_false(xa_tcache_recycled_any());
+  xa_opt.dirty_decay_ms = decay;
 }
 
 /* While a reclaimer purges a cache's full-size stacks, its bins cannot
