@@ -963,9 +963,8 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
       bool whole = nrun == 1 && run[0].n == s->npages;
       list_push(&bin->nonfull, s);
       struct xa_span *f = slab_release(a, s, whole ? XA_PAGES_CLEAN : XA_PAGES_MUZZY, &dead);
-      struct xa_chunk *c = xa_span_chunk(s), *d = NULL;
-      if (f && f->dirty == XA_PAGES_CLEAN) d = span_purge_slots(a, f);
-      else if (f) d = spare_or_dead(a, c);
+      struct xa_chunk *d = !f ? NULL : f->dirty == XA_PAGES_CLEAN ? span_purge_slots(a, f)
+                                                               : spare_or_dead(a, xa_span_chunk(f));
       if (d) { d->next = dead; dead = d; }
     } else if (s->nfree) {
       list_push(&bin->nonfull, s);
@@ -1007,21 +1006,12 @@ static int64_t muzzy_ms(void) {
  * been taken for half the decay time, they all go back (an idle program
  * keeps no chunk it does not use). */
 static size_t spares_decay(struct xa_arena *a, uint64_t now) {
-  if (!__atomic_load_n(&a->nspare, __ATOMIC_RELAXED) && !__atomic_load_n(&a->spare_seen_at, __ATOMIC_RELAXED))
+  if (!__atomic_load_n(&a->nspare, __ATOMIC_RELAXED) && !__atomic_load_n(&a->spare_watch.since, __ATOMIC_RELAXED))
     return 0;                        /* racy peek: no lock when there is nothing to watch */
   arena_lock(a);
   bool due = false;
-  uint64_t seen = 0;                 /* what spare_seen_at becomes */
-  if (!a->nspare || xa_opt.dirty_decay_ms < 0) {
-  } else if (!a->spare_seen_at || a->spare_takes != a->spare_takes_seen) {
-    a->spare_takes_seen = a->spare_takes;
-    seen = now;
-  } else if (now - a->spare_seen_at >= (uint64_t)xa_decay_ms_now() * 500000u) {
-    due = true;
-  } else {
-    seen = a->spare_seen_at;
-  }
-  __atomic_store_n(&a->spare_seen_at, seen, __ATOMIC_RELAXED);
+  if (!a->nspare || xa_opt.dirty_decay_ms < 0) xa_idle_reset(&a->spare_watch);
+  else due = xa_idle_due(&a->spare_watch, a->spare_takes, now, (uint64_t)xa_decay_ms_now() * 500000u);
   arena_unlock(a);
   return due ? xa_arena_release_spares(a) : 0;
 }

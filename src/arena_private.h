@@ -61,8 +61,7 @@ struct xa_arena {
   struct xa_chunk *chunks;      /* every chunk of the arena */
   unsigned nspare;              /* wholly free chunks kept for reuse */
   uint64_t spare_takes;         /* spares taken back into use, ever */
-  uint64_t spare_takes_seen;    /* spare_takes at spare_seen_at */
-  uint64_t spare_seen_at;       /* since when spares lie unused (0: none) */
+  struct xa_idle_watch spare_watch;  /* since when spares lie unused */
   size_t mapped;                /* bytes of chunks */
   size_t mapped_peak;           /* the most mapped ever */
   struct xa_peak_local peak;    /* allocated and active changes not yet counted globally */

@@ -88,6 +88,29 @@ XA_INLINE int64_t xa_decay_ms_now(void) {
   return base > 0 ? base * __atomic_load_n(&xa_decay_scale, __ATOMIC_RELAXED) : base;
 }
 
+/* Idle watch over a pool of things kept for reuse (spare chunks,
+ * recycled thread caches): it is due to go back once none was taken
+ * (takes, a count kept by the pool's owner, unchanged) for idle_ns since
+ * the first look that found it so.  The owner's lock guards the watch;
+ * `since` (0: not watching) may be peeked at without it.  Pure, for the
+ * unit tests: the clock is passed in. */
+struct xa_idle_watch { uint64_t takes_seen, since; };
+XA_INLINE bool xa_idle_due(struct xa_idle_watch *w, uint64_t takes, uint64_t now, uint64_t idle_ns) {
+  uint64_t since = w->since;
+  bool due = false;
+  if (!since || takes != w->takes_seen) {
+    w->takes_seen = takes;
+    since = now;
+  } else if (now - since >= idle_ns) {
+    since = 0;
+    due = true;
+  }
+  __atomic_store_n(&w->since, since, __ATOMIC_RELAXED);
+  return due;
+}
+/* The pool is empty, or not to be watched: forget what was seen. */
+XA_INLINE void xa_idle_reset(struct xa_idle_watch *w) { __atomic_store_n(&w->since, 0, __ATOMIC_RELAXED); }
+
 XA_HIDDEN void xa_decay_adapt_init(struct xa_decay_adapt *a, uint64_t now, size_t refault);
 /* At time now: refault = xa_os_refault(), purged = bytes purged by decay
  * since the last update, base_ms = dirty_decay_ms (> 0).  Returns the

@@ -1,6 +1,7 @@
 /* Thread-cache slow paths: creation, refill, flush, GC, teardown. */
 #include "tcache.h"
 #include "arena.h"
+#include "decay.h"
 #include "lock.h"
 #include "options.h"
 #include "os.h"
@@ -261,23 +262,21 @@ static void tcache_retire(struct xa_tcache *tc) {
  * and the first page faults per thread.  Once none has been taken for
  * idle_ns, those on the list go back to the kernel (a place reserved by
  * a cache being retired stays counted: it joins the list after). */
-static uint64_t tc_recycle_takes, tc_takes_seen, tc_recycled_seen_at;   /* tc_lock */
+static uint64_t tc_recycle_takes;                 /* tc_lock */
+static struct xa_idle_watch tc_recycled_watch;    /* tc_lock */
 
 size_t xa_tcache_trim_recycled(uint64_t now, uint64_t idle_ns) {
   if (!__atomic_load_n(&tc_recycled, __ATOMIC_RELAXED)) return 0;    /* racy peek: none */
   struct xa_tcache *gone = NULL;
   size_t n = 0;
   xa_lock(&tc_lock);
-  if (idle_ns && (!tc_recycled_seen_at || tc_recycle_takes != tc_takes_seen)) {
-    tc_takes_seen = tc_recycle_takes;
-    tc_recycled_seen_at = now;
-  } else if (!idle_ns || now - tc_recycled_seen_at >= idle_ns) {
+  if (!idle_ns || xa_idle_due(&tc_recycled_watch, tc_recycle_takes, now, idle_ns)) {
     gone = tc_recycled;
     tc_recycled = NULL;
     for (struct xa_tcache *tc = gone; tc; tc = tc->next) n++;
     tc_nrecycled -= (unsigned)n;
     tc_mapped -= n * tcache_bytes();
-    tc_recycled_seen_at = 0;
+    xa_idle_reset(&tc_recycled_watch);
   }
   xa_unlock(&tc_lock);
   while (gone) {

@@ -222,6 +222,22 @@ static void test_options_parse(void **state) {
   assert_true(xa_options_find(&o, "narenas", &r) && !r.writable);
 }
 
+/* The idle watch: due only after idle_ns with no take since the first
+ * look; a take starts the time anew; a reset forgets it. */
+static void test_idle_watch(void **state) {
+  (void)state;
+  struct xa_idle_watch w = {0, 0};
+  assert_false(xa_idle_due(&w, 0, 1000, 100));     /* first look */
+  assert_false(xa_idle_due(&w, 0, 1099, 100));
+  assert_false(xa_idle_due(&w, 1, 1200, 100));     /* taken meanwhile: anew */
+  assert_false(xa_idle_due(&w, 1, 1299, 100));
+  assert_true(xa_idle_due(&w, 1, 1300, 100));
+  assert_false(xa_idle_due(&w, 1, 5000, 100));     /* due once, then watched anew */
+  xa_idle_reset(&w);
+  assert_false(xa_idle_due(&w, 1, 9000, 100));     /* reset: a first look again */
+  assert_true(xa_idle_due(&w, 1, 9100, 100));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_decay_curve),
@@ -231,6 +247,7 @@ int main(void) {
       cmocka_unit_test(test_decay_set_ms_keeps_backlog),
       cmocka_unit_test(test_adapt_regret_lengthens),
       cmocka_unit_test(test_adapt_relaxes),
+      cmocka_unit_test(test_idle_watch),
       cmocka_unit_test(test_options_parse),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
