@@ -5,9 +5,11 @@
  *   Two branches to the slow path, which it tail-calls: the bin is empty,
  *   or the count reached 0 (every 2^20 allocations of a class, or the
  *   heap profiler's next sample: xa_tcache_tick).
- *   Both paths hold the claim on the cache (tcache.h) while they use a
- *   bin, and compare with the bin's gates, which another thread closes
- *   while it reclaims an idle cache (xa_tcache_reclaim).  A new
+ *   Both paths compare with the bin's gates, which another thread closes
+ *   while it reclaims an idle cache (xa_tcache_reclaim).  malloc holds
+ *   the claim on the cache (tcache.h) meanwhile; free does not: a push
+ *   under way only adds above the `top` the reclaimer reads, which it
+ *   never writes, and the push stores `top` after the slot.  A new
  *   thread's xa_tc points at the boot cache, whose bins are empty, so its
  *   first call lands in the slow path: no "initialised?" test here.
  *   The popped object's first word is cleared (it held the freed mark).
@@ -41,8 +43,10 @@ XA_INLINE void *xa_malloc_fast(size_t n) {
     xa_tc_claim(tc);
     struct xa_tbin *b = xa_tbin_scaled(tc, xa_sizeclass_scaled(n));
     if (likely((uintptr_t)b->top > (uintptr_t)b->pop_gate) && likely(--b->countdown != 0)) {
-      void *p = *--b->top;
-      xa_tc_release(tc);
+      void **top = b->top - 1;
+      b->top = top;
+      xa_tc_release(tc);       /* the slot under `top` is out of a reclaimer's reach */
+      void *p = *top;
       *(uintptr_t *)p = 0;
       return p;
     }
@@ -68,25 +72,24 @@ XA_INLINE size_t xa_small_class_of(const void *p) {
 }
 
 /* Push small object p of bin b, marking it freed; false (nothing done) if
- * the bin is full (or its gate closed) or p carries the mark already.
- * The caller holds the claim on b's cache. */
+ * the bin is full (or its gate closed) or p carries the mark already. */
 XA_INLINE bool xa_tbin_push_freed(struct xa_tbin *b, void *p) {
   void **top = b->top;           /* read once: the mark's store may alias it */
   if (unlikely((uintptr_t)top >= (uintptr_t)b->push_gate || xa_freed_marked(p))) return false;
   xa_freed_mark(p);
   *top = p;
+  /* the mark and the slot before `top` (a reclaimer reads below it) */
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ __volatile__("" ::: "memory");   /* stores stay in order (TSO) */
   b->top = top + 1;
+#else
+  __atomic_store_n(&b->top, top + 1, __ATOMIC_RELEASE);
+#endif
   return true;
 }
 
 /* The same on the calling thread's cache, for small object p of class cls. */
-XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) {
-  struct xa_tcache *tc = xa_tc;
-  xa_tc_claim(tc);
-  bool ok = xa_tbin_push_freed(&tc->bins[cls], p);
-  xa_tc_release(tc);
-  return ok;
-}
+XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) { return xa_tbin_push_freed(&xa_tc->bins[cls], p); }
 
 /* free()'s push of p, whose page-map entry is *pi: xa_small_lookup's
  * object-start test with the class's divisibility constant read from the
@@ -94,16 +97,12 @@ XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) {
  * whose constant never divides), then the push.  False: nothing was
  * done. */
 XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) {
-  /* read before the claim: the entry is no part of the cache */
-  uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - pi->start32);
-  size_t cls_scaled = pi->cls_scaled;
   struct xa_tcache *tc = xa_tc;
-  xa_tc_claim(tc);
-  struct xa_tbin *b = xa_tbin_scaled(tc, cls_scaled);
+  uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - pi->start32);
+  struct xa_tbin *b = xa_tbin_scaled(tc, pi->cls_scaled);
   uint64_t magic = b->divmagic;
-  bool ok = likely(off * magic < magic) && likely(xa_tbin_push_freed(b, p));
-  xa_tc_release(tc);
-  return ok;
+  off *= magic;
+  return likely(off < magic) && likely(xa_tbin_push_freed(b, p));
 }
 
 /* p's 4 KiB unit in the page map: < xa_pagemap_limit() if the map has it. */

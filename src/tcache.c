@@ -188,7 +188,7 @@ void xa_tcache_class_counts(uint64_t nmalloc[XA_NSMALL], uint64_t cached[XA_NSMA
   for (struct xa_tcache *tc = tc_live; tc; tc = tc->next)
     for (unsigned c = 0; c < XA_NSMALL; c++) {
       nmalloc[c] += counted(tc, c);
-      void **top = __atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED), **bottom = tc->bins[c].stack;
+      void **top = __atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED), **bottom = tc->bins[c].stack + tc->taken[c];
       cached[c] += top > bottom ? (uint64_t)(top - bottom) : 0;
     }
   xa_unlock(&tc_lock);
@@ -220,6 +220,7 @@ static size_t tcache_bytes(void) {
 
 static void tcache_flush_bins(struct xa_tcache *tc);
 static void bins_small(struct xa_tcache *tc);
+static void bins_settle(struct xa_tcache *tc);
 
 /* The pages of tc's full-size stacks (every bin on the small area, or
  * none of them in use) go back to the kernel. */
@@ -237,6 +238,8 @@ static void tcache_retire(struct xa_tcache *tc) {
    * after that reclaimer let go of tc_lock): wait for it, a single
    * madvise, before the cache is unmapped or handed on. */
   while (__atomic_load_n(&tc->stacks_purging, __ATOMIC_ACQUIRE)) xa_os_yield();
+  bins_settle(tc);                   /* what a reclaim took is gone already */
+  tc->shrink = 0;
   tcache_flush_bins(tc);
   xa_lock(&tc_lock);
   bool keep = tc_nrecycled < RECYCLE_KEEP;
@@ -308,6 +311,7 @@ static bool tcache_is_live(const struct xa_tcache *tc) {
  * delays that.  With SWEEP_MIN_LIVE caches or fewer live there is no
  * sweep at all: orphans are rare, and that few cost little. */
 #define SWEEP_MIN_LIVE 32
+static uint64_t activity(const struct xa_tcache *tc);
 static void tcache_sweep_orphans(void) {
   if (__atomic_load_n(&tc_nlive, __ATOMIC_RELAXED) <= SWEEP_MIN_LIVE) return;
   for (int looked = 0, asked = 0; looked < 4 && asked < 2; looked++) {
@@ -316,9 +320,9 @@ static void tcache_sweep_orphans(void) {
     tc_cursor = tc ? tc->next : NULL;
     int32_t tid = 0;
     if (tc) {
-      uint32_t e = __atomic_load_n(&tc->entered, __ATOMIC_RELAXED);
-      if (e == tc->sweep_seen) tid = tc->tid;
-      tc->sweep_seen = e;
+      uint64_t sig = activity(tc);
+      if (sig == tc->sweep_sig) tid = tc->tid;
+      tc->sweep_sig = sig;
     }
     xa_unlock(&tc_lock);
     if (!tid) continue;
@@ -350,23 +354,91 @@ static void gates_close(struct xa_tcache *tc) {
   }
 }
 
-/* Take the claim on the calling thread's cache tc for a slow path.  If a
- * reclaimer closed its gates, wait until its pass is over (it holds
- * tc_lock for the pass and waits for nothing the owner holds) and reopen
- * them.  Only the owner reopens: a reclaimer that did so could let a fast
- * path that read `top` before the flush pass the reopened gate. */
+/* A number that changes with every call of tc's owner: malloc and the
+ * slow paths count themselves (entered), free's fast path moves a bin's
+ * top up.  Racy reads of another thread's cache: a coincidence that
+ * repeats the last value makes a busy thread look quiet for one pass,
+ * which costs it a refill. */
+static uint64_t activity(const struct xa_tcache *tc) {
+  uint64_t sig = (uint64_t)__atomic_load_n(&tc->entered, __ATOMIC_RELAXED) << 32;
+  for (unsigned c = 0; c < XA_NSMALL; c++) sig += (uintptr_t)__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED);
+  return sig;
+}
+
+/* What a reclaim pass took from the bottom of each bin (taken[]) leaves
+ * it: the objects above move down.  The owner, with the gates closed and
+ * tc_lock held, or on a cache off the live list. */
+static void bins_settle(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    uint32_t k = tc->taken[c];
+    if (!k) continue;
+    struct xa_tbin *b = &tc->bins[c];
+    uint32_t n = xa_tbin_count(b) - k;
+    memmove(b->stack, b->stack + k, n * sizeof(void *));
+    b->top = b->stack + n;
+    tc->taken[c] = 0;
+  }
+}
+
+static void bins_budget(struct xa_tcache *tc);
+static void bin_flush(struct xa_tbin *b, uint32_t k);
+
+/* An idle cache's bins, settled, move to the small area with what they
+ * hold (a push under way during the reclaim), within the budget; the
+ * full-size stacks are then unused.  The owner, under tc_lock. */
+static void bins_to_small(struct xa_tcache *tc) {
+  void **slot = tc->slots;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_tbin *b = &tc->bins[c];
+    uint32_t n = xa_tbin_count(b);
+    if (b->stack != slot) {
+      if (n > small_cap(c)) {
+        bin_flush(b, n - small_cap(c));
+        n = small_cap(c);
+      }
+      memcpy(slot, b->stack, n * sizeof(void *));
+      b->stack = slot;
+      b->top = slot + n;
+    }
+    slot += small_cap(c);
+  }
+  bins_budget(tc);
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    uint32_t n = xa_tbin_count(&tc->bins[c]), cap = xa_tbin_cap(tc, c);
+    if (n > cap) bin_flush(&tc->bins[c], n - cap);
+  }
+  tc->grown = 0;
+  tc->shrink = 0;
+}
+
+/* A reclaimer closed the gates: apply what it did, and reopen them.  It
+ * holds tc_lock for its pass and waits for nothing the owner holds.  Only
+ * the owner reopens: a reclaimer that did so could let a push that read
+ * `top` before the pass use a reopened gate. */
+static void XA_NOINLINE gates_reopen(struct xa_tcache *tc) {
+  xa_lock(&tc_lock);
+  bins_settle(tc);
+  if (tc->idle) {                   /* busy again: a share of the budget */
+    tc->idle = 0;
+    tc_nidle--;
+  }
+  bool shrink = tc->shrink;
+  if (shrink) bins_to_small(tc);
+  gates_open(tc);
+  tc->gates_closed = 0;
+  xa_unlock(&tc_lock);
+  /* The reclaimer gave back all the stack pages but those it left for a
+   * push: they go now.  (None of its bins is there any more, and none
+   * moves there before the reclaimer's own purge is over.) */
+  if (shrink) stacks_purge(tc);
+}
+
+/* Take the claim on the calling thread's cache tc for a slow path (the
+ * release is xa_tc_release).  If a reclaimer closed its gates, apply what
+ * it did and reopen them. */
 static void claim_slow(struct xa_tcache *tc) {
   xa_tc_claim(tc);
-  if (unlikely(__atomic_load_n(&tc->gates_closed, __ATOMIC_ACQUIRE))) {
-    xa_lock(&tc_lock);
-    gates_open(tc);
-    tc->gates_closed = 0;
-    if (tc->idle) {                   /* busy again: a share of the budget */
-      tc->idle = 0;
-      tc_nidle--;
-    }
-    xa_unlock(&tc_lock);
-  }
+  if (unlikely(__atomic_load_n(&tc->gates_closed, __ATOMIC_ACQUIRE))) gates_reopen(tc);
 }
 
 /* Bins on the small area hold no more than the budget allows now. */
@@ -439,8 +511,10 @@ static struct xa_tcache *tcache_new(void) {
   if (!tc->grown) bins_budget(tc);
   counts_start(tc);
   gates_open(tc);
-  tc->entered = tc->left = tc->entered_seen = tc->sweep_seen = 0;
-  tc->reclaim = tc->gates_closed = tc->idle = 0;
+  tc->entered = tc->left = 0;
+  tc->seen_sig = tc->sweep_sig = 0;
+  tc->reclaim = tc->gates_closed = tc->idle = tc->shrink = 0;
+  memset(tc->taken, 0, sizeof tc->taken);
   tc->events = 0;
   tc->flush_gen = __atomic_load_n(&tc_flush_gen, __ATOMIC_RELAXED);
   tc->tid = xa_os_tid();
@@ -608,7 +682,10 @@ void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   struct xa_tbin *b = &tc->bins[cls];
   claim_slow(tc);
   uint32_t n = xa_tbin_count(b);
-  if (n == 0) { xa_tc_release(tc); return; }
+  if (n == 0) {
+    xa_tc_release(tc);
+    return;
+  }
   void *p = b->top[-1];
   if (n == 1) {                  /* refill above it */
     unsigned want = xa_tbin_cap(tc, cls) / 2;
@@ -668,8 +745,12 @@ void xa_tcache_postfork_child(void) {
      * its reclaim pass) goes on after the handler, and clears the flag. */
     if (tc->stacks_purger != xa_thread_self()) tc->stacks_purging = 0;
     if (tc != xa_tc) {
-      for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].top = tc->bins[c].stack;
+      for (unsigned c = 0; c < XA_NSMALL; c++) {
+        tc->bins[c].top = tc->bins[c].stack;
+        tc->taken[c] = 0;
+      }
       tc->left = tc->entered;         /* its owner may have been inside a call */
+      tc->shrink = 0;
       tcache_unlink(tc);
       tcache_recycle(tc);
       tc_nrecycled++;
@@ -680,10 +761,11 @@ void xa_tcache_postfork_child(void) {
 
 /* ---- reclaiming other threads' caches -------------------------------- */
 
-/* Does tc hold objects?  Racy reads of another thread's bins: a hint. */
+/* Does tc hold objects a reclaim has not taken?  Racy reads of another
+ * thread's bins: a hint. */
 static bool tcache_holds(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++)
-    if (__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED) != tc->bins[c].stack) return true;
+    if (__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED) > tc->bins[c].stack + tc->taken[c]) return true;
   return false;
 }
 
@@ -701,20 +783,80 @@ bool xa_tcache_others_hold(void) {
   return any;
 }
 
+/* The reclaimer's take from tc, whose owner is inside no call that takes
+ * objects, after the fence: every object below the `top` it reads goes
+ * back to the arenas, and taken[] says how many (the owner moves what is
+ * above down when it reopens the gates).  A push that passed its gate
+ * before the gates closed may still be under way: it stores its slot
+ * before `top`, so the slots below a `top` read here are written, and it
+ * writes the slot at that `top` (then it is the one object left).  So
+ * `top` is never written here.  Under tc_lock. */
+static size_t bins_take(struct xa_tcache *tc) {
+  size_t objs = 0;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_tbin *b = &tc->bins[c];
+    void **top = __atomic_load_n(&b->top, __ATOMIC_ACQUIRE), **from = b->stack + tc->taken[c];
+    if (top <= from) continue;
+    uint32_t k = (uint32_t)(top - from);
+    xa_arena_flush(from, k, "free");
+    tc->taken[c] += k;
+    objs += k;
+  }
+  return objs;
+}
+
+/* An idle cache's full-size stacks go back, but for the page of the slot
+ * a push under way may write: the one at `top`.  Noted under tc_lock,
+ * purged after it (stacks_purge_kept). */
+static void stacks_note_kept(struct xa_tcache *tc) {
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    struct xa_tbin *b = &tc->bins[c];
+    tc->keep_lo[c] = tc->keep_hi[c] = 0;
+    if (b->stack != tc->slots + tc_full_off[c]) continue;     /* on the small area */
+    void **top = __atomic_load_n(&b->top, __ATOMIC_RELAXED);
+    tc->keep_lo[c] = (uint32_t)(top - tc->slots);
+    tc->keep_hi[c] = tc->keep_lo[c] + 1;
+  }
+}
+
+/* The full-size area's pages but those holding noted slots (the bins'
+ * full-size stacks lie in class order, so the ranges come sorted). */
+static void stacks_purge_kept(struct xa_tcache *tc) {
+  uintptr_t page = xa_os_page;
+  uintptr_t lo = XA_ALIGN_UP((uintptr_t)(tc->slots + tc_small_total), page);
+  uintptr_t end = (uintptr_t)(tc->slots + tc_slots_total) & ~(page - 1);
+  for (unsigned c = 0; c < XA_NSMALL && lo < end; c++) {
+    if (tc->keep_hi[c] <= tc->keep_lo[c]) continue;
+    uintptr_t a = (uintptr_t)(tc->slots + tc->keep_lo[c]) & ~(page - 1);
+    uintptr_t b = XA_ALIGN_UP((uintptr_t)(tc->slots + tc->keep_hi[c]), page);
+    if (a > lo) xa_os_purge((void *)lo, (a < end ? a : end) - lo);
+    if (b > lo) lo = b;
+  }
+  if (lo < end) xa_os_purge((void *)lo, end - lo);
+}
+
 /* The protocol, against an owner that uses no atomic instruction:
  *   reclaimer: close the gates; membarrier; read left, then entered; if
- *              equal, flush the bins (all under tc_lock)
- *   owner:     entered++; read the gates; use the bin; left++
- *              (a closed gate: the slow path reopens the gates, claim_slow)
+ *              equal, return every object below each bin's `top`, writing
+ *              none of the owner's fields (bins_take; all under tc_lock)
+ *   owner:     malloc and slow paths: entered++; read the gates; use the
+ *              bin; left++ (a closed gate: the slow path settles what the
+ *              reclaimer took and reopens the gates, claim_slow)
+ *              free's fast path: read the gate, store the slot, then `top`
  * membarrier makes every running thread execute a full barrier (a thread
  * not running gets one when it is switched in).  So either the owner's
  * entered++ is visible when the reclaimer reads it (it backs off), or the
  * owner's gate reads come after that barrier and see the gates closed: it
- * takes the slow path, which waits for tc_lock (claim_slow).  An owner
- * never blocks a reclaimer, and the fast paths gain two plain stores.
- * A cache emptied while its thread was quiet (no call since the last
- * pass, whether or not the pass takes every cache) is marked idle: it leaves the budget's divisor
- * (bin_budget) until claim_slow reopens its gates. */
+ * takes the slow path, which waits for tc_lock.  A push that read its gate
+ * before (one per thread: malloc is not async-signal-safe) may still be
+ * under way; bins_take allows for it.  An owner never blocks a reclaimer,
+ * and malloc's fast path gains two plain stores.  A cache emptied while
+ * its thread was quiet (no call since the last pass, whether or not the
+ * pass takes every cache) is marked idle: it leaves the budget's divisor
+ * (bin_budget) until its owner reopens the gates, and its full-size
+ * stacks go back to the kernel after the pass (but for the pages a push
+ * may still write to, which the owner purges itself when it comes back
+ * and moves its bins to the small area). */
 size_t xa_tcache_reclaim(bool all) {
   struct xa_tcache *self = xa_tc;
   struct xa_tcache *shrunk = NULL;    /* idle caches whose stacks go back */
@@ -724,9 +866,9 @@ size_t xa_tcache_reclaim(bool all) {
   xa_lock(&tc_lock);
   for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) {
     if (tc == self) continue;
-    uint32_t in = __atomic_load_n(&tc->entered, __ATOMIC_RELAXED);
-    bool quiet = in == tc->entered_seen;  /* no call since the last pass */
-    tc->entered_seen = in;
+    uint64_t sig = activity(tc);
+    bool quiet = sig == tc->seen_sig;  /* no call since the last pass */
+    tc->seen_sig = sig;
     /* a quiet cache is also taken when empty, to become idle */
     bool holds = (quiet || all) && tcache_holds(tc);   /* only then does it matter */
     if (!(quiet && (holds || !tc->idle)) && !(all && holds)) continue;
@@ -744,19 +886,16 @@ size_t xa_tcache_reclaim(bool all) {
       if (!tc->reclaim) continue;
       uint32_t out = __atomic_load_n(&tc->left, __ATOMIC_ACQUIRE);
       if (fenced && __atomic_load_n(&tc->entered, __ATOMIC_ACQUIRE) == out) {
-        for (unsigned c = 0; c < XA_NSMALL; c++) objs += xa_tbin_count(&tc->bins[c]);
-        tcache_flush_bins(tc);
+        objs += bins_take(tc);
         if (tc->reclaim == 2 && !tc->idle) {   /* quiet: its share goes to the busy */
           tc->idle = 1;
           tc_nidle++;
-          if (tc->grown) {
-            /* And its full-size stacks, empty now, go back to the kernel
-             * after the pass: every bin moves to the small area (its
-             * owner, out of any call, finds the new stacks when it
-             * reopens the gates under tc_lock), and none moves back
-             * until the purge is over (bin_grow). */
-            bins_small(tc);
-            bins_budget(tc);
+          if (tc->grown && !tc->shrink) {
+            /* And its full-size stacks go back to the kernel after the
+             * pass; none of its bins grows until the purge is over
+             * (bin_grow). */
+            tc->shrink = 1;
+            stacks_note_kept(tc);
             tc->stacks_purger = xa_thread_self();
             __atomic_store_n(&tc->stacks_purging, 1, __ATOMIC_RELAXED);
             tc->purge_next = shrunk;
@@ -772,7 +911,7 @@ size_t xa_tcache_reclaim(bool all) {
   while (shrunk) {        /* each waits for its purge only to grow or retire */
     struct xa_tcache *tc = shrunk;
     shrunk = tc->purge_next;
-    stacks_purge(tc);
+    stacks_purge_kept(tc);
     __atomic_store_n(&tc->stacks_purging, 0, __ATOMIC_RELEASE);
   }
   return objs;

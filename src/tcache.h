@@ -60,12 +60,14 @@ struct xa_tcache {
    * nothing.  bins[c] then sits at xa_class_scale(c) * 8. */
   struct xa_tbin none;
   struct xa_tbin bins[XA_NSMALL];
-  /* The owner's calls that used the bins: begun and ended, ever.  They
-   * differ while a call is in progress (nested ones count: a signal
-   * handler's malloc).  Written by the owner only, read by reclaimers. */
+  /* The owner's calls that may take objects from the bins (malloc's
+   * fast path and every slow path): begun and ended, ever.  They differ
+   * while one is in progress (nested ones count: a signal handler's
+   * malloc).  free's fast path, which only adds, counts nothing.  Written
+   * by the owner only, read by reclaimers (xa_tcache_reclaim). */
   uint32_t entered, left;
-  uint32_t entered_seen;            /* entered at the last reclaim pass */
-  uint32_t sweep_seen;              /* entered when the orphan sweep last looked (tcache.c) */
+  uint64_t seen_sig;                /* activity (tcache.c) at the last reclaim pass */
+  uint64_t sweep_sig;               /* the same when the orphan sweep last looked */
   uint8_t gates_closed;             /* by a reclaimer; only the owner reopens
                                        them (claim_slow), both under tc_lock */
   uint8_t reclaim;                  /* a candidate of the running reclaim pass */
@@ -75,6 +77,9 @@ struct xa_tcache {
                                        the budget until its next slow path */
   uint8_t stacks_purging;           /* a reclaimer gives the full-size stacks
                                        back (atomic): no bin moves there */
+  uint8_t shrink;                   /* a reclaimer found it idle: the owner
+                                       moves its bins to the small area when
+                                       it reopens the gates */
   struct xa_tcache *purge_next;     /* the reclaimer's list of them */
   const void *stacks_purger;        /* its xa_thread_self() */
   struct xa_tcache *next, *prev;    /* all live caches */
@@ -86,6 +91,13 @@ struct xa_tcache {
   uint8_t boost[XA_NSMALL];         /* bin's capacity: tcache_cap << boost, at
                                        most tcache_max (tcache.c) */
   void **end[XA_NSMALL];            /* each bin's stack + capacity */
+  /* Set by a reclaimer while the gates are closed, applied by the owner
+   * when it reopens them (or when the cache retires): the objects at the
+   * bottom of each bin that the reclaimer returned to the arenas, and the
+   * slots (indexes into slots[]) it left resident in the full-size area
+   * for a push under way. */
+  uint32_t taken[XA_NSMALL];
+  uint32_t keep_lo[XA_NSMALL], keep_hi[XA_NSMALL];
   /* Allocations counted per class: nmalloc[c] in periods that ended, and
    * period[c] - bins[c].countdown in the running one.  A period is
    * XA_COUNT_PERIOD long, or, while the heap profiler samples, the draw of
@@ -96,13 +108,12 @@ struct xa_tcache {
   void *slots[];                    /* the bins' stacks: small area, then full-size */
 };
 
-/* The owner's claim on its cache around every use of the bins: a
- * reclaimer that finds entered == left after closing the gates and fencing
- * every thread (membarrier) knows the owner is not inside a call and that
- * its next call will find the gates closed; entered unchanged over a
- * reclaim period means the thread made no call at all.  Plain increments:
- * the compiler barriers keep the bin accesses between them, and the
- * membarrier orders them against the reclaimer. */
+/* The owner's claim on its cache around malloc's fast path and every slow
+ * path: a reclaimer that finds entered == left after closing the gates
+ * and fencing every thread (membarrier) knows that no such call is under
+ * way and that the next one will find the gates closed.  Plain
+ * increments: the compiler barriers keep the bin accesses between them,
+ * and the membarrier orders them against the reclaimer. */
 XA_INLINE void xa_tc_claim(struct xa_tcache *tc) {
   tc->entered++;
   __asm__ __volatile__("" ::: "memory");
@@ -180,8 +191,8 @@ XA_HIDDEN void xa_tcache_flush_all(void);
 XA_HIDDEN void xa_tcache_request_flush(void);
 /* Return other threads' cached objects to the arenas without their help:
  * those of every cache (all) or of caches whose owner made no call since
- * the previous pass (a quiet thread; the purger's use).  An
- * owner found inside a call is skipped.  Returns the objects returned. */
+ * the previous pass (a quiet thread; the purger's use).  An owner found
+ * inside malloc or a slow path is skipped.  Returns the objects returned. */
 XA_HIDDEN size_t xa_tcache_reclaim(bool all);
 /* Hold all caches together within bytes too (a memory limit's share:
  * pressure.c); SIZE_MAX: tcache_total_bytes alone. */

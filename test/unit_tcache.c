@@ -291,12 +291,23 @@ static void test_thread_exit_recycles(void **state) {
   }
 }
 
-/* A thread that caches objects of class CLS, then waits (outside any call)
- * while the main thread reclaims; then allocates once more. */
+/* A thread that caches objects of class CLS, then waits while the main
+ * thread reclaims: outside any call, inside a slow path (holding the
+ * claim), in the middle of malloc's pop (the claim too), or in the middle
+ * of free's push (it read `top` and passed the gate before the gates
+ * closed, and finishes after the reclaim); then frees and allocates once
+ * more. */
+enum { R_QUIET, R_SLOW, R_POP, R_PUSH, R_CASES };
 struct reclaim_case {
   pthread_barrier_t bar;
   struct xa_tcache *tc;
-  bool claimed;          /* hold the claim while the main thread reclaims */
+  int kind;
+  void *got;             /* the object the pop under way took */
+  void *pushed;          /* the object the push under way cached */
+  uint32_t settled;      /* the bin's count after the owner's next slow path
+                            (a free, less the object it freed) */
+  void *under_top;       /* then the object under the freed one */
+  bool got_free;         /* got was free in its slab after the reclaim */
   void *after;           /* the allocation after the reclaim */
 };
 
@@ -304,16 +315,36 @@ static void *reclaim_body(void *arg) {
   struct reclaim_case *rc = arg;
   void *v[16];
   for (int i = 0; i < 16; i++) v[i] = malloc(64);
+  void *fresh = malloc(64), *keep = malloc(64);
   for (int i = 0; i < 16; i++) free(v[i]);
-  rc->tc = xa_tc;
-  if (rc->claimed) xa_tc_claim(rc->tc);       /* as if inside a call */
+  struct xa_tcache *tc = rc->tc = xa_tc;
+  struct xa_tbin *b = &tc->bins[CLS];
+  void **top = b->top;                         /* the operation under way */
+  if (rc->kind == R_SLOW || rc->kind == R_POP) xa_tc_claim(tc);   /* as if inside a call */
   pthread_barrier_wait(&rc->bar);             /* 1: cached */
   pthread_barrier_wait(&rc->bar);             /* 2: main reclaimed */
-  if (rc->claimed) xa_tc_release(rc->tc);
+  if (rc->kind == R_POP) {                     /* finish the pop */
+    rc->got = *--top;
+    b->top = top;
+    rc->got_free = xa_arena_small_is_free(rc->got);
+  }
+  if (rc->kind == R_SLOW || rc->kind == R_POP) xa_tc_release(tc);
+  if (rc->kind == R_PUSH) {             /* finish the push */
+    xa_freed_mark(keep);
+    *top = keep;
+    b->top = top + 1;
+    rc->pushed = keep;
+    keep = NULL;
+  }
+  free(fresh);                                 /* a slow path (gates closed): settles */
+  rc->settled = xa_tbin_count(b) - 1;
+  rc->under_top = rc->settled ? b->top[-2] : NULL;
   rc->after = malloc(64);
   pthread_barrier_wait(&rc->bar);             /* 3: allocated */
   pthread_barrier_wait(&rc->bar);             /* 4: main looked (exit resets the bins) */
   free(rc->after);
+  free(rc->got);
+  free(keep);
   return NULL;
 }
 
@@ -330,13 +361,16 @@ static bool gates_open(const struct xa_tcache *tc) {
 }
 
 /* Reclaim takes an idle owner's objects and leaves the gates closed (a
- * fast path that read `top` before the flush must not find them open);
- * the owner's next call reopens them.  An owner inside a call is left
- * alone. */
+ * push that read `top` before the flush must not find them open); the
+ * owner's next call reopens them and moves what is left down.  An owner
+ * inside malloc or a slow path is left alone (the pop hands out no object
+ * the reclaim returned: got_free).  A push under way during the reclaim
+ * keeps the object it pushes. */
 static void test_reclaim(void **state) {
   (void)state;
-  for (int claimed = 0; claimed <= 1; claimed++) {
-    struct reclaim_case rc = {.claimed = claimed};
+  if (!xa_tcache_reclaim_on()) skip();       /* no membarrier here */
+  for (int kind = 0; kind < R_CASES; kind++) {
+    struct reclaim_case rc = {.kind = kind};
     pthread_barrier_init(&rc.bar, NULL, 2);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, reclaim_body, &rc), 0);
@@ -344,31 +378,42 @@ static void test_reclaim(void **state) {
     uint32_t held = xa_tbin_count(&rc.tc->bins[CLS]);
     assert_true(held >= 16);
     size_t got = xa_tcache_reclaim(true);
-    uint32_t left = xa_tbin_count(&rc.tc->bins[CLS]);
+    uint32_t taken = rc.tc->taken[CLS];
     bool closed = gates_closed(rc.tc);
     pthread_barrier_wait(&rc.bar);
     pthread_barrier_wait(&rc.bar);
     bool reopened = gates_open(rc.tc);
+    uint32_t left_taken = rc.tc->taken[CLS];
     pthread_barrier_wait(&rc.bar);
     pthread_join(t, NULL);
     pthread_barrier_destroy(&rc.bar);
-    if (claimed) {
+    if (kind == R_SLOW || kind == R_POP) {
       assert_int_equal(got, 0);                  /* backed off */
-      assert_int_equal(left, held);
+      assert_int_equal(taken, 0);
+      assert_int_equal(rc.settled, kind == R_POP ? held - 1 : held);
     } else {
-      assert_true(got >= held);
-      assert_int_equal(left, 0);
+      assert_true(got <= held);                  /* (or the purger's pass took them) */
+      assert_int_equal(taken, held);
+      assert_int_equal(rc.settled, kind == R_PUSH ? 1 : 0);
     }
-    assert_true(closed);                          /* both ways: only the owner reopens */
+    if (kind == R_POP) {
+      assert_non_null(rc.got);
+      assert_false(rc.got_free);                 /* not returned under the pop */
+    }
+    assert_int_equal(left_taken, 0);             /* settled */
+    assert_true(closed);                          /* every way: only the owner reopens */
     assert_true(reopened);
     assert_non_null(rc.after);
+    if (kind == R_PUSH) assert_ptr_equal(rc.under_top, rc.pushed);   /* kept, on top */
   }
 }
 
 /* An idle thread's cache gives its full-size stacks back: a thread grows
  * bin CLS, then waits outside any call while the main thread's reclaim
- * passes find it quiet; its bins move to the small area and the stack
- * pages leave memory.  Its next calls grow the bin again.  Caches of
+ * passes find it quiet; the stack pages leave memory but the one holding
+ * the slot at the bin's top (the thread may be in the middle of a push
+ * there).  At its next call the thread moves its bins to the
+ * small area; its next calls grow the bin again.  Caches of
  * exited threads kept for reuse go back once none was taken for the
  * given idle time, or at once. */
 struct idle_case {
@@ -376,6 +421,7 @@ struct idle_case {
   struct xa_tcache *tc;
   void **full;           /* bin CLS's full-size stack, grown */
   uint32_t cap;          /* its capacity then */
+  bool shrunk;           /* its next call found shrink set, and cleared it */
   bool grown_again;
 };
 
@@ -395,6 +441,9 @@ static void *idle_body(void *arg) {
   ic->cap = xa_tbin_cap(ic->tc, CLS);
   pthread_barrier_wait(&ic->bar);             /* 1: grown, quiet from now */
   pthread_barrier_wait(&ic->bar);             /* 2: main reclaimed */
+  bool asked = ic->tc->shrink;
+  free(malloc(64));
+  ic->shrunk = asked && !ic->tc->shrink;
   churn(8);
   ic->grown_again = ic->tc->grown;
   return NULL;
@@ -416,8 +465,13 @@ static void test_idle_cache_gives_stacks_back(void **state) {
   pthread_barrier_wait(&ic.bar);
   assert_true(ic.tc->grown);
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  char *p = (char *)(((uintptr_t)ic.full + page - 1) & ~(uintptr_t)(page - 1));
-  assert_true(p + page <= (char *)(ic.full + ic.cap));   /* a whole page of that stack */
+  /* a whole page of that stack away from the slot a reclaim keeps */
+  void **top = ic.tc->bins[CLS].top;
+  char *p = NULL;
+  for (char *q = (char *)(((uintptr_t)ic.full + page - 1) & ~(uintptr_t)(page - 1));
+       !p && q + page <= (char *)(ic.full + ic.cap); q += page)
+    if (q + page <= (char *)top || q >= (char *)(top + 1)) p = q;
+  assert_non_null(p);
   unsigned char res = 0;
   assert_int_equal(mincore(p, page, &res), 0);
   assert_true(res & 1);                       /* written by the churn */
@@ -426,14 +480,14 @@ static void test_idle_cache_gives_stacks_back(void **state) {
   /* (or the purger's pass did, and may be purging still) */
   while (__atomic_load_n(&ic.tc->stacks_purging, __ATOMIC_ACQUIRE)) sched_yield();
   assert_true(ic.tc->idle);
-  assert_false(ic.tc->grown);
+  assert_true(ic.tc->shrink);                 /* for the owner to finish */
   assert_false(ic.tc->stacks_purging);
-  assert_true(xa_tbin_cap(ic.tc, CLS) < ic.cap);
   assert_int_equal(mincore(p, page, &res), 0);
   assert_false(res & 1);
   pthread_barrier_wait(&ic.bar);
   pthread_join(t, NULL);
   pthread_barrier_destroy(&ic.bar);
+  assert_true(ic.shrunk);
   assert_true(ic.grown_again);
   /* An exited thread's cache is kept for reuse until it idles out.  The
    * purger's passes trim too: with dirty_decay_ms -1 they leave it to
