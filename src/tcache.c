@@ -44,7 +44,10 @@ static size_t tc_slots_total;                   /* slots per cache */
 static size_t tc_small_total;                   /* slots in the small area */
 static size_t tc_full_off[XA_NSMALL];           /* each bin's full-size stack */
 /* Slow start: a class's first refill in a thread is (capacity / 2) >>
- * this, about START_BYTES of objects (at least one); each miss doubles it. */
+ * this, about START_BYTES of objects (at least one) and no more than the
+ * small area holds (a class touched briefly never moves its bin to the
+ * full-size stack, whose pages an idle thread's cache keeps in part:
+ * xa_tcache_reclaim); each miss doubles it. */
 #define START_BYTES 1024
 static uint8_t tc_start_shift[XA_NSMALL];
 
@@ -55,6 +58,7 @@ static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_l
 #define GC_PERIOD 256   /* slow-path events between idle-bin sweeps */
 #define BIN_MIN 8       /* objects a bin holds at least, */
 #define BIN_MAX 1024    /* and at most, whatever tcache_bytes says */
+_Static_assert(XA_NSMALL * (SMALL_CAP + BIN_MAX) <= UINT16_MAX, "slot indexes and counts fit taken[] and keep[]");
 
 /* Boost: a bin that both ran empty (a refill) and overflowed (a flush)
  * within one GC period is passing objects back and forth with the
@@ -122,7 +126,7 @@ bool xa_tcache_init_global(void (*at_thread_exit)(void *tc)) {
     tc_full_off[c] = tc_slots_total;
     tc_slots_total += xa_classes[c].tcache_max;   /* the full-size stack fits a boosted bin */
     unsigned k = 0, half = xa_classes[c].tcache_cap / 2;
-    while ((half >> k) > 1 && (half >> k) * xa_classes[c].size > START_BYTES) k++;
+    while ((half >> k) > 1 && ((half >> k) * xa_classes[c].size > START_BYTES || (half >> k) > small_cap(c))) k++;
     tc_start_shift[c] = (uint8_t)k;
   }
   return pthread_key_create(&tc_key, at_thread_exit) == 0;
@@ -311,7 +315,7 @@ static bool tcache_is_live(const struct xa_tcache *tc) {
  * delays that.  With SWEEP_MIN_LIVE caches or fewer live there is no
  * sweep at all: orphans are rare, and that few cost little. */
 #define SWEEP_MIN_LIVE 32
-static uint64_t activity(const struct xa_tcache *tc);
+static uint32_t activity(const struct xa_tcache *tc);
 static void tcache_sweep_orphans(void) {
   if (__atomic_load_n(&tc_nlive, __ATOMIC_RELAXED) <= SWEEP_MIN_LIVE) return;
   for (int looked = 0, asked = 0; looked < 4 && asked < 2; looked++) {
@@ -320,7 +324,7 @@ static void tcache_sweep_orphans(void) {
     tc_cursor = tc ? tc->next : NULL;
     int32_t tid = 0;
     if (tc) {
-      uint64_t sig = activity(tc);
+      uint32_t sig = activity(tc);
       if (sig == tc->sweep_sig) tid = tc->tid;
       tc->sweep_sig = sig;
     }
@@ -359,10 +363,10 @@ static void gates_close(struct xa_tcache *tc) {
  * top up.  Racy reads of another thread's cache: a coincidence that
  * repeats the last value makes a busy thread look quiet for one pass,
  * which costs it a refill. */
-static uint64_t activity(const struct xa_tcache *tc) {
-  uint64_t sig = (uint64_t)__atomic_load_n(&tc->entered, __ATOMIC_RELAXED) << 32;
-  for (unsigned c = 0; c < XA_NSMALL; c++) sig += (uintptr_t)__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED);
-  return sig;
+static uint32_t activity(const struct xa_tcache *tc) {
+  uint64_t tops = 0;
+  for (unsigned c = 0; c < XA_NSMALL; c++) tops += (uintptr_t)__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED);
+  return __atomic_load_n(&tc->entered, __ATOMIC_RELAXED) + (uint32_t)(tops >> 3);
 }
 
 /* What a reclaim pass took from the bottom of each bin (taken[]) leaves
@@ -799,7 +803,7 @@ static size_t bins_take(struct xa_tcache *tc) {
     if (top <= from) continue;
     uint32_t k = (uint32_t)(top - from);
     xa_arena_flush(from, k, "free");
-    tc->taken[c] += k;
+    tc->taken[c] = (uint16_t)(tc->taken[c] + k);
     objs += k;
   }
   return objs;
@@ -811,11 +815,9 @@ static size_t bins_take(struct xa_tcache *tc) {
 static void stacks_note_kept(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
-    tc->keep_lo[c] = tc->keep_hi[c] = 0;
+    tc->keep[c] = 0;
     if (b->stack != tc->slots + tc_full_off[c]) continue;     /* on the small area */
-    void **top = __atomic_load_n(&b->top, __ATOMIC_RELAXED);
-    tc->keep_lo[c] = (uint32_t)(top - tc->slots);
-    tc->keep_hi[c] = tc->keep_lo[c] + 1;
+    tc->keep[c] = (uint16_t)(__atomic_load_n(&b->top, __ATOMIC_RELAXED) - tc->slots);
   }
 }
 
@@ -826,9 +828,9 @@ static void stacks_purge_kept(struct xa_tcache *tc) {
   uintptr_t lo = XA_ALIGN_UP((uintptr_t)(tc->slots + tc_small_total), page);
   uintptr_t end = (uintptr_t)(tc->slots + tc_slots_total) & ~(page - 1);
   for (unsigned c = 0; c < XA_NSMALL && lo < end; c++) {
-    if (tc->keep_hi[c] <= tc->keep_lo[c]) continue;
-    uintptr_t a = (uintptr_t)(tc->slots + tc->keep_lo[c]) & ~(page - 1);
-    uintptr_t b = XA_ALIGN_UP((uintptr_t)(tc->slots + tc->keep_hi[c]), page);
+    if (!tc->keep[c]) continue;
+    uintptr_t a = (uintptr_t)(tc->slots + tc->keep[c]) & ~(page - 1);
+    uintptr_t b = XA_ALIGN_UP((uintptr_t)(tc->slots + tc->keep[c] + 1), page);
     if (a > lo) xa_os_purge((void *)lo, (a < end ? a : end) - lo);
     if (b > lo) lo = b;
   }
@@ -866,7 +868,7 @@ size_t xa_tcache_reclaim(bool all) {
   xa_lock(&tc_lock);
   for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) {
     if (tc == self) continue;
-    uint64_t sig = activity(tc);
+    uint32_t sig = activity(tc);
     bool quiet = sig == tc->seen_sig;  /* no call since the last pass */
     tc->seen_sig = sig;
     /* a quiet cache is also taken when empty, to become idle */

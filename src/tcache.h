@@ -66,8 +66,8 @@ struct xa_tcache {
    * malloc).  free's fast path, which only adds, counts nothing.  Written
    * by the owner only, read by reclaimers (xa_tcache_reclaim). */
   uint32_t entered, left;
-  uint64_t seen_sig;                /* activity (tcache.c) at the last reclaim pass */
-  uint64_t sweep_sig;               /* the same when the orphan sweep last looked */
+  uint32_t seen_sig;                /* activity (tcache.c) at the last reclaim pass */
+  uint32_t sweep_sig;               /* the same when the orphan sweep last looked */
   uint8_t gates_closed;             /* by a reclaimer; only the owner reopens
                                        them (claim_slow), both under tc_lock */
   uint8_t reclaim;                  /* a candidate of the running reclaim pass */
@@ -94,10 +94,12 @@ struct xa_tcache {
   /* Set by a reclaimer while the gates are closed, applied by the owner
    * when it reopens them (or when the cache retires): the objects at the
    * bottom of each bin that the reclaimer returned to the arenas, and the
-   * slots (indexes into slots[]) it left resident in the full-size area
-   * for a push under way. */
-  uint32_t taken[XA_NSMALL];
-  uint32_t keep_lo[XA_NSMALL], keep_hi[XA_NSMALL];
+   * slot (an index into slots[]; 0: none) whose page it left resident in
+   * the full-size area for a push under way.  16 bits: the header's size
+   * decides whether a thread that uses a few classes touches one page of
+   * its cache or two. */
+  uint16_t taken[XA_NSMALL];
+  uint16_t keep[XA_NSMALL];
   /* Allocations counted per class: nmalloc[c] in periods that ended, and
    * period[c] - bins[c].countdown in the running one.  A period is
    * XA_COUNT_PERIOD long, or, while the heap profiler samples, the draw of
