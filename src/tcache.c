@@ -315,7 +315,6 @@ static bool tcache_is_live(const struct xa_tcache *tc) {
  * delays that.  With SWEEP_MIN_LIVE caches or fewer live there is no
  * sweep at all: orphans are rare, and that few cost little. */
 #define SWEEP_MIN_LIVE 32
-static uint32_t activity(const struct xa_tcache *tc);
 static void tcache_sweep_orphans(void) {
   if (__atomic_load_n(&tc_nlive, __ATOMIC_RELAXED) <= SWEEP_MIN_LIVE) return;
   for (int looked = 0, asked = 0; looked < 4 && asked < 2; looked++) {
@@ -324,7 +323,7 @@ static void tcache_sweep_orphans(void) {
     tc_cursor = tc ? tc->next : NULL;
     int32_t tid = 0;
     if (tc) {
-      uint32_t sig = activity(tc);
+      uint32_t sig = xa_tcache_activity(tc);
       if (sig == tc->sweep_sig) tid = tc->tid;
       tc->sweep_sig = sig;
     }
@@ -358,15 +357,12 @@ static void gates_close(struct xa_tcache *tc) {
   }
 }
 
-/* A number that changes with every call of tc's owner: malloc and the
- * slow paths count themselves (entered), free's fast path moves a bin's
- * top up.  Racy reads of another thread's cache: a coincidence that
- * repeats the last value makes a busy thread look quiet for one pass,
- * which costs it a refill. */
-static uint32_t activity(const struct xa_tcache *tc) {
+uint32_t xa_tcache_activity(const struct xa_tcache *tc) {
   uint64_t tops = 0;
   for (unsigned c = 0; c < XA_NSMALL; c++) tops += (uintptr_t)__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED);
-  return __atomic_load_n(&tc->entered, __ATOMIC_RELAXED) + (uint32_t)(tops >> 3);
+  /* not a plain sum: a pop raises entered by one and lowers the tops' sum
+   * by one slot */
+  return __atomic_load_n(&tc->entered, __ATOMIC_RELAXED) * 0x9e3779b1u + (uint32_t)(tops >> 3);
 }
 
 /* What a reclaim pass took from the bottom of each bin (taken[]) leaves
@@ -420,7 +416,15 @@ static void bins_to_small(struct xa_tcache *tc) {
  * the owner reopens: a reclaimer that did so could let a push that read
  * `top` before the pass use a reopened gate. */
 static void XA_NOINLINE gates_reopen(struct xa_tcache *tc) {
-  xa_lock(&tc_lock);
+  /* A reclaimer may still be purging the stacks it found idle (it does so
+   * after letting go of tc_lock): the objects move only once that is
+   * over, and no new purge starts while tc_lock is held. */
+  for (;;) {
+    while (__atomic_load_n(&tc->stacks_purging, __ATOMIC_ACQUIRE)) xa_os_yield();
+    xa_lock(&tc_lock);
+    if (!__atomic_load_n(&tc->stacks_purging, __ATOMIC_ACQUIRE)) break;
+    xa_unlock(&tc_lock);
+  }
   bins_settle(tc);
   if (tc->idle) {                   /* busy again: a share of the budget */
     tc->idle = 0;
@@ -810,14 +814,17 @@ static size_t bins_take(struct xa_tcache *tc) {
 }
 
 /* An idle cache's full-size stacks go back, but for the page of the slot
- * a push under way may write: the one at `top`.  Noted under tc_lock,
- * purged after it (stacks_purge_kept). */
+ * a push under way may write: the one at the `top` bins_take read (and
+ * took up to), which is where taken[] ends.  Not a fresh read of `top`:
+ * a push that stored its slot there and then `top` would lose its slot.
+ * Noted under tc_lock after bins_take, purged after it
+ * (stacks_purge_kept). */
 static void stacks_note_kept(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     tc->keep[c] = 0;
     if (b->stack != tc->slots + tc_full_off[c]) continue;     /* on the small area */
-    tc->keep[c] = (uint16_t)(__atomic_load_n(&b->top, __ATOMIC_RELAXED) - tc->slots);
+    tc->keep[c] = (uint16_t)(b->stack + tc->taken[c] - tc->slots);
   }
 }
 
@@ -868,7 +875,7 @@ size_t xa_tcache_reclaim(bool all) {
   xa_lock(&tc_lock);
   for (struct xa_tcache *tc = tc_live; tc; tc = tc->next) {
     if (tc == self) continue;
-    uint32_t sig = activity(tc);
+    uint32_t sig = xa_tcache_activity(tc);
     bool quiet = sig == tc->seen_sig;  /* no call since the last pass */
     tc->seen_sig = sig;
     /* a quiet cache is also taken when empty, to become idle */

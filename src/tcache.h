@@ -208,6 +208,12 @@ XA_HIDDEN size_t xa_tcache_resident(void);
 /* The caches sharing tcache_budget now (a racy read; stats.tcache_active
  * takes the lock). */
 XA_HIDDEN unsigned xa_tcache_sharing(void);
+/* A number that changes with every call of tc's owner: malloc and the
+ * slow paths count themselves (entered), free's fast path moves a bin's
+ * top up.  Racy reads of another thread's cache: a coincidence that
+ * repeats the last value makes a busy thread look quiet for one pass,
+ * which costs it a refill.  (Reclaim passes and the orphan sweep.) */
+XA_HIDDEN uint32_t xa_tcache_activity(const struct xa_tcache *tc);
 /* Can caches be reclaimed (tcache_reclaim, and membarrier was allowed)? */
 XA_HIDDEN bool xa_tcache_reclaim_on(void);
 /* Objects xa_tcache_reclaim took back, ever. */

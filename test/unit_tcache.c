@@ -328,7 +328,6 @@ static void *reclaim_body(void *arg) {
     b->top = top;
     rc->got_free = xa_arena_small_is_free(rc->got);
   }
-  if (rc->kind == R_SLOW || rc->kind == R_POP) xa_tc_release(tc);
   if (rc->kind == R_PUSH) {             /* finish the push */
     xa_freed_mark(keep);
     *top = keep;
@@ -336,9 +335,12 @@ static void *reclaim_body(void *arg) {
     rc->pushed = keep;
     keep = NULL;
   }
-  free(fresh);                                 /* a slow path (gates closed): settles */
+  /* a slow path (gates closed): settles; inside the claim, if held, so
+   * that no purger pass takes the thread for quiet meanwhile */
+  free(fresh);
   rc->settled = xa_tbin_count(b) - 1;
   rc->under_top = rc->settled ? b->top[-2] : NULL;
+  if (rc->kind == R_SLOW || rc->kind == R_POP) xa_tc_release(tc);
   rc->after = malloc(64);
   pthread_barrier_wait(&rc->bar);             /* 3: allocated */
   pthread_barrier_wait(&rc->bar);             /* 4: main looked (exit resets the bins) */
@@ -358,6 +360,28 @@ static bool gates_open(const struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++)
     if (tc->bins[c].pop_gate != tc->bins[c].stack || tc->bins[c].push_gate != tc->end[c]) return false;
   return true;
+}
+
+/* A reclaim pass takes a thread for quiet when xa_tcache_activity did
+ * not move since the last pass: a pop, a push and a slow path each move
+ * it (a pop alone raises entered and lowers a top). */
+static void test_activity_moves_with_every_call(void **state) {
+  (void)state;
+  struct xa_tcache *tc = xa_tcache_get();
+  assert_non_null(tc);
+  void *v[4];
+  for (int i = 0; i < 4; i++) v[i] = malloc(64);
+  for (int i = 0; i < 4; i++) free(v[i]);     /* the bin holds some */
+  uint32_t a0 = xa_tcache_activity(tc);
+  void *p = malloc(64);                        /* a pop */
+  uint32_t a1 = xa_tcache_activity(tc);
+  free(p);                                     /* a push */
+  uint32_t a2 = xa_tcache_activity(tc);
+  xa_tcache_flush_all();                       /* a slow path */
+  uint32_t a3 = xa_tcache_activity(tc);
+  assert_true(a0 != a1);
+  assert_true(a1 != a2);
+  assert_true(a2 != a3);
 }
 
 /* Reclaim takes an idle owner's objects and leaves the gates closed (a
@@ -421,6 +445,8 @@ struct idle_case {
   struct xa_tcache *tc;
   void **full;           /* bin CLS's full-size stack, grown */
   uint32_t cap;          /* its capacity then */
+  void **pending;        /* the slot a push under way stored (not yet `top`) */
+  bool kept_push;        /* that push's object was cached after all */
   bool shrunk;           /* its next call found shrink set, and cleared it */
   bool grown_again;
 };
@@ -436,14 +462,23 @@ static void churn(unsigned rounds) {
 static void *idle_body(void *arg) {
   struct idle_case *ic = arg;
   churn(8);
+  void *pend = malloc(64);                    /* (a free slot above `top`) */
   ic->tc = xa_tc;
-  ic->full = ic->tc->bins[CLS].stack;
+  struct xa_tbin *b = &ic->tc->bins[CLS];
+  ic->full = b->stack;
   ic->cap = xa_tbin_cap(ic->tc, CLS);
+  void **top = b->top;                        /* a push of pend under way: */
+  xa_freed_mark(pend);
+  *top = pend;                                /* its slot stored, `top` not yet */
+  ic->pending = top;
   pthread_barrier_wait(&ic->bar);             /* 1: grown, quiet from now */
   pthread_barrier_wait(&ic->bar);             /* 2: main reclaimed */
+  b->top = top + 1;                           /* the push ends */
   bool asked = ic->tc->shrink;
-  free(malloc(64));
+  void *x = malloc(64);                       /* reopens: settles, moves the bins */
   ic->shrunk = asked && !ic->tc->shrink;
+  ic->kept_push = x == pend;
+  free(x);
   churn(8);
   ic->grown_again = ic->tc->grown;
   return NULL;
@@ -484,10 +519,14 @@ static void test_idle_cache_gives_stacks_back(void **state) {
   assert_false(ic.tc->stacks_purging);
   assert_int_equal(mincore(p, page, &res), 0);
   assert_false(res & 1);
+  char *kept = (char *)((uintptr_t)ic.pending & ~(uintptr_t)(page - 1));
+  assert_int_equal(mincore(kept, page, &res), 0);
+  assert_true(res & 1);                       /* the push's slot stays */
   pthread_barrier_wait(&ic.bar);
   pthread_join(t, NULL);
   pthread_barrier_destroy(&ic.bar);
   assert_true(ic.shrunk);
+  assert_true(ic.kept_push);
   assert_true(ic.grown_again);
   /* An exited thread's cache is kept for reuse until it idles out.  The
    * purger's passes trim too: with dirty_decay_ms -1 they leave it to
@@ -692,6 +731,7 @@ int main(void) {
     cmocka_unit_test(test_sized_frees_do_not_drive_gc),
     cmocka_unit_test(test_refill_slow_start),
       cmocka_unit_test(test_thread_exit_recycles),
+      cmocka_unit_test(test_activity_moves_with_every_call),
       cmocka_unit_test(test_reclaim),
       cmocka_unit_test(test_idle_cache_gives_stacks_back),
       cmocka_unit_test(test_no_growth_while_stacks_purge),
