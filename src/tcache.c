@@ -753,10 +753,11 @@ void xa_tcache_postfork_child(void) {
      * its reclaim pass) goes on after the handler, and clears the flag. */
     if (tc->stacks_purger != xa_thread_self()) tc->stacks_purging = 0;
     if (tc != xa_tc) {
-      for (unsigned c = 0; c < XA_NSMALL; c++) {
-        tc->bins[c].top = tc->bins[c].stack;
-        tc->taken[c] = 0;
-      }
+      /* Emptied onto the small area: a purge of its full-size stacks that
+       * the forking thread had under way goes on after the fork, and the
+       * thread that takes this cache next must not be using them. */
+      bins_small(tc);
+      memset(tc->taken, 0, sizeof tc->taken);
       tc->left = tc->entered;         /* its owner may have been inside a call */
       tc->shrink = 0;
       tcache_unlink(tc);
