@@ -34,23 +34,40 @@ OBJS := $(patsubst src/%.c,build/obj/%.o,$(SRCS))
 all: lib
 lib: lib/libxalloc.so lib/libxalloc.a
 
+# Code layout of the shared library.  The kernel maps a library's code
+# 64 KiB at a time around each page fault (fault-around): cold code mixed
+# in with the hot made every program map all of it (160 KiB).  Cold code
+# goes to a section of its own, xalloc_cold, which src/cold.ld places
+# after .fini, so the hot code, _init and _fini share the first pages of
+# the executable segment and a program that never runs the cold code
+# never maps it.  Cold is what gcc splits out of functions
+# (.text.unlikely: error paths, functions marked XA_COLD) and the whole of
+# the files whose code runs only when an option asks for it (meshing, the
+# heap profiler, statistics and reports, xalloc_ctl) or on misuse; the hot
+# files call into those only behind their option (init.c, xa_mesh_purge).
+# test/layout.sh checks that it stays so.
+OBJCOPY  ?= objcopy
+COLD_FILES := backtrace ctl error explain mesh pprof prof report sample stats
+COLD_SECTION := xalloc_cold
+cold_sections = --rename-section .text.unlikely=$(COLD_SECTION) \
+	$(if $(filter $(COLD_FILES),$(basename $(notdir $@))),--rename-section .text=$(COLD_SECTION))
 build/obj/%.o: src/%.c | build/obj
 	$(CC) $(LIBFLAGS) $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(OBJCOPY) $(cold_sections) $@
 
 # In the archive, all of xalloc's code is one section, xalloc_text, whose
 # bounds the linker provides (__start_xalloc_text, __stop_xalloc_text) in
 # the program that links it: the heap profiler's stack walk leaves out the
 # frames inside it (backtrace.c; the shared library finds its own code
 # from its ELF header instead, and exports no such symbols).
-OBJCOPY  ?= objcopy
-TEXT_SECTIONS := $(foreach s,.text .text.unlikely .text.hot .text.startup .text.exit,--rename-section $(s)=xalloc_text)
+TEXT_SECTIONS := $(foreach s,.text .text.unlikely .text.hot .text.startup .text.exit $(COLD_SECTION),--rename-section $(s)=xalloc_text)
 AOBJS := $(patsubst build/obj/%.o,build/obj/a/%.o,$(OBJS))
 build/obj/a/%.o: build/obj/%.o | build/obj/a
 	$(OBJCOPY) $(TEXT_SECTIONS) $< $@
 
-lib/libxalloc.so.$(VERSION): $(OBJS)
+lib/libxalloc.so.$(VERSION): $(OBJS) src/cold.ld
 	@mkdir -p lib
-	$(CC) -shared -Wl,-soname,libxalloc.so.$(SOVER) -Wl,-z,nodelete -pthread $(LDFLAGS) -o $@ $(OBJS)
+	$(CC) -shared -Wl,-soname,libxalloc.so.$(SOVER) -Wl,-z,nodelete -Wl,-T,src/cold.ld -pthread $(LDFLAGS) -o $@ $(OBJS)
 lib/libxalloc.so.$(SOVER): lib/libxalloc.so.$(VERSION)
 	ln -sf libxalloc.so.$(VERSION) $@
 lib/libxalloc.so: lib/libxalloc.so.$(SOVER)

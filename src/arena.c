@@ -1244,7 +1244,7 @@ static bool mesh_run_next(const struct mesh_run *run, unsigned cls, struct xa_sp
  * Slabs that lie one after the other are meshed onto slabs that do too
  * where they can (*run), so that their aliases make one mapping: the map
  * count, not the memory, is what bounds meshing on a large sparse heap. */
-static bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes, struct mesh_run *run) {
+static XA_COLD bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes, struct mesh_run *run) {
   const struct xa_class_info *ci = &xa_classes[cls];
   unsigned nw = (ci->nobjs + 63) / 64;
   uint64_t live[MESH_MAX_WORDS];
@@ -1345,7 +1345,7 @@ static bool unmesh_one(struct xa_arena *a, unsigned cls) {
 /* One round over the classes of arena a: up to MESH_PER_CLASS unmeshes
  * and meshes each, until `deadline`.  Bytes freed added to *bytes; false
  * if the round found nothing to do. */
-static bool mesh_round(struct xa_arena *a, uint64_t deadline, size_t *bytes) {
+static XA_COLD bool mesh_round(struct xa_arena *a, uint64_t deadline, size_t *bytes) {
   bool any = false;
   for (unsigned cls = 0; cls < XA_NSMALL && xa_os_now() < deadline; cls++) {
     struct xa_bin *bin = &a->bins[cls];
@@ -1441,7 +1441,7 @@ static void chunk_picture(struct xa_chunk *c, uint8_t *kind) {
   }
 }
 
-void xa_arena_resident(struct xa_arena *a, struct xa_arena_resident *r) {
+XA_COLD void xa_arena_resident(struct xa_arena *a, struct xa_arena_resident *r) {
   memset(r, 0, sizeof *r);
   size_t per = sizeof(struct xa_chunk *) + xa_chunk_npages, bytes, n;
   uint8_t *buf;
@@ -1687,7 +1687,7 @@ static void inflight_finish(struct xa_arena *a) {
 struct prot_range { uintptr_t lo, hi; bool r, w, x; };
 struct prot_list { struct prot_range *v; size_t n, cap; };
 #define PROT_STATIC 128
-static struct prot_range prot_static[PROT_STATIC];
+static struct prot_range prot_static[PROT_STATIC] XA_BSS_TABLE;
 
 static bool prot_note(const struct xa_os_mapping *m, void *arg) {
   struct prot_list *l = arg;
@@ -1726,7 +1726,7 @@ static void signals_block(sigset_t *old) {
 
 /* Each side, after the fork, copies its view of the heap into a file of
  * its own and maps that (mesh.h); the parent's writers wait meanwhile. */
-static void heap_rebase(bool child) {
+static XA_COLD void heap_rebase(bool child) {
   sigset_t old;
   if (!child) {
     signals_block(&old);
@@ -1783,7 +1783,7 @@ void xa_arena_postfork_parent(void) {
 
 void xa_arena_postfork_child(void) {
   mesh_busy = 0;
-  if (xa_mesh_child_begin()) heap_rebase(true);
+  if (xa_mesh_on && xa_mesh_child_begin()) heap_rebase(true);
   for (unsigned i = 0; i < xa_narenas; i++) {
     xa_lock_reinit(&xa_arenas[i]->lock);
     inflight_finish(xa_arenas[i]);
@@ -1796,7 +1796,7 @@ void xa_arena_postfork_child(void) {
  * spans tile the chunk, that free spans are binned, coalesced and have
  * boundary page info, and that slab and large pages point at their span.
  * Returns NULL if all holds, else a description of the first violation. */
-const char *xa_arena_check_locked(struct xa_arena *a) {
+XA_COLD const char *xa_arena_check_locked(struct xa_arena *a) {
   size_t dirty = 0, muzzy = 0;
   unsigned spares = 0;
   uint64_t meshed = 0, aliases = 0;     /* aliases reached from owners, and seen */

@@ -10,7 +10,7 @@ static size_t base_total;
 /* Every block, for xa_base_resident: those past BLOCKS_KEPT count as
  * resident whole. */
 #define BLOCKS_KEPT 256
-static struct { void *p; size_t size; } blocks[BLOCKS_KEPT];
+static struct { void *p; size_t size; } blocks[BLOCKS_KEPT] XA_BSS_TABLE __attribute__((aligned(4096)));
 static unsigned nblocks;
 
 static void keep_block(void *p, size_t size) {   /* base lock held */

@@ -80,7 +80,7 @@ unsigned xa_cgroup_parse_cpulist(const char *s) {
 
 /* ---- files ------------------------------------------------------------ */
 
-static char buf[4096];        /* file contents; one reader at a time */
+static char buf[4096] XA_BSS_TABLE __attribute__((aligned(4096)));   /* file contents; one reader at a time */
 
 /* Is word w one of the comma-separated words of list[0..n)? */
 static bool has_word(const char *list, size_t n, const char *w) {
@@ -127,7 +127,9 @@ struct want {
   bool mounted;
 };
 enum { W_V2, W_MEM, W_CPU, W_CPUSET, W_N };
-static struct want want[W_N];
+/* Scratch of xa_cgroup_probe (6 KiB): mapped for the probe and unmapped
+ * after it, so it stays no memory of the process. */
+static struct want *want;
 
 static void scan_cgroup_line(const char *l, size_t n) {
   const char *c1 = memchr(l, ':', n);
@@ -247,15 +249,16 @@ static int mem_version;
 
 int xa_cgroup_probe(const char *root) {
   char path[PATH_CAP];
-  memset(want, 0, sizeof want);
-  want[W_MEM].ctrl = "memory";
-  want[W_CPU].ctrl = "cpu";
-  want[W_CPUSET].ctrl = "cpuset";
   mem_version = 0;
   memset(&mem, 0, sizeof mem);
   memset(&cpu, 0, sizeof cpu);
   memset(&cpuset, 0, sizeof cpuset);
   pressure[0] = v2_dir[0] = 0;
+  want = xa_os_map(W_N * sizeof *want, xa_os_page);     /* zeroed */
+  if (!want) return 0;                                  /* no memory: no cgroup */
+  want[W_MEM].ctrl = "memory";
+  want[W_CPU].ctrl = "cpu";
+  want[W_CPUSET].ctrl = "cpuset";
   if (join(path, root, "/proc/self/cgroup") && each_line(path, scan_cgroup_line) &&
       join(path, root, "/proc/self/mountinfo"))
     each_line(path, scan_mount_line);
@@ -268,6 +271,8 @@ int xa_cgroup_probe(const char *root) {
   if (!cpu.version) cpu = v2;
   settle(&cpuset, &want[W_CPUSET], root, 1);
   if (!cpuset.version) cpuset = v2;
+  xa_os_unmap(want, W_N * sizeof *want);
+  want = NULL;
   mem_version = mem.version;
   /* Pressure: the v2 cgroup's own file (it exists on hybrid systems too,
    * in the unified mount), else the system's. */

@@ -10,7 +10,7 @@ unsigned xa_chunk_end_page;
 unsigned xa_span_stride_shift;
 size_t xa_chunk_spans_off;
 
-uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE];
+uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE] XA_BSS_TABLE;
 
 struct xa_pageinfo *xa_pagemap;
 size_t xa_pagemap_units;
@@ -131,7 +131,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   }
   /* mesh:true: the span pages from the memfd, so its slabs can be
    * meshed (the header stays private: fork copies it exactly) */
-  c->meshable = xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes(), &c->mesh_gen);
+  c->meshable = xa_mesh_on && xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes(), &c->mesh_gen);
   c->arena = a;
   struct xa_pageinfo *mapped = pagemap_take(c);
   c->info = mapped ? mapped : c->units;

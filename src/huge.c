@@ -84,7 +84,7 @@ struct huge_shard {
   size_t dirty_bytes;
 } __attribute__((aligned(64)));
 
-static struct huge_shard shards[XA_HUGE_SHARDS] = {[0 ... XA_HUGE_SHARDS - 1] = {.lock = XA_LOCK_INIT}};
+static struct huge_shard shards[XA_HUGE_SHARDS] XA_BSS_TABLE = {[0 ... XA_HUGE_SHARDS - 1] = {.lock = XA_LOCK_INIT}};
 _Static_assert(XA_HUGE_SHARDS <= 1 << XA_HUGEMAP_SHARD_BITS, "the huge-block map names every shard");
 static unsigned nshards;        /* in use: fixed at the first huge call */
 
@@ -342,7 +342,7 @@ static bool region_new(struct huge_shard *s, size_t size, size_t align) {
     xa_lock(&s->lock);
     return false;
   }
-  if (r == s->nregions) s->nregions++;
+  if (r == s->nregions) __atomic_store_n(&s->nregions, r + 1, __ATOMIC_RELAXED);   /* xa_huge_cache_decay reads it */
   s->regions[r].base = (uintptr_t)p;
   s->regions[r].size = rsize;
   s->regions[r].free_bytes = rsize;       /* ext_free counted it: reset */
@@ -619,6 +619,11 @@ size_t xa_huge_cache_decay(uint64_t now) {
   uint64_t ttl = xa_opt.dirty_decay_ms < 0 ? UINT64_MAX : (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
   for (unsigned i = 0, n = shard_count(); i < n; i++) {
     struct huge_shard *s = &shards[i];
+    /* A shard that never had a region has nothing to purge or release:
+     * not locked, its page (a lock write) stays out of memory in a
+     * program without huge blocks.  A region made meanwhile waits for the
+     * next pass. */
+    if (!__atomic_load_n(&s->nregions, __ATOMIC_RELAXED)) continue;
     xa_lock(&s->lock);
     if (now == UINT64_MAX) {
       while (purge_one(s, UINT64_MAX, 0, SIZE_MAX)) {}
@@ -801,6 +806,10 @@ void xa_huge_lock_stats(unsigned *count, uint64_t *contended) {
   *contended = 0;
   for (unsigned i = 0; i < *count; i++)      /* counted by lock takers: read as they leave it */
     *contended += __atomic_load_n(&shards[i].lock.contended, __ATOMIC_RELAXED);
+}
+
+size_t xa_huge_dirty(void) {
+  return __atomic_load_n(&all_dirty, __ATOMIC_RELAXED);
 }
 
 size_t xa_huge_reserved(void) {

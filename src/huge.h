@@ -55,6 +55,8 @@ XA_HIDDEN void xa_huge_resident(size_t *live, size_t *cached);
 XA_HIDDEN void xa_huge_lock_stats(unsigned *count, uint64_t *contended);
 /* Bytes of address space the regions reserve. */
 XA_HIDDEN size_t xa_huge_reserved(void);
+/* Dirty free bytes of all shards (read without a lock: a hint). */
+XA_HIDDEN size_t xa_huge_dirty(void);
 
 XA_HIDDEN void xa_huge_prefork(void);
 XA_HIDDEN void xa_huge_postfork_parent(void);

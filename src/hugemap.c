@@ -1,7 +1,7 @@
 /* The huge-block map (hugemap.h). */
 #include "hugemap.h"
 
-uint32_t *xa_hugemap_top[XA_HUGEMAP_TOP];
+uint32_t *xa_hugemap_top[XA_HUGEMAP_TOP] XA_BSS_TABLE;
 static size_t leaves_mapped;            /* bytes of leaves, counted as metadata */
 
 static size_t leaf_bytes(void) {

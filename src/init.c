@@ -35,6 +35,10 @@ static xa_lock_t init_lock = XA_LOCK_INIT;
 #define NARENAS_MAX 256
 
 /* Fork: every lock in one fixed order, so the child finds them consistent.
+ * Meshing's and the profiler's handlers are called only when they are on
+ * (set at initialisation, before these are registered): their code is
+ * cold (COLD_FILES in the Makefile), and their locks are taken by no one
+ * otherwise.
  * Our handlers are registered at initialisation, usually after the
  * application's: ours run first before fork and last after it, and the
  * application's handlers in between may allocate (see xa_fork_owner). */
@@ -44,10 +48,10 @@ static void prefork(void) {
   xa_lock(&init_lock);
   xa_purge_prefork();
   xa_tcache_prefork();
-  xa_mesh_prefork();           /* before the arenas: a mesh step takes it first */
+  if (xa_mesh_on) xa_mesh_prefork();   /* before the arenas: a mesh step takes it first */
   xa_arena_prefork();
   xa_huge_prefork();
-  xa_prof_prefork();
+  if (xa_prof_on) xa_prof_prefork();
   xa_lock(&xa_base_lock);
   xa_fork_owner = true;
 }
@@ -56,10 +60,10 @@ static void postfork_parent(void) {
   if (!xa_init_done) return;
   xa_fork_owner = false;
   xa_unlock(&xa_base_lock);
-  xa_prof_postfork_parent();
+  if (xa_prof_on) xa_prof_postfork_parent();
   xa_huge_postfork_parent();
   xa_arena_postfork_parent();
-  xa_mesh_postfork_parent();
+  if (xa_mesh_on) xa_mesh_postfork_parent();
   xa_tcache_postfork_parent();
   xa_purge_postfork_parent();
   xa_unlock(&init_lock);
@@ -73,7 +77,7 @@ static void postfork_child(void) {
    * until the child has a file of its own. */
   xa_arena_postfork_child();
   xa_lock_reinit(&xa_base_lock);
-  xa_prof_postfork_child();
+  if (xa_prof_on) xa_prof_postfork_child();
   xa_huge_postfork_child();
   xa_tcache_postfork_child();
   xa_purge_postfork_child();
@@ -98,7 +102,10 @@ bool xa_init_slow(void) {
   if (xa_on_valgrind) xa_opt.background_thread = 0;
   xa_sizeclass_init(xa_os_page);
   xa_chunk_init();
-  if (!xa_on_valgrind) xa_mesh_init();   /* valgrind knows no userfaultfd */
+  /* Each option's code is asked for only when the option is on: it is
+   * linked apart (COLD_FILES in the Makefile), and a program that does not
+   * use it never faults its pages in. */
+  if (xa_opt.mesh && !xa_on_valgrind) xa_mesh_init();   /* valgrind knows no userfaultfd */
   /* One arena per CPU the process may use: the affinity mask, lowered to
    * the cgroup's CPU quota and cpuset (and the memory limit is read). */
   unsigned cpus = xa_pressure_init(xa_os_ncpus());
@@ -108,7 +115,7 @@ bool xa_init_slow(void) {
     xa_unlock(&init_lock);
     return false;
   }
-  xa_prof_init();
+  if (xa_opt.prof) xa_prof_init();
   __atomic_store_n(&xa_init_done, 1, __ATOMIC_RELEASE);
   xa_unlock(&init_lock);
   return true;
@@ -119,6 +126,6 @@ bool xa_init_slow(void) {
 __attribute__((constructor)) static void init_at_load(void) {
   if (!xa_init()) return;
   pthread_atfork(prefork, postfork_parent, postfork_child);
-  xa_stats_at_load();
-  xa_prof_at_load();
+  if (xa_opt.stats_print) xa_stats_at_load();
+  if (xa_prof_on) xa_prof_at_load();
 }

@@ -14,6 +14,17 @@
 #define XA_COLD     __attribute__((cold))
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+/* Large zero-initialised tables that are touched a page at a time (the
+ * chunk map, buffers): on x86-64 they go to .lbss, which the linker places
+ * after .bss, so the small variables of all files share a few pages
+ * instead of being scattered between the tables (each page touched is a
+ * page of memory in every process).  The code that reaches them is the
+ * same (small code model). */
+#if defined(__x86_64__)
+#define XA_BSS_TABLE __attribute__((section(".lbss.xalloc")))
+#else
+#define XA_BSS_TABLE
+#endif
 
 #ifndef XA_DEBUG
 #define XA_DEBUG 0

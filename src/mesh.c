@@ -227,11 +227,10 @@ void xa_mesh_forget(void *c, size_t size) {
   else xa_os_purge_shared(c, size);
 }
 
-void xa_mesh_purge(bool shared, void *p, size_t size) {
+void xa_mesh_purge_shared(void *p, size_t size) {
   /* On a copy-on-write view the pages stay in the source: dropped. */
-  if (shared && __atomic_load_n(&forking, __ATOMIC_RELAXED)) drop(p, size);
-  if (shared) xa_os_purge_shared(p, size);
-  else xa_os_purge(p, size);
+  if (__atomic_load_n(&forking, __ATOMIC_RELAXED)) drop(p, size);
+  xa_os_purge_shared(p, size);
 }
 
 void xa_mesh_step_lock(void) { xa_lock(&step_lock); }

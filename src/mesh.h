@@ -32,6 +32,7 @@
 #ifndef XA_MESH_H
 #define XA_MESH_H
 #include "internal.h"
+#include "os.h"
 
 /* True once mesh:true found a memfd and write protection: chunks mapped
  * from then on are file-backed. */
@@ -67,8 +68,14 @@ XA_HIDDEN bool xa_mesh_back(void *c, size_t size, uint32_t *gen);
  * holds them all. */
 XA_HIDDEN bool xa_mesh_gen_current(uint32_t gen);
 XA_HIDDEN void xa_mesh_forget(void *c, size_t size);
-/* Purge pages of a chunk, file-backed (shared) or not. */
-XA_HIDDEN void xa_mesh_purge(bool shared, void *p, size_t size);
+/* Purge pages of a chunk, file-backed (shared) or not.  Inline: without
+ * mesh:true, purging runs no code of mesh.c, whose pages then stay out of
+ * the process's memory (the Makefile links mesh.c apart: COLD_FILES). */
+XA_HIDDEN void xa_mesh_purge_shared(void *p, size_t size);
+static inline void xa_mesh_purge(bool shared, void *p, size_t size) {
+  if (shared) xa_mesh_purge_shared(p, size);
+  else xa_os_purge(p, size);
+}
 /* Move the live objects of slab `from` (bitmap `live`, 1 = live, nobjs
  * objects of objsize bytes) into slab `to` and map to's pages at from;
  * *freed: bytes of physical pages that went.  No lock held.  false:

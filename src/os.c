@@ -853,7 +853,7 @@ bool xa_os_copy_range(int from, int to, uint64_t off, uint64_t size) {
   while (ok && in < end) {
     ssize_t n = syscall(SYS_copy_file_range, from, &in, to, &out, (size_t)(end - in), 0);
     if (n <= 0) {       /* no copy_file_range here: through a buffer */
-      static char buf[1 << 16];
+      static char buf[1 << 16] XA_BSS_TABLE;
       n = pread(from, buf, (size_t)(end - in) < sizeof buf ? (size_t)(end - in) : sizeof buf, in);
       if (n <= 0 || pwrite(to, buf, (size_t)n, out) != n) {
         ok = false;

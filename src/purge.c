@@ -65,9 +65,7 @@ static int mesh_more;
 
 /* Work left for later passes (racy reads: a hint). */
 static size_t pending(void) {
-  size_t n, bytes, cached;
-  xa_huge_stats(&n, &bytes, &cached);
-  return xa_arena_decay_pending() + cached + (size_t)__atomic_load_n(&mesh_more, __ATOMIC_RELAXED) +
+  return xa_arena_decay_pending() + xa_huge_dirty() + (size_t)__atomic_load_n(&mesh_more, __ATOMIC_RELAXED) +
          xa_tcache_recycled_any();
 }
 
