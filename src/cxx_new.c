@@ -132,8 +132,8 @@ static inline void delete_aligned_unsized(void *p, size_t align) {
 #define NEW XA_EXPORT __attribute__((malloc))
 
 /* operator new(size_t), new[](size_t), and their nothrow forms */
-NEW void *_Znwm(size_t n) { return new_impl(n, 0); }
-NEW void *_Znam(size_t n) { return new_impl(n, 0); }
+NEW XA_ENTRY void *_Znwm(size_t n) { return new_impl(n, 0); }
+NEW XA_ENTRY void *_Znam(size_t n) { return new_impl(n, 0); }
 NEW void *_ZnwmRKSt9nothrow_t(size_t n, const nothrow_t *t) { return NOTHROW(n, 0, t, _ZnwmRKSt9nothrow_t); }
 NEW void *_ZnamRKSt9nothrow_t(size_t n, const nothrow_t *t) { return NOTHROW(n, 0, t, _ZnamRKSt9nothrow_t); }
 /* operator new(size_t, align_val_t), new[], nothrow forms */
@@ -147,12 +147,12 @@ NEW void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t n, size_t al, const nothrow_
 }
 
 /* operator delete(void *), delete[], nothrow forms, sized forms */
-XA_EXPORT void _ZdlPv(void *p) { xa_free_fast(p); }
-XA_EXPORT void _ZdaPv(void *p) { xa_free_fast(p); }
+XA_EXPORT XA_ENTRY void _ZdlPv(void *p) { xa_free_fast(p); }
+XA_EXPORT XA_ENTRY void _ZdaPv(void *p) { xa_free_fast(p); }
 XA_EXPORT void _ZdlPvRKSt9nothrow_t(void *p, const nothrow_t *t) { xa_free_fast(p); }
 XA_EXPORT void _ZdaPvRKSt9nothrow_t(void *p, const nothrow_t *t) { xa_free_fast(p); }
-XA_EXPORT void _ZdlPvm(void *p, size_t n) { delete_sized(p, n); }
-XA_EXPORT void _ZdaPvm(void *p, size_t n) { delete_sized(p, n); }
+XA_EXPORT XA_ENTRY void _ZdlPvm(void *p, size_t n) { delete_sized(p, n); }
+XA_EXPORT XA_ENTRY void _ZdaPvm(void *p, size_t n) { delete_sized(p, n); }
 /* operator delete(void *, align_val_t), delete[], nothrow and sized forms */
 XA_EXPORT void _ZdlPvSt11align_val_t(void *p, size_t al) { delete_aligned_unsized(p, al); }
 XA_EXPORT void _ZdaPvSt11align_val_t(void *p, size_t al) { delete_aligned_unsized(p, al); }

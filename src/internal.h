@@ -12,6 +12,12 @@
 #define XA_NOINLINE __attribute__((noinline))
 #define XA_INLINE   static inline __attribute__((always_inline))
 #define XA_COLD     __attribute__((cold))
+/* The public fast paths (malloc, free, operator new and delete) start a
+ * cache line, so each spans the fewest lines and fetch blocks wherever the
+ * linker places it.  Measured: with malloc 16 bytes into a line (the code
+ * layout of 364e169), glibc-simple ran 1.4x slower at the same
+ * instruction count. */
+#define XA_ENTRY    __attribute__((aligned(64)))
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 /* Large zero-initialised tables that are touched a page at a time (the

@@ -321,9 +321,9 @@ static size_t pow2_ceil(size_t a) {
 
 /* ---- public API -------------------------------------------------------- */
 
-XA_EXPORT void *malloc(size_t n) { return xa_malloc_fast(n); }
+XA_EXPORT XA_ENTRY void *malloc(size_t n) { return xa_malloc_fast(n); }
 
-XA_EXPORT void free(void *p) { xa_free_fast(p); }
+XA_EXPORT XA_ENTRY void free(void *p) { xa_free_fast(p); }
 
 XA_EXPORT void *calloc(size_t nmemb, size_t size) {
   size_t n;

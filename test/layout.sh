@@ -5,6 +5,8 @@
 #      xalloc_cold after .fini, and the hot code before it (from the start
 #      of the executable segment to the end of .fini) stays within 112 KiB,
 #      two of the kernel's 64 KiB fault-around windows;
+#      The public fast paths (malloc, free, new, delete) start a cache
+#      line (XA_ENTRY in internal.h);
 #  (b) a program that allocates the common ways (malloc, calloc, realloc,
 #      aligned, large and huge blocks, C++ new, a second thread freeing the
 #      first's blocks, fork, malloc_trim, a purger pass) maps no page of
@@ -44,6 +46,13 @@ fi
 hot=$(( fini_end - seg_start ))
 if [ "$hot" -le $((112 * 1024)) ]; then ok "hot code $((hot / 1024)) KiB (at most 112)"
 else fail "hot code $((hot / 1024)) KiB, over 112: a third fault-around window"; fi
+
+# the public fast paths start a cache line (XA_ENTRY)
+bad=$(nm -D --defined-only "$SO" | awk '$3 ~ /^(malloc|free|_Znwm|_Znam|_ZdlPv|_ZdaPv|_ZdlPvm|_ZdaPvm)$/ { print $1, $3 }' |
+    while read -r addr name; do [ $(( 0x$addr % 64 )) -eq 0 ] || printf "%s " "$name"; done)
+n=$(nm -D --defined-only "$SO" | grep -c -E ' (malloc|free|_Znwm|_ZdlPvm)$')
+if [ "$n" -eq 4 ] && [ -z "$bad" ]; then ok "malloc, free, new and delete start a cache line"
+else fail "entry points not 64-byte aligned: ${bad:-(not found)}"; fi
 
 # (b) and (c): the program
 cat >"$W/common.cc" <<'EOF'
