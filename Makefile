@@ -35,23 +35,32 @@ all: lib
 lib: lib/libxalloc.so lib/libxalloc.a
 
 # Code layout of the shared library.  The kernel maps a library's code
-# 64 KiB at a time around each page fault (fault-around): cold code mixed
-# in with the hot made every program map all of it (160 KiB).  Cold code
-# goes to a section of its own, xalloc_cold, which src/cold.ld places
-# after .fini, so the hot code, _init and _fini share the first pages of
-# the executable segment and a program that never runs the cold code
-# never maps it.  Cold is what gcc splits out of functions
-# (.text.unlikely: error paths, functions marked XA_COLD) and the whole of
-# the files whose code runs only when an option asks for it (meshing, the
-# heap profiler, statistics and reports, xalloc_ctl) or on misuse; the hot
-# files call into those only behind their option (init.c, xa_mesh_purge).
-# test/layout.sh checks that it stays so.
+# 64 KiB at a time around each page fault (fault-around): with cold code
+# mixed in among the hot, every program would map all of it (160 KiB).
+# Cold code goes to a section of its own, xalloc_cold, which src/cold.ld
+# places after .fini at a 64 KiB boundary, so the hot code, _init and
+# _fini fill the first windows of the executable segment and a program
+# that never runs the cold code never maps it.  The segments are aligned
+# to 64 KiB (max-page-size), so the loader maps the library at a 64 KiB
+# boundary and the windows fall the same way in every process.  Cold is
+# what gcc splits out of functions (.text.unlikely: error paths,
+# functions marked XA_COLD) and the whole of the files whose code runs
+# only when an option asks for it (meshing, the heap profiler, statistics
+# and reports, xalloc_ctl) or on misuse; the hot files call into those
+# only behind their option (init.c, xa_mesh_purge).  A linker that does
+# not take the script (gold, mold) links without it: the same code, laid
+# out as the linker likes.  test/layout.sh checks the layout.
 OBJCOPY  ?= objcopy
 COLD_FILES := backtrace ctl error explain mesh pprof prof report sample stats
 COLD_SECTION := xalloc_cold
 cold_sections = --rename-section .text.unlikely=$(COLD_SECTION) \
 	$(if $(filter $(COLD_FILES),$(basename $(notdir $@))),--rename-section .text=$(COLD_SECTION))
-build/obj/%.o: src/%.c | build/obj
+LAYOUT_LDFLAGS := $(shell $(CC) $(LDFLAGS) -shared -Wl,-T,src/cold.ld -o /dev/null -x c /dev/null \
+	>/dev/null 2>&1 && echo -Wl,-T,src/cold.ld) -Wl,-z,max-page-size=0x10000
+# A failed objcopy leaves no object behind that make would take as built;
+# a changed Makefile (flags, the cold files) rebuilds the objects.
+.DELETE_ON_ERROR:
+build/obj/%.o: src/%.c Makefile | build/obj
 	$(CC) $(LIBFLAGS) $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 	$(OBJCOPY) $(cold_sections) $@
 
@@ -67,7 +76,7 @@ build/obj/a/%.o: build/obj/%.o | build/obj/a
 
 lib/libxalloc.so.$(VERSION): $(OBJS) src/cold.ld
 	@mkdir -p lib
-	$(CC) -shared -Wl,-soname,libxalloc.so.$(SOVER) -Wl,-z,nodelete -Wl,-T,src/cold.ld -pthread $(LDFLAGS) -o $@ $(OBJS)
+	$(CC) -shared -Wl,-soname,libxalloc.so.$(SOVER) -Wl,-z,nodelete $(LAYOUT_LDFLAGS) -pthread $(LDFLAGS) -o $@ $(OBJS)
 lib/libxalloc.so.$(SOVER): lib/libxalloc.so.$(VERSION)
 	ln -sf libxalloc.so.$(VERSION) $@
 lib/libxalloc.so: lib/libxalloc.so.$(SOVER)

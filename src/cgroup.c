@@ -254,25 +254,27 @@ int xa_cgroup_probe(const char *root) {
   memset(&cpu, 0, sizeof cpu);
   memset(&cpuset, 0, sizeof cpuset);
   pressure[0] = v2_dir[0] = 0;
+  /* No memory for the scratch: no cgroup, the system's pressure file. */
   want = xa_os_map(W_N * sizeof *want, xa_os_page);     /* zeroed */
-  if (!want) return 0;                                  /* no memory: no cgroup */
-  want[W_MEM].ctrl = "memory";
-  want[W_CPU].ctrl = "cpu";
-  want[W_CPUSET].ctrl = "cpuset";
-  if (join(path, root, "/proc/self/cgroup") && each_line(path, scan_cgroup_line) &&
-      join(path, root, "/proc/self/mountinfo"))
-    each_line(path, scan_mount_line);
-  struct hier v2;
-  settle(&v2, &want[W_V2], root, 2);
-  if (v2.version) memcpy(v2_dir, v2.dir, PATH_CAP);
-  settle(&mem, &want[W_MEM], root, 1);
-  if (!mem.version) mem = v2;
-  settle(&cpu, &want[W_CPU], root, 1);
-  if (!cpu.version) cpu = v2;
-  settle(&cpuset, &want[W_CPUSET], root, 1);
-  if (!cpuset.version) cpuset = v2;
-  xa_os_unmap(want, W_N * sizeof *want);
-  want = NULL;
+  if (want) {
+    want[W_MEM].ctrl = "memory";
+    want[W_CPU].ctrl = "cpu";
+    want[W_CPUSET].ctrl = "cpuset";
+    if (join(path, root, "/proc/self/cgroup") && each_line(path, scan_cgroup_line) &&
+        join(path, root, "/proc/self/mountinfo"))
+      each_line(path, scan_mount_line);
+    struct hier v2;
+    settle(&v2, &want[W_V2], root, 2);
+    if (v2.version) memcpy(v2_dir, v2.dir, PATH_CAP);
+    settle(&mem, &want[W_MEM], root, 1);
+    if (!mem.version) mem = v2;
+    settle(&cpu, &want[W_CPU], root, 1);
+    if (!cpu.version) cpu = v2;
+    settle(&cpuset, &want[W_CPUSET], root, 1);
+    if (!cpuset.version) cpuset = v2;
+    xa_os_unmap(want, W_N * sizeof *want);
+    want = NULL;
+  }
   mem_version = mem.version;
   /* Pressure: the v2 cgroup's own file (it exists on hybrid systems too,
    * in the unified mount), else the system's. */

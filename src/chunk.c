@@ -1,6 +1,7 @@
 /* Chunk geometry, the chunk map, and mapping/unmapping chunks. */
 #include "chunk.h"
 #include "mesh.h"
+#include "os.h"
 #include "sizeclass.h"
 #include "valgrind.h"
 
@@ -70,6 +71,12 @@ static void pagemap_give_back(struct xa_pageinfo *info) {
 
 void xa_chunk_init(void) {
   pagemap_init();
+  /* The chunk map is 32 MiB of .bss of which a byte per chunk is
+   * written: with transparent huge pages "always", one write would fault
+   * in 2 MiB. */
+  uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunkmap, xa_os_page);
+  uintptr_t hi = ((uintptr_t)xa_chunkmap + sizeof xa_chunkmap) & ~(uintptr_t)(xa_os_page - 1);
+  xa_os_hugepage((void *)lo, hi - lo, false);
   unsigned ps = xa_os_page_shift;
   xa_chunk_npages = (unsigned)(XA_CHUNK_SIZE >> ps);
   /* A slab needs nobjs/8 <= npages*pagesize/128 bitmap bytes (16-byte

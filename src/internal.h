@@ -14,23 +14,18 @@
 #define XA_COLD     __attribute__((cold))
 /* The public fast paths (malloc, free, operator new and delete) start a
  * cache line, so each spans the fewest lines and fetch blocks wherever the
- * linker places it.  Measured: with malloc 16 bytes into a line (the code
- * layout of 364e169), glibc-simple ran 1.4x slower at the same
- * instruction count. */
+ * linker places it: 16 bytes into a line, malloc makes a malloc/free loop
+ * (glibc-simple) 1.4x slower at the same instruction count. */
 #define XA_ENTRY    __attribute__((aligned(64)))
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 /* Large zero-initialised tables that are touched a page at a time (the
- * chunk map, buffers): on x86-64 they go to .lbss, which the linker places
- * after .bss, so the small variables of all files share a few pages
- * instead of being scattered between the tables (each page touched is a
- * page of memory in every process).  The code that reaches them is the
- * same (small code model). */
-#if defined(__x86_64__)
-#define XA_BSS_TABLE __attribute__((section(".lbss.xalloc")))
-#else
-#define XA_BSS_TABLE
-#endif
+ * chunk map, the huge-block map and shards, buffers) are placed after
+ * .bss (src/cold.ld, in the shared library), so the small variables of
+ * all files share a few pages instead of being scattered between the
+ * tables: each page touched is a page of memory in every process.  A
+ * .bss. name keeps the section NOBITS with gcc and clang alike. */
+#define XA_BSS_TABLE __attribute__((section(".bss.xalloc_tables")))
 
 #ifndef XA_DEBUG
 #define XA_DEBUG 0

@@ -1,62 +1,73 @@
 #!/bin/sh
 # layout.sh: the shared library's memory at rest, the part every program
-# pays for.
-#  (a) the code layout (Makefile, src/cold.ld): libxalloc.so has a section
-#      xalloc_cold after .fini, and the hot code before it (from the start
-#      of the executable segment to the end of .fini) stays within 112 KiB,
-#      two of the kernel's 64 KiB fault-around windows;
-#      The public fast paths (malloc, free, new, delete) start a cache
-#      line (XA_ENTRY in internal.h);
+# pays for (Makefile, src/cold.ld, XA_BSS_TABLE, XA_ENTRY).
+#  (a) libxalloc.so: its segments are aligned to 64 KiB (so the loader
+#      maps it at a 64 KiB boundary and the kernel's 64 KiB fault-around
+#      windows fall the same way in every process); a section xalloc_cold
+#      comes after .fini, at a 64 KiB boundary; the hot code before it
+#      (from the start of the executable segment to the end of .fini) is
+#      at most 128 KiB, two windows; malloc, free, new and delete start a
+#      cache line;
 #  (b) a program that allocates the common ways (malloc, calloc, realloc,
 #      aligned, large and huge blocks, C++ new, a second thread freeing the
 #      first's blocks, fork, malloc_trim, a purger pass) maps no page of
-#      the code past the fault-around window that holds the end of the hot
-#      code: a hot path that calls into a cold file (mesh.c, stats.c, ...)
-#      without asking its option first maps it, and fails here;
-#  (c) small variables share pages: after a program of small blocks and
-#      one thread, the library's zero-initialised data (.bss, and the
-#      large tables apart in .lbss: XA_BSS_TABLE) has at most 32 KiB
-#      resident (48 when the tables sat between the small variables; each
-#      page is memory of every process).
+#      xalloc_cold: a hot path that calls into a cold file (mesh.c,
+#      stats.c, ...) without asking its option first maps it, and fails;
+#  (c) after a program of small blocks and one thread, the library's
+#      zero-initialised data (the small variables, then the large tables)
+#      has at most 32 KiB resident: the small variables share pages.
+# (b) and (c) need 4 KiB pages and /proc/self/pagemap.
 #
-# Env: XALLOC_SO, SRC, BUILD, CC, CXX (test/lib/common.sh).  Needs readelf.
+# Env: XALLOC_SO, SRC, BUILD, CC, CXX (test/lib/common.sh).  Needs
+# readelf and nm.
 . "$SRC/test/lib/common.sh"
 tu_setup layout
 export LC_ALL=C
 
-if ! command -v readelf >/dev/null 2>&1; then
-    echo "skip: readelf not installed"
-    exit 0
-fi
+for tool in readelf nm; do
+    if ! command -v $tool >/dev/null 2>&1; then
+        echo "skip: $tool not installed"
+        exit 0
+    fi
+done
 SO=$(readlink -f "$XALLOC_SO")
+KiB=1024
+WINDOW=$((64 * KiB))
 
-# (a) section addresses: name -> "addr size" (hex, no 0x)
+# (a) section name -> "address size" (hex digits)
 sec() { readelf -SW "$SO" | sed 's/^ *\[ *[0-9]*\]//' | awk -v n="$1" '$1 == n { print $3, $5 }'; }
-hex() { printf '%d' "0x$1"; }
+hex() { printf '%d' "0x${1:-0}"; }
 set -- $(sec .fini); fini_end=$(( $(hex "$1") + $(hex "$2") ))
-set -- $(sec xalloc_cold); cold_start=$(hex "${1:-0}"); cold_end=$(( cold_start + $(hex "${2:-0}") ))
-seg_start=$(readelf -lW "$SO" | awk '$1 == "LOAD" && ($7 ~ /E/ || $8 ~ /E/) { print $3; exit }')
-seg_start=$(printf '%d' "$seg_start")
-if [ "$cold_end" -le "$cold_start" ] || [ "$cold_start" -lt "$fini_end" ]; then
-    fail "no xalloc_cold section after .fini in $SO"
-    readelf -SW "$SO" | grep -e text -e fini -e cold
+set -- $(sec xalloc_cold); cold_start=$(hex "$1"); cold_end=$(( cold_start + $(hex "${2:-0}") ))
+# the executable LOAD: its address and alignment ("R E" is two words)
+set -- $(readelf -lW "$SO" | awk '$1 == "LOAD" && ($7 ~ /E/ || $8 ~ /E/) { print $3, $NF; exit }')
+seg_start=$(printf '%d' "$1")
+seg_align=$(printf '%d' "$2")
+if [ "$seg_align" -ge $WINDOW ]; then ok "segments aligned to $((seg_align / KiB)) KiB"
+else fail "the executable segment is aligned to $seg_align bytes, not 64 KiB"; fi
+if [ "$cold_end" -gt "$cold_start" ] && [ "$cold_start" -ge "$fini_end" ] && [ $((cold_start % WINDOW)) -eq 0 ]; then
+    ok "xalloc_cold ($(( (cold_end - cold_start) / KiB )) KiB) comes after .fini, at a 64 KiB boundary"
 else
-    ok "xalloc_cold ($(( (cold_end - cold_start) / 1024 )) KiB) comes after .fini"
+    fail "no xalloc_cold section after .fini at a 64 KiB boundary in $SO"
+    readelf -SW "$SO" | grep -e text -e fini -e cold
 fi
 hot=$(( fini_end - seg_start ))
-if [ "$hot" -le $((112 * 1024)) ]; then ok "hot code $((hot / 1024)) KiB (at most 112)"
-else fail "hot code $((hot / 1024)) KiB, over 112: a third fault-around window"; fi
+if [ "$hot" -le $((128 * KiB)) ]; then ok "hot code $((hot / KiB)) KiB (at most 128)"
+else fail "hot code $((hot / KiB)) KiB, over 128: a third fault-around window"; fi
 
-# the public fast paths start a cache line (XA_ENTRY)
-bad=$(nm -D --defined-only "$SO" | awk '$3 ~ /^(malloc|free|_Znwm|_Znam|_ZdlPv|_ZdaPv|_ZdlPvm|_ZdaPvm)$/ { print $1, $3 }' |
-    while read -r addr name; do [ $(( 0x$addr % 64 )) -eq 0 ] || printf "%s " "$name"; done)
-n=$(nm -D --defined-only "$SO" | grep -c -E ' (malloc|free|_Znwm|_ZdlPvm)$')
-if [ "$n" -eq 4 ] && [ -z "$bad" ]; then ok "malloc, free, new and delete start a cache line"
-else fail "entry points not 64-byte aligned: ${bad:-(not found)}"; fi
+ENTRIES='malloc|free|_Znwm|_Znam|_ZdlPv|_ZdaPv|_ZdlPvm|_ZdaPvm'
+set -- $(nm -D --defined-only "$SO" | awk -v e="^($ENTRIES)\$" '$3 ~ e { n++; if (("0x" $1) % 64) bad = bad " " $3 }
+    END { print n + 0, bad }')
+if [ "$1" -eq 8 ] && [ $# -eq 1 ]; then ok "malloc, free, new and delete start a cache line"
+else shift; fail "entry points not found or not 64-byte aligned:${*:- (8 wanted, $1 found)}"; fi
 
 # (b) and (c): the program
+if [ "$(getconf PAGESIZE 2>/dev/null)" != 4096 ]; then
+    echo "skip: pages of $(getconf PAGESIZE 2>/dev/null) bytes: no page checks"
+    [ "$fails" -eq 0 ]
+    exit
+fi
 cat >"$W/common.cc" <<'EOF'
-
 #include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
@@ -81,41 +92,39 @@ static int find(struct dl_phdr_info *info, size_t, void *) {
     return 0;
 }
 
-static int present(int pm, uintptr_t lo, uintptr_t hi, const char *what, uintptr_t show_from) {
+/* Pages of [lo, hi) in the page table (pagemap's present bit), each
+ * listed. */
+static int present(int pm, uintptr_t lo, uintptr_t hi) {
     int n = 0;
     for (uintptr_t p = lo & ~(uintptr_t)4095; p < hi; p += 4096) {
         uint64_t e = 0;
         if (pread(pm, &e, 8, (off_t)(p / 4096 * 8)) != 8) return -1;
         if (e >> 63) {
             n++;
-            if (what) printf("  %s page at +0x%lx present\n", what, (unsigned long)(p - show_from));
+            printf("  page at +0x%lx present\n", (unsigned long)(p - base));
         }
     }
     return n;
 }
 
-/* Rss in KiB of the mapping that starts at `start` (smaps: the zero page
- * that reads of untouched memory map is not counted, as it is not in
- * pagemap). */
-static long rss_at(uintptr_t start) {
-    FILE *f = fopen("/proc/self/smaps", "r");
-    char line[512];
-    long rss = -1;
-    bool in = false;
-    while (f && fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) in = lo == start;
-        else if (in && sscanf(line, "Rss: %ld kB", &rss) == 1) break;
+/* KiB of [lo, hi) resident and ours: present and mapped exclusively
+ * (pagemap bits 63 and 56), which leaves out the shared zero page that
+ * reads of untouched memory map. */
+static long resident_kib(int pm, uintptr_t lo, uintptr_t hi) {
+    long n = 0;
+    for (uintptr_t p = lo; p < hi; p += 4096) {
+        uint64_t e = 0;
+        if (pread(pm, &e, 8, (off_t)(p / 4096 * 8)) != 8) return -1;
+        if ((e >> 63) & (e >> 56) & 1) n += 4;
     }
-    if (f) fclose(f);
-    return rss;
+    return n;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 5) return 2;
-    uintptr_t fini_end = strtoul(argv[1], 0, 0), cold_end = strtoul(argv[2], 0, 0);
-    uintptr_t bss_page = strtoul(argv[3], 0, 0);
-    bool small = strcmp(argv[4], "small") == 0;
+    if (argc < 6) return 2;
+    uintptr_t cold = strtoul(argv[1], 0, 0), cold_end = strtoul(argv[2], 0, 0);
+    uintptr_t bss = strtoul(argv[3], 0, 0), bss_end = strtoul(argv[4], 0, 0);
+    bool small = strcmp(argv[5], "small") == 0;
     if (small) {                          /* small blocks only, one thread */
         for (int i = 0; i < 1000; i++) blocks[i % 256] = realloc(blocks[i % 256], (size_t)i % 700 + 1);
     } else {
@@ -150,29 +159,27 @@ int main(int argc, char **argv) {
     int pm = open("/proc/self/pagemap", O_RDONLY);
     if (!base || pm < 0) { printf("no base or no pagemap\n"); return 3; }
     if (small) {
-        long data = rss_at(base + bss_page);
+        long data = resident_kib(pm, base + bss, base + bss_end);
         printf("zero-initialised data: %ld KiB resident\n", data);
         return data < 0 ? 3 : data > 32 ? 4 : 0;
     }
-    /* fault-around maps the 64 KiB-aligned window around a fault */
-    uintptr_t from = (base + fini_end + 65535) & ~(uintptr_t)65535;
-    int total = present(pm, base + fini_end - 4096, base + cold_end, nullptr, 0);
-    int cold = from < base + cold_end ? present(pm, from, base + cold_end, "cold code", base) : 0;
-    printf("code pages present: %d around the end of the hot code, %d past its window\n", total, cold);
-    if (total <= 0) return 3;             /* cannot see pages: no check */
-    return cold ? 1 : 0;
+    int n = present(pm, base + cold, base + cold_end);
+    printf("cold code pages present: %d\n", n);
+    return n < 0 ? 3 : n > 0 ? 1 : 0;
 }
 EOF
 if ! $CXX -O1 -o "$W/common" "$W/common.cc" -pthread; then
     fail "build the program"
     exit 1
 fi
-# the anonymous mapping of .bss and .lbss: from the page after the last
-# byte the file provides (the end of the writable segment's file part)
-bss_page=$(readelf -lW "$SO" | awk '$1 == "LOAD" && $0 ~ / RW / { print $3, $5 }' | tail -n 1 |
-    { read -r va fs; echo $(( (va + fs + 4095) / 4096 * 4096 )); })
+# the anonymous mapping of the zero-initialised data: from the page after
+# the file's part of the writable segment to the end of its memory
+set -- $(readelf -lW "$SO" | awk '$1 == "LOAD" && $0 ~ / RW / { print $3, $5, $6 }' | tail -n 1)
+bss=$(( ($1 + $2 + 4095) / 4096 * 4096 ))
+bss_end=$(( ($1 + $3 + 4095) / 4096 * 4096 ))
+
 run() {   # mode what-it-checks
-    LD_PRELOAD=$SO "$W/common" "$fini_end" "$cold_end" "$bss_page" "$1" >"$W/$1.out" 2>&1
+    LD_PRELOAD=$SO "$W/common" "$cold_start" "$cold_end" "$bss" "$bss_end" "$1" >"$W/$1.out" 2>&1
     rc=$?
     cat "$W/$1.out"
     case $rc in
