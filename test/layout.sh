@@ -92,30 +92,20 @@ static int find(struct dl_phdr_info *info, size_t, void *) {
     return 0;
 }
 
-/* Pages of [lo, hi) in the page table (pagemap's present bit), each
- * listed. */
-static int present(int pm, uintptr_t lo, uintptr_t hi) {
-    int n = 0;
+/* Pages of [lo, hi) whose pagemap entry has every bit of `bits`
+ * (present: bit 63; mapped exclusively: bit 56, which leaves out the
+ * shared zero page that reads of untouched memory map); each listed if
+ * `list`.  -1: pagemap cannot be read. */
+static const uint64_t PRESENT = 1ull << 63, EXCLUSIVE = 1ull << 56;
+static long pages(int pm, uintptr_t lo, uintptr_t hi, uint64_t bits, bool list) {
+    long n = 0;
     for (uintptr_t p = lo & ~(uintptr_t)4095; p < hi; p += 4096) {
         uint64_t e = 0;
         if (pread(pm, &e, 8, (off_t)(p / 4096 * 8)) != 8) return -1;
-        if (e >> 63) {
+        if ((e & bits) == bits) {
             n++;
-            printf("  page at +0x%lx present\n", (unsigned long)(p - base));
+            if (list) printf("  page at +0x%lx present\n", (unsigned long)(p - base));
         }
-    }
-    return n;
-}
-
-/* KiB of [lo, hi) resident and ours: present and mapped exclusively
- * (pagemap bits 63 and 56), which leaves out the shared zero page that
- * reads of untouched memory map. */
-static long resident_kib(int pm, uintptr_t lo, uintptr_t hi) {
-    long n = 0;
-    for (uintptr_t p = lo; p < hi; p += 4096) {
-        uint64_t e = 0;
-        if (pread(pm, &e, 8, (off_t)(p / 4096 * 8)) != 8) return -1;
-        if ((e >> 63) & (e >> 56) & 1) n += 4;
     }
     return n;
 }
@@ -159,12 +149,13 @@ int main(int argc, char **argv) {
     int pm = open("/proc/self/pagemap", O_RDONLY);
     if (!base || pm < 0) { printf("no base or no pagemap\n"); return 3; }
     if (small) {
-        long data = resident_kib(pm, base + bss, base + bss_end);
+        long n = pages(pm, base + bss, base + bss_end, PRESENT | EXCLUSIVE, false);
+        long data = n < 0 ? -1 : n * 4;
         printf("zero-initialised data: %ld KiB resident\n", data);
         return data < 0 ? 3 : data > 32 ? 4 : 0;
     }
-    int n = present(pm, base + cold, base + cold_end);
-    printf("cold code pages present: %d\n", n);
+    long n = pages(pm, base + cold, base + cold_end, PRESENT, true);
+    printf("cold code pages present: %ld\n", n);
     return n < 0 ? 3 : n > 0 ? 1 : 0;
 }
 EOF
