@@ -13,8 +13,6 @@
  * of two. */
 #define XA_FREE_EXACT 64
 #define XA_FREE_BINS  (XA_FREE_EXACT + 16)
-/* Free spans a span request looks at for a dirty (resident) one. */
-#define XA_DIRTY_SCAN 16
 /* Dirty pages another arena must hold, at least, before a span request
  * is served from it rather than from fresh pages (dirty_elsewhere): a
  * surplus (1 MiB), not the few pages any busy arena has.  With 32 pages,
@@ -25,6 +23,9 @@
 /* Decay purges free spans in runs of this many pages (256 KiB) at least:
  * a larger span is split (few madvise calls, no whole span for a page). */
 #define XA_PURGE_MIN_PAGES 64
+/* Fresh pages an arena takes while sparse slabs hold free pages, before
+ * the taker gives as many of those back (arena.c, grow_purge): 1 MiB. */
+#define XA_GROW_PURGE_PAGES 256
 
 /* A span or slab whose pages are under madvise, with the arena's lock
  * dropped.  The node lives on the purging thread's stack: a fork child has
@@ -56,8 +57,11 @@ struct xa_arena {
   xa_lock_t lock;
   unsigned index;
   struct xa_bin bins[XA_NSMALL];
-  struct xa_span *free_spans[XA_FREE_BINS];
-  uint64_t free_nonempty[2];    /* bit i: free_spans[i] is not empty */
+  /* Free spans by page state: [1] dirty (resident through and through),
+   * [0] clean or muzzy (reuse faults pages in), so that a request finds a
+   * resident span of its size wherever one is, before any other. */
+  struct xa_span *free_spans[2][XA_FREE_BINS];
+  uint64_t free_nonempty[2][2]; /* bit i of [k]: free_spans[k][i] is not empty */
   struct xa_chunk *chunks;      /* every chunk of the arena */
   unsigned nspare;              /* wholly free chunks kept for reuse */
   uint64_t spare_takes;         /* spares taken back into use, ever */
@@ -70,6 +74,8 @@ struct xa_arena {
   size_t dirty_pages;           /* free pages that may be resident */
   struct xa_lru dirty_spans;    /* dirty free spans */
   struct xa_lru dirty_slabs;    /* slabs with free pages not yet purged */
+  size_t grow_pages;            /* fresh pages taken while dirty_slabs held
+                                   some, not yet matched by a grow_purge */
   struct xa_lru muzzy_spans;    /* MADV_FREE'd free spans (purge:free) */
   size_t muzzy_pages;
   struct xa_decay decay;        /* how many dirty pages may stay */

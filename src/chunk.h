@@ -77,7 +77,12 @@ struct xa_span {
   };
   struct xa_span *lru_next, *lru_prev;  /* arena's dirty list (oldest first) */
   uint32_t npages;              /* length of the span */
-  uint32_t nfree;               /* slab: free objects; free span: 0 */
+  union {
+    uint32_t nfree;             /* slab: free objects */
+    uint32_t unfaulted;         /* dirty free span: how many of its pages
+                                   were purged (a slab's, before it emptied)
+                                   and are not resident: fresh when taken */
+  };
   uint16_t first;               /* page index in the chunk */
   uint8_t state;                /* XA_SPAN_* */
   uint8_t cls;                  /* slab class */

@@ -113,7 +113,7 @@ static struct advice largest_avoidable(const struct xa_explain *e) {
        xa_opt.dirty_decay_ms, " ms"},
       {"muzzy free pages", "muzzy",
        xa_opt.purge == xa_opt_purge_free ? "purge:dontneed (the kernel takes MADV_FREE'd pages only under pressure), or muzzy_decay_ms"
-                                         : "dirty_decay_ms (emptied slabs whose pages were partly purged wait for it)",
+                                         : "dirty_decay_ms (slabs that emptied while being purged wait for it)",
        e->muzzy, xa_opt.purge == xa_opt_purge_free ? xa_opt.muzzy_decay_ms : xa_opt.dirty_decay_ms, " ms"},
       {"thread caches", "thread_caches", "tcache_bytes per class and thread, tcache_total_bytes for all threads",
        e->cached, xa_opt.tcache_total_bytes, " bytes (tcache_total_bytes)"},

@@ -22,8 +22,9 @@
 
 static size_t free_span_count(struct xa_arena *a) {
   size_t n = 0;
-  for (unsigned b = 0; b < XA_FREE_BINS; b++)
-    for (struct xa_span *s = a->free_spans[b]; s; s = s->next) n++;
+  for (unsigned k = 0; k < 2; k++)
+    for (unsigned b = 0; b < XA_FREE_BINS; b++)
+      for (struct xa_span *s = a->free_spans[k][b]; s; s = s->next) n++;
   return n;
 }
 
@@ -285,6 +286,38 @@ static void test_dirty_pages_reused_first(void **state) {
   assert_int_equal(free_span_count(a), 1);  /* all clean: one span again */
 }
 
+/* A dirty span is found wherever it is: a 3-page request behind sixteen
+ * clean 3-page spans takes the one dirty 4-page span (the free spans of
+ * each page state have bins of their own), not a clean span to fault in. */
+static void test_dirty_span_found_behind_clean_ones(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  size_t page = xa_os_page;
+  enum { N = 16 };
+  char *d = xa_arena_alloc_large(a, 4 * page, page);
+  void *spacer[N + 1], *z[N], *t[N];
+  spacer[0] = xa_arena_alloc_large(a, page, page);
+  for (int i = 0; i < N; i++) {
+    z[i] = xa_arena_alloc_large(a, 8 * page, page);
+    spacer[i + 1] = xa_arena_alloc_large(a, page, page);
+  }
+  for (int i = 0; i < N; i++) xa_arena_free_large(xa_arena_large_span(z[i]));
+  xa_arena_purge(a);                       /* sixteen clean 8-page spans */
+  xa_arena_free_large(xa_arena_large_span(d));
+  assert_int_equal(a->dirty_pages, 4);
+  for (int i = 0; i < N; i++) t[i] = xa_arena_alloc_large(a, 5 * page, page);   /* leave clean 3-page spans */
+  check(a);
+  assert_int_equal(a->dirty_pages, 4);
+  char *e = xa_arena_alloc_large(a, 3 * page, page);
+  assert_ptr_equal(e, d);
+  assert_int_equal(a->dirty_pages, 1);
+  check(a);
+  xa_arena_free_large(xa_arena_large_span(e));
+  for (int i = 0; i < N; i++) xa_arena_free_large(xa_arena_large_span(t[i]));
+  for (int i = 0; i <= N; i++) xa_arena_free_large(xa_arena_large_span(spacer[i]));
+  check(a);
+}
+
 /* An arena about to take fresh pages while another holds plenty of dirty
  * ones takes the other's instead: a large block and a new slab requested
  * from arena Y, whose own dirty pages are gone, land on the dirty pages
@@ -391,6 +424,61 @@ static void test_grow_over_split_free_pages(void **state) {
   xa_arena_free_large(s);
   xa_arena_free_large(xa_arena_large_span(S));
   check(a);
+}
+
+/* Sparse slabs and growth: slabs of one class keep one object each
+ * (their other pages wholly free) while large blocks take fresh pages.
+ * Once XA_GROW_PURGE_PAGES fresh pages were taken so, the sparse slabs'
+ * free pages go back (grow_purge), as many as were taken; and when the
+ * slabs then empty, they come back as dirty free pages that merge with
+ * their dirty neighbours (not as muzzy spans, which would not merge). */
+static void test_growth_purges_sparse_slabs(void **state) {
+  (void)state;
+  struct xa_arena *a = new_arena();
+  unsigned cls = xa_sizeclass_of(64);
+  const struct xa_class_info *ci = &xa_classes[cls];
+  assert_true(ci->slab_pages >= 4);
+  enum { SLABS = 16 };
+  unsigned n = ci->nobjs * SLABS;
+  void **v = calloc(n, sizeof *v);
+  assert_non_null(v);
+  assert_int_equal(xa_arena_refill(a, cls, v, n), n);
+  for (unsigned i = 0; i < n; i++) memset(v[i], 7, ci->size);
+  /* keep the first object of each slab (the lowest address) */
+  void *kept[SLABS];
+  unsigned nk = 0, nf = 0;
+  void **rest = calloc(n, sizeof *rest);
+  for (unsigned i = 0; i < n; i++) {
+    struct xa_chunk *c = xa_chunk_of(v[i]);
+    struct xa_span *s = xa_chunk_span(c, xa_chunk_info(c, v[i])->first);
+    if (v[i] == xa_span_addr(s)) kept[nk++] = v[i];
+    else rest[nf++] = v[i];
+  }
+  assert_int_equal(nk, SLABS);
+  xa_arena_flush(rest, nf, "test");
+  check(a);
+  assert_non_null(a->dirty_slabs.head);
+  unsigned freeable = SLABS * (ci->slab_pages - 1);     /* all but the kept object's page */
+  uint64_t purged = a->purged_pages;
+  /* fresh pages for large blocks: below the threshold nothing is purged */
+  size_t step = 64 << xa_os_page_shift;
+  void *big[8];
+  unsigned nb = 0;
+  while (((size_t)(nb + 1) * 64) < XA_GROW_PURGE_PAGES) big[nb++] = xa_arena_alloc_large(a, step, xa_os_page);
+  assert_int_equal(a->purged_pages, purged);
+  big[nb++] = xa_arena_alloc_large(a, step, xa_os_page);
+  check(a);
+  assert_true(a->purged_pages - purged >= freeable);
+  assert_null(a->dirty_slabs.head);
+  for (unsigned i = 0; i < SLABS; i++) assert_int_equal(*(unsigned char *)kept[i], 7);   /* intact */
+  /* the slabs empty: dirty, merged, none muzzy */
+  xa_arena_flush(kept, SLABS, "test");
+  check(a);
+  assert_int_equal(a->muzzy_pages, 0);
+  for (unsigned i = 0; i < nb; i++) xa_arena_free_large(xa_arena_large_span(big[i]));
+  check(a);
+  free(rest);
+  free(v);
 }
 
 static void test_large_resize_in_place(void **state) {
@@ -844,9 +932,11 @@ int main(void) {
       cmocka_unit_test(test_emptied_slabs_free_chunk_and_spares_decay),
       cmocka_unit_test(test_large_alignment_and_coalesce),
       cmocka_unit_test(test_dirty_pages_reused_first),
+      cmocka_unit_test(test_dirty_span_found_behind_clean_ones),
       cmocka_unit_test(test_dirty_pages_borrowed_across_arenas),
       cmocka_unit_test(test_whole_chunks_in_several_spans),
       cmocka_unit_test(test_grow_over_split_free_pages),
+      cmocka_unit_test(test_growth_purges_sparse_slabs),
       cmocka_unit_test(test_large_resize_in_place),
       cmocka_unit_test(test_chunk_retention_and_purge),
     cmocka_unit_test(test_purge_returns_span_slots),
