@@ -171,9 +171,11 @@ static struct xa_span *free_find(struct xa_arena *a, unsigned k, uint32_t n) {
 }
 
 /* Free spans of different page states are never merged, so a DIRTY span
- * is resident through and through: reusing it costs no page fault and no
- * new RSS. */
-static struct xa_span *free_find_dirty(struct xa_arena *a, uint32_t n) { return free_find(a, 1, n); }
+ * is resident, but for its few unfaulted pages: reusing it costs no page
+ * fault and no new RSS. */
+static struct xa_span *free_find_dirty(struct xa_arena *a, uint32_t n) {
+  return a->dirty_pages >= n ? free_find(a, 1, n) : NULL;
+}
 
 /* Did no arena have n dirty pages left (a's count exact under its lock,
  * the others' read racily)?  Then a clean span handed out is a refault that
@@ -187,6 +189,26 @@ static bool few_dirty_pages(const struct xa_arena *a, uint32_t n) {
   return pages < n;
 }
 
+/* The first n pages of free span s were taken (out of its bin; the rest,
+ * if any, binned anew as `rest`): count what will be faulted in, for the
+ * memory-limit check (fresh) and the decay's regret (refault, when no
+ * arena had the pages resident).  A dirty span's unfaulted pages are
+ * put in the taken part first (counted now rather than missed), the
+ * rest keeps what is left.  Fresh pages taken while sparse slabs wait
+ * add to grow_pages (grow_purge); with none waiting it starts again. */
+static void taken_fresh(struct xa_arena *a, const struct xa_span *s, uint32_t n, struct xa_span *rest) {
+  uint32_t fresh = n;
+  if (s->dirty == XA_PAGES_DIRTY) {
+    fresh = s->unfaulted < n ? s->unfaulted : n;
+    if (rest) rest->unfaulted = s->unfaulted - fresh < rest->npages ? s->unfaulted - fresh : rest->npages;
+  } else {
+    a->grow_pages = a->dirty_slabs.head ? a->grow_pages + n : 0;
+  }
+  if (!fresh) return;
+  xa_os_count_fresh((size_t)fresh << xa_os_page_shift);
+  if (few_dirty_pages(a, fresh)) xa_os_count_refault((size_t)fresh << xa_os_page_shift);
+}
+
 /* A free span of at least n pages, removed from its bin and trimmed to n
  * pages (the rest stays free): a dirty one if any is long enough, else
  * a clean or muzzy one.  NULL if none. */
@@ -196,22 +218,9 @@ static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
   struct xa_chunk *c = xa_span_chunk(s);
   a->spare_takes += c->free_pages == usable_pages();
   free_remove(a, s);
-  /* Pages of a dirty span that are not resident after all: the taken
-   * part is assumed to hold them (they count as fresh now, not later). */
-  uint32_t unfaulted = s->unfaulted < n ? s->unfaulted : n;
-  if (s->npages > n) {
-    struct xa_span *rest = free_make(a, c, s->first + n, s->npages - n, s->dirty);
-    rest->unfaulted = s->unfaulted - unfaulted < rest->npages ? s->unfaulted - unfaulted : rest->npages;
-  }
+  struct xa_span *rest = s->npages > n ? free_make(a, c, s->first + n, s->npages - n, s->dirty) : NULL;
+  taken_fresh(a, s, n, rest);
   s->npages = n;
-  if (s->dirty != XA_PAGES_DIRTY) {
-    if (a->dirty_slabs.head) a->grow_pages += n;     /* grow_purge */
-    xa_os_count_fresh((size_t)n << xa_os_page_shift);
-    if (few_dirty_pages(a, n)) xa_os_count_refault((size_t)n << xa_os_page_shift);
-  } else if (unfaulted) {       /* purged pages written again */
-    xa_os_count_fresh((size_t)unfaulted << xa_os_page_shift);
-    xa_os_count_refault((size_t)unfaulted << xa_os_page_shift);
-  }
   return s;
 }
 
@@ -249,8 +258,10 @@ static void chunks_delete(struct xa_chunk *dead);
 /* Turn allocated span s back into free pages, merging with free
  * neighbours whose pages are in the same state (dirty, muzzy or clean: a
  * merged span's state must be true of all its pages, or dirty accounting
- * and reuse of resident pages go wrong).  Returns a chunk that became
- * wholly free and must be unmapped by the caller after unlocking, or NULL. */
+ * and reuse of resident pages go wrong), `unfaulted` of them not resident
+ * (a dirty span's count, summed over the merge).  Returns a chunk that
+ * became wholly free and must be unmapped by the caller after unlocking,
+ * or NULL. */
 static struct xa_chunk *span_release_into(struct xa_arena *a, struct xa_span *s, uint8_t dirty,
                                           uint32_t unfaulted, struct xa_span **merged) {
   struct xa_chunk *c = xa_span_chunk(s);
@@ -817,7 +828,7 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
         struct xa_span *rs = xa_chunk_span(c, p);
         uint32_t len = rs->npages, use = len < need - took ? len : need - took;
         free_remove(a, rs);
-        if (len > use) free_make(a, c, p + use, len - use, rs->dirty);
+        taken_fresh(a, rs, use, len > use ? free_make(a, c, p + use, len - use, rs->dirty) : NULL);
         rs->npages = 0;
         took += use;
       }
@@ -1017,18 +1028,24 @@ size_t xa_arena_purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age) 
  * again.  So once XA_GROW_PURGE_PAGES fresh pages were taken that way,
  * the taker purges as many free pages of the oldest such slabs, and the
  * resident set grows less (bench/frag's peak: 604 -> 575 MB).  A class
- * that takes a new slab has no free slot left in its own, so the pages
- * purged are another class's.  Counting every span taken, dirty ones
+ * that takes a new slab has no free slot left in its own, so after a
+ * refill the pages purged are another class's (after a large block, any
+ * class's: the oldest).  Counting every span taken, dirty ones
  * too, purged more (bench/oscillate peaked 2.5% lower) but made the
  * program 50-100% slower: the next phase faulted the pages in again.
- * Lock not held. */
+ * With mesh:true it stays off: the sparse slabs are the mesher's, whose
+ * moves give their pages back whole (and purging them first changed the
+ * pairs it found: api_mesh's meshing after a fork found none).  Lock not
+ * held. */
+static size_t grow_purged;      /* bytes, not yet told to the decay (atomic) */
+
 static void grow_purge(struct xa_arena *a) {
-  if (xa_opt.dirty_decay_ms < 0) return;
+  if (xa_opt.dirty_decay_ms < 0 || xa_mesh_on) return;
   arena_lock(a);
   size_t due = a->grow_pages;
   a->grow_pages = 0;
   arena_unlock(a);
-  purge_slabs(a, 0, 0, due);
+  __atomic_add_fetch(&grow_purged, purge_slabs(a, 0, 0, due), __ATOMIC_RELAXED);
 }
 
 size_t xa_arena_purge(struct xa_arena *a) {
@@ -1101,7 +1118,10 @@ size_t xa_arena_purge_all(void) {
 }
 
 size_t xa_arena_decay_all(uint64_t now) {
-  size_t purged = 0;
+  /* grow_purge's pages count as the pass's: when they are faulted in
+   * again, the decay's regret (purge.c) weighs them against their own
+   * purge, not against decay's. */
+  size_t purged = __atomic_exchange_n(&grow_purged, 0, __ATOMIC_RELAXED);
   for (unsigned i = 0; i < xa_narenas; i++) purged += xa_arena_decay(xa_arenas[i], now);
   return purged;
 }
@@ -1943,5 +1963,13 @@ XA_COLD const char *xa_arena_check_locked(struct xa_arena *a) {
     lru_pages += s->npages;
   }
   if (lru_pages != a->muzzy_pages) return "muzzy list disagrees with muzzy page count";
+  for (unsigned k = 0; k < 2; k++)
+    for (unsigned b = 0; b < XA_FREE_BINS; b++) {
+      bool bit = (a->free_nonempty[k][b >> 6] >> (b & 63)) & 1;
+      if (bit != (a->free_spans[k][b] != NULL)) return "free bin's nonempty bit wrong";
+      for (struct xa_span *f = a->free_spans[k][b]; f; f = f->next)
+        if (f->state != XA_SPAN_FREE || free_kind(f) != k || free_bin(f->npages) != b)
+          return "span in the wrong free bin";
+    }
   return NULL;
 }

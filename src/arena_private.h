@@ -24,7 +24,8 @@
  * a larger span is split (few madvise calls, no whole span for a page). */
 #define XA_PURGE_MIN_PAGES 64
 /* Fresh pages an arena takes while sparse slabs hold free pages, before
- * the taker gives as many of those back (arena.c, grow_purge): 1 MiB. */
+ * the taker gives as many of those back (arena.c, grow_purge): 1 MiB of
+ * 4 KiB pages. */
 #define XA_GROW_PURGE_PAGES 256
 
 /* A span or slab whose pages are under madvise, with the arena's lock
@@ -57,7 +58,7 @@ struct xa_arena {
   xa_lock_t lock;
   unsigned index;
   struct xa_bin bins[XA_NSMALL];
-  /* Free spans by page state: [1] dirty (resident through and through),
+  /* Free spans by page state: [1] dirty (resident, but for unfaulted pages),
    * [0] clean or muzzy (reuse faults pages in), so that a request finds a
    * resident span of its size wherever one is, before any other. */
   struct xa_span *free_spans[2][XA_FREE_BINS];

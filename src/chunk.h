@@ -49,7 +49,9 @@ enum { XA_SPAN_FREE = 0, XA_SPAN_SLAB = 1, XA_SPAN_LARGE = 2, XA_SPAN_HEADER = 3
        XA_SPAN_MESHED = 5 };
 /* State of a free span's pages, ordered so a merge takes the maximum:
  * CLEAN (purged, read as zero), MUZZY (MADV_FREE'd: the kernel may take
- * them), DIRTY (resident). */
+ * them), DIRTY (resident, but for the span's `unfaulted` pages: a purged
+ * slab's that emptied, which went back dirty to merge with its
+ * neighbours). */
 enum { XA_PAGES_CLEAN = 0, XA_PAGES_MUZZY = 1, XA_PAGES_DIRTY = 2 };
 /* pageinfo.cls for pages that are not part of a slab: the index of the
  * thread cache's dummy bin (tcache.h), which never accepts an object. */

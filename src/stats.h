@@ -18,7 +18,7 @@
   X(active,          "bytes of pages in slabs, large and huge blocks") \
   X(active_peak,     "the most active bytes at once, to within 1 MiB per arena") \
   X(dirty,           "bytes of free pages not yet returned to the OS") \
-  X(muzzy,           "bytes of free pages perhaps resident: MADV_FREE'd (purge:free), or from slabs that emptied while being purged") \
+  X(muzzy,           "bytes of free pages perhaps resident: MADV_FREE'd (purge:free), from slabs that emptied while being purged, or found under madvise by a fork child") \
   X(retained,        "bytes of wholly free chunks kept mapped for reuse") \
   X(mapped,          "bytes mapped from the OS (chunks, huge blocks, metadata)") \
   X(mapped_peak,     "the most bytes ever mapped from the OS at once") \

@@ -260,9 +260,10 @@ static int mode_muzzy(void) {
 
 #ifndef XA_TEST_GLIBC
 /* Slabs that empty after some of their free pages were purged come back
- * as dirty free pages (merging with their dirty neighbours), never as
- * muzzy ones, and go back to the OS after dirty_decay_ms (not
- * muzzy_decay_ms, a minute here). */
+ * as dirty free pages (merging with their dirty neighbours), not as
+ * muzzy ones (only a slab that empties while the purger works on it
+ * does: not here, where nothing is freed during the decay), and go back
+ * to the OS after dirty_decay_ms (not muzzy_decay_ms, a minute here). */
 static int mode_partly_purged(void) {
   enum { N = 8192, PER = 256 };                  /* 64-byte objects: 256 a slab */
   static char *v[N];
