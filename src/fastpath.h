@@ -42,11 +42,11 @@ XA_INLINE void *xa_malloc_fast(size_t n) {
     struct xa_tcache *tc = xa_tc;
     xa_tc_claim(tc);
     struct xa_tbin *b = xa_tbin_scaled(tc, xa_sizeclass_scaled(n));
-    if (likely((uintptr_t)b->top > (uintptr_t)b->pop_gate) && likely(--b->countdown != 0)) {
-      void **top = b->top - 1;
-      b->top = top;
+    void **top = b->top;
+    if (likely((uintptr_t)top > (uintptr_t)b->pop_gate) && likely(--b->countdown != 0)) {
+      xa_tbin_top_step(b, -1);
       xa_tc_release(tc);       /* the slot under `top` is out of a reclaimer's reach */
-      void *p = *top;
+      void *p = top[-1];
       *(uintptr_t *)p = 0;
       return p;
     }
@@ -81,7 +81,7 @@ XA_INLINE bool xa_tbin_push_freed(struct xa_tbin *b, void *p) {
   /* the mark and the slot before `top` (a reclaimer reads below it) */
 #if defined(__x86_64__) || defined(__i386__)
   __asm__ __volatile__("" ::: "memory");   /* stores stay in order (TSO) */
-  b->top = top + 1;
+  xa_tbin_top_step(b, 1);
 #else
   __atomic_store_n(&b->top, top + 1, __ATOMIC_RELEASE);
 #endif

@@ -134,6 +134,19 @@ XA_INLINE uint32_t xa_tbin_cap(const struct xa_tcache *tc, unsigned c) {
   return (uint32_t)(tc->end[c] - tc->bins[c].stack);
 }
 
+/* Move bin b's top by `by` slots (the owner only).  On x86 one add to
+ * memory, where the compiler computes the new top in a register and then
+ * stores it (two instructions on each fast path; the value is not needed
+ * after the store).  No lock prefix: only the owner writes top, and a
+ * reclaimer reads it after a membarrier (xa_tcache_reclaim). */
+XA_INLINE void xa_tbin_top_step(struct xa_tbin *b, long by) {
+#if defined(__x86_64__)
+  __asm__("addq %1, %0" : "+m"(b->top) : "er"(by * (long)sizeof(void *)));
+#else
+  b->top += by;
+#endif
+}
+
 /* tc's bin of scaled class cls_scaled (xa_class_scale; 0: the dummy). */
 XA_INLINE struct xa_tbin *xa_tbin_scaled(struct xa_tcache *tc, size_t cls_scaled) {
   return (struct xa_tbin *)((char *)tc + cls_scaled * 8);
