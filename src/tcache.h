@@ -138,10 +138,11 @@ XA_INLINE uint32_t xa_tbin_cap(const struct xa_tcache *tc, unsigned c) {
  * memory, where the compiler computes the new top in a register and then
  * stores it (two instructions on each fast path; the value is not needed
  * after the store).  No lock prefix: only the owner writes top, and a
- * reclaimer reads it after a membarrier (xa_tcache_reclaim). */
+ * reclaimer reads it after a membarrier (xa_tcache_reclaim).  Volatile:
+ * the asm's only effect is its store, which the compiler must not drop. */
 XA_INLINE void xa_tbin_top_step(struct xa_tbin *b, long by) {
 #if defined(__x86_64__)
-  __asm__("addq %1, %0" : "+m"(b->top) : "er"(by * (long)sizeof(void *)));
+  __asm__ __volatile__("addq %1, %0" : "+m"(b->top) : "er"(by * (long)sizeof(void *)));
 #else
   b->top += by;
 #endif
