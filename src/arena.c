@@ -101,6 +101,13 @@ static unsigned free_bin(uint32_t npages) {
   return XA_FREE_EXACT + (unsigned)(63 - __builtin_clzl(npages)) - 6;
 }
 
+/* Free span s has n pages that are not resident (counted fresh when
+ * taken, taken_fresh): a dirty span keeps at most its length; the other
+ * states count every page as fresh anyway and keep none. */
+static void span_set_unfaulted(struct xa_span *s, uint32_t n) {
+  s->unfaulted = s->dirty != XA_PAGES_DIRTY ? 0 : n < s->npages ? n : s->npages;
+}
+
 /* Which set of bins free span s is in (free_spans). */
 static unsigned free_kind(const struct xa_span *s) { return s->dirty == XA_PAGES_DIRTY; }
 
@@ -200,7 +207,7 @@ static void taken_fresh(struct xa_arena *a, const struct xa_span *s, uint32_t n,
   uint32_t fresh = n;
   if (s->dirty == XA_PAGES_DIRTY) {
     fresh = s->unfaulted < n ? s->unfaulted : n;
-    if (rest) rest->unfaulted = s->unfaulted - fresh < rest->npages ? s->unfaulted - fresh : rest->npages;
+    if (rest) span_set_unfaulted(rest, s->unfaulted - fresh);
   } else {
     a->grow_pages = a->dirty_slabs.head ? a->grow_pages + n : 0;
   }
@@ -294,7 +301,7 @@ static struct xa_chunk *span_release_into(struct xa_arena *a, struct xa_span *s,
     }
   }
   struct xa_span *f = free_make(a, c, first, n, dirty);
-  if (dirty == XA_PAGES_DIRTY) f->unfaulted = unfaulted < n ? unfaulted : n;
+  span_set_unfaulted(f, unfaulted);
   if (merged) *merged = f;
   if (c->free_pages != usable_pages() || a->nspare <= XA_SPARE_CHUNKS_MAX) return NULL;
   /* Too many wholly free chunks: hand this one back to the OS. */
@@ -874,7 +881,7 @@ static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, boo
        * the span stays as it was, the oldest on the list. */
       uint32_t cut = (uint32_t)((due + XA_PURGE_MIN_PAGES - 1) / XA_PURGE_MIN_PAGES * XA_PURGE_MIN_PAGES);
       struct xa_span *rest = free_make(a, c, s->first + cut, s->npages - cut, s->dirty);
-      if (rest->dirty == XA_PAGES_DIRTY) rest->unfaulted = s->unfaulted < rest->npages ? s->unfaulted : rest->npages;
+      span_set_unfaulted(rest, s->unfaulted);
       lru_remove(l, rest);
       lru_push_front(l, rest);
       s->npages = cut;
