@@ -35,46 +35,60 @@ all: lib
 lib: lib/libxalloc.so lib/libxalloc.a
 
 # Code layout of the shared library.  The kernel maps a library's code
-# 64 KiB at a time around each page fault (fault-around): with cold code
-# mixed in among the hot, every program would map all of it (160 KiB).
-# Cold code goes to a section of its own, xalloc_cold, which src/cold.ld
-# places after .fini at a 64 KiB boundary, so the hot code, _init and
-# _fini fill the first windows of the executable segment and a program
-# that never runs the cold code never maps it.  The segments are aligned
-# to 64 KiB (max-page-size), so the loader maps the library at a 64 KiB
-# boundary and the windows fall the same way in every process.  Cold is
-# what gcc splits out of functions (.text.unlikely: error paths,
-# functions marked XA_COLD) and the whole of the files whose code runs
-# only when an option asks for it (meshing, the heap profiler, statistics
-# and reports, xalloc_ctl) or on misuse; the hot files call into those
-# only behind their option (init.c, xa_mesh_purge).  A linker that does
-# not take the script (gold, mold) links without it: the same code, laid
-# out as the linker likes.  test/layout.sh checks the layout.
+# 64 KiB at a time around each page fault (fault-around): with all the
+# code in the order the files come, every program would map all of it.
+# src/layout.ld orders it in three parts:
+#  - xalloc_warm, right after .plt in the first window of the executable
+#    segment: the functions that a program of small blocks runs (the fast
+#    paths and their refills, calloc, realloc, aligned blocks, C++ new and
+#    delete, thread start and exit, start-up, the purger's pass), listed
+#    by name.  The hot files are compiled with -ffunction-sections, one
+#    section per function, so the list can pick them;
+#  - the rest of the hot code (.text: large and huge blocks, fork,
+#    trimming, pressure, and what the list leaves out), in the next
+#    window, mapped by the programs that run it;
+#  - xalloc_cold, after .fini at a 64 KiB boundary: what gcc splits out
+#    of functions (.text.unlikely: error paths, functions marked XA_COLD)
+#    and the whole of the files whose code runs only when an option asks
+#    for it (meshing, the heap profiler, statistics and reports,
+#    xalloc_ctl) or on misuse; the hot files call into those only behind
+#    their option (init.c, xa_mesh_purge).
+# The segments are aligned to 64 KiB (max-page-size), so the loader maps
+# the library at a 64 KiB boundary and the windows fall the same way in
+# every process.  A linker that does not take the script (gold, mold)
+# links without it: the same code, laid out as the linker likes.
+# test/layout.sh checks the layout.
 OBJCOPY  ?= objcopy
+OBJDUMP  ?= objdump
 COLD_FILES := backtrace ctl error explain mesh pprof prof report sample stats
 COLD_SECTION := xalloc_cold
-cold_sections = --rename-section .text.unlikely=$(COLD_SECTION) \
-	$(if $(filter $(COLD_FILES),$(basename $(notdir $@))),--rename-section .text=$(COLD_SECTION))
-LAYOUT_LDFLAGS := $(shell $(CC) $(LDFLAGS) -shared -Wl,-T,src/cold.ld -o /dev/null -x c /dev/null \
-	>/dev/null 2>&1 && echo -Wl,-T,src/cold.ld) -Wl,-z,max-page-size=0x10000
+is_cold = $(filter $(COLD_FILES),$(basename $(notdir $(1))))
+# objcopy's options that rename each section of object $@ whose name
+# matches the extended regular expression $(1) to $(2) (objcopy takes no
+# wildcards, and -ffunction-sections makes a section per function).
+renames = $$($(OBJDUMP) -hw $@ | awk '$$2 ~ /^($(1))$$/ { printf " --rename-section %s=$(2)", $$2 }')
+TEXT_RE := \.text(\..+)?
+COLD_RE := \.text\.unlikely(\..+)?
+LAYOUT_LDFLAGS := $(shell $(CC) $(LDFLAGS) -shared -Wl,-T,src/layout.ld -o /dev/null -x c /dev/null \
+	>/dev/null 2>&1 && echo -Wl,-T,src/layout.ld) -Wl,-z,max-page-size=0x10000
 # A failed objcopy leaves no object behind that make would take as built;
 # a changed Makefile (flags, the cold files) rebuilds the objects.
 .DELETE_ON_ERROR:
 build/obj/%.o: src/%.c Makefile | build/obj
-	$(CC) $(LIBFLAGS) $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
-	$(OBJCOPY) $(cold_sections) $@
+	$(CC) $(LIBFLAGS) $(if $(call is_cold,$@),,-ffunction-sections) $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(OBJCOPY) $(call renames,$(if $(call is_cold,$@),$(TEXT_RE),$(COLD_RE)),$(COLD_SECTION)) $@
 
 # In the archive, all of xalloc's code is one section, xalloc_text, whose
 # bounds the linker provides (__start_xalloc_text, __stop_xalloc_text) in
 # the program that links it: the heap profiler's stack walk leaves out the
 # frames inside it (backtrace.c; the shared library finds its own code
 # from its ELF header instead, and exports no such symbols).
-TEXT_SECTIONS := $(foreach s,.text .text.unlikely .text.hot .text.startup .text.exit $(COLD_SECTION),--rename-section $(s)=xalloc_text)
 AOBJS := $(patsubst build/obj/%.o,build/obj/a/%.o,$(OBJS))
 build/obj/a/%.o: build/obj/%.o | build/obj/a
-	$(OBJCOPY) $(TEXT_SECTIONS) $< $@
+	cp $< $@
+	$(OBJCOPY) $(call renames,$(TEXT_RE)|$(COLD_SECTION),xalloc_text) $@
 
-lib/libxalloc.so.$(VERSION): $(OBJS) src/cold.ld
+lib/libxalloc.so.$(VERSION): $(OBJS) src/layout.ld
 	@mkdir -p lib
 	$(CC) -shared -Wl,-soname,libxalloc.so.$(SOVER) -Wl,-z,nodelete $(LAYOUT_LDFLAGS) -pthread $(LDFLAGS) -o $@ $(OBJS)
 lib/libxalloc.so.$(SOVER): lib/libxalloc.so.$(VERSION)

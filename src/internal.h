@@ -21,7 +21,7 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 /* Large zero-initialised tables that are touched a page at a time (the
  * chunk map, the huge-block map and shards, buffers) are placed after
- * .bss (src/cold.ld, in the shared library), so the small variables of
+ * .bss (src/layout.ld, in the shared library), so the small variables of
  * all files share a few pages instead of being scattered between the
  * tables: each page touched is a page of memory in every process.  A
  * .bss. name keeps the section NOBITS with gcc and clang alike. */
