@@ -23,8 +23,9 @@
 #      first 64 KiB window (what it runs is all in xalloc_warm), and no
 #      page of .eh_frame (the read-only data it reads, xalloc_rodata, is
 #      in the first segment, with the headers).  A failure lists the
-#      functions on the pages it mapped: add them to src/layout.ld's list,
-#      or keep the call off this path.
+#      functions on the pages it mapped and, where valgrind is installed,
+#      those that callgrind saw the program run outside xalloc_warm: add
+#      them to src/layout.ld's list, or keep the call off this path.
 # (b) and (c) need 4 KiB pages and /proc/self/pagemap.
 #
 # Env: XALLOC_SO, SRC, BUILD, CC, CXX (test/lib/common.sh).  Needs
@@ -216,6 +217,34 @@ set -- $(readelf -lW "$SO" | awk '$1 == "LOAD" && $0 ~ / RW / { print $3, $5, $6
 bss=$(( ($1 + $2 + 4095) / 4096 * 4096 ))
 bss_end=$(( ($1 + $3 + 4095) / 4096 * 4096 ))
 
+# After a failure of (d): the functions of xalloc that the program ran
+# outside xalloc_warm, as callgrind sees them (where valgrind is
+# installed): the names src/layout.ld's list lacks.
+ran_outside() {   # mode code-from code-to
+    command -v valgrind >/dev/null 2>&1 || return 0
+    LD_PRELOAD=$SO valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" \
+        "$W/common" "$2" "$3" "$bss" "$bss_end" "$1" >/dev/null 2>&1
+    [ -s "$W/cg.out" ] || return 0
+    # callgrind names each object and function in full once, by number after
+    nm -C --defined-only "$SO" >"$W/symsc"
+    echo "  run outside xalloc_warm (callgrind):"
+    awk -v so="$(basename "$SO")" -v lo="$warm_start" -v hi="$warm_end" '
+        function hexval(h,   i, v) { v = 0; h = tolower(h)
+            for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+            return v }
+        FNR == NR { a = $1; t = $2; sub(/^[^ ]+ [^ ]+ /, ""); if (t ~ /[tTwW]/ && !($0 in addr)) addr[$0] = hexval(a); next }
+        /^c?ob=/ { id = $1; sub(/^c?ob=/, "", id); n = $0; sub(/^c?ob=\([0-9]+\) ?/, "", n)
+                 if (n != "") obname[id] = n
+                 if ($0 ~ /^ob=/) cur = obname[id]
+                 next }
+        /^c?fn=/ { id = $1; sub(/^c?fn=/, "", id); n = $0; sub(/^c?fn=\([0-9]+\) ?/, "", n)
+                 if (n != "") fnname[id] = n
+                 if ($0 ~ /^fn=/ && index(cur, so) && (id in fnname)) ran[fnname[id]] = 1 }
+        END { for (f in ran) { g = f; sub(/\x27[0-9]+$/, "", g)
+                  if ((g in addr) && (addr[g] < lo || addr[g] >= hi)) print "    " g } }
+    ' "$W/symsc" "$W/cg.out" | sort -u
+}
+
 run() {   # mode what-it-checks [code-from code-to]
     LD_PRELOAD=$SO "$W/common" "${3:-$cold_start}" "${4:-$cold_end}" "$bss" "$bss_end" "$1" >"$W/$1.out" 2>&1
     rc=$?
@@ -226,14 +255,15 @@ run() {   # mode what-it-checks [code-from code-to]
     3) echo "skip: $1: pages cannot be seen here" ;;
     4) fail "over 32 KiB of the library's zero-initialised data resident" ;;
     5) fail "a program of small blocks mapped pages after xalloc_warm's window; functions there:"
+       nm --defined-only "$SO" >"$W/syms"
        sed -n 's/^  page at +0x\([0-9a-f]*\) present$/\1/p' "$W/$1.out" | while read -r page; do
            lo=$((0x$page)); names=
-           nm --defined-only "$SO" >"$W/syms"
            while read -r addr type name; do
                case $type in [tTwW]) a=$((0x$addr)); [ $a -ge $lo ] && [ $a -lt $((lo + 4096)) ] && names="$names $name" ;; esac
            done <"$W/syms"
            echo "    +0x$page:${names:- (no function: data or unwind tables)}"
-       done ;;
+       done
+       ran_outside "$1" "$3" "$4" ;;
     *) fail "the program failed (status $rc)" ;;
     esac
 }
