@@ -45,8 +45,8 @@ lib: lib/libxalloc.so lib/libxalloc.a
 #    by name.  The hot files are compiled with -ffunction-sections, one
 #    section per function, so the list can pick them;
 #  - the rest of the hot code (.text: large and huge blocks, fork,
-#    trimming, pressure, and what the list leaves out), in the next
-#    window, mapped by the programs that run it;
+#    trimming, pressure, and what the list leaves out), from the end of
+#    the first window on, mapped by the programs that run it;
 #  - xalloc_cold, after .fini at a 64 KiB boundary: what gcc splits out
 #    of functions (.text.unlikely: error paths, functions marked XA_COLD)
 #    and the whole of the files whose code runs only when an option asks
@@ -63,20 +63,24 @@ OBJDUMP  ?= objdump
 COLD_FILES := backtrace ctl error explain mesh pprof prof report sample stats
 COLD_SECTION := xalloc_cold
 is_cold = $(filter $(COLD_FILES),$(basename $(notdir $(1))))
-# objcopy's options that rename each section of object $@ whose name
-# matches the extended regular expression $(1) to $(2) (objcopy takes no
-# wildcards, and -ffunction-sections makes a section per function).
-renames = $$($(OBJDUMP) -hw $@ | awk '$$2 ~ /^($(1))$$/ { printf " --rename-section %s=$(2)", $$2 }')
+# Rename each section of object $@ whose name matches the extended
+# regular expression $(1) to $(2) (objcopy takes no wildcards, and
+# -ffunction-sections makes a section per function).  A failed objdump
+# fails the rule, rather than leave the sections as they were.
+rename_sections = secs=$$($(OBJDUMP) -hw $@) && \
+	$(OBJCOPY) $$(printf '%s\n' "$$secs" | awk '$$2 ~ /^($(1))$$/ { printf " --rename-section %s=$(2)", $$2 }') $@
 TEXT_RE := \.text(\..+)?
 COLD_RE := \.text\.unlikely(\..+)?
-LAYOUT_LDFLAGS := $(shell $(CC) $(LDFLAGS) -shared -Wl,-T,src/layout.ld -o /dev/null -x c /dev/null \
-	>/dev/null 2>&1 && echo -Wl,-T,src/layout.ld) -Wl,-z,max-page-size=0x10000
+# separate-code (the default on x86-64 only) keeps the headers and the
+# read-only data out of the executable segment, on every architecture.
+LAYOUT_LDFLAGS := $(shell $(CC) $(LDFLAGS) -shared -Wl,-T,src/layout.ld -Wl,-z,separate-code -o /dev/null \
+	-x c /dev/null >/dev/null 2>&1 && echo -Wl,-T,src/layout.ld -Wl,-z,separate-code) -Wl,-z,max-page-size=0x10000
 # A failed objcopy leaves no object behind that make would take as built;
 # a changed Makefile (flags, the cold files) rebuilds the objects.
 .DELETE_ON_ERROR:
 build/obj/%.o: src/%.c Makefile | build/obj
 	$(CC) $(LIBFLAGS) $(if $(call is_cold,$@),,-ffunction-sections) $(WARN) $(CPPFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
-	$(OBJCOPY) $(call renames,$(if $(call is_cold,$@),$(TEXT_RE),$(COLD_RE)),$(COLD_SECTION)) $@
+	$(call rename_sections,$(if $(call is_cold,$@),$(TEXT_RE),$(COLD_RE)),$(COLD_SECTION))
 
 # In the archive, all of xalloc's code is one section, xalloc_text, whose
 # bounds the linker provides (__start_xalloc_text, __stop_xalloc_text) in
@@ -86,7 +90,7 @@ build/obj/%.o: src/%.c Makefile | build/obj
 AOBJS := $(patsubst build/obj/%.o,build/obj/a/%.o,$(OBJS))
 build/obj/a/%.o: build/obj/%.o | build/obj/a
 	cp $< $@
-	$(OBJCOPY) $(call renames,$(TEXT_RE)|$(COLD_SECTION),xalloc_text) $@
+	$(call rename_sections,$(TEXT_RE)|$(COLD_SECTION),xalloc_text)
 
 lib/libxalloc.so.$(VERSION): $(OBJS) src/layout.ld
 	@mkdir -p lib

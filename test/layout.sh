@@ -24,9 +24,9 @@
 #      page of .eh_frame (the read-only data it reads, xalloc_rodata, is
 #      in the first segment, with the headers).  A failure lists the
 #      functions on the pages it mapped and, where valgrind is installed,
-#      those that callgrind saw the program run outside xalloc_warm: add
-#      them to src/layout.ld's list, or keep the call off this path.
-# (b) and (c) need 4 KiB pages and /proc/self/pagemap.
+#      those of them that callgrind saw the program run: add them to
+#      src/layout.ld's list, or keep the call off this path.
+# (b), (c) and (d) need 4 KiB pages and /proc/self/pagemap.
 #
 # Env: XALLOC_SO, SRC, BUILD, CC, CXX (test/lib/common.sh).  Needs
 # readelf and nm.
@@ -218,7 +218,7 @@ bss=$(( ($1 + $2 + 4095) / 4096 * 4096 ))
 bss_end=$(( ($1 + $3 + 4095) / 4096 * 4096 ))
 
 # After a failure of (d): the functions of xalloc that the program ran
-# outside xalloc_warm, as callgrind sees them (where valgrind is
+# in the range (d) checks, as callgrind sees them (where valgrind is
 # installed): the names src/layout.ld's list lacks.
 ran_outside() {   # mode code-from code-to
     command -v valgrind >/dev/null 2>&1 || return 0
@@ -227,8 +227,8 @@ ran_outside() {   # mode code-from code-to
     [ -s "$W/cg.out" ] || return 0
     # callgrind names each object and function in full once, by number after
     nm -C --defined-only "$SO" >"$W/symsc"
-    echo "  run outside xalloc_warm (callgrind):"
-    awk -v so="$(basename "$SO")" -v lo="$warm_start" -v hi="$warm_end" '
+    echo "  run there (callgrind):"
+    awk -v so="$(basename "$SO")" -v lo="$2" -v hi="$3" '
         function hexval(h,   i, v) { v = 0; h = tolower(h)
             for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
             return v }
@@ -240,8 +240,8 @@ ran_outside() {   # mode code-from code-to
         /^c?fn=/ { id = $1; sub(/^c?fn=/, "", id); n = $0; sub(/^c?fn=\([0-9]+\) ?/, "", n)
                  if (n != "") fnname[id] = n
                  if ($0 ~ /^fn=/ && index(cur, so) && (id in fnname)) ran[fnname[id]] = 1 }
-        END { for (f in ran) { g = f; sub(/\x27[0-9]+$/, "", g)
-                  if ((g in addr) && (addr[g] < lo || addr[g] >= hi)) print "    " g } }
+        END { for (f in ran) { g = f; sub(/\047[0-9]+$/, "", g)
+                  if ((g in addr) && addr[g] >= lo && addr[g] < hi) print "    " g } }
     ' "$W/symsc" "$W/cg.out" | sort -u
 }
 
