@@ -6,16 +6,18 @@
  * the same state:
  *
  *   dirty  freed, pages resident: reused first, with no page fault;
- *   clean  never touched, or purged with MADV_DONTNEED.
+ *   clean  never touched, purged (MADV_DONTNEED, or fresh pages mapped
+ *          over it), or its pages moved elsewhere.
  *
- * A request takes a good-fitting dirty extent, else a run that starts in a
- * dirty extent, else a good-fitting clean one, else any run, else a new
- * region.  Dirty extents go back to the OS only by decay (oldest first,
- * after dirty_decay_ms) or past huge_cache_bytes of them beyond the live
- * bytes' recent peak; a program that frees and allocates big blocks all
- * the time keeps reusing the same resident pages, an idle one is back to
- * clean within the decay time.  Wholly free, clean regions are unmapped
- * (one is kept for reuse).
+ * A request takes a good-fitting dirty extent, else a clean extent with
+ * dirty extents' pages moved into it (gather, below), else a run that
+ * starts in a dirty extent, else a good-fitting clean one, else any run,
+ * else a new region.  Dirty extents go back to the OS only by decay
+ * (oldest first, after dirty_decay_ms) or past huge_cache_bytes of them
+ * beyond the live bytes' recent peak; a program that frees and allocates
+ * big blocks all the time keeps reusing the same resident pages, an idle
+ * one is back to clean within the decay time.  Wholly free, clean regions
+ * are unmapped (one is kept for reuse).
  *
  * realloc grows a block in place over a free neighbour, or moves its pages
  * (mremap: no copy) into an extent elsewhere and restores the reservation
@@ -50,7 +52,13 @@
 #define XA_REGION_SIZE ((size_t)1 << 30)
 #define REGIONS_MAX 1024        /* per shard */
 
-struct region { uintptr_t base; size_t size; size_t free_bytes; };
+struct region {
+  uintptr_t base;
+  size_t size;
+  size_t free_bytes;
+  uint32_t moved;       /* pieces gathered into it since it was mapped:
+                           its purges map fresh pages (gather, below) */
+};
 
 struct huge_ent {
   uintptr_t p;          /* block address; 0 empty, 1 deleted */
@@ -235,16 +243,16 @@ static void account(struct huge_shard *s, uint32_t r, uint32_t st, size_t size, 
   }
 }
 
-/* At least a few spare extent records, mapping a segment (lock dropped)
+/* At least n spare extent records, mapping a segment (lock dropped)
  * when short.  Lock held on entry and return.  A failure is not fatal:
  * the operations that find no record cope (ext_free). */
-static void ext_room(struct huge_shard *s) {
-  while (!xa_ext_spare(&s->ix, 8)) {
+static void ext_room_for(struct huge_shard *s, size_t n) {
+  while (!xa_ext_spare(&s->ix, n)) {
     xa_unlock(&s->lock);
     void *seg = xa_os_map(XA_EXT_SEGMENT_BYTES, xa_os_page);
     xa_lock(&s->lock);
     if (!seg) return;
-    if (xa_ext_spare(&s->ix, 8) || !xa_ext_add_segment(&s->ix, seg)) {
+    if (xa_ext_spare(&s->ix, n) || !xa_ext_add_segment(&s->ix, seg)) {
       xa_unlock(&s->lock);
       xa_os_unmap(seg, XA_EXT_SEGMENT_BYTES);
       xa_lock(&s->lock);
@@ -252,6 +260,8 @@ static void ext_room(struct huge_shard *s) {
     }
   }
 }
+
+static void ext_room(struct huge_shard *s) { ext_room_for(s, 8); }
 
 /* Free [start, start+size) of region r in state st, merged with free
  * neighbours in the same state.  False if no record was left (the caller
@@ -316,6 +326,13 @@ static bool run_take(struct huge_shard *s, struct xa_ext *first, uintptr_t at, s
 
 /* ---- regions -------------------------------------------------------------- */
 
+/* thp:always and thp:never advise the whole of a region (a new one, or a
+ * range mapped afresh by a purge); auto advises blocks (thp_block). */
+static void region_thp(void *p, size_t size) {
+  if (xa_opt.thp == xa_opt_thp_always) xa_os_hugepage(p, size, true);
+  else if (xa_opt.thp == xa_opt_thp_never) xa_os_hugepage(p, size, false);
+}
+
 /* A new region for a block of size bytes aligned to align, wholly free and
  * clean.  Lock held on entry and return; dropped around the mapping. */
 static bool region_new(struct huge_shard *s, size_t size, size_t align) {
@@ -329,8 +346,7 @@ static bool region_new(struct huge_shard *s, size_t size, size_t align) {
     rsize = want;
     p = xa_os_map(rsize, ra);
   }
-  if (p && xa_opt.thp == xa_opt_thp_always) xa_os_hugepage(p, rsize, true);
-  else if (p && xa_opt.thp == xa_opt_thp_never) xa_os_hugepage(p, rsize, false);
+  if (p) region_thp(p, rsize);
   if (p) (void)xa_hugemap_cover((uintptr_t)p, rsize);   /* else: the table alone */
   xa_lock(&s->lock);
   if (!p) return false;
@@ -346,6 +362,7 @@ static bool region_new(struct huge_shard *s, size_t size, size_t align) {
   s->regions[r].base = (uintptr_t)p;
   s->regions[r].size = rsize;
   s->regions[r].free_bytes = rsize;       /* ext_free counted it: reset */
+  s->regions[r].moved = 0;
   total_add(&region_bytes, rsize, +1);
   return true;
 }
@@ -425,30 +442,169 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
   return at;
 }
 
-/* A good-fitting dirty extent for block *e from another shard than
- * `here` (whose lock is not held): from a shard with enough dirty bytes,
- * waiting for its lock (a lock wait costs less than the page faults of
- * fresh pages: 64 of them for a 256 KiB block, 8 us each on the machines
- * measured).  On success the block is that shard's, entered in its
- * table, and the shard is returned. */
-static struct huge_shard *carve_elsewhere(struct huge_shard *here, struct huge_ent *e, size_t align, bool *zeroed) {
+/* ---- gathering ------------------------------------------------------------ */
+
+/* A request that no dirty extent holds whole takes a clean extent and has
+ * the pages of dirty extents moved into it (mremap: the page tables move,
+ * no byte is copied and no page faults).  Freed memory then serves later
+ * requests whatever the sizes of its holes: blocks of 5-25 MiB freed in
+ * random order leave holes a little too small for the next request, which
+ * would otherwise fault fresh pages in while the holes wait for decay
+ * (mimalloc-bench malloc-large: peak RSS 488 -> 411 MB).  On the machines
+ * measured a move costs 6-7 us a piece and a fault 1.75 us a page, so
+ * pieces of 64 KiB or more pay (16 faults, 28 us).  But a move also stops
+ * the process's other threads' page faults and flushes their TLBs: with
+ * the tensors of two inference threads (0.5-8 MiB) gathered, decoding ran
+ * 35% slower.  So only blocks of GATHER_BLOCK_MIN or more gather, where a
+ * fresh block's faults cost milliseconds and a gather at most 32 moves.
+ *
+ * A moved piece is a mapping of its own (the kernel keeps the page
+ * offsets it had) and splits the destination's, until its range is
+ * purged: purges in a region that took pieces map fresh pages over the
+ * range (xa_os_purge_remap), which joins it to its neighbours again.  So
+ * that the process never nears vm.max_map_count, gathering counts two
+ * mappings a piece against gather_left, which the purger's passes set from
+ * a count of the process's mappings, leaving the program half the limit. */
+#define GATHER_PIECE_MIN ((size_t)64 << 10)
+#define GATHER_PIECES 32                /* per request */
+#define GATHER_BLOCK_MIN ((size_t)8 << 20)
+#define GATHER_UNCOUNTED 4096           /* mappings it may add before the first count */
+
+static int64_t gather_left = GATHER_UNCOUNTED;
+static bool gather_uncounted;           /* pieces moved since the last count */
+
+/* Count the mappings and set the budget from them: on the purger's passes
+ * when pieces moved since the last count or while the budget is low
+ * (purges may have joined mappings), and by the request that finds the
+ * budget spent (one of them: gather_uncounted).  No lock held. */
+static void gather_recount(bool spent) {
+  if (!__atomic_exchange_n(&gather_uncounted, false, __ATOMIC_RELAXED) &&
+      (spent || __atomic_load_n(&gather_left, __ATOMIC_RELAXED) >= GATHER_UNCOUNTED))
+    return;
+  size_t limit = xa_os_map_limit(), maps = xa_os_map_count();
+  __atomic_store_n(&gather_left, maps < limit / 2 ? (int64_t)(limit / 2 - maps) : 0, __ATOMIC_RELAXED);
+}
+
+static uint64_t gather_count, gather_bytes;
+
+/* Carve size bytes from a clean extent of shard s and move dirty pages
+ * into it, from the newest dirty extents of RUN_SCAN; 0 if no clean
+ * extent fits (or nothing dirty is worth moving).  Lock held on entry and
+ * return; dropped around the moves and a count of the mappings. */
+static uintptr_t gather(struct huge_shard *s, size_t size, size_t align, bool *zeroed, uint32_t *region) {
+  if (s->dirty_bytes < GATHER_PIECE_MIN) return 0;
+  if (__atomic_load_n(&gather_left, __ATOMIC_RELAXED) < 2 * GATHER_PIECES &&
+      __atomic_load_n(&gather_uncounted, __ATOMIC_RELAXED)) {
+    xa_unlock(&s->lock);
+    gather_recount(true);
+    xa_lock(&s->lock);
+  }
+  if (__atomic_load_n(&gather_left, __ATOMIC_RELAXED) < 2) return 0;
+  uint32_t r;
+  uintptr_t q = carve(s, size, align, CARVE_FOR_MOVE, zeroed, &r);
+  if (!q) return 0;
+  *region = r;
+  if (!*zeroed) return q;       /* it has resident pages already */
+  ext_room_for(s, GATHER_PIECES + 8);   /* (may drop the lock) records for the pieces' remainders */
+  struct xa_ext *pick[GATHER_PIECES];
+  struct huge_inflight piece[GATHER_PIECES];
+  int64_t left = __atomic_load_n(&gather_left, __ATOMIC_RELAXED);
+  unsigned n = 0, looked = 0, room = left > 2 * GATHER_PIECES ? GATHER_PIECES : (unsigned)(left > 0 ? left / 2 : 0);
+  size_t got = 0;
+  /* the newest first: their lines are most likely still cached */
+  for (struct xa_ext *e = xa_ext_newest(&s->ix); e && n < GATHER_PIECES && n < room && looked < RUN_SCAN &&
+                                                 size - got >= GATHER_PIECE_MIN;
+       e = e->lru_prev, looked++) {
+    if (e->size < GATHER_PIECE_MIN) continue;
+    size_t take = e->size < size - got ? e->size : size - got;   /* page multiples */
+    pick[n] = e;
+    piece[n] = (struct huge_inflight){e->start, take, e->region, xa_thread_self(), NULL};
+    n++;
+    got += take;
+  }
+  if (!n) return q;
+  /* The pieces leave the index (the destination did not overlap them: it
+   * was free and clean); a fork child meanwhile puts them back dirty. */
+  for (unsigned i = 0; i < n; i++) {
+    ext_take(s, pick[i], piece[i].start, piece[i].size);
+    s->regions[piece[i].region].free_bytes += piece[i].size;   /* still free, out of the index */
+    piece[i].next = s->inflight;
+    s->inflight = &piece[i];
+  }
+  xa_unlock(&s->lock);
+  int mv[GATHER_PIECES];
+  size_t off = 0, moved = 0;
+  for (unsigned i = 0; i < n; i++) {
+    mv[i] = xa_os_move_pages((void *)piece[i].start, piece[i].size, (void *)(q + off));
+    off += piece[i].size;
+    if (mv[i] != XA_MOVE_FAILED) moved += piece[i].size;
+  }
+  xa_lock(&s->lock);
+  uint64_t now = xa_os_now();
+  for (unsigned i = 0; i < n; i++) {
+    for (struct huge_inflight **pp = &s->inflight; *pp; pp = &(*pp)->next)
+      if (*pp == &piece[i]) { *pp = piece[i].next; break; }
+    s->regions[piece[i].region].free_bytes -= piece[i].size;
+    ext_room(s);
+    /* moved: the range reads as zero; not moved: still dirty; a hole
+     * (the range could not be mapped again) stays out of use */
+    if (mv[i] != XA_MOVE_HOLE)
+      (void)ext_free(s, piece[i].start, piece[i].size, piece[i].region,
+                     mv[i] == XA_MOVE_KEPT ? XA_EXT_CLEAN : XA_EXT_DIRTY, mv[i] == XA_MOVE_KEPT ? 0 : now);
+    if (mv[i] != XA_MOVE_FAILED) s->regions[r].moved++;
+  }
+  __atomic_sub_fetch(&gather_left, 2 * (int64_t)n, __ATOMIC_RELAXED);
+  __atomic_store_n(&gather_uncounted, true, __ATOMIC_RELAXED);
+  if (moved) {
+    *zeroed = false;              /* the caller counts fresh pages only if zeroed */
+    xa_os_count_fresh(size - moved);
+    __atomic_add_fetch(&gather_count, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&gather_bytes, moved, __ATOMIC_RELAXED);
+  }
+  return q;
+}
+
+/* Block *e from shard s (not `here`): a good-fitting dirty extent, or
+ * (gathering) dirty pages moved together.  On success the block is s's,
+ * entered in its table; s's lock is taken and dropped here. */
+static bool take_from(struct huge_shard *s, struct huge_ent *e, size_t align, bool gathering, bool *zeroed) {
+  xa_lock(&s->lock);
+  e->p = gathering ? gather(s, e->size, align, zeroed, &e->region)
+                   : carve(s, e->size, align, CARVE_DIRTY, zeroed, &e->region);
+  if (e->p && !reserve_locked(s)) {
+    ext_free(s, e->p, e->size, e->region, *zeroed ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
+    e->p = 0;
+  }
+  if (e->p) insert_locked(s, e);
+  xa_unlock(&s->lock);
+  return e->p != 0;
+}
+
+/* Resident pages for block *e from another shard than `here` (whose lock
+ * is not held): a good-fitting dirty extent of a shard with enough dirty
+ * bytes, waiting for its lock (a lock wait costs less than the page
+ * faults of fresh pages: 64 of them for a 256 KiB block, 8 us each on the
+ * machines measured); else, when `here` has less than half the block in
+ * dirty pages, the pages of the shard with the most moved together (a
+ * thread that moved to another CPU finds the pages it freed on the
+ * first).  On success the block is that shard's, and the shard is
+ * returned. */
+static struct huge_shard *carve_elsewhere(struct huge_shard *here, struct huge_ent *e, size_t align, bool sparse,
+                                          bool *zeroed) {
   unsigned n = shard_count();
+  struct huge_shard *most = NULL;
+  size_t most_dirty = __atomic_load_n(&here->dirty_bytes, __ATOMIC_RELAXED);
+  if (sparse || e->size < GATHER_BLOCK_MIN || most_dirty >= e->size / 2) most_dirty = SIZE_MAX;   /* no gathering */
   for (unsigned i = 1; i < n; i++) {
     struct huge_shard *s = &shards[((unsigned)(here - shards) + i) % n];
-    if (__atomic_load_n(&s->dirty_bytes, __ATOMIC_RELAXED) < e->size) continue;
-    xa_lock(&s->lock);
-    if ((e->p = carve(s, e->size, align, CARVE_DIRTY, zeroed, &e->region))) {
-      if (reserve_locked(s)) {
-        insert_locked(s, e);
-        xa_unlock(&s->lock);
-        return s;
-      }
-      ext_free(s, e->p, e->size, e->region, *zeroed ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
-      e->p = 0;
+    size_t dirty = __atomic_load_n(&s->dirty_bytes, __ATOMIC_RELAXED);
+    if (dirty >= e->size && take_from(s, e, align, false, zeroed)) return s;
+    if (most_dirty != SIZE_MAX && dirty > most_dirty && dirty >= e->size / 2) {
+      most = s;
+      most_dirty = dirty;
     }
-    xa_unlock(&s->lock);
   }
-  return NULL;
+  return most && take_from(most, e, align, true, zeroed) ? most : NULL;
 }
 
 void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
@@ -468,7 +624,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
     if (!e.p && shard_count() > 1) {
       /* no resident pages here: another CPU's, before fresh ones */
       xa_unlock(&s->lock);
-      if (carve_elsewhere(s, &e, align, zeroed)) {
+      if (carve_elsewhere(s, &e, align, sparse, zeroed)) {
         if (*zeroed) xa_os_count_fresh(size);
         thp_block(e.p, size, sparse);
         return (void *)e.p;
@@ -479,6 +635,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
         return NULL;
       }
     }
+    if (!e.p && !sparse && size >= GATHER_BLOCK_MIN) e.p = gather(s, size, align, zeroed, &e.region);
     if (!e.p) e.p = carve(s, size, align, CARVE_ANY, zeroed, &e.region);
     if (!e.p && region_new(s, size, align)) e.p = carve(s, size, align, CARVE_ANY, zeroed, &e.region);
     if (!e.p) {
@@ -552,8 +709,10 @@ static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size
   s->regions[r].free_bytes += cut;          /* still free, out of the index */
   struct huge_inflight f = {start, cut, r, xa_thread_self(), s->inflight};
   s->inflight = &f;
+  bool remap = s->regions[r].moved != 0;     /* it may hold moved pieces */
   xa_unlock(&s->lock);
-  xa_os_purge((void *)start, cut);
+  if (remap && xa_os_purge_remap((void *)start, cut)) region_thp((void *)start, cut);
+  else xa_os_purge((void *)start, cut);
   xa_lock(&s->lock);
   for (struct huge_inflight **pp = &s->inflight; *pp; pp = &(*pp)->next)
     if (*pp == &f) { *pp = f.next; break; }
@@ -578,6 +737,7 @@ static void release_regions(struct huge_shard *s, bool keep_one) {
     ext_take(s, e, e->start, e->size);
     g->size = 0;
     g->free_bytes = 0;
+    g->moved = 0;
     total_add(&region_bytes, dead.size, -1);
     xa_unlock(&s->lock);
     xa_hugemap_forget(dead.base, dead.size);
@@ -634,6 +794,7 @@ size_t xa_huge_cache_decay(uint64_t now) {
     release_regions(s, now != UINT64_MAX);
     xa_unlock(&s->lock);
   }
+  if (now != UINT64_MAX) gather_recount(false);
   return __atomic_load_n(&all_dirty, __ATOMIC_RELAXED);
 }
 
@@ -799,6 +960,11 @@ static void shard_resident(struct huge_shard *s, size_t *live, size_t *cached) {
 void xa_huge_resident(size_t *live, size_t *cached) {
   *live = *cached = 0;
   for (unsigned i = 0, n = shard_count(); i < n; i++) shard_resident(&shards[i], live, cached);
+}
+
+void xa_huge_gather_stats(uint64_t *count, uint64_t *bytes) {
+  *count = __atomic_load_n(&gather_count, __ATOMIC_RELAXED);
+  *bytes = __atomic_load_n(&gather_bytes, __ATOMIC_RELAXED);
 }
 
 void xa_huge_lock_stats(unsigned *count, uint64_t *contended) {

@@ -1,8 +1,9 @@
 /* Huge allocations (>= XA_HUGE_MIN): carved from 2 MiB-aligned regions of
  * reserved address space, with freed extents reused (resident pages
- * first) and merged, purged by decay; registered in an address-keyed hash
- * table.  realloc grows in place or moves pages with mremap (see huge.c;
- * malloc.c copies instead below XA_REMAP_MIN). */
+ * first, moved together with mremap when none is big enough) and merged,
+ * purged by decay; registered in an address-keyed hash table.  realloc
+ * grows in place or moves pages with mremap (see huge.c; malloc.c copies
+ * instead below XA_REMAP_MIN). */
 #ifndef XA_HUGE_H
 #define XA_HUGE_H
 #include "internal.h"
@@ -50,6 +51,9 @@ XA_HIDDEN void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached);
 /* Resident bytes of live huge blocks and of the free extents kept dirty
  * (mincore, outside the lock, over a list taken under it). */
 XA_HIDDEN void xa_huge_resident(size_t *live, size_t *cached);
+/* Requests served by gathering dirty pages (huge.c), ever, and the bytes
+ * moved. */
+XA_HIDDEN void xa_huge_gather_stats(uint64_t *count, uint64_t *bytes);
 /* How many shards there are, and how often their locks made a caller
  * wait, ever. */
 XA_HIDDEN void xa_huge_lock_stats(unsigned *count, uint64_t *contended);

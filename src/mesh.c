@@ -47,14 +47,7 @@ static void count(uint64_t *c, uint64_t n) { __atomic_fetch_add(c, n, __ATOMIC_R
  * are counted (/proc/self/maps) at the start of a pass once the aliases
  * alone could take an eighth of the limit; each mesh of the pass then
  * counts as two. */
-static uint64_t map_limit = 65530;
 static int64_t meshes_left;
-
-static bool count_map(const struct xa_os_mapping *m, void *arg) {
-  (void)m;
-  ++*(size_t *)arg;
-  return true;
-}
 
 static bool fds_check(void);
 
@@ -65,9 +58,10 @@ void xa_mesh_pass_begin(void) {
   uint64_t aliases = __atomic_load_n(&xa_mesh_stats.meshes, __ATOMIC_RELAXED) -
                      __atomic_load_n(&xa_mesh_stats.unmeshes, __ATOMIC_RELAXED);
   int64_t left = INT64_MAX / 2;
-  if (2 * aliases >= map_limit / 8) {
-    size_t maps = 0;
-    left = xa_os_maps(count_map, &maps) && maps < map_limit / 2 ? (int64_t)(map_limit / 2 - maps) / 2 : 0;
+  size_t limit = xa_os_map_limit();
+  if (2 * aliases >= limit / 8) {
+    size_t maps = xa_os_map_count();
+    left = maps < limit / 2 ? (int64_t)(limit / 2 - maps) / 2 : 0;
   }
   __atomic_store_n(&meshes_left, left, __ATOMIC_RELAXED);
 }
@@ -172,12 +166,6 @@ void xa_mesh_init(void) {
   /* The file is as large as the address space: under a file size limit
    * (ulimit -f) its ftruncate would raise SIGXFSZ. */
   if (!xa_opt.mesh || xa_mesh_on || !xa_os_fsize_unlimited()) return;
-  char buf[32];
-  if (xa_os_read_file("/proc/sys/vm/max_map_count", buf, sizeof buf)) {
-    uint64_t n = 0;
-    for (const char *p = buf; *p >= '0' && *p <= '9'; p++) n = n * 10 + (uint64_t)(*p - '0');
-    if (n) map_limit = n;
-  }
   int fd = xa_os_memfd(FILE_SIZE);
   if (fd >= 0 && xa_os_fd_id(fd, &mesh_id)) open_wp();
   if (wp_fd >= 0 && !private_wp_works(fd)) {

@@ -202,6 +202,13 @@ void xa_os_purge(void *p, size_t size) {
   errno = saved;
 }
 
+bool xa_os_purge_remap(void *p, size_t size) {
+  int saved = errno;
+  void *q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  errno = saved;
+  return q == p;
+}
+
 void xa_os_purge_lazy(void *p, size_t size) {
   int saved = errno;
   if (madvise(p, size, MADV_FREE) != 0) madvise(p, size, MADV_DONTNEED);   /* kernels before 4.5 */
@@ -541,6 +548,30 @@ bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg)
   }
   xa_os_close(fd);
   return true;
+}
+
+static bool count_one(const struct xa_os_mapping *m, void *arg) {
+  (void)m;
+  ++*(size_t *)arg;
+  return true;
+}
+
+size_t xa_os_map_count(void) {
+  size_t n = 0;
+  return xa_os_maps(count_one, &n) ? n : SIZE_MAX;
+}
+
+size_t xa_os_map_limit(void) {
+  static size_t limit;            /* read once; a racing first read reads the same */
+  size_t n = __atomic_load_n(&limit, __ATOMIC_RELAXED);
+  if (n) return n;
+  char buf[32];
+  n = 0;
+  if (xa_os_read_file("/proc/sys/vm/max_map_count", buf, sizeof buf))
+    for (const char *c = buf; *c >= '0' && *c <= '9'; c++) n = n * 10 + (size_t)(*c - '0');
+  if (!n) n = 65530;              /* the kernel's default */
+  __atomic_store_n(&limit, n, __ATOMIC_RELAXED);
+  return n;
 }
 
 void xa_os_close(int fd) {

@@ -38,6 +38,10 @@ XA_HIDDEN int xa_os_move_pages(void *from, size_t size, void *to);
 XA_HIDDEN size_t xa_os_as_limit(void);
 /* Give pages back to the kernel; they read as zero afterwards. */
 XA_HIDDEN void xa_os_purge(void *p, size_t size);
+/* The same by mapping fresh pages over the range (MAP_FIXED), which also
+ * makes it one mapping again where moved pages (xa_os_move_pages) had
+ * split it; false if the kernel refused (nothing changed). */
+XA_HIDDEN bool xa_os_purge_remap(void *p, size_t size);
 /* Let the kernel take the pages when it needs memory (MADV_FREE); they
  * keep their contents until then.  Falls back to xa_os_purge. */
 XA_HIDDEN void xa_os_purge_lazy(void *p, size_t size);
@@ -169,6 +173,12 @@ struct xa_os_mapping {
  * stack (a path too long for it is cut).  false if the file cannot be
  * read. */
 XA_HIDDEN bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg);
+/* Mappings the process has now (/proc/self/maps; SIZE_MAX if unreadable),
+ * and the most it may have (vm.max_map_count, read once; 65530 if
+ * unreadable).  Past the limit mmap, mprotect and munmap fail: meshing and
+ * gathering each leave the program at least half of it. */
+XA_HIDDEN size_t xa_os_map_count(void);
+XA_HIDDEN size_t xa_os_map_limit(void);
 XA_HIDDEN void xa_os_close(int fd);
 XA_HIDDEN int xa_os_pid(void);
 /* Files (cgroup and /proc): open for reading (close-on-exec; -1 on

@@ -138,6 +138,10 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   uint64_t huge_contended;
   xa_huge_lock_stats(&huge_shards, &huge_contended);
   t->huge_shards = huge_shards;
+  uint64_t gathers, gathered;
+  xa_huge_gather_stats(&gathers, &gathered);
+  t->huge_gathers = gathers;
+  t->huge_gathered = gathered;
   t->mesh_on = xa_mesh_running();
   struct xa_mesh_stats ms;
   __atomic_load(&xa_mesh_stats.meshes, &ms.meshes, __ATOMIC_RELAXED);

@@ -3,7 +3,8 @@
  * a dirty extent continued into clean pages), realloc in place over a
  * free neighbour and by moving pages (no copy, no faults), also when the
  * kernel refuses the move, and below 2 MiB by a copy into resident pages
- * rather than growth into fresh ones; calloc of reused pages reads zero; decay and
+ * rather than growth into fresh ones; freed blocks too small for a request
+ * gathered into it by moving their pages; calloc of reused pages reads zero; decay and
  * malloc_trim return the pages and the regions.  Blocks come from the
  * shard of the CPU that asks and go back to their own shard from any
  * thread; a shard without resident pages takes another shard's before
@@ -604,11 +605,104 @@ static void test_fork_from_purging_thread(void **state) {
   fork_while_purging(FW_THIS_THREAD);
 }
 
+/* A request of 8 MiB or more that no freed block holds takes the resident
+ * pages of several (moved with mremap) instead of fresh ones; calloc's
+ * blocks, which want zero pages, do not, nor do smaller blocks; a refused
+ * move leaves the freed pages where they were; the moved pieces' mappings
+ * are joined again when their range is purged. */
+static uint64_t gathered(uint64_t *bytes) {
+  uint64_t n;
+  xa_huge_gather_stats(&n, bytes);
+  return n;
+}
+
+static void test_gather_freed_pages(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  enum { N = 6 };
+  char *hole[N], *wall[N];
+  for (int i = 0; i < N; i++) {          /* 3 MiB holes between live walls */
+    hole[i] = malloc(3 * MiB);
+    wall[i] = malloc(1 * MiB);
+    assert_non_null(hole[i]);
+    assert_non_null(wall[i]);
+    memset(hole[i], 1, 3 * MiB);
+    stamp(wall[i], 1 * MiB, 100 + (uint64_t)i);
+  }
+  for (int i = 0; i < N; i++) free(hole[i]);
+  size_t dirty = huge_dirty();
+  assert_true(dirty >= N * 3 * MiB);
+  uint64_t bytes0, count0 = gathered(&bytes0), bytes1;
+  size_t maps0 = xa_os_map_count();
+  char *b = malloc(12 * MiB);             /* no hole holds it */
+  assert_non_null(b);
+  size_t maps1 = xa_os_map_count();
+  uint64_t count1 = gathered(&bytes1);
+  assert_int_equal(count1, count0 + 1);
+  assert_true(bytes1 - bytes0 >= 9 * MiB && bytes1 - bytes0 <= 12 * MiB);
+  assert_int_equal(huge_dirty(), dirty - (bytes1 - bytes0));
+  long f = faults_writing(b, 12 * MiB, 2);
+  long fresh = (long)((12 * MiB - (bytes1 - bytes0)) / PG);
+  if (f > fresh + 64) fail_msg("12 MiB over %llu gathered bytes took %ld faults", (unsigned long long)(bytes1 - bytes0), f);
+  for (int i = 0; i < N; i++) check_stamp(wall[i], 1 * MiB, 100 + (uint64_t)i);
+  /* the moved pieces read as zero where they were, and are free */
+  size_t pieces_free = 0;
+  for (int i = 0; i < N; i++)
+    if (xa_huge_is_cached(hole[i])) pieces_free++;
+  assert_int_equal(pieces_free, N);
+  /* the moved pieces are mappings of their own until purged: a purge
+   * maps fresh pages over them, one mapping again */
+  if (maps1 <= maps0) fail_msg("%zu mappings before gathering, %zu after: were pages moved?", maps0, maps1);
+  free(b);
+  xa_opt.dirty_decay_ms = 10;
+  xa_huge_cache_decay(xa_os_now() + 1000000000ull);
+  xa_opt.dirty_decay_ms = -1;
+  assert_int_equal(huge_dirty(), 0);
+  size_t maps2 = xa_os_map_count();
+  if (maps2 > maps0) fail_msg("%zu mappings before gathering, %zu after its block was freed and purged", maps0, maps2);
+  /* calloc wants zero pages: no gathering, and it reads zero */
+  dirty = huge_dirty();
+  count0 = gathered(&bytes0);
+  char *z = calloc(1, 40 * MiB);
+  assert_non_null(z);
+  assert_int_equal(gathered(&bytes1), count0);
+  for (size_t o = 0; o < 40 * MiB; o += 512) assert_int_equal(z[o], 0);
+  free(z);
+  /* a refused move: the pages stay dirty where they were, the block is
+   * usable (fresh pages) */
+  xa_huge_cache_decay(UINT64_MAX);
+  for (int i = 0; i < N; i++) {
+    hole[i] = malloc(3 * MiB);
+    memset(hole[i], 1, 3 * MiB);
+  }
+  for (int i = 0; i < N; i += 2) free(hole[i]);
+  dirty = huge_dirty();
+  count0 = gathered(&bytes0);
+  xa_os_fail_maps = 1;
+  char *c = malloc(8 * MiB);
+  xa_os_fail_maps = 0;
+  assert_non_null(c);
+  assert_int_equal(gathered(&bytes1), count0);
+  assert_int_equal(huge_dirty(), dirty);
+  memset(c, 3, 8 * MiB);
+  free(c);
+  /* a smaller block takes fresh pages rather than stop other threads'
+   * faults for its moves */
+  count0 = gathered(&bytes0);
+  char *small = malloc(7 * MiB);
+  assert_non_null(small);
+  assert_int_equal(gathered(&bytes1), count0);
+  free(small);
+  for (int i = 1; i < N; i += 2) free(hole[i]);
+  for (int i = 0; i < N; i++) free(wall[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reuse_without_faults),
       cmocka_unit_test(test_neighbours_merge),
       cmocka_unit_test(test_dirty_continued_into_clean),
+      cmocka_unit_test(test_gather_freed_pages),
       cmocka_unit_test(test_realloc_in_place_and_moved),
       cmocka_unit_test(test_realloc_grows_into_resident_pages),
       cmocka_unit_test(test_move_refused_copies),
