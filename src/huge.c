@@ -794,7 +794,10 @@ size_t xa_huge_cache_decay(uint64_t now) {
     release_regions(s, now != UINT64_MAX);
     xa_unlock(&s->lock);
   }
-  if (now != UINT64_MAX) gather_recount(false);
+  /* (tested here: a program without huge blocks runs no more code) */
+  if (now != UINT64_MAX && (__atomic_load_n(&gather_uncounted, __ATOMIC_RELAXED) ||
+                            __atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED))
+    gather_recount(false);
   return __atomic_load_n(&all_dirty, __ATOMIC_RELAXED);
 }
 
