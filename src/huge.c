@@ -455,8 +455,9 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
  * pieces of 64 KiB or more pay (16 faults, 28 us).  But a move also stops
  * the process's other threads' page faults and flushes their TLBs: with
  * the tensors of two inference threads (0.5-8 MiB) gathered, decoding ran
- * 35% slower.  So only blocks of GATHER_BLOCK_MIN or more gather, where a
- * fresh block's faults cost milliseconds and a gather at most 32 moves.
+ * a third slower.  So only blocks of GATHER_BLOCK_MIN or more gather,
+ * where a fresh block's faults cost milliseconds and a gather at most 32
+ * moves.
  *
  * A moved piece is a mapping of its own (the kernel keeps the page
  * offsets it had) and splits the destination's, until its range is
