@@ -175,8 +175,9 @@ struct xa_os_mapping {
 XA_HIDDEN bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg);
 /* Mappings the process has now (/proc/self/maps; SIZE_MAX if unreadable),
  * and the most it may have (vm.max_map_count, read once; 65530 if
- * unreadable).  Past the limit mmap, mprotect and munmap fail: meshing and
- * gathering each leave the program at least half of it. */
+ * unreadable).  Past the limit mmap, mprotect and munmap fail: meshing
+ * leaves the program at least half of it, gathering (huge.c) seven
+ * eighths. */
 XA_HIDDEN size_t xa_os_map_count(void);
 XA_HIDDEN size_t xa_os_map_limit(void);
 XA_HIDDEN void xa_os_close(int fd);
