@@ -450,7 +450,7 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
  * requests whatever the sizes of its holes: blocks of 5-25 MiB freed in
  * random order leave holes a little too small for the next request, which
  * would otherwise fault fresh pages in while the holes wait for decay
- * (mimalloc-bench malloc-large: peak RSS 488 -> 411 MB).  On the machines
+ * (mimalloc-bench malloc-large: peak RSS 488 -> 401 MiB).  On the machines
  * measured a move costs 6-7 us a piece and a fault 1.75 us a page, so
  * pieces of 64 KiB or more pay (16 faults, 28 us).  But a move also stops
  * the process's other threads' page faults and flushes their TLBs: with

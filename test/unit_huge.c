@@ -659,7 +659,10 @@ static void test_gather_freed_pages(void **state) {
   xa_opt.dirty_decay_ms = -1;
   assert_int_equal(huge_dirty(), 0);
   size_t maps2 = xa_os_map_count();
-  if (maps2 > maps0) fail_msg("%zu mappings before gathering, %zu after its block was freed and purged", maps0, maps2);
+  /* two to spare: a segment of extent records or a bigger block table may
+   * have been mapped meanwhile; the 4 moved pieces left unjoined add 4 or
+   * more */
+  if (maps2 > maps0 + 2) fail_msg("%zu mappings before gathering, %zu after its block was freed and purged", maps0, maps2);
   /* calloc wants zero pages: no gathering, and it reads zero */
   dirty = huge_dirty();
   count0 = gathered(&bytes0);
