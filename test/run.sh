@@ -5,7 +5,8 @@
 # api_*.glibc) or a test/*.sh script (run with sh).  Each suite's whole
 # output goes to LOGDIR/<name>.log; the terminal gets one line per suite
 # (PASS or FAIL, the number of checks that passed and were skipped, the
-# time) and, for a failed suite, the last lines of its log, then a total.
+# time; under a passing suite, its FLAKY lines: checks that passed when run
+# again) and, for a failed suite, the last lines of its log, then a total.
 # Exit 0 only if every suite passed.  The environment (XALLOC_SO, BUILD,
 # SRC, ...) passes through to the suites.
 set -u
@@ -36,10 +37,12 @@ for s in "$@"; do
     [ "$k" -gt 0 ] && detail="$detail, $k skipped"
     if [ $rc -eq 0 ]; then
         printf 'PASS  %5s s  %s\n' "$secs" "$detail"
+        # a check that failed once and passed when run again says so
+        grep -e '^FLAKY' "$log" | head -5 | sed 's/^/    /'
     else
         failed=$((failed + 1)) failed_names="$failed_names $name"
         printf 'FAIL  %5s s  %s; exit %s; log: %s\n' "$secs" "$detail" "$rc" "$log"
-        grep -e '^FAIL' -e '^\[  FAILED  \]' -e '^\[  ERROR   \]' "$log" | head -10 | sed 's/^/    /'
+        grep -e '^FAIL' -e '^FLAKY' -e '^\[  FAILED  \]' -e '^\[  ERROR   \]' "$log" | head -10 | sed 's/^/    /'
         echo "    --- last lines of the log:"
         tail -8 "$log" | sed 's/^/    /'
     fi
