@@ -308,8 +308,10 @@ run_glib() {
         none) why="no result" ;;
         *) why="exit $rc after $((${ms:-0} / 1000))s" ;;
         esac
-        # the first line that says what went wrong (a GLib assertion), if any
-        first=$(grep -m 1 -E '^not ok|^Bail out|ERROR' "$dir/$name/out" 2>/dev/null | cut -c 1-200)
+        # the first line that says what went wrong (xalloc's, or a GLib
+        # assertion's), if any
+        first=$(echo "$said" | head -n 1 | cut -c 1-200)
+        [ -n "$first" ] || first=$(grep -m 1 -E '^not ok|^Bail out|ERROR' "$dir/$name/out" 2>/dev/null | cut -c 1-200)
         # A test that failed or hung without a word from xalloc gets one more
         # run on its own (as CPython's modules do): one that passes then is
         # reported as FLAKY, with both outputs kept, not hidden.
