@@ -7,8 +7,9 @@
                               [--skip glibc,jemalloc,...]
 
 Runs each workload under each allocator, interleaved (every round runs
-every cell once), and reports medians.  Workloads (bench/*.c, built by
-`make bench-progs`):
+every cell once, each round starting one allocator further along the
+list, so that no allocator always runs first), and reports medians.
+Workloads (bench/*.c, built by `make bench-progs`):
 
   infer-cat      bench/infer, K/V tensors grown allocate-copy-free
   infer-realloc  bench/infer, K/V tensors grown with realloc
@@ -133,7 +134,11 @@ def main():
     cells = {}
     for r in range(args.runs):
         for wname, cmd, metric in ws:
-            for aname, lib in als:
+            # each round starts a workload with the next allocator: the
+            # first run after another workload pays for the kernel's state
+            # (weights: compacting memory for 1.1 GiB of huge pages, 2-3 s)
+            k = r % len(als)
+            for aname, lib in als[k:] + als[:k]:
                 res = run_one(cmd, lib, args.timeout)
                 if res is None or res[1] != 0:
                     why = "timeout" if res is None else "exit %d: %s" % (res[1], res[3].strip()[-200:])

@@ -56,8 +56,9 @@ struct region {
   uintptr_t base;
   size_t size;
   size_t free_bytes;
-  uint32_t moved;       /* pieces gathered into it since it was mapped:
-                           its purges map fresh pages (gather, below) */
+  uint32_t moved;       /* pieces gathered or blocks moved into it since
+                           it was mapped: its purges map fresh pages
+                           (moved_out, below) */
 };
 
 struct huge_ent {
@@ -397,6 +398,18 @@ static void thp_block(uintptr_t p, size_t size, bool sparse) {
   xa_os_hugepage((void *)p, size, !sparse);
 }
 
+/* [p, p+size) after mremap moved its pages out (MREMAP_DONTUNMAP): it
+ * keeps its page tables, with the 4 KiB remains of huge pages the move
+ * split, so pages faulted there later would come 4 KiB at a time; and a
+ * range that was moved in itself stays a mapping of its own.  Fresh pages
+ * mapped over it free the tables and join it to its neighbours
+ * (malloc-large: 49k -> 27k faults, at most 1515 -> 888 mappings; 30,000
+ * blocks of 1-12 MiB grown to twice by realloc, 64 kept: 7,159 mappings and
+ * growing -> 889, 75 -> 46 s).  No lock held. */
+static void moved_out(uintptr_t p, size_t size) {
+  if (xa_os_purge_remap((void *)p, size)) region_thp((void *)p, size);
+}
+
 static void *own_alloc(size_t size, size_t align) {
   size_t guard = guard_size();
   void *p = xa_os_map(size + guard, align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN);
@@ -544,6 +557,7 @@ static uintptr_t gather(struct huge_shard *s, size_t size, size_t align, bool *z
   for (unsigned i = 0; i < n; i++) {
     mv[i] = xa_os_move_pages((void *)piece[i].start, piece[i].size, (void *)(q + off));
     off += piece[i].size;
+    if (mv[i] == XA_MOVE_KEPT) moved_out(piece[i].start, piece[i].size);
     if (mv[i] != XA_MOVE_FAILED) moved += piece[i].size;
   }
   xa_lock(&s->lock);
@@ -888,7 +902,9 @@ static void *resize(struct huge_shard *s, struct huge_ent *e, size_t size, enum 
   xa_unlock(&s->lock);
   int mv = xa_os_move_pages((void *)e->p, e->size, (void *)q);
   if (mv == XA_MOVE_FAILED) memcpy((void *)q, (void *)e->p, e->size);   /* the old stays dirty */
+  if (mv == XA_MOVE_KEPT) moved_out(e->p, e->size);
   xa_lock(&s->lock);
+  if (mv != XA_MOVE_FAILED) s->regions[r].moved++;   /* the block is a mapping of its own */
   /* moved: the old range is mapped and clean; a hole stays out of use */
   ext_room(s);
   if (mv != XA_MOVE_HOLE) ext_free(s, e->p, e->size, e->region, mv == XA_MOVE_KEPT ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
