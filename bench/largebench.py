@@ -6,9 +6,9 @@
                               [--xalloc-lib LABEL=PATH] [--xalloc-conf LABEL=CONF]
                               [--skip glibc,jemalloc,...]
 
-Runs each workload under each allocator, interleaved (every round runs
-every cell once, each round starting one allocator further along the
-list, so that no allocator always runs first), and reports medians.
+Runs each workload under each allocator, interleaved (a workload's
+rounds run every allocator once each, each round starting one allocator
+further along the list), and reports medians.
 Workloads (bench/*.c, built by `make bench-progs`):
 
   infer-cat      bench/infer, K/V tensors grown allocate-copy-free
@@ -132,11 +132,12 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     ws, als = workloads(args), allocators(args)
     cells = {}
-    for r in range(args.runs):
-        for wname, cmd, metric in ws:
-            # each round starts a workload with the next allocator: the
-            # first run after another workload pays for the kernel's state
-            # (weights: compacting memory for 1.1 GiB of huge pages, 2-3 s)
+    # One workload's rounds after another's, each round starting with the
+    # next allocator: the first run after another workload pays for the
+    # state that workload left the kernel in (weights: compacting memory
+    # for 1.1 GiB of huge pages, 2-3 s): one of the workload's runs pays.
+    for wname, cmd, metric in ws:
+        for r in range(args.runs):
             k = r % len(als)
             for aname, lib in als[k:] + als[:k]:
                 res = run_one(cmd, lib, args.timeout)
