@@ -56,9 +56,9 @@ struct region {
   uintptr_t base;
   size_t size;
   size_t free_bytes;
-  uint32_t moved;       /* pieces gathered or blocks moved into it since
+  bool moved;           /* pieces gathered or blocks moved into it since
                            it was mapped: its purges map fresh pages
-                           (moved_out, below) */
+                           (map_fresh, below) */
 };
 
 struct huge_ent {
@@ -363,7 +363,7 @@ static bool region_new(struct huge_shard *s, size_t size, size_t align) {
   s->regions[r].base = (uintptr_t)p;
   s->regions[r].size = rsize;
   s->regions[r].free_bytes = rsize;       /* ext_free counted it: reset */
-  s->regions[r].moved = 0;
+  s->regions[r].moved = false;
   total_add(&region_bytes, rsize, +1);
   return true;
 }
@@ -398,16 +398,20 @@ static void thp_block(uintptr_t p, size_t size, bool sparse) {
   xa_os_hugepage((void *)p, size, !sparse);
 }
 
-/* [p, p+size) after mremap moved its pages out (MREMAP_DONTUNMAP): it
- * keeps its page tables, with the 4 KiB remains of huge pages the move
- * split, so pages faulted there later would come 4 KiB at a time; and a
- * range that was moved in itself stays a mapping of its own.  Fresh pages
- * mapped over it free the tables and join it to its neighbours
- * (malloc-large: 49k -> 27k faults, at most 1515 -> 888 mappings; 30,000
- * blocks of 1-12 MiB grown to twice by realloc, 64 kept: 7,159 mappings and
- * growing -> 889, 75 -> 46 s).  No lock held. */
-static void moved_out(uintptr_t p, size_t size) {
-  if (xa_os_purge_remap((void *)p, size)) region_thp((void *)p, size);
+/* Fresh pages mapped over [p, p+size): for a purge in a region that took
+ * moved pages, and at once for a range whose pages mremap moved out
+ * (MREMAP_DONTUNMAP).  Such a range keeps its page tables, with the 4 KiB
+ * remains of huge pages the move split, so pages faulted there later would
+ * come 4 KiB at a time; and a range that was moved in stays a mapping of
+ * its own.  Fresh pages free the tables and join the range to its
+ * neighbours (malloc-large: 49k -> 27k faults, at most 1515 -> 888
+ * mappings; 30,000 blocks of 1-12 MiB grown to twice by realloc, 64 kept:
+ * 7,159 mappings and growing -> 889, 75 -> 46 s).  False if the kernel
+ * refused (nothing changed).  No lock held. */
+static bool map_fresh(uintptr_t p, size_t size) {
+  if (!xa_os_purge_remap((void *)p, size)) return false;
+  region_thp((void *)p, size);
+  return true;
 }
 
 static void *own_alloc(size_t size, size_t align) {
@@ -475,7 +479,7 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
  * A moved piece is a mapping of its own (the kernel keeps the page
  * offsets it had) and splits the destination's, until its range is
  * purged: purges in a region that took pieces map fresh pages over the
- * range (xa_os_purge_remap), which joins it to its neighbours again.  A
+ * range (map_fresh), which joins it to its neighbours again.  A
  * program that keeps reusing its freed blocks purges little, though (three
  * threads replacing blocks of 4-25 MiB: 12,000 mappings after 18 s), and
  * mappings cost: some 200 bytes of kernel memory each, and a fork copies
@@ -557,7 +561,7 @@ static uintptr_t gather(struct huge_shard *s, size_t size, size_t align, bool *z
   for (unsigned i = 0; i < n; i++) {
     mv[i] = xa_os_move_pages((void *)piece[i].start, piece[i].size, (void *)(q + off));
     off += piece[i].size;
-    if (mv[i] == XA_MOVE_KEPT) moved_out(piece[i].start, piece[i].size);
+    if (mv[i] == XA_MOVE_KEPT) (void)map_fresh(piece[i].start, piece[i].size);
     if (mv[i] != XA_MOVE_FAILED) moved += piece[i].size;
   }
   xa_lock(&s->lock);
@@ -572,7 +576,7 @@ static uintptr_t gather(struct huge_shard *s, size_t size, size_t align, bool *z
     if (mv[i] != XA_MOVE_HOLE)
       (void)ext_free(s, piece[i].start, piece[i].size, piece[i].region,
                      mv[i] == XA_MOVE_KEPT ? XA_EXT_CLEAN : XA_EXT_DIRTY, mv[i] == XA_MOVE_KEPT ? 0 : now);
-    if (mv[i] != XA_MOVE_FAILED) s->regions[r].moved++;
+    if (mv[i] != XA_MOVE_FAILED) s->regions[r].moved = true;
   }
   __atomic_sub_fetch(&gather_left, 2 * (int64_t)n, __ATOMIC_RELAXED);
   __atomic_store_n(&gather_uncounted, true, __ATOMIC_RELAXED);
@@ -732,10 +736,9 @@ static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size
   s->regions[r].free_bytes += cut;          /* still free, out of the index */
   struct huge_inflight f = {start, cut, r, xa_thread_self(), s->inflight};
   s->inflight = &f;
-  bool remap = s->regions[r].moved != 0;     /* it may hold moved pieces */
+  bool remap = s->regions[r].moved;          /* it may hold moved pages */
   xa_unlock(&s->lock);
-  if (remap && xa_os_purge_remap((void *)start, cut)) region_thp((void *)start, cut);
-  else xa_os_purge((void *)start, cut);
+  if (!remap || !map_fresh(start, cut)) xa_os_purge((void *)start, cut);
   xa_lock(&s->lock);
   for (struct huge_inflight **pp = &s->inflight; *pp; pp = &(*pp)->next)
     if (*pp == &f) { *pp = f.next; break; }
@@ -904,9 +907,9 @@ static void *resize(struct huge_shard *s, struct huge_ent *e, size_t size, enum 
   xa_unlock(&s->lock);
   int mv = xa_os_move_pages((void *)e->p, e->size, (void *)q);
   if (mv == XA_MOVE_FAILED) memcpy((void *)q, (void *)e->p, e->size);   /* the old stays dirty */
-  if (mv == XA_MOVE_KEPT) moved_out(e->p, e->size);
+  if (mv == XA_MOVE_KEPT) (void)map_fresh(e->p, e->size);
   xa_lock(&s->lock);
-  if (mv != XA_MOVE_FAILED) s->regions[r].moved++;   /* the block is a mapping of its own */
+  if (mv != XA_MOVE_FAILED) s->regions[r].moved = true;   /* the block is a mapping of its own */
   /* moved: the old range is mapped and clean; a hole stays out of use */
   ext_room(s);
   if (mv != XA_MOVE_HOLE) ext_free(s, e->p, e->size, e->region, mv == XA_MOVE_KEPT ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
