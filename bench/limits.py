@@ -3,6 +3,7 @@
 
   sudo python3 bench/limits.py [--limits 64,80,96,128,192,256,512] [--runs 3]
                                [--mimalloc3 PATH/libmimalloc.so.3] [--out DIR]
+                               [--xalloc-lib LABEL=PATH[@CONF]] [--xalloc-conf LABEL=CONF]
 
 Each run gets a memory cgroup of its own (cgroup v1's memory controller
 where it is mounted, else cgroup v2), with the limit in MiB, and runs
@@ -36,6 +37,13 @@ def allocators(args):
     for v in args.xalloc_conf:
         label, conf = v.split("=", 1)
         a.insert(1, (label, os.path.join(ROOT, "lib", "libxalloc.so"), conf))
+    for v in args.xalloc_lib:             # LABEL=PATH[@CONF]: another xalloc build (an A/B)
+        label, path = v.split("=", 1)
+        path, _, conf = path.partition("@")
+        a.insert(1, (label, os.path.abspath(path), conf))
+    labels = [x[0] for x in a]
+    if len(set(labels)) != len(labels):
+        sys.exit("limits: a label is used twice: " + " ".join(labels))
     for name, pat in PEERS:
         hits = sorted(glob.glob(pat))
         if hits:
@@ -123,6 +131,7 @@ def main():
     ap.add_argument("--cycles", type=int, default=120)
     ap.add_argument("--mimalloc3", default="")
     ap.add_argument("--xalloc-conf", action="append", default=[], help="LABEL=CONF: xalloc with XALLOC_CONF=CONF")
+    ap.add_argument("--xalloc-lib", action="append", default=[], help="LABEL=PATH[@CONF]: another xalloc build, with XALLOC_CONF=CONF")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "limits"))
     ap.add_argument("--from-csv", action="store_true", help="redo the table and plot from OUT/limits.csv")

@@ -77,6 +77,9 @@ struct xa_arena {
   struct xa_lru dirty_slabs;    /* slabs with free pages not yet purged */
   size_t grow_pages;            /* fresh pages taken while dirty_slabs held
                                    some, not yet matched by a grow_purge */
+  size_t over_pages;            /* fresh pages taken while the arenas held
+                                   more dirty pages than the peak budget,
+                                   not yet matched by a peak_purge */
   struct xa_lru muzzy_spans;    /* MADV_FREE'd free spans (purge:free) */
   size_t muzzy_pages;
   struct xa_decay decay;        /* how many dirty pages may stay */

@@ -20,3 +20,8 @@ uint64_t xa_peak_max(unsigned k) {
   int64_t m = __atomic_load_n(&max[k], __ATOMIC_RELAXED);
   return m > 0 ? (uint64_t)m : 0;
 }
+
+uint64_t xa_peak_now(unsigned k) {
+  int64_t v = __atomic_load_n(&now[k], __ATOMIC_RELAXED);
+  return v > 0 ? (uint64_t)v : 0;
+}

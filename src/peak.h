@@ -28,4 +28,6 @@ XA_INLINE void xa_peak_add(struct xa_peak_local *l, unsigned k, int64_t delta) {
 XA_HIDDEN void xa_peak_add_global(unsigned k, int64_t delta);
 /* The most counter k has been, as far as it was passed on. */
 XA_HIDDEN uint64_t xa_peak_max(unsigned k);
+/* Counter k now, as far as it was passed on. */
+XA_HIDDEN uint64_t xa_peak_now(unsigned k);
 #endif

@@ -319,6 +319,62 @@ static void test_dirty_span_found_behind_clean_ones(void **state) {
   check(a);
 }
 
+/* The peak budget: an arena that takes fresh pages while more dirty pages
+ * wait than the live bytes' peak less the live bytes, plus an eighth of
+ * the peak, gives back as many of its oldest dirty pages.  Here the
+ * program's blocks make a new peak, half of them are freed as 16-page
+ * holes, and 32-page blocks (none fits a hole) take the live bytes back
+ * up: past an eighth of the peak below it, each fresh page sends a dirty
+ * one back, and about three quarters of the holes are purged.  With
+ * dirty_decay_ms:-1 (never purge) every hole stays dirty. */
+static void test_fresh_pages_near_peak_purge_dirty(void **state) {
+  (void)state;
+  int64_t decay = xa_opt.dirty_decay_ms;
+  size_t page = xa_os_page;
+  enum { MAXB = 8192 };
+  void **blk = calloc(MAXB, sizeof *blk), **spacer = calloc(MAXB, sizeof *spacer), **big = calloc(MAXB, sizeof *big);
+  assert_non_null(blk);
+  assert_non_null(spacer);
+  assert_non_null(big);
+  for (int pass = 0; pass < 2; pass++) {
+    xa_opt.dirty_decay_ms = pass ? -1 : decay;
+    struct xa_arena *a = new_arena();
+    uint64_t target = xa_peak_max(XA_PEAK_ALLOCATED) + ((uint64_t)16 << 20);
+    size_t k = 0;
+    while (xa_peak_now(XA_PEAK_ALLOCATED) < target && k < MAXB) {
+      blk[k] = xa_arena_alloc_large(a, 16 * page, page);
+      spacer[k] = xa_arena_alloc_large(a, page, page);
+      assert_non_null(blk[k]);
+      assert_non_null(spacer[k]);
+      k++;
+    }
+    assert_true(k < MAXB);
+    for (size_t i = 0; i < k; i += 2) xa_arena_free_large(xa_arena_large_span(blk[i]));
+    size_t dirty = a->dirty_pages;
+    assert_int_equal(dirty, (k + 1) / 2 * 16);
+    check(a);
+    size_t m = dirty / 32;
+    for (size_t i = 0; i < m; i++) {
+      big[i] = xa_arena_alloc_large(a, 32 * page, page);
+      assert_non_null(big[i]);
+    }
+    check(a);
+    if (pass == 0) assert_true(a->dirty_pages <= dirty / 2);
+    else assert_int_equal(a->dirty_pages, dirty);
+    for (size_t i = 0; i < m; i++) xa_arena_free_large(xa_arena_large_span(big[i]));
+    for (size_t i = 0; i < k; i++) {
+      if (i & 1) xa_arena_free_large(xa_arena_large_span(blk[i]));
+      xa_arena_free_large(xa_arena_large_span(spacer[i]));
+    }
+    xa_opt.dirty_decay_ms = decay;
+    xa_arena_purge(a);
+    check(a);
+  }
+  free(blk);
+  free(spacer);
+  free(big);
+}
+
 /* An arena about to take fresh pages while another holds plenty of dirty
  * ones takes the other's instead: a large block and a new slab requested
  * from arena Y, whose own dirty pages are gone, land on the dirty pages
@@ -960,6 +1016,7 @@ int main(void) {
       cmocka_unit_test(test_whole_chunks_in_several_spans),
       cmocka_unit_test(test_grow_over_split_free_pages),
       cmocka_unit_test(test_growth_purges_sparse_slabs),
+      cmocka_unit_test(test_fresh_pages_near_peak_purge_dirty),
       cmocka_unit_test(test_large_resize_in_place),
       cmocka_unit_test(test_chunk_retention_and_purge),
     cmocka_unit_test(test_purge_returns_span_slots),
