@@ -214,11 +214,10 @@ static size_t all_dirty_pages(const struct xa_arena *a) {
  * process's RSS.  So the budget is the live bytes' peak less the live
  * bytes now, plus an eighth of that peak.  A program whose live bytes
  * swing in a different size each time (bench/oscillate) otherwise kept a
- * whole swing's pages dirty at every top: its peak fell from 105.9 to
- * 92-96 MB (glibc 105), for 10-14% more time and twice the page faults
- * (a quarter of the peak as slack: 101 MB, 6%).  Programs that stay near
- * their peak in the sizes they use take few fresh pages, and pay
- * nothing. */
+ * whole swing's pages dirty at every top: its peak fell from 106 to
+ * 96-98 MB (glibc 105), for about 10% more time and 1.8 times the page
+ * faults.  Programs that stay near their peak in the sizes they use take
+ * few fresh pages, and pay nothing. */
 static size_t peak_budget_pages(void) {
   uint64_t peak = xa_peak_max(XA_PEAK_ALLOCATED), live = xa_peak_now(XA_PEAK_ALLOCATED);
   uint64_t room = peak > live ? peak - live : 0;
@@ -889,54 +888,65 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
  * Lock held on entry and return; dropped around madvise, while the span is
  * out of the bins in state PURGING (neighbours being freed do not merge
  * into it, free() does not accept it). */
+/* Free span s, binned: unmapped with its chunk if that is wholly free
+ * beyond the spares, else purged.  Returns its pages. */
+static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) {
+  struct xa_chunk *c = xa_span_chunk(s);
+  size_t n = s->npages;
+  if (c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) {
+    /* A decayed wholly free chunk beyond the spares: unmap it. */
+    a->purged_pages += n;
+    a->purge_runs++;
+    chunk_unlink_free(a, c);
+    arena_unlock(a);
+    xa_chunk_delete(c);
+    arena_lock(a);
+    return n;
+  }
+  free_remove(a, s);
+  s->state = XA_SPAN_PURGING;
+  xa_chunk_mark_span(c, s);
+  struct xa_inflight f;
+  inflight_add(a, &f, s);
+  arena_unlock(a);
+  if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
+  else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
+  xa_chunk_purge_slots(c, s->first, s->npages);
+  arena_lock(a);
+  inflight_remove(a, &f);
+  a->purged_pages += n;
+  a->purge_runs++;
+  /* Back into the bins, merged with neighbours in the same state.  A
+   * chunk whose free parts were dirty at different times is whole again
+   * only now: beyond the spares, unmap it. */
+  struct xa_chunk *d = span_release(a, s, lazy && !c->meshable ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
+  if (!d) d = spare_or_dead(a, c);
+  if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
+  return n;
+}
+
 static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, bool lazy, uint64_t now,
                          uint64_t min_age) {
   size_t done = 0;
   while (done < pages && l->head && aged(l->head, now, min_age)) {
     struct xa_span *s = l->head;
-    struct xa_chunk *c = xa_span_chunk(s);
-    if (c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) {
-      /* A decayed wholly free chunk beyond the spares: unmap it. */
-      done += s->npages;
-      a->purged_pages += s->npages;
-      a->purge_runs++;
-      chunk_unlink_free(a, c);
-      arena_unlock(a);
-      xa_chunk_delete(c);
-      arena_lock(a);
-      continue;
-    }
-    free_remove(a, s);
     size_t due = pages - done;
-    if (s->npages > due + XA_PURGE_MIN_PAGES) {
+    struct xa_chunk *c = xa_span_chunk(s);
+    if (s->npages > due + XA_PURGE_MIN_PAGES && !(c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS)) {
       /* Purge only what is due, in whole XA_PURGE_MIN_PAGES: the rest of
        * the span stays as it was, the oldest on the list. */
       uint32_t cut = (uint32_t)((due + XA_PURGE_MIN_PAGES - 1) / XA_PURGE_MIN_PAGES * XA_PURGE_MIN_PAGES);
-      struct xa_span *rest = free_make(a, c, s->first + cut, s->npages - cut, s->dirty);
-      span_set_unfaulted(rest, s->unfaulted);
+      unsigned first = s->first;
+      uint32_t n = s->npages, unfaulted = s->unfaulted;
+      uint8_t st = s->dirty;
+      free_remove(a, s);
+      struct xa_span *rest = free_make(a, c, first + cut, n - cut, st);
+      span_set_unfaulted(rest, unfaulted);
       lru_remove(l, rest);
       lru_push_front(l, rest);
-      s->npages = cut;
+      s = free_make(a, c, first, cut, st);
     }
-    s->state = XA_SPAN_PURGING;
-    xa_chunk_mark_span(c, s);
-    struct xa_inflight f;
-    inflight_add(a, &f, s);
-    arena_unlock(a);
-    if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
-    else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
-    xa_chunk_purge_slots(c, s->first, s->npages);
-    arena_lock(a);
-    inflight_remove(a, &f);
-    done += s->npages;
-    a->purged_pages += s->npages;
-    a->purge_runs++;
-    /* Back into the bins, merged with neighbours in the same state.  A
-     * chunk whose free parts were dirty at different times is whole again
-     * only now: beyond the spares, unmap it. */
-    struct xa_chunk *d = span_release(a, s, lazy && !c->meshable ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
-    if (!d) d = spare_or_dead(a, c);
-    if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
+    done += purge_free_span(a, s, lazy);
   }
   return done;
 }
@@ -1104,16 +1114,32 @@ static void grow_purge(struct xa_arena *a) {
   __atomic_add_fetch(&grow_purged, purge_slabs(a, 0, 0, due, true), __ATOMIC_RELAXED);
 }
 
-/* Fresh pages taken over the peak budget (taken_fresh): as many of the
- * oldest dirty pages go back, so that the resident set does not grow.
- * Counted with grow_purge's pages: the decay's regret weighs the faults
- * that follow against them. */
+/* Dirty free spans, shortest first, until `pages` pages are done (or none
+ * is left).  Lock held; dropped around each madvise. */
+static size_t purge_shortest(struct xa_arena *a, size_t pages) {
+  size_t done = 0;
+  bool lazy = xa_opt.purge == xa_opt_purge_free;
+  while (done < pages) {
+    uint64_t m0 = a->free_nonempty[1][0], m1 = a->free_nonempty[1][1];
+    if (!m0 && !m1) break;
+    unsigned b = m0 ? (unsigned)__builtin_ctzl(m0) : 64 + (unsigned)__builtin_ctzl(m1);
+    done += purge_free_span(a, a->free_spans[1][b], lazy);
+  }
+  return done;
+}
+
+/* Fresh pages taken over the peak budget (taken_fresh): as many dirty
+ * pages go back, so that the resident set does not grow; the shortest
+ * spans first, which the fewest requests fit (oscillate: the oldest
+ * first peaked 1-2 MB lower, but ran twice the extra time, with 40% more
+ * faults).  Counted with grow_purge's pages: the decay's regret weighs
+ * the faults that follow against them. */
 static void peak_purge(struct xa_arena *a) {
   if (xa_opt.dirty_decay_ms < 0) return;
   arena_lock(a);
   size_t due = a->over_pages;
   a->over_pages = 0;
-  size_t pages = purge_oldest(a, due);
+  size_t pages = purge_shortest(a, due);
   xa_decay_settle(&a->decay, a->dirty_pages);
   arena_unlock(a);
   __atomic_add_fetch(&grow_purged, pages << xa_os_page_shift, __ATOMIC_RELAXED);

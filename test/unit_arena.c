@@ -321,11 +321,12 @@ static void test_dirty_span_found_behind_clean_ones(void **state) {
 
 /* The peak budget: an arena that takes fresh pages while more dirty pages
  * wait than the live bytes' peak less the live bytes, plus an eighth of
- * the peak, gives back as many of its oldest dirty pages.  Here the
- * program's blocks make a new peak, half of them are freed as 16-page
- * holes, and 32-page blocks (none fits a hole) take the live bytes back
- * up: past an eighth of the peak below it, each fresh page sends a dirty
- * one back, and about three quarters of the holes are purged.  With
+ * the peak, gives back as many dirty pages, from the shortest spans up.
+ * Here the program's blocks make a new peak; a 160-page block is freed
+ * first (the oldest dirty span), then half of the others as 16-page
+ * holes, and 192-page blocks (none fits) take the live bytes back up:
+ * past an eighth of the peak below it, each fresh page sends a dirty one
+ * back.  Most holes are purged and the long span stays dirty.  With
  * dirty_decay_ms:-1 (never purge) every hole stays dirty. */
 static void test_fresh_pages_near_peak_purge_dirty(void **state) {
   (void)state;
@@ -339,6 +340,9 @@ static void test_fresh_pages_near_peak_purge_dirty(void **state) {
   for (int pass = 0; pass < 2; pass++) {
     xa_opt.dirty_decay_ms = pass ? -1 : decay;
     struct xa_arena *a = new_arena();
+    char *longb = xa_arena_alloc_large(a, 160 * page, page);
+    void *guard = xa_arena_alloc_large(a, page, page);
+    assert_non_null(longb);
     uint64_t target = xa_peak_max(XA_PEAK_ALLOCATED) + ((uint64_t)16 << 20);
     size_t k = 0;
     while (xa_peak_now(XA_PEAK_ALLOCATED) < target && k < MAXB) {
@@ -349,16 +353,21 @@ static void test_fresh_pages_near_peak_purge_dirty(void **state) {
       k++;
     }
     assert_true(k < MAXB);
+    xa_arena_free_large(xa_arena_large_span(longb));
     for (size_t i = 0; i < k; i += 2) xa_arena_free_large(xa_arena_large_span(blk[i]));
     size_t dirty = a->dirty_pages;
-    assert_int_equal(dirty, (k + 1) / 2 * 16);
+    assert_int_equal(dirty, 160 + (k + 1) / 2 * 16);
     check(a);
-    size_t m = dirty / 32;
+    size_t m = dirty / 192;
     for (size_t i = 0; i < m; i++) {
-      big[i] = xa_arena_alloc_large(a, 32 * page, page);
+      big[i] = xa_arena_alloc_large(a, 192 * page, page);
       assert_non_null(big[i]);
     }
     check(a);
+    struct xa_chunk *c = xa_chunk_of(longb);
+    struct xa_span *ls = xa_chunk_span(c, (unsigned)((uintptr_t)(longb - (char *)c) >> xa_os_page_shift));
+    assert_int_equal(ls->state, XA_SPAN_FREE);
+    assert_int_equal(ls->dirty, XA_PAGES_DIRTY);         /* the long span: kept */
     if (pass == 0) assert_true(a->dirty_pages <= dirty / 2);
     else assert_int_equal(a->dirty_pages, dirty);
     for (size_t i = 0; i < m; i++) xa_arena_free_large(xa_arena_large_span(big[i]));
@@ -366,6 +375,7 @@ static void test_fresh_pages_near_peak_purge_dirty(void **state) {
       if (i & 1) xa_arena_free_large(xa_arena_large_span(blk[i]));
       xa_arena_free_large(xa_arena_large_span(spacer[i]));
     }
+    xa_arena_free_large(xa_arena_large_span(guard));
     xa_opt.dirty_decay_ms = decay;
     xa_arena_purge(a);
     check(a);
