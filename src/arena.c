@@ -1144,6 +1144,8 @@ static size_t purge_shortest(struct xa_arena *a, size_t pages) {
  * first peaked 1-2 MB lower, but ran twice the extra time, with 40% more
  * faults).  Counted with grow_purge's pages: the decay's regret weighs
  * the faults that follow against them. */
+static uint64_t peak_purged;    /* bytes, ever (atomic): stats.peak_purged */
+
 static void peak_purge(struct xa_arena *a) {
   if (xa_opt.dirty_decay_ms < 0) return;
   arena_lock(a);
@@ -1153,7 +1155,10 @@ static void peak_purge(struct xa_arena *a) {
   xa_decay_settle(&a->decay, a->dirty_pages);
   arena_unlock(a);
   __atomic_add_fetch(&grow_purged, pages << xa_os_page_shift, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&peak_purged, (uint64_t)pages << xa_os_page_shift, __ATOMIC_RELAXED);
 }
+
+uint64_t xa_arena_peak_purged(void) { return __atomic_load_n(&peak_purged, __ATOMIC_RELAXED); }
 
 size_t xa_arena_purge(struct xa_arena *a) {
   /* Slabs first: emptied ones become free spans, purged next; everything

@@ -79,6 +79,8 @@ XA_HIDDEN size_t xa_arena_decay_all(uint64_t now);
  * pages that will decay, plus one per arena with dirty slabs.  Racy
  * reads, no lock: a hint for when the purger may sleep. */
 XA_HIDDEN size_t xa_arena_decay_pending(void);
+/* Bytes the peak budget has purged, ever (arena.c, peak_purge). */
+XA_HIDDEN uint64_t xa_arena_peak_purged(void);
 
 /* Fork: take every arena lock in index order / release / reinitialise. */
 /* Before fork's prepare handlers take their locks: with meshing, a fork

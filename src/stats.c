@@ -127,6 +127,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->tcache_active = xa_tcache_active();
   t->purger_running = xa_purge_thread_running();
   t->decay_scale = __atomic_load_n(&xa_decay_scale, __ATOMIC_RELAXED);
+  t->peak_purged = xa_arena_peak_purged();
   struct xa_pressure_stats ps;
   xa_pressure_stats(&ps);
 #define XA_PRESSURE_COPY(name) t->name = ps.name;
