@@ -882,6 +882,22 @@ bool xa_arena_resize_large(struct xa_span *s, size_t new_size) {
 
 /* ---- purging --------------------------------------------------------- */
 
+/* Free span s leaves the bins for madvise: state PURGING (neighbours
+ * being freed do not merge into it, free() does not accept it), noted in
+ * flight at f, and the lock dropped.  purge_end takes the lock back. */
+static void purge_begin(struct xa_arena *a, struct xa_span *s, struct xa_inflight *f) {
+  free_remove(a, s);
+  s->state = XA_SPAN_PURGING;
+  xa_chunk_mark_span(xa_span_chunk(s), s);
+  inflight_add(a, f, s);
+  arena_unlock(a);
+}
+
+static void purge_end(struct xa_arena *a, struct xa_inflight *f) {
+  arena_lock(a);
+  inflight_remove(a, f);
+}
+
 /* Is s's chunk wholly free beyond the spares (unmapped whole, not purged)? */
 static bool chunk_goes_whole(const struct xa_arena *a, const struct xa_span *s) {
   return xa_span_chunk(s)->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS;
@@ -909,9 +925,7 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
 /* Free span s, binned: unmapped with its chunk if that is wholly free
  * beyond the spares, else purged, with MADV_FREE when lazy (the span
  * becomes muzzy) else MADV_DONTNEED (clean).  Lock held on entry and
- * return; dropped around madvise, while the span is out of the bins in
- * state PURGING (neighbours being freed do not merge into it, free() does
- * not accept it).  Returns its pages. */
+ * return; dropped around madvise (purge_begin).  Returns its pages. */
 static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) {
   struct xa_chunk *c = xa_span_chunk(s);
   size_t n = s->npages;
@@ -925,17 +939,12 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
     arena_lock(a);
     return n;
   }
-  free_remove(a, s);
-  s->state = XA_SPAN_PURGING;
-  xa_chunk_mark_span(c, s);
   struct xa_inflight f;
-  inflight_add(a, &f, s);
-  arena_unlock(a);
+  purge_begin(a, s, &f);
   if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
   else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
   xa_chunk_purge_slots(c, s->first, s->npages);
-  arena_lock(a);
-  inflight_remove(a, &f);
+  purge_end(a, &f);
   a->purged_pages += n;
   a->purge_runs++;
   /* Back into the bins, merged with neighbours in the same state.  A
@@ -975,15 +984,10 @@ static struct xa_chunk *span_purge_slots(struct xa_arena *a, struct xa_span *f) 
   struct xa_chunk *c = xa_span_chunk(f), *d = spare_or_dead(a, c);
   if (d) return d;                  /* unmapped whole: no header purge first */
   if (xa_chunk_slots_purgeable(c, f->first, f->npages)) {
-    free_remove(a, f);
-    f->state = XA_SPAN_PURGING;
-    xa_chunk_mark_span(c, f);
     struct xa_inflight fl;
-    inflight_add(a, &fl, f);
-    arena_unlock(a);
+    purge_begin(a, f, &fl);
     xa_chunk_purge_slots(c, f->first, f->npages);
-    arena_lock(a);
-    inflight_remove(a, &fl);
+    purge_end(a, &fl);
     if ((d = span_release(a, f, XA_PAGES_CLEAN))) return d;
   }
   return spare_or_dead(a, c);
