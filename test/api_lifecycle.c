@@ -617,10 +617,15 @@ static void test_first_free_not_reused(void **state)
 #ifdef XA_TEST_GLIBC
     skip();   /* glibc's tcache hands the object back: the threads share a line */
 #endif
+    /* Pairs are tried until 20 were found in one line, within 400 tries:
+     * with the heap profiler sampling nearly every block (prof.sh runs
+     * this with prof_sample:64), fewer of two consecutive blocks share a
+     * line, and 40 tries found 10 or fewer such pairs in 3 runs of 40. */
+    enum { TRIES = 400, WANT = 20 };
     int tried = 0, nkeep = 0;
-    void *keep[80];                          /* freed at the end, not reused */
+    void *keep[2 * TRIES];                   /* freed at the end, not reused */
     pthread_barrier_init(&handed_bar, NULL, 2);
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < TRIES && tried < WANT; i++) {
         void *a[2], *b[2];
         a[0] = malloc(8);
         b[0] = malloc(8);
