@@ -585,13 +585,20 @@ static int mode_descriptors(bool lost) {
   /* the new file is the parent's own: one that had lost its file meshes again */
   uint64_t m0 = stat_u64("stats.mesh_meshes");
   for (size_t i = 1; i < BASIC_N / 2; i += 2) free(w[i]), w[i] = NULL;
+  /* and a third sparse heap, none of it meshed yet: w's slabs may all be
+   * owners or aliases by now (up to 63 aliases share one slab's pages),
+   * and neither kind moves */
+  void **x = sparse_heap(BASIC_N / 4, 64, 64, 5);
+  if (!x) return 1;
   for (int i = 0; i < 50; i++) mesh_now();
   fprintf(stderr, "descriptors%s: the parent meshes %llu -> %llu after the fork, mesh_on %llu\n", lost ? "-lost" : "",
           (unsigned long long)m0, (unsigned long long)stat_u64("stats.mesh_meshes"),
           (unsigned long long)stat_u64("stats.mesh_on"));
   if (stat_u64("stats.mesh_on") != 1 || stat_u64("stats.mesh_meshes") <= m0) return 13;
   if (bad_objects(v, BASIC_N / 2, BASIC_SIZE)) return 6;     /* the child's writes stayed its own */
+  if (bad_objects(x, BASIC_N / 4, 64)) return 6;
   for (size_t i = 0; i < BASIC_N / 2; i++) free(v[i]), free(w[i]);
+  for (size_t i = 0; i < BASIC_N / 4; i++) free(x[i]);
   for (int i = 0; i < 1000 && stat_u64("stats.mesh_aliases"); i++) mesh_now();
   if (stat_u64("stats.mesh_aliases")) return 7;
   /* all free: purging leaves no shared page behind (the aliases' zero

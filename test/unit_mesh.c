@@ -135,6 +135,71 @@ static void test_pairs_only_disjoint_slabs(void **state) {
   free(t.obj);
 }
 
+/* Forty sparse slabs, each keeping one object at its own slot, with a
+ * slab more than half full between each two (not sparse: no run of
+ * neighbours forms, and every mesh after the first has an owner to go
+ * to, while the class stays sparse on average): any two sparse ones
+ * are disjoint, so one slab's pages can take them all.  More than 15 end
+ * on one owner (the cap was 15 aliases; it is 63), every object keeps its
+ * bytes, and once each is freed the aliases all go. */
+#define MANY 40
+static void test_many_aliases_on_one_owner(void **state) {
+  (void)state;
+  skip_without_mesh();
+  struct xa_arena *a = new_arena();
+  unsigned cls = xa_sizeclass_of(64), nobjs = xa_classes[cls].nobjs;
+  size_t size = xa_classes[cls].size, n = (size_t)2 * MANY * nobjs;
+  assert_true(nobjs > MANY);
+  void **got = calloc(n, sizeof *got), **drop = calloc(n, sizeof *drop), **half = calloc(n, sizeof *half);
+  void *kept[MANY] = {0};
+  char *base[2 * MANY];
+  unsigned nb = 0, ndrop = 0, nhalf = 0;
+  assert_int_equal(xa_arena_refill(a, cls, got, (unsigned)n), n);
+  for (size_t i = 0; i < n; i++) {
+    char *b = xa_span_addr(span_of(got[i]));
+    unsigned k = 0;
+    while (k < nb && base[k] != b) k++;
+    if (k == nb) { assert_true(nb < 2 * MANY); base[nb++] = b; }
+  }
+  assert_int_equal(nb, 2 * MANY);
+  for (unsigned x = 0; x < nb; x++)          /* by address: neighbours */
+    for (unsigned y = x + 1; y < nb; y++)
+      if (base[y] < base[x]) { char *t = base[x]; base[x] = base[y]; base[y] = t; }
+  for (size_t i = 0; i < n; i++) {
+    char *b = xa_span_addr(span_of(got[i]));
+    unsigned k = 0;
+    while (base[k] != b) k++;
+    unsigned slot = (unsigned)(((char *)got[i] - b) / size);
+    tu_fill(got[i], size, k);
+    if (k % 2 && slot <= nobjs / 2) half[nhalf++] = got[i];
+    else if (k % 2 == 0 && slot == k / 2) kept[k / 2] = got[i];
+    else drop[ndrop++] = got[i];
+  }
+  xa_arena_flush(drop, ndrop, "test");
+  check(a);
+  for (int pass = 0; pass < 20; pass++) xa_arena_mesh(a, 1000000000);
+  check(a);
+  unsigned most = 0;
+  for (unsigned k = 0; k < nb; k += 2) {
+    struct xa_span *s = span_of(base[k]);
+    unsigned c = 0;
+    if (s->state == XA_SPAN_SLAB)
+      for (struct xa_span *m = s->aliases; m; m = m->alias_next) c++;
+    if (c > most) most = c;
+    assert_true(tu_check(kept[k / 2], size, k));
+  }
+  assert_true(most > 15);
+  for (unsigned k = 0; k < MANY; k++) xa_arena_flush(&kept[k], 1, "test");
+  xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(a->meshed_slabs, 0);
+  xa_arena_flush(half, nhalf, "test");
+  check(a);
+  free(got);
+  free(drop);
+  free(half);
+}
+
 /* An owner hands out only slots free in every slab on its pages; a free
  * through the meshed slab's address clears that slab's bit; once the
  * meshed slab is empty it is unmeshed and its pages read as zero. */
@@ -381,6 +446,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pairs_only_disjoint_slabs),
       cmocka_unit_test(test_owner_and_alias_bookkeeping),
+      cmocka_unit_test(test_many_aliases_on_one_owner),
       cmocka_unit_test(test_fork_handlers_in_window),
       cmocka_unit_test(test_fork_alias_and_owner_in_window),
       cmocka_unit_test(test_fork_changes_file_generation),
