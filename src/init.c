@@ -100,12 +100,12 @@ bool xa_init_slow(void) {
   /* Under valgrind purge inline: a purger thread's TLS would be reported
    * as a possible leak of the program's. */
   if (xa_on_valgrind) xa_opt.background_thread = 0;
-  xa_sizeclass_init(xa_os_page);
   xa_chunk_init();
   /* Each option's code is asked for only when the option is on: it is
    * linked apart (COLD_FILES in the Makefile), and a program that does not
    * use it never faults its pages in. */
   if (xa_opt.mesh && !xa_on_valgrind) xa_mesh_init();   /* valgrind knows no userfaultfd */
+  xa_sizeclass_init(xa_os_page, xa_mesh_on);      /* slab sizes depend on meshing */
   /* One arena per CPU the process may use: the affinity mask, lowered to
    * the cgroup's CPU quota and cpuset (and the memory limit is read). */
   unsigned cpus = xa_pressure_init(xa_os_ncpus());

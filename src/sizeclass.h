@@ -35,7 +35,10 @@ XA_HIDDEN extern struct xa_class_info xa_classes[XA_NSMALL];
  * for off < 2^32 (Lemire, Kaser, Kurz 2019).  Checks object starts in free. */
 XA_HIDDEN extern uint64_t xa_class_divmagic[256];   /* 0 past XA_NSMALL (xa_small_lookup
                                                        indexes it with any page's class) */
-XA_HIDDEN void xa_sizeclass_init(size_t page);
+/* mesh: meshing runs (mesh.h), which wants bigger slabs for small classes. */
+XA_HIDDEN void xa_sizeclass_init(size_t page, bool mesh);
+/* Pages of a slab of objects of `size` bytes (sizeclass.c has the rules). */
+XA_HIDDEN unsigned xa_sizeclass_slab_pages(size_t size, size_t page, bool mesh);
 
 #define XA_RECIP_SHIFT 40
 

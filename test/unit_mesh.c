@@ -207,10 +207,11 @@ static void test_owner_and_alias_bookkeeping(void **state) {
   (void)state;
   skip_without_mesh();
   struct xa_arena *a = new_arena();
-  /* the top slots: a refill takes the highest free slots first */
-  static const int keep[NSLABS][4] = {{255, 253, -1}, {254, 252, -1}, {252, 253, 254, 255}};
+  /* the top slots: a refill takes the highest free slots first (256
+   * slots in a 16 KiB slab, 1024 in the 64 KiB slabs of meshing) */
+  const int n = (int)xa_classes[xa_sizeclass_of(64)].nobjs, top = n - 4;
+  const int keep[NSLABS][4] = {{n - 1, n - 3, -1}, {n - 2, n - 4, -1}, {n - 4, n - 3, n - 2, n - 1}};
   struct trio t;
-  assert_int_equal(xa_classes[xa_sizeclass_of(64)].nobjs, 256);   /* a 16 KiB slab */
   make_trio(a, &t, keep);
   xa_arena_mesh(a, 1000000000);
   check(a);
@@ -219,7 +220,7 @@ static void test_owner_and_alias_bookkeeping(void **state) {
   struct xa_span *alias = s0->state == XA_SPAN_MESHED ? s0 : s1, *owner = alias->owner;
   assert_true(owner == s0 || owner == s1);
   assert_int_equal(owner->nfree, t.nobjs - 4);
-  /* everything the owner has left: never slots 252..255 */
+  /* everything the owner has left: never the top four slots */
   void **v = calloc(2 * t.nobjs, sizeof *v);    /* the owner's and slab 2's free slots */
   unsigned got = 0;
   while (owner->nfree && got < 2 * t.nobjs) {
@@ -232,7 +233,7 @@ static void test_owner_and_alias_bookkeeping(void **state) {
     if (span_of(v[i]) != owner) continue;
     from_owner++;
     size_t slot = (size_t)((char *)v[i] - xa_span_addr(owner)) / t.size;
-    assert_true(slot < 252);
+    assert_true(slot < (size_t)top);
   }
   assert_int_equal(from_owner, t.nobjs - 4);
   check_trio(&t);
@@ -240,7 +241,7 @@ static void test_owner_and_alias_bookkeeping(void **state) {
   check(a);
   /* the alias's two objects, freed through its own addresses */
   unsigned first = alias == s0 ? 0 : t.nobjs;
-  unsigned live[2] = {first + (alias == s0 ? 255u : 254u), first + (alias == s0 ? 253u : 252u)};
+  unsigned live[2] = {first + (unsigned)(alias == s0 ? n - 1 : n - 2), first + (unsigned)(alias == s0 ? n - 3 : n - 4)};
   xa_arena_flush(&t.obj[live[0]], 1, "test");
   assert_int_equal(alias->nfree, t.nobjs - 1);
   assert_true(xa_arena_small_is_free(t.obj[live[0]]));
@@ -256,7 +257,7 @@ static void test_owner_and_alias_bookkeeping(void **state) {
   /* its own pages again: zero where the owner's objects are */
   char *ap = t.base[alias == s0 ? 0 : 1];
   assert_int_equal(span_of(ap)->state, XA_SPAN_FREE);
-  assert_true(tu_is_zero(ap + 252 * t.size, 4 * t.size));
+  assert_true(tu_is_zero(ap + (size_t)top * t.size, 4 * t.size));
   check_trio(&t);
   for (unsigned i = 0; i < t.nobj; i++)
     if (t.obj[i]) xa_arena_flush(&t.obj[i], 1, "test");

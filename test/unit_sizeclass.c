@@ -12,6 +12,7 @@
 #include "chunk.h"
 #include "os.h"
 #include "sizeclass.h"
+#include "mesh.h"
 #include "init.h"
 
 static void test_classes_monotonic_and_aligned(void **state) {
@@ -85,9 +86,10 @@ static void test_slab_geometry(void **state) {
     size_t bitmap = ((ci->nobjs + 63) / 64) * 8;
     assert_true(bitmap <= ((size_t)ci->slab_pages << xa_span_stride_shift) - sizeof(struct xa_span));
     assert_true(ci->tcache_cap >= 8 && ci->tcache_cap <= 1024);
-    /* small slabs up to 256 B objects are 16 KiB, larger ones may be
-     * 8 KiB; below 4 KiB a slab holds at least 4 objects */
-    assert_true(bytes >= (ci->size <= 256 ? 16384u : 8192u));
+    /* small slabs up to 256 B objects are 16 KiB (64 KiB with meshing),
+     * larger ones may be 8 KiB; below 4 KiB a slab holds at least 4
+     * objects */
+    assert_true(bytes >= (ci->size <= 256 ? (xa_mesh_on ? 65536u : 16384u) : 8192u));
     if (ci->size < 4096) assert_true(ci->nobjs >= 4);
   }
   if (xa_os_page == 4096) {
@@ -97,7 +99,27 @@ static void test_slab_geometry(void **state) {
     assert_int_equal(xa_classes[xa_sizeclass_compute(8192)].slab_pages, 2);
     assert_int_equal(xa_classes[xa_sizeclass_compute(12288)].slab_pages, 3);
     assert_int_equal(xa_classes[xa_sizeclass_compute(16384)].slab_pages, 4);
-    assert_int_equal(xa_classes[xa_sizeclass_compute(256)].slab_pages, 4);
+    assert_int_equal(xa_classes[xa_sizeclass_compute(256)].slab_pages, xa_mesh_on ? 16 : 4);
+  }
+}
+
+/* The rules with meshing and without, whatever this run's mode: meshing
+ * takes 64 KiB slabs for classes up to 256 B (a meshed slab is a mapping,
+ * and the map count bounds meshing), at most 4096 objects (the most
+ * meshing compares), and leaves larger classes as they are. */
+static void test_slab_pages_with_meshing(void **state) {
+  (void)state;
+  assert_int_equal(xa_sizeclass_slab_pages(16, 4096, false), 4);
+  assert_int_equal(xa_sizeclass_slab_pages(16, 4096, true), 16);
+  assert_int_equal(xa_sizeclass_slab_pages(112, 4096, false), 4);
+  assert_int_equal(xa_sizeclass_slab_pages(112, 4096, true), 16);
+  assert_int_equal(xa_sizeclass_slab_pages(256, 4096, true), 16);
+  assert_int_equal(xa_sizeclass_slab_pages(320, 4096, true), xa_sizeclass_slab_pages(320, 4096, false));
+  assert_int_equal(xa_sizeclass_slab_pages(1024, 4096, true), 2);
+  assert_true(xa_sizeclass_slab_pages(16, 4096, true) * 4096 / 16 <= 4096);
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    size_t size = xa_classes[c].size;
+    assert_int_equal(xa_classes[c].slab_pages, xa_sizeclass_slab_pages(size, xa_os_page, xa_mesh_on));
   }
 }
 
@@ -109,6 +131,7 @@ int main(void) {
       cmocka_unit_test(test_waste_bounded),
       cmocka_unit_test(test_index_and_divisibility_exact),
       cmocka_unit_test(test_slab_geometry),
+      cmocka_unit_test(test_slab_pages_with_meshing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
