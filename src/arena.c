@@ -690,6 +690,8 @@ void xa_arena_flush(void **ptrs, unsigned n, const char *fn) {
       const char *bad;
       if (p == next && idx + 1 < nobjs) {
         idx++;
+      } else if (p + 2 * size == next && idx > 0) {
+        idx--;                   /* the object before the last: freed in LIFO order */
       } else {
         if (!s || (size_t)(p - base) >= bytes) {
           if (s) slab_account_run(a, s, run, &dead, now);

@@ -779,8 +779,25 @@ static int child_double_flush_in_order(void *arg) {
   return 0;
 }
 
+static int cmp_ptr_down(const void *x, const void *y) { return cmp_ptr(y, x); }
+
+/* The same met inside a run in descending order (a LIFO free order: the
+ * path that steps back one object). */
+static int child_double_flush_descending(void *arg) {
+  (void)arg;
+  struct xa_arena *a = new_arena();
+  void *v[3];
+  xa_arena_refill(a, 3, v, 3);
+  qsort(v, 3, sizeof *v, cmp_ptr_down);
+  fprintf(stderr, "victim %p\n", v[1]);
+  xa_arena_flush(&v[1], 1, "free");
+  xa_arena_flush(v, 3, "free");
+  return 0;
+}
+
 /* Flushing in address order: runs that cross bitmap words and slabs, mixed
- * with out-of-order pointers, leave every bit and count right. */
+ * with out-of-order pointers, leave every bit and count right; runs in
+ * descending order too. */
 static void test_flush_in_address_order(void **state) {
   (void)state;
   struct xa_arena *a = new_arena();
@@ -808,6 +825,17 @@ static void test_flush_in_address_order(void **state) {
     xa_arena_flush(w, n, "free");
     check(a);
     assert_int_equal(a->bins[cls].curobjs, 0);
+    /* and in descending order, across words and slabs */
+    assert_int_equal(xa_arena_refill(a, cls, w, n), n);
+    qsort(w, n, sizeof *w, cmp_ptr_down);
+    xa_arena_flush(w, n / 3, "free");
+    check(a);
+    xa_arena_flush(w + n / 3, n - n / 3, "free");
+    check(a);
+    assert_int_equal(a->bins[cls].curobjs, 0);
+    assert_int_equal(xa_arena_refill(a, cls, w, n), n);   /* all free again */
+    xa_arena_flush(w, n, "free");
+    check(a);
     free(v);
     free(w);
   }
@@ -823,6 +851,12 @@ static void test_flush_detects_misuse(void **state) {
   assert_int_equal(c.sig, SIGABRT);
   char want[64];
   void *victim = NULL;
+  assert_int_equal(sscanf(c.err, "victim %p", &victim), 1);
+  snprintf(want, sizeof want, "xalloc: free: double free %p", victim);
+  assert_non_null(strstr(c.err, want));
+  tu_run_child(&c, child_double_flush_descending, NULL, 1, 30);
+  assert_int_equal(c.sig, SIGABRT);
+  victim = NULL;
   assert_int_equal(sscanf(c.err, "victim %p", &victim), 1);
   snprintf(want, sizeof want, "xalloc: free: double free %p", victim);
   assert_non_null(strstr(c.err, want));
