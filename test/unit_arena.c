@@ -765,18 +765,24 @@ static int cmp_ptr(const void *x, const void *y) {
   return a < b ? -1 : a > b;
 }
 
-/* A double free met inside a run of objects in address order (the path
- * that skips the offset check) is caught too. */
-static int child_double_flush_in_order(void *arg) {
-  (void)arg;
+/* Three neighbours sorted by cmp; the middle one freed, then all three:
+ * the double free is met inside a run. */
+static int double_flush_sorted(int (*cmp)(const void *, const void *)) {
   struct xa_arena *a = new_arena();
   void *v[3];
   xa_arena_refill(a, 3, v, 3);
-  qsort(v, 3, sizeof *v, cmp_ptr);
+  qsort(v, 3, sizeof *v, cmp);
   fprintf(stderr, "victim %p\n", v[1]);
   xa_arena_flush(&v[1], 1, "free");
   xa_arena_flush(v, 3, "free");
   return 0;
+}
+
+/* A double free met inside a run of objects in address order (the path
+ * that skips the offset check) is caught too. */
+static int child_double_flush_in_order(void *arg) {
+  (void)arg;
+  return double_flush_sorted(cmp_ptr);
 }
 
 static int cmp_ptr_down(const void *x, const void *y) { return cmp_ptr(y, x); }
@@ -785,14 +791,7 @@ static int cmp_ptr_down(const void *x, const void *y) { return cmp_ptr(y, x); }
  * path that steps back one object). */
 static int child_double_flush_descending(void *arg) {
   (void)arg;
-  struct xa_arena *a = new_arena();
-  void *v[3];
-  xa_arena_refill(a, 3, v, 3);
-  qsort(v, 3, sizeof *v, cmp_ptr_down);
-  fprintf(stderr, "victim %p\n", v[1]);
-  xa_arena_flush(&v[1], 1, "free");
-  xa_arena_flush(v, 3, "free");
-  return 0;
+  return double_flush_sorted(cmp_ptr_down);
 }
 
 /* Flushing in address order: runs that cross bitmap words and slabs, mixed
@@ -847,19 +846,16 @@ static void test_flush_detects_misuse(void **state) {
   tu_run_child(&c, child_double_flush, NULL, 1, 30);
   assert_int_equal(c.sig, SIGABRT);
   assert_non_null(strstr(c.err, "xalloc: free: double free 0x"));
-  tu_run_child(&c, child_double_flush_in_order, NULL, 1, 30);
-  assert_int_equal(c.sig, SIGABRT);
-  char want[64];
-  void *victim = NULL;
-  assert_int_equal(sscanf(c.err, "victim %p", &victim), 1);
-  snprintf(want, sizeof want, "xalloc: free: double free %p", victim);
-  assert_non_null(strstr(c.err, want));
-  tu_run_child(&c, child_double_flush_descending, NULL, 1, 30);
-  assert_int_equal(c.sig, SIGABRT);
-  victim = NULL;
-  assert_int_equal(sscanf(c.err, "victim %p", &victim), 1);
-  snprintf(want, sizeof want, "xalloc: free: double free %p", victim);
-  assert_non_null(strstr(c.err, want));
+  int (*victims[2])(void *) = {child_double_flush_in_order, child_double_flush_descending};
+  for (int k = 0; k < 2; k++) {
+    tu_run_child(&c, victims[k], NULL, 1, 30);
+    assert_int_equal(c.sig, SIGABRT);
+    char want[64];
+    void *victim = NULL;
+    assert_int_equal(sscanf(c.err, "victim %p", &victim), 1);
+    snprintf(want, sizeof want, "xalloc: free: double free %p", victim);
+    assert_non_null(strstr(c.err, want));
+  }
   tu_run_child(&c, child_interior_flush, NULL, 1, 30);
   assert_int_equal(c.sig, SIGABRT);
   assert_non_null(strstr(c.err, "xalloc: free: invalid pointer 0x"));
