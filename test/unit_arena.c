@@ -513,7 +513,6 @@ static void test_growth_purges_sparse_slabs(void **state) {
   unsigned cls = xa_sizeclass_of(64);
   const struct xa_class_info *ci = &xa_classes[cls];
   if (ci->slab_pages < 4 || 16 * (ci->slab_pages - 1) > XA_GROW_PURGE_PAGES) skip();   /* 4 KiB pages */
-  if (xa_mesh_on) skip();                         /* grow_purge is off with meshing */
   enum { SLABS = 16 };
   unsigned n = ci->nobjs * SLABS;
   void **v = calloc(n, sizeof *v);
