@@ -124,10 +124,6 @@ static int mode_basic(void) {
    * pages holding one (about 3/4 of them at 1/64 of 85 per page) are now
    * mapped twice */
   uint64_t twice = stat_u64("stats.resident") - stat_u64("stats.pss");
-  fprintf(stderr, "basic: %llu meshes, %llu KiB freed, rss %zu -> %zu KiB (unmeshed %zu), %zu bad, rss - pss %llu -> %llu KiB\n",
-          (unsigned long long)meshes, (unsigned long long)(reclaimed >> 10), before >> 10, after >> 10,
-          (rss0 + BASIC_N * sizeof *v + pages_holding(v, BASIC_N, BASIC_SIZE)) >> 10, bad,
-          (unsigned long long)(twice_before >> 10), (unsigned long long)(twice >> 10));
   /* 48 MiB of objects, 1/64 kept: most slabs pair up, so well over a
    * quarter of the slab pages must go (each alias frees one slab).  The
    * measure is what the heap needs unmeshed (v's array, and every page
@@ -135,6 +131,9 @@ static int mode_basic(void) {
    * have meshed before it was read (secure:true's slower frees leave them
    * the time), and a page of the file counts in Rss only while mapped. */
   size_t unmeshed = rss0 + BASIC_N * sizeof *v + pages_holding(v, BASIC_N, BASIC_SIZE);
+  fprintf(stderr, "basic: %llu meshes, %llu KiB freed, rss %zu -> %zu KiB (unmeshed %zu), %zu bad, rss - pss %llu -> %llu KiB\n",
+          (unsigned long long)meshes, (unsigned long long)(reclaimed >> 10), before >> 10, after >> 10,
+          unmeshed >> 10, bad, (unsigned long long)(twice_before >> 10), (unsigned long long)(twice >> 10));
   if (bad || meshes < 100 || freed > reclaimed || after + (8u << 20) > unmeshed) return 2;
   if (twice < twice_before + reclaimed / 4) return 5;
   /* Free through every address (some meshed, some owners), then let the
