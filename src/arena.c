@@ -392,10 +392,20 @@ size_t xa_arena_release_spares_all(void) {
 
 /* ---- arenas ---------------------------------------------------------- */
 
+/* With meshing whose chunks start private (mesh.h: adoption), large
+ * blocks come from arenas of their own, one beside each CPU's
+ * (xa_arenas[ncpu_arenas + i]): chunks of slabs then hold no large block,
+ * which would keep them from being adopted, and chunks of large blocks
+ * are never meshed. */
+static unsigned ncpu_arenas;          /* xa_arenas[0, ncpu_arenas) follow the CPUs */
+
+unsigned xa_arena_cpu_count(void) { return __atomic_load_n(&ncpu_arenas, __ATOMIC_RELAXED); }
+
 bool xa_arena_init_all(unsigned n) {
-  struct xa_arena **v = xa_base_alloc(n * sizeof *v);
+  unsigned total = xa_mesh_on && xa_mesh_can_adopt() ? 2 * n : n;   /* mesh.c is cold: asked only with meshing on */
+  struct xa_arena **v = xa_base_alloc(total * sizeof *v);
   if (!v) return false;
-  for (unsigned i = 0; i < n; i++) {
+  for (unsigned i = 0; i < total; i++) {
     v[i] = xa_base_alloc(sizeof(struct xa_arena));
     if (!v[i]) return false;
     xa_lock_reinit(&v[i]->lock);
@@ -404,25 +414,31 @@ bool xa_arena_init_all(unsigned n) {
     v[i]->rng = xa_os_random() | 1;
   }
   xa_arenas = v;
-  __atomic_store_n(&xa_narenas, n, __ATOMIC_RELEASE);   /* after the arenas: xa_arena_count */
+  __atomic_store_n(&ncpu_arenas, n, __ATOMIC_RELAXED);
+  __atomic_store_n(&xa_narenas, total, __ATOMIC_RELEASE);   /* after the arenas: xa_arena_count */
   return true;
 }
 
-/* Arenas in use (mallopt's M_ARENA_MAX): at most xa_narenas. */
+/* Arenas in use (mallopt's M_ARENA_MAX): at most the CPUs' arenas. */
 static unsigned narenas_used;
 
 void xa_arena_limit(unsigned n) {
-  unsigned all = xa_arena_count();
+  unsigned all = xa_arena_cpu_count();
   __atomic_store_n(&narenas_used, n < all ? n : all, __ATOMIC_RELAXED);
 }
 
 unsigned xa_arena_used(void) {
   unsigned n = __atomic_load_n(&narenas_used, __ATOMIC_RELAXED);
-  return n ? n : xa_arena_count();
+  return n ? n : xa_arena_cpu_count();
 }
 
 struct xa_arena *xa_arena_choose(void) {
   return xa_arenas[xa_os_cpu() % xa_arena_used()];
+}
+
+struct xa_arena *xa_arena_choose_large(void) {
+  struct xa_arena *a = xa_arena_choose();
+  return xa_arena_count() > xa_arena_cpu_count() ? xa_arenas[xa_arena_cpu_count() + a->index] : a;
 }
 
 /* Live large bytes change by delta (lock held): allocated and active alike. */
@@ -927,10 +943,12 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
 /* Free span s, binned: unmapped with its chunk if that is wholly free
  * beyond the spares, else purged, with MADV_FREE when lazy (the span
  * becomes muzzy) else MADV_DONTNEED (clean).  Lock held on entry and
- * return; dropped around madvise (purge_begin).  Returns its pages. */
+ * return; dropped around madvise (purge_begin).  Returns its pages; 0
+ * (nothing done) while its chunk is being adopted. */
 static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) {
   struct xa_chunk *c = xa_span_chunk(s);
   size_t n = s->npages;
+  if (c == a->adopting) return 0;       /* its pages are being copied: later */
   if (chunk_goes_whole(a, s)) {
     /* A decayed wholly free chunk beyond the spares: unmap it. */
     a->purged_pages += n;
@@ -964,8 +982,11 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
 static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, bool lazy, uint64_t now,
                          uint64_t min_age) {
   size_t done = 0;
-  while (done < pages && l->head && aged(l->head, now, min_age))
-    done += purge_free_span(a, purge_cut(a, l, l->head, pages - done), lazy);
+  while (done < pages && l->head && aged(l->head, now, min_age)) {
+    size_t n = purge_free_span(a, purge_cut(a, l, l->head, pages - done), lazy);
+    if (!n) break;
+    done += n;
+  }
   return done;
 }
 
@@ -1043,6 +1064,7 @@ static size_t purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age, si
   struct xa_span *s;
   arena_lock(a);
   while (pages < max_pages && (s = slab_to_purge(a, now, min_age, sparse))) {
+    if (xa_span_chunk(s) == a->adopting) break;      /* being copied: later */
     lru_remove(&a->dirty_slabs, s);
     s->dirty = 0;
     unsigned nrun = slab_free_runs(s, run);
@@ -1140,7 +1162,9 @@ static size_t purge_shortest(struct xa_arena *a, size_t pages) {
     uint64_t m0 = a->free_nonempty[1][0], m1 = a->free_nonempty[1][1];
     if (!m0 && !m1) break;
     unsigned b = m0 ? (unsigned)__builtin_ctzl(m0) : 64 + (unsigned)__builtin_ctzl(m1);
-    done += purge_free_span(a, a->free_spans[1][b], lazy);
+    size_t n = purge_free_span(a, a->free_spans[1][b], lazy);
+    if (!n) break;
+    done += n;
   }
   return done;
 }
@@ -1310,12 +1334,154 @@ static unsigned alias_count(const struct xa_span *s) {
   return n;
 }
 
+/* ---- adoption (mesh.h) ----------------------------------------------
+ * Chunks start private where the kernel allows it; the first mesh that
+ * picks a slab of one moves the chunk into the file.  A chunk holding a
+ * large block is left private: the program may have changed the
+ * protection of the block's pages (a guard page, a write barrier), which
+ * the file's mapping would undo.  A chunk refused is not picked again for
+ * ADOPT_WAIT ticks of the meshing clock (about a second each). */
+#define ADOPT_WAIT 4
+#define ADOPT_TRIES 100       /* 100 us waits for purges running in the chunk */
+static uint32_t mesh_clock;   /* xa_os_now() >> 30 at the pass's start */
+static bool mesh_adopts;      /* xa_mesh_can_adopt() at the pass's start */
+
+static void mesh_pass_start(void) {
+  xa_mesh_pass_begin();
+  mesh_clock = (uint32_t)(xa_os_now() >> 30);
+  mesh_adopts = xa_mesh_can_adopt();
+}
+
+static bool mesh_chunk_ok(const struct xa_chunk *c) {
+  return c->meshable || (mesh_adopts && c->adopt_wait <= mesh_clock);
+}
+
+static bool purge_running_in(const struct xa_arena *a, const struct xa_chunk *c) {
+  for (const struct xa_inflight *f = a->inflight; f; f = f->next)
+    if (xa_span_chunk(f->span) == c) return true;
+  return false;
+}
+
+/* Does chunk c hold a large block?  Lock held. */
+static bool chunk_has_large(struct xa_chunk *c) {
+  for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+    const struct xa_span *s = xa_chunk_span(c, p);
+    if (s->state == XA_SPAN_LARGE) return true;
+    p += s->npages;
+  }
+  return false;
+}
+
+/* Chunk c's free spans leave the bins while it is adopted: state
+ * PURGING, so that none is carved (its pages written before the copy
+ * reaches them but skipped by it) or merged; skip[i] says which pages of
+ * the span area are theirs.  Lock held. */
+static void adopt_take_free(struct xa_arena *a, struct xa_chunk *c, uint8_t *skip) {
+  for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+    struct xa_span *s = xa_chunk_span(c, p);
+    bool free = s->state == XA_SPAN_FREE;
+    memset(skip + (p - xa_chunk_first_page), free, s->npages);
+    p += s->npages;
+    if (!free) continue;
+    free_remove(a, s);
+    s->state = XA_SPAN_PURGING;
+    xa_chunk_mark_span(c, s);
+  }
+}
+
+/* ... and go back after it: clean if the chunk went into the file (their
+ * pages are holes of it), else as they were.  Chunks to unmap onto
+ * *dead.  Lock held. */
+static void adopt_put_free(struct xa_arena *a, struct xa_chunk *c, const uint8_t *skip, bool adopted,
+                           struct xa_chunk **dead) {
+  struct xa_span *taken[XA_CHUNK_UNITS];
+  unsigned n = 0;
+  for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+    struct xa_span *s = xa_chunk_span(c, p);
+    if (skip[p - xa_chunk_first_page] && s->state == XA_SPAN_PURGING) taken[n++] = s;
+    p += s->npages;
+  }
+  for (unsigned i = 0; i < n; i++) {
+    struct xa_chunk *d = span_release(a, taken[i], adopted ? XA_PAGES_CLEAN : taken[i]->dirty);
+    if (d) { d->next = *dead; *dead = d; }
+  }
+  struct xa_chunk *d = spare_or_dead(a, c);
+  if (d) { d->next = *dead; *dead = d; }
+}
+
+/* The pieces of chunk c's span area from *done on into the file, skipping
+ * the pages skip[] marks; *done: the bytes in it when it returns (false:
+ * a piece was refused).  No lock held: a piece's writers wait while it
+ * moves, and one of them may hold the arena lock. */
+static bool adopt_pieces(struct xa_chunk *c, const uint8_t *skip, size_t *done) {
+  char *area = xa_chunk_span_area(c);
+  size_t bytes = xa_chunk_span_bytes(), piece = xa_mesh_adopt_piece_bytes();
+  while (*done < bytes) {
+    size_t n = bytes - *done < piece ? bytes - *done : piece;
+    if (!xa_mesh_adopt_hold(area + *done, n) ||
+        !xa_mesh_adopt_piece(area + *done, n, skip + (*done >> xa_os_page_shift)))
+      return false;
+    *done += n;
+  }
+  return true;
+}
+
+/* Chunk c of arena a in the file, adopted now if need be?  Step lock
+ * held, arena lock not.  While the pages are copied no purge starts in
+ * the chunk (purge_free_span, purge_slabs): one that dropped pages the
+ * copy had taken would leave them in the file, and its span would be
+ * called clean (zero) while it is not.  Its free spans are out of the
+ * bins meanwhile (adopt_take_free). */
+static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
+  if (c->meshable) return true;
+  char *area = xa_chunk_span_area(c);
+  size_t bytes = xa_chunk_span_bytes(), done = 0;
+  uint8_t skip[XA_CHUNK_UNITS];
+  uint32_t gen;
+  struct xa_chunk *dead = NULL;
+  arena_lock(a);
+  a->adopting = c;
+  unsigned tries = 0;
+  while (purge_running_in(a, c) && tries++ < ADOPT_TRIES) {
+    arena_unlock(a);
+    xa_os_sleep(100000);
+    arena_lock(a);
+  }
+  bool ok = !purge_running_in(a, c) && !chunk_has_large(c);
+  if (ok) adopt_take_free(a, c, skip);
+  arena_unlock(a);
+  bool taken = ok, began = ok && xa_mesh_adopt_begin(area, bytes);
+  ok = began && adopt_pieces(c, skip, &done);
+  /* Half in the file would not do (fork maps a chunk's pages from the
+   * file, or none of them): back to private, or, if even that is
+   * refused, on into the file. */
+  if (began && !ok && done && !xa_mesh_adopt_undo(area, done)) {
+    if (!adopt_pieces(c, skip, &done))
+      xa_error_fatal("mesh: a chunk could be moved neither into meshing's file nor back out of it");
+    ok = true;
+  }
+  if (began) xa_mesh_adopt_end(bytes, ok, &gen);
+  arena_lock(a);
+  a->adopting = NULL;
+  if (taken) adopt_put_free(a, c, skip, ok, &dead);
+  if (ok) {
+    c->meshable = 1;
+    c->mesh_gen = gen;
+  } else {
+    c->adopt_wait = mesh_clock + ADOPT_WAIT;
+  }
+  arena_unlock(a);
+  chunks_delete(dead);
+  return ok;
+}
+
 /* A listed slab of class cls holding objects but at most half full, in a
- * file-backed chunk: one that meshing may move or move another onto. */
+ * file-backed chunk or one that can be adopted: one that meshing may move
+ * or move another onto. */
 static bool mesh_sparse(const struct xa_span *s, unsigned cls) {
   const struct xa_class_info *ci = &xa_classes[cls];
   return s->state == XA_SPAN_SLAB && s->cls == cls && !s->purging && s->nfree && s->nfree < ci->nobjs &&
-         s->nfree * 2 >= ci->nobjs && xa_span_chunk(s)->meshable;
+         s->nfree * 2 >= ci->nobjs && mesh_chunk_ok(xa_span_chunk(s));
 }
 
 /* Can slab t take slab s's objects (sparse both, room for an alias)? */
@@ -1463,7 +1629,8 @@ static XA_COLD bool mesh_one(struct xa_arena *a, unsigned cls, size_t *bytes, st
   if (ci->nobjs % 64) live[nw - 1] &= ((uint64_t)1 << (ci->nobjs % 64)) - 1;
   arena_unlock(a);
   size_t freed = 0;
-  bool ok = xa_mesh_move(xa_span_addr(from), xa_span_addr(to), xa_span_bytes(from), live, ci->nobjs, ci->size,
+  bool ok = adopt(a, xa_span_chunk(to)) && adopt(a, xa_span_chunk(from)) &&
+            xa_mesh_move(xa_span_addr(from), xa_span_addr(to), xa_span_bytes(from), live, ci->nobjs, ci->size,
                          &freed);
   arena_lock(a);
   uint64_t now = xa_os_now();
@@ -1579,7 +1746,7 @@ bool xa_mesh_later;
 
 size_t xa_arena_mesh(struct xa_arena *a, uint64_t budget_ns) {
   if (!xa_mesh_on) return 0;
-  xa_mesh_pass_begin();
+  mesh_pass_start();
   uint64_t deadline = xa_os_now() + budget_ns;
   size_t bytes = 0;
   while (mesh_round(a, deadline, &bytes) && xa_os_now() < deadline) {}
@@ -1603,7 +1770,7 @@ size_t xa_arena_mesh_all(uint64_t budget_ns, bool wait) {
     if (!wait || xa_os_now() >= deadline) return 0;
     xa_os_sleep(1000000);
   }
-  xa_mesh_pass_begin();
+  mesh_pass_start();
   size_t bytes = 0;
   for (bool any = true; any && xa_os_now() < deadline;) {
     any = false;

@@ -87,6 +87,8 @@ struct xa_arena {
   uint64_t purge_runs;          /* madvise calls */
   uint64_t meshed_slabs;        /* MESHED slabs: on another slab's pages */
   struct xa_inflight *inflight; /* purges running with the lock dropped */
+  struct xa_chunk *adopting;    /* moving into the mesh file: no purge starts
+                                   in it (arena.c, adopt) */
   uint64_t rng;                 /* secure mode: xorshift state for slot choice */
 };
 

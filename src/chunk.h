@@ -111,6 +111,8 @@ struct xa_chunk {
   uint32_t free_pages;          /* pages in free spans */
   uint32_t meshable;            /* backed by the mesh file (mesh.h) */
   uint32_t mesh_gen;            /* the file's generation it maps (xa_mesh_gen) */
+  uint32_t adopt_wait;          /* private: not adopted before this meshing
+                                   clock (arena.c) */
   /* span slots follow at xa_chunk_spans_off */
 };
 

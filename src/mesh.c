@@ -11,6 +11,9 @@ struct xa_mesh_stats xa_mesh_stats;
 static int mesh_fd = -1;        /* the memfd: offset = address */
 static struct xa_os_fd_id mesh_id;   /* its identity, to know it again */
 static int wp_fd = -1;          /* the userfaultfd */
+static bool wp_unpopulated;     /* it protects private pages not populated yet:
+                                   chunks start private and are adopted */
+bool xa_mesh_adoption = true;
 static struct xa_os_fd_id wp_id;
 static bool mesh_lost;          /* the program closed mesh_fd, and it could not be reopened */
 static xa_lock_t step_lock = XA_LOCK_INIT;
@@ -39,6 +42,12 @@ static void drop(void *p, size_t size) {
 #define FILE_SIZE ((uint64_t)1 << XA_VA_BITS)
 
 static void count(uint64_t *c, uint64_t n) { __atomic_fetch_add(c, n, __ATOMIC_RELAXED); }
+
+static bool is_zero(const uint64_t *w, size_t n) {
+  for (size_t i = 0; i < n / 8; i++)
+    if (w[i]) return false;
+  return true;
+}
 
 /* Each alias is a mapping of its own unless it continues its neighbour's
  * (the next slab of the neighbour's owner), and splits the chunk's
@@ -108,7 +117,9 @@ static bool reopen_from(const struct xa_os_mapping *m, void *arg) {
 }
 
 static void open_wp(void) {
-  int wp = xa_os_wp_open();
+  bool unpopulated;
+  int wp = xa_os_wp_open(&unpopulated);
+  __atomic_store_n(&wp_unpopulated, wp >= 0 && unpopulated, __ATOMIC_RELAXED);
   if (wp >= 0 && !xa_os_fd_id(wp, &wp_id)) {
     xa_os_close(wp);
     wp = -1;
@@ -188,6 +199,9 @@ bool xa_mesh_back(void *c, size_t size, uint32_t *gen) {
    * handler of the program's) stays private: the heap is copy-on-write
    * until both sides have their own file. */
   if (!xa_mesh_on || __atomic_load_n(&forking, __ATOMIC_RELAXED)) return false;
+  /* Where chunks can be adopted, they start private: their pages fault
+   * in as anonymous memory, which costs less than the file's (adopt). */
+  if (xa_mesh_can_adopt()) return false;
   int fd = file_fd();
   /* Lost: reopened here if no step runs (a malloc never waits for one),
    * else this chunk stays private. */
@@ -261,6 +275,98 @@ bool xa_mesh_move(char *from, char *to, size_t bytes, const uint64_t *live, unsi
   count(&xa_mesh_stats.bytes_copied, copied);
   count(&xa_mesh_stats.ns, xa_os_now() - t0);
   return true;
+}
+
+/* ---- adoption ----------------------------------------------------------
+ * A private chunk's span pages move into the file piece by piece, so that
+ * a writer waits for one piece's copy at most (0.3 ms for 256 KiB on the
+ * 2-CPU test machine; 4-20 ms for a whole chunk): write-protect the piece,
+ * copy its non-zero pages but those the caller skips (a view of the file
+ * at the same offsets takes them), map the file over it, wake the writers
+ * that waited.  The pages read through a buffer (xa_os_read_self, which
+ * reads a page the program made inaccessible too).  A write to a page not
+ * populated yet waits as well, which only Linux 6.4's
+ * UFFD_FEATURE_WP_UNPOPULATED promises for private memory: without it,
+ * chunks start in the file (xa_mesh_back).  Pieces mapped from the file
+ * one after another make one mapping with the file's earlier ones: the
+ * map count grows by one at most while the chunk is half adopted. */
+#define ADOPT_PIECE ((size_t)1 << 18)
+
+bool xa_mesh_can_adopt(void) {
+  return xa_mesh_adoption && xa_mesh_running() && __atomic_load_n(&wp_unpopulated, __ATOMIC_RELAXED);
+}
+
+/* The adoption under way (step lock held): a view of the chunk's range of
+ * the file, a buffer, when it began, the bytes copied so far. */
+static char *adopt_view;
+static uint64_t *adopt_buf;
+static char *adopt_base;
+static uint64_t adopt_t0, adopt_bytes;
+unsigned xa_mesh_adopt_fail_at;
+
+bool xa_mesh_adopt_begin(char *p, size_t size) {
+  adopt_t0 = xa_os_now();
+  adopt_bytes = 0;
+  if (!xa_mesh_can_adopt() || !fds_check()) return false;   /* step lock held */
+  adopt_base = p;
+  adopt_view = xa_os_map(size, xa_os_page);
+  adopt_buf = xa_os_map(ADOPT_PIECE, xa_os_page);
+  if (adopt_view && adopt_buf && xa_os_map_file(adopt_view, size, mesh_fd, (uintptr_t)p)) return true;
+  xa_mesh_adopt_end(size, false, NULL);
+  return false;
+}
+
+size_t xa_mesh_adopt_piece_bytes(void) { return ADOPT_PIECE; }
+
+bool xa_mesh_adopt_hold(char *q, size_t n) { return xa_os_wp_protect(wp_fd, q, n); }
+
+bool xa_mesh_adopt_piece(char *q, size_t n, const uint8_t *skip) {
+  size_t page = xa_os_page, words = page / 8, pages = n >> xa_os_page_shift, lo = 0, hi = pages;
+  char *view = adopt_view + (q - adopt_base);
+  while (lo < pages && skip[lo]) lo++;
+  while (hi > lo && skip[hi - 1]) hi--;
+  bool ok = lo == hi || xa_os_read_self(adopt_buf + lo * words, q + lo * page, (hi - lo) * page);
+  for (size_t i = lo; ok && i < hi; i++) {
+    if (skip[i] || is_zero(adopt_buf + i * words, page)) continue;
+    memcpy(view + i * page, adopt_buf + i * words, page);
+    adopt_bytes += page;
+  }
+  if (xa_mesh_adopt_fail_at && !--xa_mesh_adopt_fail_at) ok = false;     /* test hook */
+  ok = ok && xa_os_map_file(q, n, mesh_fd, (uintptr_t)q);
+  xa_os_wp_release(wp_fd, q, n, !ok);
+  if (!ok) xa_os_punch(mesh_fd, (uintptr_t)q, n);      /* what the copy wrote */
+  return ok;
+}
+
+bool xa_mesh_adopt_undo(char *p, size_t n) {
+  /* The pieces adopted go back to private pages: held still, their
+   * non-zero pages copied into fresh private memory, which then moves
+   * over them (mremap: the file's mapping goes in the same step). */
+  char *priv = xa_os_map(n, xa_os_page);
+  bool ok = priv && xa_os_wp_protect(wp_fd, p, n);
+  size_t page = xa_os_page;
+  for (size_t off = 0; ok && off < n; off += page)
+    if (!is_zero((const uint64_t *)(p + off), page)) memcpy(priv + off, p + off, page);
+  bool moved = ok && xa_os_move_over(priv, n, p);
+  if (ok) xa_os_wp_release(wp_fd, p, n, !moved);
+  if (priv && !moved) xa_os_unmap(priv, n);
+  if (moved) xa_os_punch(mesh_fd, (uintptr_t)p, n);
+  return moved;
+}
+
+void xa_mesh_adopt_end(size_t size, bool ok, uint32_t *gen) {
+  if (adopt_view) xa_os_unmap(adopt_view, size);
+  if (adopt_buf) xa_os_unmap(adopt_buf, ADOPT_PIECE);
+  adopt_view = NULL;
+  adopt_buf = NULL;
+  if (!ok) {
+    count(&xa_mesh_stats.failed, 1);
+    return;
+  }
+  *gen = __atomic_load_n(&mesh_gen, __ATOMIC_ACQUIRE);
+  count(&xa_mesh_stats.adopted, 1);
+  count(&xa_mesh_stats.adopt_copied, adopt_bytes);
+  count(&xa_mesh_stats.ns, xa_os_now() - adopt_t0);
 }
 
 bool xa_mesh_restore(void *p, size_t bytes) {
@@ -368,12 +474,6 @@ void xa_mesh_fork_wake(void *p, size_t size) { xa_os_wp_release(wp_fd, p, size, 
 static uint64_t *copy_buf;      /* COPY_PIECE bytes, mapped for a copy */
 static int copy_to = -1;        /* the file copied into */
 static bool copy_ok;
-
-static bool is_zero(const uint64_t *w, size_t n) {
-  for (size_t i = 0; i < n / 8; i++)
-    if (w[i]) return false;
-  return true;
-}
 
 static bool copy_begin(int to) {
   copy_to = to;

@@ -165,6 +165,14 @@ void xa_os_release(void *p, size_t size) {
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
+bool xa_os_move_over(void *from, size_t size, void *to) {
+  int saved = errno;
+  bool ok = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == to;
+  if (ok) __atomic_fetch_sub(&xa_os_mapped_bytes, size, __ATOMIC_RELAXED);   /* from's mapping went */
+  errno = saved;
+  return ok;
+}
+
 int xa_os_move_pages(void *from, size_t size, void *to) {
   int saved = errno;
   if (unlikely(xa_os_fail_maps)) return XA_MOVE_FAILED;
@@ -940,19 +948,35 @@ bool xa_os_read_self(void *dst, const void *src, size_t size) {
   return ok;
 }
 
-int xa_os_wp_open(void) {
-  int saved = errno;
+/* Linux 6.4: protection of anonymous private pages not populated yet
+ * (older headers lack the name). */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+
+static int wp_open_with(uint64_t features) {
   /* Kernel-mode faults must wait too (a read() into a block being meshed),
    * so no UFFD_USER_MODE_ONLY: this needs the privilege to handle them
    * (vm.unprivileged_userfaultfd=1, CAP_SYS_PTRACE or root). */
   int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
   if (fd >= 0) {
-    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_HUGETLBFS_SHMEM};
-    if (ioctl(fd, UFFDIO_API, &api) != 0 || !(api.ioctls & ((uint64_t)1 << _UFFDIO_REGISTER))) {
+    struct uffdio_api api = {.api = UFFD_API, .features = features};
+    if (ioctl(fd, UFFDIO_API, &api) != 0 || !(api.ioctls & ((uint64_t)1 << _UFFDIO_REGISTER)) ||
+        (api.features & features) != features) {
       syscall(SYS_close, fd);
       fd = -1;
     }
   }
+  return fd;
+}
+
+int xa_os_wp_open(bool *unpopulated) {
+  int saved = errno;
+  /* A kernel that does not know a feature refuses the handshake: then
+   * again, on a new descriptor, without it. */
+  int fd = wp_open_with(UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_WP_UNPOPULATED);
+  *unpopulated = fd >= 0;
+  if (fd < 0) fd = wp_open_with(UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
   errno = saved;
   return xa_os_fd_high(fd);
 }

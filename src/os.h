@@ -33,6 +33,10 @@ XA_HIDDEN bool xa_os_table_write(void *p, size_t size, bool on);
  * mapped again (another mapping took the range); XA_MOVE_FAILED: nothing
  * changed. */
 enum { XA_MOVE_FAILED, XA_MOVE_KEPT, XA_MOVE_HOLE };
+/* Move the pages of private mapping [from, from+size) (from xa_os_map)
+ * over whatever is mapped at [to, to+size), in one step; from is unmapped
+ * after.  false: nothing changed. */
+XA_HIDDEN bool xa_os_move_over(void *from, size_t size, void *to);
 XA_HIDDEN int xa_os_move_pages(void *from, size_t size, void *to);
 /* The address-space limit (RLIMIT_AS), or SIZE_MAX if there is none. */
 XA_HIDDEN size_t xa_os_as_limit(void);
@@ -268,8 +272,10 @@ XA_HIDDEN bool xa_os_read_self(void *dst, const void *src, size_t size);
  * process's privileges do not allow one); protect [p, p+size) so that a
  * write to it, from user or kernel mode, waits (false: nothing changed);
  * release: lift the protection if the range is still the protected mapping
- * (mapped), and wake every writer waiting on it. */
-XA_HIDDEN int xa_os_wp_open(void);
+ * (mapped), and wake every writer waiting on it.  *unpopulated: the
+ * protection covers the pages of private anonymous memory not populated
+ * yet too (Linux 6.4; shared memory's always are). */
+XA_HIDDEN int xa_os_wp_open(bool *unpopulated);
 XA_HIDDEN bool xa_os_wp_protect(int uffd, void *p, size_t size);
 XA_HIDDEN void xa_os_wp_release(int uffd, void *p, size_t size, bool mapped);
 

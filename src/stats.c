@@ -154,6 +154,8 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   __atomic_load(&xa_mesh_stats.fork_copies, &ms.fork_copies, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.fork_takes, &ms.fork_takes, __ATOMIC_RELAXED);
   __atomic_load(&xa_mesh_stats.reopens, &ms.reopens, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.adopted, &ms.adopted, __ATOMIC_RELAXED);
+  __atomic_load(&xa_mesh_stats.adopt_copied, &ms.adopt_copied, __ATOMIC_RELAXED);
   t->mesh_meshes = ms.meshes;
   t->mesh_aliases = ms.meshes - ms.unmeshes;
   t->mesh_reclaimed = ms.pages << xa_os_page_shift;
@@ -164,6 +166,8 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->mesh_fork_copies = ms.fork_copies;
   t->mesh_fork_takes = ms.fork_takes;
   t->mesh_reopens = ms.reopens;
+  t->mesh_adopted = ms.adopted;
+  t->mesh_adopt_copied = ms.adopt_copied;
   t->huge_contended = huge_contended;
   struct xa_prof_stats pf;
   xa_prof_stats(&pf);

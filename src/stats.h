@@ -51,6 +51,8 @@
   X(mesh_fork_copies, "fork children that copied the meshable heap") \
   X(mesh_fork_takes, "fork children that took the heap file their parent left (mesh_fork:take)") \
   X(mesh_reopens,    "meshing's descriptors (its file, its userfaultfd) found closed or replaced by the program, and opened again") \
+  X(mesh_adopted,    "chunks moved from private memory into meshing's file when meshing first picked one of their slabs") \
+  X(mesh_adopt_copied, "bytes of pages those moves copied into the file") \
   X(narenas,         "arenas") \
   X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \
   X(cgroup_limit,    "tightest memory limit (memory.max, memory.limit_in_bytes) of the cgroup and its ancestors; 0 none") \

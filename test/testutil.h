@@ -223,23 +223,35 @@ static inline size_t tu_statm(int field)
     if (sscanf(buf, "%lu %lu", &v[0], &v[1]) != 2) return 0;
     return (size_t)v[field] * (size_t)sysconf(_SC_PAGESIZE);
 }
-/* Permissions of the mapping that holds address a ("rw-p", "---p"), or "". */
-static inline const char *tu_perms_at(uintptr_t a)
+/* The line of /proc/self/maps for the mapping that holds address a, or "". */
+static inline const char *tu_maps_line(uintptr_t a)
 {
-    static char perms[8];
-    char line[512];
+    static char line[512];
+    char buf[512];
     FILE *f = fopen("/proc/self/maps", "r");
-    perms[0] = 0;
-    while (f && fgets(line, sizeof line, f)) {
+    line[0] = 0;
+    while (f && fgets(buf, sizeof buf, f)) {
         unsigned long lo, hi;
-        char pr[8];
-        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, pr) == 3 && a >= lo && a < hi) {
-            snprintf(perms, sizeof perms, "%s", pr);
+        if (sscanf(buf, "%lx-%lx", &lo, &hi) == 2 && a >= lo && a < hi) {
+            snprintf(line, sizeof line, "%s", buf);
             break;
         }
     }
     if (f) fclose(f);
+    return line;
+}
+/* Permissions of the mapping that holds address a ("rw-p", "---p"), or "". */
+static inline const char *tu_perms_at(uintptr_t a)
+{
+    static char perms[8];
+    perms[0] = 0;
+    sscanf(tu_maps_line(a), "%*x-%*x %7s", perms);
     return perms;
+}
+/* Does p lie in a mapping of meshing's file (mesh:true)? */
+static inline int tu_in_mesh_file(const void *p)
+{
+    return strstr(tu_maps_line((uintptr_t)p), "xalloc-mesh") != NULL;
 }
 
 /* First-failure recorder for multi-threaded tests: any thread calls

@@ -98,6 +98,14 @@ static void skip_without_mesh(void) {
   if (!xa_mesh_on) skip();
 }
 
+/* Tests of chunks that start in the file (kernels before 6.4): run with
+ * XA_TEST_MESH_IN_FILE=1 (test/mesh_suites.sh does).  Where chunks start
+ * private, a large block's chunk is never adopted, and xa_chunk_new's
+ * chunks are private. */
+static void skip_when_adopting(void) {
+  if (xa_mesh_can_adopt()) skip();
+}
+
 /* Slabs 0 and 1 share a live offset (5): never meshed together.  Slab 2
  * (offset 1) is disjoint from both: exactly one mesh, which moves a slab
  * onto another's pages; the objects keep their bytes. */
@@ -130,6 +138,75 @@ static void test_pairs_only_disjoint_slabs(void **state) {
   for (unsigned i = 0; i < t.nobj; i++)
     if (t.obj[i]) xa_arena_flush(&t.obj[i], 1, "test");
   xa_arena_mesh(a, 1000000000);            /* the emptied alias goes */
+  check(a);
+  assert_int_equal(a->meshed_slabs, 0);
+  free(t.obj);
+}
+
+/* Where the kernel holds private pages still (Linux 6.4), chunks start
+ * private and the first mesh that picks their slabs adopts them into the
+ * file (mesh.h).  A chunk that holds a large block is not adopted (the
+ * program may have changed its pages' protection): nothing meshes there.
+ * Once the block is gone (and the wait after a refusal is over), the same
+ * pair meshes: the chunk is in the file, every object keeps its bytes,
+ * and a write through the alias reads back through its owner.  Before
+ * that, an adoption refused half way (a piece's move fails) leaves the
+ * chunk private, every object as it was. */
+static void test_adoption(void **state) {
+  (void)state;
+  skip_without_mesh();
+  if (!xa_mesh_can_adopt()) skip();         /* chunks start in the file */
+  struct xa_arena *a = new_arena();
+  void *big = xa_arena_alloc_large(a, 64 * 1024, 0);
+  assert_non_null(big);
+  memset(big, 0x5a, 64 * 1024);
+  static const int keep[NSLABS][4] = {{0, -1}, {3, -1}, {0, 5, -1}};
+  struct trio t;
+  make_trio(a, &t, keep);
+  struct xa_chunk *c = xa_chunk_of(t.base[0]);
+  assert_ptr_equal(xa_chunk_of(big), c);
+  assert_false(c->meshable);
+  uint64_t meshes = xa_mesh_stats.meshes, adopted = xa_mesh_stats.adopted;
+  xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(xa_mesh_stats.meshes, meshes);
+  assert_int_equal(xa_mesh_stats.adopted, adopted);
+  assert_false(c->meshable);
+  assert_true(c->adopt_wait > 0);
+  xa_arena_free_large(xa_arena_large_span(big));
+  /* A piece refused half way: the pieces before it go back to private
+   * memory, objects and all, and nothing meshes. */
+  uint64_t failed = xa_mesh_stats.failed;
+  xa_mesh_adopt_fail_at = 3;
+  c->adopt_wait = 0;                        /* the wait is seconds long */
+  xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(xa_mesh_adopt_fail_at, 0);
+  assert_int_equal(xa_mesh_stats.failed - failed, 1);
+  assert_int_equal(xa_mesh_stats.adopted, adopted);
+  assert_int_equal(xa_mesh_stats.meshes, meshes);
+  assert_false(c->meshable);
+  check_trio(&t);
+  assert_false(tu_in_mesh_file(t.base[0]));
+  c->adopt_wait = 0;
+  /* passes that found nothing make the class wait a few */
+  for (int pass = 0; pass < 8 && xa_mesh_stats.meshes == meshes; pass++) xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(xa_mesh_stats.adopted - adopted, 1);
+  assert_int_equal(xa_mesh_stats.meshes - meshes, 1);
+  assert_true(c->meshable);
+  check_trio(&t);
+  assert_true(tu_in_mesh_file(t.base[0]));
+  struct xa_span *m = NULL;
+  for (unsigned k = 0; k < NSLABS; k++)
+    if (span_of(t.base[k])->state == XA_SPAN_MESHED) m = span_of(t.base[k]);
+  assert_non_null(m);
+  char *mp = xa_span_addr(m), *op = xa_span_addr(m->owner);
+  mp[t.size * 7] ^= 0x3c;
+  assert_int_equal(op[t.size * 7], mp[t.size * 7]);
+  for (unsigned i = 0; i < t.nobj; i++)
+    if (t.obj[i]) xa_arena_flush(&t.obj[i], 1, "test");
+  xa_arena_mesh(a, 1000000000);
   check(a);
   assert_int_equal(a->meshed_slabs, 0);
   free(t.obj);
@@ -320,6 +397,7 @@ static bool child_handler_in_window(void) { return handler_takes + 1 == xa_mesh_
 static void test_fork_handlers_in_window(void **state) {
   (void)state;
   skip_without_mesh();
+  skip_when_adopting();
   /* one CPU: the same arena each time, and its chunk stays (another block
    * lives in it) */
   cpu_set_t one, was_set;
@@ -359,8 +437,9 @@ static void test_fork_handlers_in_window(void **state) {
  * others at 8, 24, ..., so pairs are disjoint.  Points alias_obj and
  * owner_obj at a kept object of an alias and one of its owner. */
 static void **mesh_some(size_t n) {
-  void **v = malloc(n * sizeof *v);
-  assert_non_null(v);
+  /* not a large block of the heap: its chunk would not be adopted */
+  void **v = mmap(NULL, n * sizeof *v, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(v != MAP_FAILED);
   for (size_t i = 0; i < n; i++) v[i] = malloc(64);
   size_t size = xa_classes[xa_sizeclass_of(64)].size;
   for (size_t i = 0; i < n; i++) {
@@ -413,7 +492,7 @@ static void test_fork_alias_and_owner_in_window(void **state) {
   assert_true(WIFEXITED(st));
   assert_int_equal(WEXITSTATUS(st), 0);
   for (size_t i = 0; i < 16384; i++) free(v[i]);
-  free(v);
+  munmap(v, 16384 * sizeof *v);
 }
 
 /* A chunk being made while a fork goes by maps the file of before the
@@ -423,6 +502,7 @@ static void test_fork_alias_and_owner_in_window(void **state) {
 static void test_fork_changes_file_generation(void **state) {
   (void)state;
   skip_without_mesh();
+  skip_when_adopting();
   struct xa_chunk *c = xa_chunk_new(xa_arenas[0]);
   assert_non_null(c);
   assert_true(c->meshable);
@@ -443,11 +523,13 @@ static void test_fork_changes_file_generation(void **state) {
 }
 
 int main(void) {
+  if (getenv("XA_TEST_MESH_IN_FILE")) xa_mesh_adoption = false;
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pairs_only_disjoint_slabs),
       cmocka_unit_test(test_owner_and_alias_bookkeeping),
       cmocka_unit_test(test_many_aliases_on_one_owner),
+      cmocka_unit_test(test_adoption),
       cmocka_unit_test(test_fork_handlers_in_window),
       cmocka_unit_test(test_fork_alias_and_owner_in_window),
       cmocka_unit_test(test_fork_changes_file_generation),
