@@ -392,20 +392,10 @@ size_t xa_arena_release_spares_all(void) {
 
 /* ---- arenas ---------------------------------------------------------- */
 
-/* With meshing whose chunks start private (mesh.h: adoption), large
- * blocks come from arenas of their own, one beside each CPU's
- * (xa_arenas[ncpu_arenas + i]): chunks of slabs then hold no large block,
- * which would keep them from being adopted, and chunks of large blocks
- * are never meshed. */
-static unsigned ncpu_arenas;          /* xa_arenas[0, ncpu_arenas) follow the CPUs */
-
-unsigned xa_arena_cpu_count(void) { return __atomic_load_n(&ncpu_arenas, __ATOMIC_RELAXED); }
-
 bool xa_arena_init_all(unsigned n) {
-  unsigned total = xa_mesh_on && xa_mesh_can_adopt() ? 2 * n : n;   /* mesh.c is cold: asked only with meshing on */
-  struct xa_arena **v = xa_base_alloc(total * sizeof *v);
+  struct xa_arena **v = xa_base_alloc(n * sizeof *v);
   if (!v) return false;
-  for (unsigned i = 0; i < total; i++) {
+  for (unsigned i = 0; i < n; i++) {
     v[i] = xa_base_alloc(sizeof(struct xa_arena));
     if (!v[i]) return false;
     xa_lock_reinit(&v[i]->lock);
@@ -414,31 +404,25 @@ bool xa_arena_init_all(unsigned n) {
     v[i]->rng = xa_os_random() | 1;
   }
   xa_arenas = v;
-  __atomic_store_n(&ncpu_arenas, n, __ATOMIC_RELAXED);
-  __atomic_store_n(&xa_narenas, total, __ATOMIC_RELEASE);   /* after the arenas: xa_arena_count */
+  __atomic_store_n(&xa_narenas, n, __ATOMIC_RELEASE);   /* after the arenas: xa_arena_count */
   return true;
 }
 
-/* Arenas in use (mallopt's M_ARENA_MAX): at most the CPUs' arenas. */
+/* Arenas in use (mallopt's M_ARENA_MAX): at most xa_narenas. */
 static unsigned narenas_used;
 
 void xa_arena_limit(unsigned n) {
-  unsigned all = xa_arena_cpu_count();
+  unsigned all = xa_arena_count();
   __atomic_store_n(&narenas_used, n < all ? n : all, __ATOMIC_RELAXED);
 }
 
 unsigned xa_arena_used(void) {
   unsigned n = __atomic_load_n(&narenas_used, __ATOMIC_RELAXED);
-  return n ? n : xa_arena_cpu_count();
+  return n ? n : xa_arena_count();
 }
 
 struct xa_arena *xa_arena_choose(void) {
   return xa_arenas[xa_os_cpu() % xa_arena_used()];
-}
-
-struct xa_arena *xa_arena_choose_large(void) {
-  struct xa_arena *a = xa_arena_choose();
-  return xa_arena_count() > xa_arena_cpu_count() ? xa_arenas[xa_arena_cpu_count() + a->index] : a;
 }
 
 /* Live large bytes change by delta (lock held): allocated and active alike. */
@@ -1334,13 +1318,58 @@ static unsigned alias_count(const struct xa_span *s) {
   return n;
 }
 
+/* Each remap of the span pages around a fork (to copy-on-write before
+ * it, to a file of each side's own after it) maps them read-write as a
+ * whole, and aliases over them.  Ranges the program had given other
+ * access (a guard page of a stack it allocated with posix_memalign, a
+ * read-only table) get it back: their list is read from /proc/self/maps
+ * just before the remap and applied after it (in the parent another
+ * thread's mprotect in between is undone; the forking thread holds every
+ * arena, so none of ours runs).  The list starts in a static array (no
+ * mmap in the usual fork) and moves to mapped pages when it outgrows
+ * that.  Where /proc cannot be read, or those pages cannot be mapped, the
+ * ranges not noted stay read-write.  Only the access comes back:
+ * protection keys, mlock and madvise settings on heap pages do not.
+ * Adoption (below) does the same for the one chunk it moves. */
+struct prot_range { uintptr_t lo, hi; bool r, w, x; };
+struct prot_list { struct prot_range *v; size_t n, cap; uintptr_t lo, hi; };  /* hi 0: every file-backed chunk */
+#define PROT_STATIC 128
+static struct prot_range prot_static[PROT_STATIC] XA_BSS_TABLE;
+
+static bool prot_note(const struct xa_os_mapping *m, void *arg) {
+  struct prot_list *l = arg;
+  if ((m->r && m->w && !m->x) || !xa_chunkmap_test(m->start)) return true;
+  struct xa_chunk *c = xa_chunk_of((void *)m->start);
+  uintptr_t lo = (uintptr_t)xa_chunk_span_area(c), hi = lo + xa_chunk_span_bytes();
+  if (l->hi) lo = l->lo, hi = l->hi;                                 /* one chunk's (adopt) */
+  else if (!c->meshable) return true;
+  if (m->start < lo || m->end > hi) return true;                     /* only the remapped pages */
+  if (l->n == l->cap) {
+    size_t cap = l->cap * 2;
+    struct prot_range *v = xa_os_map(cap * sizeof *v, xa_os_page);
+    if (!v) return false;
+    memcpy(v, l->v, l->n * sizeof *v);
+    if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *v);
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (struct prot_range){m->start, m->end, m->r, m->w, m->x};
+  return true;
+}
+
+/* A refusal leaves the range read-write: the remap made no more mappings
+ * than there were, so the kernel's mapping limit is not the reason. */
+static void prot_restore(struct prot_list *l) {
+  for (size_t i = 0; i < l->n; i++)
+    xa_os_protect((void *)l->v[i].lo, l->v[i].hi - l->v[i].lo, l->v[i].r, l->v[i].w, l->v[i].x);
+  if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *l->v);
+}
+
 /* ---- adoption (mesh.h) ----------------------------------------------
  * Chunks start private where the kernel allows it; the first mesh that
- * picks a slab of one moves the chunk into the file.  A chunk holding a
- * large block is left private: the program may have changed the
- * protection of the block's pages (a guard page, a write barrier), which
- * the file's mapping would undo.  A chunk refused is not picked again for
- * ADOPT_WAIT ticks of the meshing clock (about a second each). */
+ * picks a slab of one moves the chunk into the file.  A chunk whose move
+ * failed is not picked again for ADOPT_WAIT ticks of the meshing clock
+ * (about a second each). */
 #define ADOPT_WAIT 4
 #define ADOPT_TRIES 100       /* 100 us waits for purges running in the chunk */
 static uint32_t mesh_clock;   /* xa_os_now() >> 30 at the pass's start */
@@ -1447,10 +1476,17 @@ static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
     xa_os_sleep(100000);
     arena_lock(a);
   }
-  bool ok = !purge_running_in(a, c) && !chunk_has_large(c);
-  if (ok) adopt_take_free(a, c, skip);
+  bool taken = !purge_running_in(a, c), large = taken && chunk_has_large(c);
+  if (taken) adopt_take_free(a, c, skip);
   arena_unlock(a);
-  bool taken = ok, began = ok && xa_mesh_adopt_begin(area, bytes);
+  /* The program may have given pages of a large block another access (a
+   * guard page, a read-only table), which the file's mapping would undo:
+   * noted first (without /proc, no adoption), given back after, as
+   * around a fork (prot_note; the step lock keeps fork's use of the list
+   * out).  Slabs' pages hold other objects too: no program sets theirs. */
+  struct prot_list prot = {prot_static, 0, PROT_STATIC, (uintptr_t)area, (uintptr_t)area + bytes};
+  bool ok = taken && (!large || xa_os_maps(prot_note, &prot));
+  bool began = ok && xa_mesh_adopt_begin(area, bytes);
   ok = began && adopt_pieces(c, skip, &done);
   /* Half in the file would not do (fork maps a chunk's pages from the
    * file, or none of them): back to private, or, if even that is
@@ -1461,6 +1497,7 @@ static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
     ok = true;
   }
   if (began) xa_mesh_adopt_end(bytes, ok, &gen);
+  if (large) prot_restore(&prot);
   arena_lock(a);
   a->adopting = NULL;
   if (taken) adopt_put_free(a, c, skip, ok, &dead);
@@ -2033,50 +2070,6 @@ static void inflight_finish(struct xa_arena *a) {
   chunks_delete(dead);
 }
 
-/* Each remap of the span pages around a fork (to copy-on-write before
- * it, to a file of each side's own after it) maps them read-write as a
- * whole, and aliases over them.  Ranges the program had given other
- * access (a guard page of a stack it allocated with posix_memalign, a
- * read-only table) get it back: their list is read from /proc/self/maps
- * just before the remap and applied after it (in the parent another
- * thread's mprotect in between is undone; the forking thread holds every
- * arena, so none of ours runs).  The list starts in a static array (no
- * mmap in the usual fork) and moves to mapped pages when it outgrows
- * that.  Where /proc cannot be read, or those pages cannot be mapped, the
- * ranges not noted stay read-write.  Only the access comes back:
- * protection keys, mlock and madvise settings on heap pages do not. */
-struct prot_range { uintptr_t lo, hi; bool r, w, x; };
-struct prot_list { struct prot_range *v; size_t n, cap; };
-#define PROT_STATIC 128
-static struct prot_range prot_static[PROT_STATIC] XA_BSS_TABLE;
-
-static bool prot_note(const struct xa_os_mapping *m, void *arg) {
-  struct prot_list *l = arg;
-  if ((m->r && m->w && !m->x) || !xa_chunkmap_test(m->start)) return true;
-  struct xa_chunk *c = xa_chunk_of((void *)m->start);
-  uintptr_t lo = (uintptr_t)xa_chunk_span_area(c), hi = lo + xa_chunk_span_bytes();
-  if (!c->meshable || m->start < lo || m->end > hi) return true;     /* only the remapped pages */
-  if (l->n == l->cap) {
-    size_t cap = l->cap * 2;
-    struct prot_range *v = xa_os_map(cap * sizeof *v, xa_os_page);
-    if (!v) return false;
-    memcpy(v, l->v, l->n * sizeof *v);
-    if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *v);
-    l->v = v;
-    l->cap = cap;
-  }
-  l->v[l->n++] = (struct prot_range){m->start, m->end, m->r, m->w, m->x};
-  return true;
-}
-
-/* A refusal leaves the range read-write: the remap made no more mappings
- * than there were, so the kernel's mapping limit is not the reason. */
-static void prot_restore(struct prot_list *l) {
-  for (size_t i = 0; i < l->n; i++)
-    xa_os_protect((void *)l->v[i].lo, l->v[i].hi - l->v[i].lo, l->v[i].r, l->v[i].w, l->v[i].x);
-  if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *l->v);
-}
-
 /* While the heap is held still, a signal handler on the forking thread
  * that wrote to it would wait for this thread itself: signals wait too. */
 static void signals_block(sigset_t *old) {
@@ -2097,7 +2090,7 @@ static XA_COLD void heap_rebase(bool child) {
   xa_mesh_rebase_begin(child);
   each_span_in_use(xa_mesh_rebase_span);
   each_meshable_span(alias_slots, NULL);
-  struct prot_list prot = {prot_static, 0, PROT_STATIC};
+  struct prot_list prot = {prot_static, 0, PROT_STATIC, 0, 0};
   xa_os_maps(prot_note, &prot);
   each_map_run(xa_mesh_rebase_map);
   prot_restore(&prot);
@@ -2123,7 +2116,7 @@ static void heap_to_private(void) {
       return;
     }
   }
-  struct prot_list prot = {prot_static, 0, PROT_STATIC};
+  struct prot_list prot = {prot_static, 0, PROT_STATIC, 0, 0};
   xa_os_maps(prot_note, &prot);
   map_private_ok = true;
   each_map_run(map_private);

@@ -24,15 +24,10 @@ XA_HIDDEN extern unsigned xa_narenas;
  * come after it and read xa_narenas. */
 XA_INLINE unsigned xa_arena_count(void) { return __atomic_load_n(&xa_narenas, __ATOMIC_ACQUIRE); }
 
-/* n arenas that follow the CPUs (xa_arenas[0, n)), and where meshing
- * adopts chunks (mesh.h) n more for large blocks (xa_arenas[n, 2n)). */
 XA_HIDDEN bool xa_arena_init_all(unsigned n);
-XA_HIDDEN unsigned xa_arena_cpu_count(void);
-/* The calling CPU's arena, and the one its large blocks come from. */
 XA_HIDDEN struct xa_arena *xa_arena_choose(void);
-XA_HIDDEN struct xa_arena *xa_arena_choose_large(void);
-/* Use only the first n of the CPUs' arenas from now on (mallopt's
- * M_ARENA_MAX), and how many are in use. */
+/* Use only the first n arenas from now on (mallopt's M_ARENA_MAX), and
+ * how many are in use. */
 XA_HIDDEN void xa_arena_limit(unsigned n);
 XA_HIDDEN unsigned xa_arena_used(void);
 

@@ -114,7 +114,7 @@ static void total_add(size_t *t, size_t size, long sign) {
  * one under an address-space limit: there every shard's region would
  * take its share of the limit. */
 static XA_NOINLINE unsigned shard_count_first(void) {
-  unsigned n = xa_arena_cpu_count();
+  unsigned n = xa_arena_count();
   if (!n) return 1;             /* before initialisation (statistics): not fixed yet */
   if (n > XA_HUGE_SHARDS) n = XA_HUGE_SHARDS;
   if (xa_os_as_limit() != SIZE_MAX) n = 1;

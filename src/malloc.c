@@ -115,7 +115,7 @@ static size_t huge_size(size_t n) {
 /* A small allocation the heap profiler samples: a block of whole pages
  * of its own (prof.h says why), recorded with the caller's stack. */
 static XA_NOINLINE void *alloc_sampled(size_t n) {
-  void *p = xa_arena_alloc_large(xa_arena_choose_large(), large_size(n ? n : 1), xa_os_page);
+  void *p = xa_arena_alloc_large(xa_arena_choose(), large_size(n ? n : 1), xa_os_page);
   if (!p) return NULL;
   xa_prof_record(p, n);
   if (unlikely(xa_opt.junk)) xa_valgrind_fill(p, XA_JUNK_ALLOC, n);
@@ -132,7 +132,7 @@ static void *alloc_big(size_t n, size_t align, bool sparse, bool *zeroed) {
   if (n > XA_REQUEST_MAX || align > XA_REQUEST_MAX / 2) return fail_nomem();
   void *p = NULL;
   if (n < XA_HUGE_MIN && align < XA_CHUNK_SIZE / 4)
-    p = xa_arena_alloc_large(xa_arena_choose_large(), large_size(n), align);
+    p = xa_arena_alloc_large(xa_arena_choose(), large_size(n), align);
   if (!p) p = xa_huge_alloc(huge_size(n), align, sparse, zeroed);
   if (!p) {
     /* Memory may sit in caches and free pages: give it back and retry. */

@@ -399,7 +399,7 @@ static void test_fresh_pages_near_peak_purge_dirty(void **state) {
  * run elsewhere now).  A private arena never borrows (the tests above). */
 static void test_dirty_pages_borrowed_across_arenas(void **state) {
   (void)state;
-  if (xa_arena_cpu_count() < 2) skip();
+  if (xa_arena_count() < 2) skip();
   int64_t decay = xa_opt.dirty_decay_ms;
   xa_opt.dirty_decay_ms = -1;              /* the purger leaves the dirty pages be */
   size_t page = xa_os_page;

@@ -424,7 +424,7 @@ static void two_shards(int *a, int *b) {
   int cpus[2], n = 0;
   for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
     if (CPU_ISSET(c, &all_cpus)) cpus[n++] = c;
-  if (n < 2 || xa_arena_cpu_count() < 2 || (unsigned)cpus[0] % xa_arena_cpu_count() == (unsigned)cpus[1] % xa_arena_cpu_count()) {
+  if (n < 2 || xa_arena_count() < 2 || (unsigned)cpus[0] % xa_arena_count() == (unsigned)cpus[1] % xa_arena_count()) {
     print_message("fewer than two CPUs or arenas: one shard\n");
     skip();
   }
@@ -563,7 +563,7 @@ static void test_lock_contention_counted(void **state) {
   uint64_t before, after, v = 0;
   size_t len = sizeof v;
   xa_huge_lock_stats(&n, &before);
-  unsigned arenas = xa_arena_cpu_count();     /* the CPUs' arenas, not the large blocks' */
+  unsigned arenas = xa_arena_count();
   assert_int_equal(n, arenas < XA_HUGE_SHARDS ? arenas : XA_HUGE_SHARDS);
   assert_int_equal(xalloc_ctl("stats.huge_shards", &v, &len, NULL, 0), 0);
   assert_int_equal(v, n);
