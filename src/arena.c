@@ -1486,7 +1486,7 @@ static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
    * out).  Slabs' pages hold other objects too: no program sets theirs. */
   struct prot_list prot = {prot_static, 0, PROT_STATIC, (uintptr_t)area, (uintptr_t)area + bytes};
   bool ok = taken && (!large || xa_os_maps(prot_note, &prot));
-  bool began = ok && xa_mesh_adopt_begin(area, bytes);
+  bool began = ok && xa_mesh_adopt_begin();
   ok = began && adopt_pieces(c, skip, &done);
   /* Half in the file would not do (fork maps a chunk's pages from the
    * file, or none of them): back to private, or, if even that is
@@ -1496,7 +1496,7 @@ static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
       xa_error_fatal("mesh: a chunk could be moved neither into meshing's file nor back out of it");
     ok = true;
   }
-  if (began) xa_mesh_adopt_end(bytes, ok, &gen);
+  if (began) xa_mesh_adopt_end(ok, &gen);
   if (large) prot_restore(&prot);
   arena_lock(a);
   a->adopting = NULL;

@@ -296,23 +296,23 @@ bool xa_mesh_can_adopt(void) {
   return xa_mesh_adoption && xa_mesh_running() && __atomic_load_n(&wp_unpopulated, __ATOMIC_RELAXED);
 }
 
-/* The adoption under way (step lock held): a view of the chunk's range of
- * the file, a buffer, when it began, the bytes copied so far. */
+/* The adoption under way (step lock held): a view of one piece's range
+ * of the file (mapped anew for each piece: the view's pages would count
+ * twice in VmRSS once the program touches them through the chunk), a
+ * buffer, when it began, the bytes copied so far. */
 static char *adopt_view;
 static uint64_t *adopt_buf;
-static char *adopt_base;
 static uint64_t adopt_t0, adopt_bytes;
 unsigned xa_mesh_adopt_fail_at;
 
-bool xa_mesh_adopt_begin(char *p, size_t size) {
+bool xa_mesh_adopt_begin(void) {
   adopt_t0 = xa_os_now();
   adopt_bytes = 0;
   if (!xa_mesh_can_adopt() || !fds_check()) return false;   /* step lock held */
-  adopt_base = p;
-  adopt_view = xa_os_map(size, xa_os_page);
+  adopt_view = xa_os_map(ADOPT_PIECE, xa_os_page);
   adopt_buf = xa_os_map(ADOPT_PIECE, xa_os_page);
-  if (adopt_view && adopt_buf && xa_os_map_file(adopt_view, size, mesh_fd, (uintptr_t)p)) return true;
-  xa_mesh_adopt_end(size, false, NULL);
+  if (adopt_view && adopt_buf) return true;
+  xa_mesh_adopt_end(false, NULL);
   return false;
 }
 
@@ -322,10 +322,11 @@ bool xa_mesh_adopt_hold(char *q, size_t n) { return xa_os_wp_protect(wp_fd, q, n
 
 bool xa_mesh_adopt_piece(char *q, size_t n, const uint8_t *skip) {
   size_t page = xa_os_page, words = page / 8, pages = n >> xa_os_page_shift, lo = 0, hi = pages;
-  char *view = adopt_view + (q - adopt_base);
+  char *view = adopt_view;
   while (lo < pages && skip[lo]) lo++;
   while (hi > lo && skip[hi - 1]) hi--;
-  bool ok = lo == hi || xa_os_read_self(adopt_buf + lo * words, q + lo * page, (hi - lo) * page);
+  bool ok = lo == hi || (xa_os_map_file(view, n, mesh_fd, (uintptr_t)q) &&
+                         xa_os_read_self(adopt_buf + lo * words, q + lo * page, (hi - lo) * page));
   for (size_t i = lo; ok && i < hi; i++) {
     if (skip[i] || is_zero(adopt_buf + i * words, page)) continue;
     memcpy(view + i * page, adopt_buf + i * words, page);
@@ -354,8 +355,8 @@ bool xa_mesh_adopt_undo(char *p, size_t n) {
   return moved;
 }
 
-void xa_mesh_adopt_end(size_t size, bool ok, uint32_t *gen) {
-  if (adopt_view) xa_os_unmap(adopt_view, size);
+void xa_mesh_adopt_end(bool ok, uint32_t *gen) {
+  if (adopt_view) xa_os_unmap(adopt_view, ADOPT_PIECE);
   if (adopt_buf) xa_os_unmap(adopt_buf, ADOPT_PIECE);
   adopt_view = NULL;
   adopt_buf = NULL;

@@ -106,12 +106,12 @@ XA_HIDDEN bool xa_mesh_room(void);
  * the file's generation (as from xa_mesh_back).  Step lock held, no arena
  * lock; the caller keeps every purge off the chunk throughout. */
 XA_HIDDEN bool xa_mesh_can_adopt(void);
-XA_HIDDEN bool xa_mesh_adopt_begin(char *p, size_t size);
+XA_HIDDEN bool xa_mesh_adopt_begin(void);
 XA_HIDDEN size_t xa_mesh_adopt_piece_bytes(void);
 XA_HIDDEN bool xa_mesh_adopt_hold(char *q, size_t n);
 XA_HIDDEN bool xa_mesh_adopt_piece(char *q, size_t n, const uint8_t *skip);
 XA_HIDDEN bool xa_mesh_adopt_undo(char *p, size_t n);
-XA_HIDDEN void xa_mesh_adopt_end(size_t size, bool ok, uint32_t *gen);
+XA_HIDDEN void xa_mesh_adopt_end(bool ok, uint32_t *gen);
 /* Test hook: when non-zero, the piece it counts down to is refused. */
 XA_HIDDEN extern unsigned xa_mesh_adopt_fail_at;
 /* Test hook: false makes chunks start in the file, as where the kernel
