@@ -966,11 +966,10 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
 static size_t purge_list(struct xa_arena *a, struct xa_lru *l, size_t pages, bool lazy, uint64_t now,
                          uint64_t min_age) {
   size_t done = 0;
-  while (done < pages && l->head && aged(l->head, now, min_age)) {
-    size_t n = purge_free_span(a, purge_cut(a, l, l->head, pages - done), lazy);
-    if (!n) break;
-    done += n;
-  }
+  /* the adopting chunk's spans wait (purge_free_span), uncut: a cut
+   * piece left unpurged would stay beside its rest unmerged */
+  while (done < pages && l->head && aged(l->head, now, min_age) && xa_span_chunk(l->head) != a->adopting)
+    done += purge_free_span(a, purge_cut(a, l, l->head, pages - done), lazy);
   return done;
 }
 
@@ -1318,58 +1317,17 @@ static unsigned alias_count(const struct xa_span *s) {
   return n;
 }
 
-/* Each remap of the span pages around a fork (to copy-on-write before
- * it, to a file of each side's own after it) maps them read-write as a
- * whole, and aliases over them.  Ranges the program had given other
- * access (a guard page of a stack it allocated with posix_memalign, a
- * read-only table) get it back: their list is read from /proc/self/maps
- * just before the remap and applied after it (in the parent another
- * thread's mprotect in between is undone; the forking thread holds every
- * arena, so none of ours runs).  The list starts in a static array (no
- * mmap in the usual fork) and moves to mapped pages when it outgrows
- * that.  Where /proc cannot be read, or those pages cannot be mapped, the
- * ranges not noted stay read-write.  Only the access comes back:
- * protection keys, mlock and madvise settings on heap pages do not.
- * Adoption (below) does the same for the one chunk it moves. */
-struct prot_range { uintptr_t lo, hi; bool r, w, x; };
-struct prot_list { struct prot_range *v; size_t n, cap; uintptr_t lo, hi; };  /* hi 0: every file-backed chunk */
-#define PROT_STATIC 128
-static struct prot_range prot_static[PROT_STATIC] XA_BSS_TABLE;
-
-static bool prot_note(const struct xa_os_mapping *m, void *arg) {
-  struct prot_list *l = arg;
-  if ((m->r && m->w && !m->x) || !xa_chunkmap_test(m->start)) return true;
-  struct xa_chunk *c = xa_chunk_of((void *)m->start);
-  uintptr_t lo = (uintptr_t)xa_chunk_span_area(c), hi = lo + xa_chunk_span_bytes();
-  if (l->hi) lo = l->lo, hi = l->hi;                                 /* one chunk's (adopt) */
-  else if (!c->meshable) return true;
-  if (m->start < lo || m->end > hi) return true;                     /* only the remapped pages */
-  if (l->n == l->cap) {
-    size_t cap = l->cap * 2;
-    struct prot_range *v = xa_os_map(cap * sizeof *v, xa_os_page);
-    if (!v) return false;
-    memcpy(v, l->v, l->n * sizeof *v);
-    if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *v);
-    l->v = v;
-    l->cap = cap;
-  }
-  l->v[l->n++] = (struct prot_range){m->start, m->end, m->r, m->w, m->x};
-  return true;
-}
-
-/* A refusal leaves the range read-write: the remap made no more mappings
- * than there were, so the kernel's mapping limit is not the reason. */
-static void prot_restore(struct prot_list *l) {
-  for (size_t i = 0; i < l->n; i++)
-    xa_os_protect((void *)l->v[i].lo, l->v[i].hi - l->v[i].lo, l->v[i].r, l->v[i].w, l->v[i].x);
-  if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *l->v);
-}
-
 /* ---- adoption (mesh.h) ----------------------------------------------
  * Chunks start private where the kernel allows it; the first mesh that
- * picks a slab of one moves the chunk into the file.  A chunk whose move
- * failed is not picked again for ADOPT_WAIT ticks of the meshing clock
- * (about a second each). */
+ * picks a slab of one moves the chunk into the file.  A chunk holding a
+ * large block is left private: the program may have changed the access
+ * of the block's pages (a guard page, a write barrier) or handed them to
+ * the kernel for I/O (O_DIRECT, io_uring fixed buffers), and the file's
+ * mapping would undo the one and lose the other.  (Reading the access
+ * from /proc/self/maps and setting it back after, as fork does, raced
+ * with the program: a page made read-write, freed and carved again during
+ * the move went read-only.)  A chunk refused is not picked again for
+ * ADOPT_WAIT ticks of the meshing clock (about a second each). */
 #define ADOPT_WAIT 4
 #define ADOPT_TRIES 100       /* 100 us waits for purges running in the chunk */
 static uint32_t mesh_clock;   /* xa_os_now() >> 30 at the pass's start */
@@ -1464,7 +1422,7 @@ static bool adopt_pieces(struct xa_chunk *c, const uint8_t *skip, size_t *done) 
 static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
   if (c->meshable) return true;
   char *area = xa_chunk_span_area(c);
-  size_t bytes = xa_chunk_span_bytes(), done = 0;
+  size_t done = 0;
   uint8_t skip[XA_CHUNK_UNITS];
   uint32_t gen;
   struct xa_chunk *dead = NULL;
@@ -1476,17 +1434,10 @@ static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
     xa_os_sleep(100000);
     arena_lock(a);
   }
-  bool taken = !purge_running_in(a, c), large = taken && chunk_has_large(c);
-  if (taken) adopt_take_free(a, c, skip);
+  bool ok = !purge_running_in(a, c) && !chunk_has_large(c);
+  if (ok) adopt_take_free(a, c, skip);
   arena_unlock(a);
-  /* The program may have given pages of a large block another access (a
-   * guard page, a read-only table), which the file's mapping would undo:
-   * noted first (without /proc, no adoption), given back after, as
-   * around a fork (prot_note; the step lock keeps fork's use of the list
-   * out).  Slabs' pages hold other objects too: no program sets theirs. */
-  struct prot_list prot = {prot_static, 0, PROT_STATIC, (uintptr_t)area, (uintptr_t)area + bytes};
-  bool ok = taken && (!large || xa_os_maps(prot_note, &prot));
-  bool began = ok && xa_mesh_adopt_begin();
+  bool taken = ok, began = ok && xa_mesh_adopt_begin();
   ok = began && adopt_pieces(c, skip, &done);
   /* Half in the file would not do (fork maps a chunk's pages from the
    * file, or none of them): back to private, or, if even that is
@@ -1497,7 +1448,6 @@ static XA_COLD bool adopt(struct xa_arena *a, struct xa_chunk *c) {
     ok = true;
   }
   if (began) xa_mesh_adopt_end(ok, &gen);
-  if (large) prot_restore(&prot);
   arena_lock(a);
   a->adopting = NULL;
   if (taken) adopt_put_free(a, c, skip, ok, &dead);
@@ -2028,12 +1978,15 @@ static void alias_slots(struct xa_span *s, void *arg) {
 void xa_arena_fork_check(void) {
   if (!xa_mesh_on) return;
   uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-  bool shared = false;
+  bool shared = false, adopts = xa_mesh_can_adopt();
   for (unsigned i = 0; i < xa_narenas && !shared; i++) {
     xa_lock(&xa_arenas[i]->lock);
     for (struct xa_chunk *c = xa_arenas[i]->chunks; c && !shared; c = c->next) {
       uintptr_t lo = (uintptr_t)xa_chunk_span_area(c);
-      shared = c->meshable && sp >= lo && sp < lo + xa_chunk_span_bytes();
+      /* a private chunk too where chunks are adopted: it may be in the
+       * file by the time the fork runs (adoption needs no lock of ours
+       * that this thread holds until then) */
+      shared = (c->meshable || adopts) && sp >= lo && sp < lo + xa_chunk_span_bytes();
     }
     xa_unlock(&xa_arenas[i]->lock);
   }
@@ -2070,6 +2023,50 @@ static void inflight_finish(struct xa_arena *a) {
   chunks_delete(dead);
 }
 
+/* Each remap of the span pages around a fork (to copy-on-write before
+ * it, to a file of each side's own after it) maps them read-write as a
+ * whole, and aliases over them.  Ranges the program had given other
+ * access (a guard page of a stack it allocated with posix_memalign, a
+ * read-only table) get it back: their list is read from /proc/self/maps
+ * just before the remap and applied after it (in the parent another
+ * thread's mprotect in between is undone; the forking thread holds every
+ * arena, so none of ours runs).  The list starts in a static array (no
+ * mmap in the usual fork) and moves to mapped pages when it outgrows
+ * that.  Where /proc cannot be read, or those pages cannot be mapped, the
+ * ranges not noted stay read-write.  Only the access comes back:
+ * protection keys, mlock and madvise settings on heap pages do not. */
+struct prot_range { uintptr_t lo, hi; bool r, w, x; };
+struct prot_list { struct prot_range *v; size_t n, cap; };
+#define PROT_STATIC 128
+static struct prot_range prot_static[PROT_STATIC] XA_BSS_TABLE;
+
+static bool prot_note(const struct xa_os_mapping *m, void *arg) {
+  struct prot_list *l = arg;
+  if ((m->r && m->w && !m->x) || !xa_chunkmap_test(m->start)) return true;
+  struct xa_chunk *c = xa_chunk_of((void *)m->start);
+  uintptr_t lo = (uintptr_t)xa_chunk_span_area(c), hi = lo + xa_chunk_span_bytes();
+  if (!c->meshable || m->start < lo || m->end > hi) return true;     /* only the remapped pages */
+  if (l->n == l->cap) {
+    size_t cap = l->cap * 2;
+    struct prot_range *v = xa_os_map(cap * sizeof *v, xa_os_page);
+    if (!v) return false;
+    memcpy(v, l->v, l->n * sizeof *v);
+    if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *v);
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = (struct prot_range){m->start, m->end, m->r, m->w, m->x};
+  return true;
+}
+
+/* A refusal leaves the range read-write: the remap made no more mappings
+ * than there were, so the kernel's mapping limit is not the reason. */
+static void prot_restore(struct prot_list *l) {
+  for (size_t i = 0; i < l->n; i++)
+    xa_os_protect((void *)l->v[i].lo, l->v[i].hi - l->v[i].lo, l->v[i].r, l->v[i].w, l->v[i].x);
+  if (l->v != prot_static) xa_os_unmap(l->v, l->cap * sizeof *l->v);
+}
+
 /* While the heap is held still, a signal handler on the forking thread
  * that wrote to it would wait for this thread itself: signals wait too. */
 static void signals_block(sigset_t *old) {
@@ -2090,7 +2087,7 @@ static XA_COLD void heap_rebase(bool child) {
   xa_mesh_rebase_begin(child);
   each_span_in_use(xa_mesh_rebase_span);
   each_meshable_span(alias_slots, NULL);
-  struct prot_list prot = {prot_static, 0, PROT_STATIC, 0, 0};
+  struct prot_list prot = {prot_static, 0, PROT_STATIC};
   xa_os_maps(prot_note, &prot);
   each_map_run(xa_mesh_rebase_map);
   prot_restore(&prot);
@@ -2116,7 +2113,7 @@ static void heap_to_private(void) {
       return;
     }
   }
-  struct prot_list prot = {prot_static, 0, PROT_STATIC, 0, 0};
+  struct prot_list prot = {prot_static, 0, PROT_STATIC};
   xa_os_maps(prot_note, &prot);
   map_private_ok = true;
   each_map_run(map_private);

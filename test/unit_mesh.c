@@ -145,29 +145,40 @@ static void test_pairs_only_disjoint_slabs(void **state) {
 
 /* Where the kernel holds private pages still (Linux 6.4), chunks start
  * private and the first mesh that picks their slabs adopts them into the
- * file (mesh.h).  An adoption refused half way (a piece's move fails)
- * leaves the chunk private, every object as it was.  Then it goes: the
- * chunk is in the file, every object keeps its bytes, a write through the
- * alias reads back through its owner, and a large block in the chunk
- * keeps the access the program gave one of its pages (read-only). */
+ * file (mesh.h).  A chunk that holds a large block is not adopted (the
+ * program may have changed its pages' protection): nothing meshes there.
+ * Once the block is gone (and the wait after a refusal is over), the same
+ * pair meshes: the chunk is in the file, every object keeps its bytes,
+ * and a write through the alias reads back through its owner.  Before
+ * that, an adoption refused half way (a piece's move fails) leaves the
+ * chunk private, every object as it was. */
 static void test_adoption(void **state) {
   (void)state;
   skip_without_mesh();
   if (!xa_mesh_can_adopt()) skip();         /* chunks start in the file */
   struct xa_arena *a = new_arena();
-  size_t page = xa_os_page, bigsize = 16 * page;
-  char *big = xa_arena_alloc_large(a, bigsize, 0);
+  void *big = xa_arena_alloc_large(a, 64 * 1024, 0);
   assert_non_null(big);
-  tu_fill(big, bigsize, 77);
-  assert_int_equal(mprotect(big + page, page, PROT_READ), 0);
+  memset(big, 0x5a, 64 * 1024);
   static const int keep[NSLABS][4] = {{0, -1}, {3, -1}, {0, 5, -1}};
   struct trio t;
   make_trio(a, &t, keep);
   struct xa_chunk *c = xa_chunk_of(t.base[0]);
   assert_ptr_equal(xa_chunk_of(big), c);
   assert_false(c->meshable);
-  uint64_t meshes = xa_mesh_stats.meshes, adopted = xa_mesh_stats.adopted, failed = xa_mesh_stats.failed;
+  uint64_t meshes = xa_mesh_stats.meshes, adopted = xa_mesh_stats.adopted;
+  xa_arena_mesh(a, 1000000000);
+  check(a);
+  assert_int_equal(xa_mesh_stats.meshes, meshes);
+  assert_int_equal(xa_mesh_stats.adopted, adopted);
+  assert_false(c->meshable);
+  assert_true(c->adopt_wait > 0);
+  xa_arena_free_large(xa_arena_large_span(big));
+  /* A piece refused half way: the pieces before it go back to private
+   * memory, objects and all, and nothing meshes. */
+  uint64_t failed = xa_mesh_stats.failed;
   xa_mesh_adopt_fail_at = 3;
+  c->adopt_wait = 0;                        /* the wait is seconds long */
   xa_arena_mesh(a, 1000000000);
   check(a);
   assert_int_equal(xa_mesh_adopt_fail_at, 0);
@@ -175,12 +186,9 @@ static void test_adoption(void **state) {
   assert_int_equal(xa_mesh_stats.adopted, adopted);
   assert_int_equal(xa_mesh_stats.meshes, meshes);
   assert_false(c->meshable);
-  assert_true(c->adopt_wait > 0);
   check_trio(&t);
   assert_false(tu_in_mesh_file(t.base[0]));
-  assert_string_equal(tu_perms_at((uintptr_t)(big + page)), "r--p");
-  assert_true(tu_check(big, bigsize, 77));
-  c->adopt_wait = 0;                        /* the wait is seconds long */
+  c->adopt_wait = 0;
   /* passes that found nothing make the class wait a few */
   for (int pass = 0; pass < 8 && xa_mesh_stats.meshes == meshes; pass++) xa_arena_mesh(a, 1000000000);
   check(a);
@@ -189,10 +197,6 @@ static void test_adoption(void **state) {
   assert_true(c->meshable);
   check_trio(&t);
   assert_true(tu_in_mesh_file(t.base[0]));
-  assert_true(tu_in_mesh_file(big));
-  assert_string_equal(tu_perms_at((uintptr_t)(big + page)), "r--s");
-  assert_string_equal(tu_perms_at((uintptr_t)big), "rw-s");
-  assert_true(tu_check(big, bigsize, 77));
   struct xa_span *m = NULL;
   for (unsigned k = 0; k < NSLABS; k++)
     if (span_of(t.base[k])->state == XA_SPAN_MESHED) m = span_of(t.base[k]);
@@ -205,8 +209,6 @@ static void test_adoption(void **state) {
   xa_arena_mesh(a, 1000000000);
   check(a);
   assert_int_equal(a->meshed_slabs, 0);
-  assert_int_equal(mprotect(big + page, page, PROT_READ | PROT_WRITE), 0);
-  xa_arena_free_large(xa_arena_large_span(big));
   free(t.obj);
 }
 
