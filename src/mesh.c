@@ -348,9 +348,10 @@ bool xa_mesh_adopt_undo(char *p, size_t n) {
   size_t page = xa_os_page;
   for (size_t off = 0; ok && off < n; off += page)
     if (!is_zero((const uint64_t *)(p + off), page)) memcpy(priv + off, p + off, page);
-  bool moved = ok && xa_os_move_over(priv, n, p);
+  int rc = ok ? xa_os_move_pages(priv, n, p) : XA_MOVE_FAILED;
+  bool moved = rc != XA_MOVE_FAILED;
   if (ok) xa_os_wp_release(wp_fd, p, n, !moved);
-  if (priv && !moved) xa_os_unmap(priv, n);
+  if (priv && rc != XA_MOVE_HOLE) xa_os_unmap(priv, n);     /* left mapped, or not moved */
   if (moved) xa_os_punch(mesh_fd, (uintptr_t)p, n);
   return moved;
 }

@@ -165,14 +165,6 @@ void xa_os_release(void *p, size_t size) {
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
-bool xa_os_move_over(void *from, size_t size, void *to) {
-  int saved = errno;
-  bool ok = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to) == to;
-  if (ok) __atomic_fetch_sub(&xa_os_mapped_bytes, size, __ATOMIC_RELAXED);   /* from's mapping went */
-  errno = saved;
-  return ok;
-}
-
 int xa_os_move_pages(void *from, size_t size, void *to) {
   int saved = errno;
   if (unlikely(xa_os_fail_maps)) return XA_MOVE_FAILED;

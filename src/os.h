@@ -33,10 +33,6 @@ XA_HIDDEN bool xa_os_table_write(void *p, size_t size, bool on);
  * mapped again (another mapping took the range); XA_MOVE_FAILED: nothing
  * changed. */
 enum { XA_MOVE_FAILED, XA_MOVE_KEPT, XA_MOVE_HOLE };
-/* Move the pages of private mapping [from, from+size) (from xa_os_map)
- * over whatever is mapped at [to, to+size), in one step; from is unmapped
- * after.  false: nothing changed. */
-XA_HIDDEN bool xa_os_move_over(void *from, size_t size, void *to);
 XA_HIDDEN int xa_os_move_pages(void *from, size_t size, void *to);
 /* The address-space limit (RLIMIT_AS), or SIZE_MAX if there is none. */
 XA_HIDDEN size_t xa_os_as_limit(void);
