@@ -6,8 +6,11 @@
  *   or the count reached 0 (every 2^20 allocations of a class, or the
  *   heap profiler's next sample: xa_tcache_tick).
  *   Both paths compare with the bin's gates, which another thread closes
- *   while it reclaims an idle cache (xa_tcache_reclaim).  malloc holds
- *   the claim on the cache (tcache.h) meanwhile; free does not: a push
+ *   while it reclaims an idle cache (xa_tcache_reclaim).  malloc moves
+ *   `top` down before it reads the gate (xa_tbin_pop_begin) and moves it
+ *   back if the gate is closed: then the reclaimer, which reads `top`
+ *   after it closed the gates and fenced every thread, sees the pop or
+ *   the pop sees the gate closed.  free needs no such order: a push
  *   under way only adds above the `top` the reclaimer reads, which it
  *   never writes, and the push stores `top` after the slot.  A new
  *   thread's xa_tc points at the boot cache, whose bins are empty, so its
@@ -39,18 +42,14 @@ XA_HIDDEN void xa_free_aligned(void *p, size_t align, size_t size, bool sized, c
 
 XA_INLINE void *xa_malloc_fast(size_t n) {
   if (likely(n <= XA_SMALL_MAX)) {
-    struct xa_tcache *tc = xa_tc;
-    xa_tc_claim(tc);
-    struct xa_tbin *b = xa_tbin_scaled(tc, xa_sizeclass_scaled(n));
-    void **top = b->top;
+    struct xa_tbin *b = xa_tbin_scaled(xa_tc, xa_sizeclass_scaled(n));
+    void **top = xa_tbin_pop_begin(b);
     if (likely((uintptr_t)top > (uintptr_t)b->pop_gate) && likely(--b->countdown != 0)) {
-      xa_tbin_top_step(b, -1);
-      xa_tc_release(tc);       /* the slot under `top` is out of a reclaimer's reach */
       void *p = top[-1];
       *(uintptr_t *)p = 0;
       return p;
     }
-    xa_tc_release(tc);
+    xa_tbin_top_step(b, 1);    /* undone: the slow path finds the bin as it was */
   }
   return xa_malloc_slow(n);
 }
@@ -91,19 +90,21 @@ XA_INLINE bool xa_tbin_push_freed(struct xa_tbin *b, void *p) {
 /* The same on the calling thread's cache, for small object p of class cls. */
 XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) { return xa_tbin_push_freed(&xa_tc->bins[cls], p); }
 
-/* free()'s push of p, whose page-map entry is *pi: xa_small_lookup's
+/* free()'s push of p, whose page-map entry holds start32 and cls_scaled
+ * (xa_free_push: the entry *pi): xa_small_lookup's
  * object-start test with the class's divisibility constant read from the
  * bin (the scaled class 0 of anything but a slab indexes the dummy bin,
  * whose constant never divides), then the push.  False: nothing was
  * done. */
-XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) {
+XA_INLINE bool xa_free_push_in(void *p, uint32_t start32, size_t cls_scaled) {
   struct xa_tcache *tc = xa_tc;
-  uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - pi->start32);
-  struct xa_tbin *b = xa_tbin_scaled(tc, pi->cls_scaled);
+  uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - start32);
+  struct xa_tbin *b = xa_tbin_scaled(tc, cls_scaled);
   uint64_t magic = b->divmagic;
   off *= magic;
   return likely(off < magic) && likely(xa_tbin_push_freed(b, p));
 }
+XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) { return xa_free_push_in(p, pi->start32, pi->cls_scaled); }
 
 /* p's 4 KiB unit in the page map: < xa_pagemap_limit() if the map has it. */
 XA_INLINE uintptr_t xa_pagemap_unit(const void *p) { return (uintptr_t)p >> XA_UNIT_SHIFT; }
@@ -118,9 +119,17 @@ XA_INLINE size_t xa_pagemap_limit(void) {
 #endif
 }
 
+/* Unit u's cls_scaled, read as a byte of the map: the compiler then
+ * indexes the map in both of free()'s loads, where a field of
+ * xa_pagemap[u] makes it compute the entry's address first (one
+ * instruction more). */
+XA_INLINE size_t xa_pagemap_cls_scaled(uintptr_t u) {
+  return ((const uint8_t *)xa_pagemap)[u * sizeof(struct xa_pageinfo) + __builtin_offsetof(struct xa_pageinfo, cls_scaled)];
+}
+
 XA_INLINE void xa_free_fast(void *p) {
   uintptr_t u = xa_pagemap_unit(p);
-  if (likely(u < xa_pagemap_limit()) && likely(xa_free_push(p, &xa_pagemap[u]))) return;
+  if (likely(u < xa_pagemap_limit()) && likely(xa_free_push_in(p, xa_pagemap[u].start32, xa_pagemap_cls_scaled(u)))) return;
   xa_free_slow(p);
 }
 
@@ -133,6 +142,7 @@ XA_INLINE void xa_free_fast(void *p) {
 XA_INLINE bool xa_free_sized_fast(void *p, size_t n) {
   uintptr_t u = xa_pagemap_unit(p);
   return likely(u < xa_pagemap_limit()) && likely(n <= XA_SMALL_MAX) &&
-         likely(xa_sizeclass_scaled(n) == xa_pagemap[u].cls_scaled) && likely(xa_free_push(p, &xa_pagemap[u]));
+         likely(xa_sizeclass_scaled(n) == xa_pagemap_cls_scaled(u)) &&
+         likely(xa_free_push_in(p, xa_pagemap[u].start32, xa_pagemap_cls_scaled(u)));
 }
 #endif

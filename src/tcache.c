@@ -358,11 +358,16 @@ static void gates_close(struct xa_tcache *tc) {
 }
 
 uint32_t xa_tcache_activity(const struct xa_tcache *tc) {
-  uint64_t tops = 0;
-  for (unsigned c = 0; c < XA_NSMALL; c++) tops += (uintptr_t)__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED);
-  /* not a plain sum: a pop raises entered by one and lowers the tops' sum
-   * by one slot */
-  return __atomic_load_n(&tc->entered, __ATOMIC_RELAXED) * 0x9e3779b1u + (uint32_t)(tops >> 3);
+  uint64_t tops = 0, counts = 0;
+  for (unsigned c = 0; c < XA_NSMALL; c++) {
+    tops += (uintptr_t)__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED);
+    counts += (uint64_t)__atomic_load_n(&tc->bins[c].countdown, __ATOMIC_RELAXED);
+  }
+  /* A pop lowers the tops' sum and a countdown by one each, a push raises
+   * the tops' sum: a malloc and a free leave the tops as they were, not
+   * the countdowns.  A slow path raises entered. */
+  return __atomic_load_n(&tc->entered, __ATOMIC_RELAXED) * 0x9e3779b1u + (uint32_t)(tops >> 3) * 0x85ebca6bu +
+         (uint32_t)counts;
 }
 
 /* What a reclaim pass took from the bottom of each bin (taken[]) leaves
@@ -849,18 +854,24 @@ static void stacks_purge_kept(struct xa_tcache *tc) {
  *   reclaimer: close the gates; membarrier; read left, then entered; if
  *              equal, return every object below each bin's `top`, writing
  *              none of the owner's fields (bins_take; all under tc_lock)
- *   owner:     malloc and slow paths: entered++; read the gates; use the
- *              bin; left++ (a closed gate: the slow path settles what the
- *              reclaimer took and reopens the gates, claim_slow)
+ *   owner:     slow paths: entered++; read the gates; use the bin; left++
+ *              (a closed gate: the slow path settles what the reclaimer
+ *              took and reopens the gates, claim_slow)
+ *              malloc's fast path: move `top` down; read the gate; use
+ *              the slot under the old `top`, or move `top` back
+ *              (xa_tbin_pop_begin)
  *              free's fast path: read the gate, store the slot, then `top`
  * membarrier makes every running thread execute a full barrier (a thread
  * not running gets one when it is switched in).  So either the owner's
  * entered++ is visible when the reclaimer reads it (it backs off), or the
  * owner's gate reads come after that barrier and see the gates closed: it
- * takes the slow path, which waits for tc_lock.  A push that read its gate
- * before (one per thread: malloc is not async-signal-safe) may still be
- * under way; bins_take allows for it.  An owner never blocks a reclaimer,
- * and malloc's fast path gains two plain stores.  A cache emptied while
+ * takes the slow path, which waits for tc_lock.  The same holds for a
+ * pop's move of `top`: visible, so that the slot it uses lies at or above
+ * the `top` the reclaimer reads, or followed by a gate read that sees the
+ * gate closed.  A push that read its gate before (one per thread: malloc
+ * is not async-signal-safe) may still be under way; bins_take allows for
+ * it.  An owner never blocks a reclaimer, and malloc's fast path pays
+ * nothing for it but the order of its steps.  A cache emptied while
  * its thread was quiet (no call since the last pass, whether or not the
  * pass takes every cache) is marked idle: it leaves the budget's divisor
  * (bin_budget) until its owner reopens the gates, and its full-size

@@ -60,11 +60,11 @@ struct xa_tcache {
    * nothing.  bins[c] then sits at xa_class_scale(c) * 8. */
   struct xa_tbin none;
   struct xa_tbin bins[XA_NSMALL];
-  /* The owner's calls that may take objects from the bins (malloc's
-   * fast path and every slow path): begun and ended, ever.  They differ
-   * while one is in progress (nested ones count: a signal handler's
-   * malloc).  free's fast path, which only adds, counts nothing.  Written
-   * by the owner only, read by reclaimers (xa_tcache_reclaim). */
+  /* The owner's slow paths: begun and ended, ever.  They differ while
+   * one is in progress (nested ones count: a signal handler's malloc).
+   * The fast paths count nothing (xa_tbin_pop_begin, and free only
+   * adds).  Written by the owner only, read by reclaimers
+   * (xa_tcache_reclaim). */
   uint32_t entered, left;
   uint32_t seen_sig;                /* activity (tcache.c) at the last reclaim pass */
   uint32_t sweep_sig;               /* the same when the orphan sweep last looked */
@@ -110,12 +110,13 @@ struct xa_tcache {
   void *slots[];                    /* the bins' stacks: small area, then full-size */
 };
 
-/* The owner's claim on its cache around malloc's fast path and every slow
- * path: a reclaimer that finds entered == left after closing the gates
- * and fencing every thread (membarrier) knows that no such call is under
- * way and that the next one will find the gates closed.  Plain
- * increments: the compiler barriers keep the bin accesses between them,
- * and the membarrier orders them against the reclaimer. */
+/* The owner's claim on its cache around every slow path: a reclaimer
+ * that finds entered == left after closing the gates and fencing every
+ * thread (membarrier) knows that no such call is under way and that the
+ * next one will find the gates closed.  Plain increments: the compiler
+ * barriers keep the bin accesses between them, and the membarrier orders
+ * them against the reclaimer.  malloc's fast path takes no claim: it
+ * orders its pop against the gate instead (xa_tbin_pop_begin). */
 XA_INLINE void xa_tc_claim(struct xa_tcache *tc) {
   tc->entered++;
   __asm__ __volatile__("" ::: "memory");
@@ -146,6 +147,25 @@ XA_INLINE void xa_tbin_top_step(struct xa_tbin *b, long by) {
 #else
   b->top += by;
 #endif
+}
+
+/* malloc's pop, first step: `top` moves down one slot before the caller
+ * reads the pop gate, and the old `top` comes back (the object is the
+ * slot under it).  That order is the fast path's whole part in the
+ * reclaim protocol (xa_tcache_reclaim), an asymmetric Dekker: the
+ * reclaimer closes the gates, fences every thread, then reads `top`.
+ * Either the move is visible to it (the fence found it done), and it
+ * leaves the slot under the `top` it read alone, or the move comes after
+ * the fence, and so does the gate read, which finds the gate closed: the
+ * caller then moves `top` back (xa_tbin_top_step(b, 1)) and never reads
+ * the slot.  The compiler barrier keeps the gate read after the move in
+ * program order; the fence (an interrupt on a running thread, a context
+ * switch on another) splits the two at an instruction boundary. */
+XA_INLINE void **xa_tbin_pop_begin(struct xa_tbin *b) {
+  void **top = b->top;
+  xa_tbin_top_step(b, -1);
+  __asm__ __volatile__("" ::: "memory");
+  return top;
 }
 
 /* tc's bin of scaled class cls_scaled (xa_class_scale; 0: the dummy). */

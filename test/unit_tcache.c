@@ -293,11 +293,14 @@ static void test_thread_exit_recycles(void **state) {
 
 /* A thread that caches objects of class CLS, then waits while the main
  * thread reclaims: outside any call, inside a slow path (holding the
- * claim), in the middle of malloc's pop (the claim too), or in the middle
- * of free's push (it read `top` and passed the gate before the gates
- * closed, and finishes after the reclaim); then frees and allocates once
- * more. */
-enum { R_QUIET, R_SLOW, R_POP, R_PUSH, R_CASES };
+ * claim), in the middle of malloc's pop (it moved `top` down and found
+ * the gate open before the gates closed, and takes its object after the
+ * reclaim), in a pop that moved `top` before the reclaim and reads the
+ * gate after it (it finds it closed and moves `top` back), or in the
+ * middle of free's push (it read `top` and passed the gate before the
+ * gates closed, and finishes after the reclaim); then frees and allocates
+ * once more. */
+enum { R_QUIET, R_SLOW, R_POP, R_POP_UNDONE, R_PUSH, R_CASES };
 struct reclaim_case {
   pthread_barrier_t bar;
   struct xa_tcache *tc;
@@ -320,13 +323,23 @@ static void *reclaim_body(void *arg) {
   struct xa_tcache *tc = rc->tc = xa_tc;
   struct xa_tbin *b = &tc->bins[CLS];
   void **top = b->top;                         /* the operation under way */
-  if (rc->kind == R_SLOW || rc->kind == R_POP) xa_tc_claim(tc);   /* as if inside a call */
+  if (rc->kind == R_SLOW) xa_tc_claim(tc);    /* as if inside a call */
+  bool open = true;
+  if (rc->kind == R_POP || rc->kind == R_POP_UNDONE) {
+    top = xa_tbin_pop_begin(b);
+    if (rc->kind == R_POP) open = (uintptr_t)top > (uintptr_t)b->pop_gate;
+  }
   pthread_barrier_wait(&rc->bar);             /* 1: cached */
   pthread_barrier_wait(&rc->bar);             /* 2: main reclaimed */
-  if (rc->kind == R_POP) {                     /* finish the pop */
-    rc->got = *--top;
-    b->top = top;
+  if (rc->kind == R_POP_UNDONE) open = (uintptr_t)top > (uintptr_t)b->pop_gate;
+  if (rc->kind == R_POP && open) {             /* finish the pop */
+    rc->got = top[-1];
+    *(uintptr_t *)rc->got = 0;
     rc->got_free = xa_arena_small_is_free(rc->got);
+  }
+  if (rc->kind == R_POP_UNDONE) {
+    rc->got_free = open;                       /* the gate must be closed */
+    if (!open) xa_tbin_top_step(b, 1);
   }
   if (rc->kind == R_PUSH) {             /* finish the push */
     xa_freed_mark(keep);
@@ -340,7 +353,7 @@ static void *reclaim_body(void *arg) {
   free(fresh);
   rc->settled = xa_tbin_count(b) - 1;
   rc->under_top = rc->settled ? b->top[-2] : NULL;
-  if (rc->kind == R_SLOW || rc->kind == R_POP) xa_tc_release(tc);
+  if (rc->kind == R_SLOW) xa_tc_release(tc);
   rc->after = malloc(64);
   pthread_barrier_wait(&rc->bar);             /* 3: allocated */
   pthread_barrier_wait(&rc->bar);             /* 4: main looked (exit resets the bins) */
@@ -364,7 +377,8 @@ static bool gates_open(const struct xa_tcache *tc) {
 
 /* A reclaim pass takes a thread for quiet when xa_tcache_activity did
  * not move since the last pass: a pop, a push and a slow path each move
- * it (a pop alone raises entered and lowers a top). */
+ * it (a pop lowers a top and a countdown, and a push raises the top
+ * again, so that a malloc and a free together move it too). */
 static void test_activity_moves_with_every_call(void **state) {
   (void)state;
   struct xa_tcache *tc = xa_tcache_get();
@@ -382,14 +396,17 @@ static void test_activity_moves_with_every_call(void **state) {
   assert_true(a0 != a1);
   assert_true(a1 != a2);
   assert_true(a2 != a3);
+  assert_true(a0 != a2);                       /* the tops are back where they were */
 }
 
 /* Reclaim takes an idle owner's objects and leaves the gates closed (a
  * push that read `top` before the flush must not find them open); the
  * owner's next call reopens them and moves what is left down.  An owner
- * inside malloc or a slow path is left alone (the pop hands out no object
- * the reclaim returned: got_free).  A push under way during the reclaim
- * keeps the object it pushes. */
+ * inside a slow path is left alone.  A pop under way keeps its object
+ * (the reclaim returns none it hands out: got_free), or, if it reads the
+ * gate after the reclaim, finds it closed and leaves the object in the
+ * bin.  A push under way during the reclaim keeps the object it
+ * pushes. */
 static void test_reclaim(void **state) {
   (void)state;
   if (!xa_tcache_reclaim_on()) skip();       /* no membarrier here */
@@ -399,7 +416,7 @@ static void test_reclaim(void **state) {
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, reclaim_body, &rc), 0);
     pthread_barrier_wait(&rc.bar);
-    uint32_t held = xa_tbin_count(&rc.tc->bins[CLS]);
+    uint32_t held = xa_tbin_count(&rc.tc->bins[CLS]);   /* below the moved top, for a pop */
     assert_true(held >= 16);
     size_t got = xa_tcache_reclaim(true);
     uint32_t taken = rc.tc->taken[CLS];
@@ -411,19 +428,21 @@ static void test_reclaim(void **state) {
     pthread_barrier_wait(&rc.bar);
     pthread_join(t, NULL);
     pthread_barrier_destroy(&rc.bar);
-    if (kind == R_SLOW || kind == R_POP) {
+    if (kind == R_SLOW) {
       assert_int_equal(got, 0);                  /* backed off */
       assert_int_equal(taken, 0);
-      assert_int_equal(rc.settled, kind == R_POP ? held - 1 : held);
+      assert_int_equal(rc.settled, held);
+    } else if (kind == R_POP || kind == R_POP_UNDONE) {
+      assert_true(got <= held);                  /* (or the purger's pass took them) */
+      assert_int_equal(taken, held);             /* all below the moved top: not the popped slot */
+      assert_int_equal(rc.settled, kind == R_POP ? 0 : 1);
+      assert_false(rc.got_free);                 /* not returned under the pop; the undone one saw the gate closed */
     } else {
       assert_true(got <= held);                  /* (or the purger's pass took them) */
       assert_int_equal(taken, held);
       assert_int_equal(rc.settled, kind == R_PUSH ? 1 : 0);
     }
-    if (kind == R_POP) {
-      assert_non_null(rc.got);
-      assert_false(rc.got_free);                 /* not returned under the pop */
-    }
+    if (kind == R_POP) assert_non_null(rc.got);
     assert_int_equal(left_taken, 0);             /* settled */
     assert_true(closed);                          /* every way: only the owner reopens */
     assert_true(reopened);
