@@ -10,7 +10,15 @@
 #include <pthread.h>
 #include <string.h>
 
-struct xa_tcache xa_tcache_boot;
+/* Every thread starts here, and comes back when its cache is torn down.
+ * The pop gates are closed for good (~0: no `top` is above it), as the
+ * push gates are (NULL) and the divisibility constants (0): every call
+ * misses.  malloc's fast path still moves a bin's `top` down and back up
+ * (xa_tbin_pop_begin) before it sees the gate, and threads here do so
+ * at once with plain adds, so a `top` here holds no meaning: nothing
+ * reads it but the fast path, whose gate never opens. */
+#define BOOT_GATE {.pop_gate = (void **)~(uintptr_t)0}
+struct xa_tcache xa_tcache_boot = {.none = BOOT_GATE, .bins = {[0 ... XA_NSMALL - 1] = BOOT_GATE}};
 __thread struct xa_tcache *xa_tc __attribute__((tls_model("initial-exec"))) = &xa_tcache_boot;
 /* 0: no cache yet, 1: cache live, 2: torn down (thread is exiting). */
 static __thread uint8_t tc_state __attribute__((tls_model("initial-exec")));

@@ -14,7 +14,7 @@
  * top == end: full.  The fast paths do not compare top with stack and end
  * but with two gates, equal to them except while another thread reclaims
  * the cache (xa_tcache_reclaim), which closes them so that every pop and
- * push misses.  The boot cache's bins are all NULL: both gates closed. */
+ * push misses.  The boot cache's gates are closed for good (tcache.c). */
 struct xa_tbin {
   void **top;           /* next free slot */
   void **pop_gate;      /* pops while top > pop_gate: stack, or closed (~0) */
