@@ -13,8 +13,9 @@
  *   the pop sees the gate closed.  free needs no such order: a push
  *   under way only adds above the `top` the reclaimer reads, which it
  *   never writes, and the push stores `top` after the slot.  A new
- *   thread's xa_tc points at the boot cache, whose bins are empty, so its
- *   first call lands in the slow path: no "initialised?" test here.
+ *   thread's xa_tc points at the boot cache, whose gates are closed
+ *   for good, so its first call lands in the slow path: no "initialised?"
+ *   test here.
  *   The popped object's first word is cleared (it held the freed mark).
  * free: p's 4 KiB unit's entry in the page map (chunk.h; one range test)
  *   gives the slab's scaled class and start, or 0, the dummy bin, for

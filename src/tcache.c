@@ -805,13 +805,15 @@ bool xa_tcache_others_hold(void) {
   return any;
 }
 
-/* The reclaimer's take from tc, whose owner is inside no call that takes
- * objects, after the fence: every object below the `top` it reads goes
+/* The reclaimer's take from tc, whose owner is inside no slow path, after
+ * the fence: every object below the `top` it reads goes
  * back to the arenas, and taken[] says how many (the owner moves what is
  * above down when it reopens the gates).  A push that passed its gate
  * before the gates closed may still be under way: it stores its slot
  * before `top`, so the slots below a `top` read here are written, and it
- * writes the slot at that `top` (then it is the one object left).  So
+ * writes the slot at that `top` (then it is the one object left).  A pop
+ * under way in malloc's fast path moved `top` below its slot before it
+ * read its gate, or reads the gate closed (xa_tbin_pop_begin).  So
  * `top` is never written here.  Under tc_lock. */
 static size_t bins_take(struct xa_tcache *tc) {
   size_t objs = 0;

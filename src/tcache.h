@@ -61,7 +61,7 @@ struct xa_tcache {
   struct xa_tbin none;
   struct xa_tbin bins[XA_NSMALL];
   /* The owner's slow paths: begun and ended, ever.  They differ while
-   * one is in progress (nested ones count: a signal handler's malloc).
+   * one is in progress (nested ones count: a signal handler's slow path).
    * The fast paths count nothing (xa_tbin_pop_begin, and free only
    * adds).  Written by the owner only, read by reclaimers
    * (xa_tcache_reclaim). */
@@ -135,12 +135,14 @@ XA_INLINE uint32_t xa_tbin_cap(const struct xa_tcache *tc, unsigned c) {
   return (uint32_t)(tc->end[c] - tc->bins[c].stack);
 }
 
-/* Move bin b's top by `by` slots (the owner only).  On x86 one add to
- * memory, where the compiler computes the new top in a register and then
- * stores it (two instructions on each fast path; the value is not needed
- * after the store).  No lock prefix: only the owner writes top, and a
- * reclaimer reads it after a membarrier (xa_tcache_reclaim).  Volatile:
- * the asm's only effect is its store, which the compiler must not drop. */
+/* Move bin b's top by `by` slots (the owner only; but every thread on the
+ * boot cache moves its tops, which mean nothing there: tcache.c).  On x86
+ * one add to memory, where the compiler computes the new top in a
+ * register and then stores it (two instructions on each fast path; the
+ * value is not needed after the store).  No lock prefix: only the owner
+ * writes top, and a reclaimer reads it after a membarrier
+ * (xa_tcache_reclaim).  Volatile: the asm's only effect is its store,
+ * which the compiler must not drop. */
 XA_INLINE void xa_tbin_top_step(struct xa_tbin *b, long by) {
 #if defined(__x86_64__)
   __asm__ __volatile__("addq %1, %0" : "+m"(b->top) : "er"(by * (long)sizeof(void *)));
@@ -160,7 +162,14 @@ XA_INLINE void xa_tbin_top_step(struct xa_tbin *b, long by) {
  * caller then moves `top` back (xa_tbin_top_step(b, 1)) and never reads
  * the slot.  The compiler barrier keeps the gate read after the move in
  * program order; the fence (an interrupt on a running thread, a context
- * switch on another) splits the two at an instruction boundary. */
+ * switch on another) splits the two at an instruction boundary.
+ * Between the move and the move back of a miss (an empty bin, a closed
+ * gate, the end of a counting period) the bin is one slot short, below
+ * its bottom if it was empty: a signal handler that calls malloc or free
+ * while the thread it interrupted is in there corrupts the bin, as one
+ * that interrupts a hit between its read and its move of `top` did and
+ * does.  POSIX leaves both undefined (malloc is not async-signal-safe),
+ * and so does every allocator measured here. */
 XA_INLINE void **xa_tbin_pop_begin(struct xa_tbin *b) {
   void **top = b->top;
   xa_tbin_top_step(b, -1);
@@ -223,12 +232,13 @@ XA_HIDDEN void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls, unsigned
 XA_HIDDEN void xa_tcache_flush_all(void);
 /* Ask every thread to empty its cache at its next slow-path event (a miss
  * or a full bin): the fallback where xa_tcache_reclaim cannot work (no
- * membarrier) or finds the owner inside a call. */
+ * membarrier) or finds the owner inside a slow path. */
 XA_HIDDEN void xa_tcache_request_flush(void);
 /* Return other threads' cached objects to the arenas without their help:
  * those of every cache (all) or of caches whose owner made no call since
  * the previous pass (a quiet thread; the purger's use).  An owner found
- * inside malloc or a slow path is skipped.  Returns the objects returned. */
+ * inside a slow path is skipped; a pop under way in malloc's fast path
+ * keeps its object (xa_tbin_pop_begin).  Returns the objects returned. */
 XA_HIDDEN size_t xa_tcache_reclaim(bool all);
 /* Hold all caches together within bytes too (a memory limit's share:
  * pressure.c); SIZE_MAX: tcache_total_bytes alone. */
@@ -242,9 +252,9 @@ XA_HIDDEN size_t xa_tcache_resident(void);
 /* The caches sharing tcache_budget now (a racy read; stats.tcache_active
  * takes the lock). */
 XA_HIDDEN unsigned xa_tcache_sharing(void);
-/* A number that changes with every call of tc's owner: malloc and the
- * slow paths count themselves (entered), free's fast path moves a bin's
- * top up.  Racy reads of another thread's cache: a coincidence that
+/* A number that changes with every call of tc's owner: the slow paths
+ * count themselves (entered), a pop lowers a bin's top and countdown, a
+ * push raises a top.  Racy reads of another thread's cache: a coincidence that
  * repeats the last value makes a busy thread look quiet for one pass,
  * which costs it a refill.  (Reclaim passes and the orphan sweep.) */
 XA_HIDDEN uint32_t xa_tcache_activity(const struct xa_tcache *tc);

@@ -29,26 +29,58 @@
 /* What the slow paths report for the purger (tcache.h). */
 static unsigned news;
 
-/* Threads share the boot cache, and malloc's fast path moves its tops
- * (xa_tbin_pop_begin) with plain adds, so they drift: the gates must
- * miss whatever `top` holds. */
+/* Every thread starts on the boot cache and comes back to it when its
+ * cache is torn down, so threads use it at once.  Its gates are closed
+ * for good: ~0 for pops (malloc's fast path moves a `top` there with a
+ * plain add before it reads the gate, xa_tbin_pop_begin, so the tops
+ * drift), NULL for pushes and 0 for the divisibility constants. */
 static void test_boot_cache_always_misses(void **state) {
   (void)state;
-  static void **const tops[] = {NULL, (void **)-8, (void **)-16, (void **)4096, (void **)~(uintptr_t)7};
   for (unsigned c = 0; c <= XA_NSMALL; c++) {
-    struct xa_tbin *b = c < XA_NSMALL ? &xa_tcache_boot.bins[c] : &xa_tcache_boot.none;
+    const struct xa_tbin *b = c < XA_NSMALL ? &xa_tcache_boot.bins[c] : &xa_tcache_boot.none;
     assert_true(b->pop_gate == (void **)~(uintptr_t)0);
     assert_null(b->push_gate);
     assert_int_equal(b->divmagic, 0);      /* free's offset test fails first */
-    void **was = b->top;
-    for (size_t i = 0; i < sizeof tops / sizeof *tops; i++) {
-      b->top = tops[i];
-      void **top = xa_tbin_pop_begin(b);
-      assert_false((uintptr_t)top > (uintptr_t)b->pop_gate);   /* pop misses */
-      assert_true((uintptr_t)top >= (uintptr_t)b->push_gate);  /* push misses */
-      xa_tbin_top_step(b, 1);
+  }
+}
+
+/* Threads on the boot cache at once (as in thread-exit destructors, after
+ * their caches are gone): every call misses there and goes to the arenas,
+ * and no object is handed out twice.  With the pop gates at NULL a drifted
+ * `top` passed them: reads below address 0, or a pointer handed twice. */
+#define BOOT_THREADS 4
+#define BOOT_ROUNDS 20000
+static void *boot_body(void *arg) {
+  uintptr_t id = (uintptr_t)arg, bad = 0;
+  free(malloc(64));                          /* a cache of its own first */
+  struct xa_tcache *own = xa_tc;
+  xa_tc = &xa_tcache_boot;                   /* as after teardown: arenas direct */
+  for (unsigned r = 0; r < BOOT_ROUNDS; r++) {
+    uint64_t *v[8];
+    for (unsigned i = 0; i < 8; i++) {
+      v[i] = malloc(64);
+      if (!v[i]) return (void *)1;
+      v[i][0] = v[i][7] = (id << 48) | ((uint64_t)r << 8) | i;
     }
-    b->top = was;
+    sched_yield();
+    for (unsigned i = 0; i < 8; i++) {
+      uint64_t tag = (id << 48) | ((uint64_t)r << 8) | i;
+      bad += v[i][0] != tag || v[i][7] != tag;
+      free(v[i]);
+    }
+  }
+  xa_tc = own;
+  return (void *)bad;
+}
+
+static void test_boot_cache_shared_by_threads(void **state) {
+  (void)state;
+  pthread_t t[BOOT_THREADS];
+  for (uintptr_t i = 0; i < BOOT_THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, boot_body, (void *)(i + 1)), 0);
+  for (int i = 0; i < BOOT_THREADS; i++) {
+    void *bad;
+    pthread_join(t[i], &bad);
+    assert_null(bad);
   }
 }
 
@@ -132,6 +164,31 @@ static void test_fast_paths(void **state) {
   assert_ptr_equal(b->top[-1], p);
   assert_ptr_equal(xa_malloc_fast(50), p);      /* LIFO reuse, same class */
   xa_free_fast(p);
+}
+
+/* malloc's fast path moves `top` before it reads the gate and moves it
+ * back when it misses (xa_tbin_pop_begin): a miss at the end of the
+ * counting period, or at a closed pop gate, leaves the bin as it was, and
+ * the slow path then hands out the top object, once. */
+static void test_fast_path_misses_undo(void **state) {
+  (void)state;
+  void *v[4];
+  for (int i = 0; i < 4; i++) v[i] = xa_malloc_fast(64);
+  for (int i = 0; i < 4; i++) xa_free_fast(v[i]);
+  struct xa_tbin *b = &xa_tc->bins[CLS];
+  for (int miss = 0; miss < 2; miss++) {
+    uint32_t n = xa_tbin_count(b);
+    assert_true(n >= 2);
+    void *want = b->top[-1];
+    if (miss == 0) b->countdown = 1;                   /* the period ends with this call */
+    else b->pop_gate = (void **)~(uintptr_t)0;         /* as a reclaimer closes it */
+    void *p = xa_malloc_fast(64);
+    if (miss == 1) b->pop_gate = b->stack;
+    assert_ptr_equal(p, want);
+    assert_int_equal(xa_tbin_count(b), n - 1);
+    if (miss == 0) assert_true(b->countdown > 1);      /* the next period started */
+    xa_free_fast(p);
+  }
 }
 
 /* free() finds p's class and slab start in the page map; anything not a
@@ -320,6 +377,9 @@ struct reclaim_case {
   struct xa_tcache *tc;
   int kind;
   void *got;             /* the object the pop under way took */
+  void *popped_slot;     /* the object under the pop's old `top` */
+  bool undone_open;      /* R_POP_UNDONE: the gate read after the reclaim
+                            found it open */
   void *pushed;          /* the object the push under way cached */
   uint32_t settled;      /* the bin's count after the owner's next slow path
                             (a free, less the object it freed) */
@@ -341,6 +401,7 @@ static void *reclaim_body(void *arg) {
   bool open = true;
   if (rc->kind == R_POP || rc->kind == R_POP_UNDONE) {
     top = xa_tbin_pop_begin(b);
+    rc->popped_slot = top[-1];
     if (rc->kind == R_POP) open = (uintptr_t)top > (uintptr_t)b->pop_gate;
   }
   pthread_barrier_wait(&rc->bar);             /* 1: cached */
@@ -352,7 +413,7 @@ static void *reclaim_body(void *arg) {
     rc->got_free = xa_arena_small_is_free(rc->got);
   }
   if (rc->kind == R_POP_UNDONE) {
-    rc->got_free = open;                       /* the gate must be closed */
+    rc->undone_open = open;                    /* the gate must be closed */
     if (!open) xa_tbin_top_step(b, 1);
   }
   if (rc->kind == R_PUSH) {             /* finish the push */
@@ -450,7 +511,10 @@ static void test_reclaim(void **state) {
       assert_true(got <= held);                  /* (or the purger's pass took them) */
       assert_int_equal(taken, held);             /* all below the moved top: not the popped slot */
       assert_int_equal(rc.settled, kind == R_POP ? 0 : 1);
-      assert_false(rc.got_free);                 /* not returned under the pop; the undone one saw the gate closed */
+      assert_false(rc.got_free);                 /* not returned under the pop */
+      assert_false(rc.undone_open);              /* the late gate read found it closed */
+      if (kind == R_POP) assert_ptr_equal(rc.got, rc.popped_slot);
+      else assert_ptr_equal(rc.under_top, rc.popped_slot);   /* left in the bin, settled to the bottom */
     } else {
       assert_true(got <= held);                  /* (or the purger's pass took them) */
       assert_int_equal(taken, held);
@@ -757,8 +821,10 @@ int main(void) {
   if (!xa_init()) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_boot_cache_always_misses),
+      cmocka_unit_test(test_boot_cache_shared_by_threads),
       cmocka_unit_test(test_refill_and_flush_halves),
       cmocka_unit_test(test_fast_paths),
+      cmocka_unit_test(test_fast_path_misses_undo),
       cmocka_unit_test(test_free_through_page_map),
       cmocka_unit_test(test_idle_gc),
     cmocka_unit_test(test_sized_frees_do_not_drive_gc),
