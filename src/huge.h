@@ -61,6 +61,9 @@ XA_HIDDEN void xa_huge_lock_stats(unsigned *count, uint64_t *contended);
 XA_HIDDEN size_t xa_huge_reserved(void);
 /* Dirty free bytes of all shards (read without a lock: a hint). */
 XA_HIDDEN size_t xa_huge_dirty(void);
+/* Bytes of the shards' own mappings: the block tables and the free
+ * extents' record segments (read without a lock; stats.metadata). */
+XA_HIDDEN size_t xa_huge_metadata(void);
 
 XA_HIDDEN void xa_huge_prefork(void);
 XA_HIDDEN void xa_huge_postfork_parent(void);

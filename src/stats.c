@@ -113,7 +113,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   if (t->allocated_peak < t->allocated) t->allocated_peak = t->allocated;
   t->active_peak = xa_peak_max(XA_PEAK_ACTIVE);
   if (t->active_peak < t->active) t->active_peak = t->active;
-  t->metadata = xa_base_allocated() + xa_tcache_mapped() + xa_hugemap_mapped() + xa_pagemap_written();
+  t->metadata = xa_base_allocated() + xa_tcache_mapped() + xa_hugemap_mapped() + xa_pagemap_written() + xa_huge_metadata();
   t->mapped = xa_os_mapped();
   t->resident = xa_os_resident();
   t->resident_peak = xa_os_resident_peak();

@@ -26,7 +26,7 @@
   X(resident_peak,   "peak resident set size of the whole process, as the kernel keeps it (VmHWM)") \
   X(anon_huge,       "bytes of the process's anonymous memory on transparent huge pages (smaps_rollup)") \
   X(pss,             "proportional set size of the process (smaps_rollup Pss): a page mapped at two addresses, as meshing's aliases are, counts once") \
-  X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables)") \
+  X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables, huge blocks' tables and free-extent records)") \
   X(purged,          "bytes returned to the OS with madvise since start") \
   X(purge_runs,      "madvise calls made by purging") \
   X(peak_purged,     "bytes of dirty free pages purged by the peak budget: fresh pages were taken while more were dirty than the live bytes' peak less the live bytes, plus an eighth of the peak") \

@@ -347,6 +347,30 @@ static void test_decay_purges_old_extents(void **state) {
   xa_opt.dirty_decay_ms = -1;
 }
 
+/* A shard's table of live blocks keeps the size its live blocks need
+ * however many blocks come and go: every free leaves a deleted slot, and
+ * a rehash is sized by the live blocks (it used to double each time: a
+ * table as big as all the allocations ever made, resident). */
+static void test_block_table_stays_small(void **state) {
+  (void)state;
+  char *ring[16] = {0};
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  size_t after_few = 0;
+  for (unsigned i = 0; i < 60000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    unsigned j = (unsigned)(x % 16);
+    free(ring[j]);
+    ring[j] = malloc((256 << 10) + (size_t)((x >> 20) % (2 * MiB)));   /* addresses vary */
+    assert_non_null(ring[j]);
+    ring[j][0] = 1;
+    if (i == 6000) after_few = xa_huge_metadata();
+  }
+  size_t after_many = xa_huge_metadata();
+  for (unsigned j = 0; j < 16; j++) free(ring[j]);
+  if (after_many > after_few) fail_msg("the tables grew from %zu to %zu bytes with 16 blocks live", after_few, after_many);
+  assert_true(after_many < (1 << 20));
+}
+
 /* huge_cache_bytes bounds the dirty bytes beyond the live huge bytes;
  * what stays dirty is reused first. */
 static void test_dirty_budget(void **state) {
@@ -799,6 +823,7 @@ int main(void) {
       cmocka_unit_test(test_fork_from_purging_thread),
       cmocka_unit_test(test_decay_purges_old_extents),
       cmocka_unit_test(test_dirty_budget),
+      cmocka_unit_test(test_block_table_stays_small),
       cmocka_unit_test(test_anon_huge_stat),
       cmocka_unit_test(test_shards),
       cmocka_unit_test(test_gather_in_shard_with_most_dirty),
