@@ -23,7 +23,7 @@ bool xa_ext_add_segment(struct xa_extents *x, void *seg) {
   x->fresh_next = seg;
   x->fresh_end = x->fresh_next + XA_EXT_SEGMENT;
   x->nspare += XA_EXT_SEGMENT;
-  x->nsegments++;
+  __atomic_store_n(&x->nsegments, x->nsegments + 1, __ATOMIC_RELAXED);   /* read unlocked: xa_huge_metadata */
   return true;
 }
 

@@ -140,12 +140,17 @@ static size_t slot_of(uintptr_t p, size_t cap) {
   return (size_t)(((p >> 12) * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
 }
 
+/* At most one pass over the table: reserve_locked keeps a quarter of the
+ * slots empty, which ends every search, and the bound keeps a table
+ * without one (if room for a block put back could not be mapped) from
+ * turning a lookup of a foreign pointer into a hang under the lock. */
 static struct huge_ent *find(struct huge_shard *s, uintptr_t p) {
   if (!s->tab) return NULL;
-  for (size_t i = slot_of(p, s->tab_cap);; i = (i + 1) & (s->tab_cap - 1)) {
+  for (size_t i = slot_of(p, s->tab_cap), n = 0; n < s->tab_cap; i = (i + 1) & (s->tab_cap - 1), n++) {
     if (s->tab[i].p == p) return &s->tab[i];
     if (s->tab[i].p == 0) return NULL;
   }
+  return NULL;
 }
 
 /* Put e in the first free or deleted slot of its probe sequence (e->p is
@@ -952,12 +957,17 @@ void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
     xa_unlock(&s->lock);
     return NULL;
   }
-  /* Out of the table while the block changes; the freed slot guarantees
-   * room to put it back. */
+  /* Out of the table while the block changes.  Its deleted slot makes
+   * room to put it back at the same address, but a block that moved goes
+   * in at another, into an empty slot perhaps, and other threads may
+   * insert while resize drops the lock: room is made again first (if it
+   * cannot be mapped, put still finds the deleted slot, and find stays
+   * bounded). */
   remove_locked(s, f);
   uintptr_t old_p = e.p;
   size_t old_size = e.size;
   void *q = resize(s, &e, size, how);
+  (void)reserve_locked(s);
   insert_locked(s, &e);
   if (q) purge_over_budget(s);
   xa_unlock(&s->lock);

@@ -28,6 +28,7 @@
 
 #include "testutil.h"
 #include "arena.h"
+#include "extent.h"
 #include "huge.h"
 #include "hugemap.h"
 #include "fork_window.h"
@@ -367,7 +368,9 @@ static void test_block_table_stays_small(void **state) {
   }
   size_t after_many = xa_huge_metadata();
   for (unsigned j = 0; j < 16; j++) free(ring[j]);
-  if (after_many > after_few) fail_msg("the tables grew from %zu to %zu bytes with 16 blocks live", after_few, after_many);
+  /* (a record segment more is allowed: extents, not the table) */
+  if (after_many > after_few + XA_EXT_SEGMENT_BYTES)
+    fail_msg("the tables grew from %zu to %zu bytes with 16 blocks live", after_few, after_many);
   assert_true(after_many < (1 << 20));
 }
 
