@@ -51,7 +51,7 @@ void xa_explain_gather(struct xa_explain *e) {
   e->huge = huge_live;
   e->huge_cache = huge_cache;
   e->mapped += xa_huge_reserved() + xa_base_allocated() + xa_tcache_mapped();
-  e->metadata += xa_base_resident() + xa_tcache_resident() + xa_pagemap_written();
+  e->metadata += xa_base_resident() + xa_tcache_resident() + xa_pagemap_written() + xa_huge_metadata_resident();
   /* the chunk map: a byte per 4 MiB of address space, in the library's
    * zero-filled data, of which only the pages written are resident */
   uintptr_t lo = (uintptr_t)xa_chunkmap & ~(uintptr_t)(xa_os_page - 1);

@@ -90,6 +90,7 @@ struct huge_shard {
   struct region regions[REGIONS_MAX];
   unsigned nregions;            /* slots used (a released one has size 0) */
   struct xa_extents ix;         /* the free extents */
+  void *segs[XA_EXT_SEGMENTS];  /* ix's record segments (explain's count) */
   size_t dirty_bytes;
 } __attribute__((aligned(64)));
 
@@ -283,6 +284,7 @@ static void ext_room_for(struct huge_shard *s, size_t n) {
       xa_lock(&s->lock);
       return;
     }
+    s->segs[s->ix.nsegments - 1] = seg;
   }
 }
 
@@ -1036,6 +1038,24 @@ void xa_huge_lock_stats(unsigned *count, uint64_t *contended) {
 
 size_t xa_huge_dirty(void) {
   return __atomic_load_n(&all_dirty, __ATOMIC_RELAXED);
+}
+
+size_t xa_huge_metadata_resident(void) {
+  size_t res = 0;
+  for (unsigned i = 0, n = shard_count(); i < n; i++) {
+    struct huge_shard *s = &shards[i];
+    void *segs[XA_EXT_SEGMENTS];
+    xa_lock(&s->lock);
+    void *tab = s->tab;
+    size_t tab_bytes = s->tab_cap * sizeof(struct huge_ent), nseg = s->ix.nsegments;
+    memcpy(segs, s->segs, nseg * sizeof *segs);
+    xa_unlock(&s->lock);
+    /* no lock across the system calls: a table rehashed meanwhile reads
+     * as what is at its address now (a statistic) */
+    if (tab) res += xa_os_resident_range(tab, XA_ALIGN_UP(tab_bytes, xa_os_page), NULL);
+    for (size_t k = 0; k < nseg; k++) res += xa_os_resident_range(segs[k], XA_EXT_SEGMENT_BYTES, NULL);
+  }
+  return res;
 }
 
 size_t xa_huge_metadata(void) {

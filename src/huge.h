@@ -64,6 +64,9 @@ XA_HIDDEN size_t xa_huge_dirty(void);
 /* Bytes of the shards' own mappings: the block tables and the free
  * extents' record segments (read without a lock; stats.metadata). */
 XA_HIDDEN size_t xa_huge_metadata(void);
+/* Of which resident (mincore; locks taken, none across a system call):
+ * xa_explain's metadata. */
+XA_HIDDEN size_t xa_huge_metadata_resident(void);
 
 XA_HIDDEN void xa_huge_prefork(void);
 XA_HIDDEN void xa_huge_postfork_parent(void);

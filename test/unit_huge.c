@@ -367,6 +367,10 @@ static void test_block_table_stays_small(void **state) {
     if (i == 6000) after_few = xa_huge_metadata();
   }
   size_t after_many = xa_huge_metadata();
+  /* explain's share of it: resident, the table's pages with blocks in
+   * them and the records' pages in use at least */
+  size_t res = xa_huge_metadata_resident();
+  assert_true(res >= 2 * (size_t)PG && res <= after_many);
   for (unsigned j = 0; j < 16; j++) free(ring[j]);
   /* (a record segment more is allowed: extents, not the table) */
   if (after_many > after_few + XA_EXT_SEGMENT_BYTES)
