@@ -162,6 +162,10 @@ static int file_fd(void) {
   return !__atomic_load_n(&mesh_lost, __ATOMIC_RELAXED) && xa_os_fd_is(fd, &mesh_id) ? fd : -1;
 }
 
+uint64_t xa_mesh_file_bytes(void) {
+  return xa_mesh_on ? xa_os_fd_bytes(file_fd()) : 0;
+}
+
 /* Fork holds a copy-on-write mapping of the file still (mesh.h): a
  * kernel that protects shared file pages but not those (before Linux
  * 5.19) gets no meshing. */

@@ -62,6 +62,12 @@ XA_HIDDEN extern struct xa_mesh_stats xa_mesh_stats;   /* updated atomically */
 /* Meshing is on and can go on: false once the program closed the file's
  * descriptor and it could not be reopened (mesh.c). */
 XA_HIDDEN bool xa_mesh_running(void);
+/* Bytes of pages meshing's file holds now: the meshable heap's memory.
+ * The process's Rss counts a page of it once per address that maps it
+ * (an alias and its owner: twice) and not at all while no address does
+ * (a chunk just moved into the file, before it is touched again), so
+ * neither Rss nor Pss is the heap's memory while meshing runs. */
+XA_HIDDEN uint64_t xa_mesh_file_bytes(void);
 
 /* At initialisation, with mesh:true: open the file and the protection. */
 XA_HIDDEN void xa_mesh_init(void);

@@ -637,6 +637,14 @@ bool xa_os_fd_is(int fd, const struct xa_os_fd_id *id) {
   return is;
 }
 
+uint64_t xa_os_fd_bytes(int fd) {
+  int saved = errno;
+  struct stat st;
+  uint64_t bytes = fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+  errno = saved;
+  return bytes;
+}
+
 int xa_os_reopen_mapped(uintptr_t start, uintptr_t end, bool *denied) {
   char path[64] = "/proc/self/map_files/", hex[20];
   size_t at = 21, n = xa_fmt_hex(hex, start);

@@ -168,6 +168,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->mesh_reopens = ms.reopens;
   t->mesh_adopted = ms.adopted;
   t->mesh_adopt_copied = ms.adopt_copied;
+  t->mesh_file = xa_mesh_file_bytes();
   t->huge_contended = huge_contended;
   struct xa_prof_stats pf;
   xa_prof_stats(&pf);

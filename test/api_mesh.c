@@ -138,6 +138,12 @@ static int mode_basic(void) {
           unmeshed >> 10, bad, (unsigned long long)(twice_before >> 10), (unsigned long long)(twice >> 10));
   if (bad || meshes < 100 || freed > reclaimed || after + (8u << 20) > unmeshed) return 2;
   if (twice < twice_before + reclaimed / 4) return 5;
+  /* The file holds the meshed heap: the kept objects' pages, fewer than
+   * unmeshed (aliases share them), and at least one page per 64 blocks'
+   * worth of objects kept (BASIC_N / 64 of BASIC_SIZE bytes). */
+  uint64_t file = stat_u64("stats.mesh_file");
+  fprintf(stderr, "basic: the file holds %llu KiB\n", (unsigned long long)(file >> 10));
+  if (file < BASIC_N / 64 * BASIC_SIZE || file > unmeshed) return 6;
   /* Free through every address (some meshed, some owners), then let the
    * meshed slabs go: none may stay once all is free. */
   for (size_t i = 0; i < BASIC_N; i++) free(v[i]);
@@ -150,6 +156,11 @@ static int mode_basic(void) {
   fprintf(stderr, "basic: %llu unmeshes of %llu meshes, %llu aliases left\n", (unsigned long long)unmeshes,
           (unsigned long long)meshed, (unsigned long long)left);
   if (left || unmeshes != meshed) return 3;
+  /* Emptied and purged, the slabs' pages leave the file. */
+  xalloc_ctl("purge", NULL, NULL, NULL, 0);
+  uint64_t file_end = stat_u64("stats.mesh_file");
+  fprintf(stderr, "basic: the file holds %llu KiB once all is freed\n", (unsigned long long)(file_end >> 10));
+  if (file_end > file / 2) return 7;
   /* Their pages are clean now: a fresh heap of the same class reuses them
    * and reads as written. */
   void **w = sparse_heap(BASIC_N / 4, BASIC_SIZE, 2, 2);
