@@ -1,7 +1,7 @@
 /* The malloc and free fast paths.  Keep this file one screen long.
  *
- * malloc: size -> class (one load from the cache's copy of the size
- *   table), pop from the thread's bin, counting the allocation down in the bin's countdown.
+ * malloc: size -> class (one table load), pop from the
+ *   thread's bin, counting the allocation down in the bin's countdown.
  *   Two branches to the slow path, which it tail-calls: the bin is empty,
  *   or the count reached 0 (every 2^20 allocations of a class, or the
  *   heap profiler's next sample: xa_tcache_tick).
@@ -43,8 +43,7 @@ XA_HIDDEN void xa_free_aligned(void *p, size_t align, size_t size, bool sized, c
 
 XA_INLINE void *xa_malloc_fast(size_t n) {
   if (likely(n <= XA_SMALL_MAX)) {
-    struct xa_tcache *tc = xa_tc;
-    struct xa_tbin *b = xa_tbin_scaled(tc, tc->cls_lookup[(n + 15) >> 4]);
+    struct xa_tbin *b = xa_tbin_scaled(xa_tc, xa_sizeclass_scaled(n));
     void **top = xa_tbin_pop_begin(b);
     if (likely((uintptr_t)top > (uintptr_t)b->pop_gate) && likely(--b->countdown != 0)) {
       void *p = top[-1];
@@ -144,17 +143,14 @@ XA_INLINE void xa_free_fast(void *p) {
 
 /* A free that is told the size n (sized delete, free_sized): when n's
  * class is the class of p's page, the same push as free(), and the size
- * costs one load from the cache's copy of the size table and a compare
- * (the table holds scaled classes, as the page does; a non-slab page's 0
- * matches only the boot cache's table, all 0, whose bins take nothing).
- * False: nothing was done,
+ * costs one table load and compare (the table holds scaled classes, as the
+ * page does; a non-slab page's never matches).  False: nothing was done,
  * and the caller's checking path decides (a large block, a size from
  * another class, a full bin, a bad pointer). */
 XA_INLINE bool xa_free_sized_fast(void *p, size_t n) {
   uintptr_t u = xa_pagemap_unit(p);
-  const struct xa_tcache *tc = xa_tc;
   return likely(u < xa_pagemap_limit()) && likely(n <= XA_SMALL_MAX) &&
-         likely(tc->cls_lookup[(n + 15) >> 4] == xa_pagemap_cls_scaled(u)) &&
+         likely(xa_sizeclass_scaled(n) == xa_pagemap_cls_scaled(u)) &&
          likely(xa_free_push_in(p, xa_pagemap[u].start32, xa_pagemap_cls_scaled(u)));
 }
 #endif

@@ -163,7 +163,8 @@ static int file_fd(void) {
 }
 
 uint64_t xa_mesh_file_bytes(void) {
-  return xa_mesh_on ? xa_os_fd_bytes(file_fd()) : 0;
+  if (!xa_mesh_on || __atomic_load_n(&mesh_lost, __ATOMIC_RELAXED)) return 0;
+  return xa_os_fd_bytes(__atomic_load_n(&mesh_fd, __ATOMIC_RELAXED), &mesh_id);
 }
 
 /* Fork holds a copy-on-write mapping of the file still (mesh.h): a

@@ -66,7 +66,9 @@ XA_HIDDEN bool xa_mesh_running(void);
  * The process's Rss counts a page of it once per address that maps it
  * (an alias and its owner: twice) and not at all while no address does
  * (a chunk just moved into the file, before it is touched again), so
- * neither Rss nor Pss is the heap's memory while meshing runs. */
+ * neither Rss nor Pss is the heap's memory while meshing runs.  0 without
+ * meshing, and once the program closed the file's descriptor for good
+ * (the file, unreachable then, still backs the chunks it holds). */
 XA_HIDDEN uint64_t xa_mesh_file_bytes(void);
 
 /* At initialisation, with mesh:true: open the file and the protection. */

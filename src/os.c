@@ -637,10 +637,11 @@ bool xa_os_fd_is(int fd, const struct xa_os_fd_id *id) {
   return is;
 }
 
-uint64_t xa_os_fd_bytes(int fd) {
+uint64_t xa_os_fd_bytes(int fd, const struct xa_os_fd_id *id) {
   int saved = errno;
   struct stat st;
-  uint64_t bytes = fd >= 0 && fstat(fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+  uint64_t bytes = fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino
+                       ? (uint64_t)st.st_blocks * 512 : 0;
   errno = saved;
   return bytes;
 }

@@ -220,8 +220,8 @@ XA_HIDDEN int xa_os_fd_high(int fd);
 XA_HIDDEN bool xa_os_fd_id(int fd, struct xa_os_fd_id *id);
 XA_HIDDEN bool xa_os_fd_is(int fd, const struct xa_os_fd_id *id);
 /* Bytes of storage file fd holds (its blocks: a sparse file's holes take
- * none); 0 if fstat fails. */
-XA_HIDDEN uint64_t xa_os_fd_bytes(int fd);
+ * none) if fd is still the file id names; 0 if not (or fstat fails). */
+XA_HIDDEN uint64_t xa_os_fd_bytes(int fd, const struct xa_os_fd_id *id);
 XA_HIDDEN int xa_os_reopen_mapped(uintptr_t start, uintptr_t end, bool *denied);
 /* Fresh zero pages over [p, p+size) (MAP_FIXED), shared anonymous memory
  * so that MADV_REMOVE frees them as it frees a file's; false if the

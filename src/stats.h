@@ -53,7 +53,7 @@
   X(mesh_reopens,    "meshing's descriptors (its file, its userfaultfd) found closed or replaced by the program, and opened again") \
   X(mesh_adopted,    "chunks moved from private memory into meshing's file when meshing first picked one of their slabs") \
   X(mesh_adopt_copied, "bytes of pages those moves copied into the file") \
-  X(mesh_file,       "bytes of pages meshing's file holds now: the meshable heap's memory, which resident counts once per address that maps a page (an alias's page twice) and not at all while none does (a chunk moved into the file, before it is touched)") \
+  X(mesh_file,       "bytes of pages meshing's file holds now: the meshable heap's memory, which resident counts once per address that maps a page (an alias's page twice) and not at all while none does (a chunk moved into the file, before it is touched); 0 once the program closed the file's descriptor and it could not be reopened") \
   X(narenas,         "arenas") \
   X(cgroup_version,  "memory cgroup found: 1 or 2 (its version), 0 none (or cgroup:off)") \
   X(cgroup_limit,    "tightest memory limit (memory.max, memory.limit_in_bytes) of the cgroup and its ancestors; 0 none") \

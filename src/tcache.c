@@ -524,7 +524,6 @@ static struct xa_tcache *tcache_new(void) {
     tc_mapped += tcache_bytes();
     xa_unlock(&tc_lock);
     for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].divmagic = xa_class_divmagic[c];
-    memcpy(tc->cls_lookup, xa_class_lookup, sizeof tc->cls_lookup);
     bins_small(tc);
   }
   /* A new cache's bins (on the small area, empty) hold no more than the

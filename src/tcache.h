@@ -107,12 +107,6 @@ struct xa_tcache {
   uint64_t nmalloc[XA_NSMALL];
   uint32_t period[XA_NSMALL];
   uint64_t rng;                     /* xa_sample_next's state */
-  /* The cache's copy of xa_class_lookup: malloc's fast path indexes it
-   * from the cache pointer it holds anyway, where the shared table's
-   * address takes an instruction of its own in a shared library
-   * (position-independent code).  Last in the header: the entries of
-   * sizes up to 15 KiB share the header's first page. */
-  uint8_t cls_lookup[XA_LOOKUP_MAX / 16 + 1];
   void *slots[];                    /* the bins' stacks: small area, then full-size */
 };
 

@@ -138,9 +138,9 @@ static int mode_basic(void) {
           unmeshed >> 10, bad, (unsigned long long)(twice_before >> 10), (unsigned long long)(twice >> 10));
   if (bad || meshes < 100 || freed > reclaimed || after + (8u << 20) > unmeshed) return 2;
   if (twice < twice_before + reclaimed / 4) return 5;
-  /* The file holds the meshed heap: the kept objects' pages, fewer than
-   * unmeshed (aliases share them), and at least one page per 64 blocks'
-   * worth of objects kept (BASIC_N / 64 of BASIC_SIZE bytes). */
+  /* The file holds the meshed heap: the pages of the kept objects, so
+   * more than their bytes (BASIC_N / 64 of BASIC_SIZE) and less than
+   * unmeshed (aliases share pages). */
   uint64_t file = stat_u64("stats.mesh_file");
   fprintf(stderr, "basic: the file holds %llu KiB\n", (unsigned long long)(file >> 10));
   if (file < BASIC_N / 64 * BASIC_SIZE || file > unmeshed) return 6;
