@@ -126,6 +126,7 @@ bool xa_init_slow(void) {
 __attribute__((constructor)) static void init_at_load(void) {
   if (!xa_init()) return;
   pthread_atfork(prefork, postfork_parent, postfork_child);
+  xa_purge_watch_main();
   if (xa_opt.stats_print) xa_stats_at_load();
   if (xa_prof_on) xa_prof_at_load();
 }

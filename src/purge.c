@@ -175,9 +175,37 @@ size_t xa_purge_pass(uint64_t now) {
 #define ALONE_CHECK_NS 200000000u
 #define MAX_SLEEP_NS 1000000000u
 
+/* /proc is read only once the main thread has ended: while it runs, the
+ * program does.  Each read opens a file, which holds the lowest free
+ * descriptor for a moment, and a program that makes a pipe or opens a
+ * file in that moment gets a number one higher than it expects (GLib's
+ * gsubprocess test checks that two pipes' numbers follow each other, and
+ * failed so under make check); a file kept open instead shows among the
+ * program's descriptors (CPython's test_subprocess lists them).  So a
+ * thread-specific value sits on the main thread (set from the library's
+ * constructor, xa_purge_watch_main), and its destructor, which
+ * pthread_exit runs, says the main thread is gone.  Where it could not
+ * be set (the library loaded by another thread), or in a fork child of
+ * another thread (whose only thread holds none), /proc is read at every
+ * look, as it is once the main thread has ended. */
+static pthread_key_t main_key;
+static bool main_watched;       /* main_key's value sits on the main thread */
+static bool main_ended;         /* its destructor ran (atomic) */
+
+static void main_exits(void *v) {
+  (void)v;
+  __atomic_store_n(&main_ended, true, __ATOMIC_RELEASE);
+}
+
+void xa_purge_watch_main(void) {
+  main_watched = xa_os_tid() == (int32_t)getpid() && pthread_key_create(&main_key, main_exits) == 0 &&
+                 pthread_setspecific(main_key, (void *)1) == 0;
+}
+
 static bool program_gone(uint64_t now, uint64_t *next_check) {
   if (now < *next_check) return false;
   *next_check = now + ALONE_CHECK_NS;
+  if (main_watched && !__atomic_load_n(&main_ended, __ATOMIC_ACQUIRE)) return false;
   return xa_os_last_thread();
 }
 
@@ -331,6 +359,10 @@ void xa_purge_postfork_parent(void) { pthread_mutex_unlock(&purge_mutex); }
  * path starts one if the parent had one. */
 void xa_purge_postfork_child(void) {
   xa_pressure_postfork_child();
+  /* The forking thread is the child's main thread: watched if it holds
+   * the value (it was the parent's main thread). */
+  main_watched = main_watched && pthread_getspecific(main_key) != NULL;
+  main_ended = false;
   pthread_mutex_init(&purge_mutex, NULL);
   pthread_cond_init(&purge_cond, NULL);
   xa_purge_wanted = thread_state;

@@ -48,6 +48,10 @@ XA_HIDDEN size_t xa_purge_pass(uint64_t now);
 /* True while the background thread exists. */
 XA_HIDDEN bool xa_purge_thread_running(void);
 
+/* From the library's constructor: watch for the main thread's end, so
+ * that the purger reads /proc (to see whether the program is gone) only
+ * after it (purge.c). */
+XA_HIDDEN void xa_purge_watch_main(void);
 XA_HIDDEN void xa_purge_prefork(void);
 XA_HIDDEN void xa_purge_postfork_parent(void);
 XA_HIDDEN void xa_purge_postfork_child(void);

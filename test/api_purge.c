@@ -240,6 +240,57 @@ static void test_purger_start_rules(void **state) {
   assert_int_equal(run_self("create_join", "secure:true,dirty_decay_ms:0"), 0);
 }
 
+/* The purger never holds a low descriptor, even for a moment: the
+ * program's descriptors come out numbered as if it were alone (GLib's
+ * gsubprocess test checks that two pipes' numbers follow each other, and
+ * failed when the purger opened /proc/self/stat, and the main thread's
+ * /proc entry, every 200 ms to see whether the program was gone; it
+ * reads them now only after the main thread's pthread_exit).  Once it
+ * runs, pipes for 2 s, each expected at the numbers of the first, while
+ * the purger works: a few MiB of small blocks freed every 50 ms keep it
+ * awake. */
+static void *fd_blocks[4096];
+static int fd_churn(void) {
+  for (size_t i = 0; i < 4096; i++) {
+    fd_blocks[i] = malloc(1024);
+    if (!fd_blocks[i]) return 3;
+    memset(fd_blocks[i], 1, 1024);
+  }
+  for (size_t i = 0; i < 4096; i++) free(fd_blocks[i]);
+  return 0;
+}
+
+static int mode_fd_numbering(void) {
+  double started = tu_now();
+  do {                                   /* glibc: no purger, 1 s of churn */
+    if (fd_churn()) return 3;
+    usleep(10000);
+  } while (task_count() < 2 && tu_now() < started + 1.0);
+  usleep(300000);                        /* its first looks */
+  int first[2], p[2];
+  if (pipe(first) != 0) return 2;
+  close(first[0]);
+  close(first[1]);
+  unsigned long rounds = 0, moved = 0;
+  for (double end = tu_now() + 2.0, next = 0; tu_now() < end; rounds++) {
+    if (tu_now() >= next) {
+      if (fd_churn()) return 3;
+      next = tu_now() + 0.05;
+    }
+    if (pipe(p) != 0) return 4;
+    moved += p[0] != first[0] || p[1] != first[1];
+    close(p[0]);
+    close(p[1]);
+  }
+  fprintf(stderr, "fd_numbering: %lu of %lu pipes numbered otherwise\n", moved, rounds);
+  return moved ? 5 : 0;
+}
+
+static void test_purger_leaves_descriptor_numbers_alone(void **state) {
+  (void)state;
+  assert_int_equal(run_self("fd_numbering", NULL), 0);
+}
+
 /* purge:free: decayed pages go through MADV_FREE (muzzy) and then, after
  * muzzy_decay_ms, MADV_DONTNEED (clean). */
 static int mode_muzzy(void) {
@@ -775,6 +826,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
     if (!strcmp(argv[1], "start_in_child")) return mode_start_in_child();
     if (!strcmp(argv[1], "create_join")) return mode_create_join();
+    if (!strcmp(argv[1], "fd_numbering")) return mode_fd_numbering();
 #endif
     return 99;
   }
@@ -797,6 +849,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_partly_purged_slabs_decay),
 #ifndef XA_TEST_GLIBC
       cmocka_unit_test(test_purger_start_rules),
+      cmocka_unit_test(test_purger_leaves_descriptor_numbers_alone),
 #endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
