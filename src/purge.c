@@ -175,21 +175,27 @@ size_t xa_purge_pass(uint64_t now) {
 #define ALONE_CHECK_NS 200000000u
 #define MAX_SLEEP_NS 1000000000u
 
-/* /proc is read only once the main thread has ended: while it runs, the
- * program does.  Each read opens a file, which holds the lowest free
- * descriptor for a moment, and a program that makes a pipe or opens a
- * file in that moment gets a number one higher than it expects (GLib's
- * gsubprocess test checks that two pipes' numbers follow each other, and
- * failed so under make check); a file kept open instead shows among the
- * program's descriptors (CPython's test_subprocess lists them).  So a
- * thread-specific value sits on the main thread (set from the library's
- * constructor, xa_purge_watch_main), and its destructor, which
- * pthread_exit runs, says the main thread is gone.  Where it could not
- * be set (the library loaded by another thread), or in a fork child of
- * another thread (whose only thread holds none), /proc is read at every
- * look, as it is once the main thread has ended. */
+/* While the main thread runs, so does the program, and /proc is read
+ * only every MAIN_CHECK_NS.  Each read opens a file, which holds the
+ * lowest free descriptor for a moment, and a program that makes a pipe or
+ * opens a file in that moment gets a number one higher than it expects
+ * (GLib's gsubprocess test checks that two pipes' numbers follow each
+ * other); a file kept open instead shows among the program's descriptors
+ * (CPython's test_subprocess lists them).  So a thread-specific value
+ * sits on the main thread (set from the library's constructor,
+ * xa_purge_watch_main), and its destructor, which pthread_exit and a
+ * cancellation of the main thread run, says the main thread is gone;
+ * from then on /proc is read at every look.  The rare reads before that
+ * are for a main thread that ends without destructors (a raw exit
+ * system call, a seccomp kill), which would otherwise leave the purger
+ * keeping a finished program alive.  Where the value could not be set
+ * (the library loaded by another thread), or in a fork child of another
+ * thread (whose only thread holds none), /proc is read at every look. */
+#define MAIN_CHECK_NS 10000000000ull
 static pthread_key_t main_key;
-static bool main_watched;       /* main_key's value sits on the main thread */
+static bool main_watched;       /* main_key's value sits on the main thread (atomic:
+                                   another library's constructor may have started
+                                   the purger before ours) */
 static bool main_ended;         /* its destructor ran (atomic) */
 
 static void main_exits(void *v) {
@@ -198,14 +204,21 @@ static void main_exits(void *v) {
 }
 
 void xa_purge_watch_main(void) {
-  main_watched = xa_os_tid() == (int32_t)getpid() && pthread_key_create(&main_key, main_exits) == 0 &&
+  bool watched = xa_os_tid() == (int32_t)getpid() && pthread_key_create(&main_key, main_exits) == 0 &&
                  pthread_setspecific(main_key, (void *)1) == 0;
+  __atomic_store_n(&main_watched, watched, __ATOMIC_RELEASE);
 }
 
-static bool program_gone(uint64_t now, uint64_t *next_check) {
+/* next_check: the next look; next_read: the next /proc read while the
+ * main thread runs (the first one MAIN_CHECK_NS after the purger starts). */
+static bool program_gone(uint64_t now, uint64_t *next_check, uint64_t *next_read) {
   if (now < *next_check) return false;
   *next_check = now + ALONE_CHECK_NS;
-  if (main_watched && !__atomic_load_n(&main_ended, __ATOMIC_ACQUIRE)) return false;
+  if (!*next_read) *next_read = now + MAIN_CHECK_NS;
+  if (__atomic_load_n(&main_watched, __ATOMIC_ACQUIRE) && !__atomic_load_n(&main_ended, __ATOMIC_ACQUIRE)) {
+    if (now < *next_read) return false;
+    *next_read = now + MAIN_CHECK_NS;
+  }
   return xa_os_last_thread();
 }
 
@@ -213,11 +226,11 @@ static void *purger_main(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "xalloc-purge");   /* for top -H, /proc/PID/task/TID/comm */
   in_purger = true;
-  uint64_t next_check = 0;
+  uint64_t next_check = 0, next_read = 0;
   for (;;) {
     uint64_t now = xa_os_now();
     size_t left = xa_purge_pass(now);
-    if (program_gone(now, &next_check)) break;
+    if (program_gone(now, &next_check, &next_read)) break;
     uint64_t ns = epoch_ns();
     if (xa_opt.dirty_decay_ms < 0 || (left == 0 && !xa_tcache_others_hold())) {
       /* Nothing to decay, no cache to watch: sleep until notified. */
@@ -234,7 +247,7 @@ static void *purger_main(void *arg) {
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += 1;
         pthread_cond_clockwait(&purge_cond, &purge_mutex, CLOCK_MONOTONIC, &until);
-        gone = program_gone(xa_os_now(), &next_check);
+        gone = program_gone(xa_os_now(), &next_check, &next_read);
       }
       __atomic_store_n(&thread_idle, 0, __ATOMIC_SEQ_CST);
       pthread_mutex_unlock(&purge_mutex);
@@ -361,7 +374,7 @@ void xa_purge_postfork_child(void) {
   xa_pressure_postfork_child();
   /* The forking thread is the child's main thread: watched if it holds
    * the value (it was the parent's main thread). */
-  main_watched = main_watched && pthread_getspecific(main_key) != NULL;
+  __atomic_store_n(&main_watched, main_watched && pthread_getspecific(main_key) != NULL, __ATOMIC_RELAXED);
   main_ended = false;
   pthread_mutex_init(&purge_mutex, NULL);
   pthread_cond_init(&purge_cond, NULL);
