@@ -628,11 +628,15 @@ bool xa_os_fd_id(int fd, struct xa_os_fd_id *id) {
   return ok;
 }
 
+static bool stat_is(const struct stat *st, const struct xa_os_fd_id *id) {
+  return (uint64_t)st->st_dev == id->dev && (uint64_t)st->st_ino == id->ino;
+}
+
 bool xa_os_fd_is(int fd, const struct xa_os_fd_id *id) {
   if (fd < 0) return false;
   int saved = errno;
   struct stat st;
-  bool is = fstat(fd, &st) == 0 ? (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino : errno != EBADF;
+  bool is = fstat(fd, &st) == 0 ? stat_is(&st, id) : errno != EBADF;
   errno = saved;
   return is;
 }
@@ -640,8 +644,7 @@ bool xa_os_fd_is(int fd, const struct xa_os_fd_id *id) {
 uint64_t xa_os_fd_bytes(int fd, const struct xa_os_fd_id *id) {
   int saved = errno;
   struct stat st;
-  uint64_t bytes = fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == id->dev && (uint64_t)st.st_ino == id->ino
-                       ? (uint64_t)st.st_blocks * 512 : 0;
+  uint64_t bytes = fd >= 0 && fstat(fd, &st) == 0 && stat_is(&st, id) ? (uint64_t)st.st_blocks * 512 : 0;
   errno = saved;
   return bytes;
 }
