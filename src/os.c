@@ -33,13 +33,10 @@
  * (xa_os_postfork_child). */
 #define TRANSIENT_MAX 16
 static int transient[TRANSIENT_MAX];     /* fd + 1; 0: free slot */
-/* The calling thread has a descriptor table of its own (xa_os_fds_private):
- * what it opens is neither the program's nor a fork child's business. */
-static __thread bool fds_private;
 
 static int sys_open(const char *path, int flags, int mode) {
   int fd = (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
-  for (int i = 0; fd >= 0 && !fds_private && i < TRANSIENT_MAX; i++) {
+  for (int i = 0; fd >= 0 && i < TRANSIENT_MAX; i++) {
     int free_slot = 0;
     if (__atomic_compare_exchange_n(&transient[i], &free_slot, fd + 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
   }
@@ -48,7 +45,7 @@ static int sys_open(const char *path, int flags, int mode) {
 static ssize_t sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, fd, buf, n); }
 static ssize_t sys_write(int fd, const void *buf, size_t n) { return syscall(SYS_write, fd, buf, n); }
 static int sys_close(int fd) {
-  for (int i = 0; !fds_private && i < TRANSIENT_MAX; i++) {
+  for (int i = 0; i < TRANSIENT_MAX; i++) {
     int mine = fd + 1;
     if (__atomic_compare_exchange_n(&transient[i], &mine, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
   }
@@ -422,54 +419,7 @@ bool xa_os_write_fd(int fd, const char *s, size_t n) {
   return n == 0;
 }
 
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
-#ifndef CLOSE_RANGE_UNSHARE
-#define CLOSE_RANGE_UNSHARE (1U << 1)
-#endif
-
-bool xa_os_fds_private(void) {
-  int saved = errno;
-  /* Unshare the table with no descriptor in it: the kernel copies only
-   * those below the range's start (Linux 5.9), so this thread never holds
-   * a reference to the program's files, which would keep a pipe that the
-   * program closes from reading as closed at its other end. */
-  if (!fds_private) fds_private = syscall(SYS_close_range, 0u, ~0u, CLOSE_RANGE_UNSHARE) == 0;
-  errno = saved;
-  return fds_private;
-}
-
-/* The program's stderr, duplicated into a private table for one report
- * (pidfd_getfd, Linux 5.6, on our own process: the thread group leader's
- * table, which the program's threads share); -1 where that fails (an old
- * kernel, or a leader that has ended with pthread_exit). */
-static int borrow_stderr(void) {
-  int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0u);
-  if (pidfd < 0) return -1;
-  int fd = (int)syscall(SYS_pidfd_getfd, pidfd, 2, 0u);
-  syscall(SYS_close, pidfd);
-  return fd;
-}
-
-void xa_os_write_err(const char *s, size_t n) {
-  if (likely(!fds_private)) {
-    xa_os_write_fd(2, s, n);
-    return;
-  }
-  int saved = errno, fd = borrow_stderr();
-  if (fd >= 0) {
-    xa_os_write_fd(fd, s, n);
-    syscall(SYS_close, fd);
-  }
-  errno = saved;
-}
+void xa_os_write_err(const char *s, size_t n) { xa_os_write_fd(2, s, n); }
 
 /* The kept stderr: a close-on-exec duplicate numbered high, away from the
  * low numbers programs expect to find free, and what it referred to. */

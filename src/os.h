@@ -138,16 +138,7 @@ XA_HIDDEN void xa_os_membarrier_forget(void);
 /* Environment lookup without allocating (walks environ). */
 XA_HIDDEN const char *xa_os_getenv(const char *name);
 /* Write to stderr (or fd) with write(2); no stdio, no allocation. */
-/* One report on the program's stderr (from a thread with a private
- * descriptor table too). */
 XA_HIDDEN void xa_os_write_err(const char *s, size_t n);
-/* Give the calling thread a descriptor table of its own, empty: the files
- * it opens then never take a number of the program's, for a moment or
- * for good, and never show among the program's descriptors.  False where
- * the kernel refuses (before Linux 5.9, a seccomp filter): the thread
- * shares the program's table as before.  For the purger, when meshing is
- * off (meshing shares its file's descriptor with every thread). */
-XA_HIDDEN bool xa_os_fds_private(void);
 XA_HIDDEN bool xa_os_write_fd(int fd, const char *s, size_t n);   /* false: not all written */
 /* Keep a private close-on-exec duplicate of stderr (for reports at exit,
  * which programs that close stderr first would otherwise lose), and later

@@ -137,9 +137,7 @@ static bool psi_polled_pressure(uint64_t now) {
  * psi:poll reads the pressure file's total stall time at each poll; psi:trigger
  * asks the kernel for a trigger, a descriptor held for the process's
  * life (numbered XA_OS_FD_MIN or higher, close-on-exec) that wakes the
- * purger at once.  It sits in the purger's own descriptor table, except
- * where the purger shares the program's (purge.c: meshing, an old
- * kernel); there programs that list their descriptors see it (CPython's
+ * purger at once.  Programs that list their descriptors see it (CPython's
  * test_subprocess fails on it), hence not the default. */
 static void watch_open(void) {
   psi_opened = true;
@@ -195,10 +193,10 @@ bool xa_pressure_poll(uint64_t now) {
   return purge || (limited && urgent);
 }
 
-void xa_pressure_postfork_child(bool fd_inherited) {
+void xa_pressure_postfork_child(void) {
   /* The descriptor is the parent's trigger: the child's purger, when it
    * starts, opens its own. */
-  if (fd_inherited && xa_os_fd_is(psi_fd, &psi_id)) xa_os_close(psi_fd);   /* not a number the program reused */
+  if (xa_os_fd_is(psi_fd, &psi_id)) xa_os_close(psi_fd);   /* not a number the program reused */
   psi_fd = -1;
   psi_mode = PSI_OFF;
   psi_opened = false;

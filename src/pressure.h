@@ -52,10 +52,8 @@ XA_HIDDEN bool xa_pressure_limited(void);
  * file): wait up to ns for it (a plain sleep without one).  True if the
  * kernel reported pressure. */
 XA_HIDDEN bool xa_pressure_wait(uint64_t ns);
-/* A fork child: the trigger belongs to the parent's purger.
- * fd_inherited: the purger held it in the program's descriptor table
- * (the child has the number, and closes it). */
-XA_HIDDEN void xa_pressure_postfork_child(bool fd_inherited);
+/* A fork child: the trigger belongs to the parent's purger. */
+XA_HIDDEN void xa_pressure_postfork_child(void);
 
 /* Named as the statistics totals that show them (stats.h). */
 #define XA_PRESSURE_STATS(X) \

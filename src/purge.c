@@ -175,21 +175,13 @@ size_t xa_purge_pass(uint64_t now) {
 #define ALONE_CHECK_NS 200000000u
 #define MAX_SLEEP_NS 1000000000u
 
-/* The purger opens files: /proc to see whether the program is gone, and
- * under a memory limit the cgroup's files every cgroup_poll_ms and a PSI
- * trigger.  In the program's descriptor table each open would hold the
- * lowest free descriptor for a moment, and a program that makes a pipe
- * or opens a file in that moment would get a number one higher than it
- * expects (GLib's gsubprocess test checks that two pipes' numbers follow
- * each other); a file kept open would show among the program's
- * descriptors (CPython's test_subprocess lists them).  So the purger
- * takes a descriptor table of its own (xa_os_fds_private), unless meshing
- * is on (its file's descriptor is shared with the allocating threads).
- *
- * Where it has none (meshing, a kernel before 5.9), while the main thread
- * runs, so does the program, and /proc is read only every MAIN_CHECK_NS
- * (under a memory limit the cgroup's files are still read, and
- * psi:trigger's descriptor shows).  So a thread-specific value
+/* While the main thread runs, so does the program, and /proc is read
+ * only every MAIN_CHECK_NS.  Each read opens a file, which holds the
+ * lowest free descriptor for a moment, and a program that makes a pipe or
+ * opens a file in that moment gets a number one higher than it expects
+ * (GLib's gsubprocess test checks that two pipes' numbers follow each
+ * other); a file kept open instead shows among the program's descriptors
+ * (CPython's test_subprocess lists them).  So a thread-specific value
  * sits on the main thread (set from the library's constructor,
  * xa_purge_watch_main), and its destructor, which pthread_exit and a
  * cancellation of the main thread run, says the main thread is gone;
@@ -205,8 +197,6 @@ static bool main_watched;       /* main_key's value sits on the main thread (ato
                                    another library's constructor may have started
                                    the purger before ours) */
 static bool main_ended;         /* its destructor ran (atomic) */
-static bool fds_private;        /* the purger's descriptor table is its own (atomic:
-                                   a fork child's pressure state reads it) */
 
 static void main_exits(void *v) {
   (void)v;
@@ -225,8 +215,7 @@ static bool program_gone(uint64_t now, uint64_t *next_check, uint64_t *next_read
   if (now < *next_check) return false;
   *next_check = now + ALONE_CHECK_NS;
   if (!*next_read) *next_read = now + MAIN_CHECK_NS;
-  if (!__atomic_load_n(&fds_private, __ATOMIC_RELAXED) && __atomic_load_n(&main_watched, __ATOMIC_ACQUIRE) &&
-      !__atomic_load_n(&main_ended, __ATOMIC_ACQUIRE)) {
+  if (__atomic_load_n(&main_watched, __ATOMIC_ACQUIRE) && !__atomic_load_n(&main_ended, __ATOMIC_ACQUIRE)) {
     if (now < *next_read) return false;
     *next_read = now + MAIN_CHECK_NS;
   }
@@ -237,7 +226,6 @@ static void *purger_main(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "xalloc-purge");   /* for top -H, /proc/PID/task/TID/comm */
   in_purger = true;
-  if (!xa_opt.mesh) __atomic_store_n(&fds_private, xa_os_fds_private(), __ATOMIC_RELAXED);
   uint64_t next_check = 0, next_read = 0;
   for (;;) {
     uint64_t now = xa_os_now();
@@ -383,10 +371,7 @@ void xa_purge_postfork_parent(void) { pthread_mutex_unlock(&purge_mutex); }
 /* The thread does not exist in the child: the child's next allocation slow
  * path starts one if the parent had one. */
 void xa_purge_postfork_child(void) {
-  /* The parent's purger held its descriptors in a table of its own: the
-   * child's numbers are the program's. */
-  xa_pressure_postfork_child(!__atomic_load_n(&fds_private, __ATOMIC_RELAXED));
-  fds_private = false;
+  xa_pressure_postfork_child();
   /* The forking thread is the child's main thread: watched if it holds
    * the value (it was the parent's main thread). */
   __atomic_store_n(&main_watched, main_watched && pthread_getspecific(main_key) != NULL, __ATOMIC_RELAXED);

@@ -16,12 +16,7 @@
 #  (f) under a limit the stall watch is polled (psi:poll), a PSI trigger
 #      (psi:trigger; polled where the kernel refuses one) or off;
 #  (e) with a CPU quota of half a CPU, 1 CPU is read and one arena made
-#      (v1 cpu controller);
-#  (g) under a limit, where the purger reads the cgroup's files every
-#      cgroup_poll_ms (psi:poll) or holds a PSI trigger (psi:trigger), the
-#      program's descriptors keep their numbers and no new one shows
-#      (api_purge's fd_numbering mode; the purger's descriptor table is
-#      its own from Linux 5.9).
+#      (v1 cpu controller).
 # A machine without root or a writable memory cgroup prints skip: lines.
 set -u
 . "${SRC:?SRC must be set}/test/lib/common.sh"
@@ -140,22 +135,6 @@ for mode in poll:2 trigger:12 off:0; do
                                   fail "psi:$m: rc $rc, pressure_psi '$got'";;
                     *) fail "psi:$m: pressure_psi $got, want one of $want";; esac
 done
-
-# (g) the purger's files stay out of the program's descriptor table
-kver=$(uname -r | sed 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/')
-set -- $kver
-if [ "${1:-0}" -gt 5 ] || { [ "${1:-0}" -eq 5 ] && [ "${2:-0}" -ge 9 ]; }; then
-    for m in poll trigger; do
-        XALLOC_CONF=psi:$m run_in 512 "$BUILD/api_purge" fd_numbering
-        if [ $rc -eq 0 ]; then
-            ok "psi:$m under a limit: $(cat "$W/err.$n")"
-        else
-            fail "psi:$m under a limit: descriptors moved or added: rc $rc (5 moved, 6 added), $(cat "$W/err.$n")"
-        fi
-    done
-else
-    echo "skip: Linux $(uname -r) gives the purger no descriptor table of its own (5.9)"
-fi
 
 # (e) a CPU quota of half a CPU: xalloc sees 1 and makes one arena
 cpu=/sys/fs/cgroup/cpu
