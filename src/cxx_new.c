@@ -90,6 +90,15 @@ static inline void *new_impl(size_t n, size_t align) {
   return likely(p != NULL) ? p : new_failed(n, align, false);
 }
 
+/* Plain new: malloc's fast path, which tail-calls this when it cannot
+ * serve n.  Checking the fast path's result instead would make new call
+ * the slow path and so set up a stack frame on every call (6 instructions
+ * more than malloc's 18). */
+XA_NOINLINE static void *new_slow(size_t n) {
+  void *p = xa_malloc_slow(n);
+  return likely(p != NULL) ? p : new_failed(n, 0, false);
+}
+
 /* A nothrow form failed.  The new_handler may throw, and C cannot catch,
  * so let libstdc++'s own operator of the same name run the loop: it calls
  * our throwing operator inside a try block and returns NULL for whatever
@@ -132,8 +141,8 @@ static inline void delete_aligned_unsized(void *p, size_t align) {
 #define NEW XA_EXPORT __attribute__((malloc))
 
 /* operator new(size_t), new[](size_t), and their nothrow forms */
-NEW XA_ENTRY void *_Znwm(size_t n) { return new_impl(n, 0); }
-NEW XA_ENTRY void *_Znam(size_t n) { return new_impl(n, 0); }
+NEW XA_ENTRY void *_Znwm(size_t n) { return xa_malloc_fast_or(n, new_slow); }
+NEW XA_ENTRY void *_Znam(size_t n) { return xa_malloc_fast_or(n, new_slow); }
 NEW void *_ZnwmRKSt9nothrow_t(size_t n, const nothrow_t *t) { return NOTHROW(n, 0, t, _ZnwmRKSt9nothrow_t); }
 NEW void *_ZnamRKSt9nothrow_t(size_t n, const nothrow_t *t) { return NOTHROW(n, 0, t, _ZnamRKSt9nothrow_t); }
 /* operator new(size_t, align_val_t), new[], nothrow forms */

@@ -41,7 +41,9 @@ XA_HIDDEN void xa_free_sized_checked(void *p, size_t size);
  * (C++ aligned delete without one), only the alignment is checked. */
 XA_HIDDEN void xa_free_aligned(void *p, size_t align, size_t size, bool sized, const char *fn);
 
-XA_INLINE void *xa_malloc_fast(size_t n) {
+/* malloc's fast path, leaving for slow(n) (a tail call: the fast path
+ * then needs no stack frame, as long as slow is the only call). */
+XA_INLINE void *xa_malloc_fast_or(size_t n, void *(*slow)(size_t)) {
   if (likely(n <= XA_SMALL_MAX)) {
     struct xa_tbin *b = xa_tbin_scaled(xa_tc, xa_sizeclass_scaled(n));
     void **top = xa_tbin_pop_begin(b);
@@ -52,8 +54,9 @@ XA_INLINE void *xa_malloc_fast(size_t n) {
     }
     xa_tbin_top_step(b, 1);    /* undone: the slow path finds the bin as it was */
   }
-  return xa_malloc_slow(n);
+  return slow(n);
 }
+XA_INLINE void *xa_malloc_fast(size_t n) { return xa_malloc_fast_or(n, xa_malloc_slow); }
 
 /* Is p the start of an object in one of our slabs?  Sets *cls if so. */
 XA_INLINE bool xa_small_lookup(const void *p, size_t *cls) {
@@ -92,15 +95,19 @@ XA_INLINE bool xa_tbin_push_freed(struct xa_tbin *b, void *p) {
 XA_INLINE bool xa_tc_push_freed(size_t cls, void *p) { return xa_tbin_push_freed(&xa_tc->bins[cls], p); }
 
 /* free()'s push of p, whose page-map entry holds start32 and cls_scaled
- * (xa_free_push: the entry *pi): xa_small_lookup's
- * object-start test with the class's divisibility constant read from the
- * bin (the scaled class 0 of anything but a slab indexes the dummy bin,
- * whose constant never divides), then the push.  False: nothing was
- * done. */
-XA_INLINE bool xa_free_push_in(void *p, uint32_t start32, size_t cls_scaled) {
+ * (xa_free_push: the entry *pi): for a sized free (a constant), first the
+ * size n against the bin's range; then xa_small_lookup's object-start
+ * test with the class's divisibility constant read from the bin (the
+ * scaled class 0 of anything but a slab indexes the dummy bin, whose
+ * constant never divides, and whose size range is empty), then the
+ * push.  False: nothing was done. */
+XA_INLINE bool xa_free_push_sized(void *p, uint32_t start32, size_t cls_scaled, bool sized, size_t n) {
   struct xa_tcache *tc = xa_tc;
   uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - start32);
   struct xa_tbin *b = xa_tbin_scaled(tc, cls_scaled);
+  /* sized: n in the class's range (xa_free_sized_fast); n <= size_max
+   * <= 32768 first, so that n's low 16 bits are n */
+  if (sized && !(likely(n <= b->size_max) && likely((uint16_t)n > b->size_min))) return false;
 #if defined(__x86_64__)
   /* the multiply and the compare each read the constant from the bin:
    * gcc would load it into a register first (one instruction more) */
@@ -111,6 +118,9 @@ XA_INLINE bool xa_free_push_in(void *p, uint32_t start32, size_t cls_scaled) {
   off *= magic;
   return likely(off < magic) && likely(xa_tbin_push_freed(b, p));
 #endif
+}
+XA_INLINE bool xa_free_push_in(void *p, uint32_t start32, size_t cls_scaled) {
+  return xa_free_push_sized(p, start32, cls_scaled, false, 0);
 }
 XA_INLINE bool xa_free_push(void *p, const struct xa_pageinfo *pi) { return xa_free_push_in(p, pi->start32, pi->cls_scaled); }
 
@@ -141,16 +151,16 @@ XA_INLINE void xa_free_fast(void *p) {
   xa_free_slow(p);
 }
 
-/* A free that is told the size n (sized delete, free_sized): when n's
- * class is the class of p's page, the same push as free(), and the size
- * costs one table load and compare (the table holds scaled classes, as the
- * page does; a non-slab page's never matches).  False: nothing was done,
+/* A free that is told the size n (sized delete, free_sized): when n is
+ * in the size range of the class of p's page, the same push as free(),
+ * and the size costs two compares with the bin free() picks anyway (its
+ * size_min and size_max; the dummy bin's range is empty, and no size
+ * above the small classes is in any range).  False: nothing was done,
  * and the caller's checking path decides (a large block, a size from
- * another class, a full bin, a bad pointer). */
+ * another class, size 0, a full bin, a bad pointer). */
 XA_INLINE bool xa_free_sized_fast(void *p, size_t n) {
   uintptr_t u = xa_pagemap_unit(p);
-  return likely(u < xa_pagemap_limit()) && likely(n <= XA_SMALL_MAX) &&
-         likely(xa_sizeclass_scaled(n) == xa_pagemap_cls_scaled(u)) &&
-         likely(xa_free_push_in(p, xa_pagemap[u].start32, xa_pagemap_cls_scaled(u)));
+  return likely(u < xa_pagemap_limit()) &&
+         likely(xa_free_push_sized(p, xa_pagemap[u].start32, xa_pagemap_cls_scaled(u), true, n));
 }
 #endif

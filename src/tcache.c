@@ -67,6 +67,10 @@ static uint64_t tc_reclaimed;                   /* objects reclaimed, ever (tc_l
 #define BIN_MIN 8       /* objects a bin holds at least, */
 #define BIN_MAX 1024    /* and at most, whatever tcache_bytes says */
 _Static_assert(XA_NSMALL * (SMALL_CAP + BIN_MAX) <= UINT16_MAX, "slot indexes and counts fit taken[] and keep[]");
+_Static_assert(__builtin_offsetof(struct xa_tcache, slots) / sizeof(void *) + XA_NSMALL * (SMALL_CAP + BIN_MAX) <=
+                   UINT16_MAX,
+               "a bin's distance to its stack fits stack_d");
+_Static_assert(XA_SMALL_MAX <= UINT16_MAX, "a class's size fits size_min");
 
 /* Boost: a bin that both ran empty (a refill) and overflowed (a flush)
  * within one GC period is passing objects back and forth with the
@@ -151,6 +155,7 @@ static uint64_t tc_uncached_nmalloc[XA_NSMALL];  /* atomic */
 static void period_start(struct xa_tcache *tc, unsigned c) {
   uint64_t mean = xa_tcache_sample_mean;
   uint32_t p = mean ? xa_sample_count(&tc->rng, mean, xa_classes[c].size) : XA_COUNT_PERIOD;
+  if (p > INT32_MAX) p = INT32_MAX;   /* the countdown's range */
   tc->period[c] = p;
   tc->bins[c].countdown = p;
 }
@@ -200,7 +205,7 @@ void xa_tcache_class_counts(uint64_t nmalloc[XA_NSMALL], uint64_t cached[XA_NSMA
   for (struct xa_tcache *tc = tc_live; tc; tc = tc->next)
     for (unsigned c = 0; c < XA_NSMALL; c++) {
       nmalloc[c] += counted(tc, c);
-      void **top = __atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED), **bottom = tc->bins[c].stack + tc->taken[c];
+      void **top = __atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED), **bottom = xa_tbin_stack(&tc->bins[c]) + tc->taken[c];
       cached[c] += top > bottom ? (uint64_t)(top - bottom) : 0;
     }
   xa_unlock(&tc_lock);
@@ -352,7 +357,7 @@ static void tcache_sweep_orphans(void) {
 static void gates_open(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
-    __atomic_store_n(&b->pop_gate, b->stack, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->pop_gate, xa_tbin_stack(b), __ATOMIC_RELAXED);
     __atomic_store_n(&b->push_gate, tc->end[c], __ATOMIC_RELAXED);
   }
 }
@@ -387,8 +392,8 @@ static void bins_settle(struct xa_tcache *tc) {
     if (!k) continue;
     struct xa_tbin *b = &tc->bins[c];
     uint32_t n = xa_tbin_count(b) - k;
-    memmove(b->stack, b->stack + k, n * sizeof(void *));
-    b->top = b->stack + n;
+    memmove(xa_tbin_stack(b), xa_tbin_stack(b) + k, n * sizeof(void *));
+    b->top = xa_tbin_stack(b) + n;
     tc->taken[c] = 0;
   }
 }
@@ -404,13 +409,13 @@ static void bins_to_small(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     uint32_t n = xa_tbin_count(b);
-    if (b->stack != slot) {
+    if (xa_tbin_stack(b) != slot) {
       if (n > small_cap(c)) {
         bin_flush(b, n - small_cap(c));
         n = small_cap(c);
       }
-      memcpy(slot, b->stack, n * sizeof(void *));
-      b->stack = slot;
+      memcpy(slot, xa_tbin_stack(b), n * sizeof(void *));
+      xa_tbin_set_stack(b, slot);
       b->top = slot + n;
     }
     slot += small_cap(c);
@@ -466,7 +471,7 @@ static void claim_slow(struct xa_tcache *tc) {
 static void bins_budget(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     uint32_t budget = bin_budget(tc, c), cap = small_cap(c);
-    tc->end[c] = tc->bins[c].stack + (budget < cap ? budget : cap);
+    tc->end[c] = xa_tbin_stack(&tc->bins[c]) + (budget < cap ? budget : cap);
   }
 }
 
@@ -474,7 +479,8 @@ static void bins_budget(struct xa_tcache *tc) {
 static void bins_small(struct xa_tcache *tc) {
   void **slot = tc->slots;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
-    tc->bins[c].stack = tc->bins[c].top = slot;
+    xa_tbin_set_stack(&tc->bins[c], slot);
+    tc->bins[c].top = slot;
     slot += small_cap(c);
     tc->end[c] = slot;
   }
@@ -494,13 +500,13 @@ static void bin_grow(struct xa_tcache *tc, unsigned c, uint32_t budget) {
    * the bin stays small until that is done. */
   if (unlikely(__atomic_load_n(&tc->stacks_purging, __ATOMIC_ACQUIRE))) return;
   uint32_t n = xa_tbin_count(b);
-  if (b->stack != to) memcpy(to, b->stack, n * sizeof(void *));
+  if (xa_tbin_stack(b) != to) memcpy(to, xa_tbin_stack(b), n * sizeof(void *));
   xa_lock(&tc_lock);
-  b->stack = to;
+  xa_tbin_set_stack(b, to);
   b->top = to + n;
   tc->end[c] = to + budget;
   if (!tc->gates_closed) {
-    __atomic_store_n(&b->pop_gate, b->stack, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->pop_gate, xa_tbin_stack(b), __ATOMIC_RELAXED);
     __atomic_store_n(&b->push_gate, tc->end[c], __ATOMIC_RELAXED);
   }
   xa_unlock(&tc_lock);
@@ -523,7 +529,11 @@ static struct xa_tcache *tcache_new(void) {
     xa_lock(&tc_lock);
     tc_mapped += tcache_bytes();
     xa_unlock(&tc_lock);
-    for (unsigned c = 0; c < XA_NSMALL; c++) tc->bins[c].divmagic = xa_class_divmagic[c];
+    for (unsigned c = 0; c < XA_NSMALL; c++) {
+      tc->bins[c].divmagic = xa_class_divmagic[c];
+      tc->bins[c].size_max = xa_classes[c].size;
+      tc->bins[c].size_min = (uint16_t)(c ? xa_classes[c - 1].size : 0);
+    }
     bins_small(tc);
   }
   /* A new cache's bins (on the small area, empty) hold no more than the
@@ -565,9 +575,9 @@ struct xa_tcache *xa_tcache_get(void) {
 static void bin_flush(struct xa_tbin *b, uint32_t k) {
   /* The oldest objects sit at the bottom of the stack. */
   if (!k) return;
-  xa_arena_flush(b->stack, k, "free");
+  xa_arena_flush(xa_tbin_stack(b), k, "free");
   b->top -= k;
-  memmove(b->stack, b->stack + k, xa_tbin_count(b) * sizeof(void *));
+  memmove(xa_tbin_stack(b), xa_tbin_stack(b) + k, xa_tbin_count(b) * sizeof(void *));
 }
 
 /* The owner, inside a slow path: bin c gives back what is over `budget`
@@ -577,11 +587,11 @@ static void bin_flush(struct xa_tbin *b, uint32_t k) {
 static void bin_shrink(struct xa_tcache *tc, unsigned c, uint32_t budget) {
   struct xa_tbin *b = &tc->bins[c];
   if (budget < small_cap(c)) budget = small_cap(c);
-  if (b->stack != tc->slots + tc_full_off[c] || xa_tbin_cap(tc, c) <= budget) return;
+  if (xa_tbin_stack(b) != tc->slots + tc_full_off[c] || xa_tbin_cap(tc, c) <= budget) return;
   uint32_t n = xa_tbin_count(b);
   if (n > budget) bin_flush(b, n - budget);
   xa_lock(&tc_lock);
-  tc->end[c] = b->stack + budget;
+  tc->end[c] = xa_tbin_stack(b) + budget;
   if (!tc->gates_closed) __atomic_store_n(&b->push_gate, tc->end[c], __ATOMIC_RELAXED);
   xa_unlock(&tc_lock);
 }
@@ -594,7 +604,7 @@ static unsigned tcache_gc(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     if (!tc->missed[c]) {
-      if (b->top != b->stack) {
+      if (b->top != xa_tbin_stack(b)) {
         bin_flush(b, (xa_tbin_count(b) + 1) / 2);
         if (tc->slow_start[c] < tc_start_shift[c]) tc->slow_start[c]++;   /* quiet: start slower again */
       }
@@ -625,7 +635,7 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   if (++tc->events >= GC_PERIOD) *news |= tcache_gc(tc);
   tc->missed[cls] = 1;
   /* The GC, or a closed gate rather than an empty bin, sent us here. */
-  if (b->top != b->stack) return *--b->top;
+  if (b->top != xa_tbin_stack(b)) return *--b->top;
   /* Slow start: a class a thread touches only briefly takes little from
    * the arena; each further miss doubles the batch, up to half the bin. */
   unsigned want = (bin_cap(tc, cls) / 2) >> tc->slow_start[cls];
@@ -641,9 +651,9 @@ static void *alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news) {
     /* It may stay small: its stacks are being purged (bin_grow). */
     if (want > xa_tbin_cap(tc, cls)) want = xa_tbin_cap(tc, cls);
   }
-  unsigned got = xa_arena_refill(xa_arena_choose(), cls, b->stack, want);
+  unsigned got = xa_arena_refill(xa_arena_choose(), cls, xa_tbin_stack(b), want);
   if (!got) return NULL;
-  b->top = b->stack + got - 1;
+  b->top = xa_tbin_stack(b) + got - 1;
   *news |= XA_TC_TOOK;
   return *b->top;
 }
@@ -659,7 +669,7 @@ void *xa_tcache_alloc_refill(struct xa_tcache *tc, unsigned cls, unsigned *news)
  * or is free in its slab; otherwise the mark was the user's data (or p
  * sits in another thread's cache, which cannot be seen cheaply). */
 static bool freed_already(const struct xa_tbin *b, void *p) {
-  for (void *const *q = b->stack; q != b->top; q++)
+  for (void *const *q = xa_tbin_stack(b); q != b->top; q++)
     if (*q == p) return true;
   return xa_arena_small_is_free(p);
 }
@@ -710,13 +720,13 @@ void xa_tcache_bury_first(struct xa_tcache *tc, unsigned cls, unsigned *news) {
   void *p = b->top[-1];
   if (n == 1) {                  /* refill above it */
     unsigned want = xa_tbin_cap(tc, cls) / 2;
-    unsigned got = want > 1 ? xa_arena_refill(xa_arena_choose(), cls, b->stack + 1, want - 1) : 0;
-    b->top = b->stack + 1 + got;
+    unsigned got = want > 1 ? xa_arena_refill(xa_arena_choose(), cls, xa_tbin_stack(b) + 1, want - 1) : 0;
+    b->top = xa_tbin_stack(b) + 1 + got;
     tc->missed[cls] = 1;
     *news |= XA_TC_TOOK;
   } else {                       /* swap it with the bottom object */
-    b->top[-1] = b->stack[0];
-    b->stack[0] = p;
+    b->top[-1] = xa_tbin_stack(b)[0];
+    xa_tbin_stack(b)[0] = p;
   }
   xa_tc_release(tc);
 }
@@ -787,7 +797,7 @@ void xa_tcache_postfork_child(void) {
  * thread's bins: a hint. */
 static bool tcache_holds(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++)
-    if (__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED) > tc->bins[c].stack + tc->taken[c]) return true;
+    if (__atomic_load_n(&tc->bins[c].top, __ATOMIC_RELAXED) > xa_tbin_stack(&tc->bins[c]) + tc->taken[c]) return true;
   return false;
 }
 
@@ -819,7 +829,7 @@ static size_t bins_take(struct xa_tcache *tc) {
   size_t objs = 0;
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
-    void **top = __atomic_load_n(&b->top, __ATOMIC_ACQUIRE), **from = b->stack + tc->taken[c];
+    void **top = __atomic_load_n(&b->top, __ATOMIC_ACQUIRE), **from = xa_tbin_stack(b) + tc->taken[c];
     if (top <= from) continue;
     uint32_t k = (uint32_t)(top - from);
     xa_arena_flush(from, k, "free");
@@ -839,8 +849,8 @@ static void stacks_note_kept(struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++) {
     struct xa_tbin *b = &tc->bins[c];
     tc->keep[c] = 0;
-    if (b->stack != tc->slots + tc_full_off[c]) continue;     /* on the small area */
-    tc->keep[c] = (uint16_t)(b->stack + tc->taken[c] - tc->slots);
+    if (xa_tbin_stack(b) != tc->slots + tc_full_off[c]) continue;     /* on the small area */
+    tc->keep[c] = (uint16_t)(xa_tbin_stack(b) + tc->taken[c] - tc->slots);
   }
 }
 

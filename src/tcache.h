@@ -23,11 +23,17 @@ struct xa_tbin {
   uint64_t divmagic;    /* the class's xa_class_divmagic, where free() finds
                            it with no extra address computation; 0 (never
                            divides) in the boot cache and the dummy bin */
-  void **stack;         /* bottom */
-  int64_t countdown;    /* allocations left in the counting period: the
+  uint64_t size_max;    /* the class's size, and the size of the class */
+  int32_t countdown;    /* allocations left in the counting period: the
                            fast path decrements it and leaves at 0 for the
                            slow path, which counts the period and starts
                            the next (xa_tcache_tick) */
+  uint16_t stack_d;     /* bottom: xa_tbin_stack, this many slots above
+                           the bin (the slots follow the bins in the cache) */
+  uint16_t size_min;    /* below it (0 for the first): a sized free's size n
+                           is the class's if size_min < n <= size_max, two
+                           compares with the bin (xa_free_sized_fast); both
+                           0 in the boot cache and the dummy bin */
 };
 
 _Static_assert(sizeof(struct xa_tbin) == 8 * XA_BIN_SCALE, "bins are indexed by xa_class_scale(class) * 8");
@@ -51,7 +57,11 @@ XA_INLINE bool xa_freed_marked(const void *p) { return *(const xa_mark_word *)p 
 typedef uint32_t __attribute__((may_alias)) xa_mark_store;
 XA_INLINE void xa_freed_mark(void *p) { *(xa_mark_store *)p = (uint32_t)XA_FREED_MARK * 0x10001u; }
 
-XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - b->stack); }
+/* A bin's stack (its bottom), kept as a distance from the bin: 16 bits,
+ * which leaves room in the bin's 48 bytes for its class's size range. */
+XA_INLINE void **xa_tbin_stack(const struct xa_tbin *b) { return (void **)(uintptr_t)b + b->stack_d; }
+XA_INLINE void xa_tbin_set_stack(struct xa_tbin *b, void **stack) { b->stack_d = (uint16_t)(stack - (void **)b); }
+XA_INLINE uint32_t xa_tbin_count(const struct xa_tbin *b) { return (uint32_t)(b->top - xa_tbin_stack(b)); }
 
 struct xa_tcache {
   /* Fast-path part.  none is a dummy that free() indexes with the scaled
@@ -132,7 +142,7 @@ XA_INLINE void xa_tc_release(struct xa_tcache *tc) {
 }
 
 XA_INLINE uint32_t xa_tbin_cap(const struct xa_tcache *tc, unsigned c) {
-  return (uint32_t)(tc->end[c] - tc->bins[c].stack);
+  return (uint32_t)(tc->end[c] - xa_tbin_stack(&tc->bins[c]));
 }
 
 /* Move bin b's top by `by` slots (the owner only; but every thread on the

@@ -187,6 +187,33 @@ static void test_fast_path_every_size(void **state) {
   }
 }
 
+/* A sized free (sized delete, free_sized) of every small size with its
+ * own size is a push on the fast path alone; a size of the class below
+ * or above, or 0, and any size for a page that holds no slab (the dummy
+ * bin) leave it to the checking path with nothing done. */
+static void test_sized_free_fast_every_size(void **state) {
+  (void)state;
+  struct xa_tcache *tc = xa_tc;
+  assert_true(tc != &xa_tcache_boot);
+  for (size_t n = 1; n <= XA_SMALL_MAX; n++) {
+    void *p = xa_malloc_fast(n);
+    assert_non_null(p);
+    size_t c = xa_small_class_of(p), size = xa_classes[c].size, below = c ? xa_classes[c - 1].size : 0;
+    uint32_t entered = tc->entered, count = xa_tbin_count(&tc->bins[c]);
+    assert_false(xa_free_sized_fast(p, size + 1));
+    assert_false(xa_free_sized_fast(p, below));
+    assert_false(xa_free_sized_fast(p, n + ((size_t)1 << 32)));   /* no truncation */
+    assert_int_equal(xa_tbin_count(&tc->bins[c]), count);
+    assert_true(xa_free_sized_fast(p, n));
+    assert_int_equal(tc->entered, entered);
+    assert_int_equal(xa_tbin_count(&tc->bins[c]), count + 1);
+  }
+  assert_int_equal(tc->none.size_max, 0);
+  assert_int_equal(tc->none.size_min, 0);
+  static char not_ours[64] __attribute__((aligned(64)));
+  assert_false(xa_free_sized_fast(not_ours, 64));
+}
+
 /* malloc's fast path moves `top` before it reads the gate and moves it
  * back when it misses (xa_tbin_pop_begin): a miss at the end of the
  * counting period, or at a closed pop gate, leaves the bin as it was, and
@@ -204,7 +231,7 @@ static void test_fast_path_misses_undo(void **state) {
     if (miss == 0) b->countdown = 1;                   /* the period ends with this call */
     else b->pop_gate = (void **)~(uintptr_t)0;         /* as a reclaimer closes it */
     void *p = xa_malloc_fast(64);
-    if (miss == 1) b->pop_gate = b->stack;
+    if (miss == 1) b->pop_gate = xa_tbin_stack(b);
     assert_ptr_equal(p, want);
     assert_int_equal(xa_tbin_count(b), n - 1);
     if (miss == 0) assert_true(b->countdown > 1);      /* the next period started */
@@ -467,7 +494,7 @@ static bool gates_closed(const struct xa_tcache *tc) {
 
 static bool gates_open(const struct xa_tcache *tc) {
   for (unsigned c = 0; c < XA_NSMALL; c++)
-    if (tc->bins[c].pop_gate != tc->bins[c].stack || tc->bins[c].push_gate != tc->end[c]) return false;
+    if (tc->bins[c].pop_gate != xa_tbin_stack(&tc->bins[c]) || tc->bins[c].push_gate != tc->end[c]) return false;
   return true;
 }
 
@@ -583,7 +610,7 @@ static void *idle_body(void *arg) {
   void *pend = malloc(64);                    /* (a free slot above `top`) */
   ic->tc = xa_tc;
   struct xa_tbin *b = &ic->tc->bins[CLS];
-  ic->full = b->stack;
+  ic->full = xa_tbin_stack(b);
   ic->cap = xa_tbin_cap(ic->tc, CLS);
   void **top = b->top;                        /* a push of pend under way: */
   xa_freed_mark(pend);
@@ -847,6 +874,7 @@ int main(void) {
       cmocka_unit_test(test_fast_paths),
       cmocka_unit_test(test_fast_path_misses_undo),
       cmocka_unit_test(test_fast_path_every_size),
+      cmocka_unit_test(test_sized_free_fast_every_size),
       cmocka_unit_test(test_free_through_page_map),
       cmocka_unit_test(test_idle_gc),
     cmocka_unit_test(test_sized_frees_do_not_drive_gc),
