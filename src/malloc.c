@@ -325,17 +325,33 @@ XA_EXPORT XA_ENTRY void *malloc(size_t n) { return xa_malloc_fast(n); }
 
 XA_EXPORT XA_ENTRY void free(void *p) { xa_free_fast(p); }
 
-XA_EXPORT void *calloc(size_t nmemb, size_t size) {
-  size_t n;
-  if (__builtin_mul_overflow(nmemb, size, &n)) return fail_nomem();
+/* calloc where malloc's fast path has no block: past the small sizes,
+ * or a miss. */
+XA_NOINLINE static void *calloc_slow(size_t n) {
   if (n <= XA_SMALL_MAX) {
-    void *p = xa_malloc_fast(n);
+    void *p = xa_malloc_slow(n);
     return p ? memset(p, 0, n) : NULL;
   }
   if (unlikely(!xa_init())) return fail_nomem();
   bool zeroed;
   void *p = alloc_big(n, xa_os_page, true, &zeroed);
   return p && !zeroed ? memset(p, 0, n) : p;     /* fresh mappings read as zero */
+}
+
+static inline void *no_block(size_t n) {
+  (void)n;
+  return NULL;
+}
+
+/* malloc's fast path, then memset or calloc_slow, both as tail calls:
+ * with a call whose result it used, calloc set up a stack frame on every
+ * call. */
+XA_EXPORT void *calloc(size_t nmemb, size_t size) {
+  size_t n;
+  if (__builtin_mul_overflow(nmemb, size, &n)) return fail_nomem();
+  void *p = xa_malloc_fast_or(n, no_block);
+  if (likely(p != NULL)) return memset(p, 0, n);
+  return calloc_slow(n);
 }
 
 /* realloc into a new block.  The copy may read past the caller's size up
