@@ -401,14 +401,28 @@ static void *huge_resize(void *p, size_t n, size_t size, enum xa_huge_grow how) 
   return q;
 }
 
+/* A small block that moves to another small size. */
+XA_NOINLINE static void *realloc_small_move(void *p, size_t n, size_t cls) {
+  struct block b = {K_SMALL, (int)cls, NULL, xa_classes[cls].size};
+  return realloc_move(p, n, b);
+}
+
+XA_NOINLINE static void *realloc_slow(void *p, size_t n);
+
+/* A small block asked for a small size (the common case) takes one
+ * lookup, and where it stays, no stack frame: every other case is a tail
+ * call. */
 XA_EXPORT void *realloc(void *p, size_t n) {
-  /* A small block asked for a small size (the common case): one lookup. */
   size_t cls;
   if (likely(n - 1 < XA_SMALL_MAX) && xa_small_lookup(p, &cls) && likely(!xa_on_valgrind)) {
-    struct block b = {K_SMALL, (int)cls, NULL, xa_classes[cls].size};
-    if (n <= b.usable && (n > b.usable / 2 || cls == 0)) return p;
-    return realloc_move(p, n, b);
+    size_t usable = xa_classes[cls].size;
+    if (n <= usable && (n > usable / 2 || cls == 0)) return p;
+    return realloc_small_move(p, n, cls);
   }
+  return realloc_slow(p, n);
+}
+
+XA_NOINLINE static void *realloc_slow(void *p, size_t n) {
   if (!p) return xa_malloc_fast(n);
   if (n == 0) { free_checked(p, "realloc"); return NULL; }     /* glibc */
   struct block b = lookup(p);
