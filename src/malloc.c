@@ -413,11 +413,22 @@ XA_NOINLINE static void *realloc_slow(void *p, size_t n);
  * lookup, and where it stays, no stack frame: every other case is a tail
  * call. */
 XA_EXPORT void *realloc(void *p, size_t n) {
-  size_t cls;
-  if (likely(n - 1 < XA_SMALL_MAX) && xa_small_lookup(p, &cls) && likely(!xa_on_valgrind)) {
-    size_t usable = xa_classes[cls].size;
-    if (n <= usable && (n > usable / 2 || cls == 0)) return p;
-    return realloc_small_move(p, n, cls);
+  /* p's entry in the page map and the thread cache's bin of its scaled
+   * class, as free() reads them (fastpath.h): the bin's class constant
+   * says whether p starts an object, its size_max is the class's size.
+   * A foreign or NULL pointer's entry, or that of a chunk the map does
+   * not cover, picks the dummy bin, and the boot cache's bins have no
+   * constant either: those go to realloc_slow, which sorts them out. */
+  uintptr_t u = xa_pagemap_unit(p);
+  if (likely(n - 1 < XA_SMALL_MAX) && likely(u < xa_pagemap_limit()) && likely(!xa_on_valgrind)) {
+    size_t cls_scaled = xa_pagemap_cls_scaled(u);
+    const struct xa_tbin *b = xa_tbin_scaled(xa_tc, cls_scaled);
+    uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - xa_pagemap[u].start32);
+    if (likely(off * b->divmagic < b->divmagic)) {
+      size_t usable = b->size_max;
+      if (n <= usable && (n > usable / 2 || b->size_min == 0)) return p;   /* size_min 0: the first class */
+      return realloc_small_move(p, n, cls_scaled / XA_BIN_SCALE - 1);
+    }
   }
   return realloc_slow(p, n);
 }
