@@ -424,7 +424,9 @@ XA_EXPORT void *realloc(void *p, size_t n) {
     size_t cls_scaled = xa_pagemap_cls_scaled(u);
     const struct xa_tbin *b = xa_tbin_scaled(xa_tc, cls_scaled);
     uint64_t off = (uint32_t)((uint32_t)(uintptr_t)p - xa_pagemap[u].start32);
-    if (likely(off * b->divmagic < b->divmagic)) {
+    /* a block with the freed mark: realloc_slow tells a freed one from
+     * data that matches */
+    if (likely(off * b->divmagic < b->divmagic) && likely(!xa_freed_marked(p))) {
       size_t usable = b->size_max;
       if (n <= usable && (n > usable / 2 || b->size_min == 0)) return p;   /* size_min 0: the first class */
       return realloc_small_move(p, n, cls_scaled / XA_BIN_SCALE - 1);
@@ -440,6 +442,16 @@ XA_NOINLINE static void *realloc_slow(void *p, size_t n) {
   if (b.kind == K_INVALID) {
     report_invalid("realloc", p);
     return NULL;                       /* abort_on_error:false: ignored */
+  }
+  /* A small block in this thread's cache, or back in its slab: a
+   * realloc after free, which would otherwise hand the block out twice
+   * (one in another thread's cache is not seen here, as in free()). */
+  if (b.kind == K_SMALL && xa_freed_marked(p)) {
+    struct xa_tcache *tc = xa_tc;
+    if (tc != &xa_tcache_boot ? xa_tcache_freed(tc, (unsigned)b.cls, p) : xa_arena_small_is_free(p)) {
+      xa_error_pointer("realloc", "double free", p);
+      return NULL;                     /* abort_on_error:false: ignored */
+    }
   }
   if (n > XA_REQUEST_MAX) return fail_nomem();
   if (unlikely(xa_on_valgrind)) return realloc_move(p, n, b);

@@ -702,6 +702,13 @@ static bool free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *ne
   return true;
 }
 
+bool xa_tcache_freed(struct xa_tcache *tc, unsigned cls, void *p) {
+  claim_slow(tc);
+  bool freed = freed_already(&tc->bins[cls], p);
+  xa_tc_release(tc);
+  return freed;
+}
+
 bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news) {
   claim_slow(tc);
   bool ok = free_flush(tc, cls, p, news);

@@ -233,6 +233,9 @@ XA_HIDDEN void xa_tcache_class_counts(uint64_t nmalloc[XA_NSMALL], uint64_t cach
  * p carries the freed mark).  A full bin's older half is flushed first.
  * Returns false, caching nothing, if p is already free (double free). */
 XA_HIDDEN bool xa_tcache_free_flush(struct xa_tcache *tc, unsigned cls, void *p, unsigned *news);
+/* Whether small object p of class cls, which carries the freed mark, was
+ * freed: it sits in tc's bin, or its slab says so. */
+XA_HIDDEN bool xa_tcache_freed(struct xa_tcache *tc, unsigned cls, void *p);
 /* The object just cached in bin cls was the thread's first free: it most
  * likely came from another thread, and reusing it first would put this
  * thread's writes in that thread's cache lines (passive false sharing).

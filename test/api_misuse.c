@@ -290,6 +290,42 @@ static void test_double_free_reclaimed(void **s)
 }
 #endif
 
+/* realloc of a freed block (in the thread's cache, or back in its
+ * slab): a size that fits it, which would otherwise return it as it is,
+ * and one that moves it. */
+static size_t raf_new_size;
+static int raf_flushed;
+static int c_realloc_after_free(void *a)
+{
+    static void *others[5000];
+    char *p = malloc(64);
+    TU_CHK(p != NULL);
+    memset(p, 1, 64);
+    set_expected(p);
+    free(p);
+    if (raf_flushed) {                /* p's bin overflows: p goes back to its slab */
+        for (int i = 0; i < 5000; i++) TU_CHK((others[i] = malloc(64)) != NULL);
+        for (int i = 0; i < 5000; i++) free(others[i]);
+    }
+    p = realloc(opqp(p), raf_new_size);
+    return 0;
+}
+static void realloc_after_free(size_t n, int flushed)
+{
+    char what[80];
+    snprintf(what, sizeof what, "realloc(%zu) after free%s", n, flushed ? ", cache flushed" : "");
+    raf_new_size = n, raf_flushed = flushed;
+    expect_abort(what, c_realloc_after_free, "realloc", "double free");
+}
+static void test_realloc_after_free(void **s)
+{
+    XALLOC_ONLY();
+    realloc_after_free(60, 0);
+    realloc_after_free(200, 0);
+    realloc_after_free(60, 1);
+    realloc_after_free(200, 1);
+}
+
 #ifndef XA_TEST_GLIBC
 static int c_double_free_sized(void *a)
 {
@@ -645,6 +681,7 @@ int main(void)
 #ifndef XA_TEST_GLIBC
         cmocka_unit_test(test_double_free_reclaimed),
 #endif
+        cmocka_unit_test(test_realloc_after_free),
         cmocka_unit_test(test_double_free_sized),
         cmocka_unit_test(test_interior_free_sized),
         cmocka_unit_test(test_free_after_realloc_move),
