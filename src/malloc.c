@@ -445,10 +445,16 @@ XA_NOINLINE static void *realloc_slow(void *p, size_t n) {
   }
   /* A small block in this thread's cache, or back in its slab: a
    * realloc after free, which would otherwise hand the block out twice
-   * (one in another thread's cache is not seen here, as in free()). */
-  if (b.kind == K_SMALL && xa_freed_marked(p)) {
+   * (one in another thread's cache is not seen here, as in free()).
+   * Without a cache (tcache:false, secure, junk, memcheck; a thread's
+   * first call) free() leaves no mark, and the slab's bitmap is asked
+   * without reading the block (memcheck would see an uninitialised
+   * read). */
+  if (b.kind == K_SMALL) {
     struct xa_tcache *tc = xa_tc;
-    if (tc != &xa_tcache_boot ? xa_tcache_freed(tc, (unsigned)b.cls, p) : xa_arena_small_is_free(p)) {
+    bool freed = tc == &xa_tcache_boot ? xa_arena_small_is_free(p)
+                                       : xa_freed_marked(p) && xa_tcache_freed(tc, (unsigned)b.cls, p);
+    if (unlikely(freed)) {
       xa_error_pointer("realloc", "double free", p);
       return NULL;                     /* abort_on_error:false: ignored */
     }

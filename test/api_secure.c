@@ -157,6 +157,19 @@ static int child_double_free(void)
     return 0;
 }
 
+/* So is realloc of a freed small block, to a size that fits it (which
+ * would otherwise return it as it is) or to one that moves it: in these
+ * modes free() leaves no mark, and realloc asks the slab's bitmap. */
+static int child_realloc_after_free(size_t n)
+{
+    void *p = malloc(64);
+    free(p);
+    p = realloc(opq(p), n);
+    return 0;
+}
+static int child_realloc_after_free_fits(void) { return child_realloc_after_free(60); }
+static int child_realloc_after_free_moves(void) { return child_realloc_after_free(200); }
+
 /* Everything else keeps working in secure mode: realloc of huge blocks
  * (no mremap: copy), aligned allocation, calloc, usable sizes. */
 static int child_api(void)
@@ -225,6 +238,16 @@ static void test_double_free(void **s)
     expect_signal(NULL, "double_free", SIGABRT);
 }
 
+static void test_realloc_after_free_without_caches(void **s)
+{
+    XALLOC_ONLY();
+    static const char *const confs[] = {"secure:true", "tcache:false", "junk:true"};
+    for (size_t i = 0; i < sizeof confs / sizeof *confs; i++) {
+        expect_signal(confs[i], "realloc_after_free_fits", SIGABRT);
+        expect_signal(confs[i], "realloc_after_free_moves", SIGABRT);
+    }
+}
+
 static void test_api_in_secure_mode(void **s) { XALLOC_ONLY(); expect_exit0("secure:true", "api"); }
 
 int main(int argc, char **argv)
@@ -235,6 +258,8 @@ int main(int argc, char **argv)
         static const struct { const char *name; int (*fn)(void); } modes[] = {
             {"zero", child_zero}, {"order", child_order}, {"huge_overflow", child_huge_overflow},
             {"huge_uaf", child_huge_use_after_free}, {"double_free", child_double_free}, {"api", child_api},
+            {"realloc_after_free_fits", child_realloc_after_free_fits},
+            {"realloc_after_free_moves", child_realloc_after_free_moves},
         };
         for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
             if (!strcmp(argv[1], modes[i].name)) return modes[i].fn();
@@ -246,6 +271,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_huge_guard),
         cmocka_unit_test(test_huge_unmapped_on_free),
         cmocka_unit_test(test_double_free),
+        cmocka_unit_test(test_realloc_after_free_without_caches),
         cmocka_unit_test(test_api_in_secure_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

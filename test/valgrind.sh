@@ -46,6 +46,10 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 500; i++) { v[i] = malloc((size_t)i * 131 % 70000); memset(v[i], 1, (size_t)i * 131 % 70000); }
         for (int i = 0; i < 500; i++) v[i] = realloc(v[i], (size_t)i * 17 % 5000 + 1);
         for (int i = 0; i < 500; i++) free(v[i]);
+        /* realloc of a block never written: no read of its bytes */
+        char *u = malloc(40);
+        u = realloc(u, 50);
+        free(u);
         char *z = calloc(1000, 1000);
         for (int i = 0; i < 1000000; i += 4096) if (z[i]) return 3;
         free(z);
