@@ -23,7 +23,9 @@ struct xa_tbin {
   uint64_t divmagic;    /* the class's xa_class_divmagic, where free() finds
                            it with no extra address computation; 0 (never
                            divides) in the boot cache and the dummy bin */
-  uint64_t size_max;    /* the class's size, and the size of the class */
+  uint64_t size_max;    /* the class's size: a sized free's largest size,
+                           realloc's usable size; 0 in the boot cache and
+                           the dummy bin */
   int32_t countdown;    /* allocations left in the counting period: the
                            fast path decrements it and leaves at 0 for the
                            slow path, which counts the period and starts
