@@ -1,10 +1,12 @@
 /* The malloc and free fast paths.  Keep this file one screen long.
  *
- * malloc: size -> class (one table load), pop from the
- *   thread's bin, counting the allocation down in the bin's countdown.
- *   Two branches to the slow path, which it tail-calls: the bin is empty,
- *   or the count reached 0 (every 2^20 allocations of a class, or the
- *   heap profiler's next sample: xa_tcache_tick).
+ * malloc: size -> class (one load, indexed by the size itself), pop
+ *   from the thread's bin, counting the allocation down in the bin's
+ *   countdown.  Two branches to the slow path, which it tail-calls: the
+ *   bin is empty (or it is the dummy bin, for a size whose table entry
+ *   is not filled yet: xa_sizeclass_direct), or the count reached 0
+ *   (every 2^20 allocations of a class, or the heap profiler's next
+ *   sample: xa_tcache_tick).
  *   Both paths compare with the bin's gates, which another thread closes
  *   while it reclaims an idle cache (xa_tcache_reclaim).  malloc moves
  *   `top` down before it reads the gate (xa_tbin_pop_begin) and moves it
@@ -45,7 +47,7 @@ XA_HIDDEN void xa_free_aligned(void *p, size_t align, size_t size, bool sized, c
  * then needs no stack frame, as long as slow is the only call). */
 XA_INLINE void *xa_malloc_fast_or(size_t n, void *(*slow)(size_t)) {
   if (likely(n <= XA_SMALL_MAX)) {
-    struct xa_tbin *b = xa_tbin_scaled(xa_tc, xa_sizeclass_scaled(n));
+    struct xa_tbin *b = xa_tbin_scaled(xa_tc, xa_sizeclass_direct(n));
     void **top = xa_tbin_pop_begin(b);
     if (likely((uintptr_t)top > (uintptr_t)b->pop_gate) && likely(--b->countdown != 0)) {
       void *p = top[-1];

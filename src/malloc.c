@@ -49,6 +49,7 @@ static void *alloc_sampled(size_t n);
 
 static void *alloc_small(size_t n) {
   unsigned cls = xa_sizeclass_of(n);
+  if (unlikely(!xa_sizeclass_direct(n))) xa_sizeclass_direct_fill(n);   /* the fast path's table */
   struct xa_tcache *tc = xa_tcache_get();
   unsigned news = 0;
   /* Count the allocation (the fast path counts its own); the count

@@ -3,6 +3,7 @@
 #include "sizeclass.h"
 
 uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];
+uint8_t xa_class_direct[XA_SMALL_MAX + 1] XA_BSS_TABLE __attribute__((aligned(4096)));
 struct xa_class_info xa_classes[XA_NSMALL];
 uint64_t xa_class_divmagic[256];
 
@@ -57,4 +58,14 @@ void xa_sizeclass_init(size_t page, bool mesh) {
   }
   for (size_t i = 0; i <= XA_LOOKUP_MAX / 16; i++)
     xa_class_lookup[i] = (uint8_t)xa_class_scale(xa_sizeclass_compute(i * 16));
+  /* malloc's table: its first page (sizes below 4 KiB) now, which nearly
+   * every program asks for (one write fault instead of a read and then a
+   * write), the rest as sizes come (xa_sizeclass_direct_fill) */
+  for (size_t i = 0; i < 4096; i += 64) xa_sizeclass_direct_fill(i);
+}
+
+void xa_sizeclass_direct_fill(size_t n) {
+  size_t first = n & ~(size_t)63, last = first + 63 < XA_SMALL_MAX ? first + 63 : XA_SMALL_MAX;
+  for (size_t i = first; i <= last; i++)
+    __atomic_store_n(&xa_class_direct[i], (uint8_t)xa_sizeclass_scaled(i), __ATOMIC_RELAXED);
 }

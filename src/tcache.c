@@ -529,6 +529,9 @@ static struct xa_tcache *tcache_new(void) {
     xa_lock(&tc_lock);
     tc_mapped += tcache_bytes();
     xa_unlock(&tc_lock);
+    /* malloc indexes the dummy bin for a size the fast path's table has
+     * not filled yet: its pop gate stays closed */
+    tc->none.pop_gate = (void **)~(uintptr_t)0;
     for (unsigned c = 0; c < XA_NSMALL; c++) {
       tc->bins[c].divmagic = xa_class_divmagic[c];
       tc->bins[c].size_max = xa_classes[c].size;

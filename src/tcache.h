@@ -69,7 +69,9 @@ struct xa_tcache {
   /* Fast-path part.  none is a dummy that free() indexes with the scaled
    * class 0 of a page that holds no slab (or of an address that is not
    * ours: the page map's untouched entries): divmagic 0, so it takes
-   * nothing.  bins[c] then sits at xa_class_scale(c) * 8. */
+   * nothing.  malloc indexes it for a size whose entry in its size table
+   * is not filled yet (xa_sizeclass_direct): its pop gate is closed, so
+   * it gives nothing either.  bins[c] then sits at xa_class_scale(c) * 8. */
   struct xa_tbin none;
   struct xa_tbin bins[XA_NSMALL];
   /* The owner's slow paths: begun and ended, ever.  They differ while

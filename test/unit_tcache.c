@@ -187,6 +187,44 @@ static void test_fast_path_every_size(void **state) {
   }
 }
 
+static bool size_line_empty(size_t line) {
+  for (size_t i = line * 64; i < line * 64 + 64; i++)
+    if (xa_class_direct[i]) return false;
+  return true;
+}
+
+/* malloc's size table (xa_sizeclass_direct) fills a line at a time as
+ * sizes come: a size whose entry is still 0 goes through the dummy bin,
+ * which gives nothing, to the slow path; then the entries of its line hold
+ * the scaled classes of the compact table, the lines around it stay 0, and
+ * the next malloc of that size is a pop on the fast path. */
+static void test_size_table_fills_as_sizes_come(void **state) {
+  (void)state;
+  struct xa_tcache *tc = xa_tc;
+  assert_true(tc != &xa_tcache_boot);
+  size_t line = 0;
+  for (size_t l = XA_SMALL_MAX / 64 - 2; l > 0 && !line; l--)
+    if (size_line_empty(l - 1) && size_line_empty(l) && size_line_empty(l + 1)) line = l;
+  assert_true(line > 0);
+  size_t n = line * 64 + 13;
+  uint32_t entered = tc->entered;
+  void **none_top = tc->none.top;
+  void *p = xa_malloc_fast(n);
+  assert_non_null(p);
+  assert_true(tc->entered != entered);
+  assert_ptr_equal(tc->none.top, none_top);
+  assert_ptr_equal(tc->none.pop_gate, (void **)~(uintptr_t)0);
+  assert_int_equal(xa_small_class_of(p), xa_sizeclass_of(n));
+  for (size_t i = line * 64; i < line * 64 + 64; i++) assert_int_equal(xa_class_direct[i], xa_sizeclass_scaled(i));
+  assert_true(size_line_empty(line - 1));
+  assert_true(size_line_empty(line + 1));
+  xa_free_fast(p);
+  entered = tc->entered;
+  assert_ptr_equal(xa_malloc_fast(n), p);
+  assert_int_equal(tc->entered, entered);
+  xa_free_fast(p);
+}
+
 /* A sized free (sized delete, free_sized) of every small size with its
  * own size is a push on the fast path alone; a size of the class below
  * or above, or 0, and any size for a page that holds no slab (the dummy
@@ -871,6 +909,7 @@ int main(void) {
       cmocka_unit_test(test_boot_cache_always_misses),
       cmocka_unit_test(test_boot_cache_shared_by_threads),
       cmocka_unit_test(test_refill_and_flush_halves),
+      cmocka_unit_test(test_size_table_fills_as_sizes_come),
       cmocka_unit_test(test_fast_paths),
       cmocka_unit_test(test_fast_path_misses_undo),
       cmocka_unit_test(test_fast_path_every_size),
