@@ -93,7 +93,7 @@ static inline void *new_impl(size_t n, size_t align) {
 /* Plain new: malloc's fast path, which tail-calls this when it cannot
  * serve n.  Checking the fast path's result instead would make new call
  * the slow path and so set up a stack frame on every call (6 instructions
- * more than malloc's 18). */
+ * more than malloc's 16). */
 XA_NOINLINE static void *new_slow(size_t n) {
   void *p = xa_malloc_slow(n);
   return likely(p != NULL) ? p : new_failed(n, 0, false);

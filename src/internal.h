@@ -53,7 +53,6 @@ static const bool xa_config_stats = XA_STATS;
 /* Size geometry (see sizeclass.c for the derivation). */
 #define XA_MIN_ALIGN    16
 #define XA_SMALL_MAX    ((size_t)32768)       /* largest small class */
-#define XA_LOOKUP_MAX   XA_SMALL_MAX           /* size -> class is one table load */
 #define XA_NSMALL       40                     /* number of small classes */
 /* The fast paths' class numbers come scaled by this and shifted by one,
  * (class + 1) * XA_BIN_SCALE (size lookup table, pageinfo.cls_scaled): the

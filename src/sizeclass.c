@@ -2,7 +2,6 @@
  * hand-typed): class sizes and slab geometry. */
 #include "sizeclass.h"
 
-uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];
 uint8_t xa_class_direct[XA_SMALL_MAX + 1] XA_BSS_TABLE __attribute__((aligned(4096)));
 struct xa_class_info xa_classes[XA_NSMALL];
 uint64_t xa_class_divmagic[256];
@@ -56,8 +55,6 @@ void xa_sizeclass_init(size_t page, bool mesh) {
     size_t slab_bytes = ci->slab_pages * page;
     ci->empty_keep = slab_bytes >= XA_EMPTY_SLAB_BYTES ? 1 : (uint32_t)(XA_EMPTY_SLAB_BYTES / slab_bytes);
   }
-  for (size_t i = 0; i <= XA_LOOKUP_MAX / 16; i++)
-    xa_class_lookup[i] = (uint8_t)xa_class_scale(xa_sizeclass_compute(i * 16));
   /* malloc's table: its first page (sizes below 4 KiB) now, which nearly
    * every program asks for (one write fault instead of a read and then a
    * write), the rest as sizes come (xa_sizeclass_direct_fill) */

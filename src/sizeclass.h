@@ -2,9 +2,9 @@
  * doubling (160, 192, 224, 256, 320, ...) up to XA_SMALL_MAX.  Every class
  * size is m * 2^k with m in {1, 3, 5, 7}: worst-case internal waste < 20%.
  *
- * size -> class: one load from a 2 KiB table built from the formula (clz
- * arithmetic) at initialisation; malloc's fast path loads from a table
- * with a byte per size (xa_sizeclass_direct), filled as sizes come. */
+ * size -> class: malloc's fast path loads it from a table with a byte per
+ * size (xa_sizeclass_direct), filled from the formula (clz arithmetic)
+ * as sizes come; slow paths compute it. */
 #ifndef XA_SIZECLASS_H
 #define XA_SIZECLASS_H
 #include "internal.h"
@@ -30,7 +30,6 @@ struct xa_class_info {
   uint32_t empty_keep;  /* empty slabs an arena's bin keeps (XA_EMPTY_SLAB_BYTES) */
 };
 
-XA_HIDDEN extern uint8_t xa_class_lookup[XA_LOOKUP_MAX / 16 + 1];
 XA_HIDDEN extern struct xa_class_info xa_classes[XA_NSMALL];
 /* ceil(2^64 / size): off % size == 0 iff off * magic < magic (mod 2^64)
  * for off < 2^32 (Lemire, Kaser, Kurz 2019).  Checks object starts in free. */
@@ -43,14 +42,14 @@ XA_HIDDEN unsigned xa_sizeclass_slab_pages(size_t size, size_t page, bool mesh);
 
 #define XA_RECIP_SHIFT 40
 
-/* Class of a size above 128 (builds the lookup table). */
+/* Class of a size above 128. */
 XA_INLINE unsigned xa_sizeclass_of_big(size_t n) {
   size_t m = n - 1;
   unsigned k = 63u - (unsigned)__builtin_clzl(m);    /* floor(log2(m)), >= 7 */
   return 8u + 4u * (k - 7u) + (unsigned)(m >> (k - 2u)) - 4u;
 }
 
-/* Class of any size 0 <= n <= XA_SMALL_MAX, computed (used to build the table). */
+/* Class of any size 0 <= n <= XA_SMALL_MAX. */
 XA_INLINE unsigned xa_sizeclass_compute(size_t n) {
   if (n <= 128) return n == 0 ? 0 : (unsigned)((n + 15) >> 4) - 1u;
   return xa_sizeclass_of_big(n);
@@ -59,13 +58,14 @@ XA_INLINE unsigned xa_sizeclass_compute(size_t n) {
 /* The lookup table holds (class + 1) * XA_BIN_SCALE (internal.h). */
 _Static_assert(XA_NSMALL * XA_BIN_SCALE < 256, "scaled class fits a byte");
 XA_INLINE unsigned xa_class_scale(unsigned cls) { return (cls + 1) * XA_BIN_SCALE; }
-/* The fast mapping; n must be <= XA_SMALL_MAX. */
-XA_INLINE unsigned xa_sizeclass_scaled(size_t n) { return xa_class_lookup[(n + 15) >> 4]; }
-XA_INLINE unsigned xa_sizeclass_of(size_t n) { return xa_sizeclass_scaled(n) / XA_BIN_SCALE - 1; }
+/* The same for n <= XA_SMALL_MAX, and scaled (xa_class_scale). */
+XA_INLINE unsigned xa_sizeclass_of(size_t n) { return xa_sizeclass_compute(n); }
+XA_INLINE unsigned xa_sizeclass_scaled(size_t n) { return xa_class_scale(xa_sizeclass_compute(n)); }
 
 /* malloc's fast mapping (n <= XA_SMALL_MAX): the same scaled class, from a
  * table with one byte per size, which the fast path indexes with n itself
- * (two instructions fewer than rounding n to 16 bytes first).  Its first
+ * (two instructions fewer than rounding n to 16 bytes and loading from a
+ * table of 2 KiB, as it did).  Its first
  * page (sizes below 4 KiB) is filled at initialisation; the rest a cache
  * line at a time by the slow path, for the sizes a program asks for:
  * filled whole, its 32 KiB would be resident in every process.  An entry

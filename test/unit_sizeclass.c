@@ -40,6 +40,18 @@ static void test_size_to_class_minimal(void **state) {
   for (unsigned c = 0; c < XA_NSMALL; c++) assert_int_equal(xa_sizeclass_of(xa_classes[c].size), c);
 }
 
+/* malloc's table (xa_sizeclass_direct) holds the formula's scaled class
+ * for every size once filled, and its first page is filled at start-up. */
+static void test_direct_table(void **state) {
+  (void)state;
+  for (size_t n = 0; n < 4096; n++) assert_int_not_equal(xa_class_direct[n], 0);
+  for (size_t n = 0; n <= XA_SMALL_MAX; n++) {
+    if (!xa_sizeclass_direct(n)) xa_sizeclass_direct_fill(n);
+    assert_int_equal(xa_sizeclass_direct(n), xa_class_scale(xa_sizeclass_compute(n)));
+    assert_int_equal(xa_sizeclass_direct(n) / XA_BIN_SCALE - 1, xa_sizeclass_of(n));
+  }
+}
+
 /* Worst-case internal waste above 128 B stays under 20% (4 classes per
  * doubling); prints the per-class report. */
 static void test_waste_bounded(void **state) {
@@ -128,6 +140,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_classes_monotonic_and_aligned),
       cmocka_unit_test(test_size_to_class_minimal),
+      cmocka_unit_test(test_direct_table),
       cmocka_unit_test(test_waste_bounded),
       cmocka_unit_test(test_index_and_divisibility_exact),
       cmocka_unit_test(test_slab_geometry),

@@ -195,8 +195,9 @@ static bool size_line_empty(size_t line) {
 
 /* malloc's size table (xa_sizeclass_direct) fills a line at a time as
  * sizes come: a size whose entry is still 0 goes through the dummy bin,
- * which gives nothing, to the slow path; then the entries of its line hold
- * the scaled classes of the compact table, the lines around it stay 0, and
+ * which gives nothing, to the slow path, even with an object in its
+ * class's bin (so the fast path reads that table); then the entries of
+ * its line hold their scaled classes, the lines around it stay 0, and
  * the next malloc of that size is a pop on the fast path. */
 static void test_size_table_fills_as_sizes_come(void **state) {
   (void)state;
@@ -206,15 +207,18 @@ static void test_size_table_fills_as_sizes_come(void **state) {
   for (size_t l = XA_SMALL_MAX / 64 - 2; l > 0 && !line; l--)
     if (size_line_empty(l - 1) && size_line_empty(l) && size_line_empty(l + 1)) line = l;
   assert_true(line > 0);
-  size_t n = line * 64 + 13;
+  size_t n = line * 64 + 13, c = xa_sizeclass_of(n);
+  assert_true(xa_classes[c].size / 64 != line);
+  void *p = xa_malloc_fast(xa_classes[c].size);       /* one object in the bin */
+  xa_free_fast(p);
+  assert_true(xa_tbin_count(&tc->bins[c]) > 0);
   uint32_t entered = tc->entered;
   void **none_top = tc->none.top;
-  void *p = xa_malloc_fast(n);
-  assert_non_null(p);
+  assert_ptr_equal(xa_malloc_fast(n), p);
   assert_true(tc->entered != entered);
   assert_ptr_equal(tc->none.top, none_top);
   assert_ptr_equal(tc->none.pop_gate, (void **)~(uintptr_t)0);
-  assert_int_equal(xa_small_class_of(p), xa_sizeclass_of(n));
+  assert_int_equal(xa_small_class_of(p), c);
   for (size_t i = line * 64; i < line * 64 + 64; i++) assert_int_equal(xa_class_direct[i], xa_sizeclass_scaled(i));
   assert_true(size_line_empty(line - 1));
   assert_true(size_line_empty(line + 1));
