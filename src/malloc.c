@@ -467,8 +467,10 @@ XA_NOINLINE static void *realloc_slow(void *p, size_t n) {
   /* Stay in place when the block fits and would not waste over half. */
   if (n <= b.usable && (n > b.usable / 2 || (b.kind == K_SMALL && b.cls == 0))) {
     /* a large block gives back the whole pages that are more than a
-     * growing realloc leaves it (no lock taken otherwise) */
-    if (b.kind == K_LARGE && n > XA_SMALL_MAX && b.usable > grow_size(n))
+     * growing realloc leaves it (no lock taken otherwise); below
+     * XA_REMAP_MIN grow_size(n) is at least n + n/4, so a block within
+     * that of n, as one growing a step at a time is, skips computing it */
+    if (b.kind == K_LARGE && n > XA_SMALL_MAX && b.usable - n > n / 4 && b.usable > grow_size(n))
       xa_arena_resize_large(b.span, large_size(n));
     else if (b.kind == K_HUGE && n > XA_SMALL_MAX && b.usable > grow_size(n) && !xa_opt.secure &&
              huge_resize(p, n, huge_size(n), XA_GROW_IN_PLACE))

@@ -880,6 +880,21 @@ static void test_realloc_in_place(void **state)
     for (size_t i = 0; i < small - pg + 1; i++) if (p[i] != 'b') fail_msg("byte %zu lost", i);
     free(p);
 
+    /* a large block (32-256 KiB) keeps its pages while the new size is
+     * within a quarter of them, and gives back the rest below that */
+    size_t lg = 192 << 10;
+    p = malloc(lg);
+    assert_non_null(p);
+    size_t lu = malloc_usable_size(p);
+    assert_true(lu >= lg && lu < lg + lg / 8 + pg);
+    memset(p, 'd', lg);
+    assert_ptr_equal(realloc(p, lu - lu / 6), p);
+    assert_int_equal(malloc_usable_size(p), lu);
+    assert_ptr_equal(realloc(p, lu / 2 + pg), p);
+    assert_true(malloc_usable_size(p) >= lu / 2 + pg && malloc_usable_size(p) < lu - lu / 4);
+    for (size_t i = 0; i < lu / 2 + pg; i++) if (p[i] != 'd') fail_msg("byte %zu lost", i);
+    free(p);
+
     /* a big block (here a huge one, from 256 KiB) that grows gets a
      * quarter of headroom: the next growth steps stay in place, and the
      * sized free of the last size is accepted; a shrink far below gives
