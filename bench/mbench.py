@@ -129,7 +129,11 @@ def measure(args, ws, als, scratch):
         order = als[rnd % len(als):] + als[:rnd % len(als)]
         for wname, cmd, stdin in ws:
             for al in order:
-                res = R.run_child(cmd, al.env(), args.timeout, stdin_path=stdin, cwd=scratch)
+                # malloc-large peaks at 400-620 MB: memory written first, as
+                # run.py does for its memory-heavy rows (launch.c -t)
+                pre = 700 if wname == "malloc-large" and not args.no_pretouch else 0
+                res = R.run_child(cmd, al.env(), args.timeout, stdin_path=stdin, cwd=scratch,
+                                  pretouch_mib=pre)
                 if res.status == "OK":
                     res.wall = row_time(wname, res)
                     if res.wall is None:
@@ -220,6 +224,8 @@ def main():
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--procs-list", default="", help="thread counts, e.g. 1,4,8,16 (instead of --procs)")
     ap.add_argument("--seconds", type=int, default=5, help="how long larson and xmalloc-test run")
+    ap.add_argument("--no-pretouch", action="store_true",
+                    help="no memory written before each malloc-large run (launch.c -t)")
     ap.add_argument("--only", default="")
     ap.add_argument("--xalloc-conf", action="append", default=[],
                     help="LABEL=CONF: also xalloc with XALLOC_CONF=CONF")

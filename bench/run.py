@@ -201,7 +201,7 @@ def setup_allocators(names, build_lib, log, wrapper=None):
 
 class Workload:
     def __init__(self, name, prog, threaded, quick_scale, extra=(), quick_extra=None, kind="time",
-                 desc="", env=None):
+                 desc="", env=None, pretouch_mib=0):
         self.name = name
         self.prog = prog
         self.threaded = threaded
@@ -211,6 +211,11 @@ class Workload:
         self.kind = kind        # time | frag | rss
         self.desc = desc
         self.env = env or {}    # extra environment (e.g. BENCH_VERBOSE for diagnostics)
+        # MiB written just before each run at scale 1 (run_child): about its
+        # peak RSS, for the workloads whose time moved 2-4x with the order of
+        # the runs on the shared VM (a run after a pause, on pages the host
+        # had taken back, against one right after another run)
+        self.pretouch_mib = pretouch_mib
 
     def argv(self, threads, scale, quick):
         return [os.path.join(BUILD, self.prog), str(threads if self.threaded else 1), "%g" % scale] + \
@@ -230,12 +235,13 @@ WORKLOADS = [
     Workload("glibc-simple", "glibc_simple", False, 0.12, desc="1 thread, 4 small sizes, tight loops"),
     Workload("glibc-thread", "glibc_thread", True, 0.12, desc="threads, random sizes, working set"),
     Workload("exprtree", "exprtree", False, 0.1, desc="symbolic differentiation/simplification"),
-    Workload("large", "large", False, 1.0 / 32, desc="1 MiB..512 MiB blocks, realloc growth"),
-    Workload("frag", "frag", False, 0.15, kind="frag", desc="fragmentation phases"),
+    Workload("large", "large", False, 1.0 / 32, desc="1 MiB..512 MiB blocks, realloc growth",
+             pretouch_mib=1500),
+    Workload("frag", "frag", False, 0.15, kind="frag", desc="fragmentation phases", pretouch_mib=600),
     Workload("rss-time", "rss_time", False, 1.0 / 16, extra=[0, 15000, 100], quick_extra=[0, 1000, 100],
-             kind="rss", desc="1 GiB of 16-112 B blocks freed, then idle"),
+             kind="rss", desc="1 GiB of 16-112 B blocks freed, then idle", pretouch_mib=1200),
     Workload("rss-time-1pct", "rss_time", False, 1.0 / 16, extra=[10, 15000, 100],
-             quick_extra=[10, 1000, 100], kind="rss", desc="same, 1% kept alive"),
+             quick_extra=[10, 1000, 100], kind="rss", desc="same, 1% kept alive", pretouch_mib=1200),
 ]
 THREADED = [w.name for w in WORKLOADS if w.threaded]
 
@@ -262,13 +268,16 @@ _current_child = [None]
 LAUNCH = os.path.join(BUILD, "launch")
 
 
-def run_child(argv, env, timeout, stdin_path=None, cwd=ROOT):
+def run_child(argv, env, timeout, stdin_path=None, cwd=ROOT, pretouch_mib=0):
     """Run argv under the static helper build/bench/launch, which forks, execs
     argv, wait4()s for it and reports exit status, wall time, user/sys time and
     ru_maxrss (see launch.c for why Python's own os.wait4 would overstate
     ru_maxrss).  The helper and the program get their own process group,
     which is SIGKILLed on timeout.  stdin_path: the program's standard input
-    (default /dev/null); cwd: its working directory.  Returns a RunResult."""
+    (default /dev/null); cwd: its working directory; pretouch_mib: MiB the
+    helper writes and unmaps first, untimed (launch.c -t: on a VM whose host
+    takes back freed pages, the first process to touch memory after a pause
+    pays the host's faults).  Returns a RunResult."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     rep_fd, rep_path = tempfile.mkstemp(prefix="bench-rusage-")
@@ -276,7 +285,8 @@ def run_child(argv, env, timeout, stdin_path=None, cwd=ROOT):
     lock = threading.Lock()
     state = {"done": False, "killed": False}
     exe = argv[0] if os.path.sep in argv[0] else (shutil.which(argv[0]) or argv[0])
-    cmd = [LAUNCH, rep_path, exe] + list(argv[1:])
+    pre = ["-t", str(int(pretouch_mib))] if pretouch_mib >= 1 else []
+    cmd = [LAUNCH] + pre + [rep_path, exe] + list(argv[1:])
     try:
         t0 = time.perf_counter()
         stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
@@ -567,7 +577,8 @@ def main_bench(args):
                 env.update(w.env)
                 if args.verbose:
                     env["BENCH_VERBOSE"] = "1"
-                r = run_child(argv, env, timeout)
+                r = run_child(argv, env, timeout,
+                              pretouch_mib=0 if args.no_pretouch else w.pretouch_mib * scale)
                 results[key].append(r)
                 tm = time_metric(w, r)
                 raw_rows.append([w.name, a.name, run + 1, r.status, "%.4f" % r.wall if r.wall is not None else "",
@@ -1091,6 +1102,8 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=None,
                    help="stop starting runs after this many seconds (quick default 45; 0 = none)")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-pretouch", action="store_true",
+                   help="no memory written before the memory-heavy workloads' runs (launch.c -t)")
     p.add_argument("--verbose", action="store_true", help="set BENCH_VERBOSE=1 for the workloads")
     args = p.parse_args(argv)
     return main_bench(args)
