@@ -54,7 +54,14 @@ static void pretouch(size_t mib)
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "-t") == 0) {
-        pretouch((size_t)strtoul(argv[2], NULL, 10));
+        char *end;
+        errno = 0;
+        unsigned long mib = strtoul(argv[2], &end, 10);
+        if (errno || end == argv[2] || *end || argv[2][0] == '-' || mib > (SIZE_MAX >> 21)) {
+            fprintf(stderr, "launch: -t %s: not a size in MiB\n", argv[2]);
+            return 2;
+        }
+        pretouch((size_t)mib);
         argv[2] = argv[0];
         argv += 2;
         argc -= 2;
