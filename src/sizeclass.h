@@ -55,7 +55,7 @@ XA_INLINE unsigned xa_sizeclass_compute(size_t n) {
   return xa_sizeclass_of_big(n);
 }
 
-/* The lookup table holds (class + 1) * XA_BIN_SCALE (internal.h). */
+/* The size table holds (class + 1) * XA_BIN_SCALE (internal.h). */
 _Static_assert(XA_NSMALL * XA_BIN_SCALE < 256, "scaled class fits a byte");
 XA_INLINE unsigned xa_class_scale(unsigned cls) { return (cls + 1) * XA_BIN_SCALE; }
 /* The same for n <= XA_SMALL_MAX, and scaled (xa_class_scale). */
@@ -65,14 +65,13 @@ XA_INLINE unsigned xa_sizeclass_scaled(size_t n) { return xa_class_scale(xa_size
 /* malloc's fast mapping (n <= XA_SMALL_MAX): the same scaled class, from a
  * table with one byte per size, which the fast path indexes with n itself
  * (two instructions fewer than rounding n to 16 bytes and loading from a
- * table of 2 KiB, as it did).  Its first
- * page (sizes below 4 KiB) is filled at initialisation; the rest a cache
- * line at a time by the slow path, for the sizes a program asks for:
- * filled whole, its 32 KiB would be resident in every process.  An entry
- * not filled yet reads 0, the scaled class of the
- * dummy bin, whose pop gate is closed: the request goes to the slow path,
- * which fills the line (xa_sizeclass_direct_fill).  Entries go from 0 to
- * their class once; readers see either. */
+ * table of 2 KiB, as it did).  Its first page (sizes below 4 KiB) is
+ * filled at initialisation; the rest a cache line at a time by the slow
+ * path, for the sizes a program asks for: filled whole, its 32 KiB would
+ * be resident in every process.  An entry not filled yet reads 0, the
+ * scaled class of the dummy bin, whose pop gate is closed: the request
+ * goes to the slow path, which fills the line (xa_sizeclass_direct_fill).
+ * Entries go from 0 to their class once; readers see either. */
 XA_HIDDEN extern uint8_t xa_class_direct[XA_SMALL_MAX + 1];
 XA_INLINE unsigned xa_sizeclass_direct(size_t n) { return __atomic_load_n(&xa_class_direct[n], __ATOMIC_RELAXED); }
 XA_HIDDEN void xa_sizeclass_direct_fill(size_t n);
