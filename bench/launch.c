@@ -17,7 +17,7 @@
  * and unmaps it (not timed).  On a virtual machine whose host takes back
  * the pages the guest frees (virtio-balloon free page reporting, as on the
  * shared 2-CPU VM), the first process to touch memory after a pause pays
- * the host's page faults, about 2.5 times the time of a process that
+ * the host's page faults, about 4 times the time of a process that
  * follows another one at once (bench/large: 2.2-2.4 s against 0.6 s), so
  * an interleaved A/B of memory-heavy workloads measured the order of the
  * runs.  Touching the memory just before the child puts every allocator

@@ -55,7 +55,7 @@ static const bool xa_config_stats = XA_STATS;
 #define XA_SMALL_MAX    ((size_t)32768)       /* largest small class */
 #define XA_NSMALL       40                     /* number of small classes */
 /* The fast paths' class numbers come scaled by this and shifted by one,
- * (class + 1) * XA_BIN_SCALE (size lookup table, pageinfo.cls_scaled): the
+ * (class + 1) * XA_BIN_SCALE (malloc's size table, pageinfo.cls_scaled): the
  * thread cache's 48-byte bins, which follow a dummy bin at offset 0, are
  * then found with the x86 addressing mode's scale of 8, no shift, and a
  * page that holds no slab says 0, as the page map's untouched entries do
