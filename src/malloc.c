@@ -108,7 +108,8 @@ static size_t grow_size(size_t n) {
  * where blocks grow by allocate-copy-free (the freed block then fits the
  * next step); whole pages above, where realloc moves pages and rounding
  * up would only keep more resident pages in reused extents (mimalloc-bench
- * malloc-large: 10% more peak RSS with the rounding). */
+ * malloc-large: 10% more peak RSS with the rounding).  (huge.c makes a
+ * block that asks for huge pages whole 2 MiB pages.) */
 static size_t huge_size(size_t n) {
   return n < XA_REMAP_MIN ? large_size(n) : XA_ALIGN_UP(n, xa_os_page);
 }
@@ -282,10 +283,12 @@ static void *alloc_aligned(size_t align, size_t n) {
 /* ---- sized frees: is this the block the claimed request made? ---------- */
 
 /* A large or huge block is the request rounded to pages, or up to 1/8
- * more (large_size's classes; a huge block is exactly its pages). */
+ * more (large_size's classes), or to whole 2 MiB pages (a huge block
+ * that asks for huge pages, huge.c). */
 static bool pages_fit(size_t usable, size_t n) {
   size_t s = XA_ALIGN_UP(n, xa_os_page);
-  return s >= n && s <= usable && usable - s <= s / 8 + xa_os_page;
+  return s >= n && s <= usable &&
+         (usable - s <= s / 8 + xa_os_page || (usable % XA_HUGE_ALIGN == 0 && usable - s < XA_HUGE_ALIGN));
 }
 
 /* Would aligned_alloc(align, n) (align <= XA_MIN_ALIGN: malloc(n)) have

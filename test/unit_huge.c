@@ -170,8 +170,10 @@ static void test_realloc_in_place_and_moved(void **state) {
   assert_ptr_equal(a, b);
   check_stamp(b, 4 * MiB, 1);
   stamp(b, 9 * MiB, 2);
+  /* (9 MiB asks for huge pages: whole 2 MiB ones) */
+  assert_int_equal(malloc_usable_size(b), 10 * MiB);
   char *wall = malloc(3 * MiB);          /* now something lives right after it */
-  assert_ptr_equal(wall, b + 9 * MiB);
+  assert_ptr_equal(wall, b + 10 * MiB);
   long before = minor_faults();
   char *c = realloc(b, 30 * MiB);        /* moved: pages move, nothing is copied */
   assert_non_null(c);
@@ -690,6 +692,115 @@ static uint64_t gathered(uint64_t *bytes) {
   return n;
 }
 
+/* A block that asks for huge pages (thp_min_bytes or more, not calloc's)
+ * is whole 2 MiB pages at a 2 MiB boundary; others are whole pages. */
+static void test_huge_page_blocks(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  size_t n = 9 * MiB + 1;
+  char *a = malloc(n);
+  assert_non_null(a);
+  assert_int_equal((uintptr_t)a % (2 * MiB), 0);
+  assert_int_equal(malloc_usable_size(a), 10 * MiB);
+  memset(a, 1, 10 * MiB);                 /* all of it is the program's */
+  free(a);
+  char *z = calloc(1, n);                 /* sparse: no huge pages asked */
+  assert_non_null(z);
+  assert_int_equal(malloc_usable_size(z), 9 * MiB + PG);
+  free(z);
+  char *s = malloc(7 * MiB + 1);          /* below thp_min_bytes */
+  assert_non_null(s);
+  assert_int_equal(malloc_usable_size(s), 7 * MiB + PG);
+  char *g = realloc(s, n);                /* grown past it: whole huge pages */
+  assert_non_null(g);
+  assert_int_equal(malloc_usable_size(g), 10 * MiB);
+  free(g);
+  int thp = xa_opt.thp;
+  xa_opt.thp = xa_opt_thp_never;
+  char *b = malloc(n);
+  assert_non_null(b);
+  assert_int_equal(malloc_usable_size(b), 9 * MiB + PG);
+  free(b);
+  xa_opt.thp = thp;
+}
+
+/* Bytes on transparent huge pages in the mappings wholly inside
+ * [p, p+n) (/proc/self/smaps), or -1 if it cannot be read. */
+static long huge_bytes_within(const char *p, size_t n) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) return -1;
+  char line[512];
+  long total = 0;
+  bool inside = false;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi, kb;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+      inside = lo >= (uintptr_t)p && hi <= (uintptr_t)p + n;
+    else if (inside && sscanf(line, "AnonHugePages: %lu kB", &kb) == 1)
+      total += (long)kb * 1024;
+  }
+  fclose(f);
+  return total;
+}
+
+/* Gathering moves whole aligned huge pages, which stay huge pages in the
+ * new block: a move of any other range would split them into 4 KiB
+ * pages, and every write to the block would then miss the TLB more.
+ * Each hole here is a freed 10 MiB block (huge pages) merged with the
+ * 3 MiB and a page after it, so it ends off a 2 MiB boundary. */
+static void test_gather_keeps_huge_pages(void **state) {
+  (void)state;
+  char mode[64] = "";
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f) {
+    if (!fgets(mode, sizeof mode, f)) mode[0] = 0;
+    fclose(f);
+  }
+  if (!strstr(mode, "[madvise]") && !strstr(mode, "[always]")) {
+    print_message("transparent huge pages are off here (%s): skipped\n", mode);
+    skip();
+  }
+  xa_huge_cache_decay(UINT64_MAX);
+  enum { N = 2 };
+  char *y[N], *wall[N], *big[N], *odd[N], *rest[N];
+  for (int i = 0; i < N; i++) {          /* 16 MiB on huge pages, between walls */
+    y[i] = malloc(16 * MiB);
+    wall[i] = malloc(2 * MiB);
+    assert_non_null(y[i]);
+    assert_non_null(wall[i]);
+    memset(y[i], 1, 16 * MiB);
+  }
+  long before = huge_bytes_within(y[0], 16 * MiB) + huge_bytes_within(y[1], 16 * MiB);
+  for (int i = 0; i < N; i++) free(y[i]);
+  for (int i = 0; i < N; i++) {          /* the same pages: 10 MiB, 3 MiB + 4 KiB, the rest */
+    big[i] = malloc(10 * MiB);
+    odd[i] = malloc(3 * MiB + PG);
+    rest[i] = malloc(3 * MiB - PG);
+    assert_true(big[i] && odd[i] && rest[i]);
+    assert_ptr_equal(odd[i], big[i] + 10 * MiB);
+    assert_ptr_equal(rest[i], odd[i] + 3 * MiB + PG);
+    memset(big[i], 1, 10 * MiB);
+    memset(odd[i], 1, 3 * MiB + PG);
+  }
+  for (int i = 0; i < N; i++) free(big[i]), free(odd[i]);
+  if (before < (long)(16 * MiB)) {
+    print_message("only %ld bytes of the blocks on huge pages (memory too fragmented?): skipped\n", before);
+    for (int i = 0; i < N; i++) free(rest[i]), free(wall[i]);
+    skip();
+  }
+  uint64_t bytes0, count0 = gathered(&bytes0), bytes1;
+  char *b = malloc(24 * MiB);             /* no hole holds it */
+  assert_non_null(b);
+  assert_int_equal(gathered(&bytes1), count0 + 1);
+  long moved = (long)(bytes1 - bytes0), huge = huge_bytes_within(b, 24 * MiB);
+  print_message("%ld bytes gathered, %ld of the block's on huge pages\n", moved, huge);
+  assert_true(moved >= (long)(20 * MiB));
+  if (huge < moved) fail_msg("%ld bytes gathered, but only %ld of the block on huge pages", moved, huge);
+  memset(b, 2, 24 * MiB);
+  free(b);
+  for (int i = 0; i < N; i++) free(rest[i]), free(wall[i]);
+}
+
 static void test_gather_freed_pages(void **state) {
   (void)state;
   xa_huge_cache_decay(UINT64_MAX);
@@ -820,6 +931,8 @@ int main(void) {
       cmocka_unit_test(test_neighbours_merge),
       cmocka_unit_test(test_dirty_continued_into_clean),
       cmocka_unit_test(test_gather_freed_pages),
+      cmocka_unit_test(test_huge_page_blocks),
+      cmocka_unit_test(test_gather_keeps_huge_pages),
       cmocka_unit_test(test_realloc_in_place_and_moved),
       cmocka_unit_test(test_realloc_moves_leave_no_mappings),
       cmocka_unit_test(test_realloc_grows_into_resident_pages),
