@@ -442,7 +442,9 @@ static bool map_fresh(uintptr_t p, size_t size) {
 
 /* The bytes a block of n bytes takes (0 on overflow): whole pages, and
  * whole aligned 2 MiB pages for a block that asks for huge pages
- * (thp_block; calloc's sparse blocks do not), which placement then aligns
+ * (thp:auto's thp_block, or thp:always; not calloc's sparse blocks, nor
+ * secure mode's, whose guard page must follow the request's last page),
+ * which placement then aligns
  * (huge_align).  Such a block's freed extent is whole huge pages, which
  * the next big block reuses, gathering moves (gather_unit) and decay
  * purges without splitting one; a block placed at any page would share its
@@ -453,8 +455,10 @@ static bool map_fresh(uintptr_t p, size_t size) {
  * (mimalloc-bench malloc-large, 6 interleaved runs: peak RSS 411 ->
  * 438 MB, jemalloc's 436 the lowest of the peers; 27k -> 6.5k page
  * faults, the fewest; 1.61 -> 1.36 s, mimalloc 3 1.39 s). */
+static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always; }
+
 static bool wants_huge_pages(size_t size, bool sparse) {
-  return !sparse && xa_opt.thp != xa_opt_thp_never && size >= (size_t)xa_opt.thp_min_bytes;
+  return !sparse && thp_asked() && !guard_size() && size >= XA_HUGE_ALIGN && size >= (size_t)xa_opt.thp_min_bytes;
 }
 
 static size_t block_size(size_t n, bool sparse) {
@@ -462,6 +466,8 @@ static size_t block_size(size_t n, bool sparse) {
   if (size < n || size + XA_HUGE_ALIGN < size) return 0;
   return wants_huge_pages(size, sparse) ? XA_ALIGN_UP(size, XA_HUGE_ALIGN) : size;
 }
+
+size_t xa_huge_block_size(size_t n) { return block_size(n, false); }
 
 static size_t huge_align(size_t size, size_t align, bool sparse) {
   if (align < xa_os_page) align = xa_os_page;
@@ -549,7 +555,8 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
 #define GATHER_UNCOUNTED 1024           /* mappings it may add before the first count */
 
 /* Pieces are moved in whole, aligned 2 MiB units into a block aligned to
- * 2 MiB, unless huge pages are off (thp:never): mremap then moves a huge
+ * 2 MiB where xalloc asks for huge pages (thp:auto or always; else
+ * pieces of GATHER_PIECE_MIN or more at any page): mremap then moves a huge
  * page's one table entry and the block stays backed by huge pages.  A
  * piece with any other start, end or destination splits the huge pages
  * it touches into 4 KiB ones for good, and the program's writes to the
@@ -558,7 +565,7 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
  * from 90 MB to 0 within a second, and the writes took 1.38 s of user time
  * against mimalloc 3's 1.14).  What is left of an extent outside its
  * aligned units stays dirty for smaller requests, or for decay. */
-static size_t gather_unit(void) { return xa_opt.thp == xa_opt_thp_never ? GATHER_PIECE_MIN : XA_HUGE_ALIGN; }
+static size_t gather_unit(void) { return thp_asked() ? XA_HUGE_ALIGN : GATHER_PIECE_MIN; }
 
 static int64_t gather_left = GATHER_UNCOUNTED;
 static bool gather_uncounted;           /* pieces moved since the last count */
@@ -616,7 +623,12 @@ static uintptr_t gather(struct huge_shard *s, size_t size, size_t align, bool *z
     n++;
     got += take;
   }
-  if (!n) return q;
+  if (!n) {
+    /* nothing to move: the block may yet start in a dirty extent
+     * (carve's CARVE_ANY) rather than take only fresh pages */
+    (void)ext_free(s, q, size, r, XA_EXT_CLEAN, 0);
+    return 0;
+  }
   /* The pieces leave the index (the destination did not overlap them: it
    * was free and clean); a fork child meanwhile puts them back dirty. */
   for (unsigned i = 0; i < n; i++) {
@@ -800,7 +812,11 @@ static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size
   if (!old) return false;
   if (now != UINT64_MAX && (now < old->freed_at || now - old->freed_at < min_age)) return false;
   uintptr_t start = old->start;
-  size_t cut = old->size > max ? XA_ALIGN_UP(max, xa_os_page) : old->size;
+  /* a part cut from a huge-page-aligned extent is whole huge pages, so
+   * that what stays dirty keeps its own */
+  size_t unit = start % XA_HUGE_ALIGN == 0 && thp_asked() ? XA_HUGE_ALIGN : xa_os_page;
+  size_t cut = old->size > max ? XA_ALIGN_UP(max, unit) : old->size;
+  if (cut > old->size) cut = old->size;
   uint32_t r = old->region;
   ext_take(s, old, start, cut);             /* the rest stays dirty, as old */
   s->regions[r].free_bytes += cut;          /* still free, out of the index */
@@ -994,7 +1010,8 @@ void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   if (!size) return NULL;
   struct huge_ent *f;
   struct huge_shard *s = lock_block((uintptr_t)p, &f);
-  if (!s || size == f->size) {
+  /* (a block that holds n already stays: a calloc'd one is not rounded) */
+  if (!s || size == f->size || (n <= f->size && size > f->size)) {
     if (s) xa_unlock(&s->lock);
     return s ? p : NULL;
   }

@@ -17,6 +17,9 @@
  * only here and there (calloc's), so it asks for no huge pages under
  * thp:auto.  NULL on failure. */
 XA_HIDDEN void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed);
+/* The bytes a (not calloc'd) huge block of n bytes takes: whole pages,
+ * or whole 2 MiB pages where it asks for huge pages (huge.c). */
+XA_HIDDEN size_t xa_huge_block_size(size_t n);
 /* Usable size of huge block p, or 0 if p is not the start of one. */
 XA_HIDDEN size_t xa_huge_usable(const void *p);
 /* Is p inside a free extent of the huge regions (a freed block)? */
@@ -33,9 +36,9 @@ enum xa_huge_grow {
                          costs less than the page faults of fresh pages */
   XA_GROW_MOVE,       /* in place, else by moving its pages (mremap) */
 };
-/* Resize huge block p (known live) to n bytes (page multiple): in place,
- * else (XA_GROW_MOVE) by moving its pages; NULL on failure, p intact.
- * Shrinking always succeeds in place. */
+/* Resize huge block p (known live) to n bytes (rounded as
+ * xa_huge_block_size does): in place, else (XA_GROW_MOVE) by moving its
+ * pages; NULL on failure, p intact.  Shrinking always succeeds in place. */
 XA_HIDDEN void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how);
 /* Purge free extents dirty for longer than the decay time at now
  * (UINT64_MAX: all, and unmap every wholly free region); returns the

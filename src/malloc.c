@@ -287,8 +287,7 @@ static void *alloc_aligned(size_t align, size_t n) {
  * that asks for huge pages, huge.c). */
 static bool pages_fit(size_t usable, size_t n) {
   size_t s = XA_ALIGN_UP(n, xa_os_page);
-  return s >= n && s <= usable &&
-         (usable - s <= s / 8 + xa_os_page || (usable % XA_HUGE_ALIGN == 0 && usable - s < XA_HUGE_ALIGN));
+  return s >= n && s <= usable && (usable - s <= s / 8 + xa_os_page || usable == xa_huge_block_size(s));
 }
 
 /* Would aligned_alloc(align, n) (align <= XA_MIN_ALIGN: malloc(n)) have
@@ -303,10 +302,11 @@ static bool made_for(struct block b, size_t align, size_t n) {
 
 /* Sizes realloc leaves in a block: at most the usable size and more than
  * half of it, except that a large block keeps no more than a growing
- * realloc gives it (grow_size; so any small size stays in a larger one). */
+ * realloc gives it (grow_size, as huge.c rounds it; so any small size
+ * stays in a larger one). */
 static bool realloc_left(struct block b, size_t n) {
   if (n > b.usable || (n <= b.usable / 2 && b.usable > XA_MIN_ALIGN)) return false;
-  return b.kind == K_SMALL || n <= XA_SMALL_MAX || b.usable <= grow_size(n) ||
+  return b.kind == K_SMALL || n <= XA_SMALL_MAX || b.usable <= xa_huge_block_size(grow_size(n)) ||
          (b.kind == K_HUGE && xa_opt.secure);   /* secure: huge blocks never shrink in place */
 }
 
@@ -475,7 +475,7 @@ XA_NOINLINE static void *realloc_slow(void *p, size_t n) {
      * that of n, as one growing a step at a time is, skips computing it */
     if (b.kind == K_LARGE && n > XA_SMALL_MAX && b.usable - n > n / 4 && b.usable > grow_size(n))
       xa_arena_resize_large(b.span, large_size(n));
-    else if (b.kind == K_HUGE && n > XA_SMALL_MAX && b.usable > grow_size(n) && !xa_opt.secure &&
+    else if (b.kind == K_HUGE && n > XA_SMALL_MAX && b.usable > xa_huge_block_size(grow_size(n)) && !xa_opt.secure &&
              huge_resize(p, n, huge_size(n), XA_GROW_IN_PLACE))
       return p;
     return resized(p, b, n);

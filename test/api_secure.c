@@ -125,16 +125,17 @@ static int child_order(void)
     return 0;
 }
 
-/* One byte past a huge block is a guard page (an inaccessible mapping, not
- * just a hole that happens to be there). */
+/* One byte past a huge block's last page is a guard page (an
+ * inaccessible mapping, not just a hole that happens to be there), also
+ * for a size that would ask for whole huge pages without secure mode. */
 static int child_huge_overflow(void)
 {
-    size_t n = 8 << 20;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = (9 << 20) + 1, u = (n + pg - 1) & ~(pg - 1);
     char *p = malloc(n);
-    if (!p || malloc_usable_size(p) != n) return 1;
-    if (strcmp(tu_perms_at((uintptr_t)p + n), "---p") != 0) return 2;
-    memset(p, 1, n);
-    ((volatile char *)opq(p))[n] = 1;   /* must fault */
+    if (!p || malloc_usable_size(p) != u) return 1;
+    if (strcmp(tu_perms_at((uintptr_t)p + u), "---p") != 0) return 2;
+    memset(p, 1, u);
+    ((volatile char *)opq(p))[u] = 1;   /* must fault */
     return 0;
 }
 
