@@ -626,7 +626,7 @@ static uintptr_t gather(struct huge_shard *s, size_t size, size_t align, bool *z
   if (!n) {
     /* nothing to move: the block may yet start in a dirty extent
      * (carve's CARVE_ANY) rather than take only fresh pages */
-    (void)ext_free(s, q, size, r, XA_EXT_CLEAN, 0);
+    if (!ext_free(s, q, size, r, XA_EXT_CLEAN, 0)) return q;   /* (no record: keep it) */
     return 0;
   }
   /* The pieces leave the index (the destination did not overlap them: it
@@ -812,11 +812,13 @@ static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size
   if (!old) return false;
   if (now != UINT64_MAX && (now < old->freed_at || now - old->freed_at < min_age)) return false;
   uintptr_t start = old->start;
-  /* a part cut from a huge-page-aligned extent is whole huge pages, so
-   * that what stays dirty keeps its own */
-  size_t unit = start % XA_HUGE_ALIGN == 0 && thp_asked() ? XA_HUGE_ALIGN : xa_os_page;
-  size_t cut = old->size > max ? XA_ALIGN_UP(max, unit) : old->size;
-  if (cut > old->size) cut = old->size;
+  /* a part cut ends on a huge page boundary, so that what stays dirty
+   * keeps whole huge pages */
+  size_t cut = old->size;
+  if (old->size > max) {
+    cut = thp_asked() ? XA_ALIGN_UP(start + max, XA_HUGE_ALIGN) - start : XA_ALIGN_UP(max, xa_os_page);
+    if (cut > old->size) cut = old->size;
+  }
   uint32_t r = old->region;
   ext_take(s, old, start, cut);             /* the rest stays dirty, as old */
   s->regions[r].free_bytes += cut;          /* still free, out of the index */
@@ -1010,8 +1012,10 @@ void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   if (!size) return NULL;
   struct huge_ent *f;
   struct huge_shard *s = lock_block((uintptr_t)p, &f);
-  /* (a block that holds n already stays: a calloc'd one is not rounded) */
-  if (!s || size == f->size || (n <= f->size && size > f->size)) {
+  /* a block that holds n is not grown by the rounding (a calloc'd one
+   * is not rounded): it shrinks to n's pages at most */
+  if (s && n <= f->size && size > f->size) size = XA_ALIGN_UP(n, xa_os_page);
+  if (!s || size == f->size) {
     if (s) xa_unlock(&s->lock);
     return s ? p : NULL;
   }

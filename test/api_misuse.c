@@ -577,6 +577,7 @@ static void test_free_sized_wrong_huge(void **s)
     XALLOC_ONLY();
 #ifndef XA_TEST_GLIBC
     free_sized_wrong(16 << 20, 64);
+    free_sized_wrong(8 << 20, (6 << 20) + (512 << 10));   /* whole 2 MiB pages, but not this request's */
 #endif
 }
 

@@ -712,7 +712,17 @@ static void test_huge_page_blocks(void **state) {
   char *z2 = realloc(z, 8 * MiB + MiB / 2);   /* a shrink leaves it as it is */
   assert_ptr_equal(z2, z);
   assert_int_equal(malloc_usable_size(z2), 9 * MiB + PG);
+  /* and huge.c, asked to shrink it, does not grow it to whole huge pages */
+  assert_ptr_equal(xa_huge_realloc(z2, 8 * MiB + MiB / 2, XA_GROW_IN_PLACE), z2);
+  assert_int_equal(malloc_usable_size(z2), 8 * MiB + MiB / 2);
   free(z2);
+  size_t min = (size_t)xa_opt.thp_min_bytes;
+  xa_opt.thp_min_bytes = 1 << 20;         /* a block under 2 MiB is never rounded */
+  char *m = malloc(MiB + MiB / 2);
+  assert_non_null(m);
+  assert_int_equal(malloc_usable_size(m), MiB + MiB / 2);
+  free(m);
+  xa_opt.thp_min_bytes = (long)min;
   char *s = malloc(7 * MiB + 1);          /* below thp_min_bytes */
   assert_non_null(s);
   assert_int_equal(malloc_usable_size(s), 7 * MiB + PG);
@@ -731,6 +741,30 @@ static void test_huge_page_blocks(void **state) {
   }
   xa_opt.thp = thp;
   free(off);
+}
+
+/* A big request whose gathering finds no whole huge page to move still
+ * starts in the resident pages it can (a run from a dirty extent), not in
+ * fresh ones only. */
+static void test_gather_nothing_to_move(void **state) {
+  (void)state;
+  xa_huge_cache_decay(UINT64_MAX);
+  char *first = malloc(MiB), *hole = malloc(2 * MiB + MiB / 2);
+  assert_true(first && hole);
+  if ((uintptr_t)first % (2 * MiB) != 0 || hole != first + MiB) {
+    print_message("blocks at %p and %p, not at a fresh region's start: skipped\n", (void *)first, (void *)hole);
+    free(first), free(hole);
+    skip();
+  }
+  memset(hole, 1, 2 * MiB + MiB / 2);
+  free(hole);                              /* dirty, with no whole 2 MiB page */
+  uint64_t bytes0, count0 = gathered(&bytes0), bytes1;
+  char *b = malloc(10 * MiB);
+  assert_non_null(b);
+  assert_int_equal(gathered(&bytes1), count0);
+  assert_ptr_equal(b, first + 2 * MiB);   /* over the hole's last 1.5 MiB */
+  free(b);
+  free(first);
 }
 
 /* Bytes on transparent huge pages in the mappings wholly inside
@@ -943,6 +977,7 @@ int main(void) {
       cmocka_unit_test(test_gather_freed_pages),
       cmocka_unit_test(test_huge_page_blocks),
       cmocka_unit_test(test_gather_keeps_huge_pages),
+      cmocka_unit_test(test_gather_nothing_to_move),
       cmocka_unit_test(test_realloc_in_place_and_moved),
       cmocka_unit_test(test_realloc_moves_leave_no_mappings),
       cmocka_unit_test(test_realloc_grows_into_resident_pages),
