@@ -68,10 +68,10 @@ struct huge_ent {
 };
 #define NO_REGION UINT32_MAX
 
-/* A free range under madvise with its shard's lock dropped, out of the
- * index meanwhile.  On the purging thread's stack: a fork child, which has
- * the stack but (unless that thread forked) not the thread, puts the range
- * back (xa_huge_postfork_child). */
+/* A free range under madvise (a purge) or mremap (a gathered piece) with
+ * its shard's lock dropped, out of the index meanwhile.  On that thread's
+ * stack: a fork child, which has the stack but (unless that thread
+ * forked) not the thread, puts the range back (xa_huge_postfork_child). */
 struct huge_inflight {
   uintptr_t start;
   size_t size;
@@ -440,23 +440,22 @@ static bool map_fresh(uintptr_t p, size_t size) {
   return true;
 }
 
-/* The bytes a block of n bytes takes (0 on overflow): whole pages, and
- * whole aligned 2 MiB pages for a block that asks for huge pages
- * (thp:auto's thp_block, or thp:always; not calloc's sparse blocks, nor
- * secure mode's, whose guard page must follow the request's last page),
- * which placement then aligns
- * (huge_align).  Such a block's freed extent is whole huge pages, which
- * the next big block reuses, gathering moves (gather_unit) and decay
- * purges without splitting one; a block placed at any page would share its
- * first and last huge page with its neighbours, and a move or purge of
- * the neighbour's part would split them.  The price is less than one
- * huge page a block (half of one on average), resident once the block's
- * last bytes are written: its last huge page is then backed whole
- * (mimalloc-bench malloc-large, 6 interleaved runs: peak RSS 411 ->
- * 438 MB, jemalloc's 436 the lowest of the peers; 27k -> 6.5k page
- * faults, the fewest; 1.61 -> 1.36 s, mimalloc 3 1.39 s). */
+/* Whether xalloc asks for huge pages at all (thp_block, region_thp). */
 static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always; }
 
+/* The bytes a block of n bytes takes (0 on overflow): whole pages, and
+ * whole 2 MiB pages for a block of thp_min_bytes or more where xalloc asks
+ * for huge pages (not calloc's sparse blocks, nor secure mode's, whose
+ * guard page must follow the request's last page), which placement then
+ * aligns (block_align).  Such a block's freed extent is whole huge pages,
+ * which the next big block reuses, gathering moves (gather_unit) and
+ * decay purges without splitting one; a block placed at any page would
+ * share its first and last huge page with its neighbours.  The price is
+ * less than one huge page a block (half of one on average), resident once
+ * the block's last bytes are written: its last huge page is then backed
+ * whole (mimalloc-bench malloc-large, 6 interleaved runs at 57ba67b: peak
+ * RSS 411 -> 438 MB, jemalloc's 436 the lowest of the peers; 27k -> 6.5k
+ * page faults, the fewest; 1.61 -> 1.36 s, mimalloc 3 1.39 s). */
 static bool wants_huge_pages(size_t size, bool sparse) {
   return !sparse && thp_asked() && !guard_size() && size >= XA_HUGE_ALIGN && size >= (size_t)xa_opt.thp_min_bytes;
 }
@@ -469,7 +468,7 @@ static size_t block_size(size_t n, bool sparse) {
 
 size_t xa_huge_block_size(size_t n) { return block_size(n, false); }
 
-static size_t huge_align(size_t size, size_t align, bool sparse) {
+static size_t block_align(size_t size, size_t align, bool sparse) {
   if (align < xa_os_page) align = xa_os_page;
   return wants_huge_pages(size, sparse) && align < XA_HUGE_ALIGN ? XA_HUGE_ALIGN : align;
 }
@@ -615,9 +614,11 @@ static uintptr_t gather(struct huge_shard *s, size_t size, size_t align, bool *z
   for (struct xa_ext *e = xa_ext_newest(&s->ix); e && n < GATHER_PIECES && n < room && looked < RUN_SCAN &&
                                                  size - got >= unit;
        e = e->lru_prev, looked++) {
-    uintptr_t from = XA_ALIGN_UP(e->start, unit), to = (e->start + e->size) & ~(uintptr_t)(unit - 1);
-    if (to <= from) continue;
-    size_t want = (size - got) & ~(unit - 1), take = to - from < want ? to - from : want;
+    /* whole aligned huge pages, or any pages (at least unit of them) */
+    size_t grain = unit == XA_HUGE_ALIGN ? unit : xa_os_page;
+    uintptr_t from = XA_ALIGN_UP(e->start, grain), to = (e->start + e->size) & ~(uintptr_t)(grain - 1);
+    if (to <= from || to - from < unit) continue;
+    size_t want = (size - got) & ~(grain - 1), take = to - from < want ? to - from : want;
     pick[n] = e;
     piece[n] = (struct huge_inflight){from, take, e->region, xa_thread_self(), NULL};
     n++;
@@ -719,7 +720,7 @@ static struct huge_shard *carve_elsewhere(struct huge_shard *here, struct huge_e
 void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
   size_t size = block_size(n, sparse);
   if (!size) return NULL;
-  align = huge_align(size, align, sparse);
+  align = block_align(size, align, sparse);
   struct huge_ent e = {0, size, NO_REGION};
   struct huge_shard *s = shard_here();
   *zeroed = true;
@@ -1013,8 +1014,10 @@ void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   struct huge_ent *f;
   struct huge_shard *s = lock_block((uintptr_t)p, &f);
   /* a block that holds n is not grown by the rounding (a calloc'd one
-   * is not rounded): it shrinks to n's pages at most */
-  if (s && n <= f->size && size > f->size) size = XA_ALIGN_UP(n, xa_os_page);
+   * is not rounded): it shrinks to n's pages at most; nor is a block off
+   * a 2 MiB boundary (one from below thp_min_bytes grown in place), which
+   * whole huge pages at its end would not make whole */
+  if (s && ((n <= f->size && size > f->size) || f->p % XA_HUGE_ALIGN != 0)) size = XA_ALIGN_UP(n, xa_os_page);
   if (!s || size == f->size) {
     if (s) xa_unlock(&s->lock);
     return s ? p : NULL;

@@ -108,8 +108,9 @@ static size_t grow_size(size_t n) {
  * where blocks grow by allocate-copy-free (the freed block then fits the
  * next step); whole pages above, where realloc moves pages and rounding
  * up would only keep more resident pages in reused extents (mimalloc-bench
- * malloc-large: 10% more peak RSS with the rounding).  (huge.c makes a
- * block that asks for huge pages whole 2 MiB pages.) */
+ * malloc-large: 10% more peak RSS with the rounding).  huge.c still makes
+ * a block that asks for huge pages whole 2 MiB pages: that costs at most
+ * one huge page a block, and keeps its huge pages from being split. */
 static size_t huge_size(size_t n) {
   return n < XA_REMAP_MIN ? large_size(n) : XA_ALIGN_UP(n, xa_os_page);
 }

@@ -696,13 +696,20 @@ static uint64_t gathered(uint64_t *bytes) {
  * is whole 2 MiB pages at a 2 MiB boundary; others are whole pages. */
 static void test_huge_page_blocks(void **state) {
   (void)state;
+  if (xa_os_page != PG) skip();           /* (the sizes below are of 4 KiB pages) */
   xa_huge_cache_decay(UINT64_MAX);
   char *off = malloc(3 * MiB + PG);       /* the region's free pages start off a 2 MiB boundary */
   assert_non_null(off);
+  assert_int_not_equal((uintptr_t)(off + 3 * MiB + PG) % (2 * MiB), 0);
   size_t n = 9 * MiB + 1;
   char *a = malloc(n);
   assert_non_null(a);
   assert_int_equal((uintptr_t)a % (2 * MiB), 0);
+  char *big = aligned_alloc(4 * MiB, n);  /* a bigger alignment is kept */
+  assert_non_null(big);
+  assert_int_equal((uintptr_t)big % (4 * MiB), 0);
+  assert_int_equal(malloc_usable_size(big), 10 * MiB);
+  free(big);
   assert_int_equal(malloc_usable_size(a), 10 * MiB);
   memset(a, 1, 10 * MiB);                 /* all of it is the program's */
   free(a);
@@ -726,10 +733,21 @@ static void test_huge_page_blocks(void **state) {
   char *s = malloc(7 * MiB + 1);          /* below thp_min_bytes */
   assert_non_null(s);
   assert_int_equal(malloc_usable_size(s), 7 * MiB + PG);
-  char *g = realloc(s, n);                /* grown past it: whole huge pages */
+  /* grown past it: whole huge pages where it starts on a 2 MiB boundary,
+   * whole pages where not (the rounding would not make its end whole) */
+  char *g = realloc(s, n);
   assert_non_null(g);
-  assert_int_equal(malloc_usable_size(g), 10 * MiB);
+  assert_int_equal(malloc_usable_size(g), (uintptr_t)g % (2 * MiB) == 0 ? 10 * MiB : 9 * MiB + PG);
   free(g);
+  char *u = malloc(3 * MiB + PG);
+  char *s2 = malloc(7 * MiB + 1);         /* off a 2 MiB boundary, free pages after it */
+  assert_true(u && s2);
+  assert_int_not_equal((uintptr_t)s2 % (2 * MiB), 0);
+  char *g2 = realloc(s2, n);              /* grows in place to whole pages only */
+  assert_ptr_equal(g2, s2);
+  assert_int_equal(malloc_usable_size(g2), 9 * MiB + PG);
+  free(g2);
+  free(u);
   int thp = xa_opt.thp;
   int modes[] = {xa_opt_thp_never, xa_opt_thp_default};   /* xalloc asks for none */
   for (int i = 0; i < 2; i++) {
@@ -748,6 +766,7 @@ static void test_huge_page_blocks(void **state) {
  * fresh ones only. */
 static void test_gather_nothing_to_move(void **state) {
   (void)state;
+  if (xa_os_page != PG) skip();
   xa_huge_cache_decay(UINT64_MAX);
   char *first = malloc(MiB), *hole = malloc(2 * MiB + MiB / 2);
   assert_true(first && hole);
@@ -765,6 +784,32 @@ static void test_gather_nothing_to_move(void **state) {
   assert_ptr_equal(b, first + 2 * MiB);   /* over the hole's last 1.5 MiB */
   free(b);
   free(first);
+}
+
+/* Where xalloc asks for no huge pages, gathering moves whole freed
+ * blocks, at any page (pieces of 64 KiB or more). */
+static void test_gather_any_page_without_huge_pages(void **state) {
+  (void)state;
+  int thp = xa_opt.thp;
+  xa_opt.thp = xa_opt_thp_default;
+  xa_huge_cache_decay(UINT64_MAX);
+  enum { N = 4 };
+  char *hole[N], *wall[N];
+  for (int i = 0; i < N; i++) {          /* 3 MiB and a page, between live walls */
+    hole[i] = malloc(3 * MiB + xa_os_page);
+    wall[i] = malloc(1 * MiB);
+    assert_true(hole[i] && wall[i]);
+    memset(hole[i], 1, 3 * MiB + xa_os_page);
+  }
+  for (int i = 0; i < N; i++) free(hole[i]);
+  uint64_t bytes0, count0 = gathered(&bytes0), bytes1;
+  char *b = malloc(N * (3 * MiB + xa_os_page));   /* all of them */
+  assert_non_null(b);
+  assert_int_equal(gathered(&bytes1), count0 + 1);
+  assert_int_equal(bytes1 - bytes0, N * (3 * MiB + xa_os_page));
+  free(b);
+  for (int i = 0; i < N; i++) free(wall[i]);
+  xa_opt.thp = thp;
 }
 
 /* Bytes on transparent huge pages in the mappings wholly inside
@@ -793,6 +838,7 @@ static long huge_bytes_within(const char *p, size_t n) {
  * 3 MiB and a page after it, so it ends off a 2 MiB boundary. */
 static void test_gather_keeps_huge_pages(void **state) {
   (void)state;
+  if (xa_os_page != PG) skip();           /* (2 MiB huge pages: 4 KiB pages) */
   char mode[64] = "";
   FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
   if (f) {
@@ -888,7 +934,7 @@ static void test_gather_freed_pages(void **state) {
   assert_int_equal(huge_dirty(), 0);
   size_t maps2 = xa_os_map_count();
   /* two to spare: a segment of extent records or a bigger block table may
-   * have been mapped meanwhile; the 4 moved pieces left unjoined add 4 or
+   * have been mapped meanwhile; the 6 moved pieces left unjoined add 6 or
    * more */
   if (maps2 > maps0 + 2) fail_msg("%zu mappings before gathering, %zu after its block was freed and purged", maps0, maps2);
   /* calloc wants zero pages: no gathering, and it reads zero */
@@ -978,6 +1024,7 @@ int main(void) {
       cmocka_unit_test(test_huge_page_blocks),
       cmocka_unit_test(test_gather_keeps_huge_pages),
       cmocka_unit_test(test_gather_nothing_to_move),
+      cmocka_unit_test(test_gather_any_page_without_huge_pages),
       cmocka_unit_test(test_realloc_in_place_and_moved),
       cmocka_unit_test(test_realloc_moves_leave_no_mappings),
       cmocka_unit_test(test_realloc_grows_into_resident_pages),
