@@ -403,24 +403,49 @@ static void release_regions(struct huge_shard *s, bool keep_one);
  * no cache: freed blocks are unmapped, so late accesses fault). */
 static size_t guard_size(void) { return xa_opt.secure ? xa_os_page : 0; }
 
-/* thp:auto (the default): a block of thp_min_bytes or more asks for
- * transparent huge pages on the whole 2 MiB pages it covers, so it takes
- * one fault per 2 MiB instead of 512 (a fault costs 8-11 us on the
+/* thp:auto (the default): a block of thp_min_bytes (2 MiB) or more asks
+ * for transparent huge pages on the whole 2 MiB pages it covers, so it
+ * takes one fault per 2 MiB instead of 512 (a fault costs 8-11 us on the
  * virtual machines measured; mimalloc-bench malloc-large 1.53 -> 0.52 s,
  * a 1.1 GiB weights load 2.6 -> 0.1-1.0 s, also with free memory
  * fragmented into 4 KiB holes, where the first load paid for compaction).
- * Smaller blocks, often written only in part, would pay for zeroing whole
- * huge pages.  A sparse block (calloc's: tables of zeros touched here and
- * there) is marked against huge pages instead: 4096 random bytes written
- * in a 256 MiB calloc'd block make 17 MB resident with 4 KiB pages and
- * 264 MB with huge pages.  The whole block is advised, partial huge pages
- * included (the kernel backs only whole ones): a block must stay within
- * one mapping, as mremap moves none across mappings.  The flag stays on
- * the range after the block is freed (clearing it would split the region
- * into more mappings).  One madvise per big allocation, and per growth
- * or move of a big block.  No lock held. */
-static void thp_block(uintptr_t p, size_t size, bool sparse) {
+ * From 2 MiB, not only from the 8 MiB where blocks become whole huge pages
+ * (block_size): tensors of 2-8 MiB are written whole too, and the whole
+ * huge pages they cover then take one fault each, and their writes miss
+ * the TLB less (inference-shaped workload, 2-CPU VM, 3 interleaved runs:
+ * 16-17k -> 12-14k faults with allocate-copy-free growth, 16-22k -> 9-11k
+ * with realloc growth, tokens/s and peak RSS the same or better; from
+ * 1 MiB the realloc growth's peak rose 5%).  A block's first and last huge
+ * page, shared with its neighbours, is backed whole only where those ask
+ * too (the kernel backs a 2 MiB page only inside one advised mapping).
+ * A sparse block (calloc's: tables of zeros touched here and there) is
+ * marked against huge pages instead: 4096 random bytes written in a
+ * 256 MiB calloc'd block make 17 MB resident with 4 KiB pages and 264 MB
+ * with huge pages.  The whole block is advised, partial huge pages
+ * included: a block must stay within one mapping, as mremap moves none
+ * across mappings.  The flag stays on the range after the block is freed
+ * (clearing it would split the region into more mappings).  One madvise
+ * per big allocation, and per growth or move of a big block.  No lock
+ * held.
+ *
+ * A block that is not whole, aligned huge pages (below XA_THP_WHOLE_MIN,
+ * or calloc's, marked against them) may split its region's mapping in
+ * three: its ends fall anywhere.  The process has vm.max_map_count
+ * mappings at most, past which munmap and mprotect fail.  So such blocks
+ * count two mappings each against gathering's budget of them
+ * (gather_left), and ask for nothing once it is low (thp_room): 6,000
+ * blocks of 3 MiB between blocks of 1 MiB made 12,000 mappings without
+ * this, 7,700 with it (83 without advice).  A block that asked already,
+ * grown or moved by realloc, asks again whatever the budget, so that it
+ * stays one mapping, which mremap can move: growth in place adds no
+ * mapping (the grown part joins the block's), a move counts two.  was:
+ * the block's size before such a change (0: a new block). */
+static bool thp_room(bool force);
+
+static void thp_block(uintptr_t p, size_t size, bool sparse, size_t was, bool moved) {
   if (xa_opt.thp != xa_opt_thp_auto || size < (size_t)xa_opt.thp_min_bytes) return;
+  bool asked = was >= (size_t)xa_opt.thp_min_bytes;
+  if (((p | size) & (XA_HUGE_ALIGN - 1)) && (!asked || moved) && !thp_room(asked)) return;
   xa_os_hugepage((void *)p, size, !sparse);
 }
 
@@ -444,9 +469,10 @@ static bool map_fresh(uintptr_t p, size_t size) {
 static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always; }
 
 /* The bytes a block of n bytes takes (0 on overflow): whole pages, and
- * whole 2 MiB pages for a block of thp_min_bytes or more where xalloc asks
- * for huge pages (not calloc's sparse blocks, nor secure mode's, whose
- * guard page must follow the request's last page), which placement then
+ * whole 2 MiB pages for a block of XA_THP_WHOLE_MIN (and thp_min_bytes) or
+ * more where xalloc asks for huge pages (not calloc's sparse blocks, nor
+ * secure mode's, whose guard page must follow the request's last page),
+ * which placement then
  * aligns (block_align).  Such a block's freed extent is whole huge pages,
  * which the next big block reuses, gathering moves (gather_unit) and
  * decay purges without splitting one; a block placed at any page would
@@ -457,7 +483,7 @@ static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp
  * RSS 411 -> 438 MB, jemalloc's 436 the lowest of the peers; 27k -> 6.5k
  * page faults, the fewest; 1.61 -> 1.36 s, mimalloc 3 1.39 s). */
 static bool wants_huge_pages(size_t size, bool sparse) {
-  return !sparse && thp_asked() && !guard_size() && size >= XA_HUGE_ALIGN && size >= (size_t)xa_opt.thp_min_bytes;
+  return !sparse && thp_asked() && !guard_size() && size >= XA_THP_WHOLE_MIN && size >= (size_t)xa_opt.thp_min_bytes;
 }
 
 static size_t block_size(size_t n, bool sparse) {
@@ -552,6 +578,7 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
 #define GATHER_BLOCK_MIN ((size_t)8 << 20)
 #define GATHER_MAPS_MAX 8192
 #define GATHER_UNCOUNTED 1024           /* mappings it may add before the first count */
+#define GATHER_RECOUNT_NS 1000000000ull /* the purger counts them at most this often */
 
 /* Pieces are moved in whole, aligned 2 MiB units into a block aligned to
  * 2 MiB where xalloc asks for huge pages (thp:auto or always; else
@@ -567,16 +594,39 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
 static size_t gather_unit(void) { return thp_asked() ? XA_HUGE_ALIGN : GATHER_PIECE_MIN; }
 
 static int64_t gather_left = GATHER_UNCOUNTED;
-static bool gather_uncounted;           /* pieces moved since the last count */
+static bool gather_uncounted;           /* mappings added since the last count */
+
+/* Room for the two mappings an advised block may add (thp_block), taken
+ * from gather_left while half of GATHER_UNCOUNTED is left to it, which
+ * stays for gathering; force: taken whatever is left.  A request that
+ * finds the budget low counts the mappings again, at most once a second
+ * (a count reads /proc/self/maps: a few ms with thousands of them). */
+static uint64_t counted_at;             /* when the mappings were last counted */
+static void gather_recount(bool spent);
+
+static bool thp_room(bool force) {
+  if (!force && __atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) {
+    if (xa_os_now() - __atomic_load_n(&counted_at, __ATOMIC_RELAXED) < GATHER_RECOUNT_NS) return false;
+    gather_recount(true);
+    if (__atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) return false;
+  }
+  __atomic_sub_fetch(&gather_left, 2, __ATOMIC_RELAXED);
+  __atomic_store_n(&gather_uncounted, true, __ATOMIC_RELAXED);
+  return true;
+}
 
 /* Count the mappings and set the budget from them: on the purger's passes
- * when pieces moved since the last count or while the budget is low
- * (purges may have joined mappings), and by the request that finds the
- * budget spent (one of them: gather_uncounted).  No lock held. */
+ * (at most once a second) when pieces moved or blocks asked for huge
+ * pages since the last count or while the budget is low (purges may have
+ * joined mappings), and by the request that finds the budget spent (one
+ * of them: gather_uncounted).  No lock held. */
 static void gather_recount(bool spent) {
+  uint64_t now = xa_os_now();
+  if (!spent && now - __atomic_load_n(&counted_at, __ATOMIC_RELAXED) < GATHER_RECOUNT_NS) return;
   if (!__atomic_exchange_n(&gather_uncounted, false, __ATOMIC_RELAXED) &&
       (spent || __atomic_load_n(&gather_left, __ATOMIC_RELAXED) >= GATHER_UNCOUNTED))
     return;
+  __atomic_store_n(&counted_at, now, __ATOMIC_RELAXED);
   size_t cap = xa_os_map_limit() / 8, maps = xa_os_map_count();
   if (cap > GATHER_MAPS_MAX) cap = GATHER_MAPS_MAX;
   __atomic_store_n(&gather_left, maps < cap ? (int64_t)(cap - maps) : 0, __ATOMIC_RELAXED);
@@ -736,7 +786,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
       xa_unlock(&s->lock);
       if (carve_elsewhere(s, &e, align, sparse, zeroed)) {
         if (*zeroed) xa_os_count_fresh(size);
-        thp_block(e.p, size, sparse);
+        thp_block(e.p, size, sparse, 0, false);
         return (void *)e.p;
       }
       xa_lock(&s->lock);
@@ -764,7 +814,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
     insert_locked(s, &e);
     xa_unlock(&s->lock);
     if (*zeroed) xa_os_count_fresh(size);
-    thp_block(e.p, size, sparse);
+    thp_block(e.p, size, sparse, 0, false);
     return (void *)e.p;
   }
   xa_unlock(&s->lock);
@@ -1015,7 +1065,7 @@ void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   struct huge_shard *s = lock_block((uintptr_t)p, &f);
   /* a block that holds n is not grown by the rounding (a calloc'd one
    * is not rounded): it shrinks to n's pages at most; nor is a block off
-   * a 2 MiB boundary (one from below thp_min_bytes grown in place), which
+   * a 2 MiB boundary (one from below XA_THP_WHOLE_MIN grown in place), which
    * whole huge pages at its end would not make whole */
   if (s && ((n <= f->size && size > f->size) || f->p % XA_HUGE_ALIGN != 0)) size = XA_ALIGN_UP(n, xa_os_page);
   if (!s || size == f->size) {
@@ -1042,7 +1092,7 @@ void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   if (q) purge_over_budget(s);
   xa_unlock(&s->lock);
   /* a block grown or moved asks again, so that it stays one mapping */
-  if (q && (e.p != old_p || e.size > old_size)) thp_block(e.p, e.size, false);
+  if (q && (e.p != old_p || e.size > old_size)) thp_block(e.p, e.size, false, old_size, e.p != old_p);
   return q;
 }
 

@@ -9,6 +9,10 @@
 #include "internal.h"
 
 #define XA_HUGE_ALIGN ((size_t)2 << 20)
+/* Blocks that ask for huge pages (thp_min_bytes, 2 MiB by default) are
+ * whole, aligned huge pages from this size up (huge.c, block_size): the
+ * rounding then costs at most a fifth of the block. */
+#define XA_THP_WHOLE_MIN ((size_t)8 << 20)
 /* The most shards (huge.c): one per arena up to this. */
 #define XA_HUGE_SHARDS 16
 

@@ -137,7 +137,7 @@ static void test_ctl_options(void **state) {
   assert_int_equal((int64_t)get("opt.dirty_decay_ms"), 1000);
   assert_int_equal(get("opt.background_thread"), 1);
   assert_int_equal(get("opt.thp"), 3);                    /* auto */
-  assert_int_equal(get("opt.thp_min_bytes"), 8 << 20);
+  assert_int_equal(get("opt.thp_min_bytes"), 2 << 20);
   assert_int_equal(get("opt.huge_cache_bytes"), 16 << 20);
   assert_int_equal(get("opt.stats_print"), 0);
   assert_int_equal(get("opt.abort_on_error"), 1);
@@ -412,26 +412,6 @@ static int child_no_abort(void) {
   return 0;
 }
 
-/* Does the mapping that contains p carry VmFlag `flag` in smaps? */
-static int vmflag(const void *p, const char *flag) {
-  FILE *f = fopen("/proc/self/smaps", "r");
-  char line[512];
-  int in = 0, found = 0;
-  while (fgets(line, sizeof line, f)) {
-    unsigned long lo, hi;
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-      in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
-    } else if (in && !strncmp(line, "VmFlags:", 8)) {
-      char want[8];
-      snprintf(want, sizeof want, " %s", flag);
-      found = strstr(line, want) != NULL;
-      break;
-    }
-  }
-  fclose(f);
-  return found;
-}
-
 /* Child under XALLOC_CONF=narenas:3,tcache:false,thp:always: each takes
  * effect where it can be seen. */
 static int child_opts1(void) {
@@ -441,7 +421,7 @@ static int child_opts1(void) {
   free(p);
   if (get("stats.classes.6.curobjs") != before) return 2; /* no cache kept it */
   void *h = malloc(8 << 20);
-  int hg = vmflag(h, "hg");
+  int hg = tu_vmflag(h, "hg");
   free(h);
   return hg ? 0 : 3;
 }
@@ -454,7 +434,7 @@ static int child_opts2(void) {
   for (int i = 0; i < 100; i++) free(v[i]);
   if (get("stats.classes.3.curobjs") - before > 8) return 1;   /* a full bin at most */
   void *h = malloc(8 << 20);
-  int nh = vmflag(h, "nh");
+  int nh = tu_vmflag(h, "nh");
   free(h);
   return nh ? 0 : 2;
 }
@@ -468,37 +448,48 @@ static const void *huge_page_in(const void *p) { return (const void *)(((uintptr
 static int child_thp_auto(void) {
   char *small = malloc(1 << 20), *big = malloc(16 << 20), *r = malloc(3 << 20);
   if (!small || !big || !r) return 1;
-  if (vmflag(small, "hg")) return 2;
-  if (!vmflag(big, "hg") || !vmflag(big + (16 << 20) - 1, "hg")) return 3;
+  if (tu_vmflag(small, "hg")) return 2;
+  if (!tu_vmflag(big, "hg") || !tu_vmflag(big + (16 << 20) - 1, "hg")) return 3;
   for (size_t off = 0; off < (3 << 20); off += 64 << 10)
-    if (vmflag(r + off, "hg")) return 4;
+    if (tu_vmflag(r + off, "hg")) return 4;
   r = realloc(r, 12 << 20);
   if (!r) return 5;
   for (size_t off = 0; off < (12 << 20); off += 1 << 20)
-    if (!vmflag(r + off, "hg")) return 6;   /* the whole block: one mapping */
+    if (!tu_vmflag(r + off, "hg")) return 6;   /* the whole block: one mapping */
   free(small);
   free(big);
   free(r);
   return 0;
 }
 
-/* Child with XALLOC_CONF empty: thp:auto is the default, from 8 MiB;
- * a calloc'd block is marked against huge pages (it may be touched
- * sparsely), also where a freed malloc'd block had asked for them. */
+/* Child with XALLOC_CONF empty: thp:auto is the default, from 2 MiB
+ * (whole huge pages from 8 MiB: a 3 MiB block keeps its size); a calloc'd
+ * block is marked against huge pages (it may be touched sparsely), also
+ * where a freed malloc'd block had asked for them. */
 static int child_thp_default(void) {
-  char *small = malloc(4 << 20), *big = malloc(16 << 20);
-  if (!small || !big) return 1;
-  for (size_t off = 0; off < (4 << 20); off += 64 << 10)
-    if (vmflag(small + off, "hg")) return 2;
-  if (!vmflag(big, "hg") || !vmflag(big + (16 << 20) - 1, "hg")) return 3;
+  char *small = malloc(1 << 20), *mid = malloc(3 << 20), *big = malloc(16 << 20);
+  if (!small || !mid || !big) return 1;
+  for (size_t off = 0; off < (1 << 20); off += 64 << 10)
+    if (tu_vmflag(small + off, "hg")) return 2;
+  for (size_t off = 0; off < (3 << 20); off += 64 << 10)
+    if (!tu_vmflag(mid + off, "hg")) return 8;   /* the whole block: one mapping */
+  if (malloc_usable_size(mid) != (3 << 20)) return 9;
+  /* grown (moved: big may follow it; or in place), it asks again whole */
+  for (size_t n = 5 << 20; n <= (7 << 20); n += 1 << 20) {
+    if (!(mid = realloc(mid, n))) return 10;
+    for (size_t off = 0; off < n; off += 64 << 10)
+      if (!tu_vmflag(mid + off, "hg")) return 11;
+  }
+  free(mid);
+  if (!tu_vmflag(big, "hg") || !tu_vmflag(big + (16 << 20) - 1, "hg")) return 3;
   char *zeros = calloc(1, 16 << 20);
   if (!zeros) return 4;
-  if (vmflag(zeros, "hg") || !vmflag(zeros, "nh") || !vmflag(zeros + (16 << 20) - 1, "nh")) return 5;
+  if (tu_vmflag(zeros, "hg") || !tu_vmflag(zeros, "nh") || !tu_vmflag(zeros + (16 << 20) - 1, "nh")) return 5;
   free(big);
   char *z2 = calloc(16, 1 << 20);          /* likely big's pages again */
   if (!z2) return 6;
   for (size_t off = 0; off < (16 << 20); off += 1 << 20)
-    if (!vmflag(z2 + off, "nh")) return 7;
+    if (!tu_vmflag(z2 + off, "nh")) return 7;
   free(small);
   free(zeros);
   free(z2);
@@ -508,7 +499,7 @@ static int child_thp_default(void) {
 /* Child under XALLOC_CONF=thp:auto,thp_min_bytes:1073741824: no block asks. */
 static int child_thp_none(void) {
   char *big = malloc(16 << 20);
-  int hg = vmflag(huge_page_in(big), "hg");
+  int hg = tu_vmflag(huge_page_in(big), "hg");
   free(big);
   return hg ? 1 : 0;
 }

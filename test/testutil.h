@@ -209,6 +209,28 @@ static inline int tu_valgrind(void)
 
 /* ---- process memory ------------------------------------------------------ */
 
+/* Does the mapping that contains p carry VmFlag `flag` in smaps? */
+static inline int tu_vmflag(const void *p, const char *flag)
+{
+  FILE *f = fopen("/proc/self/smaps", "r");
+  if (!f) return 0;
+  char line[512];
+  int in = 0, found = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+    } else if (in && !strncmp(line, "VmFlags:", 8)) {
+      char want[8];
+      snprintf(want, sizeof want, " %s", flag);
+      found = strstr(line, want) != NULL;
+      break;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
 /* field 0 = VmSize, 1 = RSS; in bytes; 0 on error. */
 static inline size_t tu_statm(int field)
 {

@@ -693,7 +693,8 @@ static uint64_t gathered(uint64_t *bytes) {
 }
 
 /* A block that asks for huge pages (thp_min_bytes or more, not calloc's)
- * is whole 2 MiB pages at a 2 MiB boundary; others are whole pages. */
+ * and is XA_THP_WHOLE_MIN or more is whole 2 MiB pages at a 2 MiB
+ * boundary; others are whole pages. */
 static void test_huge_page_blocks(void **state) {
   (void)state;
   if (xa_os_page != PG) skip();           /* (the sizes below are of 4 KiB pages) */
@@ -724,13 +725,13 @@ static void test_huge_page_blocks(void **state) {
   assert_int_equal(malloc_usable_size(z2), 8 * MiB + MiB / 2);
   free(z2);
   size_t min = (size_t)xa_opt.thp_min_bytes;
-  xa_opt.thp_min_bytes = 1 << 20;         /* a block under 2 MiB is never rounded */
+  xa_opt.thp_min_bytes = 1 << 20;         /* a block under 8 MiB is never rounded */
   char *m = malloc(MiB + MiB / 2);
   assert_non_null(m);
   assert_int_equal(malloc_usable_size(m), MiB + MiB / 2);
   free(m);
   xa_opt.thp_min_bytes = (long)min;
-  char *s = malloc(7 * MiB + 1);          /* below thp_min_bytes */
+  char *s = malloc(7 * MiB + 1);          /* below XA_THP_WHOLE_MIN: asks, not rounded */
   assert_non_null(s);
   assert_int_equal(malloc_usable_size(s), 7 * MiB + PG);
   /* grown past it: whole huge pages where it starts on a 2 MiB boundary,
@@ -840,6 +841,13 @@ static long huge_bytes_within(const char *p, size_t n) {
  * pages, and every write to the block would then miss the TLB more.
  * Each hole here is a freed 10 MiB block (huge pages) merged with the
  * 3 MiB and a page after it, so it ends off a 2 MiB boundary. */
+static long thp_min_saved;
+static int restore_thp_min(void **state) {
+  (void)state;
+  xa_opt.thp_min_bytes = thp_min_saved;
+  return 0;
+}
+
 static void test_gather_keeps_huge_pages(void **state) {
   (void)state;
   if (xa_os_page != PG) skip();           /* (2 MiB huge pages: 4 KiB pages) */
@@ -854,6 +862,10 @@ static void test_gather_keeps_huge_pages(void **state) {
     skip();
   }
   xa_huge_cache_decay(UINT64_MAX);
+  /* walls that ask for no huge pages keep each block a mapping of its own
+   * (huge_bytes_within counts the mappings wholly inside a block) */
+  thp_min_saved = xa_opt.thp_min_bytes;
+  xa_opt.thp_min_bytes = (long)XA_THP_WHOLE_MIN;
   enum { N = 2 };
   char *y[N], *wall[N], *big[N], *odd[N], *rest[N];
   for (int i = 0; i < N; i++) {          /* 16 MiB on huge pages, between walls */
@@ -892,6 +904,44 @@ static void test_gather_keeps_huge_pages(void **state) {
   memset(b, 2, 24 * MiB);
   free(b);
   for (int i = 0; i < N; i++) free(rest[i]), free(wall[i]);
+}
+
+/* Blocks of thp_min_bytes up to XA_THP_WHOLE_MIN ask for huge pages
+ * without being rounded, and each may split its region's mapping in three:
+ * they stop asking before the mappings they add pass gathering's budget
+ * of them (an eighth of vm.max_map_count, at most 8192), so the process
+ * stays far from the limit past which munmap fails.  (6,000 such blocks
+ * between smaller ones would add 12,000.) */
+static void test_advice_keeps_mappings_few(void **state) {
+  (void)state;
+  if (xa_os_page != PG || xa_opt.thp != xa_opt_thp_auto) skip();
+  size_t cap = xa_os_map_limit() / 8;
+  if (cap > 8192) cap = 8192;
+  size_t n = cap / 2 + 512, maps0 = xa_os_map_count();
+  /* earlier tests left the budget low: past a second since the last
+   * count, the first request that finds it so counts again */
+  usleep(1100 * 1000);
+  char **v = calloc(2 * n, sizeof *v);
+  assert_non_null(v);
+  for (size_t i = 0; i < n; i++) {
+    v[2 * i] = malloc(3 * MiB);          /* asks (not written: nothing resident) */
+    v[2 * i + 1] = malloc(1 * MiB);      /* does not: the mappings stay apart */
+    assert_true(v[2 * i] && v[2 * i + 1]);
+  }
+  size_t maps1 = xa_os_map_count();
+  print_message("%zu blocks of 3 MiB: mappings %zu -> %zu (budget %zu)\n", n, maps0, maps1, cap);
+  assert_true(tu_vmflag(v[0], "hg"));    /* the first ones asked */
+  /* With the budget spent, a block that asked and is grown or moved asks
+   * again all the same: it stays one mapping that mremap can move. */
+  char *g = realloc(v[0], 5 * MiB);       /* v[1] follows it: a move */
+  assert_non_null(g);
+  v[0] = g;
+  for (size_t off = 0; off < 5 * MiB; off += 64 << 10)
+    if (!tu_vmflag(g + off, "hg")) fail_msg("a grown block asks for huge pages in part (at %zu)", off);
+  for (size_t i = 0; i < 2 * n; i++) free(v[i]);
+  free(v);
+  xa_huge_cache_decay(UINT64_MAX);
+  if (maps1 > maps0 + cap) fail_msg("%zu mappings after %zu advised blocks, %zu before", maps1, n, maps0);
 }
 
 static void test_gather_freed_pages(void **state) {
@@ -1026,7 +1076,7 @@ int main(void) {
       cmocka_unit_test(test_dirty_continued_into_clean),
       cmocka_unit_test(test_gather_freed_pages),
       cmocka_unit_test(test_huge_page_blocks),
-      cmocka_unit_test(test_gather_keeps_huge_pages),
+      cmocka_unit_test_teardown(test_gather_keeps_huge_pages, restore_thp_min),
       cmocka_unit_test(test_gather_nothing_to_move),
       cmocka_unit_test(test_gather_any_page_without_huge_pages),
       cmocka_unit_test(test_realloc_in_place_and_moved),
@@ -1045,6 +1095,8 @@ int main(void) {
       cmocka_unit_test(test_gather_in_shard_with_most_dirty),
       cmocka_unit_test(test_cross_thread_blocks),
       cmocka_unit_test(test_lock_contention_counted),
+      /* last: it leaves the mappings' budget spent until the next count */
+      cmocka_unit_test(test_advice_keeps_mappings_few),
   };
   return cmocka_run_group_tests(tests, setup, NULL);
 }
