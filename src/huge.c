@@ -65,6 +65,7 @@ struct huge_ent {
   uintptr_t p;          /* block address; 0 empty, 1 deleted */
   size_t size;          /* bytes (page multiple) */
   uint32_t region;      /* the shard's regions[] index, or NO_REGION: own mapping */
+  uint32_t marked;      /* advised for or against huge pages, whole (thp_block) */
 };
 #define NO_REGION UINT32_MAX
 
@@ -429,25 +430,38 @@ static size_t guard_size(void) { return xa_opt.secure ? xa_os_page : 0; }
  * held.
  *
  * A block that is not whole, aligned huge pages (below XA_THP_WHOLE_MIN,
- * or calloc's, marked against them) may split its region's mapping in
- * three: its ends fall anywhere.  The process has vm.max_map_count
- * mappings at most, past which munmap and mprotect fail.  So such blocks
- * count two mappings each against gathering's budget of them
- * (gather_left), and ask for nothing once it is low (thp_room): 6,000
- * blocks of 3 MiB between blocks of 1 MiB made 12,000 mappings without
- * this, 7,700 with it (83 without advice).  A block that asked already,
- * grown or moved by realloc, asks again whatever the budget, so that it
- * stays one mapping, which mremap can move: growth in place adds no
- * mapping (the grown part joins the block's), a move counts two.  was:
- * the block's size before such a change (0: a new block). */
+ * or calloc's) may split its region's mapping in three: its ends fall
+ * anywhere.  The process has vm.max_map_count mappings at most, past
+ * which munmap and mprotect fail.  So such blocks count two mappings each
+ * against gathering's budget of them (gather_left), and are not advised
+ * while it is low (thp_room): 6,000 blocks of 3 MiB between blocks of
+ * 1 MiB made 12,000 mappings without this, 7,700 with it (83 without
+ * advice).  calloc's blocks of XA_THP_WHOLE_MIN or more are marked
+ * against huge pages whatever the budget (in a range an earlier block
+ * advised, the kernel would back a big table of zeros with huge pages).
+ * A block that was advised (huge_ent.marked), grown or moved by realloc,
+ * is advised again whatever the budget, so that it stays one mapping,
+ * which mremap can move: growth in place adds no mapping (the grown part
+ * joins the block's), a move counts two.  Whether to advise is settled
+ * before the block is entered in its table (thp_wanted: for a block not
+ * yet advised it may count the mappings, so no lock is held then), the
+ * madvise after (thp_block). */
 static bool thp_room(bool force);
+static bool wants_huge_pages(size_t size, bool sparse);
 
-static void thp_block(uintptr_t p, size_t size, bool sparse, size_t was, bool moved) {
-  if (xa_opt.thp != xa_opt_thp_auto || size < (size_t)xa_opt.thp_min_bytes) return;
-  bool asked = was >= (size_t)xa_opt.thp_min_bytes;
-  if (((p | size) & (XA_HUGE_ALIGN - 1)) && (!asked || moved) && !thp_room(asked)) return;
-  xa_os_hugepage((void *)p, size, !sparse);
+/* whole: the block is whole, aligned huge pages; marked: it was advised
+ * before a realloc changed it (moved: to another address). */
+static bool thp_wanted(size_t size, bool sparse, bool whole, bool marked, bool moved) {
+  if (xa_opt.thp != xa_opt_thp_auto) return false;
+  if (marked) {
+    if (moved && !whole) (void)thp_room(true);
+    return true;
+  }
+  if (size < (size_t)xa_opt.thp_min_bytes) return false;
+  return whole || thp_room(sparse && size >= XA_THP_WHOLE_MIN);
 }
+
+static void thp_block(uintptr_t p, size_t size, bool sparse) { xa_os_hugepage((void *)p, size, !sparse); }
 
 /* Fresh pages mapped over [p, p+size): for a purge in a region that took
  * moved pages, and at once for a range whose pages mremap moved out
@@ -594,42 +608,47 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
 static size_t gather_unit(void) { return thp_asked() ? XA_HUGE_ALIGN : GATHER_PIECE_MIN; }
 
 static int64_t gather_left = GATHER_UNCOUNTED;
-static bool gather_uncounted;           /* mappings added since the last count */
+static bool gather_uncounted;           /* pieces moved since the last count */
 
-/* Room for the two mappings an advised block may add (thp_block), taken
- * from gather_left while half of GATHER_UNCOUNTED is left to it, which
- * stays for gathering; force: taken whatever is left.  A request that
- * finds the budget low counts the mappings again, at most once a second
- * (a count reads /proc/self/maps: a few ms with thousands of them). */
-static uint64_t counted_at;             /* when the mappings were last counted */
-static void gather_recount(bool spent);
+/* Count the process's mappings (a read of /proc/self/maps: a few ms with
+ * thousands of them) and set the budget from them.  No lock held. */
+static uint64_t counted_at;             /* when they were last counted */
 
-static bool thp_room(bool force) {
-  if (!force && __atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) {
-    if (xa_os_now() - __atomic_load_n(&counted_at, __ATOMIC_RELAXED) < GATHER_RECOUNT_NS) return false;
-    gather_recount(true);
-    if (__atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) return false;
-  }
-  __atomic_sub_fetch(&gather_left, 2, __ATOMIC_RELAXED);
-  __atomic_store_n(&gather_uncounted, true, __ATOMIC_RELAXED);
-  return true;
+static void count_maps(uint64_t now) {
+  __atomic_store_n(&counted_at, now, __ATOMIC_RELAXED);
+  size_t cap = xa_os_map_limit() / 8, maps = xa_os_map_count();
+  if (cap > GATHER_MAPS_MAX) cap = GATHER_MAPS_MAX;
+  __atomic_store_n(&gather_left, maps < cap ? (int64_t)(cap - maps) : 0, __ATOMIC_RELAXED);
 }
 
-/* Count the mappings and set the budget from them: on the purger's passes
- * (at most once a second) when pieces moved or blocks asked for huge
- * pages since the last count or while the budget is low (purges may have
- * joined mappings), and by the request that finds the budget spent (one
- * of them: gather_uncounted).  No lock held. */
+/* Count them again: on the purger's passes (at most once a second) when
+ * pieces moved since the last count or while the budget is low (purges
+ * may have joined mappings, advised blocks split them), and by the
+ * request that finds the budget spent after moves (one of them:
+ * gather_uncounted). */
 static void gather_recount(bool spent) {
   uint64_t now = xa_os_now();
   if (!spent && now - __atomic_load_n(&counted_at, __ATOMIC_RELAXED) < GATHER_RECOUNT_NS) return;
   if (!__atomic_exchange_n(&gather_uncounted, false, __ATOMIC_RELAXED) &&
       (spent || __atomic_load_n(&gather_left, __ATOMIC_RELAXED) >= GATHER_UNCOUNTED))
     return;
-  __atomic_store_n(&counted_at, now, __ATOMIC_RELAXED);
-  size_t cap = xa_os_map_limit() / 8, maps = xa_os_map_count();
-  if (cap > GATHER_MAPS_MAX) cap = GATHER_MAPS_MAX;
-  __atomic_store_n(&gather_left, maps < cap ? (int64_t)(cap - maps) : 0, __ATOMIC_RELAXED);
+  count_maps(now);
+}
+
+/* Room for the two mappings a block advised for or against huge pages
+ * may add (thp_wanted), taken from gather_left while half of
+ * GATHER_UNCOUNTED is left to it, which stays for gathering; force: taken
+ * whatever is left.  A request that finds the budget low counts the
+ * mappings again, at most once a second. */
+static bool thp_room(bool force) {
+  if (!force && __atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) {
+    uint64_t now = xa_os_now();
+    if (now - __atomic_load_n(&counted_at, __ATOMIC_RELAXED) < GATHER_RECOUNT_NS) return false;
+    count_maps(now);
+    if (__atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) return false;
+  }
+  __atomic_sub_fetch(&gather_left, 2, __ATOMIC_RELAXED);
+  return true;
 }
 
 static uint64_t gather_count, gather_bytes;
@@ -771,7 +790,8 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
   size_t size = block_size(n, sparse);
   if (!size) return NULL;
   align = block_align(size, align, sparse);
-  struct huge_ent e = {0, size, NO_REGION};
+  bool mark = !guard_size() && thp_wanted(size, sparse, wants_huge_pages(size, sparse), false, false);
+  struct huge_ent e = {0, size, NO_REGION, mark};
   struct huge_shard *s = shard_here();
   *zeroed = true;
   xa_lock(&s->lock);
@@ -786,7 +806,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
       xa_unlock(&s->lock);
       if (carve_elsewhere(s, &e, align, sparse, zeroed)) {
         if (*zeroed) xa_os_count_fresh(size);
-        thp_block(e.p, size, sparse, 0, false);
+        if (mark) thp_block(e.p, size, sparse);
         return (void *)e.p;
       }
       xa_lock(&s->lock);
@@ -814,7 +834,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
     insert_locked(s, &e);
     xa_unlock(&s->lock);
     if (*zeroed) xa_os_count_fresh(size);
-    thp_block(e.p, size, sparse, 0, false);
+    if (mark) thp_block(e.p, size, sparse);
     return (void *)e.p;
   }
   xa_unlock(&s->lock);
@@ -1087,12 +1107,27 @@ void *xa_huge_realloc(void *p, size_t n, enum xa_huge_grow how) {
   uintptr_t old_p = e.p;
   size_t old_size = e.size;
   void *q = resize(s, &e, size, how);
+  bool moved = e.p != old_p, grown = q && (moved || e.size > old_size);
+  bool whole = ((e.p | e.size) & (XA_HUGE_ALIGN - 1)) == 0;
+  /* an advised block grown or moved is advised again whole (no count of
+   * the mappings: none under the lock) */
+  bool again = grown && e.marked && thp_wanted(e.size, false, whole, true, moved);
   (void)reserve_locked(s);
   insert_locked(s, &e);
   if (q) purge_over_budget(s);
   xa_unlock(&s->lock);
-  /* a block grown or moved asks again, so that it stays one mapping */
-  if (q && (e.p != old_p || e.size > old_size)) thp_block(e.p, e.size, false, old_size, e.p != old_p);
+  if (again) thp_block(e.p, e.size, false);
+  else if (grown && !e.marked && thp_wanted(e.size, false, whole, false, moved)) {
+    /* grown to where it asks: advised, then marked in its entry (the
+     * caller holds the block, so it is still there) */
+    thp_block(e.p, e.size, false);
+    struct huge_ent *g;
+    struct huge_shard *gs = lock_block(e.p, &g);
+    if (gs) {
+      g->marked = 1;
+      xa_unlock(&gs->lock);
+    }
+  }
   return q;
 }
 

@@ -467,6 +467,7 @@ static int child_thp_auto(void) {
  * block is marked against huge pages (it may be touched sparsely), also
  * where a freed malloc'd block had asked for them. */
 static int child_thp_default(void) {
+  if (access("/sys/kernel/mm/transparent_hugepage", F_OK) != 0) return 0;   /* no THP: no hg flag */
   char *small = malloc(1 << 20), *mid = malloc(3 << 20), *big = malloc(16 << 20);
   if (!small || !mid || !big) return 1;
   for (size_t off = 0; off < (1 << 20); off += 64 << 10)
