@@ -440,12 +440,18 @@ static size_t guard_size(void) { return xa_opt.secure ? xa_os_page : 0; }
  * against huge pages whatever the budget (in a range an earlier block
  * advised, the kernel would back a big table of zeros with huge pages).
  * A block that was advised (huge_ent.marked), grown or moved by realloc,
- * is advised again whatever the budget, so that it stays one mapping,
- * which mremap can move: growth in place adds no mapping (the grown part
- * joins the block's), a move counts two.  Whether to advise is settled
- * before the block is entered in its table (thp_wanted: for a block not
- * yet advised it may count the mappings, so no lock is held then), the
- * madvise after (thp_block). */
+ * is advised again whatever the budget, so that none of it is left out
+ * (and it stays one mapping that mremap can move, where the kernel can
+ * join its parts: a moved part that had pages keeps their offsets, and
+ * stays a mapping of its own): growth in place adds no mapping (the
+ * grown part joins the block's), a move counts two.  thp_wanted settles
+ * whether to advise: for a new block before it enters its table, for a
+ * grown one under its shard's lock if it was advised, else after (a
+ * block not yet advised may count the mappings: no lock is held then,
+ * and the block is marked after its madvise).  A block is counted before
+ * it is placed: one that fails, or that lands on whole huge pages below
+ * XA_THP_WHOLE_MIN, counts two mappings it does not make (until the next
+ * count). */
 static bool thp_room(bool force);
 static bool wants_huge_pages(size_t size, bool sparse);
 
@@ -592,7 +598,8 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
 #define GATHER_BLOCK_MIN ((size_t)8 << 20)
 #define GATHER_MAPS_MAX 8192
 #define GATHER_UNCOUNTED 1024           /* mappings it may add before the first count */
-#define GATHER_RECOUNT_NS 1000000000ull /* the purger counts them at most this often */
+#define GATHER_RECOUNT_NS 1000000000ull /* the purger, and requests for advice, count them
+                                           at most this often */
 
 /* Pieces are moved in whole, aligned 2 MiB units into a block aligned to
  * 2 MiB where xalloc asks for huge pages (thp:auto or always; else
@@ -642,8 +649,11 @@ static void gather_recount(bool spent) {
  * mappings again, at most once a second. */
 static bool thp_room(bool force) {
   if (!force && __atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) {
-    uint64_t now = xa_os_now();
-    if (now - __atomic_load_n(&counted_at, __ATOMIC_RELAXED) < GATHER_RECOUNT_NS) return false;
+    uint64_t now = xa_os_now(), last = __atomic_load_n(&counted_at, __ATOMIC_RELAXED);
+    /* one request counts: the others go on without advice meanwhile */
+    if (now - last < GATHER_RECOUNT_NS ||
+        !__atomic_compare_exchange_n(&counted_at, &last, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+      return false;
     count_maps(now);
     if (__atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED / 2 + 2) return false;
   }

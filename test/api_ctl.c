@@ -423,7 +423,7 @@ static int child_opts1(void) {
   void *h = malloc(8 << 20);
   int hg = tu_vmflag(h, "hg");
   free(h);
-  return hg ? 0 : 3;
+  return hg || !tu_thp() ? 0 : 3;
 }
 
 /* Child under XALLOC_CONF=tcache_bytes:0,thp:never: bins hold 8 objects. */
@@ -436,7 +436,7 @@ static int child_opts2(void) {
   void *h = malloc(8 << 20);
   int nh = tu_vmflag(h, "nh");
   free(h);
-  return nh ? 0 : 2;
+  return nh || !tu_thp() ? 0 : 2;
 }
 
 #define TWO_MIB ((uintptr_t)2 << 20)
@@ -446,6 +446,7 @@ static const void *huge_page_in(const void *p) { return (const void *)(((uintptr
  * blocks from 4 MiB ask for huge pages, smaller ones do not, and a block
  * that grows past 4 MiB asks then. */
 static int child_thp_auto(void) {
+  if (!tu_thp()) return 0;                 /* no hg flag to see */
   char *small = malloc(1 << 20), *big = malloc(16 << 20), *r = malloc(3 << 20);
   if (!small || !big || !r) return 1;
   if (tu_vmflag(small, "hg")) return 2;
@@ -467,7 +468,7 @@ static int child_thp_auto(void) {
  * block is marked against huge pages (it may be touched sparsely), also
  * where a freed malloc'd block had asked for them. */
 static int child_thp_default(void) {
-  if (access("/sys/kernel/mm/transparent_hugepage", F_OK) != 0) return 0;   /* no THP: no hg flag */
+  if (!tu_thp()) return 0;                 /* no hg flag to see */
   char *small = malloc(1 << 20), *mid = malloc(3 << 20), *big = malloc(16 << 20);
   if (!small || !mid || !big) return 1;
   for (size_t off = 0; off < (1 << 20); off += 64 << 10)

@@ -209,6 +209,13 @@ static inline int tu_valgrind(void)
 
 /* ---- process memory ------------------------------------------------------ */
 
+/* Has the kernel transparent huge pages (else madvise sets no hg or nh
+ * VmFlag)? */
+static inline int tu_thp(void)
+{
+  return access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0;
+}
+
 /* Does the mapping that contains p carry VmFlag `flag` in smaps? */
 static inline int tu_vmflag(const void *p, const char *flag)
 {
