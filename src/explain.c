@@ -118,7 +118,7 @@ static struct advice largest_avoidable(const struct xa_explain *e) {
       {"thread caches", "thread_caches", "tcache_bytes per class and thread, tcache_total_bytes for all threads",
        e->cached, xa_opt.tcache_total_bytes, " bytes (tcache_total_bytes)"},
       {"huge-block cache", "huge_cache",
-       "huge_cache_bytes (kept beyond the live huge bytes' recent peak; all of it decays over dirty_decay_ms)",
+       "huge_cache_bytes (live and freed huge-block pages stay within the live bytes' recent peak plus this; the freed ones decay over dirty_decay_ms)",
        e->huge_cache, xa_opt.huge_cache_bytes, " bytes"},
   };
   size_t best = 0;

@@ -13,8 +13,9 @@
  * dirty extents' pages moved into it (gather, below), else a run that
  * starts in a dirty extent, else a good-fitting clean one, else any run,
  * else a new region.  Dirty extents go back to the OS only by decay
- * (oldest first, after dirty_decay_ms) or past huge_cache_bytes of them
- * beyond the live bytes' recent peak; a program that frees and allocates
+ * (oldest first, after dirty_decay_ms) or where live and dirty pages
+ * together pass the live bytes' recent peak plus huge_cache_bytes; a
+ * program that frees and allocates
  * big blocks all the time keeps reusing the same resident pages, an idle
  * one is back to clean within the decay time.  Wholly free, clean regions
  * are unmapped (one is kept for reuse).
@@ -103,9 +104,13 @@ static unsigned nshards;        /* in use: fixed at the first huge call */
 static size_t all_bytes;        /* live huge bytes */
 static size_t all_dirty;        /* dirty free bytes */
 static size_t region_bytes;     /* address space reserved */
-/* The most bytes live in huge blocks lately: the high-water mark since
- * hwm_at, restarted from the current bytes once it is a decay time old. */
-static size_t huge_hwm;
+/* The most bytes live in huge blocks lately: the high-water marks of the
+ * decay time that began at hwm_at and of the one before (with
+ * dirty_decay_ms -1, since the start or the last trim).  Two, so that the
+ * peak a program reaches again and again is never forgotten at a moment
+ * its live bytes are low (one mark restarted from the live bytes then
+ * would purge the block it just freed, once a decay time). */
+static size_t huge_hwm, huge_hwm_prev;
 static uint64_t hwm_at;
 
 static void total_add(size_t *t, size_t size, long sign) {
@@ -221,10 +226,7 @@ static void insert_locked(struct huge_shard *s, const struct huge_ent *e) {
   xa_peak_add_global(XA_PEAK_ALLOCATED, (int64_t)e->size);
   xa_peak_add_global(XA_PEAK_ACTIVE, (int64_t)e->size);
   size_t live = __atomic_add_fetch(&all_bytes, e->size, __ATOMIC_RELAXED);
-  if (live > __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED)) {
-    __atomic_store_n(&huge_hwm, live, __ATOMIC_RELAXED);
-    __atomic_store_n(&hwm_at, xa_os_now(), __ATOMIC_RELAXED);
-  }
+  if (live > __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED)) __atomic_store_n(&huge_hwm, live, __ATOMIC_RELAXED);
 }
 
 static void remove_locked(struct huge_shard *s, struct huge_ent *e) {
@@ -843,7 +845,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
       return NULL;
     }
     insert_locked(s, &e);
-    if (*zeroed) purge_over_budget(s);   /* more live bytes: less room for dirty ones */
+    purge_over_budget(s);               /* more live bytes: less room for dirty ones */
     xa_unlock(&s->lock);
     if (*zeroed) xa_os_count_fresh(size);
     if (mark) thp_block(e.p, size, sparse);
@@ -944,13 +946,13 @@ static void release_regions(struct huge_shard *s, bool keep_one) {
 }
 
 /* Keep the resident pages of huge blocks, live and dirty, within the most
- * bytes live in huge blocks within the last decay time (the live bytes
- * themselves with dirty_decay_ms 0 or -1) plus huge_cache_bytes: dirty
- * bytes within huge_cache_bytes plus what the live bytes are short of
- * that peak.  A program that allocates and frees big blocks all the time
+ * bytes live in huge blocks within the last decay time or two (with
+ * dirty_decay_ms -1, since the start or the last trim) plus
+ * huge_cache_bytes: dirty bytes within huge_cache_bytes plus what the
+ * live bytes are short of that peak.  A program that allocates and frees big blocks all the time
  * keeps about what it uses at its peak resident for reuse, whatever the
  * sizes' order; the rest goes, oldest first, on a free and when a block
- * takes fresh pages.  Dirty bytes within huge_cache_bytes plus that whole
+ * is placed (taking fresh pages, it adds resident ones).  Dirty bytes within huge_cache_bytes plus that whole
  * peak, as it was, let freed blocks that do not fit the next, bigger one
  * stay resident beside it: this suite's `large` (blocks of 1-512 MiB one
  * after another, 3 interleaved runs) peaked at 1,492-1,494 MB, against
@@ -968,15 +970,28 @@ size_t xa_huge_cache_budget(void) {
   return budget < cap ? budget : cap;
 }
 
+/* Forget the peak: the live bytes are all there is (a trim). */
+static void peak_restart(uint64_t now) {
+  __atomic_store_n(&huge_hwm, __atomic_load_n(&all_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+  __atomic_store_n(&huge_hwm_prev, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&hwm_at, now, __ATOMIC_RELAXED);
+}
+
 static void purge_over_budget(struct huge_shard *s) {
   size_t budget = xa_huge_cache_budget();
-  uint64_t window = xa_opt.dirty_decay_ms > 0 ? (uint64_t)xa_opt.dirty_decay_ms * 1000000u : 0;
-  uint64_t now = xa_os_now();
-  if (now - __atomic_load_n(&hwm_at, __ATOMIC_RELAXED) > window) {
+  uint64_t now = xa_os_now(), at = __atomic_load_n(&hwm_at, __ATOMIC_RELAXED);
+  if (xa_opt.dirty_decay_ms >= 0 && now - at > (uint64_t)xa_opt.dirty_decay_ms * 1000000u) {
+    /* a new decay time: the last one's mark is the previous one (none
+     * if that time ended two or more ago) */
+    size_t last = __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED);
+    bool recent = now - at <= 2 * (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
+    __atomic_store_n(&huge_hwm_prev, recent ? last : 0, __ATOMIC_RELAXED);
     __atomic_store_n(&huge_hwm, __atomic_load_n(&all_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
     __atomic_store_n(&hwm_at, now, __ATOMIC_RELAXED);
   }
-  size_t peak = __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED), live = __atomic_load_n(&all_bytes, __ATOMIC_RELAXED);
+  size_t peak = __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED), prev = __atomic_load_n(&huge_hwm_prev, __ATOMIC_RELAXED);
+  size_t live = __atomic_load_n(&all_bytes, __ATOMIC_RELAXED);
+  if (prev > peak) peak = prev;
   if (budget && peak > live) budget += peak - live;
   size_t dirty;
   while ((dirty = __atomic_load_n(&all_dirty, __ATOMIC_RELAXED)) > budget && purge_one(s, UINT64_MAX, 0, dirty - budget)) {}
@@ -984,6 +999,7 @@ static void purge_over_budget(struct huge_shard *s) {
 
 size_t xa_huge_cache_decay(uint64_t now) {
   uint64_t ttl = xa_opt.dirty_decay_ms < 0 ? UINT64_MAX : (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
+  if (now == UINT64_MAX) peak_restart(xa_os_now());   /* a trim: the cache starts over */
   for (unsigned i = 0, n = shard_count(); i < n; i++) {
     struct huge_shard *s = &shards[i];
     /* A shard that never had a region has nothing to purge or release:
