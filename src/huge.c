@@ -113,6 +113,21 @@ static size_t region_bytes;     /* address space reserved */
 static size_t huge_hwm, huge_hwm_prev;
 static uint64_t hwm_at;
 
+/* A new decay time once the last one is over: its mark becomes the
+ * previous one (none if it ended a decay time or more ago), and the new
+ * one starts from the live bytes.  Called before the live bytes drop (a
+ * free), so a block freed after a long life still counts in the new
+ * mark.  One thread rotates (the one whose compare-and-swap of hwm_at
+ * wins). */
+static void peak_tick(uint64_t now) {
+  if (xa_opt.dirty_decay_ms < 0) return;
+  uint64_t window = (uint64_t)xa_opt.dirty_decay_ms * 1000000u, at = __atomic_load_n(&hwm_at, __ATOMIC_RELAXED);
+  if (now - at <= window || !__atomic_compare_exchange_n(&hwm_at, &at, now, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    return;
+  size_t last = __atomic_exchange_n(&huge_hwm, __atomic_load_n(&all_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+  __atomic_store_n(&huge_hwm_prev, now - at <= 2 * window ? last : 0, __ATOMIC_RELAXED);
+}
+
 static void total_add(size_t *t, size_t size, long sign) {
   __atomic_add_fetch(t, (size_t)sign * size, __ATOMIC_RELAXED);
 }
@@ -226,7 +241,8 @@ static void insert_locked(struct huge_shard *s, const struct huge_ent *e) {
   xa_peak_add_global(XA_PEAK_ALLOCATED, (int64_t)e->size);
   xa_peak_add_global(XA_PEAK_ACTIVE, (int64_t)e->size);
   size_t live = __atomic_add_fetch(&all_bytes, e->size, __ATOMIC_RELAXED);
-  if (live > __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED)) __atomic_store_n(&huge_hwm, live, __ATOMIC_RELAXED);
+  size_t hwm = __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED);
+  while (live > hwm && !__atomic_compare_exchange_n(&huge_hwm, &hwm, live, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
 }
 
 static void remove_locked(struct huge_shard *s, struct huge_ent *e) {
@@ -234,6 +250,7 @@ static void remove_locked(struct huge_shard *s, struct huge_ent *e) {
   e->p = 1;
   s->count--;
   s->bytes -= e->size;
+  peak_tick(xa_os_now());
   total_add(&all_bytes, e->size, -1);
   xa_peak_add_global(XA_PEAK_ALLOCATED, -(int64_t)e->size);
   xa_peak_add_global(XA_PEAK_ACTIVE, -(int64_t)e->size);
@@ -765,7 +782,10 @@ static bool take_from(struct huge_shard *s, struct huge_ent *e, size_t align, bo
     ext_free(s, e->p, e->size, e->region, *zeroed ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
     e->p = 0;
   }
-  if (e->p) insert_locked(s, e);
+  if (e->p) {
+    insert_locked(s, e);
+    purge_over_budget(s);
+  }
   xa_unlock(&s->lock);
   return e->p != 0;
 }
@@ -946,8 +966,8 @@ static void release_regions(struct huge_shard *s, bool keep_one) {
 }
 
 /* Keep the resident pages of huge blocks, live and dirty, within the most
- * bytes live in huge blocks within the last decay time or two (with
- * dirty_decay_ms -1, since the start or the last trim) plus
+ * bytes live in huge blocks within the last two or three decay times
+ * (with dirty_decay_ms -1, since the start or the last trim) plus
  * huge_cache_bytes: dirty bytes within huge_cache_bytes plus what the
  * live bytes are short of that peak.  A program that allocates and frees big blocks all the time
  * keeps about what it uses at its peak resident for reuse, whatever the
@@ -979,16 +999,7 @@ static void peak_restart(uint64_t now) {
 
 static void purge_over_budget(struct huge_shard *s) {
   size_t budget = xa_huge_cache_budget();
-  uint64_t now = xa_os_now(), at = __atomic_load_n(&hwm_at, __ATOMIC_RELAXED);
-  if (xa_opt.dirty_decay_ms >= 0 && now - at > (uint64_t)xa_opt.dirty_decay_ms * 1000000u) {
-    /* a new decay time: the last one's mark is the previous one (none
-     * if that time ended two or more ago) */
-    size_t last = __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED);
-    bool recent = now - at <= 2 * (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
-    __atomic_store_n(&huge_hwm_prev, recent ? last : 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&huge_hwm, __atomic_load_n(&all_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-    __atomic_store_n(&hwm_at, now, __ATOMIC_RELAXED);
-  }
+  peak_tick(xa_os_now());
   size_t peak = __atomic_load_n(&huge_hwm, __ATOMIC_RELAXED), prev = __atomic_load_n(&huge_hwm_prev, __ATOMIC_RELAXED);
   size_t live = __atomic_load_n(&all_bytes, __ATOMIC_RELAXED);
   if (prev > peak) peak = prev;
