@@ -5,10 +5,13 @@
                               [--malloc-large PATH/malloc-large] [--only a,b]
                               [--xalloc-lib LABEL=PATH] [--xalloc-conf LABEL=CONF]
                               [--skip glibc,jemalloc,...] [--no-pretouch]
+                              [--no-plots]
 
 Runs each workload under each allocator, interleaved (a workload's
 rounds run every allocator once each, each round starting one allocator
-further along the list), and reports medians.  Before each run of
+further along the list), and reports medians: largebench.md, and with
+gnuplot largebench.png/.svg, each workload's time, page faults, peak RSS
+and idle RSS relative to xalloc's.  Before each run of
 weights and malloc-large, build/bench/launch -t writes that much memory
 first (launch.c says why; --no-pretouch: not).
 Workloads (bench/*.c, built by `make bench-progs`):
@@ -16,7 +19,9 @@ Workloads (bench/*.c, built by `make bench-progs`):
   infer-cat      bench/infer, K/V tensors grown allocate-copy-free
   infer-realloc  bench/infer, K/V tensors grown with realloc
   kvpool         bench/kvpool, paged KV cache of 32 KiB blocks
-  weights        bench/weights, 3 x 384 MiB written once, read at random
+  weights        bench/weights, 3 x 384 MiB written once, read at random;
+                 also the readers' data-TLB load misses where the machine
+                 counts them (weights.c)
   large          bench/large, 1 MiB..16 MiB blocks, realloc growth
   malloc-large   mimalloc-bench's malloc-large, when --malloc-large names
                  its binary (built from mimalloc-bench's sources outside
@@ -38,6 +43,8 @@ import tempfile
 import threading
 import time
 
+import run as R
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bench")
 
@@ -48,16 +55,22 @@ PEERS = [
 ]
 
 
+# Extra columns a workload's table has: (output key, heading, format).
+DTLB = [("dtlb_load_misses", "dTLB load misses", "%.3g"), ("dtlb_loads", "dTLB loads", "%.3g")]
+
+
 def workloads(args):
+    """(name, argv, metric: the output key of its speed or None (wall
+    time), MiB to pretouch, extra columns)."""
     w = [
-        ("infer-cat", [os.path.join(BIN, "infer"), "2", "2", "cat", "2000"], "tokens_per_s", 0),
-        ("infer-realloc", [os.path.join(BIN, "infer"), "2", "8", "realloc", "2000"], "tokens_per_s", 0),
-        ("kvpool", [os.path.join(BIN, "kvpool"), "2", "1", "32", "2000"], "steps_per_s", 0),
-        ("weights", [os.path.join(BIN, "weights"), "2", "0.5", "2000"], "read_s", 1200),
-        ("large", [os.path.join(BIN, "large"), "1", "0.03125"], None, 0),
+        ("infer-cat", [os.path.join(BIN, "infer"), "2", "2", "cat", "2000"], "tokens_per_s", 0, []),
+        ("infer-realloc", [os.path.join(BIN, "infer"), "2", "8", "realloc", "2000"], "tokens_per_s", 0, []),
+        ("kvpool", [os.path.join(BIN, "kvpool"), "2", "1", "32", "2000"], "steps_per_s", 0, []),
+        ("weights", [os.path.join(BIN, "weights"), "2", "0.5", "2000"], "read_s", 1200, DTLB),
+        ("large", [os.path.join(BIN, "large"), "1", "0.03125"], None, 0, []),
     ]
     if args.malloc_large:
-        w.append(("malloc-large", [args.malloc_large], None, 700))
+        w.append(("malloc-large", [args.malloc_large], None, 700, []))
     if args.only:
         keep = set(args.only.split(","))
         w = [x for x in w if x[0] in keep]
@@ -147,6 +160,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--no-pretouch", action="store_true",
                     help="no memory written before the weights and malloc-large runs (launch.c -t)")
+    ap.add_argument("--no-plots", action="store_true", help="no largebench.png/.svg (they need gnuplot)")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "largebench"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -156,7 +170,7 @@ def main():
     # next allocator: the first run after another workload pays for the
     # state that workload left the kernel in (weights: compacting memory
     # for 1.1 GiB of huge pages, 2-3 s): one of the workload's runs pays.
-    for wname, cmd, metric, pre in ws:
+    for wname, cmd, metric, pre, _ in ws:
         for r in range(args.runs):
             k = r % len(als)
             for aname, lib in als[k:] + als[:k]:
@@ -176,33 +190,84 @@ def main():
                 cells.setdefault((wname, aname), []).append(row)
                 print("%-14s %-9s run %d: %.2f s, %d faults %s" % (wname, aname, r, wall, row["faults"],
                       " ".join("%s=%s" % kv_ for kv_ in kv.items())), file=sys.stderr, flush=True)
-    lines = ["# Large-block workloads (median of %d interleaved runs)" % args.runs, ""]
-    for wname, cmd, metric, _ in ws:
+    md = report(ws, als, cells, args.runs)
+    with open(os.path.join(args.out, "largebench.md"), "w") as f:
+        f.write(md)
+    print(md)
+    if not args.no_plots:
+        made = plot(args.out, ws, als, cells)
+        if made:
+            print("plots: %s" % ", ".join(os.path.join(args.out, m) for m in made))
+
+
+def median_of(rows, key):
+    """The median of key over the runs, or None unless every run has it."""
+    return statistics.median(x[key] for x in rows) if rows and all(key in x for x in rows) else None
+
+
+def report(ws, als, cells, runs):
+    lines = ["# Large-block workloads (median of %d interleaved runs)" % runs, ""]
+    for wname, cmd, metric, _, extra in ws:
         lines += ["## %s" % wname, "", "`%s`" % " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
                                                           for c in cmd), ""]
         head = "| allocator | wall s |" + (" %s |" % metric if metric else "") + \
-               " minor faults | peak RSS MB | idle RSS MB | AnonHugePages MB |"
+               " minor faults | peak RSS MB | idle RSS MB | AnonHugePages MB |" + \
+               "".join(" %s |" % h for _, h, _ in extra)
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        counted = False
         for aname, _ in als:
             rows = cells.get((wname, aname))
             if not rows:
                 lines.append("| %s | FAIL |" % aname)
                 continue
-            med = lambda k: statistics.median(x[k] for x in rows) if all(k in x for x in rows) else None
+            med = lambda k: median_of(rows, k)
             cell = lambda v, f: (f % v) if v is not None else "-"
             idle = med("rss_idle_kb")
             huge = med("anon_huge_kb")
-            lines.append("| %s | %s |%s %s | %s | %s | %s |" % (
+            ex = [med(k) for k, _, _ in extra]
+            counted = counted or any(v is not None for v in ex)
+            lines.append("| %s | %s |%s %s | %s | %s | %s |%s" % (
                 aname, cell(med("wall"), "%.2f"),
                 (" %s |" % cell(med(metric), "%.3g")) if metric else "",
                 cell(med("faults"), "%d"), cell(med("maxrss_mb"), "%.1f"),
                 cell(idle / 1024.0 if idle is not None else None, "%.1f"),
-                cell(huge / 1024.0 if huge is not None else None, "%.1f")))
+                cell(huge / 1024.0 if huge is not None else None, "%.1f"),
+                "".join(" %s |" % cell(v, f) for v, (_, _, f) in zip(ex, extra))))
+        if extra and not counted:
+            lines += ["", "(%s: this machine has no such hardware counters.)" % ", ".join(h for _, h, _ in extra)]
         lines.append("")
-    md = "\n".join(lines)
-    with open(os.path.join(args.out, "largebench.md"), "w") as f:
-        f.write(md)
-    print(md)
+    return "\n".join(lines)
+
+
+def speed_time(metric, row):
+    """A run's time for the plot: its rate's inverse (tokens/s, steps/s),
+    its measured phase (read_s), or its wall time."""
+    if metric and metric.endswith("_per_s"):
+        return 1.0 / row[metric] if row.get(metric) else None
+    return row.get(metric or "wall")
+
+
+def plot(out, ws, als, cells):
+    """largebench.png/.svg: four panels, each workload's medians relative to
+    xalloc's (time, minor faults, peak RSS, idle RSS)."""
+    names = [a for a, _ in als]
+    what = [("time (a rate's inverse where the row reports one; lower is faster)", "time / xalloc's",
+             lambda m, r: speed_time(m, r)),
+            ("minor page faults", "faults / xalloc's", lambda m, r: r.get("faults")),
+            ("peak RSS", "peak RSS / xalloc's", lambda m, r: r.get("maxrss_mb")),
+            ("RSS 2 s after everything is freed", "idle RSS / xalloc's", lambda m, r: r.get("rss_idle_kb"))]
+    panels = []
+    for title, ylabel, get in what:
+        rows = []
+        for wname, _, metric, _, _ in ws:
+            meds = []
+            for a in names:
+                vs = [get(metric, r) for r in cells.get((wname, a), [])]
+                meds.append(statistics.median(vs) if vs and all(v is not None for v in vs) else None)
+            if meds[0]:
+                rows.append((wname, [v / meds[0] if v is not None else None for v in meds]))
+        panels.append(("Large blocks, medians relative to xalloc: %s" % title, ylabel, rows))
+    return R.relative_bars(out, "largebench", panels, names, names, lambda m: print(m, file=sys.stderr))
 
 
 if __name__ == "__main__":

@@ -918,37 +918,60 @@ def make_plots(out_dir, wls, allocs, summary, log):
         vals = []
         for a in allocs:
             s = summary[(w.name, a.name)]
-            vals.append("%.4f" % (s["time"] / r["time"]) if s.get("status") == "OK" and s.get("time") else "?")
+            vals.append(s["time"] / r["time"] if s.get("status") == "OK" and s.get("time") else None)
         rows.append((w.name, vals))
     shown = [a.name for a in allocs if a.ok or a.name == "xalloc"]
-    if rows:
-        with open(os.path.join(out_dir, "time_rel.dat"), "w") as f:
-            f.write("workload " + " ".join(names) + "\n")
-            for wn, vals in rows:
-                f.write(wn + " " + " ".join(vals) + "\n")
-        cols = [(i + 2, n) for i, n in enumerate(names) if n in shown]
-        plot = "plot " + ", ".join(
-            "'time_rel.dat' using %d:xtic(1) title %s" % (c, gp_str(n)) if k == 0 else
-            "'' using %d title %s" % (c, gp_str(n)) for k, (c, n) in enumerate(cols)) + \
-            ", 1 with lines lc rgb 'black' dashtype 2 notitle"
-        common = ["set datafile missing '?'", "set style data histogram",
-                  "set style histogram cluster gap 1", "set style fill solid 0.85 border -1",
-                  "set boxwidth 0.9", "set key outside right top autotitle columnheader",
-                  "set xtics rotate by -35 nomirror", "set logscale y 2", "set grid ytics",
-                  "set ylabel 'time relative to %s (lower is faster)'" % ref,
-                  "set title 'Relative time per workload (median)'"]
-        allv = [float(v) for _, vals in rows for v in vals if v != "?"]
-        if allv:
-            common.append("set yrange [%g:%g]" % (min(allv) / 1.5, max(allv) * 1.5))
-        script = "\n".join(common + ["set terminal %s size 1200,520" % term, "set output 'time.png'", plot,
-                                     "set terminal svg size 1200,520 dynamic", "set output 'time.svg'",
-                                     plot, "unset output"]) + "\n"
-        sp = os.path.join(out_dir, "time.gp")
-        with open(sp, "w") as f:
-            f.write(script)
-        if run_gnuplot(sp, log):
-            made += ["time.png", "time.svg"]
+    panel = ("Relative time per workload (median)", "time relative to %s (lower is faster)" % ref, rows)
+    made += relative_bars(out_dir, "time", [panel], names, shown, log)
     return made
+
+
+def relative_bars(out_dir, stem, panels, names, shown, log, width=1200):
+    """Clustered bar charts, one panel above another, of values relative
+    to a reference allocator (1 = the reference, drawn dashed; log2 axis):
+    stem.png and stem.svg in out_dir, with the data (stem_rel.dat, or
+    stem_rel_K.dat for panel K) and the gnuplot script beside them.
+    panels: (title, y label, rows); rows: (label, [value or None for
+    each of names]); only the allocators in shown get bars.  Returns the
+    files made."""
+    if not have_gnuplot():
+        log("gnuplot not found: no plots")
+        return []
+    panels = [p for p in panels if p[2]]
+    if not panels:
+        return []
+    out_dir = os.path.abspath(out_dir)     # gnuplot runs there (run_gnuplot)
+    body = ["set multiplot layout %d,1" % len(panels)] if len(panels) > 1 else []
+    for k, (title, ylabel, rows) in enumerate(panels):
+        dat = "%s_rel.dat" % stem if len(panels) == 1 else "%s_rel_%d.dat" % (stem, k)
+        with open(os.path.join(out_dir, dat), "w") as f:
+            f.write("workload " + " ".join(names) + "\n")
+            for label, vals in rows:
+                f.write(label + " " + " ".join("?" if v is None else "%.4f" % v for v in vals) + "\n")
+        cols = [(i + 2, n) for i, n in enumerate(names) if n in shown]
+        allv = [v for _, vals in rows for v in vals if v]
+        body += ["set title %s" % gp_str(title), "set ylabel %s" % gp_str(ylabel)]
+        if allv:
+            body.append("set yrange [%g:%g]" % (min(allv) / 1.5, max(allv) * 1.5))
+        body.append("plot " + ", ".join(
+            "%s using %d:xtic(1) title %s" % (gp_str(dat), c, gp_str(n)) if j == 0 else
+            "'' using %d title %s" % (c, gp_str(n)) for j, (c, n) in enumerate(cols)) +
+            ", 1 with lines lc rgb 'black' dashtype 2 notitle")
+    if len(panels) > 1:
+        body.append("unset multiplot")
+    common = ["set datafile missing '?'", "set style data histogram",
+              "set style histogram cluster gap 1", "set style fill solid 0.85 border -1",
+              "set boxwidth 0.9", "set key outside right top autotitle columnheader",
+              "set xtics rotate by -35 nomirror", "set logscale y 2", "set grid ytics"]
+    height = 520 * len(panels) if len(panels) == 1 else 420 * len(panels)
+    script = "\n".join(common + ["set terminal %s size %d,%d" % (png_terminal(), width, height),
+                                 "set output '%s.png'" % stem] + body +
+                        ["set terminal svg size %d,%d dynamic" % (width, height), "set output '%s.svg'" % stem]
+                        + body + ["unset output"]) + "\n"
+    sp = os.path.join(out_dir, "%s.gp" % stem)
+    with open(sp, "w") as f:
+        f.write(script)
+    return ["%s.png" % stem, "%s.svg" % stem] if run_gnuplot(sp, log) else []
 
 
 # --------------------------------------------------------------------------

@@ -11,14 +11,51 @@
  *
  * Output (key=value): load_s, read_s, anon_huge_kb (AnonHugePages while
  * the weights are live), rss_peak_kb, rss_idle_kb (IDLE_MS, default 2000,
- * after the blocks are freed). */
+ * after the blocks are freed), and the read phase's data-TLB load misses
+ * and loads, all readers together (dtlb_load_misses, dtlb_loads: the
+ * hardware's generic cache events, as `perf stat -e dTLB-load-misses`
+ * counts them), or "unsupported" where the kernel has no such counter (a
+ * VM without a virtual PMU, perf_event_paranoid) and the reason on stderr.
+ * Counting the readers only leaves the load's page faults out: the misses
+ * are those of reading through the allocator's page sizes. */
 #include "common.h"
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 
 #define BLOCKS 3
 #define PG 4096
 
 static char *blk[BLOCKS];
 static size_t blk_size, reads;
+
+/* A counter of the generic data-TLB read event with result `result`
+ * (PERF_COUNT_HW_CACHE_RESULT_*) for this process and the threads it
+ * starts afterwards (inherit: a thread's count joins this one when it
+ * exits), stopped; -1 if the kernel has none (the reason on stderr). */
+static int dtlb_counter(unsigned result, const char *name)
+{
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof a);
+    a.size = sizeof a;
+    a.type = PERF_TYPE_HW_CACHE;
+    a.config = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) | ((uint64_t)result << 16);
+    a.disabled = 1;
+    a.inherit = 1;
+    a.exclude_kernel = 1;
+    a.exclude_hv = 1;
+    int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0) fprintf(stderr, "weights: no %s counter: %s\n", name, strerror(errno));
+    return fd;
+}
+
+/* Print the counter's total as key=value, or key=unsupported. */
+static void print_counter(const char *key, int fd)
+{
+    uint64_t v;
+    if (fd >= 0 && read(fd, &v, sizeof v) == (ssize_t)sizeof v) printf("%s=%llu\n", key, (unsigned long long)v);
+    else printf("%s=unsupported\n", key);
+}
 
 static void *reader(void *arg)
 {
@@ -52,11 +89,19 @@ int main(int argc, char **argv)
             memset(blk[b] + off + 8, (int)(off >> 12), PG - 8);
         }
     }
+    int misses = dtlb_counter(PERF_COUNT_HW_CACHE_RESULT_MISS, "dTLB-load-misses");
+    int loads = dtlb_counter(PERF_COUNT_HW_CACHE_RESULT_ACCESS, "dTLB-loads");
     double t1 = now_sec();
     pthread_t t[1024];
+    /* counting starts here: the counters see the readers, started next,
+     * and this thread, which only waits for them */
+    if (misses >= 0) ioctl(misses, PERF_EVENT_IOC_ENABLE, 0);
+    if (loads >= 0) ioctl(loads, PERF_EVENT_IOC_ENABLE, 0);
     for (int i = 0; i < threads; i++)
         if (pthread_create(&t[i], NULL, reader, (void *)(uintptr_t)i)) bench_die(1, "pthread_create");
     for (int i = 0; i < threads; i++) pthread_join(t[i], NULL);
+    if (misses >= 0) ioctl(misses, PERF_EVENT_IOC_DISABLE, 0);
+    if (loads >= 0) ioctl(loads, PERF_EVENT_IOC_DISABLE, 0);
     double t2 = now_sec();
     long huge = proc_kb("/proc/self/smaps_rollup", "AnonHugePages");
     for (size_t b = 0; b < BLOCKS; b++) free(blk[b]);
@@ -65,5 +110,7 @@ int main(int argc, char **argv)
     nanosleep(&ts, NULL);
     printf("load_s=%.3f\nread_s=%.3f\nanon_huge_kb=%ld\nrss_peak_kb=%ld\nrss_idle_kb=%ld\n", t1 - t0, t2 - t1, huge,
            peak, proc_status_kb("VmRSS"));
+    print_counter("dtlb_load_misses", misses);
+    print_counter("dtlb_loads", loads);
     return 0;
 }
