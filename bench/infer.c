@@ -20,7 +20,11 @@
  * wall time of the serving phase), rss_base_kb (before the first request),
  * rss_peak_kb (the process's VmHWM), anon_huge_kb (AnonHugePages after the
  * serving phase, before the final frees, summed over all mappings),
- * rss_idle_kb (IDLE_MS, default 2000, after everything is freed). */
+ * rss_idle_kb (IDLE_MS, default 2000, after everything is freed),
+ * live_peak_kb (the most bytes the workers had asked for and not freed at
+ * once, all workers together: a floor for rss_peak_kb less rss_base_kb,
+ * whose spread between runs, from how the workers' biggest requests
+ * happen to overlap, rss_peak_kb shares). */
 #include "common.h"
 
 #define ROW 1024
@@ -30,6 +34,28 @@
 
 static int growth_realloc;
 static size_t requests;
+static size_t live, live_peak;  /* bytes asked for and not freed; their peak */
+
+/* n more live bytes (n may be negative, as a two's complement): one
+ * atomic add per call, and a store only when the peak rises. */
+static void live_add(size_t n)
+{
+    size_t now = __atomic_add_fetch(&live, n, __ATOMIC_RELAXED), peak = __atomic_load_n(&live_peak, __ATOMIC_RELAXED);
+    while ((intptr_t)n > 0 && now > peak &&
+           !__atomic_compare_exchange_n(&live_peak, &peak, now, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
+
+static char *tensor_alloc(size_t n)
+{
+    live_add(n);
+    return xmalloc_chk(n);
+}
+
+static void tensor_free(char *p, size_t n)
+{
+    free(p);
+    live_add(-n);
+}
 
 struct tensor { char *p; size_t rows; uint64_t id; };
 
@@ -55,11 +81,12 @@ static void grow(struct tensor *t)
 {
     size_t n = (t->rows + 1) * ROW;
     if (growth_realloc) {
+        live_add(ROW);
         t->p = xrealloc_chk(t->p, n);
     } else {
-        char *q = xmalloc_chk(n);
+        char *q = tensor_alloc(n);
         memcpy(q, t->p, t->rows * ROW);
-        free(t->p);
+        tensor_free(t->p, t->rows * ROW);
         t->p = q;
     }
     write_row(t, t->rows++);
@@ -87,20 +114,20 @@ static void *worker(void *arg)
                 struct tensor *t = &kv[l][h];
                 t->id = ((w * 1000003 + q) * LAYERS + (uint64_t)l) * 2 + (uint64_t)h;
                 t->rows = prompt;
-                t->p = xmalloc_chk(prompt * ROW);
+                t->p = tensor_alloc(prompt * ROW);
                 for (size_t i = 0; i < prompt; i++) write_row(t, i);
             }
             size_t mlp = rng_range(&r, MiB / 2, 8 * MiB);
-            char *tmp = xmalloc_chk(mlp);
+            char *tmp = tensor_alloc(mlp);
             touch(tmp, mlp);
-            free(tmp);
+            tensor_free(tmp, mlp);
         }
         for (size_t g = 0; g < gen; g++) {
             for (int l = 0; l < LAYERS; l++) {
                 size_t act = rng_range(&r, 16 * KiB, 64 * KiB);
-                char *a = xmalloc_chk(act);
+                char *a = tensor_alloc(act);
                 touch(a, act);
-                free(a);
+                tensor_free(a, act);
                 grow(&kv[l][0]);
                 grow(&kv[l][1]);
             }
@@ -109,7 +136,7 @@ static void *worker(void *arg)
         for (int l = 0; l < LAYERS; l++)
             for (int h = 0; h < 2; h++) {
                 check_rows(&kv[l][h]);
-                free(kv[l][h].p);
+                tensor_free(kv[l][h].p, kv[l][h].rows * ROW);
             }
     }
     return decoded;
@@ -143,7 +170,8 @@ int main(int argc, char **argv)
     struct timespec ts = {idle_ms / 1000, (idle_ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
     long idle = proc_status_kb("VmRSS");
-    printf("tokens_per_s=%.0f\nrss_base_kb=%ld\nrss_peak_kb=%ld\nanon_huge_kb=%ld\nrss_idle_kb=%ld\n",
-           (double)tokens / secs, base, peak, huge, idle);
+    if (live) VERIFY_FAIL("infer: %zu bytes counted live after the last free", live);
+    printf("tokens_per_s=%.0f\nrss_base_kb=%ld\nrss_peak_kb=%ld\nanon_huge_kb=%ld\nrss_idle_kb=%ld\nlive_peak_kb=%zu\n",
+           (double)tokens / secs, base, peak, huge, idle, live_peak >> 10);
     return 0;
 }

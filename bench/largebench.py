@@ -16,7 +16,8 @@ weights and malloc-large, build/bench/launch -t writes that much memory
 first (launch.c says why; --no-pretouch: not).
 Workloads (bench/*.c, built by `make bench-progs`):
 
-  infer-cat      bench/infer, K/V tensors grown allocate-copy-free
+  infer-cat      bench/infer, K/V tensors grown allocate-copy-free (and
+                 the live bytes' peak: infer.c)
   infer-realloc  bench/infer, K/V tensors grown with realloc
   kvpool         bench/kvpool, paged KV cache of 32 KiB blocks
   weights        bench/weights, 3 x 384 MiB written once, read at random;
@@ -55,16 +56,18 @@ PEERS = [
 ]
 
 
-# Extra columns a workload's table has: (output key, heading, format).
-DTLB = [("dtlb_load_misses", "dTLB load misses", "%.3g"), ("dtlb_loads", "dTLB loads", "%.3g")]
+# Extra columns a workload's table has: (output key, heading, format,
+# divisor).
+DTLB = [("dtlb_load_misses", "dTLB load misses", "%.3g", 1), ("dtlb_loads", "dTLB loads", "%.3g", 1)]
+LIVE = [("live_peak_kb", "live peak MB", "%.1f", 1024)]
 
 
 def workloads(args):
     """(name, argv, metric: the output key of its speed or None (wall
     time), MiB to pretouch, extra columns)."""
     w = [
-        ("infer-cat", [os.path.join(BIN, "infer"), "2", "2", "cat", "2000"], "tokens_per_s", 0, []),
-        ("infer-realloc", [os.path.join(BIN, "infer"), "2", "8", "realloc", "2000"], "tokens_per_s", 0, []),
+        ("infer-cat", [os.path.join(BIN, "infer"), "2", "2", "cat", "2000"], "tokens_per_s", 0, LIVE),
+        ("infer-realloc", [os.path.join(BIN, "infer"), "2", "8", "realloc", "2000"], "tokens_per_s", 0, LIVE),
         ("kvpool", [os.path.join(BIN, "kvpool"), "2", "1", "32", "2000"], "steps_per_s", 0, []),
         ("weights", [os.path.join(BIN, "weights"), "2", "0.5", "2000"], "read_s", 1200, DTLB),
         ("large", [os.path.join(BIN, "large"), "1", "0.03125"], None, 0, []),
@@ -212,7 +215,7 @@ def report(ws, als, cells, runs):
                                                           for c in cmd), ""]
         head = "| allocator | wall s |" + (" %s |" % metric if metric else "") + \
                " minor faults | peak RSS MB | idle RSS MB | AnonHugePages MB |" + \
-               "".join(" %s |" % h for _, h, _ in extra)
+               "".join(" %s |" % h for _, h, _, _ in extra)
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         counted = False
         for aname, _ in als:
@@ -224,7 +227,7 @@ def report(ws, als, cells, runs):
             cell = lambda v, f: (f % v) if v is not None else "-"
             idle = med("rss_idle_kb")
             huge = med("anon_huge_kb")
-            ex = [med(k) for k, _, _ in extra]
+            ex = [med(k) / d if med(k) is not None else None for k, _, _, d in extra]
             counted = counted or any(v is not None for v in ex)
             lines.append("| %s | %s |%s %s | %s | %s | %s |%s" % (
                 aname, cell(med("wall"), "%.2f"),
@@ -232,9 +235,9 @@ def report(ws, als, cells, runs):
                 cell(med("faults"), "%d"), cell(med("maxrss_mb"), "%.1f"),
                 cell(idle / 1024.0 if idle is not None else None, "%.1f"),
                 cell(huge / 1024.0 if huge is not None else None, "%.1f"),
-                "".join(" %s |" % cell(v, f) for v, (_, _, f) in zip(ex, extra))))
+                "".join(" %s |" % cell(v, f) for v, (_, _, f, _) in zip(ex, extra))))
         if extra and not counted:
-            lines += ["", "(%s: this machine has no such hardware counters.)" % ", ".join(h for _, h, _ in extra)]
+            lines += ["", "(%s: not reported on this machine.)" % ", ".join(h for _, h, _, _ in extra)]
         lines.append("")
     return "\n".join(lines)
 
