@@ -3,6 +3,7 @@
  * arena lock drops it before any call into the OS layer. */
 #include "arena_private.h"
 #include "base.h"
+#include "budget.h"
 #include "error.h"
 #include "mesh.h"
 #include "options.h"
@@ -230,7 +231,9 @@ static size_t peak_budget_pages(void) {
  * arena had the pages resident).  A dirty span's unfaulted pages are
  * put in the taken part first (counted now rather than missed), the
  * rest keeps what is left.  Fresh pages taken while sparse slabs wait
- * add to grow_pages (grow_purge); with none waiting it starts again. */
+ * add to grow_pages (grow_purge); with none waiting it starts again.
+ * Fresh pages taken over the peak budget add to over_pages (peak_purge),
+ * and over the budget shared with the huge cache to its debt (budget.h). */
 static void taken_fresh(struct xa_arena *a, const struct xa_span *s, uint32_t n, struct xa_span *rest) {
   uint32_t fresh = n;
   if (s->dirty == XA_PAGES_DIRTY) {
@@ -240,7 +243,13 @@ static void taken_fresh(struct xa_arena *a, const struct xa_span *s, uint32_t n,
     a->grow_pages = a->dirty_slabs.head ? a->grow_pages + n : 0;
   }
   if (!fresh) return;
-  if (a->dirty_pages && all_dirty_pages(a) > peak_budget_pages()) a->over_pages += fresh;
+  if (a->dirty_pages && all_dirty_pages(a) > peak_budget_pages()) {
+    a->over_pages += fresh;
+  } else if (__atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED) && xa_opt.dirty_decay_ms >= 0) {
+    /* the huge cache's pages count too (budget.h): it owes its share */
+    size_t over = xa_budget_over(all_dirty_pages(a) << xa_os_page_shift, peak_budget_pages() << xa_os_page_shift);
+    if (over) xa_budget_owe((size_t)fresh << xa_os_page_shift, over);
+  }
   xa_os_count_fresh((size_t)fresh << xa_os_page_shift);
   if (few_dirty_pages(a, fresh)) xa_os_count_refault((size_t)fresh << xa_os_page_shift);
 }
@@ -1173,6 +1182,33 @@ static void peak_purge(struct xa_arena *a) {
 }
 
 uint64_t xa_arena_peak_purged(void) { return __atomic_load_n(&peak_purged, __ATOMIC_RELAXED); }
+
+size_t xa_arena_dirty_bytes(void) {
+  size_t pages = 0;
+  for (unsigned i = 0, n = xa_arena_count(); i < n; i++) pages += __atomic_load_n(&xa_arenas[i]->dirty_pages, __ATOMIC_RELAXED);
+  return pages << xa_os_page_shift;
+}
+
+size_t xa_arena_budget_bytes(void) { return peak_budget_pages() << xa_os_page_shift; }
+
+size_t xa_arena_purge_dirty(size_t bytes) {
+  size_t want = (bytes + xa_os_page - 1) >> xa_os_page_shift, done = 0;
+  if (xa_opt.dirty_decay_ms < 0) return 0;
+  for (unsigned i = 0, n = xa_arena_count(); i < n && done < want; i++) {
+    struct xa_arena *a = xa_arenas[i];
+    if (!__atomic_load_n(&a->dirty_pages, __ATOMIC_RELAXED)) continue;
+    arena_lock(a);
+    size_t got = purge_shortest(a, want - done);
+    /* these count against what the arena's own peak budget owes too */
+    a->over_pages = a->over_pages > got ? a->over_pages - got : 0;
+    xa_decay_settle(&a->decay, a->dirty_pages);
+    arena_unlock(a);
+    done += got;
+  }
+  __atomic_add_fetch(&grow_purged, done << xa_os_page_shift, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&peak_purged, (uint64_t)done << xa_os_page_shift, __ATOMIC_RELAXED);
+  return done << xa_os_page_shift;
+}
 
 size_t xa_arena_purge(struct xa_arena *a) {
   /* Slabs first: emptied ones become free spans, purged next; everything

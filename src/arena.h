@@ -79,8 +79,17 @@ XA_HIDDEN size_t xa_arena_decay_all(uint64_t now);
  * pages that will decay, plus one per arena with dirty slabs.  Racy
  * reads, no lock: a hint for when the purger may sleep. */
 XA_HIDDEN size_t xa_arena_decay_pending(void);
-/* Bytes the peak budget has purged, ever (arena.c, peak_purge). */
+/* Bytes the peak budget has purged, ever (arena.c, peak_purge), the
+ * shared budget's included (xa_arena_purge_dirty). */
 XA_HIDDEN uint64_t xa_arena_peak_purged(void);
+/* The budget the arenas share with the huge blocks (budget.h): the
+ * arenas' dirty bytes (racy reads), their peak budget in bytes, and a
+ * purge of about bytes of their shortest dirty free spans, arena after
+ * arena (locks taken; none held on entry).  The purge returns the bytes
+ * purged; none with dirty_decay_ms -1. */
+XA_HIDDEN size_t xa_arena_dirty_bytes(void);
+XA_HIDDEN size_t xa_arena_budget_bytes(void);
+XA_HIDDEN size_t xa_arena_purge_dirty(size_t bytes);
 
 /* Fork: take every arena lock in index order / release / reinitialise. */
 /* Before fork's prepare handlers take their locks: with meshing, a fork

@@ -42,6 +42,7 @@
  * CPU is not faulted in again next to it on another. */
 #include "huge.h"
 #include "arena.h"
+#include "budget.h"
 #include "extent.h"
 #include "hugemap.h"
 #include "lock.h"
@@ -102,7 +103,6 @@ static unsigned nshards;        /* in use: fixed at the first huge call */
 
 /* Totals over the shards (each changed under its shard's lock). */
 static size_t all_bytes;        /* live huge bytes */
-static size_t all_dirty;        /* dirty free bytes */
 static size_t region_bytes;     /* address space reserved */
 /* The most bytes live in huge blocks lately: the high-water marks of the
  * decay time that began at hwm_at and of the one before (with
@@ -285,7 +285,7 @@ static void account(struct huge_shard *s, uint32_t r, uint32_t st, size_t size, 
   if (st == XA_EXT_DIRTY) {
     /* read without the lock by carve_elsewhere */
     __atomic_store_n(&s->dirty_bytes, s->dirty_bytes + (size_t)sign * size, __ATOMIC_RELAXED);
-    total_add(&all_dirty, size, sign);
+    total_add(&xa_budget_huge_dirty, size, sign);
   }
 }
 
@@ -416,7 +416,7 @@ static bool region_new(struct huge_shard *s, size_t size, size_t align) {
 
 /* ---- allocation ------------------------------------------------------------ */
 
-static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size_t max);
+static size_t purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size_t max);
 static void release_regions(struct huge_shard *s, bool keep_one);
 static void purge_over_budget(struct huge_shard *s);
 
@@ -819,6 +819,24 @@ static struct huge_shard *carve_elsewhere(struct huge_shard *here, struct huge_e
   return most && take_from(most, e, align, true, zeroed) ? most : NULL;
 }
 
+/* A block took size bytes of fresh pages (lock not held): counted, and
+ * where the arenas' dirty pages and this cache together pass their shared
+ * budget (budget.h), the arenas give back their share, so that the
+ * resident set does not grow while their pages wait.  Not for calloc's
+ * blocks (sparse), often touched in part, nor inside fork (every lock
+ * held: the purge waits for later).  Blocks whose pages are fresh only in
+ * part (gathered, or carved over dirty and clean extents) are not
+ * charged. */
+static void took_fresh(size_t size, bool sparse) {
+  xa_os_count_fresh(size);
+  if (sparse || xa_opt.dirty_decay_ms < 0 || unlikely(xa_fork_owner)) return;
+  size_t arena_dirty = xa_arena_dirty_bytes();
+  if (!arena_dirty) return;
+  size_t budget = xa_arena_budget_bytes(), over = xa_budget_over(arena_dirty, budget);
+  size_t d = over ? xa_budget_share(size, over, arena_dirty, budget) : 0;
+  if (d) xa_arena_purge_dirty(d);
+}
+
 void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
   size_t size = block_size(n, sparse);
   if (!size) return NULL;
@@ -838,7 +856,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
       /* no resident pages here: another CPU's, before fresh ones */
       xa_unlock(&s->lock);
       if (carve_elsewhere(s, &e, align, sparse, zeroed)) {
-        if (*zeroed) xa_os_count_fresh(size);
+        if (*zeroed) took_fresh(size, sparse);
         if (mark) thp_block(e.p, size, sparse);
         return (void *)e.p;
       }
@@ -867,7 +885,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
     insert_locked(s, &e);
     purge_over_budget(s);               /* more live bytes: less room for dirty ones */
     xa_unlock(&s->lock);
-    if (*zeroed) xa_os_count_fresh(size);
+    if (*zeroed) took_fresh(size, sparse);
     if (mark) thp_block(e.p, size, sparse);
     return (void *)e.p;
   }
@@ -881,7 +899,7 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
   if (ok) insert_locked(s, &e);
   xa_unlock(&s->lock);
   if (!ok) xa_os_unmap(p, size + guard_size());
-  else xa_os_count_fresh(size);
+  else took_fresh(size, sparse);
   return ok ? p : NULL;
 }
 
@@ -911,11 +929,12 @@ bool xa_huge_is_cached(const void *p) {
 /* Purge shard s's oldest dirty extent, if it is older than min_age ns at
  * now (UINT64_MAX: any): at most max bytes of it, from its start (the
  * rest stays dirty).  The purged part leaves the index while madvise runs
- * (lock dropped) and comes back clean.  False if none qualified. */
-static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size_t max) {
+ * (lock dropped) and comes back clean.  Returns the bytes purged, 0 if
+ * none qualified. */
+static size_t purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size_t max) {
   struct xa_ext *old = xa_ext_oldest(&s->ix);
-  if (!old) return false;
-  if (now != UINT64_MAX && (now < old->freed_at || now - old->freed_at < min_age)) return false;
+  if (!old) return 0;
+  if (now != UINT64_MAX && (now < old->freed_at || now - old->freed_at < min_age)) return 0;
   uintptr_t start = old->start;
   /* a part cut ends on a huge page boundary, so that what stays dirty
    * keeps whole huge pages */
@@ -939,7 +958,7 @@ static bool purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, size
   ext_room(s);
   /* with no record left the range stays out of use */
   (void)ext_free(s, start, cut, r, XA_EXT_CLEAN, 0);
-  return true;
+  return cut;
 }
 
 /* Unmap shard s's wholly free, clean regions, keeping one.  Lock held;
@@ -981,14 +1000,9 @@ static void release_regions(struct huge_shard *s, bool keep_one) {
  * faults and its peak.  (Time decay returns all of them once the program
  * stops.)  The totals are over all shards; the shard whose lock is held
  * gives back its own oldest extents. */
-static size_t cache_cap = SIZE_MAX;     /* a memory limit's share (xa_huge_limit_cache) */
+void xa_huge_limit_cache(size_t bytes) { xa_budget_limit_huge(bytes); }
 
-void xa_huge_limit_cache(size_t bytes) { __atomic_store_n(&cache_cap, bytes, __ATOMIC_RELAXED); }
-
-size_t xa_huge_cache_budget(void) {
-  size_t budget = (size_t)xa_opt.huge_cache_bytes, cap = __atomic_load_n(&cache_cap, __ATOMIC_RELAXED);
-  return budget < cap ? budget : cap;
-}
+size_t xa_huge_cache_budget(void) { return xa_budget_huge_slack(); }
 
 /* Forget the peak: the live bytes are all there is (a trim). */
 static void peak_restart(uint64_t now) {
@@ -1005,12 +1019,15 @@ static void purge_over_budget(struct huge_shard *s) {
   if (prev > peak) peak = prev;
   if (budget && peak > live) budget += peak - live;
   size_t dirty;
-  while ((dirty = __atomic_load_n(&all_dirty, __ATOMIC_RELAXED)) > budget && purge_one(s, UINT64_MAX, 0, dirty - budget)) {}
+  while ((dirty = __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED)) > budget && purge_one(s, UINT64_MAX, 0, dirty - budget)) {}
 }
 
 size_t xa_huge_cache_decay(uint64_t now) {
   uint64_t ttl = xa_opt.dirty_decay_ms < 0 ? UINT64_MAX : (uint64_t)xa_opt.dirty_decay_ms * 1000000u;
-  if (now == UINT64_MAX) peak_restart(xa_os_now());   /* a trim: the cache starts over */
+  if (now == UINT64_MAX) {                  /* a trim: the cache starts over, owing nothing */
+    peak_restart(xa_os_now());
+    (void)xa_budget_take_owed();
+  }
   for (unsigned i = 0, n = shard_count(); i < n; i++) {
     struct huge_shard *s = &shards[i];
     /* A shard that never had a region has nothing to purge or release:
@@ -1032,7 +1049,21 @@ size_t xa_huge_cache_decay(uint64_t now) {
   if (now != UINT64_MAX && (__atomic_load_n(&gather_uncounted, __ATOMIC_RELAXED) ||
                             __atomic_load_n(&gather_left, __ATOMIC_RELAXED) < GATHER_UNCOUNTED))
     gather_recount(false);
-  return __atomic_load_n(&all_dirty, __ATOMIC_RELAXED);
+  return __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED);
+}
+
+size_t xa_huge_purge_bytes(size_t bytes) {
+  size_t done = 0;
+  if (xa_opt.dirty_decay_ms < 0) return 0;
+  for (unsigned i = 0, n = shard_count(); i < n && done < bytes; i++) {
+    struct huge_shard *s = &shards[i];
+    if (!__atomic_load_n(&s->dirty_bytes, __ATOMIC_RELAXED)) continue;
+    xa_lock(&s->lock);
+    for (size_t got; done < bytes && (got = purge_one(s, UINT64_MAX, 0, bytes - done)) != 0;) done += got;
+    xa_unlock(&s->lock);
+  }
+  __atomic_add_fetch(&xa_budget_huge_purged, done, __ATOMIC_RELAXED);
+  return done;
 }
 
 /* ---- free and realloc ------------------------------------------------------------- */
@@ -1239,7 +1270,7 @@ void xa_huge_lock_stats(unsigned *count, uint64_t *contended) {
 }
 
 size_t xa_huge_dirty(void) {
-  return __atomic_load_n(&all_dirty, __ATOMIC_RELAXED);
+  return __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED);
 }
 
 size_t xa_huge_metadata_resident(void) {

@@ -53,6 +53,11 @@ XA_HIDDEN size_t xa_huge_cache_decay(uint64_t now);
 XA_HIDDEN void xa_huge_limit_cache(size_t bytes);
 /* The cache's budget in effect (beyond the live huge bytes' peak). */
 XA_HIDDEN size_t xa_huge_cache_budget(void);
+/* Purge about bytes (whole huge pages where they are asked for) of the
+ * oldest dirty free extents, shard after shard: what the cache owes the
+ * budget it shares with the arenas (budget.h).  Returns the bytes
+ * purged; none with dirty_decay_ms -1. */
+XA_HIDDEN size_t xa_huge_purge_bytes(size_t bytes);
 /* Live huge blocks, their bytes, and dirty (resident) free bytes. */
 XA_HIDDEN void xa_huge_stats(size_t *count, size_t *bytes, size_t *cached);
 /* Resident bytes of live huge blocks and of the free extents kept dirty

@@ -28,6 +28,7 @@
 #define _GNU_SOURCE
 #include "purge.h"
 #include "arena.h"
+#include "budget.h"
 #include "decay.h"
 #include "tcache.h"
 #include "huge.h"
@@ -299,6 +300,16 @@ static bool thread_wanted(void) {
 void xa_purge_want(void) {
   if (!__atomic_load_n(&xa_purge_wanted, __ATOMIC_RELAXED) && thread_wanted())
     __atomic_store_n(&xa_purge_wanted, 1, __ATOMIC_RELAXED);
+}
+
+void xa_purge_pay_owed(void) {
+  if (unlikely(xa_fork_owner)) return;   /* inside fork: our locks are held */
+  size_t owed = xa_budget_take_owed();
+  /* what the cache still holds over the budget now: its own decay or
+   * budget may have purged meanwhile */
+  size_t arena_dirty = xa_arena_dirty_bytes(), over = xa_budget_over(arena_dirty, xa_arena_budget_bytes());
+  size_t d = xa_budget_share(owed, over, __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED), xa_budget_huge_slack());
+  if (d) xa_huge_purge_bytes(d);
 }
 
 void xa_purge_start_wanted(void) {

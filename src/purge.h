@@ -10,6 +10,7 @@
 #ifndef XA_PURGE_H
 #define XA_PURGE_H
 #include "internal.h"
+#include "budget.h"
 #include "os.h"
 #include "pressure.h"
 
@@ -36,7 +37,11 @@ XA_HIDDEN void xa_purge_want(void);
 XA_HIDDEN extern int xa_purge_wanted;
 XA_HIDDEN extern size_t xa_purge_map_trigger;
 XA_HIDDEN void xa_purge_start_wanted(void);
+/* Purge what the huge cache owes the budget it shares with the arenas
+ * (budget.h), as far as both are still over it. */
+XA_HIDDEN void xa_purge_pay_owed(void);
 XA_INLINE void xa_purge_safe_point(void) {
+  if (unlikely(__atomic_load_n(&xa_budget_owed, __ATOMIC_RELAXED) >= XA_BUDGET_PAY_MIN)) xa_purge_pay_owed();
   if (unlikely(__atomic_load_n(&xa_purge_wanted, __ATOMIC_RELAXED) ||
                xa_os_fresh() > __atomic_load_n(&xa_purge_map_trigger, __ATOMIC_RELAXED)))
     xa_purge_start_wanted();

@@ -2,6 +2,7 @@
  * without allocating: output goes through a small stack buffer.  Also the
  * stats_print option: printing at exit to stats_file or stderr. */
 #include "stats.h"
+#include "budget.h"
 #include "tcache.h"
 #include "arena.h"
 #include "base.h"
@@ -127,7 +128,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->tcache_active = xa_tcache_active();
   t->purger_running = xa_purge_thread_running();
   t->decay_scale = __atomic_load_n(&xa_decay_scale, __ATOMIC_RELAXED);
-  t->peak_purged = xa_arena_peak_purged();
+  t->peak_purged = xa_arena_peak_purged() + __atomic_load_n(&xa_budget_huge_purged, __ATOMIC_RELAXED);
   struct xa_pressure_stats ps;
   xa_pressure_stats(&ps);
 #define XA_PRESSURE_COPY(name) t->name = ps.name;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <malloc.h>
 #include <dirent.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <pthread.h>
@@ -453,6 +454,70 @@ static int mode_bursts(void) {
 }
 #endif
 
+#ifndef XA_TEST_GLIBC
+/* The arenas' dirty pages and the huge cache share one budget: freed
+ * pages of one kind do not stay resident beside fresh pages of the other
+ * beyond the room under the live bytes' peak plus both slacks (budget.h).
+ * 48 MiB of 1 MiB blocks and 48 MiB of 64-byte objects take turns, in the
+ * order `order` says; the decay (10 s) returns nothing meanwhile.  Run
+ * with huge_cache_bytes at 4 MiB and one arena: at the second kind's top,
+ * with its bytes the live peak, the two may keep 4 MiB plus an eighth of
+ * the peak (6 MiB), what the peak is passed on late (1 MiB an arena) and
+ * a debt not yet due (XA_BUDGET_PAY_MIN, 2 MiB).  Without the shared
+ * budget both kinds stay: 48 MiB. */
+#define BUDGET_MIB 48
+static void budget_blocks(bool keep) {
+  static void *b[BUDGET_MIB];
+  for (int i = 0; i < BUDGET_MIB; i++) {
+    b[i] = malloc(TU_MiB);
+    if (!b[i]) exit(2);
+    memset(b[i], 1, TU_MiB);
+  }
+  if (!keep)
+    for (int i = 0; i < BUDGET_MIB; i++) free(b[i]);
+}
+
+/* 64-byte objects, their pointers in a mapping of the test's own (not a
+ * block of the allocator's); freed unless keep, else left live. */
+static void budget_objects(bool keep) {
+  size_t n = ((size_t)BUDGET_MIB << 20) / 64;
+  void **o = mmap(NULL, n * sizeof *o, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (o == MAP_FAILED) exit(2);
+  for (size_t i = 0; i < n; i++) {
+    o[i] = malloc(64);
+    if (!o[i]) exit(2);
+    memset(o[i], 2, 64);
+  }
+  if (!keep) {
+    for (size_t i = 0; i < n; i++) free(o[i]);
+    munmap(o, n * sizeof *o);
+  }
+}
+
+static int mode_shared_budget(const char *order) {
+  bool blocks_first = !strcmp(order, "blocks_first");
+  if (!blocks_first && strcmp(order, "objects_first")) return 99;
+  if (blocks_first) budget_blocks(false);
+  else budget_objects(false);
+  uint64_t kept = ctl("stats.dirty") + ctl("stats.huge_cached"), purged = ctl("stats.peak_purged");
+  if (kept < (BUDGET_MIB - 8) * TU_MiB) {        /* the first kind's pages must stay for the test */
+    fprintf(stderr, "shared budget (%s): only %llu KiB dirty after the first kind\n", order,
+            (unsigned long long)(kept >> 10));
+    return 3;
+  }
+  if (blocks_first) budget_objects(true);
+  else budget_blocks(true);
+  uint64_t arena = ctl("stats.dirty"), huge = ctl("stats.huge_cached");
+  uint64_t peak = ctl("stats.allocated_peak"), live = ctl("stats.allocated"), narenas = ctl("stats.narenas");
+  uint64_t room = peak > live ? peak - live : 0, bound = room + peak / 8 + (4 + 2) * TU_MiB + narenas * TU_MiB;
+  fprintf(stderr, "shared budget (%s): %llu KiB dirty in arenas, %llu in the huge cache; %llu KiB live, peak %llu, "
+          "bound %llu\n", order, (unsigned long long)(arena >> 10), (unsigned long long)(huge >> 10),
+          (unsigned long long)(live >> 10), (unsigned long long)(peak >> 10), (unsigned long long)(bound >> 10));
+  if (ctl("stats.peak_purged") - purged < (BUDGET_MIB / 2) * TU_MiB) return 4;   /* counted as such */
+  return arena + huge <= bound ? 0 : 1;
+}
+#endif
+
 /* ---- tests -------------------------------------------------------------- */
 
 static void test_decay_lengthens_for_bursts(void **state) {
@@ -461,6 +526,19 @@ static void test_decay_lengthens_for_bursts(void **state) {
   skip();
 #else
   assert_int_equal(run_self("bursts", "dirty_decay_ms:200"), 0);
+#endif
+}
+
+static void test_shared_budget(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  const char *conf = "dirty_decay_ms:10000,huge_cache_bytes:4194304,narenas:1";
+  assert_int_equal(run_self("shared_budget_blocks_first", conf), 0);
+  assert_int_equal(run_self("shared_budget_objects_first", conf), 0);
+  /* dirty_decay_ms -1 purges nothing until a trim: both kinds stay */
+  assert_int_equal(run_self("shared_budget_blocks_first", "dirty_decay_ms:-1,huge_cache_bytes:4194304,narenas:1"), 4);
 #endif
 }
 
@@ -904,6 +982,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "noreclaim")) return mode_noreclaim();
     if (!strcmp(argv[1], "busy_idle")) return mode_busy_idle();
     if (!strcmp(argv[1], "bursts")) return mode_bursts();
+    if (!strncmp(argv[1], "shared_budget_", 14)) return mode_shared_budget(argv[1] + 14);
     if (!strcmp(argv[1], "start_rules")) return mode_start_rules();
     if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
     if (!strcmp(argv[1], "start_in_child")) return mode_start_in_child();
@@ -929,6 +1008,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_purger_does_not_block_exit),
       cmocka_unit_test(test_decay_never_until_trim),
       cmocka_unit_test(test_decay_lengthens_for_bursts),
+      cmocka_unit_test(test_shared_budget),
       cmocka_unit_test(test_muzzy_stage),
       cmocka_unit_test(test_partly_purged_slabs_decay),
 #ifndef XA_TEST_GLIBC
