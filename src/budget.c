@@ -4,7 +4,7 @@
 #include "options.h"
 
 size_t xa_budget_huge_dirty;
-size_t xa_budget_owed __attribute__((aligned(64)));
+struct xa_budget_debt xa_budget_debt __attribute__((aligned(64)));
 uint64_t xa_budget_huge_purged;
 static size_t huge_cap = SIZE_MAX;      /* a memory limit's share */
 

@@ -21,8 +21,10 @@
  * have the arenas pay at once (xa_arena_purge_dirty).  The arenas cannot
  * call the huge blocks: they note what the huge cache owes here
  * (xa_budget_owe), and malloc's slow path has it paid at its next safe
- * point (purge.h) once it reaches XA_BUDGET_PAY_MIN, as far as it is still
- * over then.  This module holds what both must see: the huge cache's
+ * point (purge.h) once it reaches XA_BUDGET_PAY_MIN, as far as the two
+ * are still over then.  Fresh pages of huge blocks that are fresh only
+ * in part (gathered, grown by realloc) and calloc's blocks are not
+ * charged.  This module holds what both must see: the huge cache's
  * dirty bytes and slack, and the debt. */
 #ifndef XA_BUDGET_H
 #define XA_BUDGET_H
@@ -32,13 +34,17 @@
  * it, the arenas read it. */
 XA_HIDDEN extern size_t xa_budget_huge_dirty;
 /* Bytes of the huge cache owed back for fresh pages the arenas took over
- * the shared budget (a line of its own: slow paths read it, huge frees
- * write the counter above). */
-XA_HIDDEN extern size_t xa_budget_owed __attribute__((aligned(64)));
+ * the shared budget, on a cache line of its own: every small slow path
+ * reads it, and huge frees write the counter above. */
+struct xa_budget_debt {
+  size_t owed;
+  char pad[64 - sizeof(size_t)];
+};
+XA_HIDDEN extern struct xa_budget_debt xa_budget_debt __attribute__((aligned(64)));
 /* Bytes the huge cache gave back for that, ever (stats.peak_purged). */
 XA_HIDDEN extern uint64_t xa_budget_huge_purged;
-/* Debts are paid in steps of this (one madvise of whole huge pages, not
- * one per slab). */
+/* A debt is paid once it reaches this (not once per slab taken), as far
+ * as still over then. */
 #define XA_BUDGET_PAY_MIN ((size_t)2 << 20)
 
 /* The huge cache's slack: huge_cache_bytes, or less under a memory limit
@@ -67,9 +73,9 @@ XA_INLINE size_t xa_budget_share(size_t fresh, size_t over, size_t dirty, size_t
 XA_INLINE void xa_budget_owe(size_t fresh, size_t over) {
   size_t d = xa_budget_share(fresh, over, __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED),
                              xa_budget_huge_slack());
-  if (d) __atomic_add_fetch(&xa_budget_owed, d, __ATOMIC_RELAXED);
+  if (d) __atomic_add_fetch(&xa_budget_debt.owed, d, __ATOMIC_RELAXED);
 }
 
 /* Take the debt (to pay it, or to forget it: a trim). */
-XA_INLINE size_t xa_budget_take_owed(void) { return __atomic_exchange_n(&xa_budget_owed, 0, __ATOMIC_RELAXED); }
+XA_INLINE size_t xa_budget_take_owed(void) { return __atomic_exchange_n(&xa_budget_debt.owed, 0, __ATOMIC_RELAXED); }
 #endif

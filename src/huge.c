@@ -833,8 +833,15 @@ static void took_fresh(size_t size, bool sparse) {
   size_t arena_dirty = xa_arena_dirty_bytes();
   if (!arena_dirty) return;
   size_t budget = xa_arena_budget_bytes(), over = xa_budget_over(arena_dirty, budget);
-  size_t d = over ? xa_budget_share(size, over, arena_dirty, budget) : 0;
-  if (d) xa_arena_purge_dirty(d);
+  if (!over) return;
+  size_t paid = xa_budget_share(size, over, arena_dirty, budget);
+  if (paid) paid = xa_arena_purge_dirty(paid);
+  /* the rest is this cache's own excess over its slack: its own budget
+   * counts the room under its peak, which the arenas' pages fill too */
+  size_t rest = paid < size && paid < over ? xa_budget_share(size - paid, over - paid,
+                                                             __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED),
+                                                             xa_budget_huge_slack()) : 0;
+  if (rest) xa_huge_purge_bytes(rest);
 }
 
 void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {

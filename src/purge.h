@@ -41,7 +41,7 @@ XA_HIDDEN void xa_purge_start_wanted(void);
  * (budget.h), as far as both are still over it. */
 XA_HIDDEN void xa_purge_pay_owed(void);
 XA_INLINE void xa_purge_safe_point(void) {
-  if (unlikely(__atomic_load_n(&xa_budget_owed, __ATOMIC_RELAXED) >= XA_BUDGET_PAY_MIN)) xa_purge_pay_owed();
+  if (unlikely(__atomic_load_n(&xa_budget_debt.owed, __ATOMIC_RELAXED) >= XA_BUDGET_PAY_MIN)) xa_purge_pay_owed();
   if (unlikely(__atomic_load_n(&xa_purge_wanted, __ATOMIC_RELAXED) ||
                xa_os_fresh() > __atomic_load_n(&xa_purge_map_trigger, __ATOMIC_RELAXED)))
     xa_purge_start_wanted();
