@@ -148,14 +148,14 @@ check-api: $(API) $(APIG) $(STRESS)
 check-preload: lib $(UNIT) build/test/api_explain
 	@$(RUNTESTS) $(SCRIPTS)
 # The benchmark suite's quick mode must run and report every workload for
-# xalloc (times are never checked; missing peers are skipped); so must two
+# xalloc (times are never checked; missing peers are skipped); so must three
 # of the large-block workloads, and weights its TLB counter's value (or
 # that the machine has none).
 check-bench: lib bench-progs
 	$(BENCH_PY) bench/run.py --quick --no-build-lib --out build/bench-quick
 	@grep -q '^larson,xalloc,OK,' build/bench-quick/results.csv && \
 	  ! grep -E '^[^,]*,xalloc,(FAIL|CRASH|TIMEOUT),' build/bench-quick/results.csv
-	$(BENCH_PY) bench/largebench.py --runs 1 --only kvpool,large --out build/largebench-quick
+	$(BENCH_PY) bench/largebench.py --runs 1 --only kvpool,large,shift --out build/largebench-quick
 	@grep -q '^| xalloc | [0-9]' build/largebench-quick/largebench.md && \
 	  ! grep -q '^| xalloc | FAIL' build/largebench-quick/largebench.md
 	@build/bench/weights 2 0.02 0 2>/dev/null | grep -Eq '^dtlb_load_misses=([0-9]+|unsupported)$$'

@@ -24,6 +24,9 @@ Workloads (bench/*.c, built by `make bench-progs`):
                  also the readers' data-TLB load misses where the machine
                  counts them (weights.c)
   large          bench/large, 1 MiB..16 MiB blocks, realloc growth
+  shift          bench/shift, 48 MiB of 1 MiB blocks and of 16-128 B
+                 objects by turns (the memory one kind freed, needed by
+                 the other)
   malloc-large   mimalloc-bench's malloc-large, when --malloc-large names
                  its binary (built from mimalloc-bench's sources outside
                  this repository)
@@ -71,6 +74,7 @@ def workloads(args):
         ("kvpool", [os.path.join(BIN, "kvpool"), "2", "1", "32", "2000"], "steps_per_s", 0, []),
         ("weights", [os.path.join(BIN, "weights"), "2", "0.5", "2000"], "read_s", 1200, DTLB),
         ("large", [os.path.join(BIN, "large"), "1", "0.03125"], None, 0, []),
+        ("shift", [os.path.join(BIN, "shift"), "1", "1", "2000"], "seconds", 0, LIVE),
     ]
     if args.malloc_large:
         w.append(("malloc-large", [args.malloc_large], None, 700, []))
