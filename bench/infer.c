@@ -22,9 +22,9 @@
  * serving phase, before the final frees, summed over all mappings),
  * rss_idle_kb (IDLE_MS, default 2000, after everything is freed),
  * live_peak_kb (the most bytes the workers had asked for and not freed at
- * once, all workers together: a floor for rss_peak_kb less rss_base_kb,
- * whose spread between runs, from how the workers' biggest requests
- * happen to overlap, rss_peak_kb shares). */
+ * once, all workers together).  The live peak varies between runs with
+ * how the workers' largest requests overlap, as rss_peak_kb does: peak
+ * RSS less it is what the allocator itself costs at the peak. */
 #include "common.h"
 
 #define ROW 1024

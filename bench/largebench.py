@@ -10,8 +10,9 @@
 Runs each workload under each allocator, interleaved (a workload's
 rounds run every allocator once each, each round starting one allocator
 further along the list), and reports medians: largebench.md, and with
-gnuplot largebench.png/.svg, each workload's time, page faults, peak RSS
-and idle RSS relative to xalloc's.  Before each run of
+gnuplot largebench.png/.svg (with the script, largebench.gp, and its data,
+largebench_rel_K.dat), each workload's time, page faults, peak RSS and
+idle RSS relative to xalloc's.  Before each run of
 weights and malloc-large, build/bench/launch -t writes that much memory
 first (launch.c says why; --no-pretouch: not).
 Workloads (bench/*.c, built by `make bench-progs`):
@@ -35,7 +36,8 @@ Allocators: xalloc (lib/libxalloc.so), glibc, and the Debian packages of
 jemalloc, tcmalloc and mimalloc 2.0 where installed; mimalloc 3 when
 --mimalloc3 names its library (built outside this repository).  Faults
 and peak RSS come from wait4's rusage; the idle RSS (2 s after the
-program freed everything) and AnonHugePages from the programs.
+program freed everything), AnonHugePages, the live peak and the dTLB
+counts from the programs.
 """
 import argparse
 import glob
@@ -231,7 +233,7 @@ def report(ws, als, cells, runs):
             cell = lambda v, f: (f % v) if v is not None else "-"
             idle = med("rss_idle_kb")
             huge = med("anon_huge_kb")
-            ex = [med(k) / d if med(k) is not None else None for k, _, _, d in extra]
+            ex = [(lambda v: v / d if v is not None else None)(med(k)) for k, _, _, d in extra]
             counted = counted or any(v is not None for v in ex)
             lines.append("| %s | %s |%s %s | %s | %s | %s |%s" % (
                 aname, cell(med("wall"), "%.2f"),
@@ -257,8 +259,12 @@ def speed_time(metric, row):
 def plot(out, ws, als, cells):
     """largebench.png/.svg: four panels, each workload's medians relative to
     xalloc's (time, minor faults, peak RSS, idle RSS)."""
-    names = [a for a, _ in als]
-    what = [("time (a rate's inverse where the row reports one; lower is faster)", "time / xalloc's",
+    names = [a for a, _ in als if any(cells.get((w[0], a)) for w in ws)]   # allocators with a run
+    if "xalloc" not in names:
+        return []
+    ref = names.index("xalloc")
+    what = [("time (a rate's inverse, or the measured phase, where the row reports one, else wall; lower is faster)",
+             "time / xalloc's",
              lambda m, r: speed_time(m, r)),
             ("minor page faults", "faults / xalloc's", lambda m, r: r.get("faults")),
             ("peak RSS", "peak RSS / xalloc's", lambda m, r: r.get("maxrss_mb")),
@@ -271,8 +277,8 @@ def plot(out, ws, als, cells):
             for a in names:
                 vs = [get(metric, r) for r in cells.get((wname, a), [])]
                 meds.append(statistics.median(vs) if vs and all(v is not None for v in vs) else None)
-            if meds[0]:
-                rows.append((wname, [v / meds[0] if v is not None else None for v in meds]))
+            if meds[ref]:
+                rows.append((wname, [v / meds[ref] if v is not None else None for v in meds]))
         panels.append(("Large blocks, medians relative to xalloc: %s" % title, ylabel, rows))
     return R.relative_bars(out, "largebench", panels, names, names, lambda m: print(m, file=sys.stderr))
 

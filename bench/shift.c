@@ -2,8 +2,8 @@
  *
  *   shift THREADS SCALE [IDLE_MS]     (THREADS is ignored)
  *
- * 6 cycles; each allocates MIB = 48 * SCALE MiB (at least 4) of one kind
- * and frees it again, the kinds taking turns: blocks of 1 MiB (an
+ * 6 cycles; each allocates 48 * SCALE MiB (at least 4) of one kind and
+ * frees it again, the kinds taking turns: blocks of 1 MiB (an
  * allocator's big-block path), then objects of 16-128 B (its small
  * classes), then blocks again.  The pointers of the small objects live in
  * a list threaded through the objects themselves, so nothing else counts.
@@ -31,8 +31,7 @@ static void live_add(size_t n) {
 
 static void blocks(size_t bytes, uint64_t cycle) {
   size_t n = bytes / BLOCK;
-  char **b = malloc(n * sizeof *b);
-  if (!b) bench_die(1, "malloc");
+  char **b = xmalloc_chk(n * sizeof *b);
   live_add(n * sizeof *b);
   for (size_t i = 0; i < n; i++) {
     b[i] = xmalloc_chk(BLOCK);

@@ -12,10 +12,12 @@
  * Output (key=value): load_s, read_s, anon_huge_kb (AnonHugePages while
  * the weights are live), rss_peak_kb, rss_idle_kb (IDLE_MS, default 2000,
  * after the blocks are freed), and the read phase's data-TLB load misses
- * and loads, all readers together (dtlb_load_misses, dtlb_loads: the
- * hardware's generic cache events, as `perf stat -e dTLB-load-misses`
- * counts them), or "unsupported" where the kernel has no such counter (a
- * VM without a virtual PMU, perf_event_paranoid) and the reason on stderr.
+ * and loads in user space, all readers together (dtlb_load_misses,
+ * dtlb_loads: the hardware's generic cache events, as `perf stat -e
+ * dTLB-load-misses:u` counts them; scaled up if the PMU had to share its
+ * counters for part of the time), or "unsupported" where the kernel has
+ * no such counter (a VM without a virtual PMU, perf_event_paranoid; the
+ * reason on stderr) or never ran it.
  * Counting the readers only leaves the load's page faults out: the misses
  * are those of reading through the allocator's page sizes. */
 #include "common.h"
@@ -42,6 +44,7 @@ static int dtlb_counter(unsigned result, const char *name)
     a.config = PERF_COUNT_HW_CACHE_DTLB | (PERF_COUNT_HW_CACHE_OP_READ << 8) | ((uint64_t)result << 16);
     a.disabled = 1;
     a.inherit = 1;
+    a.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
     a.exclude_kernel = 1;
     a.exclude_hv = 1;
     int fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
@@ -49,12 +52,16 @@ static int dtlb_counter(unsigned result, const char *name)
     return fd;
 }
 
-/* Print the counter's total as key=value, or key=unsupported. */
+/* Print the counter's total as key=value (scaled to the whole time it
+ * was enabled), or key=unsupported; close it. */
 static void print_counter(const char *key, int fd)
 {
-    uint64_t v;
-    if (fd >= 0 && read(fd, &v, sizeof v) == (ssize_t)sizeof v) printf("%s=%llu\n", key, (unsigned long long)v);
-    else printf("%s=unsupported\n", key);
+    uint64_t v[3];              /* value, time enabled, time running */
+    if (fd >= 0 && read(fd, v, sizeof v) == (ssize_t)sizeof v && v[2])
+        printf("%s=%.0f\n", key, (double)v[0] * ((double)v[1] / (double)v[2]));
+    else
+        printf("%s=unsupported\n", key);
+    if (fd >= 0) close(fd);
 }
 
 static void *reader(void *arg)

@@ -991,6 +991,17 @@ static void release_regions(struct huge_shard *s, bool keep_one) {
   }
 }
 
+void xa_huge_limit_cache(size_t bytes) { xa_budget_limit_huge(bytes); }
+
+size_t xa_huge_cache_budget(void) { return xa_budget_huge_slack(); }
+
+/* Forget the peak: the live bytes are all there is (a trim). */
+static void peak_restart(uint64_t now) {
+  __atomic_store_n(&huge_hwm, __atomic_load_n(&all_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+  __atomic_store_n(&huge_hwm_prev, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&hwm_at, now, __ATOMIC_RELAXED);
+}
+
 /* Keep the resident pages of huge blocks, live and dirty, within the most
  * bytes live in huge blocks within the last two or three decay times
  * (with dirty_decay_ms -1, since the start or the last trim) plus
@@ -1007,17 +1018,6 @@ static void release_regions(struct huge_shard *s, bool keep_one) {
  * faults and its peak.  (Time decay returns all of them once the program
  * stops.)  The totals are over all shards; the shard whose lock is held
  * gives back its own oldest extents. */
-void xa_huge_limit_cache(size_t bytes) { xa_budget_limit_huge(bytes); }
-
-size_t xa_huge_cache_budget(void) { return xa_budget_huge_slack(); }
-
-/* Forget the peak: the live bytes are all there is (a trim). */
-static void peak_restart(uint64_t now) {
-  __atomic_store_n(&huge_hwm, __atomic_load_n(&all_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
-  __atomic_store_n(&huge_hwm_prev, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&hwm_at, now, __ATOMIC_RELAXED);
-}
-
 static void purge_over_budget(struct huge_shard *s) {
   size_t budget = xa_huge_cache_budget();
   peak_tick(xa_os_now());

@@ -516,29 +516,45 @@ static void two_shards(int *a, int *b) {
 
 /* The shared budget's arithmetic (budget.h): a part gives back what the
  * other took, as far as the two are over the budget and it holds more
- * than its own slack; the huge cache's dirty bytes and slack count in. */
+ * than its own slack; the huge cache's dirty bytes and slack count in.
+ * The slack and the cap it changes come back in the teardown. */
+static int64_t share_keep_bytes;
+static size_t share_keep_cap;
+
+static int share_setup(void **state) {
+  (void)state;
+  share_keep_bytes = xa_opt.huge_cache_bytes;
+  xa_opt.huge_cache_bytes = 1 << 30;
+  share_keep_cap = xa_budget_huge_slack();          /* a memory limit's share, if lower */
+  xa_opt.huge_cache_bytes = share_keep_bytes;
+  return 0;
+}
+
+static int share_teardown(void **state) {
+  (void)state;
+  xa_budget_limit_huge(share_keep_cap < (size_t)1 << 30 ? share_keep_cap : SIZE_MAX);
+  xa_opt.huge_cache_bytes = share_keep_bytes;
+  return 0;
+}
+
 static void test_budget_share(void **state) {
   (void)state;
   assert_int_equal(xa_budget_share(10 * MiB, 5 * MiB, 20 * MiB, 16 * MiB), 4 * MiB);   /* its own excess */
   assert_int_equal(xa_budget_share(10 * MiB, 5 * MiB, 40 * MiB, 16 * MiB), 5 * MiB);   /* the overshoot */
   assert_int_equal(xa_budget_share(3 * MiB, 5 * MiB, 40 * MiB, 16 * MiB), 3 * MiB);    /* what was taken */
   assert_int_equal(xa_budget_share(3 * MiB, 5 * MiB, 10 * MiB, 16 * MiB), 0);          /* within its slack */
-  int64_t keep = xa_opt.huge_cache_bytes;
-  xa_opt.huge_cache_bytes = 1 << 30;
-  size_t cap = xa_budget_huge_slack();             /* a memory limit's share, if lower */
+  if (share_keep_cap < 4 * MiB) skip();              /* a memory limit below 64 MiB */
   xa_opt.huge_cache_bytes = 4 << 20;
-  size_t huge = __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED);
+  xa_budget_limit_huge(SIZE_MAX);
   assert_int_equal(xa_budget_huge_slack(), 4 * MiB);
-  xa_budget_limit_huge(1 * MiB);                   /* a memory limit's share is lower */
+  xa_budget_limit_huge(1 * MiB);                     /* a memory limit's share is lower */
   assert_int_equal(xa_budget_huge_slack(), 1 * MiB);
-  xa_budget_limit_huge(cap < (size_t)1 << 30 ? cap : SIZE_MAX);
-  if (cap < 4 * MiB) skip();                        /* the checks below assume 4 MiB */
-  /* arena dirty 30 MiB against an arena budget of 20: 10 over, plus the
-   * huge cache's dirty bytes over its 4 MiB slack */
-  size_t want = 30 * MiB + huge > 24 * MiB ? 30 * MiB + huge - 24 * MiB : 0;
-  assert_int_equal(xa_budget_over(30 * MiB, 20 * MiB), want);
+  xa_budget_limit_huge(SIZE_MAX);
+  /* dirty: 30 MiB of arenas' and the huge cache's; budget: the arenas'
+   * 20 MiB and the cache's 4 */
+  size_t huge = __atomic_load_n(&xa_budget_huge_dirty, __ATOMIC_RELAXED);
+  assert_int_equal(xa_budget_over(30 * MiB, 20 * MiB), 30 * MiB + huge - 24 * MiB);
   assert_int_equal(xa_budget_over(0, 100 * MiB), 0);
-  xa_opt.huge_cache_bytes = keep;
 }
 
 static void test_shards(void **state) {
@@ -1180,7 +1196,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_dirty_budget, restore_budget),
       cmocka_unit_test(test_block_table_stays_small),
       cmocka_unit_test(test_anon_huge_stat),
-      cmocka_unit_test(test_budget_share),
+      cmocka_unit_test_setup_teardown(test_budget_share, share_setup, share_teardown),
       cmocka_unit_test(test_shards),
       cmocka_unit_test(test_gather_in_shard_with_most_dirty),
       cmocka_unit_test(test_cross_thread_blocks),
