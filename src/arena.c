@@ -197,15 +197,18 @@ static bool few_dirty_pages(const struct xa_arena *a, uint32_t n) {
   return pages < n;
 }
 
-/* Dirty pages of all arenas (a's exact under its lock, the others' read
- * racily). */
-static size_t all_dirty_pages(const struct xa_arena *a) {
-  size_t pages = a->dirty_pages;
+/* Dirty pages of the arenas other than a (any arena if a is NULL), read
+ * racily. */
+static size_t others_dirty_pages(const struct xa_arena *a) {
+  size_t pages = 0;
   unsigned narenas = xa_arena_count();
   for (unsigned i = 0; i < narenas; i++)
     if (xa_arenas[i] != a) pages += __atomic_load_n(&xa_arenas[i]->dirty_pages, __ATOMIC_RELAXED);
   return pages;
 }
+
+/* Dirty pages of all arenas (a's exact under its lock). */
+static size_t all_dirty_pages(const struct xa_arena *a) { return a->dirty_pages + others_dirty_pages(a); }
 
 /* The peak budget: how many dirty pages the arenas may hold while they
  * take fresh ones.  Freed pages are worth keeping while the program may
@@ -1183,11 +1186,7 @@ static void peak_purge(struct xa_arena *a) {
 
 uint64_t xa_arena_peak_purged(void) { return __atomic_load_n(&peak_purged, __ATOMIC_RELAXED); }
 
-size_t xa_arena_dirty_bytes(void) {
-  size_t pages = 0;
-  for (unsigned i = 0, n = xa_arena_count(); i < n; i++) pages += __atomic_load_n(&xa_arenas[i]->dirty_pages, __ATOMIC_RELAXED);
-  return pages << xa_os_page_shift;
-}
+size_t xa_arena_dirty_bytes(void) { return others_dirty_pages(NULL) << xa_os_page_shift; }
 
 size_t xa_arena_budget_bytes(void) { return peak_budget_pages() << xa_os_page_shift; }
 
