@@ -296,7 +296,8 @@ static struct xa_span *span_grab(struct xa_arena *a, uint32_t n) {
     a->chunks = c;
     a->mapped += XA_CHUNK_SIZE;
     if (a->mapped > a->mapped_peak) a->mapped_peak = a->mapped;
-    free_make(a, c, xa_chunk_first_page, usable_pages(), XA_PAGES_CLEAN);
+    if (c->born_dirty) xa_decay_note(&a->decay, usable_pages());   /* reused now: young */
+    free_make(a, c, xa_chunk_first_page, usable_pages(), c->born_dirty ? XA_PAGES_DIRTY : XA_PAGES_CLEAN);
   }
 }
 
@@ -359,11 +360,16 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
  * after unlocking. */
 static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c) {
   struct xa_span *f = xa_chunk_span(c, xa_chunk_first_page);
+  bool clean = true;
   for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
     struct xa_span *s = xa_chunk_span(c, p);
     p += s->npages;
+    clean &= s->dirty == XA_PAGES_CLEAN;
     free_remove(a, s);
   }
+  /* Purged already: a source gets it back purged (the header too), so
+   * that its pages count as clean there. */
+  c->retire_purge = clean;
   f->state = XA_SPAN_HEADER;
   for (struct xa_chunk **pp = &a->chunks; *pp; pp = &(*pp)->next)
     if (*pp == c) { *pp = c->next; break; }
@@ -379,14 +385,17 @@ static struct xa_chunk *spare_or_dead(struct xa_arena *a, struct xa_chunk *c) {
   return NULL;
 }
 
-size_t xa_arena_release_spares(struct xa_arena *a) {
+/* Arena a's wholly free chunks (sourced: only those from a chunk source),
+ * until `bytes` of them went: deleted, purged first if purge (they idled). */
+static size_t release_spares(struct xa_arena *a, size_t bytes, bool sourced, bool purge) {
   struct xa_chunk *dead = NULL;
   size_t n = 0;
   arena_lock(a);
-  for (struct xa_chunk *c = a->chunks, *next; c; c = next) {
+  for (struct xa_chunk *c = a->chunks, *next; c && n * XA_CHUNK_SIZE < bytes; c = next) {
     next = c->next;
-    if (c->free_pages != usable_pages()) continue;
+    if (c->free_pages != usable_pages() || (sourced && !c->give)) continue;
     chunk_unlink_free(a, c);
+    c->retire_purge |= purge;
     c->next = dead;
     dead = c;
     n++;
@@ -396,10 +405,19 @@ size_t xa_arena_release_spares(struct xa_arena *a) {
   return n * XA_CHUNK_SIZE;
 }
 
+size_t xa_arena_release_spares(struct xa_arena *a) { return release_spares(a, SIZE_MAX, false, false); }
+
 size_t xa_arena_release_spares_all(void) {
   size_t released = 0;
   for (unsigned i = 0; i < xa_narenas; i++) released += xa_arena_release_spares(xa_arenas[i]);
   return released;
+}
+
+size_t xa_arena_give_spares(size_t bytes) {
+  size_t given = 0;
+  for (unsigned i = 0; i < xa_narenas && given < bytes; i++)
+    if (__atomic_load_n(&xa_arenas[i]->nspare, __ATOMIC_RELAXED)) given += release_spares(xa_arenas[i], bytes - given, true, false);
+  return given;
 }
 
 /* ---- arenas ---------------------------------------------------------- */
@@ -950,6 +968,7 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
     a->purged_pages += n;
     a->purge_runs++;
     chunk_unlink_free(a, c);
+    c->retire_purge = true;     /* decayed: a source gets it back purged */
     arena_unlock(a);
     xa_chunk_delete(c);
     arena_lock(a);
@@ -1243,7 +1262,7 @@ static size_t spares_decay(struct xa_arena *a, uint64_t now) {
   if (!a->nspare || xa_opt.dirty_decay_ms < 0) xa_idle_reset(&a->spare_watch);
   else due = xa_idle_due(&a->spare_watch, a->spare_takes, now, (uint64_t)xa_decay_ms_now() * 500000u);
   arena_unlock(a);
-  return due ? xa_arena_release_spares(a) : 0;
+  return due ? release_spares(a, SIZE_MAX, false, true) : 0;
 }
 
 size_t xa_arena_decay(struct xa_arena *a, uint64_t now) {

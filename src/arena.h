@@ -100,10 +100,15 @@ XA_HIDDEN void xa_arena_prefork(void);
 XA_HIDDEN void xa_arena_postfork_parent(void);
 XA_HIDDEN void xa_arena_postfork_child(void);
 
-/* Unmap the wholly free chunks of arena a / of every arena (memory is
- * short, or malloc_trim); returns bytes unmapped. */
+/* Delete the wholly free chunks of arena a / of every arena (memory is
+ * short, or malloc_trim): unmapped, or given back to the chunk source
+ * (chunk.h); returns their bytes. */
 XA_HIDDEN size_t xa_arena_release_spares(struct xa_arena *a);
 XA_HIDDEN size_t xa_arena_release_spares_all(void);
+/* Those taken from the chunk source, until at least `bytes` went back to
+ * it (the huge regions, which are the source, want resident pages:
+ * huge.c). */
+XA_HIDDEN size_t xa_arena_give_spares(size_t bytes);
 
 /* One arena's counters, copied under its lock (statistics). */
 struct xa_arena_stats {

@@ -129,13 +129,48 @@ void xa_chunk_guard(struct xa_chunk *c) {
   xa_os_guard((char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift), xa_os_page);
 }
 
-struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
-  struct xa_chunk *c = xa_os_map(XA_CHUNK_SIZE, XA_CHUNK_SIZE);
-  if (!c) return NULL;
-  if ((uintptr_t)c >> XA_VA_BITS) { /* cannot be registered: refuse it */
+static struct xa_chunk_source source;
+__thread bool xa_chunk_quiet_thread;
+
+struct xa_chunk_source xa_chunk_set_source(const struct xa_chunk_source *src) {
+  struct xa_chunk_source last = source;
+  source = *src;
+  return last;
+}
+
+/* A chunk's memory: from the source, else a mapping of its own.  A chunk
+ * the source gives with pages that are not all clean gets its header
+ * zeroed (a fresh chunk's reads as zero: the slots and their bitmaps
+ * start empty) and its span area starts dirty. */
+static struct xa_chunk *chunk_memory(void) {
+  bool clean = true;
+  unsigned tag = 0;
+  /* (meshing maps its file over a chunk at its address: never in a
+   * region, where the next block would share the file's pages) */
+  struct xa_chunk *c = source.take && __atomic_load_n(source.holds, __ATOMIC_RELAXED) && !xa_mesh_on
+                           ? source.take(XA_CHUNK_SIZE, &clean, &tag) : NULL;
+  if (c && ((uintptr_t)c + XA_CHUNK_SIZE - 1) >> XA_VA_BITS) {   /* cannot be registered */
+    source.give(c, XA_CHUNK_SIZE, tag, clean);
+    c = NULL;
+  }
+  if (c) {
+    if (!clean) __builtin_memset(c, 0, (size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
+    c->give = source.give;
+    c->tag = tag;
+    c->born_dirty = !clean;
+    return c;
+  }
+  c = xa_os_map(XA_CHUNK_SIZE, XA_CHUNK_SIZE);
+  if (c && (uintptr_t)c >> XA_VA_BITS) { /* cannot be registered: refuse it */
     xa_os_unmap(c, XA_CHUNK_SIZE);
     return NULL;
   }
+  return c;
+}
+
+struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
+  struct xa_chunk *c = chunk_memory();
+  if (!c) return NULL;
   /* mesh:true: the span pages from the memfd, so its slabs can be
    * meshed (the header stays private: fork copies it exactly) */
   c->meshable = xa_mesh_on && xa_mesh_back(xa_chunk_span_area(c), xa_chunk_span_bytes(), &c->mesh_gen);
@@ -170,5 +205,22 @@ void xa_chunk_delete(struct xa_chunk *c) {
   if (c->info != c->units) pagemap_give_back(c->info);
   /* Out of the file first: once unmapped, the range may be a new chunk's. */
   if (c->meshable) xa_mesh_forget(xa_chunk_span_area(c), xa_chunk_span_bytes());
-  xa_os_unmap(c, XA_CHUNK_SIZE);
+  if (!c->give) {
+    xa_os_unmap(c, XA_CHUNK_SIZE);
+    return;
+  }
+  void (*give)(void *, size_t, unsigned, bool) = c->give;
+  unsigned tag = c->tag;
+  bool purge = c->retire_purge || xa_chunk_quiet_thread;
+  /* The guard pages become the source's next block's pages.  Where the
+   * kernel refuses (no mappings left), the range stays out of use, its
+   * pages purged. */
+  char *g1 = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
+  char *g2 = (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+  if (!xa_os_protect(g1, xa_os_page, true, true, false) || !xa_os_protect(g2, xa_os_page, true, true, false)) {
+    xa_os_purge(c, XA_CHUNK_SIZE);
+    return;
+  }
+  if (purge) xa_os_purge(c, XA_CHUNK_SIZE);
+  give(c, XA_CHUNK_SIZE, tag, purge);
 }

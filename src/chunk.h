@@ -113,6 +113,15 @@ struct xa_chunk {
   uint32_t mesh_gen;            /* the file's generation it maps (xa_mesh_gen) */
   uint32_t adopt_wait;          /* private: not adopted before this meshing
                                    clock (arena.c) */
+  void (*give)(void *p, size_t size, unsigned tag, bool clean);
+                                /* NULL: its own mapping; else taken from a
+                                   chunk source, whose give this is */
+  unsigned tag;                 /* the source's tag for the give */
+  bool born_dirty;              /* the source's pages were not all clean:
+                                   its first free span is dirty */
+  bool retire_purge;            /* its pages are purged before the source
+                                   gets them back (it decayed, or idled as
+                                   a spare, or its free spans were purged) */
   /* span slots follow at xa_chunk_spans_off */
 };
 
@@ -174,9 +183,31 @@ XA_INLINE char *xa_span_addr(const struct xa_span *s) {
 }
 XA_INLINE size_t xa_span_bytes(const struct xa_span *s) { return (size_t)s->npages << xa_os_page_shift; }
 
-/* Map a fresh chunk for arena a (outside any lock); NULL on failure. */
+/* Where chunks come from.  Without a source each chunk is a mapping of
+ * its own; with one (set at initialisation: init.c hands in the huge
+ * blocks' regions, huge.h; a chunk made before keeps its mapping) a chunk is
+ * taken from it, XA_CHUNK_SIZE bytes aligned to their size, and given back
+ * when it goes, so that pages freed by one kind of block serve the other
+ * without a purge and a page fault.  take: NULL if the source has none
+ * (the chunk is then mapped), *clean whether every page reads as zero,
+ * *tag for the give.  give: clean if every page reads as zero. */
+struct xa_chunk_source {
+  void *(*take)(size_t size, bool *clean, unsigned *tag);
+  void (*give)(void *p, size_t size, unsigned tag, bool clean);
+  const size_t *holds;    /* 0 while the source has nothing to take from:
+                             then take is not called, and a program that
+                             never fills it runs none of its code */
+};
+XA_HIDDEN struct xa_chunk_source xa_chunk_set_source(const struct xa_chunk_source *src);   /* returns the last */
+/* Set on the purger's thread: a chunk deleted there held pages that no
+ * one used for a while (decayed, or a quiet thread's cache emptied), so a
+ * source gets them back purged, as it would a chunk that decayed. */
+XA_HIDDEN extern __thread bool xa_chunk_quiet_thread;
+/* A fresh chunk for arena a (outside any lock); NULL on failure. */
 XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a);
-/* Unregister and unmap (outside any lock). */
+/* Unregister it and give its memory back: unmapped, or to the source it
+ * came from (outside any lock).  Its pages go back dirty, as they are, unless
+ * c->retire_purge or xa_chunk_quiet_thread asks for them purged first. */
 XA_HIDDEN void xa_chunk_delete(struct xa_chunk *c);
 /* Set the pageinfo of every unit of pages [page, page+n) to span `first`. */
 XA_HIDDEN void xa_chunk_mark_pages(struct xa_chunk *c, unsigned page, unsigned n, unsigned first, uint8_t cls);

@@ -103,7 +103,8 @@ static unsigned nshards;        /* in use: fixed at the first huge call */
 
 /* Totals over the shards (each changed under its shard's lock). */
 static size_t all_bytes;        /* live huge bytes */
-static size_t region_bytes;     /* address space reserved */
+size_t xa_huge_region_bytes;    /* address space reserved */
+static size_t lent_bytes;       /* of which the arenas' chunks hold (below) */
 /* The most bytes live in huge blocks lately: the high-water marks of the
  * decay time that began at hwm_at and of the one before (with
  * dirty_decay_ms -1, since the start or the last trim).  Two, so that the
@@ -410,7 +411,7 @@ static bool region_new(struct huge_shard *s, size_t size, size_t align) {
   s->regions[r].size = rsize;
   s->regions[r].free_bytes = rsize;       /* ext_free counted it: reset */
   s->regions[r].moved = false;
-  total_add(&region_bytes, rsize, +1);
+  total_add(&xa_huge_region_bytes, rsize, +1);
   return true;
 }
 
@@ -819,6 +820,18 @@ static struct huge_shard *carve_elsewhere(struct huge_shard *here, struct huge_e
   return most && take_from(most, e, align, true, zeroed) ? most : NULL;
 }
 
+/* After the arenas gave chunks back (to the shards they came from): block
+ * *e from a dirty extent of any shard.  On success it is entered in that
+ * shard's table. */
+static bool carve_given(struct huge_shard *here, struct huge_ent *e, size_t align, bool *zeroed) {
+  for (unsigned i = 0, n = shard_count(); i < n; i++) {
+    struct huge_shard *s = &shards[((unsigned)(here - shards) + i) % n];
+    if (__atomic_load_n(&s->dirty_bytes, __ATOMIC_RELAXED) >= e->size && take_from(s, e, align, false, zeroed))
+      return true;
+  }
+  return false;
+}
+
 /* A block took size bytes of fresh pages (lock not held): counted, and
  * where the arenas' dirty pages and this cache together pass their shared
  * budget (budget.h), the arenas give back their share, so that the
@@ -859,10 +872,15 @@ void *xa_huge_alloc(size_t n, size_t align, bool sparse, bool *zeroed) {
   }
   if (!guard_size()) {
     e.p = carve(s, size, align, CARVE_DIRTY, zeroed, &e.region);
-    if (!e.p && shard_count() > 1) {
-      /* no resident pages here: another CPU's, before fresh ones */
+    /* No resident pages here: another CPU's (pass 0), then the arenas'
+     * wholly free chunks, given back (pass 1; not for calloc's blocks,
+     * which fresh pages spare a memset), before fresh ones. */
+    for (int pass = 0; !e.p && pass < 2; pass++) {
+      if (pass == 0 ? shard_count() == 1 : sparse || !__atomic_load_n(&lent_bytes, __ATOMIC_RELAXED)) continue;
       xa_unlock(&s->lock);
-      if (carve_elsewhere(s, &e, align, sparse, zeroed)) {
+      bool placed = pass == 0 ? carve_elsewhere(s, &e, align, sparse, zeroed) != NULL
+                              : xa_arena_give_spares(size) && carve_given(s, &e, align, zeroed);
+      if (placed) {
         if (*zeroed) took_fresh(size, sparse);
         if (mark) thp_block(e.p, size, sparse);
         return (void *)e.p;
@@ -931,6 +949,74 @@ bool xa_huge_is_cached(const void *p) {
   return found;
 }
 
+/* ---- chunks for the arenas ------------------------------------------------ */
+
+/* The arenas' chunks (chunk.h's source) are carved from the regions like
+ * blocks, so that one heap of pages serves both: a program that frees its
+ * big blocks and then allocates small objects (or the other way round)
+ * reuses the resident pages instead of faulting fresh ones in while the
+ * freed ones wait for decay.  A chunk is no huge block: it has no entry in
+ * the table and no part in the live bytes or their peak (the arenas count
+ * it); taken out of the free extents it keeps its region from being
+ * released.  lent_bytes (above) counts them. */
+
+/* The index of shard s's region holding p, or NO_REGION.  Lock held. */
+static uint32_t region_of(const struct huge_shard *s, uintptr_t p) {
+  for (uint32_t r = 0; r < s->nregions; r++)
+    if (s->regions[r].size && p - s->regions[r].base < s->regions[r].size) return r;
+  return NO_REGION;
+}
+
+static uintptr_t chunk_carve(struct huge_shard *s, size_t size, enum carve_from from, bool *clean) {
+  if (!__atomic_load_n(&s->nregions, __ATOMIC_RELAXED)) return 0;
+  uint32_t r;
+  xa_lock(&s->lock);
+  uintptr_t p = carve(s, size, size, from, clean, &r);
+  xa_unlock(&s->lock);
+  return p;
+}
+
+/* Resident pages first: a dirty extent of this CPU's shard, then of
+ * another with enough dirty bytes, then what this shard has.  No
+ * region is made for chunks: a program without huge blocks maps its
+ * chunks one by one and reserves no region (under strict overcommit a
+ * region's reservation is charged whole). */
+void *xa_huge_chunk_take(size_t size, bool *clean, unsigned *tag) {
+  struct huge_shard *here = shard_here(), *s = here;
+  unsigned n = shard_count();
+  uintptr_t p = chunk_carve(here, size, CARVE_DIRTY, clean);
+  for (unsigned i = 1; !p && i < n; i++) {
+    s = &shards[((unsigned)(here - shards) + i) % n];
+    if (__atomic_load_n(&s->dirty_bytes, __ATOMIC_RELAXED) >= size) p = chunk_carve(s, size, CARVE_DIRTY, clean);
+  }
+  /* then a clean extent before a run that mixes dirty and clean pages,
+   * which the arena would count dirty whole (the order a move wants) */
+  if (!p) p = chunk_carve(s = here, size, CARVE_FOR_MOVE, clean);
+  if (!p) return NULL;
+  total_add(&lent_bytes, size, +1);
+  *tag = (unsigned)(s - shards);
+  return (void *)p;
+}
+
+/* Back as a free extent, dirty unless clean, under the cache's budget as
+ * a freed block's pages are. */
+void xa_huge_chunk_give(void *p, size_t size, unsigned tag, bool clean) {
+  struct huge_shard *s = &shards[tag];
+  xa_lock(&s->lock);
+  uint32_t r = region_of(s, (uintptr_t)p);
+  ext_room(s);
+  bool kept = r != NO_REGION && ext_free(s, (uintptr_t)p, size, r, clean ? XA_EXT_CLEAN : XA_EXT_DIRTY, xa_os_now());
+  /* (the count drops before a release of the region can see it free) */
+  if (kept) total_add(&lent_bytes, size, -1);
+  if (kept && !clean) {
+    if (xa_opt.dirty_decay_ms == 0 || xa_opt.huge_cache_bytes == 0) while (purge_one(s, UINT64_MAX, 0, SIZE_MAX)) {}
+    else purge_over_budget(s);
+  }
+  xa_unlock(&s->lock);
+  /* no record left: reserved and out of use, as lent for good */
+  if (!kept && !clean) xa_os_purge(p, size);
+}
+
 /* ---- purging ------------------------------------------------------------------ */
 
 /* Purge shard s's oldest dirty extent, if it is older than min_age ns at
@@ -983,7 +1069,7 @@ static void release_regions(struct huge_shard *s, bool keep_one) {
     g->size = 0;
     g->free_bytes = 0;
     g->moved = 0;
-    total_add(&region_bytes, dead.size, -1);
+    total_add(&xa_huge_region_bytes, dead.size, -1);
     xa_unlock(&s->lock);
     xa_hugemap_forget(dead.base, dead.size);
     xa_os_unmap((void *)dead.base, dead.size);
@@ -1309,7 +1395,8 @@ size_t xa_huge_metadata(void) {
 }
 
 size_t xa_huge_reserved(void) {
-  return __atomic_load_n(&region_bytes, __ATOMIC_RELAXED);
+  size_t all = __atomic_load_n(&xa_huge_region_bytes, __ATOMIC_RELAXED), lent = __atomic_load_n(&lent_bytes, __ATOMIC_RELAXED);
+  return all > lent ? all - lent : 0;     /* read apart: a region may go between */
 }
 
 /* fork: every shard's lock, in order. */

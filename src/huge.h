@@ -69,7 +69,17 @@ XA_HIDDEN void xa_huge_gather_stats(uint64_t *count, uint64_t *bytes);
 /* How many shards there are, and how often their locks made a caller
  * wait, ever. */
 XA_HIDDEN void xa_huge_lock_stats(unsigned *count, uint64_t *contended);
-/* Bytes of address space the regions reserve. */
+/* The arenas' chunks (chunk.h's source, set by init.c): size bytes
+ * aligned to size from the regions' free extents, resident pages first;
+ * *clean: every page reads as zero; *tag names the shard for the give.
+ * NULL if no region has room (none is made for chunks).  A chunk given back is a free
+ * extent like a freed block's: dirty (unless clean), purged by decay and
+ * within the cache's budget. */
+XA_HIDDEN void *xa_huge_chunk_take(size_t size, bool *clean, unsigned *tag);
+XA_HIDDEN void xa_huge_chunk_give(void *p, size_t size, unsigned tag, bool clean);
+/* Bytes the regions reserve, chunks included (0: none to take from). */
+XA_HIDDEN extern size_t xa_huge_region_bytes;
+/* Bytes of address space the regions reserve, less what chunks took. */
 XA_HIDDEN size_t xa_huge_reserved(void);
 /* Dirty free bytes of all shards (read without a lock: a hint). */
 XA_HIDDEN size_t xa_huge_dirty(void);

@@ -599,10 +599,10 @@ XA_EXPORT int xalloc_purge(void) {
   size_t cached;
   size_t n = 0, bytes = 0;
   xa_huge_stats(&n, &bytes, &cached);
-  xa_huge_cache_decay(UINT64_MAX);
   size_t released = xa_arena_purge_all();
   released += xa_arena_release_spares_all();
   released += xa_tcache_trim_recycled(0, 0);
+  xa_huge_cache_decay(UINT64_MAX);     /* after the arenas: their chunks come back to it */
   return released > 0 || cached > 0 || reclaimed > 0;
 }
 

@@ -97,10 +97,10 @@ void xa_pressure_purge(void) {
   xa_tcache_request_flush();        /* threads inside a call: at their next miss */
   xa_tcache_reclaim(true);
   xa_tcache_flush_all();
-  xa_huge_cache_decay(UINT64_MAX);
   xa_arena_purge_all();
   xa_arena_release_spares_all();
   xa_tcache_trim_recycled(0, 0);
+  xa_huge_cache_decay(UINT64_MAX);    /* after the arenas: their chunks come back to it */
   __atomic_add_fetch(&purges, 1, __ATOMIC_RELAXED);
 }
 

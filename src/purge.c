@@ -227,6 +227,7 @@ static void *purger_main(void *arg) {
   (void)arg;
   pthread_setname_np(pthread_self(), "xalloc-purge");   /* for top -H, /proc/PID/task/TID/comm */
   in_purger = true;
+  xa_chunk_quiet_thread = true;
   uint64_t next_check = 0, next_read = 0;
   for (;;) {
     uint64_t now = xa_os_now();

@@ -520,6 +520,48 @@ static int mode_shared_budget(const char *order) {
   if (ctl("stats.peak_purged") - purged < (BUDGET_MIB / 2) * TU_MiB) return 4;   /* counted as such */
   return arena + huge <= bound ? 0 : 1;
 }
+
+/* One heap of pages for both kinds (chunk_regions, chunk.h): pages freed
+ * by one kind serve the other without a purge and a page fault.  A block
+ * of 256 KiB stays live throughout, so that a region exists from the
+ * start (chunks are carved only from regions huge blocks made) and a trim
+ * does not release it.  Then the kinds of mode_shared_budget take turns:
+ * while the second kind takes its 48 MiB, the process faults in fewer
+ * than a quarter of their pages, besides the objects' pointer array
+ * (6 MiB, fresh), the budget purges nothing, and dirty pages stay within its
+ * bound.  With chunk_regions:false the second kind faults in its pages:
+ * the test fails there (return 4). */
+static long minflt(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+static int mode_shared_heap(const char *order) {
+  bool blocks_first = !strcmp(order, "blocks_first");
+  if (!blocks_first && strcmp(order, "objects_first")) return 99;
+  void *keep = malloc(256 << 10);
+  if (!keep) return 2;
+  malloc_trim(0);                     /* the region made for it: clean */
+  if (blocks_first) budget_blocks(false);
+  else budget_objects(false);
+  uint64_t purged = ctl("stats.peak_purged");
+  long before = minflt();
+  if (blocks_first) budget_objects(true);
+  else budget_blocks(true);
+  long faults = minflt() - before;
+  uint64_t arena = ctl("stats.dirty"), huge = ctl("stats.huge_cached");
+  uint64_t peak = ctl("stats.allocated_peak"), live = ctl("stats.allocated"), narenas = ctl("stats.narenas");
+  uint64_t room = peak > live ? peak - live : 0, bound = room + peak / 8 + (4 + 2) * TU_MiB + narenas * TU_MiB;
+  fprintf(stderr, "shared heap (%s): %ld faults for %d MiB; %llu KiB dirty in arenas, %llu in the huge cache, "
+          "bound %llu\n", order, faults, BUDGET_MIB, (unsigned long long)(arena >> 10), (unsigned long long)(huge >> 10),
+          (unsigned long long)(bound >> 10));
+  long pages = (long)(((size_t)BUDGET_MIB << 20) / 4096), array = pages / 8;   /* 8 bytes a 64-byte object */
+  if (faults >= pages / 4 + array) return 4;
+  if (ctl("stats.peak_purged") != purged) return 5;
+  free(keep);
+  return arena + huge <= bound ? 0 : 1;
+}
 #endif
 
 /* ---- tests -------------------------------------------------------------- */
@@ -538,13 +580,29 @@ static void test_shared_budget(void **state) {
 #ifdef XA_TEST_GLIBC
   skip();
 #else
-  const char *conf = "dirty_decay_ms:10000,huge_cache_bytes:4194304,narenas:1";
+  /* chunks of their own: the kinds' pages lie apart, and the budget
+   * purges (with one heap of pages they serve each other: below) */
+  const char *conf = "dirty_decay_ms:10000,huge_cache_bytes:4194304,narenas:1,chunk_regions:false";
   assert_int_equal(run_self("shared_budget_blocks_first", conf), 0);
   assert_int_equal(run_self("shared_budget_objects_first", conf), 0);
   /* dirty_decay_ms -1 purges nothing until a trim: both kinds stay */
-  const char *never = "dirty_decay_ms:-1,huge_cache_bytes:4194304,narenas:1";
+  const char *never = "dirty_decay_ms:-1,huge_cache_bytes:4194304,narenas:1,chunk_regions:false";
   assert_int_equal(run_self("shared_budget_never_blocks_first", never), 0);
   assert_int_equal(run_self("shared_budget_never_objects_first", never), 0);
+#endif
+}
+
+static void test_shared_heap(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  const char *conf = "dirty_decay_ms:10000,huge_cache_bytes:4194304,narenas:1";
+  assert_int_equal(run_self("shared_heap_blocks_first", conf), 0);
+  assert_int_equal(run_self("shared_heap_objects_first", conf), 0);
+  /* the test fails without one heap */
+  assert_int_equal(run_self("shared_heap_blocks_first", "dirty_decay_ms:10000,huge_cache_bytes:4194304,narenas:1,"
+                                                        "chunk_regions:false"), 4);
 #endif
 }
 
@@ -989,6 +1047,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "busy_idle")) return mode_busy_idle();
     if (!strcmp(argv[1], "bursts")) return mode_bursts();
     if (!strncmp(argv[1], "shared_budget_", 14)) return mode_shared_budget(argv[1] + 14);
+    if (!strncmp(argv[1], "shared_heap_", 12)) return mode_shared_heap(argv[1] + 12);
     if (!strcmp(argv[1], "start_rules")) return mode_start_rules();
     if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
     if (!strcmp(argv[1], "start_in_child")) return mode_start_in_child();
@@ -1015,6 +1074,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_decay_never_until_trim),
       cmocka_unit_test(test_decay_lengthens_for_bursts),
       cmocka_unit_test(test_shared_budget),
+      cmocka_unit_test(test_shared_heap),
       cmocka_unit_test(test_muzzy_stage),
       cmocka_unit_test(test_partly_purged_slabs_decay),
 #ifndef XA_TEST_GLIBC

@@ -19,6 +19,8 @@
 #include "fastpath.h"
 #include "fork_window.h"
 #include "mesh.h"
+#include "huge.h"
+#include <malloc.h>
 
 
 static size_t free_span_count(struct xa_arena *a) {
@@ -886,6 +888,8 @@ static void test_overflow_hits_guard(void **state) {
  * the same requests succeed. */
 static void test_os_failure_injection(void **state) {
   (void)state;
+  /* chunks of their own (a region could serve one without a mapping) */
+  struct xa_chunk_source none = {0}, was = xa_chunk_set_source(&none);
   struct xa_arena *a = new_arena();
   xa_os_fail_maps = 1000000;
   assert_null(xa_arena_alloc_large(a, 100000, xa_os_page));     /* needs a chunk */
@@ -907,6 +911,105 @@ static void test_os_failure_injection(void **state) {
   xa_arena_flush(v, 4, "test");
   xa_arena_free_large(xa_arena_large_span(p));
   check(a);
+  xa_chunk_set_source(&was);
+}
+
+/* ---- chunks from the huge blocks' regions (chunk.h's source) ---------- */
+
+static char *cs_at;               /* the child's view: a page given back */
+
+static int child_write_page(void *arg) {
+  (void)arg;
+  cs_at[0] = 1;                   /* faults if the page stayed inaccessible */
+  return 0;
+}
+
+static int child_reads_zero(void *arg) {
+  (void)arg;
+  for (size_t i = 0; i < XA_CHUNK_SIZE; i += 512)
+    if (cs_at[i]) return 1;
+  return 0;
+}
+
+static void run_child_ok(int (*fn)(void *)) {
+  static tu_child ch;
+  tu_run_child(&ch, fn, NULL, 1, 30);
+  assert_int_equal(ch.sig, 0);
+  assert_int_equal(ch.code, 0);
+}
+
+static size_t huge_cached(void) {
+  size_t n, bytes, cached;
+  xa_huge_stats(&n, &bytes, &cached);
+  return cached;
+}
+
+/* A chunk reuses the pages of a freed huge block (dirty first), with its
+ * header zeroed and its span area counted dirty; the regions' reserved
+ * bytes leave it out.  Deleted with dirty spans, it goes back to the
+ * region as a dirty extent, its guard pages usable again; deleted with
+ * its free spans purged, it goes back purged whole: every byte, header
+ * included, reads as zero, as a clean extent must. */
+static void test_chunks_from_regions(void **state) {
+  (void)state;
+  if (xa_mesh_on) skip();                  /* chunks are mappings of their own there */
+  static const struct xa_chunk_source regions = {xa_huge_chunk_take, xa_huge_chunk_give, &xa_huge_region_bytes};
+  struct xa_chunk_source was = xa_chunk_set_source(&regions);
+  int64_t decay = xa_opt.dirty_decay_ms;
+  xa_opt.dirty_decay_ms = -1;              /* no purging behind the test's back */
+  void *keep = malloc(1 << 20);            /* a region that a trim keeps */
+  assert_non_null(keep);
+  malloc_trim(0);                          /* no dirty extent but the next */
+  char *big = malloc(32 << 20);
+  assert_non_null(big);
+  memset(big, 0x5a, 32 << 20);
+  free(big);
+  size_t reserved = xa_huge_reserved(), cached = huge_cached();
+  struct xa_arena *a = new_arena();
+  char *p = xa_arena_alloc_large(a, 100000, xa_os_page);
+  assert_non_null(p);
+  struct xa_chunk *c = xa_chunk_of(p);
+  assert_true(c->give == xa_huge_chunk_give);
+  assert_true(c->born_dirty);
+  assert_true((char *)c >= big && (char *)c + XA_CHUNK_SIZE <= big + (32 << 20));
+  assert_int_equal(reserved - xa_huge_reserved(), XA_CHUNK_SIZE);
+  assert_int_equal(cached - huge_cached(), XA_CHUNK_SIZE);
+  /* the header was 0x5a: zeroed, so every slot past the spans reads empty */
+  const unsigned char *slot = (const unsigned char *)xa_chunk_span(c, xa_chunk_end_page - 2);
+  for (size_t i = 0; i < sizeof(struct xa_span); i++) assert_int_equal(slot[i], 0);
+  struct xa_arena_stats st;
+  xa_arena_get_stats(a, &st);
+  size_t used = (100000 + xa_os_page - 1) / xa_os_page;
+  assert_int_equal(st.dirty_pages, xa_chunk_end_page - xa_chunk_first_page - used);
+  check(a);
+  memset(p, 1, 100000);
+  xa_arena_free_large(xa_arena_large_span(p));
+  check(a);
+  /* dirty spans: back dirty */
+  assert_int_equal(xa_arena_release_spares(a), XA_CHUNK_SIZE);
+  assert_int_equal(xa_huge_reserved(), reserved);
+  assert_int_equal(huge_cached(), cached);
+  assert_true(xa_huge_is_cached(c));
+  cs_at = (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+  run_child_ok(child_write_page);
+  cs_at = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
+  run_child_ok(child_write_page);
+  /* the same pages again, their free spans purged: back clean and zero */
+  p = xa_arena_alloc_large(a, 100000, xa_os_page);
+  assert_non_null(p);
+  c = xa_chunk_of(p);
+  assert_true(c->born_dirty);
+  memset(p, 1, 100000);
+  xa_arena_free_large(xa_arena_large_span(p));
+  xa_arena_purge(a);
+  check(a);
+  assert_int_equal(xa_arena_release_spares(a), XA_CHUNK_SIZE);
+  assert_int_equal(huge_cached(), cached - XA_CHUNK_SIZE);
+  cs_at = (char *)c;
+  run_child_ok(child_reads_zero);
+  free(keep);
+  xa_opt.dirty_decay_ms = decay;
+  xa_chunk_set_source(&was);
 }
 
 /* ---- a fork while a purge runs with the lock dropped ------------------ */
@@ -1070,6 +1173,7 @@ int main(void) {
     cmocka_unit_test(test_flush_in_address_order),
       cmocka_unit_test(test_overflow_hits_guard),
       cmocka_unit_test(test_os_failure_injection),
+      cmocka_unit_test(test_chunks_from_regions),
       cmocka_unit_test(test_fork_while_purging_span),
       cmocka_unit_test(test_fork_while_purging_slab),
       cmocka_unit_test(test_fork_from_purging_thread),
