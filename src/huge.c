@@ -1394,6 +1394,8 @@ size_t xa_huge_metadata(void) {
   return bytes;
 }
 
+size_t xa_huge_chunk_bytes(void) { return __atomic_load_n(&lent_bytes, __ATOMIC_RELAXED); }
+
 size_t xa_huge_reserved(void) {
   size_t all = __atomic_load_n(&xa_huge_region_bytes, __ATOMIC_RELAXED), lent = __atomic_load_n(&lent_bytes, __ATOMIC_RELAXED);
   return all > lent ? all - lent : 0;     /* read apart: a region may go between */

@@ -77,6 +77,8 @@ XA_HIDDEN void xa_huge_lock_stats(unsigned *count, uint64_t *contended);
  * within the cache's budget. */
 XA_HIDDEN void *xa_huge_chunk_take(size_t size, bool *clean, unsigned *tag);
 XA_HIDDEN void xa_huge_chunk_give(void *p, size_t size, unsigned tag, bool clean);
+/* Bytes of the chunks taken and not given back. */
+XA_HIDDEN size_t xa_huge_chunk_bytes(void);
 /* Bytes the regions reserve, chunks included (0: none to take from). */
 XA_HIDDEN extern size_t xa_huge_region_bytes;
 /* Bytes of address space the regions reserve, less what chunks took. */

@@ -107,6 +107,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->huge_count = n;
   t->huge_allocated = bytes;
   t->huge_cached = cached;
+  t->huge_chunks = xa_huge_chunk_bytes();
   t->active += bytes;
   t->allocated = t->small_allocated + t->large_allocated + t->huge_allocated;
   /* the peaks lag by what the arenas have not passed on yet: never below now */

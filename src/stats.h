@@ -38,6 +38,7 @@
   X(huge_budget,     "bytes of freed huge-block pages kept: huge_cache_bytes, or 1/16 of a memory limit if lower") \
   X(huge_shards,     "shards of the huge blocks, each with its own lock: one per arena, at most 16") \
   X(huge_contended,  "huge-shard lock acquisitions that had to wait") \
+  X(huge_chunks,     "bytes of the arenas' chunks carved from the huge blocks' regions (chunk_regions), counted in mapped once, with the regions") \
   X(huge_gathers,    "huge blocks made of freed blocks' resident pages moved together (mremap), as no freed block was big enough, ever") \
   X(huge_gathered,   "bytes of resident pages those moves reused (page faults saved: this over the page size)") \
   X(mesh_on,         "1 if meshing runs (mesh:true, and the kernel allowed a memfd and userfaultfd write protection; 0 again if the program closed the file's descriptor and it could not be reopened)") \

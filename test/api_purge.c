@@ -558,6 +558,7 @@ static int mode_shared_heap(const char *order) {
           (unsigned long long)(bound >> 10));
   long pages = (long)(((size_t)BUDGET_MIB << 20) / 4096), array = pages / 8;   /* 8 bytes a 64-byte object */
   if (faults >= pages / 4 + array) return 4;
+  if (blocks_first && !ctl("stats.huge_chunks")) return 6;   /* the live objects' chunks are the region's */
   if (ctl("stats.peak_purged") != purged) return 5;
   free(keep);
   return arena + huge <= bound ? 0 : 1;
