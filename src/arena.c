@@ -309,7 +309,7 @@ static void chunks_delete(struct xa_chunk *dead);
  * merged span's state must be true of all its pages, or dirty accounting
  * and reuse of resident pages go wrong), `unfaulted` of them not resident
  * (a dirty span's count, summed over the merge).  Returns a chunk that
- * became wholly free and must be unmapped by the caller after unlocking,
+ * became wholly free and must be deleted by the caller after unlocking,
  * or NULL. */
 static struct xa_chunk *span_release_into(struct xa_arena *a, struct xa_span *s, uint8_t dirty,
                                           uint32_t unfaulted, struct xa_span **merged) {
@@ -356,20 +356,29 @@ static struct xa_chunk *span_release(struct xa_arena *a, struct xa_span *s, uint
 }
 
 /* Take wholly free chunk c (in one free span or several, in different page
- * states) out of the bins and off the arena's list; the caller unmaps it
+ * states) out of the bins and off the arena's list; the caller deletes it
  * after unlocking. */
+/* Does wholly free chunk c hold dirty free pages (not purged, nor given
+ * to MADV_FREE)?  Lock held. */
+static bool chunk_has_dirty(struct xa_chunk *c) {
+  for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
+    struct xa_span *s = xa_chunk_span(c, p);
+    if (s->dirty == XA_PAGES_DIRTY) return true;
+    p += s->npages;
+  }
+  return false;
+}
+
 static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c) {
   struct xa_span *f = xa_chunk_span(c, xa_chunk_first_page);
-  bool clean = true;
+  /* Purged already (or muzzy): a source gets it back purged whole, the
+   * header too, so that its pages count as clean there. */
+  c->retire_purge = !chunk_has_dirty(c);
   for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
     struct xa_span *s = xa_chunk_span(c, p);
     p += s->npages;
-    clean &= s->dirty == XA_PAGES_CLEAN;
     free_remove(a, s);
   }
-  /* Purged already: a source gets it back purged (the header too), so
-   * that its pages count as clean there. */
-  c->retire_purge = clean;
   f->state = XA_SPAN_HEADER;
   for (struct xa_chunk **pp = &a->chunks; *pp; pp = &(*pp)->next)
     if (*pp == c) { *pp = c->next; break; }
@@ -378,22 +387,23 @@ static struct xa_chunk *chunk_unlink_free(struct xa_arena *a, struct xa_chunk *c
 }
 
 /* Chunk c after pages of it went back to the bins: wholly free beyond the
- * spares, it is unlinked and returned for the caller to unmap after
+ * spares, it is unlinked and returned for the caller to delete after
  * unlocking; else NULL. */
 static struct xa_chunk *spare_or_dead(struct xa_arena *a, struct xa_chunk *c) {
   if (c->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS) return chunk_unlink_free(a, c);
   return NULL;
 }
 
-/* Arena a's wholly free chunks (sourced: only those from a chunk source),
- * until `bytes` of them went: deleted, purged first if purge (they idled). */
+/* Arena a's wholly free chunks (sourced: only those from a chunk source
+ * that hold dirty pages), until `bytes` of them went: deleted, purged
+ * first if purge (they idled). */
 static size_t release_spares(struct xa_arena *a, size_t bytes, bool sourced, bool purge) {
   struct xa_chunk *dead = NULL;
   size_t n = 0;
   arena_lock(a);
   for (struct xa_chunk *c = a->chunks, *next; c && n * XA_CHUNK_SIZE < bytes; c = next) {
     next = c->next;
-    if (c->free_pages != usable_pages() || (sourced && !c->give)) continue;
+    if (c->free_pages != usable_pages() || (sourced && (!c->give || !chunk_has_dirty(c)))) continue;
     chunk_unlink_free(a, c);
     c->retire_purge |= purge;
     c->next = dead;
@@ -663,7 +673,7 @@ static void slab_settle(struct xa_arena *a, struct xa_span *s, struct xa_chunk *
 
 /* k objects of slab s were just marked free in its bitmap: update its
  * count, its place in the bin and the dirty list (lock held).  May release
- * the slab; a chunk to unmap is chained onto *dead. */
+ * the slab; a chunk to delete is chained onto *dead. */
 static void slab_account(struct xa_arena *a, struct xa_span *s, uint32_t k, struct xa_chunk **dead, uint64_t now) {
   if (!k) return;
   const struct xa_class_info *ci = &xa_classes[s->cls];
@@ -930,7 +940,8 @@ static void purge_end(struct xa_arena *a, struct xa_inflight *f) {
   inflight_remove(a, f);
 }
 
-/* Is s's chunk wholly free beyond the spares (unmapped whole, not purged)? */
+/* Is s's chunk wholly free beyond the spares (deleted whole, not purged
+ * span by span)? */
 static bool chunk_goes_whole(const struct xa_arena *a, const struct xa_span *s) {
   return xa_span_chunk(s)->free_pages == usable_pages() && a->nspare > XA_SPARE_CHUNKS;
 }
@@ -954,7 +965,7 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
   return free_make(a, c, first, cut, st);
 }
 
-/* Free span s, binned: unmapped with its chunk if that is wholly free
+/* Free span s, binned: deleted with its chunk if that is wholly free
  * beyond the spares, else purged, with MADV_FREE when lazy (the span
  * becomes muzzy) else MADV_DONTNEED (clean).  Lock held on entry and
  * return; dropped around madvise (purge_begin).  Returns its pages; 0
@@ -964,7 +975,7 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
   size_t n = s->npages;
   if (c == a->adopting) return 0;       /* its pages are being copied: later */
   if (chunk_goes_whole(a, s)) {
-    /* A decayed wholly free chunk beyond the spares: unmap it. */
+    /* A decayed wholly free chunk beyond the spares: delete it. */
     a->purged_pages += n;
     a->purge_runs++;
     chunk_unlink_free(a, c);
@@ -984,7 +995,7 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
   a->purge_runs++;
   /* Back into the bins, merged with neighbours in the same state.  A
    * chunk whose free parts were dirty at different times is whole again
-   * only now: beyond the spares, unmap it. */
+   * only now: beyond the spares, delete it. */
   struct xa_chunk *d = span_release(a, s, lazy && !c->meshable ? XA_PAGES_MUZZY : XA_PAGES_CLEAN);
   if (!d) d = spare_or_dead(a, c);
   if (d) { arena_unlock(a); xa_chunk_delete(d); arena_lock(a); }
@@ -1015,11 +1026,11 @@ static size_t purge_oldest(struct xa_arena *a, size_t pages) {
  * hold only its interior slots, which no one reads, go back (the lock
  * dropped around madvise); then it is binned again, merged.  Returns its
  * chunk if that is wholly free beyond the spares now (unlinked: the caller
- * unmaps it after unlocking).  So a chunk emptied by the purger keeps only
+ * deletes it after unlocking).  So a chunk emptied by the purger keeps only
  * its first header pages resident, as one purged from the dirty list does. */
 static struct xa_chunk *span_purge_slots(struct xa_arena *a, struct xa_span *f) {
   struct xa_chunk *c = xa_span_chunk(f), *d = spare_or_dead(a, c);
-  if (d) return d;                  /* unmapped whole: no header purge first */
+  if (d) return d;                  /* deleted whole: no header purge first */
   if (xa_chunk_slots_purgeable(c, f->first, f->npages)) {
     struct xa_inflight fl;
     purge_begin(a, f, &fl);
@@ -1250,7 +1261,7 @@ static int64_t muzzy_ms(void) {
 }
 
 /* Spare chunks save a program that frees and allocates chunks' worth
- * in turn an mmap and munmap each time; purged, they hold only their
+ * in turn a chunk's mapping (or its take from the source) each time; purged, they hold only their
  * headers' first pages and their part of the page map.  Once none has
  * been taken for half the decay time, they all go back (an idle program
  * keeps no chunk it does not use). */
@@ -1431,7 +1442,7 @@ static void adopt_take_free(struct xa_arena *a, struct xa_chunk *c, uint8_t *ski
 }
 
 /* ... and go back after it: clean if the chunk went into the file (their
- * pages are holes of it), else as they were.  Chunks to unmap onto
+ * pages are holes of it), else as they were.  Chunks to delete onto
  * *dead.  Lock held. */
 static void adopt_put_free(struct xa_arena *a, struct xa_chunk *c, const uint8_t *skip, bool adopted,
                            struct xa_chunk **dead) {

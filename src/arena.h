@@ -7,9 +7,10 @@
 #include "chunk.h"
 #include "sizeclass.h"
 
-/* Wholly free chunks stay mapped until decay reaches them: then the
- * purger unmaps them, except XA_SPARE_CHUNKS (whose pages it purges) kept
- * for reuse.  Past XA_SPARE_CHUNKS_MAX the freeing thread unmaps at once. */
+/* Wholly free chunks stay until decay reaches them: then the purger
+ * deletes them (unmapped, or given back to the chunk source: chunk.h),
+ * except XA_SPARE_CHUNKS (whose pages it purges) kept for reuse.  Past
+ * XA_SPARE_CHUNKS_MAX the freeing thread deletes at once. */
 #define XA_SPARE_CHUNKS 4
 #define XA_SPARE_CHUNKS_MAX 256
 

@@ -1,4 +1,5 @@
-/* Chunk geometry, the chunk map, and mapping/unmapping chunks. */
+/* Chunk geometry, the chunk map, and making and deleting chunks (mapped
+ * one by one, or taken from a chunk source and given back). */
 #include "chunk.h"
 #include "mesh.h"
 #include "os.h"

@@ -12,13 +12,15 @@
  * A request takes a good-fitting dirty extent, else a clean extent with
  * dirty extents' pages moved into it (gather, below), else a run that
  * starts in a dirty extent, else a good-fitting clean one, else any run,
- * else a new region.  Dirty extents go back to the OS only by decay
- * (oldest first, after dirty_decay_ms) or where live and dirty pages
- * together pass the live bytes' recent peak plus huge_cache_bytes; a
- * program that frees and allocates
- * big blocks all the time keeps reusing the same resident pages, an idle
- * one is back to clean within the decay time.  Wholly free, clean regions
- * are unmapped (one is kept for reuse).
+ * else a new region; the arenas' wholly free chunks, given back, are
+ * tried before clean pages (the regions are also the arenas' chunk
+ * source: chunks for the arenas, below).  Dirty extents go back to the OS
+ * only by decay (oldest first, after dirty_decay_ms) or where live and
+ * dirty pages together pass the live bytes' recent peak plus
+ * huge_cache_bytes; a program that frees and allocates big blocks all the
+ * time keeps reusing the same resident pages, an idle one is back to
+ * clean within the decay time.  Wholly free, clean regions are unmapped
+ * (one is kept for reuse); a region that holds a chunk is not.
  *
  * realloc grows a block in place over a free neighbour, or moves its pages
  * (mremap: no copy) into an extent elsewhere and restores the reservation

@@ -73,12 +73,17 @@ static void postfork_child(void) {
   if (!xa_init_done) return;
   xa_fork_owner = false;
   xa_os_postfork_child();
-  /* First: with meshing the chunks are a copy-on-write view of a file
-   * until the child has a file of its own. */
+  /* The huge shards before the arenas: the arenas finish the purges other
+   * threads had under way, and a chunk that empties goes back to its
+   * region, under its shard's lock (chunk.h).  Neither touches a chunk's
+   * pages. */
+  xa_huge_postfork_child();
+  /* Then the arenas, before anything touches a chunk's pages: with
+   * meshing the chunks are a copy-on-write view of a file until the child
+   * has a file of its own. */
   xa_arena_postfork_child();
   xa_lock_reinit(&xa_base_lock);
   if (xa_prof_on) xa_prof_postfork_child();
-  xa_huge_postfork_child();
   xa_tcache_postfork_child();
   xa_purge_postfork_child();
   xa_lock_reinit(&init_lock);

@@ -17,6 +17,7 @@
 #define XA_FORK_WINDOW_H
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -28,6 +29,8 @@ enum fw_mode { FW_OTHER_THREAD, FW_THIS_THREAD };
 static uintptr_t fw_target;        /* armed: a madvise of a range holding this forks */
 static enum fw_mode fw_mode;
 static int (*fw_check)(void);      /* the child's check: 0 if its copy is sound */
+static void (*fw_before)(void);    /* FW_OTHER_THREAD: the helper runs this first
+                                      (the purging thread waits in madvise) */
 static int fw_status = -1;         /* the child's wait status; -1 none yet */
 static bool fw_in_child;           /* FW_THIS_THREAD: this process is the child */
 
@@ -37,17 +40,22 @@ static int fw_step;                /* FW_OTHER_THREAD: 1 fork now, 2 the child i
 static pthread_t fw_helper;
 static bool fw_helper_on;
 
-/* Fork; the child runs in_child (a hang from there on kills it: the test
- * fails), the parent waits for the child and keeps its status. */
+/* Fork; the child runs in_child, the parent waits for the child and keeps
+ * its status.  A child that hangs, in fork's handlers or after, is killed
+ * after 30 s (its status then says so: the test fails). */
 static void fw_fork_child(void (*in_child)(void)) {
   pid_t pid = fork();
   if (pid == 0) {
-    alarm(30);
     in_child();
     return;
   }
   int st = -1;
-  while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+  for (int waited = 0; pid > 0; waited++) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) break;
+    if (waited == 3000) kill(pid, SIGKILL);        /* 30 s */
+    usleep(10000);
+  }
   __atomic_store_n(&fw_status, pid > 0 ? st : -1, __ATOMIC_RELEASE);
 }
 
@@ -73,6 +81,7 @@ static void *fw_helper_main(void *arg) {
   while (fw_step == 0) pthread_cond_wait(&fw_cv, &fw_mu);
   bool go = fw_step == 1;                    /* else disarmed unreached */
   pthread_mutex_unlock(&fw_mu);
+  if (go && fw_before) fw_before();
   if (go) fw_fork_child(fw_check_and_exit);
   fw_set_step(2);
   return NULL;
@@ -95,6 +104,7 @@ int madvise(void *addr, size_t len, int advice) {
 /* Arm for a madvise of a range holding p, with check as the child's. */
 static void fw_arm(const void *p, int (*check)(void), enum fw_mode mode) {
   fw_check = check;
+  fw_before = NULL;
   fw_mode = mode;
   fw_status = -1;
   fw_step = 0;

@@ -1097,6 +1097,51 @@ static void fork_while_purging_span(enum fw_mode mode) {
   xa_opt.dirty_decay_ms = decay;
 }
 
+/* A fork while a chunk carved from a region is purged, and meanwhile
+ * another chunk of the arena went spare: in the child the purged span
+ * comes back, its chunk is wholly free beyond the spares and goes back to
+ * its region, under the region's shard lock, which the fork found held.
+ * The child must have that lock again by then (a hang kills it: alarm). */
+static char *fs_big[5];
+
+static void fs_free_last(void) { xa_arena_free_large(xa_arena_large_span(fs_big[4])); }
+
+static int child_alive(void) { return 0; }
+
+static void test_fork_gives_chunk_back(void **state) {
+  (void)state;
+  if (xa_mesh_on) skip();                  /* chunks are mappings of their own there */
+  static const struct xa_chunk_source regions = {xa_huge_chunk_take, xa_huge_chunk_give, &xa_huge_region_bytes};
+  struct xa_chunk_source was = xa_chunk_set_source(&regions);
+  int64_t decay = xa_opt.dirty_decay_ms;
+  xa_opt.dirty_decay_ms = -1;
+  void *keep = malloc(1 << 20);            /* a region with room */
+  assert_non_null(keep);
+  struct xa_arena *a = xa_arenas[0];
+  xa_arena_release_spares(a);
+  size_t whole = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
+  for (int i = 0; i < 5; i++) {            /* a chunk each */
+    fs_big[i] = xa_arena_alloc_large(a, whole, xa_os_page);
+    assert_non_null(fs_big[i]);
+    memset(fs_big[i], 1, 4096);
+  }
+  struct xa_chunk *x = xa_chunk_of(fs_big[3]);
+  assert_non_null(x->give);
+  for (int i = 0; i < 4; i++) xa_arena_free_large(xa_arena_large_span(fs_big[i]));
+  struct xa_arena_stats st;
+  xa_arena_get_stats(a, &st);
+  assert_int_equal(st.nspare, XA_SPARE_CHUNKS);   /* x counted: not beyond the spares yet */
+  fw_arm(fs_big[3] + 64 * xa_os_page, child_alive, FW_OTHER_THREAD);   /* a page in the middle */
+  fw_before = fs_free_last;                /* a fifth spare while x's purge runs */
+  xa_arena_purge(a);
+  fw_expect_child_ok();
+  check(a);
+  xa_arena_release_spares(a);
+  free(keep);
+  xa_opt.dirty_decay_ms = decay;
+  xa_chunk_set_source(&was);
+}
+
 static void test_fork_while_purging_span(void **state) {
   (void)state;
   fork_while_purging_span(FW_OTHER_THREAD);
@@ -1174,6 +1219,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_hits_guard),
       cmocka_unit_test(test_os_failure_injection),
       cmocka_unit_test(test_chunks_from_regions),
+      cmocka_unit_test(test_fork_gives_chunk_back),
       cmocka_unit_test(test_fork_while_purging_span),
       cmocka_unit_test(test_fork_while_purging_slab),
       cmocka_unit_test(test_fork_from_purging_thread),
