@@ -938,6 +938,30 @@ static void run_child_ok(int (*fn)(void *)) {
   assert_int_equal(ch.code, 0);
 }
 
+/* The chunk tests' setting: chunks from the regions, no purging behind
+ * the test's back, and a live block that keeps a region (with room) from
+ * going; regions_off puts it all back.  Under meshing chunks are mappings
+ * of their own: the tests skip. */
+static struct xa_chunk_source rg_was;
+static int64_t rg_decay;
+static void *rg_keep;
+
+static void regions_on(void) {
+  if (xa_mesh_on) skip();
+  static const struct xa_chunk_source regions = {xa_huge_chunk_take, xa_huge_chunk_give, &xa_huge_region_bytes};
+  rg_was = xa_chunk_set_source(&regions);
+  rg_decay = xa_opt.dirty_decay_ms;
+  xa_opt.dirty_decay_ms = -1;
+  rg_keep = malloc(1 << 20);
+  assert_non_null(rg_keep);
+}
+
+static void regions_off(void) {
+  free(rg_keep);
+  xa_opt.dirty_decay_ms = rg_decay;
+  xa_chunk_set_source(&rg_was);
+}
+
 static size_t huge_cached(void) {
   size_t n, bytes, cached;
   xa_huge_stats(&n, &bytes, &cached);
@@ -952,13 +976,7 @@ static size_t huge_cached(void) {
  * included, reads as zero, as a clean extent must. */
 static void test_chunks_from_regions(void **state) {
   (void)state;
-  if (xa_mesh_on) skip();                  /* chunks are mappings of their own there */
-  static const struct xa_chunk_source regions = {xa_huge_chunk_take, xa_huge_chunk_give, &xa_huge_region_bytes};
-  struct xa_chunk_source was = xa_chunk_set_source(&regions);
-  int64_t decay = xa_opt.dirty_decay_ms;
-  xa_opt.dirty_decay_ms = -1;              /* no purging behind the test's back */
-  void *keep = malloc(1 << 20);            /* a region that a trim keeps */
-  assert_non_null(keep);
+  regions_on();
   malloc_trim(0);                          /* no dirty extent but the next */
   char *big = malloc(32 << 20);
   assert_non_null(big);
@@ -1007,9 +1025,7 @@ static void test_chunks_from_regions(void **state) {
   assert_int_equal(huge_cached(), cached - XA_CHUNK_SIZE);
   cs_at = (char *)c;
   run_child_ok(child_reads_zero);
-  free(keep);
-  xa_opt.dirty_decay_ms = decay;
-  xa_chunk_set_source(&was);
+  regions_off();
 }
 
 /* ---- a fork while a purge runs with the lock dropped ------------------ */
@@ -1110,13 +1126,7 @@ static int child_alive(void) { return 0; }
 
 static void test_fork_gives_chunk_back(void **state) {
   (void)state;
-  if (xa_mesh_on) skip();                  /* chunks are mappings of their own there */
-  static const struct xa_chunk_source regions = {xa_huge_chunk_take, xa_huge_chunk_give, &xa_huge_region_bytes};
-  struct xa_chunk_source was = xa_chunk_set_source(&regions);
-  int64_t decay = xa_opt.dirty_decay_ms;
-  xa_opt.dirty_decay_ms = -1;
-  void *keep = malloc(1 << 20);            /* a region with room */
-  assert_non_null(keep);
+  regions_on();
   struct xa_arena *a = xa_arenas[0];
   xa_arena_release_spares(a);
   size_t whole = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
@@ -1137,9 +1147,7 @@ static void test_fork_gives_chunk_back(void **state) {
   fw_expect_child_ok();
   check(a);
   xa_arena_release_spares(a);
-  free(keep);
-  xa_opt.dirty_decay_ms = decay;
-  xa_chunk_set_source(&was);
+  regions_off();
 }
 
 static void test_fork_while_purging_span(void **state) {
