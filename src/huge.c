@@ -12,8 +12,8 @@
  * A request takes a good-fitting dirty extent, else a clean extent with
  * dirty extents' pages moved into it (gather, below), else a run that
  * starts in a dirty extent, else a good-fitting clean one, else any run,
- * else a new region; the arenas' wholly free chunks, given back, are
- * tried before clean pages (the regions are also the arenas' chunk
+ * else a new region; the arenas' wholly free chunks that hold dirty
+ * pages, given back, are tried before clean pages (the regions are also the arenas' chunk
  * source: chunks for the arenas, below).  Dirty extents go back to the OS
  * only by decay (oldest first, after dirty_decay_ms) or where live and
  * dirty pages together pass the live bytes' recent peak plus

@@ -75,8 +75,9 @@ static void postfork_child(void) {
   xa_os_postfork_child();
   /* The huge shards before the arenas: the arenas finish the purges other
    * threads had under way, and a chunk that empties goes back to its
-   * region, under its shard's lock (chunk.h).  Neither touches a chunk's
-   * pages. */
+   * region, under its shard's lock (chunk.h).  The shards' step touches
+   * only their own records and the purging threads' records on their
+   * stacks. */
   xa_huge_postfork_child();
   /* Then the arenas, before anything touches a chunk's pages: with
    * meshing the chunks are a copy-on-write view of a file until the child

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -30,7 +31,8 @@ static uintptr_t fw_target;        /* armed: a madvise of a range holding this f
 static enum fw_mode fw_mode;
 static int (*fw_check)(void);      /* the child's check: 0 if its copy is sound */
 static void (*fw_before)(void);    /* FW_OTHER_THREAD: the helper runs this first
-                                      (the purging thread waits in madvise) */
+                                      (the purging thread waits in madvise); set
+                                      before fw_arm, cleared by fw_expect_child_ok */
 static int fw_status = -1;         /* the child's wait status; -1 none yet */
 static bool fw_in_child;           /* FW_THIS_THREAD: this process is the child */
 
@@ -50,10 +52,13 @@ static void fw_fork_child(void (*in_child)(void)) {
     return;
   }
   int st = -1;
-  for (int waited = 0; pid > 0; waited++) {
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (bool killed = false; pid > 0;) {
     pid_t r = waitpid(pid, &st, WNOHANG);
     if (r == pid || (r < 0 && errno != EINTR)) break;
-    if (waited == 3000) kill(pid, SIGKILL);        /* 30 s */
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!killed && now.tv_sec - t0.tv_sec >= 30) killed = kill(pid, SIGKILL) == 0;
     usleep(10000);
   }
   __atomic_store_n(&fw_status, pid > 0 ? st : -1, __ATOMIC_RELEASE);
@@ -104,7 +109,6 @@ int madvise(void *addr, size_t len, int advice) {
 /* Arm for a madvise of a range holding p, with check as the child's. */
 static void fw_arm(const void *p, int (*check)(void), enum fw_mode mode) {
   fw_check = check;
-  fw_before = NULL;
   fw_mode = mode;
   fw_status = -1;
   fw_step = 0;
@@ -122,6 +126,7 @@ static void fw_child_exit(void) {
  * Disarms in any case. */
 static void fw_expect_child_ok(void) {
   uintptr_t left = __atomic_exchange_n(&fw_target, 0, __ATOMIC_ACQ_REL);
+  fw_before = NULL;
   if (fw_helper_on) {
     if (left) fw_set_step(-1);               /* never reached: the helper quits */
     pthread_join(fw_helper, NULL);

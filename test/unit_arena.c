@@ -2,6 +2,8 @@
  * arena: slab refill/flush, span split and coalesce, large blocks with
  * alignment, in-place resize, chunk retention, purging, misuse detection.
  * After every step the invariant walker must find the arena consistent. */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -945,9 +947,17 @@ static void run_child_ok(int (*fn)(void *)) {
 static struct xa_chunk_source rg_was;
 static int64_t rg_decay;
 static void *rg_keep;
+static cpu_set_t rg_cpus;
 
 static void regions_on(void) {
   if (xa_mesh_on) skip();
+  /* one CPU: the huge shard of the region kept is the one chunks come
+   * from (another's is tried for dirty pages only) */
+  assert_int_equal(sched_getaffinity(0, sizeof rg_cpus, &rg_cpus), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
   static const struct xa_chunk_source regions = {xa_huge_chunk_take, xa_huge_chunk_give, &xa_huge_region_bytes};
   rg_was = xa_chunk_set_source(&regions);
   rg_decay = xa_opt.dirty_decay_ms;
@@ -960,6 +970,7 @@ static void regions_off(void) {
   free(rg_keep);
   xa_opt.dirty_decay_ms = rg_decay;
   xa_chunk_set_source(&rg_was);
+  sched_setaffinity(0, sizeof rg_cpus, &rg_cpus);
 }
 
 static size_t huge_cached(void) {
@@ -1117,12 +1128,14 @@ static void fork_while_purging_span(enum fw_mode mode) {
  * another chunk of the arena went spare: in the child the purged span
  * comes back, its chunk is wholly free beyond the spares and goes back to
  * its region, under the region's shard lock, which the fork found held.
- * The child must have that lock again by then (a hang kills it: alarm). */
+ * The child must have that lock again by then (a hang: the parent kills
+ * it after 30 s, and the test fails), and the chunk must be back. */
 static char *fs_big[5];
+static struct xa_chunk *fs_chunk;
 
 static void fs_free_last(void) { xa_arena_free_large(xa_arena_large_span(fs_big[4])); }
 
-static int child_alive(void) { return 0; }
+static int child_chunk_back(void) { return xa_huge_is_cached(fs_chunk) ? 0 : 2; }
 
 static void test_fork_gives_chunk_back(void **state) {
   (void)state;
@@ -1135,14 +1148,14 @@ static void test_fork_gives_chunk_back(void **state) {
     assert_non_null(fs_big[i]);
     memset(fs_big[i], 1, 4096);
   }
-  struct xa_chunk *x = xa_chunk_of(fs_big[3]);
+  struct xa_chunk *x = fs_chunk = xa_chunk_of(fs_big[3]);
   assert_non_null(x->give);
   for (int i = 0; i < 4; i++) xa_arena_free_large(xa_arena_large_span(fs_big[i]));
   struct xa_arena_stats st;
   xa_arena_get_stats(a, &st);
   assert_int_equal(st.nspare, XA_SPARE_CHUNKS);   /* x counted: not beyond the spares yet */
-  fw_arm(fs_big[3] + 64 * xa_os_page, child_alive, FW_OTHER_THREAD);   /* a page in the middle */
   fw_before = fs_free_last;                /* a fifth spare while x's purge runs */
+  fw_arm(fs_big[3] + 64 * xa_os_page, child_chunk_back, FW_OTHER_THREAD);   /* a page in the middle */
   xa_arena_purge(a);
   fw_expect_child_ok();
   check(a);
