@@ -494,6 +494,17 @@ static void budget_objects(bool keep) {
   }
 }
 
+/* What the arenas' dirty pages and the huge cache may hold together now
+ * (the comment above): the room under the live bytes' peak, an eighth of
+ * the peak, huge_cache_bytes (4 MiB), a debt not yet due (2 MiB) and what
+ * the peak is passed on late (1 MiB an arena). */
+static uint64_t budget_bound(uint64_t *peak, uint64_t *live) {
+  *peak = ctl("stats.allocated_peak");
+  *live = ctl("stats.allocated");
+  uint64_t room = *peak > *live ? *peak - *live : 0;
+  return room + *peak / 8 + (4 + 2) * TU_MiB + ctl("stats.narenas") * TU_MiB;
+}
+
 static int mode_shared_budget(const char *order) {
   bool never = !strncmp(order, "never_", 6);         /* run with dirty_decay_ms:-1 */
   if (never) order += 6;
@@ -509,9 +520,7 @@ static int mode_shared_budget(const char *order) {
   }
   if (blocks_first) budget_objects(true);
   else budget_blocks(true);
-  uint64_t arena = ctl("stats.dirty"), huge = ctl("stats.huge_cached");
-  uint64_t peak = ctl("stats.allocated_peak"), live = ctl("stats.allocated"), narenas = ctl("stats.narenas");
-  uint64_t room = peak > live ? peak - live : 0, bound = room + peak / 8 + (4 + 2) * TU_MiB + narenas * TU_MiB;
+  uint64_t arena = ctl("stats.dirty"), huge = ctl("stats.huge_cached"), peak, live, bound = budget_bound(&peak, &live);
   fprintf(stderr, "shared budget (%s): %llu KiB dirty in arenas, %llu in the huge cache; %llu KiB live, peak %llu, "
           "bound %llu\n", order, (unsigned long long)(arena >> 10), (unsigned long long)(huge >> 10),
           (unsigned long long)(live >> 10), (unsigned long long)(peak >> 10), (unsigned long long)(bound >> 10));
@@ -550,9 +559,7 @@ static int mode_shared_heap(const char *order) {
   if (blocks_first) budget_objects(true);
   else budget_blocks(true);
   long faults = minflt() - before;
-  uint64_t arena = ctl("stats.dirty"), huge = ctl("stats.huge_cached");
-  uint64_t peak = ctl("stats.allocated_peak"), live = ctl("stats.allocated"), narenas = ctl("stats.narenas");
-  uint64_t room = peak > live ? peak - live : 0, bound = room + peak / 8 + (4 + 2) * TU_MiB + narenas * TU_MiB;
+  uint64_t arena = ctl("stats.dirty"), huge = ctl("stats.huge_cached"), peak, live, bound = budget_bound(&peak, &live);
   fprintf(stderr, "shared heap (%s): %ld faults for %d MiB; %llu KiB dirty in arenas, %llu in the huge cache, "
           "bound %llu\n", order, faults, BUDGET_MIB, (unsigned long long)(arena >> 10), (unsigned long long)(huge >> 10),
           (unsigned long long)(bound >> 10));
