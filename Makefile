@@ -60,7 +60,7 @@ lib: lib/libxalloc.so lib/libxalloc.a
 # test/layout.sh checks the layout.
 OBJCOPY  ?= objcopy
 OBJDUMP  ?= objdump
-COLD_FILES := backtrace ctl error explain mesh pprof prof report sample stats
+COLD_FILES := backtrace ctl error explain mesh mlock pprof prof report sample stats
 COLD_SECTION := xalloc_cold
 is_cold = $(filter $(COLD_FILES),$(basename $(notdir $(1))))
 # Rename each section of object $@ whose name matches the extended

@@ -14,7 +14,7 @@ BENCH_PY     ?= python3
 BENCH_ARGS   ?=
 BENCH_NAMES  := larson xmalloc cache_scratch cache_thrash mstress sh6bench sh8bench \
                 glibc_simple glibc_thread exprtree large frag rss_time cg_micro infer bursts \
-                kvpool weights oscillate manythreads shift
+                kvpool weights oscillate manythreads shift mlockall
 BENCH_PROGS  := $(addprefix $(BENCH_DIR)/,$(BENCH_NAMES)) $(BENCH_DIR)/launch
 BENCH_HDRS   := $(wildcard bench/*.h)
 

@@ -70,6 +70,22 @@ static void pagemap_give_back(struct xa_pageinfo *info) {
   __atomic_sub_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
 }
 
+size_t xa_chunk_tables(uintptr_t out[2][2]) {
+  size_t n = 0;
+  uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunkmap, xa_os_page);
+  uintptr_t hi = ((uintptr_t)xa_chunkmap + sizeof xa_chunkmap) & ~(uintptr_t)(xa_os_page - 1);
+  if (lo < hi) {
+    out[n][0] = lo;
+    out[n++][1] = hi;
+  }
+  size_t units = __atomic_load_n(&xa_pagemap_units, __ATOMIC_ACQUIRE);
+  if (units) {
+    out[n][0] = (uintptr_t)xa_pagemap;
+    out[n++][1] = (uintptr_t)xa_pagemap + units * sizeof(struct xa_pageinfo);
+  }
+  return n;
+}
+
 void xa_chunk_init(void) {
   pagemap_init();
   /* The chunk map is 32 MiB of .bss of which a byte per chunk is
@@ -215,11 +231,13 @@ void xa_chunk_delete(struct xa_chunk *c) {
   bool purge = c->retire_purge || xa_chunk_quiet_thread;
   /* The guard pages become the source's next block's pages.  Where the
    * kernel refuses (no mappings left), the range stays out of use, its
-   * pages purged. */
+   * pages purged: those around the guards (a purge the kernel refuses
+   * writes zeros, which a guard would not take). */
   char *g1 = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
   char *g2 = (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
   if (!xa_os_protect(g1, xa_os_page, true, true, false) || !xa_os_protect(g2, xa_os_page, true, true, false)) {
-    xa_os_purge(c, XA_CHUNK_SIZE);
+    xa_os_purge(c, (size_t)(g1 - (char *)c));
+    xa_os_purge(g1 + xa_os_page, (size_t)(g2 - (g1 + xa_os_page)));
     return;
   }
   if (purge) xa_os_purge(c, XA_CHUNK_SIZE);

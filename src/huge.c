@@ -1,9 +1,10 @@
 /* Huge blocks (>= XA_HUGE_MIN, 256 KiB) are carved from regions: large
  * reservations of address space (XA_REGION_SIZE, or one block's size when
  * bigger), aligned to 2 MiB and mapped without a swap reservation, so
- * untouched parts cost nothing.  Free extents of the regions are indexed
- * by address, size and age (extent.c) and merged with free neighbours in
- * the same state:
+ * untouched parts cost nothing (where mlockall(MCL_FUTURE) would map them
+ * in at once, regions are XA_LOCKED_REGION_SIZE).  Free extents of the
+ * regions are indexed by address, size and age (extent.c) and merged with
+ * free neighbours in the same state:
  *
  *   dirty  freed, pages resident: reused first, with no page fault;
  *   clean  never touched, purged (MADV_DONTNEED, or fresh pages mapped
@@ -54,6 +55,7 @@
 #include <string.h>
 
 #define XA_REGION_SIZE ((size_t)1 << 30)
+#define XA_LOCKED_REGION_SIZE ((size_t)16 << 20)   /* under mlockall(MCL_FUTURE) */
 #define REGIONS_MAX 1024        /* per shard */
 
 struct region {
@@ -389,8 +391,12 @@ static bool region_new(struct huge_shard *s, size_t size, size_t align) {
   size_t want = XA_ALIGN_UP(size, XA_HUGE_ALIGN), ra = align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN;
   /* under an address-space limit, a region takes at most 1/16 of it */
   size_t limit = xa_os_as_limit(), region = limit / 16 < XA_REGION_SIZE ? XA_ALIGN_UP(limit / 16, XA_HUGE_ALIGN) : XA_REGION_SIZE;
-  size_t rsize = want > region ? want : region;
   xa_unlock(&s->lock);
+  /* where mlockall(MCL_FUTURE) maps every new page in at once, a region
+   * holds little more than the block: the rest would be resident for
+   * nothing (a 1 GiB region: 1 GiB of RSS) */
+  if (region > XA_LOCKED_REGION_SIZE && xa_os_maps_populated()) region = XA_LOCKED_REGION_SIZE;
+  size_t rsize = want > region ? want : region;
   void *p = xa_os_map(rsize, ra);
   if (!p && rsize > want) {     /* address space short (ulimit -v): just the block */
     rsize = want;

@@ -124,6 +124,56 @@ void xa_os_unmap(void *p, size_t size) {
   errno = saved;
 }
 
+size_t xa_os_locked_purged;
+bool xa_os_keep_locked;
+
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24      /* Linux 5.18 */
+#endif
+
+/* A purge's madvise failed.  Locked pages (mlock, mlockall) stay through
+ * MADV_DONTNEED (EINVAL), and calloc would take the range as zero while
+ * it holds old data.  MADV_DONTNEED_LOCKED gives them back all the same,
+ * as glibc's free gives back a locked block it unmaps (the mapping stays
+ * locked: a page touched again is locked again).  On kernels without it
+ * (before 5.18, which then sets xa_os_keep_locked) the range is zeroed by
+ * hand: it reads as zero, as purged pages do, and stays resident; where
+ * only part of it is locked (a program that mlocks one buffer), in 64 KiB
+ * steps tried again one by one, so that unlocked pages still go back and
+ * are not faulted in again (but those in a step with locked ones).  Off the usual path: cold.  Not for ENOMEM
+ * (part of the range is not mapped: nothing to write). */
+static XA_COLD void purge_refused(void *p, size_t size) {
+  if (errno == ENOMEM) return;
+  if (!__atomic_load_n(&xa_os_keep_locked, __ATOMIC_RELAXED)) {
+    if (madvise(p, size, MADV_DONTNEED_LOCKED) == 0) {
+      __atomic_add_fetch(&xa_os_locked_purged, size, __ATOMIC_RELAXED);
+      return;
+    }
+    if (errno != EINVAL) return;
+    __atomic_store_n(&xa_os_keep_locked, true, __ATOMIC_RELAXED);
+  }
+  const uintptr_t step = (uintptr_t)64 << 10;
+  for (uintptr_t a = (uintptr_t)p, end = a + size; a < end;) {
+    uintptr_t b = (a & ~(step - 1)) + step < end ? (a & ~(step - 1)) + step : end;
+    if (size <= step || (madvise((void *)a, b - a, MADV_DONTNEED) != 0 && errno != ENOMEM)) {
+      __builtin_memset((void *)a, 0, b - a);
+      __atomic_add_fetch(&xa_os_locked_purged, b - a, __ATOMIC_RELAXED);
+    }
+    a = b;
+  }
+}
+
+bool xa_os_maps_populated(void) {
+  int saved = errno;
+  size_t page = xa_os_page;
+  void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  unsigned char resident = 0;
+  bool yes = p != MAP_FAILED && mincore(p, page, &resident) == 0 && (resident & 1);
+  if (p != MAP_FAILED) munmap(p, page);
+  errno = saved;
+  return yes;
+}
+
 void *xa_os_reserve(size_t size) {
   int saved = errno;
   void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -145,7 +195,7 @@ bool xa_os_table_write(void *p, size_t size, bool on) {
   if (on) {
     ok = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
   } else {
-    madvise(p, size, MADV_DONTNEED);
+    if (madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);   /* zero again before read-only */
     ok = mprotect(p, size, PROT_READ) == 0;
   }
   errno = saved;
@@ -198,7 +248,7 @@ size_t xa_os_as_limit(void) {
 
 void xa_os_purge(void *p, size_t size) {
   int saved = errno;
-  madvise(p, size, MADV_DONTNEED);
+  if (madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);
   errno = saved;
 }
 
@@ -211,7 +261,8 @@ bool xa_os_purge_remap(void *p, size_t size) {
 
 void xa_os_purge_lazy(void *p, size_t size) {
   int saved = errno;
-  if (madvise(p, size, MADV_FREE) != 0) madvise(p, size, MADV_DONTNEED);   /* kernels before 4.5 */
+  /* kernels before 4.5 (no MADV_FREE), or locked pages */
+  if (madvise(p, size, MADV_FREE) != 0 && madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);
   errno = saved;
 }
 
@@ -556,6 +607,56 @@ static bool count_one(const struct xa_os_mapping *m, void *arg) {
   return true;
 }
 
+/* xa_os_mlockall_sparing: the mappings, each locked (and mapped in) but
+ * for the parts that lie in a spared range. */
+struct lock_walk {
+  const uintptr_t (*spare)[2];
+  size_t nspare;
+};
+
+static bool lock_mapping(const struct xa_os_mapping *m, void *arg) {
+  const struct lock_walk *w = arg;
+  for (uintptr_t at = m->start; at < m->end;) {
+    uintptr_t stop = m->end, resume = m->end;   /* lock [at, stop), go on at resume */
+    bool spared = false;
+    for (size_t i = 0; i < w->nspare && !spared; i++) {
+      uintptr_t lo = w->spare[i][0], hi = w->spare[i][1];
+      if (hi <= at || lo >= stop) continue;
+      spared = lo <= at;
+      stop = spared ? at : lo;
+      resume = hi;
+    }
+    /* errors as mlockall's own (it ignores what it cannot map in):
+     * [vsyscall] lies beyond user space, an inaccessible page is locked
+     * but not mapped in */
+    if (stop > at) (void)syscall(SYS_mlock, at, stop - at);
+    at = resume;
+  }
+  return true;
+}
+
+int xa_os_mlockall_sparing(int flags, const uintptr_t (*spare)[2], size_t nspare) {
+  if (!(flags & MCL_CURRENT) || (flags & MCL_ONFAULT) || !nspare) return (int)syscall(SYS_mlockall, flags);
+  int saved = errno;
+  /* 1: every mapping locked as its pages are touched: nothing mapped in */
+  if (syscall(SYS_mlockall, flags | MCL_ONFAULT) != 0) {
+    if (errno != EINVAL) return -1;                 /* the limit, or no privilege */
+    errno = saved;
+    return (int)syscall(SYS_mlockall, flags);       /* before Linux 4.4: no MCL_ONFAULT */
+  }
+  /* 2: locked and mapped in now, but for the spared ranges; 3: new
+   * mappings locked and mapped in at once (MCL_FUTURE alone leaves the
+   * mappings there are as they are) */
+  struct lock_walk w = {spare, nspare};
+  if (!xa_os_maps(lock_mapping, &w)) {
+    errno = saved;
+    return (int)syscall(SYS_mlockall, flags);       /* no /proc: as asked */
+  }
+  if ((flags & MCL_FUTURE) && syscall(SYS_mlockall, MCL_FUTURE) != 0) return -1;
+  errno = saved;
+  return 0;
+}
+
 size_t xa_os_map_count(void) {
   size_t n = 0;
   return xa_os_maps(count_one, &n) ? n : SIZE_MAX;
@@ -891,7 +992,7 @@ void xa_os_purge_shared(void *p, size_t size) {
   int saved = errno;
   /* MADV_REMOVE frees a shared page's backing; on private memory (a
    * chunk that could not be file-backed) it fails and DONTNEED does. */
-  if (madvise(p, size, MADV_REMOVE) != 0) madvise(p, size, MADV_DONTNEED);
+  if (madvise(p, size, MADV_REMOVE) != 0 && madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);
   errno = saved;
 }
 

@@ -17,12 +17,17 @@ XA_HIDDEN void *xa_os_map(size_t size, size_t align);
 XA_HIDDEN void xa_os_unmap(void *p, size_t size);
 /* Reserve size bytes (page multiple) for a table that is mostly never
  * touched: read-only zero pages (a read faults in the shared zero page,
- * a huge one where the kernel can: even mlockall then costs page tables
- * of 8 bytes per 2 MiB), so no commit charge in any overcommit mode and
- * nothing copied by fork; left out of core dumps; not counted as mapped
- * heap.  NULL on failure. */
+ * a huge one where the kernel can), so no commit charge in any overcommit
+ * mode and nothing copied by fork; left out of core dumps; not counted as
+ * mapped heap.  mlockall(MCL_CURRENT) without MCL_ONFAULT maps all of it
+ * (huge zero pages, each with a page table the kernel sets aside: 4 KiB
+ * per 2 MiB).  NULL on failure. */
 XA_HIDDEN void *xa_os_reserve(size_t size);
 XA_HIDDEN void xa_os_release(void *p, size_t size);
+/* Whether a new mapping is resident at once: mlockall(MCL_FUTURE) without
+ * MCL_ONFAULT is in force, so address space reserved ahead of use costs
+ * memory (one page mapped, asked about with mincore, and unmapped). */
+XA_HIDDEN bool xa_os_maps_populated(void);
 /* Make [p, p+size) of such a table (page aligned) writable, or read-only
  * and zero again (its pages given back).  false: the kernel refused
  * (commit limit, mappings), nothing changed. */
@@ -36,8 +41,16 @@ enum { XA_MOVE_FAILED, XA_MOVE_KEPT, XA_MOVE_HOLE };
 XA_HIDDEN int xa_os_move_pages(void *from, size_t size, void *to);
 /* The address-space limit (RLIMIT_AS), or SIZE_MAX if there is none. */
 XA_HIDDEN size_t xa_os_as_limit(void);
-/* Give pages back to the kernel; they read as zero afterwards. */
+/* Give pages back to the kernel; they read as zero afterwards.  Locked
+ * pages (mlock, mlockall), which MADV_DONTNEED leaves, go back with
+ * MADV_DONTNEED_LOCKED, or are zeroed and kept where the kernel has none
+ * (xa_os_keep_locked); either way counted in xa_os_locked_purged.  The
+ * same holds for the other purges and xa_os_table_write's give-back. */
 XA_HIDDEN void xa_os_purge(void *p, size_t size);
+XA_HIDDEN extern size_t xa_os_locked_purged;
+/* Set when the kernel turned MADV_DONTNEED_LOCKED down (before Linux
+ * 5.18); tests set it to take the zeroing path. */
+XA_HIDDEN extern bool xa_os_keep_locked;
 /* The same by mapping fresh pages over the range (MAP_FIXED), which also
  * makes it one mapping again where moved pages (xa_os_move_pages) had
  * split it; false if the kernel refused (nothing changed). */
@@ -179,6 +192,12 @@ XA_HIDDEN bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), 
  * leaves the program at least half of it, gathering (huge.c) seven
  * eighths. */
 XA_HIDDEN size_t xa_os_map_count(void);
+/* mlockall(flags), but where it would map in every page (MCL_CURRENT
+ * without MCL_ONFAULT), the ranges spare[0..nspare) ({start, end}) are
+ * locked as their pages are touched instead of mapped in: everything is
+ * locked on touch first, then every other part locked and mapped in, then
+ * MCL_FUTURE applied.  Returns what mlockall returns (errno set on -1). */
+XA_HIDDEN int xa_os_mlockall_sparing(int flags, const uintptr_t (*spare)[2], size_t nspare);
 XA_HIDDEN size_t xa_os_map_limit(void);
 XA_HIDDEN void xa_os_close(int fd);
 XA_HIDDEN int xa_os_pid(void);

@@ -108,6 +108,7 @@ void xa_stats_totals(struct xa_stats_totals *t) {
   t->huge_allocated = bytes;
   t->huge_cached = cached;
   t->huge_chunks = xa_huge_chunk_bytes();
+  t->purge_locked = __atomic_load_n(&xa_os_locked_purged, __ATOMIC_RELAXED);
   t->active += bytes;
   t->allocated = t->small_allocated + t->large_allocated + t->huge_allocated;
   /* the peaks lag by what the arenas have not passed on yet: never below now */

@@ -52,7 +52,7 @@ static void test_ctl_names(void **state) {
   static const char *names[] = {"stats.allocated", "stats.small_allocated", "stats.large_allocated",
                                 "stats.mapped_peak", "stats.resident_peak", "stats.allocated_peak", "stats.active_peak", "stats.arenas.0.mapped_peak", "stats.tcache_budget", "stats.huge_budget",
                                 "stats.huge_allocated", "stats.huge_count", "stats.huge_cached", "stats.active",
-                                "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.pss", "stats.purged", "stats.purge_runs", "stats.peak_purged", "stats.lock_contended",
+                                "stats.dirty", "stats.muzzy", "stats.retained", "stats.resident", "stats.anon_huge", "stats.pss", "stats.purged", "stats.purge_runs", "stats.purge_locked", "stats.peak_purged", "stats.lock_contended",
                                 "stats.huge_shards", "stats.huge_contended", "stats.huge_gathers", "stats.huge_gathered", "stats.huge_chunks",
                                 "stats.purger_running", "stats.arenas.0.small_allocated", "stats.arenas.0.active",
                                 "stats.arenas.0.dirty", "stats.arenas.0.muzzy", "stats.arenas.0.retained",

@@ -574,6 +574,169 @@ static int mode_shared_heap(const char *order) {
 
 /* ---- tests -------------------------------------------------------------- */
 
+#ifndef XA_TEST_GLIBC
+/* Locked pages (mlock, mlockall) stay through MADV_DONTNEED: the kernel
+ * refuses it.  A purged range must still read as zero, since calloc skips
+ * the memset there.  `all`: mlockall(MCL_FUTURE), every new page locked
+ * (and mapped in at once: a new region must not lock 1 GiB); `block`: one
+ * freed block mlocked by the program.  After each free the decay purges
+ * (dirty_decay_ms:100); then calloc's blocks are checked byte by byte. */
+static bool wait_all_purged(void) {
+  double end = tu_now() + 10;
+  while ((ctl("stats.dirty") || ctl("stats.huge_cached")) && tu_now() < end) usleep(20000);
+  if (ctl("stats.dirty") || ctl("stats.huge_cached"))
+    fprintf(stderr, "locked: dirty %llu, huge_cached %llu after 10 s\n", (unsigned long long)ctl("stats.dirty"),
+            (unsigned long long)ctl("stats.huge_cached"));
+  return !ctl("stats.dirty") && !ctl("stats.huge_cached");
+}
+
+static bool all_zero(const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i]) return false;
+  return true;
+}
+
+static int mode_locked(const char *how) {
+  if (!strcmp(how, "block")) {
+    void *keep = malloc((size_t)3 << 20), *b = malloc((size_t)3 << 20);
+    if (!keep || !b) return 1;
+    memset(b, 0x5a, (size_t)3 << 20);
+    if (mlock(b, (size_t)3 << 20)) return 77;          /* RLIMIT_MEMLOCK below 3 MiB */
+    free(b);
+    free(malloc(100000));          /* an allocation slow path: starts the purger */
+    if (!wait_all_purged()) return 2;
+    unsigned char *c = calloc(1, (size_t)3 << 20);
+    int rc = !c ? 1 : c != b ? 77 : !all_zero(c, (size_t)3 << 20) ? 3 : !ctl("stats.purge_locked") ? 4 : 0;
+    free(c);
+    free(keep);
+    return rc;
+  }
+  struct rlimit r;
+  if (geteuid() != 0 && (getrlimit(RLIMIT_MEMLOCK, &r) || r.rlim_cur != RLIM_INFINITY)) return 77;
+  if (mlockall(MCL_FUTURE)) return 77;
+  static const size_t sizes[] = {(size_t)64 << 20, (size_t)3 << 20, 300000, 40000, 2000, 64};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    size_t n = sizes[k], count = n >= ((size_t)1 << 20) ? 1 : ((size_t)8 << 20) / n;
+    size_t rss = tu_rss();
+    void *keep = malloc(n);                             /* keeps the region, the chunk */
+    /* a new region holds little more than the block: not 1 GiB */
+    if (!keep || tu_rss() > rss + n + ((size_t)64 << 20)) return 5;
+    void **v = malloc(count * sizeof *v);
+    if (!v) return 1;
+    for (size_t i = 0; i < count; i++) {
+      if (!(v[i] = malloc(n))) return 1;
+      memset(v[i], 0x5a, n);
+    }
+    for (size_t i = 0; i < count; i++) free(v[i]);
+    if (!wait_all_purged()) return 2;
+    for (size_t i = 0; i < count; i++) {
+      v[i] = calloc(1, n);
+      if (!v[i]) return 1;
+      if (!all_zero(v[i], n)) {
+        fprintf(stderr, "locked: calloc(%zu) reads old bytes\n", n);
+        return 3;
+      }
+    }
+    for (size_t i = 0; i < count; i++) free(v[i]);
+    free(v);
+    free(keep);
+  }
+  return ctl("stats.purge_locked") ? 0 : 4;
+}
+
+/* A field of /proc/self/status, in KiB (-1 if absent). */
+static long status_kb(const char *key) {
+  static char buf[8192];
+  int fd = open("/proc/self/status", O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t got = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (got <= 0) return -1;
+  buf[got] = 0;
+  const char *p = strstr(buf, key);
+  return p ? atol(p + strlen(key)) : -1;
+}
+
+static bool resident(const void *p, size_t n) {
+  unsigned char vec[256];
+  uintptr_t lo = (uintptr_t)p & ~(uintptr_t)4095, hi = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+  if (hi - lo > sizeof vec * 4096 || mincore((void *)lo, hi - lo, vec)) return false;
+  for (size_t i = 0; i < (hi - lo) / 4096; i++)
+    if (!(vec[i] & 1)) return false;
+  return true;
+}
+
+static char never_touched[1 << 20];
+
+/* xalloc's mlockall: the program's memory locked and mapped in, as the C
+ * library's mlockall does, but not xalloc's tables over the address space
+ * (the page map's 256 GiB reservation: 512 MiB of page tables once mapped
+ * in; the chunk map: 32 MiB); MCL_FUTURE in force after it.  `denied`:
+ * without the privilege and over RLIMIT_MEMLOCK it fails as the kernel's
+ * does (-1, ENOMEM or EPERM) and leaves the allocator working. */
+static int mode_mlockall(const char *how) {
+  if (!strcmp(how, "denied")) {
+    struct rlimit small = {65536, 65536};
+    if (setrlimit(RLIMIT_MEMLOCK, &small)) return 77;
+    if (geteuid() == 0 && setuid(65534)) return 77;     /* CAP_IPC_LOCK would pass the limit */
+    errno = 0;
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) != -1 || (errno != ENOMEM && errno != EPERM)) return 2;
+    void *p = malloc(100000), *q = calloc(1, (size_t)3 << 20);
+    int rc = p && q && all_zero(q, (size_t)3 << 20) ? 0 : 3;
+    free(p);
+    free(q);
+    return rc;
+  }
+  struct rlimit r;
+  if (geteuid() != 0 && (getrlimit(RLIMIT_MEMLOCK, &r) || r.rlim_cur != RLIM_INFINITY)) return 77;
+  free(malloc(100));                                   /* the allocator is set up */
+  long pte = status_kb("VmPTE:"), rss = status_kb("VmRSS:");
+  if (mlockall(MCL_CURRENT | MCL_FUTURE)) return 77;
+  if (!resident(never_touched, sizeof never_touched)) return 2;   /* MCL_CURRENT: mapped in */
+  long pte_grew = status_kb("VmPTE:") - pte, rss_grew = status_kb("VmRSS:") - rss;
+  fprintf(stderr, "mlockall: page tables +%ld KiB, RSS +%ld KiB\n", pte_grew, rss_grew);
+  if (pte_grew > 64 << 10) return 3;                   /* the page map mapped in: +512 MiB */
+  if (rss_grew > 24 << 10) return 4;                   /* the chunk map: +32 MiB */
+  void *m = mmap(NULL, 4 << 12, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED || !resident(m, 4 << 12)) return 5;          /* MCL_FUTURE in force */
+  munmap(m, 4 << 12);
+  unsigned char *c = calloc(1, 300000);
+  int rc = c && all_zero(c, 300000) ? 0 : 6;
+  free(c);
+  munlockall();
+  return rc;
+}
+
+/* Two modes that lock memory: `any` passes or skips (77) by itself;
+ * `privileged` needs root or an unlimited RLIMIT_MEMLOCK, else the test
+ * is skipped. */
+static void run_locked(const char *any, const char *privileged, const char *conf) {
+  int rc = run_self(any, conf);
+  if (rc != 77) assert_int_equal(rc, 0);
+  rc = run_self(privileged, conf);
+  if (rc == 77) skip();
+  assert_int_equal(rc, 0);
+}
+#endif
+
+static void test_locked_pages_read_zero(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  run_locked("locked_block", "locked_all", "dirty_decay_ms:100");
+#endif
+}
+
+static void test_mlockall_spares_tables(void **state) {
+  (void)state;
+#ifdef XA_TEST_GLIBC
+  skip();
+#else
+  run_locked("mlockall_denied", "mlockall_current", NULL);
+#endif
+}
+
 static void test_decay_lengthens_for_bursts(void **state) {
   (void)state;
 #ifdef XA_TEST_GLIBC
@@ -1056,6 +1219,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "bursts")) return mode_bursts();
     if (!strncmp(argv[1], "shared_budget_", 14)) return mode_shared_budget(argv[1] + 14);
     if (!strncmp(argv[1], "shared_heap_", 12)) return mode_shared_heap(argv[1] + 12);
+    if (!strncmp(argv[1], "locked_", 7)) return mode_locked(argv[1] + 7);
+    if (!strncmp(argv[1], "mlockall_", 9)) return mode_mlockall(argv[1] + 9);
     if (!strcmp(argv[1], "start_rules")) return mode_start_rules();
     if (!strcmp(argv[1], "start_on_growth")) return mode_start_on_growth();
     if (!strcmp(argv[1], "start_in_child")) return mode_start_in_child();
@@ -1083,6 +1248,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_decay_lengthens_for_bursts),
       cmocka_unit_test(test_shared_budget),
       cmocka_unit_test(test_shared_heap),
+      cmocka_unit_test(test_locked_pages_read_zero),
+      cmocka_unit_test(test_mlockall_spares_tables),
       cmocka_unit_test(test_muzzy_stage),
       cmocka_unit_test(test_partly_purged_slabs_decay),
 #ifndef XA_TEST_GLIBC

@@ -7,7 +7,8 @@
  * live thread, a joined one, and in a child made by a raw fork system call,
  * where no atfork handler told xalloc its process id changed.  Writing
  * and reading at an offset, and reading the process's own memory (a fork
- * child's copy of meshing's file, made from memory). */
+ * child's copy of meshing's file, made from memory).  Purging locked
+ * pages. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,8 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -169,6 +172,73 @@ static void test_protect(void **state) {
   xa_os_unmap(p, 3 * pg);
 }
 
+/* xa_os_purge of locked pages (mlock), which MADV_DONTNEED leaves: they
+ * read as zero afterwards, given back (MADV_DONTNEED_LOCKED) or, with
+ * xa_os_keep_locked (kernels before 5.18), zeroed and still resident;
+ * counted either way.  A range locked in part: the unlocked part goes
+ * back in both.  Also xa_os_maps_populated: false here, true under
+ * mlockall(MCL_FUTURE) (in a child, where root or an unlimited
+ * RLIMIT_MEMLOCK allows it). */
+static unsigned resident_pages(const char *p, size_t pages) {
+  unsigned char vec[256];
+  assert_true(pages <= sizeof vec);
+  assert_int_equal(mincore((void *)p, pages * xa_os_page, vec), 0);
+  unsigned n = 0;
+  for (size_t i = 0; i < pages; i++) n += vec[i] & 1;
+  return n;
+}
+
+static bool kernel_at_least(int major, int minor) {
+  struct utsname u;
+  int a = 0, b = 0;
+  return uname(&u) == 0 && sscanf(u.release, "%d.%d", &a, &b) == 2 && (a > major || (a == major && b >= minor));
+}
+
+static bool all_bytes(const char *p, size_t n, int v) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != (char)v) return false;
+  return true;
+}
+
+static void test_purge_locked(void **state) {
+  (void)state;
+  size_t pg = xa_os_page, n = 128 << 10;
+  char *p = xa_os_map(n, n);                   /* two of the zeroing's 64 KiB steps */
+  assert_non_null(p);
+  bool keep_was = xa_os_keep_locked;
+  for (int keep = 1; keep >= 0; keep--) {
+    memset(p, 0x5a, n);
+    if (mlock(p, n / 2)) {                      /* the first half; RLIMIT_MEMLOCK is 8 MiB by default */
+      xa_os_unmap(p, n);
+      skip();
+    }
+    xa_os_keep_locked = keep;
+    size_t counted = xa_os_locked_purged;
+    xa_os_purge(p, n);
+    /* resident pages first: a read maps the zero page, which counts */
+    if (keep) assert_int_equal(resident_pages(p, n / pg), n / pg / 2);     /* kept: the locked half */
+    else assert_int_equal(resident_pages(p, n / pg), xa_os_keep_locked ? n / pg / 2 : 0);   /* all given back */
+    if (!keep && kernel_at_least(5, 18)) assert_false(xa_os_keep_locked);   /* it has MADV_DONTNEED_LOCKED */
+    assert_true(all_bytes(p, n, 0));            /* reads as zero: both halves */
+    assert_true(xa_os_locked_purged > counted);
+    assert_int_equal(munlock(p, n / 2), 0);
+  }
+  xa_os_keep_locked = keep_was;
+  assert_false(xa_os_maps_populated());
+  xa_os_unmap(p, n);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit r;
+    if (geteuid() != 0 && (getrlimit(RLIMIT_MEMLOCK, &r) || r.rlim_cur != RLIM_INFINITY)) _exit(77);
+    if (mlockall(MCL_FUTURE)) _exit(77);
+    _exit(xa_os_maps_populated() ? 0 : 1);
+  }
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  if (WEXITSTATUS(st) != 77) assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* xa_os_fsize_lift lifts a soft file size limit and puts it back; a
  * hard one stays.  In a child: the limits are the process's. */
 static int fsize_child(void) {
@@ -283,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_write_read_at),
       cmocka_unit_test(test_read_self),
       cmocka_unit_test(test_protect),
+      cmocka_unit_test(test_purge_locked),
       cmocka_unit_test(test_fsize_lift),
       cmocka_unit_test(test_file_holes_copy_private),
       cmocka_unit_test(test_shared_word),
