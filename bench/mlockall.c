@@ -10,8 +10,9 @@
  * 1.5 s (one decay time and a half: the freed pages are purged), and
  * callocs as many blocks, counting the bytes that are not zero (every 61st
  * byte is read).  Prints one line: the seconds mlockall took, the page
- * tables after it, the work's time (less the waits), peak and final RSS,
- * the final page tables, and the non-zero bytes found. */
+ * tables after it, the work's time (less the waits), peak RSS, RSS right
+ * after the last free and 2 s later, the final page tables, and the
+ * non-zero bytes found. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,11 @@ int main(int argc, char **argv) {
     free(v);
     free(keep);
   }
-  printf("mlockall_s=%.3f pte_locked_kb=%ld work_s=%.3f peak_rss_kb=%ld rss_kb=%ld pte_kb=%ld nonzero=%ld\n", lock_s,
-         pte_locked, now() - t - waited, status_kb("VmHWM:"), status_kb("VmRSS:"), status_kb("VmPTE:"), nonzero);
+  double work_s = now() - t - waited;
+  long rss = status_kb("VmRSS:");
+  sleep(2);
+  printf("mlockall_s=%.3f pte_locked_kb=%ld work_s=%.3f peak_rss_kb=%ld rss_kb=%ld rss_idle_kb=%ld pte_kb=%ld "
+         "nonzero=%ld\n",
+         lock_s, pte_locked, work_s, status_kb("VmHWM:"), rss, status_kb("VmRSS:"), status_kb("VmPTE:"), nonzero);
   return nonzero != 0;
 }

@@ -70,22 +70,6 @@ static void pagemap_give_back(struct xa_pageinfo *info) {
   __atomic_sub_fetch(&pagemap_written, PAGEMAP_CHUNK_BYTES, __ATOMIC_RELAXED);
 }
 
-size_t xa_chunk_tables(uintptr_t out[2][2]) {
-  size_t n = 0;
-  uintptr_t lo = XA_ALIGN_UP((uintptr_t)xa_chunkmap, xa_os_page);
-  uintptr_t hi = ((uintptr_t)xa_chunkmap + sizeof xa_chunkmap) & ~(uintptr_t)(xa_os_page - 1);
-  if (lo < hi) {
-    out[n][0] = lo;
-    out[n++][1] = hi;
-  }
-  size_t units = __atomic_load_n(&xa_pagemap_units, __ATOMIC_ACQUIRE);
-  if (units) {
-    out[n][0] = (uintptr_t)xa_pagemap;
-    out[n++][1] = (uintptr_t)xa_pagemap + units * sizeof(struct xa_pageinfo);
-  }
-  return n;
-}
-
 void xa_chunk_init(void) {
   pagemap_init();
   /* The chunk map is 32 MiB of .bss of which a byte per chunk is

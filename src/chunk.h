@@ -164,10 +164,6 @@ XA_HIDDEN extern size_t xa_pagemap_units;
 /* Bytes of the page map that chunks have written (and so made resident):
  * metadata in the statistics. */
 XA_HIDDEN size_t xa_pagemap_written(void);
-/* The tables that cover the whole address space and are mostly never
- * touched: the page map's reservation and the chunk map's whole pages,
- * as {start, end} ranges in out[0..2); returns how many there are. */
-XA_HIDDEN size_t xa_chunk_tables(uintptr_t out[2][2]);
 
 XA_INLINE struct xa_chunk *xa_chunk_of(const void *p) {
   return (struct xa_chunk *)((uintptr_t)p & ~(uintptr_t)XA_CHUNK_MASK);

@@ -138,13 +138,13 @@ static void total_add(size_t *t, size_t size, long sign) {
 }
 
 /* One shard per arena (the arenas follow the CPUs the process may use),
- * one under an address-space limit: there every shard's region would
- * take its share of the limit. */
+ * one under an address-space or data limit: there every shard's region
+ * would take its share of the limit. */
 static XA_NOINLINE unsigned shard_count_first(void) {
   unsigned n = xa_arena_count();
   if (!n) return 1;             /* before initialisation (statistics): not fixed yet */
   if (n > XA_HUGE_SHARDS) n = XA_HUGE_SHARDS;
-  if (xa_os_as_limit() != SIZE_MAX) n = 1;
+  if (xa_os_heap_limit() != SIZE_MAX) n = 1;
   unsigned none = 0;
   if (!__atomic_compare_exchange_n(&nshards, &none, n, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) n = none;
   return n;
@@ -389,8 +389,9 @@ static void region_thp(void *p, size_t size) {
  * clean.  Lock held on entry and return; dropped around the mapping. */
 static bool region_new(struct huge_shard *s, size_t size, size_t align) {
   size_t want = XA_ALIGN_UP(size, XA_HUGE_ALIGN), ra = align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN;
-  /* under an address-space limit, a region takes at most 1/16 of it */
-  size_t limit = xa_os_as_limit(), region = limit / 16 < XA_REGION_SIZE ? XA_ALIGN_UP(limit / 16, XA_HUGE_ALIGN) : XA_REGION_SIZE;
+  /* under an address-space or data limit (ulimit -v, -d), a region takes
+   * at most 1/16 of it: its free part counts against the limit too */
+  size_t limit = xa_os_heap_limit(), region = limit / 16 < XA_REGION_SIZE ? XA_ALIGN_UP(limit / 16, XA_HUGE_ALIGN) : XA_REGION_SIZE;
   xa_unlock(&s->lock);
   /* where mlockall(MCL_FUTURE) maps every new page in at once, a region
    * holds little more than the block: the rest would be resident for
@@ -1065,7 +1066,9 @@ static size_t purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, si
 /* Unmap shard s's wholly free, clean regions, keeping one.  Lock held;
  * dropped around munmap. */
 static void release_regions(struct huge_shard *s, bool keep_one) {
-  bool kept = !keep_one;
+  /* none kept where new mappings are resident at once (mlockall with
+   * MCL_FUTURE): its purged pages are zeroed and stay resident */
+  bool kept = !keep_one || __atomic_load_n(&xa_os_populating, __ATOMIC_RELAXED);
   for (uint32_t r = 0; r < s->nregions; r++) {
     struct region *g = &s->regions[r];
     if (!g->size || g->free_bytes != g->size) continue;

@@ -115,11 +115,11 @@ bool xa_init_slow(void) {
   /* Chunks from the huge blocks' regions (chunk.h), but where a chunk must
    * be a mapping of its own: meshing maps its file over chunks at their
    * addresses; secure mode unmaps what is freed; memcheck is told of each
-   * chunk's pages as they are mapped; and under an address-space limit a
-   * chunk would keep its whole region (1/16 of the limit) from going back
-   * when big blocks run short. */
+   * chunk's pages as they are mapped; and under an address-space or data
+   * limit a chunk would keep its whole region (1/16 of the limit) from
+   * going back when big blocks run short. */
   static const struct xa_chunk_source regions = {xa_huge_chunk_take, xa_huge_chunk_give, &xa_huge_region_bytes};
-  if (xa_opt.chunk_regions && !xa_mesh_on && !xa_opt.secure && !xa_on_valgrind && xa_os_as_limit() == SIZE_MAX)
+  if (xa_opt.chunk_regions && !xa_mesh_on && !xa_opt.secure && !xa_on_valgrind && xa_os_heap_limit() == SIZE_MAX)
     xa_chunk_set_source(&regions);
   /* One arena per CPU the process may use: the affinity mask, lowered to
    * the cgroup's CPU quota and cpuset (and the memory limit is read). */

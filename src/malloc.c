@@ -138,10 +138,16 @@ static void *alloc_big(size_t n, size_t align, bool sparse, bool *zeroed) {
     p = xa_arena_alloc_large(xa_arena_choose(), large_size(n), align);
   if (!p) p = xa_huge_alloc(huge_size(n), align, sparse, zeroed);
   if (!p) {
-    /* Memory may sit in caches and free pages: give it back and retry. */
+    /* Memory may sit in caches and free pages: give it back and retry.
+     * Every huge shard's wholly free regions go too, after the arenas
+     * (their chunks come back to them): xa_huge_alloc releases only its
+     * own shard's, and a thread that moved between CPUs freed blocks in
+     * others (api_oom with another copy running: 100 MiB failed after
+     * everything was freed in 3 of 6 runs). */
     xa_tcache_flush_all();
     xa_arena_purge_all();
     xa_arena_release_spares_all();
+    xa_huge_cache_decay(UINT64_MAX);
     p = xa_huge_alloc(huge_size(n), align, sparse, zeroed);
   }
   if (!p) return fail_nomem();

@@ -126,42 +126,57 @@ void xa_os_unmap(void *p, size_t size) {
 
 size_t xa_os_locked_purged;
 bool xa_os_keep_locked;
+static int drop_locked;         /* MADV_DONTNEED_LOCKED: 0 not asked yet, 1 known, -1 not */
 
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24      /* Linux 5.18 */
 #endif
 
-/* A purge's madvise failed.  Locked pages (mlock, mlockall) stay through
- * MADV_DONTNEED (EINVAL), and calloc would take the range as zero while
- * it holds old data.  MADV_DONTNEED_LOCKED gives them back all the same,
- * as glibc's free gives back a locked block it unmaps (the mapping stays
- * locked: a page touched again is locked again).  On kernels without it
- * (before 5.18, which then sets xa_os_keep_locked) the range is zeroed by
- * hand: it reads as zero, as purged pages do, and stays resident; where
- * only part of it is locked (a program that mlocks one buffer), in 64 KiB
- * steps tried again one by one, so that unlocked pages still go back and
- * are not faulted in again (but those in a step with locked ones).  Off the usual path: cold.  Not for ENOMEM
- * (part of the range is not mapped: nothing to write). */
-static XA_COLD void purge_refused(void *p, size_t size) {
-  if (errno == ENOMEM) return;
-  if (!__atomic_load_n(&xa_os_keep_locked, __ATOMIC_RELAXED)) {
-    if (madvise(p, size, MADV_DONTNEED_LOCKED) == 0) {
-      __atomic_add_fetch(&xa_os_locked_purged, size, __ATOMIC_RELAXED);
-      return;
-    }
-    if (errno != EINVAL) return;
-    __atomic_store_n(&xa_os_keep_locked, true, __ATOMIC_RELAXED);
+bool xa_os_can_drop_locked(void) {
+  int known = __atomic_load_n(&drop_locked, __ATOMIC_RELAXED);
+  if (!known) {
+    /* an empty range: 0 exactly where the kernel knows the advice */
+    int saved = errno;
+    known = madvise((void *)xa_os_page, 0, MADV_DONTNEED_LOCKED) == 0 ? 1 : -1;
+    errno = saved;
+    __atomic_store_n(&drop_locked, known, __ATOMIC_RELAXED);
   }
+  return known > 0;
+}
+
+/* A purge's madvise failed (shared: of shared memory, where it asked for
+ * MADV_REMOVE first).  Locked pages (mlock, mlockall) stay through
+ * MADV_DONTNEED (EINVAL), and calloc would take the range as zero while it
+ * holds old data.  Private pages go back with MADV_DONTNEED_LOCKED, as
+ * glibc's free gives back a locked block it unmaps (the mapping stays
+ * locked: a page touched again is locked again); but not where every new
+ * mapping is mapped in at once (mlockall with MCL_FUTURE, no MCL_ONFAULT:
+ * the program asked for no page faults later), nor on kernels without the
+ * advice (before 5.18), nor for shared memory (it would drop the page
+ * tables, and the file keeps the old bytes).  There the range is zeroed
+ * by hand: it reads as zero, as purged pages do, and stays resident;
+ * where only part of it is locked (a program that mlocks one buffer), in
+ * 64 KiB steps tried again one by one, so that unlocked pages still go
+ * back and are not faulted in again (but those in a step with locked
+ * ones).  The ranges purged are the heap's free pages, all accessible.
+ * Off the usual path: cold.  Not for ENOMEM (part of the range is not
+ * mapped: nothing to write). */
+static XA_COLD void purge_refused(void *p, size_t size, bool shared) {
+  if (errno == ENOMEM) return;
+  __atomic_add_fetch(&xa_os_locked_purged, size, __ATOMIC_RELAXED);
+  if (!shared && !__atomic_load_n(&xa_os_keep_locked, __ATOMIC_RELAXED) && xa_os_can_drop_locked() &&
+      !xa_os_maps_populated() && madvise(p, size, MADV_DONTNEED_LOCKED) == 0)
+    return;
   const uintptr_t step = (uintptr_t)64 << 10;
   for (uintptr_t a = (uintptr_t)p, end = a + size; a < end;) {
     uintptr_t b = (a & ~(step - 1)) + step < end ? (a & ~(step - 1)) + step : end;
-    if (size <= step || (madvise((void *)a, b - a, MADV_DONTNEED) != 0 && errno != ENOMEM)) {
+    if (size <= step || (madvise((void *)a, b - a, MADV_DONTNEED) != 0 && errno != ENOMEM))
       __builtin_memset((void *)a, 0, b - a);
-      __atomic_add_fetch(&xa_os_locked_purged, b - a, __ATOMIC_RELAXED);
-    }
     a = b;
   }
 }
+
+bool xa_os_populating;
 
 bool xa_os_maps_populated(void) {
   int saved = errno;
@@ -170,6 +185,7 @@ bool xa_os_maps_populated(void) {
   unsigned char resident = 0;
   bool yes = p != MAP_FAILED && mincore(p, page, &resident) == 0 && (resident & 1);
   if (p != MAP_FAILED) munmap(p, page);
+  __atomic_store_n(&xa_os_populating, yes, __ATOMIC_RELAXED);
   errno = saved;
   return yes;
 }
@@ -195,7 +211,7 @@ bool xa_os_table_write(void *p, size_t size, bool on) {
   if (on) {
     ok = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
   } else {
-    if (madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);   /* zero again before read-only */
+    if (madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size, false);   /* zero again before read-only */
     ok = mprotect(p, size, PROT_READ) == 0;
   }
   errno = saved;
@@ -238,17 +254,24 @@ int xa_os_move_pages(void *from, size_t size, void *to) {
   return q == MAP_FAILED ? XA_MOVE_FAILED : rc;
 }
 
-size_t xa_os_as_limit(void) {
+static size_t rlimit_cur(int resource) {
   struct rlimit r;
   int saved = errno;
-  bool ok = getrlimit(RLIMIT_AS, &r) == 0;
+  bool ok = getrlimit(resource, &r) == 0;
   errno = saved;
   return ok && r.rlim_cur != RLIM_INFINITY ? (size_t)r.rlim_cur : SIZE_MAX;
 }
 
+size_t xa_os_as_limit(void) { return rlimit_cur(RLIMIT_AS); }
+
+size_t xa_os_heap_limit(void) {
+  size_t as = rlimit_cur(RLIMIT_AS), data = rlimit_cur(RLIMIT_DATA);
+  return as < data ? as : data;
+}
+
 void xa_os_purge(void *p, size_t size) {
   int saved = errno;
-  if (madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);
+  if (madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size, false);
   errno = saved;
 }
 
@@ -262,7 +285,7 @@ bool xa_os_purge_remap(void *p, size_t size) {
 void xa_os_purge_lazy(void *p, size_t size) {
   int saved = errno;
   /* kernels before 4.5 (no MADV_FREE), or locked pages */
-  if (madvise(p, size, MADV_FREE) != 0 && madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);
+  if (madvise(p, size, MADV_FREE) != 0 && madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size, false);
   errno = saved;
 }
 
@@ -573,9 +596,10 @@ bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg)
   int fd = xa_os_open_read("/proc/self/maps");
   if (fd < 0) return false;
   size_t have = 0;
-  bool go = true, cut = false;    /* cut: dropping the rest of a long line */
+  bool go = true, cut = false, ok = true;    /* cut: dropping the rest of a long line */
   while (go) {
     long n = xa_os_read(fd, buf + have, sizeof buf - 1 - have);
+    ok = n >= 0;                  /* a read error: not the whole file */
     if (n <= 0) break;
     have += (size_t)n;
     size_t start = 0;
@@ -598,7 +622,7 @@ bool xa_os_maps(bool (*fn)(const struct xa_os_mapping *m, void *arg), void *arg)
     have -= start;
   }
   xa_os_close(fd);
-  return true;
+  return ok;
 }
 
 static bool count_one(const struct xa_os_mapping *m, void *arg) {
@@ -644,15 +668,16 @@ int xa_os_mlockall_sparing(int flags, const uintptr_t (*spare)[2], size_t nspare
     errno = saved;
     return (int)syscall(SYS_mlockall, flags);       /* before Linux 4.4: no MCL_ONFAULT */
   }
-  /* 2: locked and mapped in now, but for the spared ranges; 3: new
-   * mappings locked and mapped in at once (MCL_FUTURE alone leaves the
-   * mappings there are as they are) */
+  /* 2: new mappings locked and mapped in at once (MCL_FUTURE alone
+   * leaves the mappings there are as they are), before the walk, so that
+   * one another thread makes meanwhile is mapped in too; 3: the mappings
+   * there are locked and mapped in, but for the spared ranges */
+  if ((flags & MCL_FUTURE) && syscall(SYS_mlockall, MCL_FUTURE) != 0) return -1;
   struct lock_walk w = {spare, nspare};
   if (!xa_os_maps(lock_mapping, &w)) {
     errno = saved;
     return (int)syscall(SYS_mlockall, flags);       /* no /proc: as asked */
   }
-  if ((flags & MCL_FUTURE) && syscall(SYS_mlockall, MCL_FUTURE) != 0) return -1;
   errno = saved;
   return 0;
 }
@@ -992,7 +1017,7 @@ void xa_os_purge_shared(void *p, size_t size) {
   int saved = errno;
   /* MADV_REMOVE frees a shared page's backing; on private memory (a
    * chunk that could not be file-backed) it fails and DONTNEED does. */
-  if (madvise(p, size, MADV_REMOVE) != 0 && madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size);
+  if (madvise(p, size, MADV_REMOVE) != 0 && madvise(p, size, MADV_DONTNEED) != 0) purge_refused(p, size, true);
   errno = saved;
 }
 

@@ -19,15 +19,18 @@ XA_HIDDEN void xa_os_unmap(void *p, size_t size);
  * touched: read-only zero pages (a read faults in the shared zero page,
  * a huge one where the kernel can), so no commit charge in any overcommit
  * mode and nothing copied by fork; left out of core dumps; not counted as
- * mapped heap.  mlockall(MCL_CURRENT) without MCL_ONFAULT maps all of it
- * (huge zero pages, each with a page table the kernel sets aside: 4 KiB
- * per 2 MiB).  NULL on failure. */
+ * mapped heap.  The kernel's mlockall(MCL_CURRENT) without MCL_ONFAULT
+ * maps all of it in (huge zero pages, each with a page table the kernel
+ * sets aside: 4 KiB per 2 MiB); xalloc's own spares it (mlock.c).  NULL on
+ * failure. */
 XA_HIDDEN void *xa_os_reserve(size_t size);
 XA_HIDDEN void xa_os_release(void *p, size_t size);
 /* Whether a new mapping is resident at once: mlockall(MCL_FUTURE) without
  * MCL_ONFAULT is in force, so address space reserved ahead of use costs
  * memory (one page mapped, asked about with mincore, and unmapped). */
 XA_HIDDEN bool xa_os_maps_populated(void);
+/* Its last answer (for callers that hold a lock). */
+XA_HIDDEN extern bool xa_os_populating;
 /* Make [p, p+size) of such a table (page aligned) writable, or read-only
  * and zero again (its pages given back).  false: the kernel refused
  * (commit limit, mappings), nothing changed. */
@@ -41,15 +44,21 @@ enum { XA_MOVE_FAILED, XA_MOVE_KEPT, XA_MOVE_HOLE };
 XA_HIDDEN int xa_os_move_pages(void *from, size_t size, void *to);
 /* The address-space limit (RLIMIT_AS), or SIZE_MAX if there is none. */
 XA_HIDDEN size_t xa_os_as_limit(void);
-/* Give pages back to the kernel; they read as zero afterwards.  Locked
- * pages (mlock, mlockall), which MADV_DONTNEED leaves, go back with
- * MADV_DONTNEED_LOCKED, or are zeroed and kept where the kernel has none
- * (xa_os_keep_locked); either way counted in xa_os_locked_purged.  The
- * same holds for the other purges and xa_os_table_write's give-back. */
+/* The limit on writable private mappings: the lower of RLIMIT_AS and
+ * RLIMIT_DATA (since Linux 4.7 such mappings count against both, reserved
+ * address space included), or SIZE_MAX if there is none. */
+XA_HIDDEN size_t xa_os_heap_limit(void);
+/* Give pages back to the kernel; they read as zero afterwards.  A range
+ * with locked pages (mlock, mlockall), which MADV_DONTNEED leaves, goes
+ * back with MADV_DONTNEED_LOCKED, or is zeroed and kept (under
+ * mlockall(MCL_FUTURE), on kernels without the advice, for shared memory);
+ * either way its bytes are counted in xa_os_locked_purged.  The same holds
+ * for the other purges and xa_os_table_write's give-back. */
 XA_HIDDEN void xa_os_purge(void *p, size_t size);
 XA_HIDDEN extern size_t xa_os_locked_purged;
-/* Set when the kernel turned MADV_DONTNEED_LOCKED down (before Linux
- * 5.18); tests set it to take the zeroing path. */
+/* Does the kernel know MADV_DONTNEED_LOCKED (Linux 5.18)?  Asked once. */
+XA_HIDDEN bool xa_os_can_drop_locked(void);
+/* Test hook: zero and keep locked pages, as without the advice. */
 XA_HIDDEN extern bool xa_os_keep_locked;
 /* The same by mapping fresh pages over the range (MAP_FIXED), which also
  * makes it one mapping again where moved pages (xa_os_move_pages) had
@@ -195,8 +204,8 @@ XA_HIDDEN size_t xa_os_map_count(void);
 /* mlockall(flags), but where it would map in every page (MCL_CURRENT
  * without MCL_ONFAULT), the ranges spare[0..nspare) ({start, end}) are
  * locked as their pages are touched instead of mapped in: everything is
- * locked on touch first, then every other part locked and mapped in, then
- * MCL_FUTURE applied.  Returns what mlockall returns (errno set on -1). */
+ * locked on touch first, then MCL_FUTURE applied, then every other part
+ * locked and mapped in.  Returns what mlockall returns (errno set on -1). */
 XA_HIDDEN int xa_os_mlockall_sparing(int flags, const uintptr_t (*spare)[2], size_t nspare);
 XA_HIDDEN size_t xa_os_map_limit(void);
 XA_HIDDEN void xa_os_close(int fd);

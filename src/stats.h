@@ -29,7 +29,7 @@
   X(metadata,        "bytes of metadata mappings (arenas, thread caches, tables, huge blocks' tables and free-extent records)") \
   X(purged,          "bytes returned to the OS with madvise since start") \
   X(purge_runs,      "madvise calls made by purging") \
-  X(purge_locked,    "bytes of locked pages (mlock, mlockall) purging gave back with MADV_DONTNEED_LOCKED, or zeroed and kept on kernels without it (before 5.18)") \
+  X(purge_locked,    "bytes of purges the kernel refused (ranges with pages locked by mlock or mlockall): given back with MADV_DONTNEED_LOCKED, or zeroed and kept (under mlockall with MCL_FUTURE, on kernels before 5.18, shared memory)") \
   X(peak_purged,     "bytes of dirty free pages purged by the peak budgets: fresh pages were taken while more were dirty than the live bytes' peak less the live bytes, plus an eighth of the peak, plus huge_cache_bytes where the huge-block cache's pages count too") \
   X(decay_scale,     "dirty_decay_ms is multiplied by this now (1-8): purged pages soon faulted back lengthen it") \
   X(lock_contended,  "arena lock acquisitions that had to wait") \

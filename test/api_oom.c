@@ -1,7 +1,8 @@
 /* api_oom: behaviour when the address space runs out.
  *
  * Each test runs in a forked child that lowers RLIMIT_AS to its current
- * address-space size + 256 MiB, allocates until malloc returns NULL, and
+ * address-space size + 256 MiB (one test: RLIMIT_DATA to its data size +
+ * 256 MiB), allocates until malloc returns NULL, and
  * checks that
  *   - every failure is a NULL return with errno == ENOMEM (never a crash),
  *   - a reasonable share of the headroom could actually be allocated,
@@ -42,6 +43,11 @@ static size_t opq(size_t x)
     return x;
 }
 
+/* The limit the children lower: RLIMIT_AS (ulimit -v), or RLIMIT_DATA
+ * (ulimit -d: writable private mappings, reserved address space included,
+ * since Linux 4.7), to what the process uses now plus HEADROOM. */
+static int limited = RLIMIT_AS;
+
 static void limit_as(void)
 {
     if (!ptrs) {
@@ -49,14 +55,14 @@ static void limit_as(void)
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         TU_CHK(ptrs != MAP_FAILED);
     }
-    size_t vm = tu_vmsize();
+    size_t vm = limited == RLIMIT_AS ? tu_vmsize() : tu_status_kb("VmData:") << 10;
     TU_CHK(vm > 0);
     struct rlimit rl = { .rlim_cur = vm + HEADROOM, .rlim_max = RLIM_INFINITY };
     struct rlimit old;
-    TU_CHK(getrlimit(RLIMIT_AS, &old) == 0);
+    TU_CHK(getrlimit(limited, &old) == 0);
     rl.rlim_max = old.rlim_max;
     if (old.rlim_max != RLIM_INFINITY && rl.rlim_cur > old.rlim_max) rl.rlim_cur = old.rlim_max;
-    TU_CHK(setrlimit(RLIMIT_AS, &rl) == 0);
+    TU_CHK(setrlimit(limited, &rl) == 0);
 }
 
 /* Allocate blocks of size n until NULL (or the array is full); returns the
@@ -344,6 +350,12 @@ static void test_oom_medium(void **s) { run("oom 64 KiB", child_medium); }
 static void test_oom_big(void **s) { run("oom 8 MiB", child_big); }
 static void test_oom_mixed(void **s) { run("oom mixed", child_mixed); }
 static void test_oom_thread(void **s) { run("oom late thread", child_thread); }
+static int child_mixed_data(void *a)
+{
+    limited = RLIMIT_DATA;
+    return child_mixed(a);
+}
+static void test_oom_mixed_data(void **s) { run("oom mixed, data limit", child_mixed_data); }
 
 int main(void)
 {
@@ -353,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_oom_big),
         cmocka_unit_test(test_oom_mixed),
         cmocka_unit_test(test_oom_thread),
+        cmocka_unit_test(test_oom_mixed_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

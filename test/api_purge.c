@@ -605,15 +605,14 @@ static int mode_locked(const char *how) {
     free(b);
     free(malloc(100000));          /* an allocation slow path: starts the purger */
     if (!wait_all_purged()) return 2;
-    unsigned char *c = calloc(1, (size_t)3 << 20);
-    int rc = !c ? 1 : c != b ? 77 : !all_zero(c, (size_t)3 << 20) ? 3 : !ctl("stats.purge_locked") ? 4 : 0;
+    unsigned char *c = calloc(1, (size_t)3 << 20);      /* b's extent fits best */
+    int rc = !c ? 1 : c != b ? 5 : !all_zero(c, (size_t)3 << 20) ? 3 : !ctl("stats.purge_locked") ? 4 : 0;
     free(c);
     free(keep);
     return rc;
   }
-  struct rlimit r;
-  if (geteuid() != 0 && (getrlimit(RLIMIT_MEMLOCK, &r) || r.rlim_cur != RLIM_INFINITY)) return 77;
-  if (mlockall(MCL_FUTURE)) return 77;
+  if (!tu_may_lock_all() || mlockall(MCL_FUTURE)) return 77;
+  size_t rss0 = tu_rss();
   static const size_t sizes[] = {(size_t)64 << 20, (size_t)3 << 20, 300000, 40000, 2000, 64};
   for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
     size_t n = sizes[k], count = n >= ((size_t)1 << 20) ? 1 : ((size_t)8 << 20) / n;
@@ -641,20 +640,15 @@ static int mode_locked(const char *how) {
     free(v);
     free(keep);
   }
-  return ctl("stats.purge_locked") ? 0 : 4;
-}
-
-/* A field of /proc/self/status, in KiB (-1 if absent). */
-static long status_kb(const char *key) {
-  static char buf[8192];
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t got = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (got <= 0) return -1;
-  buf[got] = 0;
-  const char *p = strstr(buf, key);
-  return p ? atol(p + strlen(key)) : -1;
+  if (!ctl("stats.purge_locked")) return 4;
+  /* locked pages purged are zeroed and kept: the regions that held them
+   * go back whole (none kept for reuse: a 64 MiB one would stay resident) */
+  size_t rss = wait_rss_below(rss0 + ((size_t)32 << 20), 10);
+  if (rss >= rss0 + ((size_t)32 << 20)) {
+    fprintf(stderr, "locked: RSS %zu MiB after everything was freed, %zu MiB before\n", rss >> 20, rss0 >> 20);
+    return 6;
+  }
+  return 0;
 }
 
 static bool resident(const void *p, size_t n) {
@@ -687,13 +681,12 @@ static int mode_mlockall(const char *how) {
     free(q);
     return rc;
   }
-  struct rlimit r;
-  if (geteuid() != 0 && (getrlimit(RLIMIT_MEMLOCK, &r) || r.rlim_cur != RLIM_INFINITY)) return 77;
+  if (!tu_may_lock_all()) return 77;
   free(malloc(100));                                   /* the allocator is set up */
-  long pte = status_kb("VmPTE:"), rss = status_kb("VmRSS:");
+  long pte = (long)tu_status_kb("VmPTE:"), rss = (long)tu_status_kb("VmRSS:");
   if (mlockall(MCL_CURRENT | MCL_FUTURE)) return 77;
   if (!resident(never_touched, sizeof never_touched)) return 2;   /* MCL_CURRENT: mapped in */
-  long pte_grew = status_kb("VmPTE:") - pte, rss_grew = status_kb("VmRSS:") - rss;
+  long pte_grew = (long)tu_status_kb("VmPTE:") - pte, rss_grew = (long)tu_status_kb("VmRSS:") - rss;
   fprintf(stderr, "mlockall: page tables +%ld KiB, RSS +%ld KiB\n", pte_grew, rss_grew);
   if (pte_grew > 64 << 10) return 3;                   /* the page map mapped in: +512 MiB */
   if (rss_grew > 24 << 10) return 4;                   /* the chunk map: +32 MiB */

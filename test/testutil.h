@@ -18,12 +18,14 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 /* ---- deterministic pseudo-random numbers -------------------------------- */
 
@@ -302,7 +304,39 @@ static inline void tu_report(const char *fmt, ...)
 }
 
 static inline size_t tu_rss(void) { return tu_statm(1); }
+
+/* May this process lock all its memory: CAP_IPC_LOCK in its effective
+ * set (root in a container may lack it), or no RLIMIT_MEMLOCK?  Without
+ * either, mlockall(MCL_FUTURE) succeeds but later mappings fail. */
+static inline bool tu_may_lock_all(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char *cap = strstr(buf, "\nCapEff:");
+    if (cap && (strtoull(cap + 9, NULL, 16) >> 14 & 1)) return true;   /* CAP_IPC_LOCK */
+    struct rlimit r;
+    return getrlimit(RLIMIT_MEMLOCK, &r) == 0 && r.rlim_cur == RLIM_INFINITY;
+}
 static inline size_t tu_vmsize(void) { return tu_statm(0); }
+
+/* A field of /proc/self/status ("VmData:"), in KiB; 0 if absent. */
+static inline size_t tu_status_kb(const char *key)
+{
+    char buf[8192];
+    int fd = open("/proc/self/status", O_RDONLY);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    const char *p = strstr(buf, key);
+    return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
 
 #define TU_MiB ((size_t)1 << 20)
 #define TU_GiB ((size_t)1 << 30)

@@ -1144,6 +1144,7 @@ static void test_fork_gives_chunk_back(void **state) {
   if (xa_narenas < 2) skip();
   regions_on();
   struct xa_arena *a = xa_arenas[xa_narenas - 1];
+  unsigned used = xa_arena_used();
   xa_arena_limit(xa_narenas - 1);
   xa_arena_release_spares(a);
   size_t whole = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
@@ -1164,7 +1165,7 @@ static void test_fork_gives_chunk_back(void **state) {
   fw_expect_child_ok();
   check(a);
   xa_arena_release_spares(a);
-  xa_arena_limit(0);                       /* all again */
+  xa_arena_limit(used);
   regions_off();
 }
 
