@@ -4,7 +4,7 @@
  *   LD_PRELOAD=LIB build/bench/mlockall [onfault]
  *
  * Locks with mlockall(MCL_CURRENT | MCL_FUTURE) (| MCL_ONFAULT with
- * `onfault`; needs root, or an unlimited RLIMIT_MEMLOCK), then, for each of
+ * `onfault`; needs CAP_IPC_LOCK, or an unlimited RLIMIT_MEMLOCK), then, for each of
  * six sizes (64 MiB, 3 MiB, 300,000, 40,000, 2,000 and 64 B), keeps one
  * block, fills 8 MiB (one block above 1 MiB) with 0x5a, frees it, waits
  * 1.5 s (one decay time and a half: the freed pages are purged), and

@@ -389,10 +389,10 @@ static void region_thp(void *p, size_t size) {
  * clean.  Lock held on entry and return; dropped around the mapping. */
 static bool region_new(struct huge_shard *s, size_t size, size_t align) {
   size_t want = XA_ALIGN_UP(size, XA_HUGE_ALIGN), ra = align > XA_HUGE_ALIGN ? align : XA_HUGE_ALIGN;
+  xa_unlock(&s->lock);
   /* under an address-space or data limit (ulimit -v, -d), a region takes
    * at most 1/16 of it: its free part counts against the limit too */
   size_t limit = xa_os_heap_limit(), region = limit / 16 < XA_REGION_SIZE ? XA_ALIGN_UP(limit / 16, XA_HUGE_ALIGN) : XA_REGION_SIZE;
-  xa_unlock(&s->lock);
   /* where mlockall(MCL_FUTURE) maps every new page in at once, a region
    * holds little more than the block: the rest would be resident for
    * nothing (a 1 GiB region: 1 GiB of RSS) */

@@ -141,9 +141,8 @@ static void *alloc_big(size_t n, size_t align, bool sparse, bool *zeroed) {
     /* Memory may sit in caches and free pages: give it back and retry.
      * Every huge shard's wholly free regions go too, after the arenas
      * (their chunks come back to them): xa_huge_alloc releases only its
-     * own shard's, and a thread that moved between CPUs freed blocks in
-     * others (api_oom with another copy running: 100 MiB failed after
-     * everything was freed in 3 of 6 runs). */
+     * own shard's, and a thread that moves between CPUs frees blocks in
+     * others, whose free regions then hold the address space. */
     xa_tcache_flush_all();
     xa_arena_purge_all();
     xa_arena_release_spares_all();

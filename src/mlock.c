@@ -36,5 +36,9 @@ XA_EXPORT int mlockall(int flags) {
     size_t units = __atomic_load_n(&xa_pagemap_units, __ATOMIC_ACQUIRE);
     if (units) n = add_pages(tables, n, xa_pagemap, units * sizeof(struct xa_pageinfo));
   }
-  return xa_os_mlockall_sparing(flags, (const uintptr_t (*)[2])tables, n);
+  int rc = xa_os_mlockall_sparing(flags, (const uintptr_t (*)[2])tables, n);
+  /* are new mappings resident at once from now on?  (xa_os_populating:
+   * huge.c keeps no free region then) */
+  if (rc == 0) (void)xa_os_maps_populated();
+  return rc;
 }

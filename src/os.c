@@ -59,9 +59,11 @@ static int sys_close(int fd) {
  * its own reads as gone: that verdict is checked against getpid() before
  * it counts. */
 static int32_t alive_pid;
+bool xa_os_populating;
 
 void xa_os_postfork_child(void) {
   __atomic_store_n(&alive_pid, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&xa_os_populating, false, __ATOMIC_RELAXED);   /* a child inherits no MCL_FUTURE */
   for (int i = 0; i < TRANSIENT_MAX; i++) {
     int v = __atomic_exchange_n(&transient[i], 0, __ATOMIC_RELAXED);
     if (v) syscall(SYS_close, v - 1);
@@ -164,19 +166,23 @@ bool xa_os_can_drop_locked(void) {
 static XA_COLD void purge_refused(void *p, size_t size, bool shared) {
   if (errno == ENOMEM) return;
   __atomic_add_fetch(&xa_os_locked_purged, size, __ATOMIC_RELAXED);
-  if (!shared && !__atomic_load_n(&xa_os_keep_locked, __ATOMIC_RELAXED) && xa_os_can_drop_locked() &&
-      !xa_os_maps_populated() && madvise(p, size, MADV_DONTNEED_LOCKED) == 0)
+  bool populating = xa_os_maps_populated();
+  if (!shared && !populating && !__atomic_load_n(&xa_os_keep_locked, __ATOMIC_RELAXED) && xa_os_can_drop_locked() &&
+      madvise(p, size, MADV_DONTNEED_LOCKED) == 0)
     return;
+  /* under mlockall(MCL_FUTURE) every page is locked: no step would go */
   const uintptr_t step = (uintptr_t)64 << 10;
   for (uintptr_t a = (uintptr_t)p, end = a + size; a < end;) {
     uintptr_t b = (a & ~(step - 1)) + step < end ? (a & ~(step - 1)) + step : end;
-    if (size <= step || (madvise((void *)a, b - a, MADV_DONTNEED) != 0 && errno != ENOMEM))
+    if (populating) b = end;
+    /* shared: MADV_REMOVE frees the file's pages; MADV_DONTNEED would
+     * drop only the page tables, and the file keeps the old bytes */
+    if (populating || size <= step ||
+        (madvise((void *)a, b - a, shared ? MADV_REMOVE : MADV_DONTNEED) != 0 && errno != ENOMEM))
       __builtin_memset((void *)a, 0, b - a);
     a = b;
   }
 }
-
-bool xa_os_populating;
 
 bool xa_os_maps_populated(void) {
   int saved = errno;
@@ -266,6 +272,9 @@ size_t xa_os_as_limit(void) { return rlimit_cur(RLIMIT_AS); }
 
 size_t xa_os_heap_limit(void) {
   size_t as = rlimit_cur(RLIMIT_AS), data = rlimit_cur(RLIMIT_DATA);
+  /* a data limit of 16 GiB or more (sandboxes set such) leaves 1 GiB
+   * regions within 1/16 of it: it counts as none */
+  if (data >= (size_t)16 << 30) data = SIZE_MAX;
   return as < data ? as : data;
 }
 
@@ -670,8 +679,9 @@ int xa_os_mlockall_sparing(int flags, const uintptr_t (*spare)[2], size_t nspare
   }
   /* 2: new mappings locked and mapped in at once (MCL_FUTURE alone
    * leaves the mappings there are as they are), before the walk, so that
-   * one another thread makes meanwhile is mapped in too; 3: the mappings
-   * there are locked and mapped in, but for the spared ranges */
+   * one another thread makes meanwhile is mapped in too (one made between
+   * 1 and 2 is mapped in by the walk: a 1 GiB region whole); 3: the
+   * mappings there are locked and mapped in, but for the spared ranges */
   if ((flags & MCL_FUTURE) && syscall(SYS_mlockall, MCL_FUTURE) != 0) return -1;
   struct lock_walk w = {spare, nspare};
   if (!xa_os_maps(lock_mapping, &w)) {

@@ -3,6 +3,8 @@
  * realloc without copying, purging in a fork child, inline purging without
  * the background thread, and a purger that never holds up exit.
  * Scenarios that need their own XALLOC_CONF re-execute this program. */
+#define _GNU_SOURCE
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -596,7 +598,17 @@ static bool all_zero(const unsigned char *p, size_t n) {
   return true;
 }
 
+/* This thread on the CPU it runs on: a huge shard is a CPU's, and a
+ * freed extent is reused from its own shard only. */
+static void stay_on_this_cpu(void) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  (void)sched_setaffinity(0, sizeof one, &one);
+}
+
 static int mode_locked(const char *how) {
+  stay_on_this_cpu();
   if (!strcmp(how, "block")) {
     void *keep = malloc((size_t)3 << 20), *b = malloc((size_t)3 << 20);
     if (!keep || !b) return 1;
@@ -701,7 +713,7 @@ static int mode_mlockall(const char *how) {
 }
 
 /* Two modes that lock memory: `any` passes or skips (77) by itself;
- * `privileged` needs root or an unlimited RLIMIT_MEMLOCK, else the test
+ * `privileged` needs CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, else the test
  * is skipped. */
 static void run_locked(const char *any, const char *privileged, const char *conf) {
   int rc = run_self(any, conf);
