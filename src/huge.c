@@ -138,8 +138,8 @@ static void total_add(size_t *t, size_t size, long sign) {
 }
 
 /* One shard per arena (the arenas follow the CPUs the process may use),
- * one under an address-space or data limit: there every shard's region
- * would take its share of the limit. */
+ * one under an address-space or data limit (xa_os_heap_limit): there
+ * every shard's region would take its share of the limit. */
 static XA_NOINLINE unsigned shard_count_first(void) {
   unsigned n = xa_arena_count();
   if (!n) return 1;             /* before initialisation (statistics): not fixed yet */

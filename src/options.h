@@ -26,7 +26,7 @@
   X(background_thread, BOOL, 1,     0, 1, 0, "purge from a background thread (else inline on slow paths)") \
   X(thp,               ENUM, auto,    0, 0, 0, "transparent huge pages: auto asks for them on huge blocks of thp_min_bytes or more; default leaves the system's setting; always/never on every huge block") \
   X(thp_min_bytes,     INT,  2 << 20, 0, 1L << 40, 0, "with thp:auto, the smallest huge block that asks for transparent huge pages; with auto or always, such blocks of 8 MiB or more (not calloc's, nor secure mode's) are whole 2 MiB pages") \
-  X(chunk_regions,     BOOL, 1,     0, 1, 0, "arenas carve their 4 MiB chunks from the huge blocks' regions, so pages freed by either kind serve the other without a page fault (off: each chunk is a mapping of its own; off where meshing runs, with secure, under valgrind and under an address-space limit)") \
+  X(chunk_regions,     BOOL, 1,     0, 1, 0, "arenas carve their 4 MiB chunks from the huge blocks' regions, so pages freed by either kind serve the other without a page fault (off: each chunk is a mapping of its own; off where meshing runs, with secure, under valgrind and under an address-space or data limit)") \
   X(huge_cache_bytes,  INT,  16 << 20, 0, 1 << 30, 1, "huge blocks' live and freed pages stay within the live bytes' recent peak plus this (the freed ones all decay)") \
   X(abort_on_error,    BOOL, 1,     0, 1, 0, "abort after reporting misuse (false: report, then ignore the call)") \
   X(junk,              BOOL, 0,     0, 1, 0, "fill new blocks with 0xa5 and freed ones with 0x5a (turns thread caches off)") \

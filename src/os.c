@@ -146,40 +146,39 @@ bool xa_os_can_drop_locked(void) {
   return known > 0;
 }
 
-/* A purge's madvise failed (shared: of shared memory, where it asked for
- * MADV_REMOVE first).  Locked pages (mlock, mlockall) stay through
- * MADV_DONTNEED (EINVAL), and calloc would take the range as zero while it
- * holds old data.  Private pages go back with MADV_DONTNEED_LOCKED, as
- * glibc's free gives back a locked block it unmaps (the mapping stays
- * locked: a page touched again is locked again); but not where every new
- * mapping is mapped in at once (mlockall with MCL_FUTURE, no MCL_ONFAULT:
- * the program asked for no page faults later), nor on kernels without the
- * advice (before 5.18), nor for shared memory (it would drop the page
- * tables, and the file keeps the old bytes).  There the range is zeroed
- * by hand: it reads as zero, as purged pages do, and stays resident;
- * where only part of it is locked (a program that mlocks one buffer), in
- * 64 KiB steps tried again one by one, so that unlocked pages still go
- * back and are not faulted in again (but those in a step with locked
- * ones).  The ranges purged are the heap's free pages, all accessible.
+/* A purge's madvise failed (shared: xa_os_purge_shared's, which asked
+ * for MADV_REMOVE first).  Locked pages (mlock, mlockall) stay through
+ * MADV_DONTNEED and MADV_REMOVE (EINVAL), and calloc would take the range
+ * as zero while it holds old data.  Private pages go back with
+ * MADV_DONTNEED_LOCKED, as glibc's free gives back a locked block it
+ * unmaps (the mapping stays locked: a page touched again is locked
+ * again); but not where every new mapping is mapped in at once (mlockall
+ * with MCL_FUTURE, no MCL_ONFAULT: the program asked for no page faults
+ * later), nor on kernels without the advice (before 5.18), nor for
+ * shared memory (it would drop the page tables, and the file keeps the
+ * old bytes).  There the range goes in 64 KiB steps, each given back as
+ * the first madvise would have (MADV_REMOVE for a shared one, then
+ * MADV_DONTNEED where that finds no file: private memory), or, where the
+ * kernel refuses, zeroed by hand: it reads as zero, as purged pages do,
+ * and stays resident; so pages that are not locked (a program that
+ * mlocks one buffer; mappings older than an mlockall(MCL_FUTURE)) still
+ * go back and are not faulted in again, but those in a step with locked
+ * ones.  The ranges purged are the heap's free pages, all accessible.
  * Off the usual path: cold.  Not for ENOMEM (part of the range is not
  * mapped: nothing to write). */
 static XA_COLD void purge_refused(void *p, size_t size, bool shared) {
   if (errno == ENOMEM) return;
   __atomic_add_fetch(&xa_os_locked_purged, size, __ATOMIC_RELAXED);
-  bool populating = xa_os_maps_populated();
-  if (!shared && !populating && !__atomic_load_n(&xa_os_keep_locked, __ATOMIC_RELAXED) && xa_os_can_drop_locked() &&
-      madvise(p, size, MADV_DONTNEED_LOCKED) == 0)
+  if (!shared && !xa_os_maps_populated() && !__atomic_load_n(&xa_os_keep_locked, __ATOMIC_RELAXED) &&
+      xa_os_can_drop_locked() && madvise(p, size, MADV_DONTNEED_LOCKED) == 0)
     return;
-  /* under mlockall(MCL_FUTURE) every page is locked: no step would go */
   const uintptr_t step = (uintptr_t)64 << 10;
   for (uintptr_t a = (uintptr_t)p, end = a + size; a < end;) {
     uintptr_t b = (a & ~(step - 1)) + step < end ? (a & ~(step - 1)) + step : end;
-    if (populating) b = end;
-    /* shared: MADV_REMOVE frees the file's pages; MADV_DONTNEED would
-     * drop only the page tables, and the file keeps the old bytes */
-    if (populating || size <= step ||
-        (madvise((void *)a, b - a, shared ? MADV_REMOVE : MADV_DONTNEED) != 0 && errno != ENOMEM))
-      __builtin_memset((void *)a, 0, b - a);
+    void *at = (void *)a;
+    bool gone = size > step && ((shared && madvise(at, b - a, MADV_REMOVE) == 0) ||
+                                ((!shared || errno == EINVAL) && madvise(at, b - a, MADV_DONTNEED) == 0));
+    if (!gone && (size <= step || errno != ENOMEM)) __builtin_memset(at, 0, b - a);
     a = b;
   }
 }
@@ -272,9 +271,9 @@ size_t xa_os_as_limit(void) { return rlimit_cur(RLIMIT_AS); }
 
 size_t xa_os_heap_limit(void) {
   size_t as = rlimit_cur(RLIMIT_AS), data = rlimit_cur(RLIMIT_DATA);
-  /* a data limit of 16 GiB or more (sandboxes set such) leaves 1 GiB
-   * regions within 1/16 of it: it counts as none */
-  if (data >= (size_t)16 << 30) data = SIZE_MAX;
+  /* a data limit of 256 GiB or more leaves the 1 GiB regions of 16 huge
+   * shards within 1/16 of it: it counts as none */
+  if (data >= (size_t)256 << 30) data = SIZE_MAX;
   return as < data ? as : data;
 }
 

@@ -30,7 +30,8 @@ XA_HIDDEN void xa_os_release(void *p, size_t size);
  * memory (one page mapped, asked about with mincore, and unmapped). */
 XA_HIDDEN bool xa_os_maps_populated(void);
 /* Its last answer (for callers that hold a lock); mlock.c sets it after
- * each mlockall, a fork child clears it. */
+ * each mlockall, a fork child clears it (munlockall is not xalloc's: it
+ * stays until the next probe). */
 XA_HIDDEN extern bool xa_os_populating;
 /* Make [p, p+size) of such a table (page aligned) writable, or read-only
  * and zero again (its pages given back).  false: the kernel refused
@@ -47,8 +48,8 @@ XA_HIDDEN int xa_os_move_pages(void *from, size_t size, void *to);
 XA_HIDDEN size_t xa_os_as_limit(void);
 /* The limit on writable private mappings: the lower of RLIMIT_AS and
  * RLIMIT_DATA (since Linux 4.7 such mappings count against both, reserved
- * address space included; RLIMIT_DATA only below 16 GiB), or SIZE_MAX if
- * there is none. */
+ * address space included; RLIMIT_DATA only below 256 GiB), or SIZE_MAX
+ * if there is none. */
 XA_HIDDEN size_t xa_os_heap_limit(void);
 /* Give pages back to the kernel; they read as zero afterwards.  A range
  * with locked pages (mlock, mlockall), which MADV_DONTNEED leaves, goes

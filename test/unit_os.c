@@ -227,20 +227,26 @@ static void test_purge_locked(void **state) {
   if (kernel_at_least(5, 18)) assert_true(xa_os_can_drop_locked());
   assert_false(xa_os_maps_populated());
   xa_os_unmap(p, n);
-  /* shared memory, locked whole or in its first half: the file would
-   * keep the old bytes under MADV_DONTNEED_LOCKED or MADV_DONTNEED, so
-   * the locked part is zeroed and the rest removed from the file */
-  char *sh = xa_os_map(n, n);
-  assert_non_null(sh);
-  assert_true(xa_os_map_zero_shared(sh, n));
-  for (size_t locked = n; locked >= n / 2; locked -= n / 2) {
-    memset(sh, 0x5a, n);
-    if (mlock(sh, locked) != 0) break;
-    xa_os_purge_shared(sh, n);
-    assert_true(all_bytes(sh, n, 0));
-    assert_int_equal(munlock(sh, locked), 0);
+  /* xa_os_purge_shared, locked whole or in the first half: on shared
+   * memory the file would keep the old bytes under MADV_DONTNEED_LOCKED
+   * or MADV_DONTNEED, so the locked part is zeroed and the rest removed
+   * from the file; on private memory (a chunk that could not be
+   * file-backed) the rest goes back with MADV_DONTNEED */
+  for (int kind = 0; kind < 2; kind++) {
+    char *sh = xa_os_map(n, n);
+    assert_non_null(sh);
+    if (kind == 0) assert_true(xa_os_map_zero_shared(sh, n));
+    for (size_t locked = n; locked >= n / 2; locked -= n / 2) {
+      memset(sh, 0x5a, n);
+      assert_int_equal(mlock(sh, locked), 0);   /* as the first half above */
+      xa_os_purge_shared(sh, n);
+      /* resident pages first: a read maps a page in */
+      if (locked < n) assert_int_equal(resident_pages(sh + locked, (n - locked) / pg), 0);
+      assert_true(all_bytes(sh, n, 0));
+      assert_int_equal(munlock(sh, locked), 0);
+    }
+    xa_os_unmap(sh, n);
   }
-  xa_os_unmap(sh, n);
   /* under mlockall(MCL_FUTURE) new mappings are mapped in at once, and
    * locked pages a purge meets are zeroed and kept (no page fault later) */
   pid_t pid = fork();
