@@ -2,6 +2,7 @@
  * one by one, or taken from a chunk source and given back). */
 #include "chunk.h"
 #include "mesh.h"
+#include "options.h"
 #include "os.h"
 #include "sizeclass.h"
 #include "valgrind.h"
@@ -11,6 +12,7 @@ unsigned xa_chunk_first_page;
 unsigned xa_chunk_end_page;
 unsigned xa_span_stride_shift;
 size_t xa_chunk_spans_off;
+bool xa_chunk_lead_guard;
 
 uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE] XA_BSS_TABLE;
 
@@ -86,7 +88,8 @@ void xa_chunk_init(void) {
   xa_chunk_spans_off = XA_ALIGN_UP(sizeof(struct xa_chunk), 64);
   size_t hdr = xa_chunk_spans_off + ((size_t)xa_chunk_npages << xa_span_stride_shift);
   xa_chunk_first_page = (unsigned)(XA_ALIGN_UP(hdr, xa_os_page) >> ps) + 1;
-  xa_chunk_end_page = xa_chunk_npages - 1;
+  xa_chunk_lead_guard = xa_os_page == XA_CHUNK_LEAD;
+  xa_chunk_end_page = xa_chunk_npages - !xa_chunk_lead_guard;
 }
 
 void xa_chunkmap_set(void *chunk, bool on) {
@@ -125,9 +128,16 @@ void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s) {
   xa_chunk_mark_pages(c, s->first, s->npages, s->first, s->state == XA_SPAN_SLAB || s->state == XA_SPAN_MESHED ? s->cls : XA_CLS_NONE);
 }
 
+/* The chunk's two guard pages: the one after its header, and either its
+ * first page (xa_chunk_lead_guard) or its last. */
+static char *guard_page(struct xa_chunk *c, int which) {
+  if (which == 0) return (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
+  return xa_chunk_lead_guard ? (char *)c : (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+}
+
 void xa_chunk_guard(struct xa_chunk *c) {
-  xa_os_guard((char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift), xa_os_page);
-  xa_os_guard((char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift), xa_os_page);
+  xa_os_guard(guard_page(c, 0), xa_os_page);
+  xa_os_guard(guard_page(c, 1), xa_os_page);
 }
 
 static struct xa_chunk_source source;
@@ -155,7 +165,7 @@ static struct xa_chunk *chunk_memory(void) {
     c = NULL;
   }
   if (c) {
-    if (!clean) __builtin_memset(c, 0, (size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
+    if (!clean) __builtin_memset(c->units, 0, ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift) - XA_CHUNK_LEAD);
     c->give = source.give;
     c->tag = tag;
     c->born_dirty = !clean;
@@ -169,7 +179,34 @@ static struct xa_chunk *chunk_memory(void) {
   return c;
 }
 
-struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
+/* The chunk's second half: one whole huge page of span area (2 MiB, the
+ * huge page size wherever base pages are 4 KiB) where the chunk's guard
+ * pages are its first page and the one after its header. */
+static char *thp_half(struct xa_chunk *c) { return (char *)c + XA_CHUNK_SIZE / 2; }
+
+bool xa_chunk_thp_possible(void) {
+  return xa_chunk_lead_guard && (xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always);
+}
+
+void xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len, bool half_clean) {
+  char *half = thp_half(c), *end = (char *)c + XA_CHUNK_SIZE;
+  uint8_t want = half_clean ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_WITHDRAWN;
+  if (__atomic_load_n(&c->thp, __ATOMIC_RELAXED) == XA_CHUNK_THP_NO) return;
+  if (!half_clean && p + len <= half) return;
+  if (__atomic_exchange_n(&c->thp, want, __ATOMIC_RELAXED) == want) return;
+  xa_os_hugepage(half, XA_CHUNK_SIZE / 2, half_clean);
+  if (half_clean) return;
+  /* The purge split the huge page's mapping, but the kernel frees the
+   * purged pages only once it splits the page itself, which it defers
+   * until it runs short of memory: till then the process's memory
+   * cgroup is charged for all of it.  Splitting it now takes a resident
+   * page of it: one on either side of the range. */
+  char *lo = (char *)p - xa_os_page > half ? (char *)p - xa_os_page : half;
+  char *hi = (char *)p + len + xa_os_page < end ? (char *)p + len + xa_os_page : end;
+  xa_os_split_huge(lo, (size_t)(hi - lo));
+}
+
+struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge) {
   struct xa_chunk *c = chunk_memory();
   if (!c) return NULL;
   /* mesh:true: the span pages from the memfd, so its slabs can be
@@ -189,12 +226,18 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a) {
   h->npages = xa_chunk_first_page;
   h->state = XA_SPAN_HEADER;
   xa_chunk_mark_span(c, h);
-  struct xa_span *g = xa_chunk_span(c, xa_chunk_end_page);
-  g->first = (uint16_t)xa_chunk_end_page;
-  g->npages = 1;
-  g->state = XA_SPAN_HEADER;
-  xa_chunk_mark_span(c, g);
+  if (!xa_chunk_lead_guard) {
+    struct xa_span *g = xa_chunk_span(c, xa_chunk_end_page);
+    g->first = (uint16_t)xa_chunk_end_page;
+    g->npages = 1;
+    g->state = XA_SPAN_HEADER;
+    xa_chunk_mark_span(c, g);
+  }
   xa_chunk_guard(c);
+  if (huge && !xa_mesh_on && xa_chunk_thp_possible()) {    /* (meshing adopts chunks into its file) */
+    xa_os_hugepage(thp_half(c), XA_CHUNK_SIZE / 2, true);
+    c->thp = XA_CHUNK_THP_ASKED;
+  }
   xa_valgrind_noaccess((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),
                        (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift);
   xa_chunkmap_set(c, true);
@@ -217,11 +260,12 @@ void xa_chunk_delete(struct xa_chunk *c) {
    * kernel refuses (no mappings left), the range stays out of use, its
    * pages purged: those around the guards (a purge the kernel refuses
    * writes zeros, which a guard would not take). */
-  char *g1 = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
-  char *g2 = (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
-  if (!xa_os_protect(g1, xa_os_page, true, true, false) || !xa_os_protect(g2, xa_os_page, true, true, false)) {
-    xa_os_purge(c, (size_t)(g1 - (char *)c));
-    xa_os_purge(g1 + xa_os_page, (size_t)(g2 - (g1 + xa_os_page)));
+  char *g0 = guard_page(c, 0), *g1 = guard_page(c, 1);
+  if (!xa_os_protect(g0, xa_os_page, true, true, false) || !xa_os_protect(g1, xa_os_page, true, true, false)) {
+    char *lo = xa_chunk_lead_guard ? (char *)c + xa_os_page : (char *)c;
+    char *hi = xa_chunk_lead_guard ? (char *)c + XA_CHUNK_SIZE : g1;
+    xa_os_purge(lo, (size_t)(g0 - lo));
+    xa_os_purge(g0 + xa_os_page, (size_t)(hi - (g0 + xa_os_page)));
     return;
   }
   if (purge) xa_os_purge(c, XA_CHUNK_SIZE);

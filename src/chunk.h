@@ -1,8 +1,13 @@
 /* Chunks, spans, the chunk map and the page map.
  *
  * A chunk is XA_CHUNK_SIZE bytes aligned to its size.  Its first pages hold
- * the header (followed by a guard page; the chunk's last page is one too):
- * struct xa_chunk, then one span descriptor slot per page.  What free()
+ * the header, followed by a guard page: struct xa_chunk, then one span
+ * descriptor slot per page.  The other guard page is the chunk's first
+ * page where pages are 4 KiB (the header starts after it), else its last
+ * page.  Either way a write running off the end of a chunk's last span
+ * faults before it reaches the next chunk's header, and with 4 KiB pages
+ * the chunk's second half is one whole huge page of span area, which can
+ * be backed by a transparent huge page (xa_chunk_purged).  What free()
  * needs of a 4 KiB unit, its xa_pageinfo (8 bytes), lives in the page map
  * below, or in the header where the page map does not reach.
  * The rest of the chunk is carved into spans: runs of pages that are free,
@@ -101,7 +106,15 @@ struct xa_span {
 };
 _Static_assert(sizeof(struct xa_span) == 64, "span header is 64 bytes");
 
+/* The chunk's first 4 KiB: a guard page where pages are 4 KiB
+ * (xa_chunk_lead_guard), never written otherwise. */
+#define XA_CHUNK_LEAD 4096
+
+/* Whether a chunk's second half asks for huge pages (xa_chunk_purged). */
+enum { XA_CHUNK_THP_NO = 0, XA_CHUNK_THP_ASKED = 1, XA_CHUNK_THP_WITHDRAWN = 2 };
+
 struct xa_chunk {
+  char lead[XA_CHUNK_LEAD];
   struct xa_pageinfo units[XA_CHUNK_UNITS];  /* page info where the page map
                                                 does not reach (else untouched) */
   struct xa_pageinfo *info;     /* this chunk's page info: its part of the
@@ -122,6 +135,7 @@ struct xa_chunk {
   bool retire_purge;            /* its pages are purged before the source
                                    gets them back (it decayed, or idled as
                                    a spare, or its free spans were purged) */
+  uint8_t thp;                  /* XA_CHUNK_THP_* (atomic) */
   /* span slots follow at xa_chunk_spans_off */
 };
 
@@ -135,6 +149,7 @@ XA_HIDDEN extern unsigned xa_chunk_first_page;
 XA_HIDDEN extern unsigned xa_chunk_end_page;
 XA_HIDDEN extern unsigned xa_span_stride_shift;
 XA_HIDDEN extern size_t xa_chunk_spans_off;
+XA_HIDDEN extern bool xa_chunk_lead_guard;
 XA_HIDDEN void xa_chunk_init(void);
 
 /* The chunk map: one byte per chunk-sized range (a byte, not a bit: the
@@ -203,8 +218,21 @@ XA_HIDDEN struct xa_chunk_source xa_chunk_set_source(const struct xa_chunk_sourc
  * one used for a while (decayed, or a quiet thread's cache emptied), so a
  * source gets them back purged, as it would a chunk that decayed. */
 XA_HIDDEN extern __thread bool xa_chunk_quiet_thread;
-/* A fresh chunk for arena a (outside any lock); NULL on failure. */
-XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a);
+/* A fresh chunk for arena a (outside any lock); NULL on failure.  huge:
+ * its second half asks for transparent huge pages, where it can
+ * (xa_chunk_thp_possible). */
+XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge);
+/* Whether chunks can ask for huge pages: 4 KiB pages (the layout above)
+ * and thp:auto or thp:always. */
+XA_HIDDEN bool xa_chunk_thp_possible(void);
+/* Pages [p, p+len) of chunk c's span area were just given back (or made
+ * lazy), with the span still out of everyone's reach; half_clean: the
+ * chunk's second half now reads as zero throughout.  A purge of part of
+ * a backed huge page splits it, and khugepaged would later make the range
+ * a whole huge page again, the purged pages included, while any page of
+ * it is resident: so a half that asked for huge pages stops asking when a
+ * purge takes part of it, and asks again once none of it is resident. */
+XA_HIDDEN void xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len, bool half_clean);
 /* Unregister it and give its memory back: unmapped, or to the source it
  * came from (outside any lock).  Its pages go back dirty, as they are, unless
  * c->retire_purge or xa_chunk_quiet_thread asks for them purged first. */

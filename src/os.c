@@ -392,6 +392,12 @@ void xa_os_hugepage(void *p, size_t size, bool on) {
   errno = saved;
 }
 
+void xa_os_split_huge(void *p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_COLD);
+  errno = saved;
+}
+
 bool xa_os_guard(void *p, size_t size) {
   int saved = errno;
   bool ok = mprotect(p, size, PROT_NONE) == 0;

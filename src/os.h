@@ -72,6 +72,11 @@ XA_HIDDEN bool xa_os_purge_remap(void *p, size_t size);
 XA_HIDDEN void xa_os_purge_lazy(void *p, size_t size);
 /* Ask for (on) or against (off) transparent huge pages on the range. */
 XA_HIDDEN void xa_os_hugepage(void *p, size_t size, bool on);
+/* Split the huge pages that [p, p+size) maps in part (MADV_COLD, Linux
+ * 5.4+), so that their pages already given back are freed now, not when
+ * the kernel next runs short of memory.  The range's resident pages are
+ * also marked as less recently used. */
+XA_HIDDEN void xa_os_split_huge(void *p, size_t size);
 
 /* Make [p, p+size) (page aligned) inaccessible: a guard.  false if the
  * kernel refused (e.g. out of memory mappings); nothing else changes. */

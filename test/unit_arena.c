@@ -33,6 +33,12 @@ static size_t free_span_count(struct xa_arena *a) {
   return n;
 }
 
+/* The guard page that is not the one after the header: the chunk's first
+ * page with 4 KiB pages, else its last. */
+static char *second_guard(struct xa_chunk *c) {
+  return xa_chunk_lead_guard ? (char *)c : (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+}
+
 static void test_chunk_geometry_and_map(void **state) {
   (void)state;
   size_t hdr = xa_chunk_spans_off + ((size_t)xa_chunk_npages << xa_span_stride_shift);
@@ -40,7 +46,7 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_true(xa_chunk_spans_off >= sizeof(struct xa_chunk));
   assert_int_equal((size_t)xa_chunk_npages << xa_os_page_shift, XA_CHUNK_SIZE);
   size_t written = xa_pagemap_written();
-  struct xa_chunk *c = xa_chunk_new(NULL);
+  struct xa_chunk *c = xa_chunk_new(NULL, false);
   assert_int_equal(xa_pagemap_written(), written + (xa_pagemap_units ? XA_CHUNK_UNITS * sizeof(struct xa_pageinfo) : 0));
   assert_non_null(c);
   assert_int_equal((uintptr_t)c & XA_CHUNK_MASK, 0);
@@ -49,18 +55,28 @@ static void test_chunk_geometry_and_map(void **state) {
   /* header pages are not a span anyone may free */
   assert_int_equal(xa_chunk_span(c, 0)->state, XA_SPAN_HEADER);
   assert_int_equal(xa_chunk_info(c, (char *)c + 100)->cls, XA_CLS_NONE);
-  /* guard pages before and after the span area: inaccessible mappings,
-   * and not blocks anyone may free */
+  /* guard pages: one between the header and the span area, and the
+   * chunk's first page (4 KiB pages: the span area then runs to the
+   * chunk's end) or its last; inaccessible mappings, and not blocks
+   * anyone may free */
   char *g1 = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
-  char *g2 = (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
-  assert_int_equal(xa_chunk_end_page, xa_chunk_npages - 1);
+  char *g2 = second_guard(c);
   /* the span pages: private memory, or the mesh file's shared mapping
    * (mesh:true); the guards are private pages either way */
   const char *rw = c->meshable ? "rw-s" : "rw-p";
   assert_string_equal(tu_perms_at((uintptr_t)g1), "---p");
   assert_string_equal(tu_perms_at((uintptr_t)g2), "---p");
   assert_string_equal(tu_perms_at((uintptr_t)g1 + xa_os_page), rw);
-  assert_string_equal(tu_perms_at((uintptr_t)g2 - 1), rw);
+  if (xa_chunk_lead_guard) {
+    assert_int_equal(xa_os_page, XA_CHUNK_LEAD);
+    assert_ptr_equal(g2, (char *)c);
+    assert_int_equal(xa_chunk_end_page, xa_chunk_npages);
+    assert_string_equal(tu_perms_at((uintptr_t)c + XA_CHUNK_LEAD), "rw-p");   /* the header */
+    assert_string_equal(tu_perms_at((uintptr_t)c + XA_CHUNK_SIZE - 1), rw);
+  } else {
+    assert_int_equal(xa_chunk_end_page, xa_chunk_npages - 1);
+    assert_string_equal(tu_perms_at((uintptr_t)g2 - 1), rw);
+  }
   assert_int_equal(xa_small_class_of(g1), XA_CLS_NONE);
   assert_int_equal(xa_small_class_of(g2), XA_CLS_NONE);
   assert_null(xa_arena_large_span(g1));
@@ -87,7 +103,7 @@ static void test_chunk_geometry_and_map(void **state) {
   size_t units = xa_pagemap_units;
   written = xa_pagemap_written();
   xa_pagemap_units = 0;
-  c = xa_chunk_new(NULL);
+  c = xa_chunk_new(NULL, false);
   xa_pagemap_units = units;
   assert_non_null(c);
   assert_ptr_equal(c->info, c->units);
@@ -137,7 +153,7 @@ static void test_page_map_mapping(void **state) {
   if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0) assert_non_null(strstr(flags, " hg"));
   int local;
   assert_int_equal(xa_pagemap[(uintptr_t)&local >> XA_UNIT_SHIFT].cls_scaled, 0);
-  struct xa_chunk *c = xa_chunk_new(NULL);
+  struct xa_chunk *c = xa_chunk_new(NULL, false);
   assert_non_null(c);
   assert_ptr_equal(c->info, &xa_pagemap[(uintptr_t)c >> XA_UNIT_SHIFT]);
   assert_string_equal(tu_perms_at((uintptr_t)c->info), "rw-p");
@@ -615,8 +631,9 @@ static void test_chunk_retention_and_purge(void **state) {
     p[i] = xa_arena_alloc_large(a, big, xa_os_page);
     assert_non_null(p[i]);
     memset(p[i], 1, big);
-    /* the whole span area: it ends at the trailing guard */
-    assert_string_equal(tu_perms_at((uintptr_t)p[i] + big), "---p");
+    /* the whole span area: it ends at the chunk's end, or at its trailing guard */
+    if (xa_chunk_lead_guard) assert_ptr_equal((char *)p[i] + big, (char *)xa_chunk_of(p[i]) + XA_CHUNK_SIZE);
+    else assert_string_equal(tu_perms_at((uintptr_t)p[i] + big), "---p");
   }
   assert_int_equal(a->mapped, N * XA_CHUNK_SIZE);
   for (int i = 0; i < N; i++) xa_arena_free_large(xa_arena_large_span(p[i]));
@@ -706,18 +723,18 @@ static void test_purge_returns_span_slots(void **state) {
   void *p = xa_arena_alloc_large(a, big, xa_os_page);
   assert_non_null(p);
   struct xa_chunk *c = xa_chunk_of(p);
-  size_t hdr = xa_chunk_first_page - 1;
-  for (size_t i = 0; i < hdr; i++) {   /* make every header page resident */
+  size_t hdr = xa_chunk_first_page - 1, lead = xa_chunk_lead_guard;   /* the first: a guard page? */
+  for (size_t i = lead; i < hdr; i++) {   /* make every header page resident */
     volatile char *b = (char *)c + (i << xa_os_page_shift);
     b[0] = b[0];
   }
-  assert_int_equal(resident_pages(c, hdr), hdr);
+  assert_int_equal(resident_pages(c, hdr), hdr - lead);
   xa_arena_free_large(xa_arena_large_span(p));
   assert_true(xa_arena_purge(a) > 0);
   check(a);
   assert_int_equal(a->nspare, 1);
   /* pageinfo (2 pages), the slot page of the free span's descriptor and
-   * that of the trailing guard's stay */
+   * (without 4 KiB pages) that of the trailing guard's stay */
   unsigned res = resident_pages(c, hdr);
   assert_true(res <= 5);
   assert_true(res < hdr / 2);
@@ -864,25 +881,159 @@ static void test_flush_detects_misuse(void **state) {
   assert_non_null(strstr(c.err, "xalloc: free: invalid pointer 0x"));
 }
 
-/* A write running off the last block of a chunk hits the trailing guard
- * page (SIGSEGV), not the next chunk's header. */
+/* A write running off the last block of a chunk faults (SIGSEGV) before
+ * it reaches the next chunk's header: at the next chunk's first page, a
+ * guard (4 KiB pages), or at the chunk's trailing guard.  With the first,
+ * the child makes chunks until one lies right below another (mappings
+ * usually come top down; regions hand out neighbours); 7 if none does. */
 static int child_overflow_chunk_end(void *arg) {
   (void)arg;
   struct xa_arena *a = new_arena();
   size_t big = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
-  char *p = xa_arena_alloc_large(a, big, xa_os_page);
-  if (!p) return 1;
-  memset(p, 1, big);
-  volatile char *q = p;
-  for (size_t i = big; i < big + 64; i++) q[i] = 2;   /* must fault at i == big */
+  enum { N = 16 };
+  char *p[N];
+  char *q = NULL;
+  for (int i = 0; i < N && !q; i++) {
+    if (!(p[i] = xa_arena_alloc_large(a, big, xa_os_page))) return 1;
+    memset(p[i], 1, big);
+    for (int j = 0; j < i && xa_chunk_lead_guard; j++) {
+      if ((char *)xa_chunk_of(p[j]) == (char *)xa_chunk_of(p[i]) + XA_CHUNK_SIZE) q = p[i];
+      if ((char *)xa_chunk_of(p[i]) == (char *)xa_chunk_of(p[j]) + XA_CHUNK_SIZE) q = p[j];
+    }
+    if (!xa_chunk_lead_guard) q = p[i];
+  }
+  if (!q) return 7;
+  volatile char *v = q;
+  for (size_t i = big; i < big + 64; i++) v[i] = 2;   /* must fault at i == big */
   return 0;
 }
+
+static void regions_on(void);
+static void regions_off(void);
 
 static void test_overflow_hits_guard(void **state) {
   (void)state;
   static tu_child c;
+  if (!xa_mesh_on) regions_on();   /* chunks carved side by side */
   tu_run_child(&c, child_overflow_chunk_end, NULL, 1, 30);
+  if (!xa_mesh_on) {
+    regions_off();
+    malloc_trim(0);                /* the region goes: later tests map anew */
+  }
+  if (c.exited && c.code == 7) skip();
   assert_int_equal(c.sig, SIGSEGV);
+}
+
+/* AnonHugePages of the mapping that holds p, in kB (/proc/self/smaps). */
+static long mapping_anon_huge_kb(const void *p) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  assert_non_null(f);
+  char line[512];
+  int in = 0;
+  long kb = -1;
+  while (kb < 0 && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+      in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+    else if (in) sscanf(line, "AnonHugePages: %ld kB", &kb);
+  }
+  fclose(f);
+  return kb;
+}
+
+/* A counter of /proc/vmstat; -1 if missing. */
+static long vmstat(const char *key) {
+  FILE *f = fopen("/proc/vmstat", "r");
+  assert_non_null(f);
+  char name[64];
+  long v, got = -1;
+  while (fscanf(f, "%63s %ld", name, &v) == 2)
+    if (!strcmp(name, key)) got = v;
+  fclose(f);
+  return got;
+}
+
+/* Huge pages on chunks' second halves (chunk.h, XA_ARENA_THP_MIN): an
+ * arena asks for them on the chunks it makes once it holds 8 (32 MiB); a
+ * purge of part of a half withdraws the ask (khugepaged would otherwise
+ * make the half whole again, purged pages included) and splits its huge
+ * page (else its purged pages stay charged to the process until the
+ * kernel runs short of memory), a purge of all of it asks again.  Seen as
+ * the mapping's VmFlags (hg asked, nh withdrawn) and the kernel's count of
+ * huge pages split. */
+static void test_chunk_huge_pages(void **state) {
+  (void)state;
+  if (!tu_thp() || !xa_chunk_thp_possible() || xa_mesh_on) skip();
+  struct xa_arena *a = new_arena();
+  size_t page = xa_os_page, big = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
+  enum { N = 9 };
+  char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = xa_arena_alloc_large(a, big, page);
+    assert_non_null(p[i]);
+    struct xa_chunk *c = xa_chunk_of(p[i]);
+    char *half = (char *)c + XA_CHUNK_SIZE / 2;
+    assert_int_equal(c->thp, i < 8 ? XA_CHUNK_THP_NO : XA_CHUNK_THP_ASKED);
+    assert_int_equal(tu_vmflag(half, "hg"), i == 8);
+    assert_false(tu_vmflag(xa_chunk_span_area(c), "hg"));   /* the first half: never */
+  }
+  struct xa_chunk *c = xa_chunk_of(p[8]);
+  char *half = (char *)c + XA_CHUNK_SIZE / 2;
+  /* its span area in two: all but the last 16 pages, then those */
+  xa_arena_free_large(xa_arena_large_span(p[8]));
+  char *x = xa_arena_alloc_large(a, big - 16 * page, page);
+  char *y = xa_arena_alloc_large(a, 16 * page, page);
+  assert_ptr_equal(x, p[8]);
+  assert_ptr_equal(y, (char *)c + XA_CHUNK_SIZE - 16 * page);
+  memset(y, 1, 16 * page);
+  /* the kernel may have had no huge page to give: then nothing to split */
+  bool backed = mapping_anon_huge_kb(half) >= 2048;
+  long splits = vmstat("thp_split_page");
+  xa_arena_free_large(xa_arena_large_span(y));
+  assert_true(xa_arena_purge(a) >= 16);
+  check(a);
+  assert_int_equal(c->thp, XA_CHUNK_THP_WITHDRAWN);
+  /* and the huge page was split at once, so its purged pages are free */
+  print_message("half on a huge page: %d; huge pages split: %ld\n", backed, vmstat("thp_split_page") - splits);
+  if (backed) assert_true(vmstat("thp_split_page") > splits);
+  assert_true(tu_vmflag(half, "nh"));
+  assert_false(tu_vmflag(half, "hg"));
+  xa_arena_free_large(xa_arena_large_span(x));
+  assert_true(xa_arena_purge(a) > 0);
+  check(a);
+  assert_int_equal(c->thp, XA_CHUNK_THP_ASKED);
+  assert_true(tu_vmflag(half, "hg"));
+  /* a purge in the first half leaves the ask as it is */
+  xa_chunk_purged(c, xa_chunk_span_area(c), 16 * page, false);
+  assert_int_equal(c->thp, XA_CHUNK_THP_ASKED);
+  /* a slab in the half (the only room left), its free pages purged */
+  x = xa_arena_alloc_large(a, big - 16 * page, page);
+  assert_ptr_equal(x, p[8]);
+  unsigned cls = 0;
+  while (cls < XA_NSMALL && xa_classes[cls].slab_pages < 2) cls++;
+  assert_true(cls < XA_NSMALL);
+  static void *v[1 << 12];
+  unsigned n = xa_classes[cls].nobjs;
+  assert_true(n <= sizeof v / sizeof *v);
+  assert_int_equal(xa_arena_refill(a, cls, v, n), n);
+  unsigned low = 0;
+  for (unsigned i = 0; i < n; i++) {
+    assert_true((char *)v[i] >= half);
+    if (v[i] < v[low]) low = i;
+  }
+  void *keep = v[low];
+  v[low] = v[n - 1];
+  xa_arena_flush(v, n - 1, "test");
+  assert_true(xa_arena_purge(a) > 0);
+  check(a);
+  assert_int_equal(c->thp, XA_CHUNK_THP_WITHDRAWN);
+  v[0] = keep;
+  xa_arena_flush(v, 1, "test");
+  xa_arena_free_large(xa_arena_large_span(x));
+  for (int i = 0; i < 8; i++) xa_arena_free_large(xa_arena_large_span(p[i]));
+  xa_arena_purge(a);
+  check(a);
+  xa_arena_release_spares(a);
 }
 
 /* Fault injection in the OS layer: while mappings fail, every allocation
@@ -1019,7 +1170,7 @@ static void test_chunks_from_regions(void **state) {
   assert_int_equal(xa_huge_reserved(), reserved);
   assert_int_equal(huge_cached(), cached);
   assert_true(xa_huge_is_cached(c));
-  cs_at = (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+  cs_at = second_guard(c);
   run_child_ok(child_write_page);
   cs_at = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
   run_child_ok(child_write_page);
@@ -1244,6 +1395,7 @@ int main(void) {
       cmocka_unit_test(test_flush_detects_misuse),
     cmocka_unit_test(test_flush_in_address_order),
       cmocka_unit_test(test_overflow_hits_guard),
+      cmocka_unit_test(test_chunk_huge_pages),
       cmocka_unit_test(test_os_failure_injection),
       cmocka_unit_test(test_chunks_from_regions),
       cmocka_unit_test(test_fork_gives_chunk_back),

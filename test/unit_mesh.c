@@ -503,7 +503,7 @@ static void test_fork_changes_file_generation(void **state) {
   (void)state;
   skip_without_mesh();
   skip_when_adopting();
-  struct xa_chunk *c = xa_chunk_new(xa_arenas[0]);
+  struct xa_chunk *c = xa_chunk_new(xa_arenas[0], false);
   assert_non_null(c);
   assert_true(c->meshable);
   assert_true(xa_mesh_gen_current(c->mesh_gen));
@@ -516,7 +516,7 @@ static void test_fork_changes_file_generation(void **state) {
   assert_int_equal(WEXITSTATUS(st), 0);
   assert_false(xa_mesh_gen_current(c->mesh_gen));
   xa_chunk_delete(c);
-  c = xa_chunk_new(xa_arenas[0]);
+  c = xa_chunk_new(xa_arenas[0], false);
   assert_non_null(c);
   assert_true(c->meshable && xa_mesh_gen_current(c->mesh_gen));
   xa_chunk_delete(c);
