@@ -80,7 +80,7 @@ static void lru_remove(struct xa_lru *l, struct xa_span *s) {
   else l->tail = s->lru_prev;
 }
 
-/* Pages of a chunk that spans may use (between its guard pages). */
+/* Pages of a chunk that spans may use: [first_page, end_page) (chunk.h). */
 static unsigned usable_pages(void) { return xa_chunk_end_page - xa_chunk_first_page; }
 
 /* Note span s as under madvise while the lock is dropped (f on the
@@ -973,11 +973,14 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
   return free_make(a, c, first, cut, st);
 }
 
-/* Whether chunk c's second half (chunk.h) will read as zero throughout
- * once free span s, about to be purged, is: every other span that reaches
- * into it is free and clean.  Lock held. */
+/* Whether chunk c's second half (chunk.h), where it asks or asked for
+ * huge pages, will read as zero throughout once span s (free, or a slab
+ * with no object), which reaches into it and is about to be purged whole,
+ * is: every other span that reaches into it is free and clean.  Lock
+ * held. */
 static bool half_clean_after(struct xa_chunk *c, const struct xa_span *s) {
   unsigned half = xa_chunk_npages / 2;
+  if (__atomic_load_n(&c->thp, __ATOMIC_RELAXED) == XA_CHUNK_THP_NO || s->first + s->npages <= half) return false;
   for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
     const struct xa_span *t = xa_chunk_span(c, p);
     if (p + t->npages > half && t != s && (t->state != XA_SPAN_FREE || t->dirty != XA_PAGES_CLEAN)) return false;
@@ -1007,7 +1010,7 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
     return n;
   }
   struct xa_inflight f;
-  bool half_clean = !lazy && __atomic_load_n(&c->thp, __ATOMIC_RELAXED) == XA_CHUNK_THP_WITHDRAWN && half_clean_after(c, s);
+  bool half_clean = !lazy && half_clean_after(c, s);
   purge_begin(a, s, &f);
   if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
   else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
@@ -1123,6 +1126,9 @@ static size_t purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age, si
     if (s->nfree) list_remove(&bin->nonfull, s);
     if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty--;
     s->purging = 1;
+    /* (a slab purged whole has no object: nothing can be handed out of it
+     * while it is out of the bin, so it is released clean) */
+    bool half_clean = nrun == 1 && run[0].n == s->npages && half_clean_after(xa_span_chunk(s), s);
     struct xa_inflight f;
     inflight_add(a, &f, s);
     arena_unlock(a);
@@ -1131,7 +1137,7 @@ static size_t purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age, si
       xa_mesh_purge(xa_span_chunk(s)->meshable, base + ((size_t)run[i].first << xa_os_page_shift),
                     (size_t)run[i].n << xa_os_page_shift);
       xa_chunk_purged(xa_span_chunk(s), base + ((size_t)run[i].first << xa_os_page_shift),
-                      (size_t)run[i].n << xa_os_page_shift, false);
+                      (size_t)run[i].n << xa_os_page_shift, half_clean);
       pages += run[i].n;
     }
     arena_lock(a);

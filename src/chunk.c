@@ -12,7 +12,15 @@ unsigned xa_chunk_first_page;
 unsigned xa_chunk_end_page;
 unsigned xa_span_stride_shift;
 size_t xa_chunk_spans_off;
-bool xa_chunk_lead_guard;
+bool xa_chunk_huge_layout;
+
+#if defined(__x86_64__) || defined(__aarch64__)
+#define XA_HUGE_2MIB 1          /* a huge page is 2 MiB where pages are 4 KiB */
+#else
+#define XA_HUGE_2MIB 0
+#endif
+
+static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always; }
 
 uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE] XA_BSS_TABLE;
 
@@ -88,8 +96,11 @@ void xa_chunk_init(void) {
   xa_chunk_spans_off = XA_ALIGN_UP(sizeof(struct xa_chunk), 64);
   size_t hdr = xa_chunk_spans_off + ((size_t)xa_chunk_npages << xa_span_stride_shift);
   xa_chunk_first_page = (unsigned)(XA_ALIGN_UP(hdr, xa_os_page) >> ps) + 1;
-  xa_chunk_lead_guard = xa_os_page == XA_CHUNK_LEAD;
-  xa_chunk_end_page = xa_chunk_npages - !xa_chunk_lead_guard;
+  /* The huge layout where huge pages are 2 MiB (4 KiB pages on x86_64 and
+   * arm64) and xalloc asks for them; not for meshing (its file's shared
+   * pages) nor in secure mode, which keep the trailing guard. */
+  xa_chunk_huge_layout = XA_HUGE_2MIB && xa_os_page == XA_CHUNK_LEAD && thp_asked() && !xa_opt.mesh && !xa_opt.secure;
+  xa_chunk_end_page = xa_chunk_npages - !xa_chunk_huge_layout;
 }
 
 void xa_chunkmap_set(void *chunk, bool on) {
@@ -129,10 +140,10 @@ void xa_chunk_mark_span(struct xa_chunk *c, struct xa_span *s) {
 }
 
 /* The chunk's two guard pages: the one after its header, and either its
- * first page (xa_chunk_lead_guard) or its last. */
+ * first page (xa_chunk_huge_layout) or its last. */
 static char *guard_page(struct xa_chunk *c, int which) {
   if (which == 0) return (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
-  return xa_chunk_lead_guard ? (char *)c : (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+  return xa_chunk_huge_layout ? (char *)c : (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
 }
 
 void xa_chunk_guard(struct xa_chunk *c) {
@@ -179,28 +190,39 @@ static struct xa_chunk *chunk_memory(void) {
   return c;
 }
 
-/* The chunk's second half: one whole huge page of span area (2 MiB, the
- * huge page size wherever base pages are 4 KiB) where the chunk's guard
- * pages are its first page and the one after its header. */
+/* The chunk's second half: one whole huge page of span area in the huge
+ * layout (chunk.h). */
 static char *thp_half(struct xa_chunk *c) { return (char *)c + XA_CHUNK_SIZE / 2; }
 
-bool xa_chunk_thp_possible(void) {
-  return xa_chunk_lead_guard && (xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always);
+/* Give the span area the advice that c->thp says (the whole area: its
+ * first half can hold no huge page anyway, and one advice keeps it one
+ * mapping).  Purges of one chunk can run at once, each with the arena
+ * lock dropped, so state and advice can change in either order: after
+ * its madvise each one reads the state again and advises again until
+ * they agree, and so the last madvise made always matches the last
+ * state set. */
+static void thp_advise(struct xa_chunk *c, uint8_t want) {
+  for (;;) {
+    xa_os_hugepage(xa_chunk_span_area(c), xa_chunk_span_bytes(), want == XA_CHUNK_THP_ASKED);
+    uint8_t now = __atomic_load_n(&c->thp, __ATOMIC_ACQUIRE);
+    if ((now == XA_CHUNK_THP_ASKED) == (want == XA_CHUNK_THP_ASKED)) return;
+    want = now;
+  }
 }
 
 void xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len, bool half_clean) {
   char *half = thp_half(c), *end = (char *)c + XA_CHUNK_SIZE;
-  uint8_t want = half_clean ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_WITHDRAWN;
-  if (__atomic_load_n(&c->thp, __ATOMIC_RELAXED) == XA_CHUNK_THP_NO) return;
+  if (__atomic_load_n(&c->thp, __ATOMIC_ACQUIRE) == XA_CHUNK_THP_NO) return;   /* for good */
   if (!half_clean && p + len <= half) return;
-  if (__atomic_exchange_n(&c->thp, want, __ATOMIC_RELAXED) == want) return;
-  xa_os_hugepage(half, XA_CHUNK_SIZE / 2, half_clean);
+  uint8_t want = half_clean ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_WITHDRAWN;
+  if (__atomic_exchange_n(&c->thp, want, __ATOMIC_ACQ_REL) == want) return;
+  thp_advise(c, want);
   if (half_clean) return;
   /* The purge split the huge page's mapping, but the kernel frees the
    * purged pages only once it splits the page itself, which it defers
    * until it runs short of memory: till then the process's memory
-   * cgroup is charged for all of it.  Splitting it now takes a resident
-   * page of it: one on either side of the range. */
+   * cgroup is charged for all of it.  MADV_COLD splits it now, given a
+   * resident page of it: one on either side of the range. */
   char *lo = (char *)p - xa_os_page > half ? (char *)p - xa_os_page : half;
   char *hi = (char *)p + len + xa_os_page < end ? (char *)p + len + xa_os_page : end;
   xa_os_split_huge(lo, (size_t)(hi - lo));
@@ -226,7 +248,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge) {
   h->npages = xa_chunk_first_page;
   h->state = XA_SPAN_HEADER;
   xa_chunk_mark_span(c, h);
-  if (!xa_chunk_lead_guard) {
+  if (!xa_chunk_huge_layout) {
     struct xa_span *g = xa_chunk_span(c, xa_chunk_end_page);
     g->first = (uint16_t)xa_chunk_end_page;
     g->npages = 1;
@@ -234,9 +256,13 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge) {
     xa_chunk_mark_span(c, g);
   }
   xa_chunk_guard(c);
-  if (huge && !xa_mesh_on && xa_chunk_thp_possible()) {    /* (meshing adopts chunks into its file) */
-    xa_os_hugepage(thp_half(c), XA_CHUNK_SIZE / 2, true);
-    c->thp = XA_CHUNK_THP_ASKED;
+  /* Advice set either way: a chunk carved from a region would otherwise
+   * keep what a huge block there asked, and under the system's "always"
+   * a half that does not ask would get huge pages that nothing splits
+   * when purged. */
+  if (xa_chunk_huge_layout) {
+    c->thp = huge && thp_asked() ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_NO;
+    thp_advise(c, c->thp);
   }
   xa_valgrind_noaccess((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),
                        (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift);
@@ -262,12 +288,16 @@ void xa_chunk_delete(struct xa_chunk *c) {
    * writes zeros, which a guard would not take). */
   char *g0 = guard_page(c, 0), *g1 = guard_page(c, 1);
   if (!xa_os_protect(g0, xa_os_page, true, true, false) || !xa_os_protect(g1, xa_os_page, true, true, false)) {
-    char *lo = xa_chunk_lead_guard ? (char *)c + xa_os_page : (char *)c;
-    char *hi = xa_chunk_lead_guard ? (char *)c + XA_CHUNK_SIZE : g1;
+    char *lo = xa_chunk_huge_layout ? (char *)c + xa_os_page : (char *)c;
+    char *hi = xa_chunk_huge_layout ? (char *)c + XA_CHUNK_SIZE : g1;
     xa_os_purge(lo, (size_t)(g0 - lo));
     xa_os_purge(g0 + xa_os_page, (size_t)(hi - (g0 + xa_os_page)));
     return;
   }
+  /* thp:always advises whole regions (huge.c), and its blocks ask for
+   * nothing of their own: the range asks again.  (With thp:auto a freed
+   * range keeps its advice, as a huge block's does.) */
+  if (xa_chunk_huge_layout && xa_opt.thp == xa_opt_thp_always) xa_os_hugepage(xa_chunk_span_area(c), xa_chunk_span_bytes(), true);
   if (purge) xa_os_purge(c, XA_CHUNK_SIZE);
   give(c, XA_CHUNK_SIZE, tag, purge);
 }

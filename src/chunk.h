@@ -2,12 +2,14 @@
  *
  * A chunk is XA_CHUNK_SIZE bytes aligned to its size.  Its first pages hold
  * the header, followed by a guard page: struct xa_chunk, then one span
- * descriptor slot per page.  The other guard page is the chunk's first
- * page where pages are 4 KiB (the header starts after it), else its last
- * page.  Either way a write running off the end of a chunk's last span
- * faults before it reaches the next chunk's header, and with 4 KiB pages
- * the chunk's second half is one whole huge page of span area, which can
- * be backed by a transparent huge page (xa_chunk_purged).  What free()
+ * descriptor slot per page.  The other guard page is the chunk's last
+ * page, or in the huge layout (xa_chunk_huge_layout: 4 KiB pages, 2 MiB
+ * huge pages, thp:auto or always, neither meshing nor secure mode) its
+ * first page, the header starting after it.  Either way a write running
+ * off the end of a chunk's last span faults before it reaches the next
+ * chunk's header; in the huge layout the chunk's second half is one whole
+ * huge page of span area, which asks for a transparent huge page once
+ * its arena is big (arena.c, xa_chunk_purged).  What free()
  * needs of a 4 KiB unit, its xa_pageinfo (8 bytes), lives in the page map
  * below, or in the header where the page map does not reach.
  * The rest of the chunk is carved into spans: runs of pages that are free,
@@ -106,11 +108,13 @@ struct xa_span {
 };
 _Static_assert(sizeof(struct xa_span) == 64, "span header is 64 bytes");
 
-/* The chunk's first 4 KiB: a guard page where pages are 4 KiB
- * (xa_chunk_lead_guard), never written otherwise. */
+/* The chunk's first 4 KiB: a guard page in the huge layout, never
+ * written otherwise. */
 #define XA_CHUNK_LEAD 4096
 
-/* Whether a chunk's second half asks for huge pages (xa_chunk_purged). */
+/* Whether a chunk's second half asks for huge pages (xa_chunk_purged):
+ * NO never (and its span area asks against them), ASKED, WITHDRAWN while
+ * part of it is purged. */
 enum { XA_CHUNK_THP_NO = 0, XA_CHUNK_THP_ASKED = 1, XA_CHUNK_THP_WITHDRAWN = 2 };
 
 struct xa_chunk {
@@ -140,16 +144,18 @@ struct xa_chunk {
 };
 
 /* Geometry that depends on the run-time page size (set by xa_chunk_init).
- * Pages [0, first_page) are the header and one guard page after it; pages
- * [first_page, end_page) are for spans; the last page is a guard too, so a
- * write running off either end of the span area faults instead of
- * corrupting this chunk's or the next chunk's metadata. */
+ * Pages [0, first_page) are the header and one guard page after it (in
+ * the huge layout the first of them is a guard too); pages [first_page,
+ * end_page) are for spans; outside the huge layout the last page is a
+ * guard, so a write running off either end of the span area faults
+ * instead of corrupting this chunk's or the next chunk's metadata (in it,
+ * the next chunk's first page does that). */
 XA_HIDDEN extern unsigned xa_chunk_npages;      /* all pages of a chunk */
 XA_HIDDEN extern unsigned xa_chunk_first_page;
 XA_HIDDEN extern unsigned xa_chunk_end_page;
 XA_HIDDEN extern unsigned xa_span_stride_shift;
 XA_HIDDEN extern size_t xa_chunk_spans_off;
-XA_HIDDEN extern bool xa_chunk_lead_guard;
+XA_HIDDEN extern bool xa_chunk_huge_layout;   /* page 0 is a guard, end_page = npages (above) */
 XA_HIDDEN void xa_chunk_init(void);
 
 /* The chunk map: one byte per chunk-sized range (a byte, not a bit: the
@@ -219,12 +225,9 @@ XA_HIDDEN struct xa_chunk_source xa_chunk_set_source(const struct xa_chunk_sourc
  * source gets them back purged, as it would a chunk that decayed. */
 XA_HIDDEN extern __thread bool xa_chunk_quiet_thread;
 /* A fresh chunk for arena a (outside any lock); NULL on failure.  huge:
- * its second half asks for transparent huge pages, where it can
- * (xa_chunk_thp_possible). */
+ * in the huge layout, its second half asks for transparent huge pages
+ * (with thp:auto or thp:always); else it asks against them. */
 XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge);
-/* Whether chunks can ask for huge pages: 4 KiB pages (the layout above)
- * and thp:auto or thp:always. */
-XA_HIDDEN bool xa_chunk_thp_possible(void);
 /* Pages [p, p+len) of chunk c's span area were just given back (or made
  * lazy), with the span still out of everyone's reach; half_clean: the
  * chunk's second half now reads as zero throughout.  A purge of part of

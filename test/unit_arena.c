@@ -34,9 +34,9 @@ static size_t free_span_count(struct xa_arena *a) {
 }
 
 /* The guard page that is not the one after the header: the chunk's first
- * page with 4 KiB pages, else its last. */
+ * page in the huge layout (chunk.h), else its last. */
 static char *second_guard(struct xa_chunk *c) {
-  return xa_chunk_lead_guard ? (char *)c : (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
+  return xa_chunk_huge_layout ? (char *)c : (char *)c + ((size_t)xa_chunk_end_page << xa_os_page_shift);
 }
 
 static void test_chunk_geometry_and_map(void **state) {
@@ -56,7 +56,7 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_int_equal(xa_chunk_span(c, 0)->state, XA_SPAN_HEADER);
   assert_int_equal(xa_chunk_info(c, (char *)c + 100)->cls, XA_CLS_NONE);
   /* guard pages: one between the header and the span area, and the
-   * chunk's first page (4 KiB pages: the span area then runs to the
+   * chunk's first page (the huge layout: the span area then runs to the
    * chunk's end) or its last; inaccessible mappings, and not blocks
    * anyone may free */
   char *g1 = (char *)c + ((size_t)(xa_chunk_first_page - 1) << xa_os_page_shift);
@@ -67,7 +67,7 @@ static void test_chunk_geometry_and_map(void **state) {
   assert_string_equal(tu_perms_at((uintptr_t)g1), "---p");
   assert_string_equal(tu_perms_at((uintptr_t)g2), "---p");
   assert_string_equal(tu_perms_at((uintptr_t)g1 + xa_os_page), rw);
-  if (xa_chunk_lead_guard) {
+  if (xa_chunk_huge_layout) {
     assert_int_equal(xa_os_page, XA_CHUNK_LEAD);
     assert_ptr_equal(g2, (char *)c);
     assert_int_equal(xa_chunk_end_page, xa_chunk_npages);
@@ -632,7 +632,7 @@ static void test_chunk_retention_and_purge(void **state) {
     assert_non_null(p[i]);
     memset(p[i], 1, big);
     /* the whole span area: it ends at the chunk's end, or at its trailing guard */
-    if (xa_chunk_lead_guard) assert_ptr_equal((char *)p[i] + big, (char *)xa_chunk_of(p[i]) + XA_CHUNK_SIZE);
+    if (xa_chunk_huge_layout) assert_ptr_equal((char *)p[i] + big, (char *)xa_chunk_of(p[i]) + XA_CHUNK_SIZE);
     else assert_string_equal(tu_perms_at((uintptr_t)p[i] + big), "---p");
   }
   assert_int_equal(a->mapped, N * XA_CHUNK_SIZE);
@@ -723,7 +723,7 @@ static void test_purge_returns_span_slots(void **state) {
   void *p = xa_arena_alloc_large(a, big, xa_os_page);
   assert_non_null(p);
   struct xa_chunk *c = xa_chunk_of(p);
-  size_t hdr = xa_chunk_first_page - 1, lead = xa_chunk_lead_guard;   /* the first: a guard page? */
+  size_t hdr = xa_chunk_first_page - 1, lead = xa_chunk_huge_layout;   /* the first: a guard page? */
   for (size_t i = lead; i < hdr; i++) {   /* make every header page resident */
     volatile char *b = (char *)c + (i << xa_os_page_shift);
     b[0] = b[0];
@@ -734,7 +734,7 @@ static void test_purge_returns_span_slots(void **state) {
   check(a);
   assert_int_equal(a->nspare, 1);
   /* pageinfo (2 pages), the slot page of the free span's descriptor and
-   * (without 4 KiB pages) that of the trailing guard's stay */
+   * (outside the huge layout) that of the trailing guard's stay */
   unsigned res = resident_pages(c, hdr);
   assert_true(res <= 5);
   assert_true(res < hdr / 2);
@@ -883,7 +883,7 @@ static void test_flush_detects_misuse(void **state) {
 
 /* A write running off the last block of a chunk faults (SIGSEGV) before
  * it reaches the next chunk's header: at the next chunk's first page, a
- * guard (4 KiB pages), or at the chunk's trailing guard.  With the first,
+ * guard (the huge layout), or at the chunk's trailing guard.  With the first,
  * the child makes chunks until one lies right below another (mappings
  * usually come top down; regions hand out neighbours); 7 if none does. */
 static int child_overflow_chunk_end(void *arg) {
@@ -896,11 +896,11 @@ static int child_overflow_chunk_end(void *arg) {
   for (int i = 0; i < N && !q; i++) {
     if (!(p[i] = xa_arena_alloc_large(a, big, xa_os_page))) return 1;
     memset(p[i], 1, big);
-    for (int j = 0; j < i && xa_chunk_lead_guard; j++) {
+    for (int j = 0; j < i && xa_chunk_huge_layout; j++) {
       if ((char *)xa_chunk_of(p[j]) == (char *)xa_chunk_of(p[i]) + XA_CHUNK_SIZE) q = p[i];
       if ((char *)xa_chunk_of(p[i]) == (char *)xa_chunk_of(p[j]) + XA_CHUNK_SIZE) q = p[j];
     }
-    if (!xa_chunk_lead_guard) q = p[i];
+    if (!xa_chunk_huge_layout) q = p[i];
   }
   if (!q) return 7;
   volatile char *v = q;
@@ -963,7 +963,7 @@ static long vmstat(const char *key) {
  * huge pages split. */
 static void test_chunk_huge_pages(void **state) {
   (void)state;
-  if (!tu_thp() || !xa_chunk_thp_possible() || xa_mesh_on) skip();
+  if (!tu_thp() || !xa_chunk_huge_layout) skip();
   struct xa_arena *a = new_arena();
   size_t page = xa_os_page, big = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
   enum { N = 9 };
@@ -974,13 +974,21 @@ static void test_chunk_huge_pages(void **state) {
     struct xa_chunk *c = xa_chunk_of(p[i]);
     char *half = (char *)c + XA_CHUNK_SIZE / 2;
     assert_int_equal(c->thp, i < 8 ? XA_CHUNK_THP_NO : XA_CHUNK_THP_ASKED);
+    /* the whole span area is advised, one mapping: for, or else against */
     assert_int_equal(tu_vmflag(half, "hg"), i == 8);
-    assert_false(tu_vmflag(xa_chunk_span_area(c), "hg"));   /* the first half: never */
+    assert_int_equal(tu_vmflag(half, "nh"), i < 8);
+    assert_int_equal(tu_vmflag(xa_chunk_span_area(c), "hg"), i == 8);
   }
   struct xa_chunk *c = xa_chunk_of(p[8]);
   char *half = (char *)c + XA_CHUNK_SIZE / 2;
-  /* its span area in two: all but the last 16 pages, then those */
+  /* a purge of the whole half keeps the ask */
+  memset(p[8], 1, big);
   xa_arena_free_large(xa_arena_large_span(p[8]));
+  assert_true(xa_arena_purge(a) > 0);
+  check(a);
+  assert_int_equal(c->thp, XA_CHUNK_THP_ASKED);
+  assert_true(tu_vmflag(half, "hg"));
+  /* its span area in two: all but the last 16 pages, then those */
   char *x = xa_arena_alloc_large(a, big - 16 * page, page);
   char *y = xa_arena_alloc_large(a, 16 * page, page);
   assert_ptr_equal(x, p[8]);
