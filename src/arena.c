@@ -973,20 +973,25 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
   return free_make(a, c, first, cut, st);
 }
 
-/* Whether chunk c's second half (chunk.h), where it asks or asked for
- * huge pages, will read as zero throughout once span s (free, or a slab
- * with no object), which reaches into it and is about to be purged whole,
- * is: every other span that reaches into it is free and clean.  Lock
- * held. */
-static bool half_clean_after(struct xa_chunk *c, const struct xa_span *s) {
+/* Chunk c's second half just stopped asking for a huge page (a purge took
+ * part of it: xa_chunk_purged, chunk.h).  Its free spans that count as clean may be
+ * resident all the same, the never-used pages of the huge page it had,
+ * which the split leaves mapped: they count as dirty from now on, so that
+ * decay gives them back.  Lock held. */
+static void half_dirty(struct xa_arena *a, struct xa_chunk *c) {
   unsigned half = xa_chunk_npages / 2;
-  if (__atomic_load_n(&c->thp, __ATOMIC_RELAXED) == XA_CHUNK_THP_NO || s->first + s->npages <= half) return false;
   for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
-    const struct xa_span *t = xa_chunk_span(c, p);
-    if (p + t->npages > half && t != s && (t->state != XA_SPAN_FREE || t->dirty != XA_PAGES_CLEAN)) return false;
+    struct xa_span *t = xa_chunk_span(c, p), *f;
+    if (p + t->npages > half && t->state == XA_SPAN_FREE && t->dirty == XA_PAGES_CLEAN) {
+      free_remove(a, t);
+      /* merged with dirty neighbours; never the chunk's last free span
+       * (the purge's span or slab is not free), so it never goes */
+      (void)span_release_into(a, t, XA_PAGES_DIRTY, 0, &f);
+      p = f->first + f->npages;
+      continue;
+    }
     p += t->npages;
   }
-  return true;
 }
 
 /* Free span s, binned: deleted with its chunk if that is wholly free
@@ -1010,13 +1015,13 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
     return n;
   }
   struct xa_inflight f;
-  bool half_clean = !lazy && half_clean_after(c, s);
   purge_begin(a, s, &f);
   if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
   else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
-  xa_chunk_purged(c, xa_span_addr(s), xa_span_bytes(s), half_clean);
+  bool withdrawn = xa_chunk_purged(c, xa_span_addr(s), xa_span_bytes(s));
   xa_chunk_purge_slots(c, s->first, s->npages);
   purge_end(a, &f);
+  if (withdrawn) half_dirty(a, c);
   a->purged_pages += n;
   a->purge_runs++;
   /* Back into the bins, merged with neighbours in the same state.  A
@@ -1128,20 +1133,20 @@ static size_t purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age, si
     s->purging = 1;
     /* (a slab purged whole has no object: nothing can be handed out of it
      * while it is out of the bin, so it is released clean) */
-    bool half_clean = nrun == 1 && run[0].n == s->npages && half_clean_after(xa_span_chunk(s), s);
+    struct xa_chunk *c = xa_span_chunk(s);
+    bool withdrawn = false;
     struct xa_inflight f;
     inflight_add(a, &f, s);
     arena_unlock(a);
     char *base = xa_span_addr(s);
     for (unsigned i = 0; i < nrun; i++) {
-      xa_mesh_purge(xa_span_chunk(s)->meshable, base + ((size_t)run[i].first << xa_os_page_shift),
-                    (size_t)run[i].n << xa_os_page_shift);
-      xa_chunk_purged(xa_span_chunk(s), base + ((size_t)run[i].first << xa_os_page_shift),
-                      (size_t)run[i].n << xa_os_page_shift, half_clean);
+      xa_mesh_purge(c->meshable, base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
+      withdrawn |= xa_chunk_purged(c, base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
       pages += run[i].n;
     }
     arena_lock(a);
     inflight_remove(a, &f);
+    if (withdrawn) half_dirty(a, c);
     s->purging = 0;
     a->purge_runs += nrun;
     if (s->nfree == xa_classes[s->cls].nobjs && !s->aliases) {

@@ -194,30 +194,12 @@ static struct xa_chunk *chunk_memory(void) {
  * layout (chunk.h). */
 static char *thp_half(struct xa_chunk *c) { return (char *)c + XA_CHUNK_SIZE / 2; }
 
-/* Give the span area the advice that c->thp says (the whole area: its
- * first half can hold no huge page anyway, and one advice keeps it one
- * mapping).  Purges of one chunk can run at once, each with the arena
- * lock dropped, so state and advice can change in either order: after
- * its madvise each one reads the state again and advises again until
- * they agree, and so the last madvise made always matches the last
- * state set. */
-static void thp_advise(struct xa_chunk *c, uint8_t want) {
-  for (;;) {
-    xa_os_hugepage(xa_chunk_span_area(c), xa_chunk_span_bytes(), want == XA_CHUNK_THP_ASKED);
-    uint8_t now = __atomic_load_n(&c->thp, __ATOMIC_ACQUIRE);
-    if ((now == XA_CHUNK_THP_ASKED) == (want == XA_CHUNK_THP_ASKED)) return;
-    want = now;
-  }
-}
-
-void xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len, bool half_clean) {
+bool xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len) {
   char *half = thp_half(c), *end = (char *)c + XA_CHUNK_SIZE;
-  if (__atomic_load_n(&c->thp, __ATOMIC_ACQUIRE) == XA_CHUNK_THP_NO) return;   /* for good */
-  if (!half_clean && p + len <= half) return;
-  uint8_t want = half_clean ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_WITHDRAWN;
-  if (__atomic_exchange_n(&c->thp, want, __ATOMIC_ACQ_REL) == want) return;
-  thp_advise(c, want);
-  if (half_clean) return;
+  if (__atomic_load_n(&c->thp, __ATOMIC_ACQUIRE) != XA_CHUNK_THP_ASKED || p + len <= half) return false;
+  if (p <= half && p + len >= end) return false;     /* all of it: the huge page goes whole */
+  if (__atomic_exchange_n(&c->thp, XA_CHUNK_THP_WITHDRAWN, __ATOMIC_ACQ_REL) != XA_CHUNK_THP_ASKED) return false;
+  xa_os_hugepage(xa_chunk_span_area(c), xa_chunk_span_bytes(), false);
   /* The purge split the huge page's mapping, but the kernel frees the
    * purged pages only once it splits the page itself, which it defers
    * until it runs short of memory: till then the process's memory
@@ -226,6 +208,7 @@ void xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len, bool half_cl
   char *lo = (char *)p - xa_os_page > half ? (char *)p - xa_os_page : half;
   char *hi = (char *)p + len + xa_os_page < end ? (char *)p + len + xa_os_page : end;
   xa_os_split_huge(lo, (size_t)(hi - lo));
+  return true;
 }
 
 struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge) {
@@ -262,7 +245,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge) {
    * when purged. */
   if (xa_chunk_huge_layout) {
     c->thp = huge && thp_asked() ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_NO;
-    thp_advise(c, c->thp);
+    xa_os_hugepage(xa_chunk_span_area(c), xa_chunk_span_bytes(), c->thp == XA_CHUNK_THP_ASKED);
   }
   xa_valgrind_noaccess((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),
                        (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift);

@@ -112,9 +112,9 @@ _Static_assert(sizeof(struct xa_span) == 64, "span header is 64 bytes");
  * written otherwise. */
 #define XA_CHUNK_LEAD 4096
 
-/* Whether a chunk's second half asks for huge pages (xa_chunk_purged):
- * NO never (and its span area asks against them), ASKED, WITHDRAWN while
- * part of it is purged. */
+/* Whether a chunk's second half asks for a huge page (xa_chunk_purged):
+ * NO never (its span area asks against them), ASKED, WITHDRAWN since a
+ * purge took part of it. */
 enum { XA_CHUNK_THP_NO = 0, XA_CHUNK_THP_ASKED = 1, XA_CHUNK_THP_WITHDRAWN = 2 };
 
 struct xa_chunk {
@@ -229,13 +229,17 @@ XA_HIDDEN extern __thread bool xa_chunk_quiet_thread;
  * (with thp:auto or thp:always); else it asks against them. */
 XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge);
 /* Pages [p, p+len) of chunk c's span area were just given back (or made
- * lazy), with the span still out of everyone's reach; half_clean: the
- * chunk's second half now reads as zero throughout.  A purge of part of
- * a backed huge page splits it, and khugepaged would later make the range
- * a whole huge page again, the purged pages included, while any page of
- * it is resident: so a half that asked for huge pages stops asking when a
- * purge takes part of it, and asks again once none of it is resident. */
-XA_HIDDEN void xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len, bool half_clean);
+ * lazy), with the span still out of everyone's reach.  A purge of part of
+ * a backed huge page splits its mapping, but the kernel frees the purged
+ * pages only once it splits the page itself, which it puts off until it
+ * runs short of memory; and khugepaged would later make the range a whole
+ * huge page again, the purged pages included, while any page of it is
+ * resident.  So a half that asks for a huge page stops asking for good
+ * when a purge takes part of it (one that takes it all frees the huge
+ * page whole), and its huge page is split at once.  True then: the caller
+ * counts the half's clean free spans as dirty, since the split leaves the
+ * huge page's never-used pages resident. */
+XA_HIDDEN bool xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len);
 /* Unregister it and give its memory back: unmapped, or to the source it
  * came from (outside any lock).  Its pages go back dirty, as they are, unless
  * c->retire_purge or xa_chunk_quiet_thread asks for them purged first. */

@@ -9,7 +9,8 @@
 #  memfd's pages are shared memory, not anonymous), so they run once more
 #  in that mode: each must pass as it does with meshing off.  Where meshing
 #  cannot start (no memfd or userfaultfd) the run is the same as without
-#  it, and the script says so.
+#  it but for the chunks' layout (the trailing guard page, as with
+#  mesh:true; chunk.h), and the script says so.
 #  The suites are the ones make check built ($BUILD/unit_*, api_explain);
 #  each gets a time limit enforced with SIGKILL (xalloc blocks every signal
 #  for a moment around pthread_create, lifecycle.c), so a hang fails
