@@ -962,6 +962,12 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
   if (s->npages <= due + XA_PURGE_MIN_PAGES || chunk_goes_whole(a, s)) return s;
   struct xa_chunk *c = xa_span_chunk(s);
   uint32_t cut = (uint32_t)((due + XA_PURGE_MIN_PAGES - 1) / XA_PURGE_MIN_PAGES * XA_PURGE_MIN_PAGES);
+  /* A cut inside a half that asks for a huge page would end the ask
+   * (chunk.h): where s holds all of that half, it goes whole. */
+  unsigned half = xa_chunk_npages / 2;
+  if (__atomic_load_n(&c->thp, __ATOMIC_RELAXED) == XA_CHUNK_THP_ASKED && s->first <= half &&
+      s->first + s->npages >= xa_chunk_end_page && s->first + cut > half)
+    return s;
   unsigned first = s->first;
   uint32_t n = s->npages, unfaulted = s->unfaulted;
   uint8_t st = s->dirty;
@@ -974,24 +980,37 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
 }
 
 /* Chunk c's second half just stopped asking for a huge page (a purge took
- * part of it: xa_chunk_purged, chunk.h).  Its free spans that count as clean may be
- * resident all the same, the never-used pages of the huge page it had,
- * which the split leaves mapped: they count as dirty from now on, so that
- * decay gives them back.  Lock held. */
-static void half_dirty(struct xa_arena *a, struct xa_chunk *c) {
+ * part of it: xa_chunk_purged, chunk.h), and resident[] says which pages
+ * of its span area are resident (asked after the split, with the lock
+ * dropped).  The free spans of the half that count as clean may hold
+ * resident pages all the same, never used, of the huge page it had, which
+ * the split leaves mapped: those spans count as dirty from now on, their
+ * other pages unfaulted, so that decay gives them back.  Lock held. */
+static void half_dirty(struct xa_arena *a, struct xa_chunk *c, const unsigned char *resident) {
   unsigned half = xa_chunk_npages / 2;
   for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
     struct xa_span *t = xa_chunk_span(c, p), *f;
-    if (p + t->npages > half && t->state == XA_SPAN_FREE && t->dirty == XA_PAGES_CLEAN) {
+    uint32_t r = 0;
+    if (p + t->npages > half && t->state == XA_SPAN_FREE && t->dirty == XA_PAGES_CLEAN)
+      for (unsigned i = 0; i < t->npages; i++) r += resident[p - xa_chunk_first_page + i] & 1;
+    if (r) {
       free_remove(a, t);
       /* merged with dirty neighbours; never the chunk's last free span
        * (the purge's span or slab is not free), so it never goes */
-      (void)span_release_into(a, t, XA_PAGES_DIRTY, 0, &f);
+      a->half_dirtied += r;
+      (void)span_release_into(a, t, XA_PAGES_DIRTY, t->npages - r, &f);
       p = f->first + f->npages;
       continue;
     }
     p += t->npages;
   }
+}
+
+/* A purge of chunk c's pages withdrew its half's ask: which pages of its
+ * span area are resident now, into resident[] (lock dropped); false if
+ * the kernel would not say (the half is left as it is). */
+static bool half_resident(struct xa_chunk *c, unsigned char *resident) {
+  return xa_os_resident_range(xa_chunk_span_area(c), xa_chunk_span_bytes(), resident);
 }
 
 /* Free span s, binned: deleted with its chunk if that is wholly free
@@ -1018,10 +1037,11 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
   purge_begin(a, s, &f);
   if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
   else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
-  bool withdrawn = xa_chunk_purged(c, xa_span_addr(s), xa_span_bytes(s));
+  unsigned char resident[XA_CHUNK_UNITS];
+  bool withdrawn = xa_chunk_purged(c, xa_span_addr(s), xa_span_bytes(s)) && half_resident(c, resident);
   xa_chunk_purge_slots(c, s->first, s->npages);
   purge_end(a, &f);
-  if (withdrawn) half_dirty(a, c);
+  if (withdrawn) half_dirty(a, c, resident);
   a->purged_pages += n;
   a->purge_runs++;
   /* Back into the bins, merged with neighbours in the same state.  A
@@ -1144,9 +1164,11 @@ static size_t purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age, si
       withdrawn |= xa_chunk_purged(c, base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
       pages += run[i].n;
     }
+    unsigned char resident[XA_CHUNK_UNITS];
+    withdrawn = withdrawn && half_resident(c, resident);
     arena_lock(a);
     inflight_remove(a, &f);
-    if (withdrawn) half_dirty(a, c);
+    if (withdrawn) half_dirty(a, c, resident);
     s->purging = 0;
     a->purge_runs += nrun;
     if (s->nfree == xa_classes[s->cls].nobjs && !s->aliases) {
@@ -1280,8 +1302,12 @@ size_t xa_arena_purge(struct xa_arena *a) {
    * ends clean (MADV_DONTNEED), muzzy spans included. */
   size_t bytes = xa_arena_purge_slabs(a, 0, 0);
   arena_lock(a);
+  size_t turned = a->half_dirtied;
   size_t pages = purge_list(a, &a->dirty_spans, a->dirty_pages, false, 0, 0);
   pages += purge_list(a, &a->muzzy_spans, a->muzzy_pages, false, 0, 0);
+  /* and what purges that ended a half's huge-page ask turned dirty
+   * meanwhile (half_dirty; at most once a chunk) */
+  if (a->half_dirtied != turned) pages += purge_list(a, &a->dirty_spans, a->half_dirtied - turned, false, 0, 0);
   xa_decay_settle(&a->decay, a->dirty_pages);
   arena_unlock(a);
   return bytes + (pages << xa_os_page_shift);
