@@ -997,7 +997,7 @@ static void half_dirty(struct xa_arena *a, struct xa_chunk *c, const unsigned ch
       free_remove(a, t);
       /* merged with dirty neighbours; never the chunk's last free span
        * (the purge's span or slab is not free), so it never goes */
-      a->half_dirtied += r;
+      a->half_dirtied += t->npages;      /* as dirty_pages grows, for xa_arena_purge */
       (void)span_release_into(a, t, XA_PAGES_DIRTY, t->npages - r, &f);
       p = f->first + f->npages;
       continue;
@@ -1008,7 +1008,7 @@ static void half_dirty(struct xa_arena *a, struct xa_chunk *c, const unsigned ch
 
 /* A purge of chunk c's pages withdrew its half's ask: which pages of its
  * span area are resident now, into resident[] (lock dropped); false if
- * the kernel would not say (the half is left as it is). */
+ * none is, or the kernel would not say (the half is left as it is). */
 static bool half_resident(struct xa_chunk *c, unsigned char *resident) {
   return xa_os_resident_range(xa_chunk_span_area(c), xa_chunk_span_bytes(), resident);
 }

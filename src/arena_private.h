@@ -80,8 +80,8 @@ struct xa_arena {
   size_t over_pages;            /* fresh pages taken while the arenas held
                                    more dirty pages than the peak budget,
                                    not yet matched by a peak_purge */
-  size_t half_dirtied;          /* resident pages of clean free spans that
-                                   half_dirty turned dirty, ever */
+  size_t half_dirtied;          /* pages of clean free spans holding resident
+                                   ones that half_dirty turned dirty, ever */
   struct xa_lru muzzy_spans;    /* MADV_FREE'd free spans (purge:free) */
   size_t muzzy_pages;
   struct xa_decay decay;        /* how many dirty pages may stay */

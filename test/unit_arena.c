@@ -975,7 +975,8 @@ static long vmstat(const char *key) {
  * pages split, and mincore. */
 static void test_chunk_huge_pages(void **state) {
   (void)state;
-  if (!tu_thp() || !xa_chunk_huge_layout) skip();
+  /* (decay and purges as configured by default) */
+  if (!tu_thp() || !xa_chunk_huge_layout || xa_opt.purge != xa_opt_purge_dontneed || xa_opt.dirty_decay_ms <= 0) skip();
   struct xa_arena *a = new_arena();
   size_t page = xa_os_page, big = (size_t)(xa_chunk_end_page - xa_chunk_first_page) << xa_os_page_shift;
   unsigned hp = xa_chunk_npages / 2, halfpages = xa_chunk_end_page - hp;
@@ -1037,8 +1038,8 @@ static void test_chunk_huge_pages(void **state) {
   if (backed) {
     assert_true(vmstat("thp_split_page") > splits);
     assert_int_equal(purged, (size_t)halfpages * page);
-  } else {
-    assert_int_equal(purged, 16 * page);   /* the rest was never resident: it stays clean */
+  } else {   /* the rest was never resident (but with huge pages below 2 MiB next to the block) */
+    assert_true(purged >= 16 * page && purged <= (size_t)halfpages * page);
   }
   assert_int_equal(resident_count(half, halfpages), 0);
   assert_int_equal(a->dirty_pages, 0);
