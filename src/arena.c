@@ -274,9 +274,10 @@ static struct xa_span *free_take(struct xa_arena *a, uint32_t n) {
 
 /* An arena that holds this many bytes of chunks makes its new chunks ask
  * for transparent huge pages on their second halves (chunk.h): fewer page
- * faults and TLB misses for a big heap, at the price of the one huge page
- * that the arena's growth has begun to use, backed whole (at most 2 MiB,
- * 1/16 of the arena's chunks).  A smaller heap does not pay it. */
+ * faults and TLB misses for a big heap, at the price of each asking half
+ * that is partly used, backed whole (up to 2 MiB each: at the edge of the
+ * arena's growth one, 1/16 of its chunks).  A smaller heap does not pay
+ * it. */
 #define XA_ARENA_THP_MIN ((size_t)8 * XA_CHUNK_SIZE)
 
 /* A span of n pages: from the free bins, else from a new chunk (mapped
@@ -1151,8 +1152,6 @@ static size_t purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age, si
     if (s->nfree) list_remove(&bin->nonfull, s);
     if (s->nfree == xa_classes[s->cls].nobjs) bin->nempty--;
     s->purging = 1;
-    /* (a slab purged whole has no object: nothing can be handed out of it
-     * while it is out of the bin, so it is released clean) */
     struct xa_chunk *c = xa_span_chunk(s);
     bool withdrawn = false;
     struct xa_inflight f;

@@ -109,12 +109,13 @@ struct xa_span {
 _Static_assert(sizeof(struct xa_span) == 64, "span header is 64 bytes");
 
 /* The chunk's first 4 KiB: a guard page in the huge layout, never
- * written otherwise. */
+ * written otherwise (there, a page of address space the span area lacks:
+ * 1002 usable pages a chunk instead of 1003, with 4 KiB pages). */
 #define XA_CHUNK_LEAD 4096
 
 /* Whether a chunk's second half asks for a huge page (xa_chunk_purged):
- * NO never (its span area asks against them), ASKED, WITHDRAWN since a
- * purge took part of it. */
+ * NO never (in the huge layout its span area asks against them; outside
+ * it no advice is set), ASKED, WITHDRAWN since a purge took part of it. */
 enum { XA_CHUNK_THP_NO = 0, XA_CHUNK_THP_ASKED = 1, XA_CHUNK_THP_WITHDRAWN = 2 };
 
 struct xa_chunk {
@@ -237,8 +238,8 @@ XA_HIDDEN struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge);
  * resident.  So a half that asks for a huge page stops asking for good
  * when a purge takes part of it (one that takes it all frees the huge
  * page whole), and its huge page is split at once.  True then: the caller
- * counts the half's clean free spans as dirty, since the split leaves the
- * huge page's never-used pages resident. */
+ * counts the half's clean free spans that hold resident pages (never used,
+ * left mapped by the split) as dirty, their other pages unfaulted. */
 XA_HIDDEN bool xa_chunk_purged(struct xa_chunk *c, const char *p, size_t len);
 /* Unregister it and give its memory back: unmapped, or to the source it
  * came from (outside any lock).  Its pages go back dirty, as they are, unless

@@ -130,6 +130,9 @@ size_t xa_os_locked_purged;
 bool xa_os_keep_locked;
 static int drop_locked;         /* MADV_DONTNEED_LOCKED: 0 not asked yet, 1 known, -1 not */
 
+#ifndef MADV_COLD
+#define MADV_COLD 20                 /* Linux 5.4 */
+#endif
 #ifndef MADV_DONTNEED_LOCKED
 #define MADV_DONTNEED_LOCKED 24      /* Linux 5.18 */
 #endif
