@@ -986,7 +986,8 @@ static struct xa_span *purge_cut(struct xa_arena *a, struct xa_lru *l, struct xa
  * dropped).  The free spans of the half that count as clean may hold
  * resident pages all the same, never used, of the huge page it had, which
  * the split leaves mapped: those spans count as dirty from now on, their
- * other pages unfaulted, so that decay gives them back.  Lock held. */
+ * other pages unfaulted, so that decay gives them back.  Lock held.  (No
+ * call where mincore found none resident, or failed: the half stays.) */
 static void half_dirty(struct xa_arena *a, struct xa_chunk *c, const unsigned char *resident) {
   unsigned half = xa_chunk_npages / 2;
   for (unsigned p = xa_chunk_first_page; p < xa_chunk_end_page;) {
@@ -1005,13 +1006,6 @@ static void half_dirty(struct xa_arena *a, struct xa_chunk *c, const unsigned ch
     }
     p += t->npages;
   }
-}
-
-/* A purge of chunk c's pages withdrew its half's ask: which pages of its
- * span area are resident now, into resident[] (lock dropped); false if
- * none is, or the kernel would not say (the half is left as it is). */
-static bool half_resident(struct xa_chunk *c, unsigned char *resident) {
-  return xa_os_resident_range(xa_chunk_span_area(c), xa_chunk_span_bytes(), resident);
 }
 
 /* Free span s, binned: deleted with its chunk if that is wholly free
@@ -1039,7 +1033,8 @@ static size_t purge_free_span(struct xa_arena *a, struct xa_span *s, bool lazy) 
   if (lazy && !c->meshable) xa_os_purge_lazy(xa_span_addr(s), xa_span_bytes(s));
   else xa_mesh_purge(c->meshable, xa_span_addr(s), xa_span_bytes(s));   /* a file's pages: no MADV_FREE */
   unsigned char resident[XA_CHUNK_UNITS];
-  bool withdrawn = xa_chunk_purged(c, xa_span_addr(s), xa_span_bytes(s)) && half_resident(c, resident);
+  bool withdrawn = xa_chunk_purged(c, xa_span_addr(s), xa_span_bytes(s)) &&
+                   xa_os_resident_range(xa_chunk_span_area(c), xa_chunk_span_bytes(), resident);
   xa_chunk_purge_slots(c, s->first, s->npages);
   purge_end(a, &f);
   if (withdrawn) half_dirty(a, c, resident);
@@ -1159,12 +1154,14 @@ static size_t purge_slabs(struct xa_arena *a, uint64_t now, uint64_t min_age, si
     arena_unlock(a);
     char *base = xa_span_addr(s);
     for (unsigned i = 0; i < nrun; i++) {
-      xa_mesh_purge(c->meshable, base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
-      withdrawn |= xa_chunk_purged(c, base + ((size_t)run[i].first << xa_os_page_shift), (size_t)run[i].n << xa_os_page_shift);
+      char *p = base + ((size_t)run[i].first << xa_os_page_shift);
+      size_t len = (size_t)run[i].n << xa_os_page_shift;
+      xa_mesh_purge(c->meshable, p, len);
+      withdrawn |= xa_chunk_purged(c, p, len);
       pages += run[i].n;
     }
     unsigned char resident[XA_CHUNK_UNITS];
-    withdrawn = withdrawn && half_resident(c, resident);
+    withdrawn = withdrawn && xa_os_resident_range(xa_chunk_span_area(c), xa_chunk_span_bytes(), resident);
     arena_lock(a);
     inflight_remove(a, &f);
     if (withdrawn) half_dirty(a, c, resident);

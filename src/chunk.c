@@ -20,7 +20,6 @@ bool xa_chunk_huge_layout;
 #define XA_HUGE_2MIB 0
 #endif
 
-static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always; }
 
 uint8_t xa_chunkmap[XA_CHUNKMAP_SIZE] XA_BSS_TABLE;
 
@@ -99,7 +98,7 @@ void xa_chunk_init(void) {
   /* The huge layout where huge pages are 2 MiB (4 KiB pages on x86_64 and
    * arm64) and xalloc asks for them; not for meshing (its file's shared
    * pages) nor in secure mode, which keep the trailing guard. */
-  xa_chunk_huge_layout = XA_HUGE_2MIB && xa_os_page == XA_CHUNK_LEAD && thp_asked() && !xa_opt.mesh && !xa_opt.secure;
+  xa_chunk_huge_layout = XA_HUGE_2MIB && xa_os_page == XA_CHUNK_LEAD && xa_opt_thp_asked() && !xa_opt.mesh && !xa_opt.secure;
   xa_chunk_end_page = xa_chunk_npages - !xa_chunk_huge_layout;
 }
 
@@ -244,7 +243,7 @@ struct xa_chunk *xa_chunk_new(struct xa_arena *a, bool huge) {
    * a half that does not ask would get huge pages that nothing splits
    * when purged. */
   if (xa_chunk_huge_layout) {
-    c->thp = huge && thp_asked() ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_NO;
+    c->thp = huge && xa_opt_thp_asked() ? XA_CHUNK_THP_ASKED : XA_CHUNK_THP_NO;
     xa_os_hugepage(xa_chunk_span_area(c), xa_chunk_span_bytes(), c->thp == XA_CHUNK_THP_ASKED);
   }
   xa_valgrind_noaccess((char *)c + ((size_t)xa_chunk_first_page << xa_os_page_shift),

@@ -515,8 +515,6 @@ static bool map_fresh(uintptr_t p, size_t size) {
   return true;
 }
 
-/* Whether xalloc asks for huge pages at all (thp_block, region_thp). */
-static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always; }
 
 /* The bytes a block of n bytes takes (0 on overflow): whole pages, and
  * whole 2 MiB pages for a block of XA_THP_WHOLE_MIN (and thp_min_bytes) or
@@ -533,7 +531,7 @@ static bool thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp
  * RSS 411 -> 438 MB, jemalloc's 436 the lowest of the peers; 27k -> 6.5k
  * page faults, the fewest; 1.61 -> 1.36 s, mimalloc 3 1.39 s). */
 static bool wants_huge_pages(size_t size, bool sparse) {
-  return !sparse && thp_asked() && !guard_size() && size >= XA_THP_WHOLE_MIN && size >= (size_t)xa_opt.thp_min_bytes;
+  return !sparse && xa_opt_thp_asked() && !guard_size() && size >= XA_THP_WHOLE_MIN && size >= (size_t)xa_opt.thp_min_bytes;
 }
 
 static size_t block_size(size_t n, bool sparse) {
@@ -642,7 +640,7 @@ static uintptr_t carve(struct huge_shard *s, size_t size, size_t align, enum car
  * from 90 MB to 0 within a second, and the writes took 1.38 s of user time
  * against mimalloc 3's 1.14).  What is left of an extent outside its
  * aligned units stays dirty for smaller requests, or for decay. */
-static size_t gather_unit(void) { return thp_asked() ? XA_HUGE_ALIGN : GATHER_PIECE_MIN; }
+static size_t gather_unit(void) { return xa_opt_thp_asked() ? XA_HUGE_ALIGN : GATHER_PIECE_MIN; }
 
 static int64_t gather_left = GATHER_UNCOUNTED;
 static bool gather_uncounted;           /* pieces moved since the last count */
@@ -1042,7 +1040,7 @@ static size_t purge_one(struct huge_shard *s, uint64_t now, uint64_t min_age, si
    * keeps whole huge pages */
   size_t cut = old->size;
   if (old->size > max) {
-    cut = thp_asked() ? XA_ALIGN_UP(start + max, XA_HUGE_ALIGN) - start : XA_ALIGN_UP(max, xa_os_page);
+    cut = xa_opt_thp_asked() ? XA_ALIGN_UP(start + max, XA_HUGE_ALIGN) - start : XA_ALIGN_UP(max, xa_os_page);
     if (cut > old->size) cut = old->size;
   }
   uint32_t r = old->region;

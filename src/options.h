@@ -109,6 +109,10 @@ XA_HIDDEN bool xa_options_find(struct xa_options *o, const char *name, struct xa
  * NUL-terminated in buf (cut to fit cap); its length. */
 XA_HIDDEN size_t xa_options_string(const struct xa_options *o, char *buf, size_t cap);
 
+/* Whether xalloc asks for transparent huge pages itself (thp:auto or
+ * thp:always): huge blocks (huge.c) and chunks (chunk.c). */
+XA_INLINE bool xa_opt_thp_asked(void) { return xa_opt.thp == xa_opt_thp_auto || xa_opt.thp == xa_opt_thp_always; }
+
 #define XA_JUNK_ALLOC 0xa5
 #define XA_JUNK_FREE 0x5a
 #endif
